@@ -1,0 +1,2 @@
+//! IPAM allocation benchmark (placeholder).
+fn main() {}

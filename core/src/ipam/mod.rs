@@ -1,0 +1,1 @@
+//! IP address management: pools, allocation, and stores (in progress).

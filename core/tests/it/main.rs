@@ -1,0 +1,3 @@
+//! Integration tests of the `underlay` crate: one binary, one module per feature.
+
+mod ipam;

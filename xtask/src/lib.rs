@@ -1,0 +1,1 @@
+//! Automation shared by `cargo xtask` and the test binaries (the VM runner).

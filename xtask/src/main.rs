@@ -1,0 +1,2 @@
+//! Automation for underlay: `cargo xtask <task>`.
+fn main() {}
