@@ -111,7 +111,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with `message` (which should name the object and the cure).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), errno: None, source: None, others: Vec::new() }
+        Error {
+            kind,
+            message: message.into(),
+            errno: None,
+            source: None,
+            others: Vec::new(),
+        }
     }
 
     /// Shorthand for [`ErrorKind::InvalidArgument`].
@@ -133,7 +139,13 @@ impl Error {
             _ => ErrorKind::Io,
         };
         let errno = err.raw_os_error();
-        Error { kind, message: message.into(), errno, source: Some(Box::new(err)), others: vec![] }
+        Error {
+            kind,
+            message: message.into(),
+            errno,
+            source: Some(Box::new(err)),
+            others: vec![],
+        }
     }
 
     /// Several errors at once (teardown that kept going). One error is returned as itself.
@@ -197,7 +209,11 @@ impl fmt::Display for Error {
         f.write_str(&self.message)?;
         if let Some(errno) = self.errno {
             if self.kind != ErrorKind::Multiple {
-                write!(f, " (errno {errno}: {})", std::io::Error::from_raw_os_error(errno))?;
+                write!(
+                    f,
+                    " (errno {errno}: {})",
+                    std::io::Error::from_raw_os_error(errno)
+                )?;
             }
         }
         Ok(())
@@ -223,7 +239,9 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -242,7 +260,10 @@ mod tests {
     fn display_carries_errno() {
         let e = Error::new(ErrorKind::AlreadyExists, "link `eth0` exists").with_errno(libc::EEXIST);
         assert_eq!(e.errno(), Some(libc::EEXIST));
-        assert!(e.to_string().starts_with("link `eth0` exists (errno 17"), "{e}");
+        assert!(
+            e.to_string().starts_with("link `eth0` exists (errno 17"),
+            "{e}"
+        );
     }
 
     #[test]

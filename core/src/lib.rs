@@ -6,16 +6,54 @@
 //! without conflicts.
 //!
 //! Everything kernel-facing goes through a [`Handle`]: one netlink socket bound to one network
-//! namespace, cheap to clone, with requests pipelined from many tasks at once.
+//! namespace, cheap to clone, with requests pipelined from many tasks at once. [`Netns`] makes
+//! and opens namespaces the way iproute2 does.
+//!
+//! ```no_run
+//! # async fn demo() -> underlay::Result<()> {
+//! use underlay::{Handle, Macvlan, MacvlanMode, Netns, Route};
+//! let host = Handle::new()?;
+//! let ns = Netns::create("bbox_10_1")?;
+//! let inside = Handle::for_netns(&ns).await?;
+//! // One request: created inside the namespace, named eth0, up.
+//! Macvlan::create(&host, "eth0", "ens192.10", MacvlanMode::Bridge)
+//!     .target(&inside)
+//!     .up()
+//!     .execute()
+//!     .await?;
+//! inside.add_address("eth0", "172.16.10.101/24".parse().unwrap()).await?;
+//! inside.add_route(&Route::default_via("172.16.10.1".parse().unwrap())).await?;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod addr;
+mod attach;
 mod error;
+mod handle;
 pub mod ipam;
+pub mod link;
+mod netns;
+mod route;
 pub(crate) mod sys;
+mod sysctl;
 mod types;
 
+pub use addr::{Address, AddressOptions};
+pub use attach::{Attach, Attached};
 pub use error::{Error, ErrorKind, Result};
+pub use handle::Handle;
+pub use link::bridge::{Bridge, BridgeInfo};
+pub use link::ipvlan::{Ipvlan, IpvlanFlag, IpvlanMode};
+pub use link::macvlan::{Macvlan, MacvlanMode};
+pub use link::veth::Veth;
+pub use link::vlan::{Vlan, VlanFlags, VlanProtocol};
+pub use link::vxlan::{Vxlan, VxlanInfo, VXLAN_PORT};
+pub use link::{Link, LinkBuilder, LinkKind, LinkRef, LinkSet};
+pub use netns::{Netns, NETNS_RUN_DIR};
+pub use route::{Route, RouteScopeKind, TABLE_MAIN};
+pub use sysctl::SysctlIf;
 pub use types::{IfName, MacAddr, VlanId};
 
 /// Crate version.

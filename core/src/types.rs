@@ -42,8 +42,14 @@ impl IfName {
         if name == "." || name == ".." {
             return bad("`.` and `..` are reserved");
         }
-        if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace() || *c == '\0' || c.is_control()) {
-            return bad(&format!("it contains {:?}; use letters, digits, `.`, `-`, `_`", c));
+        if let Some(c) = name
+            .chars()
+            .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || *c == '\0' || c.is_control())
+        {
+            return bad(&format!(
+                "it contains {:?}; use letters, digits, `.`, `-`, `_`",
+                c
+            ));
         }
         Ok(IfName(name))
     }
@@ -237,9 +243,9 @@ impl FromStr for MacAddr {
 impl TryFrom<&[u8]> for MacAddr {
     type Error = Error;
     fn try_from(b: &[u8]) -> Result<Self> {
-        let arr: [u8; 6] = b.try_into().map_err(|_| {
-            Error::invalid(format!("MAC address must be 6 bytes, got {}", b.len()))
-        })?;
+        let arr: [u8; 6] = b
+            .try_into()
+            .map_err(|_| Error::invalid(format!("MAC address must be 6 bytes, got {}", b.len())))?;
         Ok(MacAddr(arr))
     }
 }
@@ -247,7 +253,11 @@ impl TryFrom<&[u8]> for MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -277,12 +287,26 @@ mod tests {
         for ok in ["eth0", "ens192.10", "a", "x23456789012345", "mac_net-1"] {
             assert!(IfName::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "x234567890123456", "a/b", "a b", "a\tb", "a:b", "a\0b", "tab\n"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "x234567890123456",
+            "a/b",
+            "a b",
+            "a\tb",
+            "a:b",
+            "a\0b",
+            "tab\n",
+        ] {
             let e = IfName::new(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad:?}");
             assert!(e.to_string().contains("interface name"), "{e}");
         }
-        assert!(IfName::new("x234567890123456").unwrap_err().to_string().contains("16 bytes"));
+        assert!(IfName::new("x234567890123456")
+            .unwrap_err()
+            .to_string()
+            .contains("16 bytes"));
         // 15 bytes of multibyte UTF-8 is still 15 bytes.
         assert!(IfName::new("ééééééé").is_ok());
         assert!(IfName::new("éééééééé").is_err());
@@ -305,7 +329,13 @@ mod tests {
         let m: MacAddr = "02:42:AC:16:10:0a".parse().unwrap();
         assert_eq!(m.to_string(), "02:42:ac:16:10:0a");
         assert_eq!("02-42-ac-16-10-0a".parse::<MacAddr>().unwrap(), m);
-        for bad in ["", "02:42:ac:16:10", "02:42:ac:16:10:0a:0b", "0g:42:ac:16:10:0a", "2:42:ac:16:10:0a"] {
+        for bad in [
+            "",
+            "02:42:ac:16:10",
+            "02:42:ac:16:10:0a:0b",
+            "0g:42:ac:16:10:0a",
+            "2:42:ac:16:10:0a",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
         assert!(MacAddr::try_from(&[1u8, 2, 3][..]).is_err());

@@ -1,0 +1,375 @@
+//! [`Handle`]: one rtnetlink connection bound to one network namespace.
+
+use std::fmt;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_proto::sys::{protocols::NETLINK_ROUTE, SocketAddr, TokioSocket};
+use netlink_proto::{ConnectionHandle, NetlinkCodec};
+use netlink_sys::Socket;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::netns::Netns;
+
+const NLM_F_CAPPED: u16 = 0x100;
+const NLM_F_ACK_TLVS: u16 = 0x200;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+/// How often a dump the kernel flagged as interrupted (NLM_F_DUMP_INTR) is retried.
+const DUMP_RETRIES: usize = 8;
+
+/// A netlink (rtnetlink) connection bound to one network namespace.
+///
+/// Cheap to clone (an `Arc`); every clone shares one socket. Requests from many tasks are
+/// pipelined on it: each is sent at once with its own sequence number, and replies are routed
+/// back to the task that asked. Must be created inside a tokio runtime; the connection task
+/// stops when the last clone drops.
+///
+/// ```no_run
+/// # async fn demo() -> underlay::Result<()> {
+/// use underlay::{Handle, Netns};
+/// let host = Handle::new()?;                       // the caller's namespace
+/// let ns = Netns::create("c1")?;
+/// let inside = Handle::for_netns(&ns).await?;      // a socket opened inside `c1`
+/// for link in inside.links().await? {
+///     println!("{} {}", link.index, link.name);
+/// }
+/// # drop(host); Netns::delete("c1") }
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionHandle<RouteNetlinkMessage>,
+    netns: Netns,
+    label: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("netns", &self.inner.label)
+            .finish()
+    }
+}
+
+impl Handle {
+    /// A connection in the calling thread's namespace. Must be called inside a tokio runtime.
+    pub fn new() -> Result<Handle> {
+        let socket = open_socket()?;
+        let netns = Netns::current()?;
+        Handle::from_socket(socket, netns, "current netns".to_string())
+    }
+
+    /// A connection inside `netns`: the socket is opened on a short-lived thread that entered
+    /// the namespace, then driven from the runtime like any other.
+    pub async fn for_netns(netns: &Netns) -> Result<Handle> {
+        let socket = netns.run_async(open_socket).await??;
+        Handle::from_socket(socket, netns.clone(), netns.to_string())
+    }
+
+    /// Like [`Handle::for_netns`], for callers outside async code (still needs a runtime to
+    /// drive the connection: call it from within `Runtime::enter`).
+    pub fn for_netns_blocking(netns: &Netns) -> Result<Handle> {
+        let socket = netns.run(open_socket)??;
+        Handle::from_socket(socket, netns.clone(), netns.to_string())
+    }
+
+    fn from_socket(socket: Socket, netns: Netns, label: String) -> Result<Handle> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "underlay::Handle needs a tokio runtime: create it inside one",
+            )
+        })?;
+        let _guard = runtime.enter();
+        // SAFETY: the fd comes from a socket we own and hand over whole.
+        let tokio_socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
+        let (conn, handle, _unsolicited) = netlink_proto::from_socket_with_codec::<
+            RouteNetlinkMessage,
+            TokioSocket,
+            NetlinkCodec,
+        >(tokio_socket);
+        let task = runtime.spawn(conn);
+        Ok(Handle {
+            inner: Arc::new(Inner {
+                conn: handle,
+                netns,
+                label,
+                task,
+            }),
+        })
+    }
+
+    /// The namespace this handle works in.
+    pub fn netns(&self) -> &Netns {
+        &self.inner.netns
+    }
+
+    /// Label of the namespace for messages (`netns \`c1\``, `current netns`).
+    pub fn netns_label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// Sends one request that expects an ACK (or the replies of `flags`), and returns the
+    /// inner replies. `what` and `object` describe the request in traces and errors.
+    pub(crate) async fn request(
+        &self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: &'static str,
+        object: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let start = Instant::now();
+        let result = self
+            .request_once(msg, flags | NLM_F_REQUEST | NLM_F_ACK, what, object)
+            .await;
+        trace_request(what, object, &self.inner.label, start, &result);
+        result.map(|(msgs, _)| msgs)
+    }
+
+    /// A dump request, retried when the kernel flags it interrupted (NLM_F_DUMP_INTR).
+    pub(crate) async fn dump(
+        &self,
+        msg: RouteNetlinkMessage,
+        what: &'static str,
+        object: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let start = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .request_once(msg.clone(), NLM_F_REQUEST | NLM_F_DUMP, what, object)
+                .await;
+            match result {
+                Ok((_, true)) if attempt < DUMP_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(what, object, netns = %self.inner.label, attempt, "dump interrupted, retrying");
+                    continue;
+                }
+                Ok((_, true)) => {
+                    let r = Err(Error::new(
+                        ErrorKind::Busy,
+                        format!("{what} {object} in {}: the dump was interrupted {DUMP_RETRIES} times by concurrent changes; retry later", self.inner.label),
+                    ));
+                    trace_request(what, object, &self.inner.label, start, &r);
+                    return r;
+                }
+                other => {
+                    trace_request(what, object, &self.inner.label, start, &other);
+                    return other.map(|(m, _)| m);
+                }
+            }
+        }
+    }
+
+    async fn request_once(
+        &self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: &'static str,
+        object: &str,
+    ) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        nl.finalize();
+        let mut replies = self
+            .inner
+            .conn
+            .request(nl, SocketAddr::new(0, 0))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Protocol,
+                    format!("{what} {object}: netlink connection closed: {e}"),
+                )
+            })?;
+        let mut out = Vec::new();
+        let mut interrupted = false;
+        while let Some(reply) = replies.next().await {
+            if reply.header.flags & NLM_F_DUMP_INTR != 0 {
+                interrupted = true;
+            }
+            let reply_flags = reply.header.flags;
+            match reply.payload {
+                NetlinkPayload::InnerMessage(m) => out.push(m),
+                NetlinkPayload::Error(err) => {
+                    if let Some(code) = err.code {
+                        let errno = -code.get();
+                        let extack = parse_extack(reply_flags, &err.header);
+                        return Err(kernel_error(what, object, &self.inner.label, errno, extack));
+                    }
+                }
+                NetlinkPayload::Overrun(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Protocol,
+                        format!("{what} {object}: netlink receive buffer overrun; retry"),
+                    )
+                    .with_errno(libc::ENOBUFS))
+                }
+                _ => {}
+            }
+        }
+        Ok((out, interrupted))
+    }
+}
+
+fn trace_request<T>(what: &str, object: &str, ns: &str, start: Instant, result: &Result<T>) {
+    let elapsed_us = start.elapsed().as_micros() as u64;
+    match result {
+        Ok(_) => tracing::debug!(what, object, netns = ns, elapsed_us, "netlink request"),
+        Err(e) => tracing::debug!(
+            what,
+            object,
+            netns = ns,
+            elapsed_us,
+            errno = e.errno().unwrap_or(0),
+            error = %e,
+            "netlink request failed"
+        ),
+    }
+}
+
+fn open_socket() -> Result<Socket> {
+    let mut socket =
+        Socket::new(NETLINK_ROUTE).map_err(|e| Error::io("cannot open a netlink socket", e))?;
+    socket
+        .bind_auto()
+        .map_err(|e| Error::io("cannot bind a netlink socket", e))?;
+    // Best effort: richer errors and strict dump filtering where the kernel has them.
+    let _ = socket.set_ext_ack(true);
+    let _ = socket.set_cap_ack(true);
+    let _ = socket.set_netlink_get_strict_chk(true);
+    let _ = socket.set_rx_buf_sz(4 * 1024 * 1024);
+    socket
+        .set_non_blocking(true)
+        .map_err(|e| Error::io("cannot make a netlink socket non-blocking", e))?;
+    Ok(socket)
+}
+
+/// The kernel's extended ack message (NLMSGERR_ATTR_MSG), if any.
+fn parse_extack(flags: u16, payload: &[u8]) -> Option<String> {
+    if flags & NLM_F_ACK_TLVS == 0 || payload.len() < 16 {
+        return None;
+    }
+    let mut offset = if flags & NLM_F_CAPPED != 0 {
+        16
+    } else {
+        let len = u32::from_ne_bytes(payload[0..4].try_into().ok()?) as usize;
+        (len + 3) & !3
+    };
+    while offset + 4 <= payload.len() {
+        let len = u16::from_ne_bytes(payload[offset..offset + 2].try_into().ok()?) as usize;
+        let kind = u16::from_ne_bytes(payload[offset + 2..offset + 4].try_into().ok()?) & 0x3fff;
+        if len < 4 || offset + len > payload.len() {
+            return None;
+        }
+        if kind == NLMSGERR_ATTR_MSG {
+            let s = &payload[offset + 4..offset + len];
+            let s = s.split(|b| *b == 0).next().unwrap_or(s);
+            return Some(String::from_utf8_lossy(s).into_owned());
+        }
+        offset += (len + 3) & !3;
+    }
+    None
+}
+
+/// Maps a kernel errno to an error naming the request, the object, the namespace and the cure.
+/// Call sites refine it for errnos whose meaning depends on the request.
+pub(crate) fn kernel_error(
+    what: &str,
+    object: &str,
+    ns: &str,
+    errno: i32,
+    extack: Option<String>,
+) -> Error {
+    let why = extack
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| std::io::Error::from_raw_os_error(errno).to_string());
+    let (kind, cure) = match errno {
+        libc::EPERM | libc::EACCES => (
+            ErrorKind::PermissionDenied,
+            ": needs CAP_NET_ADMIN in that namespace (run as root or grant the capability)",
+        ),
+        libc::EEXIST => (
+            ErrorKind::AlreadyExists,
+            ": pick another name, or delete the existing one",
+        ),
+        libc::ENODEV | libc::ENOENT | libc::ESRCH | libc::EADDRNOTAVAIL => {
+            (ErrorKind::NotFound, ": check the name or index (`ip link`)")
+        }
+        libc::EOPNOTSUPP => (
+            ErrorKind::KernelUnsupported,
+            ": the running kernel does not support this",
+        ),
+        libc::EBUSY => (
+            ErrorKind::Busy,
+            ": the device is in use; retry or release it first",
+        ),
+        libc::EINVAL | libc::ERANGE | libc::ENETUNREACH | libc::EAFNOSUPPORT => {
+            (ErrorKind::InvalidArgument, "")
+        }
+        _ => (ErrorKind::Kernel, ""),
+    };
+    Error::new(kind, format!("{what} {object} in {ns} failed: {why}{cure}")).with_errno(errno)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extack_capped() {
+        let mut p = vec![0u8; 16];
+        let msg = b"Unknown device type\0";
+        let len = (4 + msg.len()) as u16;
+        p.extend_from_slice(&len.to_ne_bytes());
+        p.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+        p.extend_from_slice(msg);
+        assert_eq!(
+            parse_extack(NLM_F_CAPPED | NLM_F_ACK_TLVS, &p).as_deref(),
+            Some("Unknown device type")
+        );
+        assert_eq!(parse_extack(NLM_F_CAPPED, &p), None);
+        assert_eq!(parse_extack(NLM_F_ACK_TLVS | NLM_F_CAPPED, &p[..18]), None);
+    }
+
+    #[test]
+    fn errno_mapping() {
+        let e = kernel_error("create link", "`x`", "netns `a`", libc::EPERM, None);
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("CAP_NET_ADMIN"), "{e}");
+        let e = kernel_error(
+            "create link",
+            "`x`",
+            "netns `a`",
+            libc::EEXIST,
+            Some("File exists".into()),
+        );
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(e.errno(), Some(libc::EEXIST));
+        assert_eq!(
+            kernel_error("a", "b", "c", libc::EOPNOTSUPP, None).kind(),
+            ErrorKind::KernelUnsupported
+        );
+        assert_eq!(
+            kernel_error("a", "b", "c", 9999, None).kind(),
+            ErrorKind::Kernel
+        );
+    }
+}

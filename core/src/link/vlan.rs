@@ -1,0 +1,167 @@
+//! 802.1Q (and 802.1ad) VLAN sub-interfaces.
+
+use netlink_packet_route::link::{self as nl, InfoData, InfoKind, InfoVlan};
+
+use super::create::sealed::Spec;
+use super::{Link, LinkBuilder, LinkRef};
+use crate::error::Result;
+use crate::handle::Handle;
+use crate::netns::Netns;
+use crate::types::VlanId;
+
+/// The VLAN tag protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum VlanProtocol {
+    /// 802.1Q (0x8100), the usual one.
+    #[default]
+    Ieee8021Q,
+    /// 802.1ad (0x88a8), "QinQ" service tag.
+    Ieee8021Ad,
+}
+
+impl VlanProtocol {
+    pub(crate) fn from_nl(p: nl::VlanProtocol) -> Self {
+        match p {
+            nl::VlanProtocol::Ieee8021Ad => VlanProtocol::Ieee8021Ad,
+            _ => VlanProtocol::Ieee8021Q,
+        }
+    }
+    fn to_nl(self) -> nl::VlanProtocol {
+        match self {
+            VlanProtocol::Ieee8021Q => nl::VlanProtocol::Ieee8021Q,
+            VlanProtocol::Ieee8021Ad => nl::VlanProtocol::Ieee8021Ad,
+        }
+    }
+}
+
+/// VLAN flags (`ip link ... type vlan reorder_hdr on gvrp off ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VlanFlags {
+    /// Reorder the Ethernet header (the kernel's default: on).
+    pub reorder_hdr: bool,
+    /// Register the VLAN with GVRP.
+    pub gvrp: bool,
+    /// Register the VLAN with MVRP.
+    pub mvrp: bool,
+    /// Do not follow the parent's operational state.
+    pub loose_binding: bool,
+}
+
+impl Default for VlanFlags {
+    fn default() -> Self {
+        VlanFlags {
+            reorder_hdr: true,
+            gvrp: false,
+            mvrp: false,
+            loose_binding: false,
+        }
+    }
+}
+
+impl VlanFlags {
+    pub(crate) fn from_nl(f: nl::VlanFlags) -> Self {
+        VlanFlags {
+            reorder_hdr: f.contains(nl::VlanFlags::ReorderHdr),
+            gvrp: f.contains(nl::VlanFlags::Gvrp),
+            mvrp: f.contains(nl::VlanFlags::Mvrp),
+            loose_binding: f.contains(nl::VlanFlags::LooseBinding),
+        }
+    }
+    fn to_nl(self) -> nl::VlanFlags {
+        let mut f = nl::VlanFlags::empty();
+        f.set(nl::VlanFlags::ReorderHdr, self.reorder_hdr);
+        f.set(nl::VlanFlags::Gvrp, self.gvrp);
+        f.set(nl::VlanFlags::Mvrp, self.mvrp);
+        f.set(nl::VlanFlags::LooseBinding, self.loose_binding);
+        f
+    }
+}
+
+/// A VLAN sub-interface: shares its parent's MAC, tags frames with its id.
+///
+/// ```no_run
+/// # async fn demo(h: underlay::Handle) -> underlay::Result<()> {
+/// use underlay::{Vlan, VlanId};
+/// // `ens192.10`, like `ip link add link ens192 name ens192.10 type vlan id 10`.
+/// let link = Vlan::create(&h, "ens192", VlanId::new(10)?).up().execute().await?;
+/// assert_eq!(link.name, "ens192.10");
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Vlan {
+    parent: LinkRef,
+    id: VlanId,
+    protocol: VlanProtocol,
+    flags: VlanFlags,
+}
+
+impl Vlan {
+    /// A builder for VLAN `id` on `parent`, named `<parent>.<id>` unless named otherwise.
+    pub fn create(handle: &Handle, parent: impl Into<LinkRef>, id: VlanId) -> LinkBuilder<Vlan> {
+        let spec = Vlan {
+            parent: parent.into(),
+            id,
+            protocol: VlanProtocol::default(),
+            flags: VlanFlags::default(),
+        };
+        LinkBuilder::new(handle, None, spec)
+    }
+
+    /// Moves an existing VLAN link into `netns` and configures it there (see
+    /// [`crate::Attach`]).
+    pub fn attach_to_netns(
+        handle: &Handle,
+        link: impl Into<LinkRef>,
+        netns: &Netns,
+    ) -> crate::Attach {
+        crate::Attach::new(handle, link.into(), netns)
+    }
+}
+
+impl LinkBuilder<Vlan> {
+    /// Tag protocol (802.1Q by default).
+    pub fn protocol(mut self, protocol: VlanProtocol) -> Self {
+        self.spec.protocol = protocol;
+        self
+    }
+
+    /// Flags.
+    pub fn flags(mut self, flags: VlanFlags) -> Self {
+        self.spec.flags = flags;
+        self
+    }
+}
+
+impl Spec for Vlan {
+    fn kind_name(&self) -> &'static str {
+        "vlan"
+    }
+    fn unsupported_hint(&self) -> String {
+        "kernel has no 8021q (VLAN) support: load it with `modprobe 8021q`".into()
+    }
+    fn parent(&self) -> Option<&LinkRef> {
+        Some(&self.parent)
+    }
+    fn default_name(&self, parent: Option<&Link>) -> Option<String> {
+        parent.map(|p| format!("{}.{}", p.name, self.id))
+    }
+    fn info(
+        &self,
+        _parent: Option<&Link>,
+        _target: Option<&Netns>,
+    ) -> Result<(InfoKind, Option<InfoData>)> {
+        let flags = self.flags.to_nl();
+        let all = nl::VlanFlags::ReorderHdr
+            | nl::VlanFlags::Gvrp
+            | nl::VlanFlags::Mvrp
+            | nl::VlanFlags::LooseBinding;
+        Ok((
+            InfoKind::Vlan,
+            Some(InfoData::Vlan(vec![
+                InfoVlan::Id(self.id.get()),
+                InfoVlan::Protocol(self.protocol.to_nl()),
+                InfoVlan::Flags((flags, all)),
+            ])),
+        ))
+    }
+}

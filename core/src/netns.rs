@@ -1,0 +1,541 @@
+//! Network namespaces: create, open, delete, list, and run code inside one.
+//!
+//! Named namespaces live where iproute2 keeps them (a bind mount under `/run/netns`), so
+//! `ip netns list` and `ip -n NAME` see what underlay makes and the other way round.
+//! Code never calls `setns` on the caller's thread: [`Netns::run`] uses a dedicated OS thread,
+//! which is what makes it safe under tokio.
+
+use std::ffi::CString;
+use std::fmt;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Where iproute2 keeps named namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// An open network namespace: a file descriptor on its nsfs inode, plus its name when it has one.
+///
+/// Cloning is cheap (the descriptor is shared). The namespace lives while a descriptor, a
+/// process or a bind mount holds it; [`Netns::delete`] removes the bind mount of a named one.
+///
+/// ```no_run
+/// # fn main() -> underlay::Result<()> {
+/// use underlay::Netns;
+/// let ns = Netns::create("blue")?;          // like `ip netns add blue`
+/// let lo_up = ns.run(|| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward"))?;
+/// assert!(lo_up.is_ok());
+/// Netns::delete("blue")?;                   // like `ip netns del blue`
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Netns {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fd: OwnedFd,
+    /// `name` for named namespaces, a path or `pid N` otherwise; used in messages and traces.
+    label: String,
+    name: Option<String>,
+    inode: u64,
+}
+
+impl Netns {
+    /// Creates a named namespace the way `ip netns add NAME` does.
+    ///
+    /// Fails with [`ErrorKind::AlreadyExists`] when the name is taken.
+    pub fn create(name: &str) -> Result<Netns> {
+        let path = named_path(name)?;
+        ensure_run_dir()?;
+        // Claim the name first, exclusively, so two creators never share one.
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("network namespace `{name}` already exists: pick another name or delete it (`ip netns del {name}`)"),
+                )
+                .with_errno(libc::EEXIST))
+            }
+            Err(e) => return Err(Error::io(format!("cannot create {}", path.display()), e)),
+        }
+        let made = new_namespace_thread(Some(path.clone()));
+        match made {
+            Ok(fd) => Ok(Netns::from_parts(
+                fd,
+                name.to_string(),
+                Some(name.to_string()),
+            )?),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e.context(format!("cannot create network namespace `{name}`")))
+            }
+        }
+    }
+
+    /// Creates an anonymous namespace, held only by the returned value (and its clones).
+    ///
+    /// Cheaper than [`Netns::create`] (no mount) and gone when the last clone drops;
+    /// iproute2 cannot name it.
+    pub fn create_anonymous() -> Result<Netns> {
+        let fd = new_namespace_thread(None)?;
+        let ino = inode_of(fd.as_raw_fd())?;
+        Netns::from_parts(fd, format!("anonymous netns {ino}"), None)
+    }
+
+    /// Opens a named namespace (under `/run/netns`).
+    pub fn open(name: &str) -> Result<Netns> {
+        let path = named_path(name)?;
+        let fd = open_ns_file(&path).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::not_found(format!(
+                    "network namespace `{name}` not found: create it with `ip netns add {name}` or Netns::create"
+                ))
+                .with_errno(libc::ENOENT)
+            } else {
+                e
+            }
+        })?;
+        Netns::from_parts(fd, name.to_string(), Some(name.to_string()))
+    }
+
+    /// Opens the namespace at `path` (e.g. `/proc/1234/ns/net` or a bind mount).
+    pub fn open_path(path: impl AsRef<Path>) -> Result<Netns> {
+        let path = path.as_ref();
+        let fd = open_ns_file(path)?;
+        let name = if path.parent() == Some(Path::new(NETNS_RUN_DIR)) {
+            path.file_name().map(|n| n.to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        Netns::from_parts(
+            fd,
+            name.clone().unwrap_or_else(|| path.display().to_string()),
+            name,
+        )
+    }
+
+    /// Opens the namespace of process `pid`.
+    pub fn open_pid(pid: u32) -> Result<Netns> {
+        let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let fd = open_ns_file(&path).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::not_found(format!(
+                    "process {pid} not found: cannot open its network namespace"
+                ))
+            } else {
+                e
+            }
+        })?;
+        Netns::from_parts(fd, format!("netns of pid {pid}"), None)
+    }
+
+    /// Takes ownership of `fd`, which must refer to a network namespace.
+    pub fn from_fd(fd: OwnedFd) -> Result<Netns> {
+        check_is_netns(fd.as_raw_fd(), "the given file descriptor")?;
+        let ino = inode_of(fd.as_raw_fd())?;
+        Netns::from_parts(fd, format!("netns fd (inode {ino})"), None)
+    }
+
+    /// The namespace of the calling thread.
+    pub fn current() -> Result<Netns> {
+        let fd = open_ns_file(Path::new("/proc/thread-self/ns/net"))?;
+        Netns::from_parts(fd, "current netns".to_string(), None)
+    }
+
+    /// Deletes the named namespace the way `ip netns del NAME` does: the bind mount and its file
+    /// go; the namespace itself ends when no process or descriptor holds it any more (its links
+    /// go with it, which is the cheapest way to delete many links at once).
+    pub fn delete(name: &str) -> Result<()> {
+        let path = named_path(name)?;
+        let c = cpath(&path)?;
+        // SAFETY: c is a valid NUL-terminated path.
+        let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if !path.exists() {
+                return Err(Error::not_found(format!(
+                    "network namespace `{name}` not found: nothing to delete"
+                ))
+                .with_errno(libc::ENOENT));
+            }
+            // EINVAL: not a mount point (a stale file): remove it all the same.
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(Error::io(
+                    format!("cannot unmount network namespace `{name}`"),
+                    err,
+                ));
+            }
+        }
+        std::fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
+    }
+
+    /// The names of the named namespaces (as `ip netns list`), sorted.
+    pub fn list() -> Result<Vec<String>> {
+        let dir = match std::fs::read_dir(NETNS_RUN_DIR) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("cannot list {NETNS_RUN_DIR}"), e)),
+        };
+        let mut names: Vec<String> = dir
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The name, for a named namespace.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// A label for messages: the name, or how it was opened.
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// The nsfs inode number: equal for two handles on the same namespace.
+    pub fn inode(&self) -> u64 {
+        self.inner.inode
+    }
+
+    /// Runs `f` inside this namespace on a new OS thread and returns its result.
+    ///
+    /// The calling thread never changes namespace, so this is safe from async code (it blocks
+    /// the caller until `f` returns: from async code prefer [`Netns::run_async`]).
+    pub fn run<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        std::thread::scope(|s| {
+            let handle = std::thread::Builder::new()
+                .name("underlay-netns".into())
+                .spawn_scoped(s, || {
+                    self.enter()?;
+                    Ok(f())
+                })
+                .map_err(|e| Error::io("cannot spawn a thread to enter a namespace", e))?;
+            handle.join().map_err(|_| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("code run inside {} panicked", self.label()),
+                )
+            })?
+        })
+    }
+
+    /// Like [`Netns::run`], without blocking the async caller.
+    pub async fn run_async<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let ns = self.clone();
+        std::thread::Builder::new()
+            .name("underlay-netns".into())
+            .spawn(move || {
+                let r = ns.enter().map(|()| f());
+                let _ = tx.send(r);
+            })
+            .map_err(|e| Error::io("cannot spawn a thread to enter a namespace", e))?;
+        rx.await.map_err(|_| {
+            Error::new(
+                ErrorKind::Io,
+                format!("code run inside {} panicked", self.label()),
+            )
+        })?
+    }
+
+    /// Moves the calling thread into this namespace. Only for threads underlay owns.
+    pub(crate) fn enter(&self) -> Result<()> {
+        // SAFETY: the fd is a valid open nsfs descriptor for the lifetime of self.
+        let rc = unsafe { libc::setns(self.inner.fd.as_raw_fd(), libc::CLONE_NEWNET) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            let kind = if err.raw_os_error() == Some(libc::EPERM) {
+                ErrorKind::PermissionDenied
+            } else {
+                ErrorKind::Io
+            };
+            let mut e = Error::new(
+                kind,
+                format!(
+                    "cannot enter {}: {}",
+                    self.label(),
+                    if kind == ErrorKind::PermissionDenied {
+                        "needs CAP_SYS_ADMIN (run as root)"
+                    } else {
+                        "setns failed"
+                    }
+                ),
+            )
+            .with_source(err);
+            if let Some(n) = std::io::Error::last_os_error().raw_os_error() {
+                e = e.with_errno(n);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn from_parts(fd: OwnedFd, label: String, name: Option<String>) -> Result<Netns> {
+        let inode = inode_of(fd.as_raw_fd())?;
+        Ok(Netns {
+            inner: Arc::new(Inner {
+                fd,
+                label,
+                name,
+                inode,
+            }),
+        })
+    }
+}
+
+impl AsFd for Netns {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Netns {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.fd.as_raw_fd()
+    }
+}
+
+impl PartialEq for Netns {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.inode == other.inner.inode
+    }
+}
+
+impl Eq for Netns {}
+
+impl fmt::Debug for Netns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Netns")
+            .field("label", &self.inner.label)
+            .field("inode", &self.inner.inode)
+            .finish()
+    }
+}
+
+impl fmt::Display for Netns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner.name {
+            Some(n) => write!(f, "netns `{n}`"),
+            None => f.write_str(&self.inner.label),
+        }
+    }
+}
+
+fn named_path(name: &str) -> Result<PathBuf> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\0')
+        || name.len() > 255
+    {
+        return Err(Error::invalid(format!(
+            "network namespace name `{}` is invalid: use 1..255 bytes without `/` or NUL, not `.` or `..`",
+            name.escape_debug()
+        )));
+    }
+    Ok(Path::new(NETNS_RUN_DIR).join(name))
+}
+
+fn cpath(path: &Path) -> Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::invalid(format!("path {} contains NUL", path.display())))
+}
+
+fn open_ns_file(path: &Path) -> Result<OwnedFd> {
+    let f = File::open(path).map_err(|e| {
+        Error::io(
+            format!("cannot open network namespace {}", path.display()),
+            e,
+        )
+    })?;
+    let fd: OwnedFd = f.into();
+    check_is_netns(fd.as_raw_fd(), &path.display().to_string())?;
+    Ok(fd)
+}
+
+/// NS_GET_NSTYPE: _IO(0xb7, 0x3).
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+fn check_is_netns(fd: RawFd, what: &str) -> Result<()> {
+    // SAFETY: ioctl on a valid fd with no argument.
+    let t = unsafe { libc::ioctl(fd, NS_GET_NSTYPE as _) };
+    if t == libc::CLONE_NEWNET {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("{what} is not a network namespace")).with_errno(libc::EINVAL))
+    }
+}
+
+fn inode_of(fd: RawFd) -> Result<u64> {
+    // SAFETY: fstat writes into the zeroed struct we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(Error::io(
+            "cannot stat a namespace descriptor",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(st.st_ino)
+}
+
+/// Makes `/run/netns` exist and be a shared mount point, as iproute2 does, so mounts under it
+/// propagate to other mount namespaces.
+fn ensure_run_dir() -> Result<()> {
+    let dir = Path::new(NETNS_RUN_DIR);
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("cannot create {NETNS_RUN_DIR}"), e))?;
+    let c = cpath(dir)?;
+    let none = CString::new("none").expect("static");
+    let empty = CString::new("").expect("static");
+    // SAFETY: valid C strings; flags per mount(2).
+    let rc = unsafe {
+        libc::mount(
+            empty.as_ptr(),
+            c.as_ptr(),
+            none.as_ptr(),
+            libc::MS_SHARED | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+        return Err(permission_or_io("cannot make /run/netns a shared mount"));
+    }
+    // Not a mount point yet: bind it onto itself, then make it shared.
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::mount(
+            c.as_ptr(),
+            c.as_ptr(),
+            none.as_ptr(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(permission_or_io("cannot bind-mount /run/netns"));
+    }
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::mount(
+            empty.as_ptr(),
+            c.as_ptr(),
+            none.as_ptr(),
+            libc::MS_SHARED | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(permission_or_io("cannot make /run/netns a shared mount"));
+    }
+    Ok(())
+}
+
+fn permission_or_io(what: &str) -> Error {
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EPERM) {
+        Error::new(
+            ErrorKind::PermissionDenied,
+            format!("{what}: needs CAP_SYS_ADMIN (run as root)"),
+        )
+        .with_errno(libc::EPERM)
+    } else {
+        Error::io(what, err)
+    }
+}
+
+/// Creates a new namespace on a fresh thread (unshare), bind-mounts it at `path` when given, and
+/// returns a descriptor on it. The caller's thread never changes namespace.
+fn new_namespace_thread(path: Option<PathBuf>) -> Result<OwnedFd> {
+    std::thread::Builder::new()
+        .name("underlay-netns-new".into())
+        .spawn(move || -> Result<OwnedFd> {
+            // SAFETY: unshare affects only this thread's namespace.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(permission_or_io(
+                    "cannot create a network namespace (unshare)",
+                ));
+            }
+            let fd = open_ns_file(Path::new("/proc/thread-self/ns/net"))?;
+            if let Some(path) = path {
+                let src = cpath(Path::new("/proc/thread-self/ns/net"))?;
+                let dst = cpath(&path)?;
+                let none = CString::new("none").expect("static");
+                // SAFETY: valid C strings.
+                let rc = unsafe {
+                    libc::mount(
+                        src.as_ptr(),
+                        dst.as_ptr(),
+                        none.as_ptr(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    )
+                };
+                if rc != 0 {
+                    return Err(permission_or_io(&format!(
+                        "cannot bind-mount the namespace at {}",
+                        path.display()
+                    )));
+                }
+            }
+            Ok(fd)
+        })
+        .map_err(|e| Error::io("cannot spawn a thread to create a namespace", e))?
+        .join()
+        .map_err(|_| Error::new(ErrorKind::Io, "namespace creation thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        for bad in ["", ".", "..", "a/b", "a\0b"] {
+            assert_eq!(
+                named_path(bad).unwrap_err().kind(),
+                ErrorKind::InvalidArgument,
+                "{bad:?}"
+            );
+        }
+        assert!(named_path("blue").is_ok());
+        assert_eq!(
+            Netns::open("a/b").unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn missing_namespace_is_not_found() {
+        let e = Netns::open("underlay-surely-missing-ns").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert!(e.to_string().contains("underlay-surely-missing-ns"));
+    }
+
+    #[test]
+    fn current_is_a_netns() {
+        let a = Netns::current().unwrap();
+        let b = Netns::open_pid(std::process::id()).unwrap();
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,364 @@
+//! Routes.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle::Handle;
+use crate::link::LinkRef;
+
+/// The main routing table.
+pub const TABLE_MAIN: u32 = 254;
+
+/// A route: what to add, or what the kernel reports.
+///
+/// ```
+/// use underlay::Route;
+/// let default = Route::default_via("172.22.16.1".parse().unwrap());
+/// assert_eq!(default.destination.to_string(), "0.0.0.0/0");
+/// let host = Route::new("172.22.16.240/32".parse().unwrap()).dev("macvlan0-host");
+/// # let _ = host;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Route {
+    /// Destination prefix (`0.0.0.0/0` / `::/0` for a default route).
+    pub destination: IpNet,
+    /// Next hop.
+    pub gateway: Option<IpAddr>,
+    /// Output link.
+    pub dev: Option<LinkRef>,
+    /// Preferred source address.
+    pub source: Option<IpAddr>,
+    /// Metric (priority); lower wins.
+    pub metric: Option<u32>,
+    /// Table (254 = main).
+    pub table: u32,
+    /// Scope: `link` routes need no gateway; chosen automatically when `None`.
+    pub scope: Option<RouteScopeKind>,
+}
+
+/// Route scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteScopeKind {
+    /// Reachable through a gateway.
+    Universe,
+    /// Directly on the link.
+    Link,
+    /// On this host.
+    Host,
+}
+
+impl Route {
+    /// A route to `destination` (add `.via()` / `.dev()`).
+    pub fn new(destination: IpNet) -> Route {
+        Route {
+            destination: destination.trunc(),
+            gateway: None,
+            dev: None,
+            source: None,
+            metric: None,
+            table: TABLE_MAIN,
+            scope: None,
+        }
+    }
+
+    /// The default route through `gateway` (v4 or v6 by the gateway's family).
+    pub fn default_via(gateway: IpAddr) -> Route {
+        let dst = match gateway {
+            IpAddr::V4(_) => "0.0.0.0/0".parse().expect("static"),
+            IpAddr::V6(_) => "::/0".parse().expect("static"),
+        };
+        Route::new(dst).via(gateway)
+    }
+
+    /// Through `gateway`.
+    pub fn via(mut self, gateway: IpAddr) -> Route {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    /// Out of `dev`.
+    pub fn dev(mut self, dev: impl Into<LinkRef>) -> Route {
+        self.dev = Some(dev.into());
+        self
+    }
+
+    /// With preferred source `src`.
+    pub fn source(mut self, src: IpAddr) -> Route {
+        self.source = Some(src);
+        self
+    }
+
+    /// With metric `metric`.
+    pub fn metric(mut self, metric: u32) -> Route {
+        self.metric = Some(metric);
+        self
+    }
+
+    /// In table `table`.
+    pub fn table(mut self, table: u32) -> Route {
+        self.table = table;
+        self
+    }
+
+    /// Checks the route makes sense before any request.
+    pub fn validate(&self) -> Result<()> {
+        let v4 = self.destination.addr().is_ipv4();
+        for (what, ip) in [("gateway", self.gateway), ("source", self.source)] {
+            if let Some(ip) = ip {
+                if ip.is_ipv4() != v4 {
+                    return Err(Error::invalid(format!(
+                        "route to {}: {what} {ip} is not of the destination's IP version",
+                        self.destination
+                    )));
+                }
+            }
+        }
+        if self.gateway.is_none() && self.dev.is_none() {
+            return Err(Error::invalid(format!(
+                "route to {} needs a gateway (`via`) or an output link (`dev`)",
+                self.destination
+            )));
+        }
+        if self.table == 0 {
+            return Err(Error::invalid(
+                "route table 0 is invalid: use 254 (main) or your own table",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.destination)?;
+        if let Some(g) = self.gateway {
+            write!(f, " via {g}")?;
+        }
+        if let Some(d) = &self.dev {
+            write!(f, " dev {d}")?;
+        }
+        if self.table != TABLE_MAIN {
+            write!(f, " table {}", self.table)?;
+        }
+        Ok(())
+    }
+}
+
+impl Handle {
+    /// Adds `route`; fails with [`ErrorKind::AlreadyExists`] if it exists.
+    pub async fn add_route(&self, route: &Route) -> Result<()> {
+        self.route_op(route, NLM_F_CREATE | NLM_F_EXCL).await
+    }
+
+    /// Adds or replaces `route`.
+    pub async fn replace_route(&self, route: &Route) -> Result<()> {
+        self.route_op(route, NLM_F_CREATE | NLM_F_REPLACE).await
+    }
+
+    /// Deletes `route` (matched on destination, table, and gateway/dev/metric where given).
+    pub async fn delete_route(&self, route: &Route) -> Result<()> {
+        let msg = self.route_message(route, true).await?;
+        self.request(
+            RouteNetlinkMessage::DelRoute(msg),
+            0,
+            "delete route",
+            &route.to_string(),
+        )
+        .await
+        .map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::not_found(format!("route {route} not found in {}", self.netns_label()))
+                    .with_errno(libc::ESRCH)
+            } else {
+                e
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The unicast routes of one table (main when `None`) in this namespace, IPv4 and IPv6.
+    pub async fn routes(&self, table: Option<u32>) -> Result<Vec<Route>> {
+        let table = table.unwrap_or(TABLE_MAIN);
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = family;
+            let replies = self
+                .dump(RouteNetlinkMessage::GetRoute(msg), "list", "routes")
+                .await?;
+            out.extend(replies.into_iter().filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(m) => parse_route(m),
+                _ => None,
+            }));
+        }
+        out.retain(|r| r.table == table);
+        Ok(out)
+    }
+
+    async fn route_op(&self, route: &Route, flags: u16) -> Result<()> {
+        route.validate()?;
+        let msg = self.route_message(route, false).await?;
+        self.request(RouteNetlinkMessage::NewRoute(msg), flags, "add route", &route.to_string())
+            .await
+            .map_err(|e| match e.errno() {
+                Some(libc::EEXIST) => Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("route {route} already exists in {}: use replace_route to change it", self.netns_label()),
+                )
+                .with_errno(libc::EEXIST),
+                Some(libc::ENETUNREACH) => Error::invalid(format!(
+                    "route {route} in {}: gateway {} is not reachable: add an address in its subnet on the link first",
+                    self.netns_label(),
+                    route.gateway.map(|g| g.to_string()).unwrap_or_default()
+                ))
+                .with_errno(libc::ENETUNREACH),
+                _ => e,
+            })?;
+        Ok(())
+    }
+
+    async fn route_message(&self, route: &Route, delete: bool) -> Result<RouteMessage> {
+        let oif = match &route.dev {
+            Some(d) => Some(self.link_index(d.clone()).await?),
+            None => None,
+        };
+        let mut header = RouteHeader::default();
+        header.address_family = if route.destination.addr().is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        header.destination_prefix_length = route.destination.prefix_len();
+        header.table = if route.table < 256 {
+            route.table as u8
+        } else {
+            252
+        };
+        if !delete {
+            header.protocol = RouteProtocol::Static;
+            header.kind = RouteType::Unicast;
+        }
+        header.scope = match route.scope {
+            Some(RouteScopeKind::Link) => RouteScope::Link,
+            Some(RouteScopeKind::Host) => RouteScope::Host,
+            Some(RouteScopeKind::Universe) => RouteScope::Universe,
+            None if delete => RouteScope::NoWhere,
+            None if route.gateway.is_none() => RouteScope::Link,
+            None => RouteScope::Universe,
+        };
+        let mut msg = RouteMessage::default();
+        msg.header = header;
+        let a = &mut msg.attributes;
+        if route.destination.prefix_len() > 0 {
+            a.push(RouteAttribute::Destination(RouteAddress::from(
+                route.destination.addr(),
+            )));
+        }
+        if let Some(g) = route.gateway {
+            a.push(RouteAttribute::Gateway(RouteAddress::from(g)));
+        }
+        if let Some(i) = oif {
+            a.push(RouteAttribute::Oif(i));
+        }
+        if let Some(s) = route.source {
+            a.push(RouteAttribute::PrefSource(RouteAddress::from(s)));
+        }
+        if let Some(m) = route.metric {
+            a.push(RouteAttribute::Priority(m));
+        }
+        if route.table >= 256 {
+            a.push(RouteAttribute::Table(route.table));
+        }
+        Ok(msg)
+    }
+}
+
+fn ip_of(a: RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(ip) => Some(IpAddr::V4(ip)),
+        RouteAddress::Inet6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    }
+}
+
+fn parse_route(m: RouteMessage) -> Option<Route> {
+    if m.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let v4 = m.header.address_family == AddressFamily::Inet;
+    let mut dst: Option<IpAddr> = None;
+    let mut r = Route::new(if v4 {
+        "0.0.0.0/0".parse().ok()?
+    } else {
+        "::/0".parse().ok()?
+    });
+    r.table = u32::from(m.header.table);
+    r.scope = Some(match m.header.scope {
+        RouteScope::Link => RouteScopeKind::Link,
+        RouteScope::Host => RouteScopeKind::Host,
+        _ => RouteScopeKind::Universe,
+    });
+    for a in m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = ip_of(d),
+            RouteAttribute::Gateway(g) => r.gateway = ip_of(g),
+            RouteAttribute::Oif(i) => r.dev = Some(LinkRef::Index(i)),
+            RouteAttribute::PrefSource(s) => r.source = ip_of(s),
+            RouteAttribute::Priority(p) => r.metric = Some(p),
+            RouteAttribute::Table(t) => r.table = t,
+            _ => {}
+        }
+    }
+    if let Some(d) = dst {
+        r.destination = IpNet::new(d, m.header.destination_prefix_length).ok()?;
+    }
+    Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        assert!(Route::default_via("10.0.0.1".parse().unwrap())
+            .validate()
+            .is_ok());
+        let mixed = Route::new("10.0.0.0/8".parse().unwrap()).via("fe80::1".parse().unwrap());
+        assert_eq!(
+            mixed.validate().unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        let nowhere = Route::new("10.0.0.0/8".parse().unwrap());
+        assert!(nowhere
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("needs a gateway"));
+        assert!(Route::new("10.0.0.0/8".parse().unwrap())
+            .dev("x")
+            .table(0)
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn destination_is_truncated() {
+        let r = Route::new("10.1.2.3/8".parse().unwrap());
+        assert_eq!(r.destination.to_string(), "10.0.0.0/8");
+        assert_eq!(
+            Route::default_via("fe80::1".parse().unwrap())
+                .destination
+                .to_string(),
+            "::/0"
+        );
+    }
+}
