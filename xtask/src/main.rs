@@ -1,2 +1,61 @@
 //! Automation for underlay: `cargo xtask <task>`.
-fn main() {}
+
+use std::env;
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  vm-prepare               install qemu & co. if missing, fetch and cache the guest kernel
+  vm-run [--] <cmd> [args] run a command in the VM (host's / shared read-only, tmpfs overlay);
+                           exits with the command's status (124 on timeout)
+
+see docs/vm-tests.md";
+
+fn main() -> ExitCode {
+    let mut args = env::args_os().skip(1);
+    let task = args.next();
+    let result = match task.as_ref().and_then(|t| t.to_str()) {
+        Some("vm-prepare") => vm_prepare(),
+        Some("vm-run") => vm_run(args.collect()),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(0)
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            Ok(2)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn vm_prepare() -> std::io::Result<i32> {
+    let vm = xtask::vm::prepare()?;
+    println!(
+        "guest kernel {} ({}) ready",
+        vm.kernel_release(),
+        vm.kernel_image().display()
+    );
+    Ok(0)
+}
+
+fn vm_run(mut args: Vec<OsString>) -> std::io::Result<i32> {
+    if args.first().is_some_and(|a| a == "--") {
+        args.remove(0);
+    }
+    if args.is_empty() {
+        eprintln!("{USAGE}");
+        return Ok(2);
+    }
+    let vm = xtask::vm::prepare()?;
+    vm.run(xtask::vm::VmCommand::new(&args[0]).args(&args[1..]))
+}
