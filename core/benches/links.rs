@@ -14,8 +14,15 @@ async fn main() {
         eprintln!("links bench: needs root (CAP_NET_ADMIN); skipped");
         return;
     }
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let sizes = if sizes.is_empty() { vec![100, 1000] } else { sizes };
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![100, 1000]
+    } else {
+        sizes
+    };
     println!("| N | mode | namespaces | setups/s | ms per setup |");
     println!("|---|---|---|---|---|");
     for &n in &sizes {
@@ -24,8 +31,16 @@ async fn main() {
                 let rate = run(n, concurrent, ns_in_timed_part).await;
                 println!(
                     "| {n} | {} | {} | {:.0} | {:.3} |",
-                    if concurrent { "concurrent (64 in flight)" } else { "sequential" },
-                    if ns_in_timed_part { "made in the timed part" } else { "made beforehand" },
+                    if concurrent {
+                        "concurrent (64 in flight)"
+                    } else {
+                        "sequential"
+                    },
+                    if ns_in_timed_part {
+                        "made in the timed part"
+                    } else {
+                        "made beforehand"
+                    },
                     rate,
                     1000.0 / rate
                 );
@@ -43,18 +58,28 @@ struct Host {
 async fn host() -> Host {
     let ns = Netns::create_anonymous().expect("host namespace");
     let handle = Handle::for_netns(&ns).await.expect("host handle");
-    Veth::create(&handle, "trunk0", "trunk1").up().peer_up().execute().await.expect("parent");
+    Veth::create(&handle, "trunk0", "trunk1")
+        .up()
+        .peer_up()
+        .execute()
+        .await
+        .expect("parent");
     let parent = handle.link_index("trunk0").await.expect("parent index");
-    Host { _ns: ns, handle, parent }
+    Host {
+        _ns: ns,
+        handle,
+        parent,
+    }
 }
 
 async fn container(ns: Option<Netns>) -> (Netns, Handle) {
-    let ns = match ns {
-        Some(ns) => ns,
-        None => Netns::create_anonymous().expect("container namespace"),
-    };
-    let h = Handle::for_netns(&ns).await.expect("container handle");
-    (ns, h)
+    match ns {
+        Some(ns) => {
+            let h = Handle::for_netns(&ns).await.expect("container handle");
+            (ns, h)
+        }
+        None => Handle::create_anonymous_netns().expect("container namespace"),
+    }
 }
 
 async fn setup(host: &Host, target: &Handle, i: usize) {
@@ -64,9 +89,20 @@ async fn setup(host: &Host, target: &Handle, i: usize) {
         .execute()
         .await
         .expect("create");
-    let ip = format!("10.{}.{}.{}/8", (i >> 16) & 0xff, (i >> 8) & 0xff, (i & 0xff).max(2));
-    target.add_address("eth0", ip.parse().unwrap()).await.expect("address");
-    target.add_route(&Route::default_via("10.0.0.1".parse().unwrap())).await.expect("route");
+    let ip = format!(
+        "10.{}.{}.{}/8",
+        (i >> 16) & 0xff,
+        (i >> 8) & 0xff,
+        (i & 0xff).max(2)
+    );
+    target
+        .add_address("eth0", ip.parse().unwrap())
+        .await
+        .expect("address");
+    target
+        .add_route(&Route::default_via("10.0.0.1".parse().unwrap()))
+        .await
+        .expect("route");
 }
 
 async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> f64 {
@@ -92,7 +128,11 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> f64 {
     let mut pre = pre.into_iter();
     let inputs: Vec<(usize, Option<(Netns, Handle)>)> = (0..n).map(|i| (i, pre.next())).collect();
     let kept: Vec<(Netns, Handle)> = if concurrent {
-        stream::iter(inputs).map(|(i, m)| one(i, m)).buffer_unordered(64).collect().await
+        stream::iter(inputs)
+            .map(|(i, m)| one(i, m))
+            .buffer_unordered(64)
+            .collect()
+            .await
     } else {
         let mut v = Vec::with_capacity(n);
         for (i, m) in inputs {

@@ -83,6 +83,29 @@ impl Handle {
         Handle::from_socket(socket, netns.clone(), netns.to_string())
     }
 
+    /// Creates a named namespace (as [`Netns::create`]) and a handle inside it, opening the
+    /// socket on the thread that made the namespace: the cheapest way to a fresh namespace.
+    pub fn create_netns(name: &str) -> Result<(Netns, Handle)> {
+        let (ns, socket) = Netns::create_with(name, open_socket)?;
+        let label = ns.to_string();
+        let h = Handle::from_socket(socket, ns.clone(), label);
+        match h {
+            Ok(h) => Ok((ns, h)),
+            Err(e) => {
+                let _ = Netns::delete(name);
+                Err(e)
+            }
+        }
+    }
+
+    /// Like [`Handle::create_netns`] with an anonymous namespace (see
+    /// [`Netns::create_anonymous`]).
+    pub fn create_anonymous_netns() -> Result<(Netns, Handle)> {
+        let (ns, socket) = Netns::create_anonymous_with(open_socket)?;
+        let label = ns.to_string();
+        Ok((ns.clone(), Handle::from_socket(socket, ns, label)?))
+    }
+
     /// Like [`Handle::for_netns`], for callers outside async code (still needs a runtime to
     /// drive the connection: call it from within `Runtime::enter`).
     pub fn for_netns_blocking(netns: &Netns) -> Result<Handle> {

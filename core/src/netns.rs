@@ -50,6 +50,15 @@ impl Netns {
     ///
     /// Fails with [`ErrorKind::AlreadyExists`] when the name is taken.
     pub fn create(name: &str) -> Result<Netns> {
+        Ok(Netns::create_with(name, || Ok(()))?.0)
+    }
+
+    /// Creates a named namespace like [`Netns::create`] and runs `inside` in it on the same
+    /// short-lived thread (saving a thread when, say, a socket must be opened inside).
+    pub(crate) fn create_with<T: Send>(
+        name: &str,
+        inside: impl FnOnce() -> Result<T> + Send,
+    ) -> Result<(Netns, T)> {
         let path = named_path(name)?;
         ensure_run_dir()?;
         // Claim the name first, exclusively, so two creators never share one.
@@ -64,14 +73,17 @@ impl Netns {
             }
             Err(e) => return Err(Error::io(format!("cannot create {}", path.display()), e)),
         }
-        let made = new_namespace_thread(Some(path.clone()));
-        match made {
-            Ok(fd) => Ok(Netns::from_parts(
-                fd,
-                name.to_string(),
-                Some(name.to_string()),
-            )?),
+        match new_namespace_thread(Some(path.clone()), inside) {
+            Ok((fd, t)) => Ok((
+                Netns::from_parts(fd, name.to_string(), Some(name.to_string()))?,
+                t,
+            )),
             Err(e) => {
+                // Undo: the bind mount (if it was made) and the name.
+                if let Ok(c) = cpath(&path) {
+                    // SAFETY: valid C string.
+                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+                }
                 let _ = std::fs::remove_file(&path);
                 Err(e.context(format!("cannot create network namespace `{name}`")))
             }
@@ -83,9 +95,19 @@ impl Netns {
     /// Cheaper than [`Netns::create`] (no mount) and gone when the last clone drops;
     /// iproute2 cannot name it.
     pub fn create_anonymous() -> Result<Netns> {
-        let fd = new_namespace_thread(None)?;
+        Ok(Netns::create_anonymous_with(|| Ok(()))?.0)
+    }
+
+    /// Like [`Netns::create_anonymous`], running `inside` in it on the creating thread.
+    pub(crate) fn create_anonymous_with<T: Send>(
+        inside: impl FnOnce() -> Result<T> + Send,
+    ) -> Result<(Netns, T)> {
+        let (fd, t) = new_namespace_thread(None, inside)?;
         let ino = inode_of(fd.as_raw_fd())?;
-        Netns::from_parts(fd, format!("anonymous netns {ino}"), None)
+        Ok((
+            Netns::from_parts(fd, format!("anonymous netns {ino}"), None)?,
+            t,
+        ))
     }
 
     /// Opens a named namespace (under `/run/netns`).
@@ -466,43 +488,49 @@ fn permission_or_io(what: &str) -> Error {
 
 /// Creates a new namespace on a fresh thread (unshare), bind-mounts it at `path` when given, and
 /// returns a descriptor on it. The caller's thread never changes namespace.
-fn new_namespace_thread(path: Option<PathBuf>) -> Result<OwnedFd> {
-    std::thread::Builder::new()
-        .name("underlay-netns-new".into())
-        .spawn(move || -> Result<OwnedFd> {
-            // SAFETY: unshare affects only this thread's namespace.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(permission_or_io(
-                    "cannot create a network namespace (unshare)",
-                ));
-            }
-            let fd = open_ns_file(Path::new("/proc/thread-self/ns/net"))?;
-            if let Some(path) = path {
-                let src = cpath(Path::new("/proc/thread-self/ns/net"))?;
-                let dst = cpath(&path)?;
-                let none = CString::new("none").expect("static");
-                // SAFETY: valid C strings.
-                let rc = unsafe {
-                    libc::mount(
-                        src.as_ptr(),
-                        dst.as_ptr(),
-                        none.as_ptr(),
-                        libc::MS_BIND,
-                        std::ptr::null(),
-                    )
-                };
-                if rc != 0 {
-                    return Err(permission_or_io(&format!(
-                        "cannot bind-mount the namespace at {}",
-                        path.display()
-                    )));
+fn new_namespace_thread<T: Send>(
+    path: Option<PathBuf>,
+    inside: impl FnOnce() -> Result<T> + Send,
+) -> Result<(OwnedFd, T)> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("underlay-netns-new".into())
+            .spawn_scoped(s, move || -> Result<(OwnedFd, T)> {
+                // SAFETY: unshare affects only this thread's namespace.
+                if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                    return Err(permission_or_io(
+                        "cannot create a network namespace (unshare)",
+                    ));
                 }
-            }
-            Ok(fd)
-        })
-        .map_err(|e| Error::io("cannot spawn a thread to create a namespace", e))?
-        .join()
-        .map_err(|_| Error::new(ErrorKind::Io, "namespace creation thread panicked"))?
+                let fd = open_ns_file(Path::new("/proc/thread-self/ns/net"))?;
+                if let Some(path) = path {
+                    let src = cpath(Path::new("/proc/thread-self/ns/net"))?;
+                    let dst = cpath(&path)?;
+                    let none = CString::new("none").expect("static");
+                    // SAFETY: valid C strings.
+                    let rc = unsafe {
+                        libc::mount(
+                            src.as_ptr(),
+                            dst.as_ptr(),
+                            none.as_ptr(),
+                            libc::MS_BIND,
+                            std::ptr::null(),
+                        )
+                    };
+                    if rc != 0 {
+                        return Err(permission_or_io(&format!(
+                            "cannot bind-mount the namespace at {}",
+                            path.display()
+                        )));
+                    }
+                }
+                let t = inside()?;
+                Ok((fd, t))
+            })
+            .map_err(|e| Error::io("cannot spawn a thread to create a namespace", e))?
+            .join()
+            .map_err(|_| Error::new(ErrorKind::Io, "namespace creation thread panicked"))?
+    })
 }
 
 #[cfg(test)]

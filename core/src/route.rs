@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -230,7 +230,8 @@ impl Handle {
             Some(d) => Some(self.link_index(d.clone()).await?),
             None => None,
         };
-        let mut header = RouteHeader::default();
+        let mut msg = RouteMessage::default();
+        let header = &mut msg.header;
         header.address_family = if route.destination.addr().is_ipv4() {
             AddressFamily::Inet
         } else {
@@ -254,8 +255,6 @@ impl Handle {
             None if route.gateway.is_none() => RouteScope::Link,
             None => RouteScope::Universe,
         };
-        let mut msg = RouteMessage::default();
-        msg.header = header;
         let a = &mut msg.attributes;
         if route.destination.prefix_len() > 0 {
             a.push(RouteAttribute::Destination(RouteAddress::from(

@@ -4,3 +4,4 @@
 mod common;
 mod ipam;
 mod links;
+mod observability;

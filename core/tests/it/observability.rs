@@ -1,0 +1,130 @@
+//! Every kernel request leaves a `tracing` event; failures keep errno and name the cure.
+
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+use underlay::{ErrorKind, Macvlan, MacvlanMode};
+
+use crate::common::{privileged, TestNs};
+
+/// A minimal subscriber that records every event's fields as text.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+struct Fields(String);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={:?} ", field.name(), value));
+    }
+}
+
+impl Subscriber for Recorder {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut f = Fields(String::new());
+        event.record(&mut f);
+        self.0.lock().unwrap().push(f.0);
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+#[tokio::test]
+async fn every_request_is_traced() {
+    if !privileged("every_request_is_traced") {
+        return;
+    }
+    let t = TestNs::with_veth("tr", "p0", "p1").await;
+    let rec = Recorder::default();
+    let _guard = tracing::subscriber::set_default(rec.clone());
+    Macvlan::create(&t.handle, "mv0", "p0", MacvlanMode::Bridge)
+        .execute()
+        .await
+        .unwrap();
+    let e = Macvlan::create(&t.handle, "mv0", "p0", MacvlanMode::Bridge)
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    let events = rec.0.lock().unwrap().clone();
+    let create_ok = events
+        .iter()
+        .find(|e| e.contains("what=\"create\"") && !e.contains("errno"))
+        .expect("create traced");
+    assert!(create_ok.contains("macvlan `mv0`"), "{create_ok}");
+    assert!(
+        create_ok.contains(&t.name),
+        "names the namespace: {create_ok}"
+    );
+    assert!(create_ok.contains("elapsed_us="), "{create_ok}");
+    let failed = events
+        .iter()
+        .find(|e| e.contains("errno=17"))
+        .expect("failure traced with errno");
+    assert!(failed.contains("what=\"create\""), "{failed}");
+    // get (parent lookups, readback) is traced too.
+    assert!(
+        events.iter().any(|e| e.contains("what=\"get\"")),
+        "{events:?}"
+    );
+}
+
+/// An unprivileged process gets PermissionDenied naming CAP_NET_ADMIN. The child is this test
+/// binary, run as `nobody` inside a throwaway namespace by `setpriv`.
+#[tokio::test]
+async fn unprivileged_caller_gets_permission_denied() {
+    if std::env::var("UNDERLAY_PERM_CHILD").is_ok() {
+        let h = underlay::Handle::new().unwrap();
+        let e = underlay::Veth::create(&h, "x0", "x1")
+            .execute()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+        assert!(e.to_string().contains("CAP_NET_ADMIN"), "{e}");
+        assert_eq!(e.errno(), Some(libc::EPERM));
+        return;
+    }
+    if !privileged("unprivileged_caller_gets_permission_denied") {
+        return;
+    }
+    let t = TestNs::new("perm").await;
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.name,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "observability::unprivileged_caller_gets_permission_denied",
+            "--nocapture",
+        ])
+        .env("UNDERLAY_PERM_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed: {text}");
+    assert!(text.contains("1 passed"), "{text}");
+    assert!(t.ip_link("x0").is_none());
+}
