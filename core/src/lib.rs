@@ -35,6 +35,7 @@ mod handle;
 pub mod ipam;
 pub mod link;
 mod netns;
+mod probe;
 mod route;
 pub(crate) mod sys;
 mod sysctl;

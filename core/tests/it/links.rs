@@ -754,3 +754,80 @@ async fn netns_create_open_list_delete() {
     let anon = Netns::create_anonymous().unwrap();
     assert_ne!(anon, ns);
 }
+
+#[tokio::test]
+async fn ping_probe_between_namespaces() {
+    root_or_skip!("ping_probe_between_namespaces");
+    let a = TestNs::new("pa").await;
+    let b = TestNs::new("pb").await;
+    Veth::create(&a.handle, "v0", "v1")
+        .peer_netns(&b.ns)
+        .up()
+        .peer_up()
+        .execute()
+        .await
+        .unwrap();
+    a.handle
+        .add_address("v0", "10.77.0.1/24".parse().unwrap())
+        .await
+        .unwrap();
+    b.handle
+        .add_address_with("v1", "10.77.0.2/24".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
+    a.handle
+        .add_address_with(
+            "v0",
+            "fd77::1/64".parse().unwrap(),
+            underlay::AddressOptions {
+                nodad: true,
+                noprefixroute: false,
+            },
+        )
+        .await
+        .unwrap();
+    b.handle
+        .add_address_with(
+            "v1",
+            "fd77::2/64".parse().unwrap(),
+            underlay::AddressOptions {
+                nodad: true,
+                noprefixroute: false,
+            },
+        )
+        .await
+        .unwrap();
+    let t = std::time::Duration::from_secs(2);
+    assert!(a
+        .ns
+        .ping("10.77.0.2".parse().unwrap(), t)
+        .unwrap()
+        .is_some());
+    assert!(b
+        .ns
+        .ping_async("fd77::1".parse().unwrap(), t)
+        .await
+        .unwrap()
+        .is_some());
+    // Nobody there: no reply, no error.
+    let short = std::time::Duration::from_millis(300);
+    assert!(a
+        .ns
+        .ping("10.77.0.9".parse().unwrap(), short)
+        .unwrap()
+        .is_none());
+    assert!(
+        a.ns.ping("192.0.2.1".parse().unwrap(), short)
+            .unwrap()
+            .is_none(),
+        "no route"
+    );
+    // The oracle agrees (iputils ping, when installed).
+    if std::path::Path::new("/usr/bin/ping").exists() || std::path::Path::new("/bin/ping").exists()
+    {
+        assert!(a
+            .exec(&["ping", "-c1", "-W2", "10.77.0.2"])
+            .status
+            .success());
+    }
+}

@@ -1,0 +1,214 @@
+//! A connectivity probe: one ICMP echo from inside a namespace (what `ping -c1 -W` does),
+//! without needing the `ping` binary.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::netns::Netns;
+
+impl Netns {
+    /// Sends one ICMP (or ICMPv6) echo request to `dst` from inside this namespace and waits up
+    /// to `timeout` for the reply. `Ok(Some(rtt))` on a reply, `Ok(None)` when none came
+    /// (unreachable, filtered, timed out). Needs CAP_NET_RAW (raw socket).
+    pub fn ping(&self, dst: IpAddr, timeout: Duration) -> Result<Option<Duration>> {
+        self.run(move || echo(dst, timeout))?
+    }
+
+    /// Like [`Netns::ping`], without blocking the async caller.
+    pub async fn ping_async(&self, dst: IpAddr, timeout: Duration) -> Result<Option<Duration>> {
+        self.run_async(move || echo(dst, timeout)).await?
+    }
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in data.chunks(2) {
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from(chunk[0]) << 8
+        };
+        sum += u32::from(word);
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn echo(dst: IpAddr, timeout: Duration) -> Result<Option<Duration>> {
+    let (domain, proto, req_type, reply_type) = match dst {
+        IpAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP, 8u8, 0u8),
+        IpAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6, 128u8, 129u8),
+    };
+    // SAFETY: plain socket(2); the fd is owned right after.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        let e = Error::io(format!("cannot open an ICMP socket to ping {dst}"), err);
+        return Err(if e.kind() == ErrorKind::PermissionDenied {
+            Error::new(
+                ErrorKind::PermissionDenied,
+                format!("ping {dst}: needs CAP_NET_RAW (run as root)"),
+            )
+            .with_errno(libc::EPERM)
+        } else {
+            e
+        });
+    }
+    // SAFETY: fd is a fresh, valid descriptor.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut id_bytes = [0u8; 2];
+    crate::sys::fill_random(&mut id_bytes);
+    let id = u16::from_ne_bytes(id_bytes);
+    let seq: u16 = 1;
+    let mut pkt = vec![req_type, 0, 0, 0];
+    pkt.extend_from_slice(&id.to_be_bytes());
+    pkt.extend_from_slice(&seq.to_be_bytes());
+    pkt.extend_from_slice(b"underlay-probe");
+    if dst.is_ipv4() {
+        let c = checksum(&pkt);
+        pkt[2..4].copy_from_slice(&c.to_be_bytes());
+    }
+    let addr = SocketAddr::new(dst, 0);
+    let (sa, len) = sockaddr(&addr);
+    let start = Instant::now();
+    // SAFETY: pkt and sa are valid for the given lengths.
+    let sent = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            pkt.as_ptr().cast(),
+            pkt.len(),
+            0,
+            (&sa as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    if sent < 0 {
+        let err = std::io::Error::last_os_error();
+        // No route / unreachable network: no reply is the answer.
+        if matches!(
+            err.raw_os_error(),
+            Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::EINVAL)
+        ) {
+            return Ok(None);
+        }
+        return Err(Error::io(format!("cannot send an ICMP echo to {dst}"), err));
+    }
+    let mut buf = [0u8; 1500];
+    loop {
+        let left = match timeout.checked_sub(start.elapsed()) {
+            Some(l) if !l.is_zero() => l,
+            _ => return Ok(None),
+        };
+        let tv = libc::timeval {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_usec: left.subsec_micros().max(1) as libc::suseconds_t,
+        };
+        // SAFETY: setting a timeval option with its size.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+                _ => {
+                    return Err(Error::io(
+                        format!("cannot receive the echo reply from {dst}"),
+                        err,
+                    ))
+                }
+            }
+        }
+        let data = &buf[..n as usize];
+        // IPv4 raw sockets deliver the IP header; IPv6 ones do not.
+        let icmp = if dst.is_ipv4() {
+            let ihl = usize::from(data.first().map(|b| b & 0x0f).unwrap_or(5)) * 4;
+            if data.len() < ihl + 8
+                || data[12..16]
+                    != match dst {
+                        IpAddr::V4(a) => a.octets(),
+                        _ => [0; 4],
+                    }
+            {
+                continue;
+            }
+            &data[ihl..]
+        } else {
+            data
+        };
+        if icmp.len() >= 8
+            && icmp[0] == reply_type
+            && icmp[4..6] == id.to_be_bytes()
+            && icmp[6..8] == seq.to_be_bytes()
+        {
+            return Ok(Some(start.elapsed()));
+        }
+    }
+}
+
+fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_in fits in sockaddr_storage.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin) };
+            (
+                ss,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: 0,
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin6) };
+            (
+                ss,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icmp_checksum() {
+        // Echo request, id 0x1234, seq 1, no payload: checksum 0xe5ca.
+        let pkt = [8u8, 0, 0, 0, 0x12, 0x34, 0, 1];
+        assert_eq!(checksum(&pkt), 0xe5ca);
+        let mut with = pkt;
+        with[2..4].copy_from_slice(&0xe5cau16.to_be_bytes());
+        assert_eq!(checksum(&with), 0);
+    }
+}
