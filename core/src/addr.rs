@@ -40,9 +40,12 @@ impl Handle {
     /// Adds `addr` (address/prefix, e.g. `172.22.16.10/24`) to `link`. Fails with
     /// [`ErrorKind::AlreadyExists`] if the link already has it.
     ///
-    /// ```no_run
-    /// # async fn demo(h: underlay::Handle) -> underlay::Result<()> {
-    /// h.add_address("eth0", "172.22.16.10/24".parse().unwrap()).await?;
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+    /// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
+    /// h.add_address("ens192", "172.22.16.10/24".parse().unwrap()).await?;
+    /// let addrs = h.addresses(Some("ens192".into())).await?;
+    /// assert!(addrs.iter().any(|a| a.address.to_string() == "172.22.16.10/24"));
     /// # Ok(()) }
     /// ```
     pub async fn add_address(&self, link: impl Into<LinkRef>, addr: IpNet) -> Result<()> {

@@ -19,9 +19,12 @@ use crate::types::{check_mtu, IfName, MacAddr};
 /// Obtained from `Macvlan::attach_to_netns`, `Ipvlan::attach_to_netns`, `Vlan::attach_to_netns`
 /// or `Veth::attach_to_netns`.
 ///
-/// ```no_run
-/// # async fn demo(h: underlay::Handle, ns: underlay::Netns) -> underlay::Result<()> {
-/// use underlay::Macvlan;
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+/// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
+/// use underlay::{Macvlan, MacvlanMode};
+/// # Macvlan::create(&h, "mv0", "ens192", MacvlanMode::Bridge).execute().await?;
+/// let (ns, _) = underlay::doc_support::container()?;
 /// let done = Macvlan::attach_to_netns(&h, "mv0", &ns)
 ///     .name("eth0")
 ///     .address("172.16.10.101/24".parse().unwrap())

@@ -31,16 +31,16 @@ const DUMP_RETRIES: usize = 8;
 /// back to the task that asked. Must be created inside a tokio runtime; the connection task
 /// stops when the last clone drops.
 ///
-/// ```no_run
-/// # async fn demo() -> underlay::Result<()> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+/// # if unsafe { libc::geteuid() } != 0 { return Ok(()) }
 /// use underlay::{Handle, Netns};
-/// let host = Handle::new()?;                       // the caller's namespace
-/// let ns = Netns::create("c1")?;
-/// let inside = Handle::for_netns(&ns).await?;      // a socket opened inside `c1`
-/// for link in inside.links().await? {
-///     println!("{} {}", link.index, link.name);
-/// }
-/// # drop(host); Netns::delete("c1") }
+/// let ns = Netns::create_anonymous()?;
+/// let inside = Handle::for_netns(&ns).await?;      // a socket opened inside `ns`
+/// let links = inside.links().await?;
+/// assert_eq!(links.len(), 1);                      // just `lo`
+/// assert_eq!(links[0].name, "lo");
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct Handle {

@@ -9,20 +9,21 @@
 //! namespace, cheap to clone, with requests pipelined from many tasks at once. [`Netns`] makes
 //! and opens namespaces the way iproute2 does.
 //!
-//! ```no_run
-//! # async fn demo() -> underlay::Result<()> {
-//! use underlay::{Handle, Macvlan, MacvlanMode, Netns, Route};
-//! let host = Handle::new()?;
-//! let ns = Netns::create("bbox_10_1")?;
-//! let inside = Handle::for_netns(&ns).await?;
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+//! # let Some((_sandbox, host)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
+//! use underlay::{Handle, Macvlan, MacvlanMode, Route};
+//! // A "container": a fresh namespace and a netlink socket inside it.
+//! let (ns, inside) = Handle::create_anonymous_netns()?;
 //! // One request: created inside the namespace, named eth0, up.
-//! Macvlan::create(&host, "eth0", "ens192.10", MacvlanMode::Bridge)
+//! Macvlan::create(&host, "eth0", "ens192", MacvlanMode::Bridge)
 //!     .target(&inside)
 //!     .up()
 //!     .execute()
 //!     .await?;
 //! inside.add_address("eth0", "172.16.10.101/24".parse().unwrap()).await?;
 //! inside.add_route(&Route::default_via("172.16.10.1".parse().unwrap())).await?;
+//! # drop(ns);
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
@@ -30,6 +31,8 @@
 
 mod addr;
 mod attach;
+#[doc(hidden)]
+pub mod doc_support;
 mod error;
 mod handle;
 pub mod ipam;

@@ -23,14 +23,16 @@ pub const NETNS_RUN_DIR: &str = "/run/netns";
 /// Cloning is cheap (the descriptor is shared). The namespace lives while a descriptor, a
 /// process or a bind mount holds it; [`Netns::delete`] removes the bind mount of a named one.
 ///
-/// ```no_run
-/// # fn main() -> underlay::Result<()> {
+/// ```
+/// # if unsafe { libc::geteuid() } != 0 { return Ok(()) }
 /// use underlay::Netns;
-/// let ns = Netns::create("blue")?;          // like `ip netns add blue`
-/// let lo_up = ns.run(|| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward"))?;
-/// assert!(lo_up.is_ok());
-/// Netns::delete("blue")?;                   // like `ip netns del blue`
-/// # Ok(()) }
+/// let name = format!("doc-{}", std::process::id());
+/// let ns = Netns::create(&name)?;                  // like `ip netns add`
+/// assert!(Netns::list()?.contains(&name));
+/// let forwarding = ns.sysctl("net.ipv4.ip_forward")?;
+/// assert_eq!(forwarding, "0");
+/// Netns::delete(&name)?;                           // like `ip netns del`
+/// # Ok::<(), underlay::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Netns {

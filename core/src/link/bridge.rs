@@ -30,10 +30,12 @@ impl BridgeInfo {
 
 /// A Linux bridge.
 ///
-/// ```no_run
-/// # async fn demo(h: underlay::Handle) -> underlay::Result<()> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+/// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
 /// use underlay::Bridge;
-/// Bridge::create(&h, "br0").vlan_filtering(true).up().execute().await?;
+/// let br = Bridge::create(&h, "br0").up().execute().await?;
+/// h.set_link("ens192").master(br.index).execute().await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]

@@ -119,10 +119,15 @@ impl std::str::FromStr for IpvlanFlag {
 /// siblings' switches them all, including those already moved into containers (which the
 /// parent's namespace cannot list). Keep one mode per parent; the network layer enforces it.
 ///
-/// ```no_run
-/// # async fn demo(h: underlay::Handle, ns: underlay::Netns) -> underlay::Result<()> {
-/// use underlay::{Ipvlan, IpvlanMode};
-/// let link = Ipvlan::create(&h, "eth0", "ens192", IpvlanMode::L2).netns(&ns).up().execute().await?;
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+/// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
+/// use underlay::{ErrorKind, Ipvlan, IpvlanMode};
+/// let (container, _) = underlay::doc_support::container()?;
+/// match Ipvlan::create(&h, "eth0", "ens192", IpvlanMode::L2).netns(&container).up().execute().await {
+///     Ok(link) => assert_eq!(link.name, "eth0"),
+///     Err(e) => assert_eq!(e.kind(), ErrorKind::KernelUnsupported), // no ipvlan module here
+/// }
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]

@@ -90,15 +90,18 @@ impl std::fmt::Display for MacvlanMode {
 
 /// A macvlan (or, with [`Macvlan::create_tap`], a macvtap) child of a parent link.
 ///
-/// ```no_run
-/// # async fn demo(h: underlay::Handle, ns: underlay::Netns) -> underlay::Result<()> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+/// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
 /// use underlay::{Macvlan, MacvlanMode};
+/// let (container, _) = underlay::doc_support::container()?;
 /// // Made directly inside the container's namespace, named, up: one request.
-/// let link = Macvlan::create(&h, "eth0", "ens192.10", MacvlanMode::Bridge)
-///     .netns(&ns)
+/// let link = Macvlan::create(&h, "eth0", "ens192", MacvlanMode::Bridge)
+///     .netns(&container)
 ///     .up()
 ///     .execute()
 ///     .await?;
+/// assert!(link.up && link.parent_netns_id.is_some());
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]

@@ -13,8 +13,12 @@ use crate::types::{check_mtu, IfName, MacAddr};
 
 /// Changes to one link, sent in one request by [`LinkSet::execute`].
 ///
-/// ```no_run
-/// # async fn demo(h: underlay::Handle, ns: underlay::Netns) -> underlay::Result<()> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+/// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
+/// # use underlay::{Macvlan, MacvlanMode};
+/// # Macvlan::create(&h, "mv0", "ens192", MacvlanMode::Bridge).execute().await?;
+/// # let (ns, _) = underlay::doc_support::container()?;
 /// h.set_link("mv0").mtu(1400).promisc(true).up().execute().await?;
 /// // Move into a namespace and rename there, in one request.
 /// h.set_link("mv0").netns(&ns).name("eth0").execute().await?;

@@ -13,11 +13,13 @@ use crate::types::{IfName, MacAddr};
 
 /// A veth pair: `name` in the handle's namespace (or the builder's target), `peer` in its own.
 ///
-/// ```no_run
-/// # async fn demo(h: underlay::Handle, ns: underlay::Netns) -> underlay::Result<()> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+/// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
 /// use underlay::Veth;
-/// // `trunk0` here, `trunk1` inside `ns`.
-/// Veth::create(&h, "trunk0", "trunk1").peer_netns(&ns).up().execute().await?;
+/// let (other, _) = underlay::doc_support::container()?;
+/// // `trunk0` here, `trunk1` inside `other`.
+/// Veth::create(&h, "trunk0", "trunk1").peer_netns(&other).up().execute().await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]

@@ -79,12 +79,16 @@ impl VlanFlags {
 
 /// A VLAN sub-interface: shares its parent's MAC, tags frames with its id.
 ///
-/// ```no_run
-/// # async fn demo(h: underlay::Handle) -> underlay::Result<()> {
-/// use underlay::{Vlan, VlanId};
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+/// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
+/// use underlay::{ErrorKind, Vlan, VlanId};
 /// // `ens192.10`, like `ip link add link ens192 name ens192.10 type vlan id 10`.
-/// let link = Vlan::create(&h, "ens192", VlanId::new(10)?).up().execute().await?;
-/// assert_eq!(link.name, "ens192.10");
+/// match Vlan::create(&h, "ens192", VlanId::new(10)?).up().execute().await {
+///     Ok(link) => assert_eq!(link.name, "ens192.10"),
+///     // "kernel has no 8021q (VLAN) support: load it with `modprobe 8021q`"
+///     Err(e) => assert_eq!(e.kind(), ErrorKind::KernelUnsupported),
+/// }
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]

@@ -56,16 +56,19 @@ impl VxlanInfo {
 
 /// A VXLAN link.
 ///
-/// ```no_run
-/// # async fn demo(h: underlay::Handle) -> underlay::Result<()> {
-/// use underlay::Vxlan;
-/// Vxlan::create(&h, "vx100", 100)
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+/// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
+/// use underlay::{LinkKind, Vxlan};
+/// h.add_address("ens192", "10.0.0.1/24".parse().unwrap()).await?;
+/// let vx = Vxlan::create(&h, "vx100", 100)
 ///     .local("10.0.0.1".parse().unwrap())
 ///     .remote("10.0.0.2".parse().unwrap())
-///     .device("eth0")
+///     .device("ens192")
 ///     .up()
 ///     .execute()
 ///     .await?;
+/// assert!(matches!(vx.kind, LinkKind::Vxlan(ref v) if v.vni == 100 && v.port == 4789));
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
