@@ -213,15 +213,18 @@ impl Console {
             emitted = end + 1;
         }
         self.pending.drain(..emitted);
-        // A partial line goes out now ("test x ... " before "ok"), except what may be the start
-        // of the marker or of a "\r\n".
-        let keep = (1..=self.pending.len().min(EXIT_MARKER.len()))
-            .rev()
-            .find(|&n| {
-                let tail = &self.pending[self.pending.len() - n..];
-                EXIT_MARKER.as_bytes().starts_with(tail) || tail == b"\r"
-            })
-            .unwrap_or(0);
+        // A partial line goes out now ("test x ... " before "ok"), except from where the marker
+        // starts or may start, and a possible "\r" of a "\r\n".
+        let keep = match find(&self.pending, EXIT_MARKER.as_bytes()) {
+            Some(at) if self.status.is_none() => self.pending.len() - at,
+            _ => (1..=self.pending.len().min(EXIT_MARKER.len()))
+                .rev()
+                .find(|&n| {
+                    let tail = &self.pending[self.pending.len() - n..];
+                    EXIT_MARKER.as_bytes().starts_with(tail) || tail == b"\r"
+                })
+                .unwrap_or(0),
+        };
         let flush_to = self.pending.len() - keep;
         out.write_all(&self.pending[..flush_to])?;
         self.pending.drain(..flush_to);
@@ -288,5 +291,23 @@ mod tests {
         assert_eq!(out, b"test a ... ");
         console.feed(b"x@", &mut out).unwrap();
         assert_eq!(out, b"test a ... x");
+    }
+
+    /// Whatever the read boundaries, the marker is found and nothing after it shows.
+    #[test]
+    fn every_split() {
+        let stream: &[u8] = b"test result: ok. 3 passed; finished in 7.33s\n\n@@UNDERLAY-VM-EXIT@@ 0\n[   11.527034] reboot: Power down\r\n";
+        for a in 0..stream.len() {
+            for b in a..stream.len() {
+                let mut console = Console::new(false);
+                let mut out = Vec::new();
+                console.feed(&stream[..a], &mut out).unwrap();
+                console.feed(&stream[a..b], &mut out).unwrap();
+                console.feed(&stream[b..], &mut out).unwrap();
+                console.finish(&mut out).unwrap();
+                assert_eq!(console.status, Some(0), "split {a} {b}");
+                assert_eq!(out, &stream[..46], "split {a} {b}");
+            }
+        }
     }
 }
