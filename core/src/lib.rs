@@ -49,6 +49,7 @@ pub use attach::{Attach, Attached};
 pub use error::{Error, ErrorKind, Result};
 pub use handle::Handle;
 pub use link::bridge::{Bridge, BridgeInfo};
+pub use link::dummy::Dummy;
 pub use link::ipvlan::{Ipvlan, IpvlanFlag, IpvlanMode};
 pub use link::macvlan::{Macvlan, MacvlanMode};
 pub use link::veth::Veth;

@@ -6,6 +6,7 @@ mod info;
 mod set;
 
 pub mod bridge;
+pub mod dummy;
 pub mod ipvlan;
 pub mod macvlan;
 pub mod veth;
