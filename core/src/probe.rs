@@ -7,8 +7,21 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::netns::Netns;
+use crate::types::MacAddr;
 
 impl Netns {
+    /// Tells the neighbours about `ips` on link `ifindex` (MAC `mac`) at once: a gratuitous
+    /// ARP for each IPv4 address and an unsolicited neighbour advertisement (override) for each
+    /// IPv6 one, so switches and peers learn the new location without waiting for traffic.
+    pub fn announce(&self, ifindex: u32, mac: MacAddr, ips: Vec<IpAddr>) -> Result<()> {
+        self.run(move || announce(ifindex, mac, &ips))?
+    }
+
+    /// Like [`Netns::announce`], without blocking the async caller.
+    pub async fn announce_async(&self, ifindex: u32, mac: MacAddr, ips: Vec<IpAddr>) -> Result<()> {
+        self.run_async(move || announce(ifindex, mac, &ips)).await?
+    }
+
     /// Sends one ICMP (or ICMPv6) echo request to `dst` from inside this namespace and waits up
     /// to `timeout` for the reply. `Ok(Some(rtt))` on a reply, `Ok(None)` when none came
     /// (unreachable, filtered, timed out). Needs CAP_NET_RAW (raw socket).
@@ -156,6 +169,126 @@ fn echo(dst: IpAddr, timeout: Duration) -> Result<Option<Duration>> {
             return Ok(Some(start.elapsed()));
         }
     }
+}
+
+fn socket(domain: i32, ty: i32, proto: i32, what: &str) -> Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned right after.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        return Err(Error::io(
+            format!("cannot open a socket to {what}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: fd is a fresh, valid descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn announce(ifindex: u32, mac: MacAddr, ips: &[IpAddr]) -> Result<()> {
+    for ip in ips {
+        match ip {
+            IpAddr::V4(v4) => {
+                const ETH_P_ARP: u16 = 0x0806;
+                let s = socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_DGRAM,
+                    i32::from(ETH_P_ARP.to_be()),
+                    "send a gratuitous ARP",
+                )?;
+                // ARP request, sender = target = our address (RFC 5227 announcement).
+                let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
+                arp.extend_from_slice(&mac.octets());
+                arp.extend_from_slice(&v4.octets());
+                arp.extend_from_slice(&[0; 6]);
+                arp.extend_from_slice(&v4.octets());
+                // SAFETY: all-zero is a valid sockaddr_ll.
+                let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                ll.sll_family = libc::AF_PACKET as u16;
+                ll.sll_protocol = ETH_P_ARP.to_be();
+                ll.sll_ifindex = ifindex as i32;
+                ll.sll_halen = 6;
+                ll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+                // SAFETY: buffers valid for their lengths.
+                let n = unsafe {
+                    libc::sendto(
+                        s.as_raw_fd(),
+                        arp.as_ptr().cast(),
+                        arp.len(),
+                        0,
+                        (&ll as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    )
+                };
+                if n < 0 {
+                    return Err(Error::io(
+                        format!("cannot send a gratuitous ARP for {ip}"),
+                        std::io::Error::last_os_error(),
+                    ));
+                }
+            }
+            IpAddr::V6(v6) => {
+                let s = socket(
+                    libc::AF_INET6,
+                    libc::SOCK_RAW,
+                    libc::IPPROTO_ICMPV6,
+                    "send a neighbour advertisement",
+                )?;
+                let hops: libc::c_int = 255;
+                let idx = ifindex as libc::c_int;
+                // SAFETY: int options with their sizes.
+                unsafe {
+                    libc::setsockopt(
+                        s.as_raw_fd(),
+                        libc::IPPROTO_IPV6,
+                        libc::IPV6_MULTICAST_HOPS,
+                        (&hops as *const libc::c_int).cast(),
+                        4,
+                    );
+                    libc::setsockopt(
+                        s.as_raw_fd(),
+                        libc::IPPROTO_IPV6,
+                        libc::IPV6_MULTICAST_IF,
+                        (&idx as *const libc::c_int).cast(),
+                        4,
+                    );
+                }
+                // Neighbour advertisement, override flag, target = our address, option 2 = our MAC.
+                let mut na = vec![136u8, 0, 0, 0, 0x20, 0, 0, 0];
+                na.extend_from_slice(&v6.octets());
+                na.extend_from_slice(&[2, 1]);
+                na.extend_from_slice(&mac.octets());
+                let all_nodes = SocketAddr::new(IpAddr::V6("ff02::1".parse().expect("static")), 0);
+                let (mut sa, len) = sockaddr(&all_nodes);
+                // SAFETY: sockaddr_storage holds a sockaddr_in6 here.
+                unsafe {
+                    (*(&mut sa as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>())
+                        .sin6_scope_id = ifindex
+                };
+                // SAFETY: buffers valid for their lengths.
+                let n = unsafe {
+                    libc::sendto(
+                        s.as_raw_fd(),
+                        na.as_ptr().cast(),
+                        na.len(),
+                        0,
+                        (&sa as *const libc::sockaddr_storage).cast(),
+                        len,
+                    )
+                };
+                if n < 0 {
+                    let err = std::io::Error::last_os_error();
+                    // A tentative address (DAD running) cannot send yet; the kernel announces it after DAD.
+                    if err.raw_os_error() != Some(libc::EADDRNOTAVAIL) {
+                        return Err(Error::io(
+                            format!("cannot send a neighbour advertisement for {ip}"),
+                            err,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {

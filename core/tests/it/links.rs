@@ -831,3 +831,63 @@ async fn ping_probe_between_namespaces() {
             .success());
     }
 }
+
+#[tokio::test]
+async fn announce_teaches_the_neighbours() {
+    root_or_skip!("announce_teaches_the_neighbours");
+    let a = TestNs::new("ana").await;
+    let b = TestNs::new("anb").await;
+    let v0 = Veth::create(&a.handle, "v0", "v1")
+        .peer_netns(&b.ns)
+        .up()
+        .peer_up()
+        .execute()
+        .await
+        .unwrap();
+    a.handle
+        .add_address("v0", "10.78.0.1/24".parse().unwrap())
+        .await
+        .unwrap();
+    a.handle
+        .add_address_with(
+            "v0",
+            "fd78::1/64".parse().unwrap(),
+            underlay::AddressOptions {
+                nodad: true,
+                noprefixroute: false,
+            },
+        )
+        .await
+        .unwrap();
+    b.handle
+        .add_address("v1", "10.78.0.2/24".parse().unwrap())
+        .await
+        .unwrap();
+    // b learns from unsolicited ARP only with arp_accept.
+    b.ns.set_sysctl("net/ipv4/conf/v1/arp_accept", "1").unwrap();
+    a.ns.announce(
+        v0.index,
+        v0.mac.unwrap(),
+        vec!["10.78.0.1".parse().unwrap(), "fd78::1".parse().unwrap()],
+    )
+    .unwrap();
+    let mut learned = false;
+    for _ in 0..50 {
+        let neigh = b.ip(&["neigh", "show", "dev", "v1"]);
+        if neigh
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["dst"] == "10.78.0.1" && n["lladdr"] == v0.mac.unwrap().to_string().as_str())
+        {
+            learned = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        learned,
+        "b's neighbour table: {}",
+        b.ip(&["neigh", "show", "dev", "v1"])
+    );
+}
