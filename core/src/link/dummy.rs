@@ -34,7 +34,11 @@ impl Spec for Dummy {
     fn kind_name(&self) -> &'static str {
         "dummy"
     }
-    fn info(&self, _parent: Option<&Link>, _target: Option<&Netns>) -> Result<(InfoKind, Option<InfoData>)> {
+    fn info(
+        &self,
+        _parent: Option<&Link>,
+        _target: Option<&Netns>,
+    ) -> Result<(InfoKind, Option<InfoData>)> {
         Ok((InfoKind::Dummy, None))
     }
 }
