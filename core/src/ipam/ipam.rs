@@ -1,0 +1,389 @@
+//! `Ipam`: one network's allocator over a shared store, with group commit.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use crate::error::{Error, ErrorKind, Result};
+
+use super::lease::{BootId, Lease, Owner, Request};
+use super::network::Network;
+use super::state::NetState;
+use super::store::{Change, MemoryStore, Store};
+
+/// How many times a batch is recomputed when other writers keep moving the version.
+const MAX_ATTEMPTS: u32 = 10_000;
+
+enum Op {
+    Allocate(Owner, Request),
+    Release(Owner),
+    Gc(HashSet<Owner>),
+    ReleaseStale,
+}
+
+enum Reply {
+    Lease(Lease),
+    Released(Option<Lease>),
+    Many(Vec<Lease>),
+}
+
+struct Pending {
+    op: Op,
+    reply: oneshot::Sender<Result<Reply>>,
+}
+
+struct Inner {
+    network: Arc<Network>,
+    store: Arc<dyn Store>,
+    boot_id: Mutex<Option<BootId>>,
+    /// Requests waiting for the next batch (group commit).
+    queue: Mutex<Vec<Pending>>,
+    /// The cached state; `None` after a failed commit (reloaded before the next use).
+    state: tokio::sync::Mutex<Option<NetState>>,
+}
+
+/// Hands out the addresses of one network; cheap to clone, safe to share between tasks.
+///
+/// Every change goes to the [`Store`] before the call returns. Concurrent calls on one `Ipam`
+/// are batched into one store commit (one fsync for the local store); calls from other
+/// processes or other `Ipam`s on the same store are detected by the store's version and
+/// recomputed.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use underlay::ipam::{Ipam, LocalStore, Network, Owner, Request};
+/// # let dir = std::env::temp_dir().join(format!("ipam-doc-{}", std::process::id()));
+/// let store = Arc::new(LocalStore::open(&dir)?); // default: LocalStore::DEFAULT_DIR
+/// let net = Network::new("mac_net1", vec![
+///     "172.22.16.0/24 gateway=172.22.16.1 reserve=exclude_host=172.22.16.21".parse()?,
+/// ])?;
+/// let ipam = Ipam::open_or_create(store, net).await?;
+/// let c1 = Owner::new("bbox1", "eth0")?;
+/// let lease = ipam.allocate(&c1, &Request::ip("172.22.16.10".parse().unwrap())).await?;
+/// assert_eq!(lease.addresses[0].address.to_string(), "172.22.16.10/24");
+/// let c2 = Owner::new("bbox2", "eth0")?;
+/// let any = ipam.allocate(&c2, &Request::any()).await?;
+/// assert_eq!(any.ips()[0].to_string(), "172.22.16.2");
+/// // Asking again gives the same address.
+/// assert_eq!(ipam.allocate(&c2, &Request::any()).await?, any);
+/// assert_eq!(ipam.list().await?.len(), 2);
+/// ipam.release(&c1).await?;
+/// assert!(ipam.lookup(&c1).await?.is_none());
+/// # ipam.release(&c2).await?;
+/// # Ipam::delete(&*ipam.store(), "mac_net1").await?;
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), underlay::Error>(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Ipam {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ipam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ipam")
+            .field("network", &self.inner.network.name())
+            .field("store", &self.inner.store)
+            .finish()
+    }
+}
+
+fn copy_err(e: &Error) -> Error {
+    let c = Error::new(e.kind(), e.message());
+    match e.errno() {
+        Some(n) => c.with_errno(n),
+        None => c,
+    }
+}
+
+impl Ipam {
+    /// Defines `network` in `store` (exclusive: [`ErrorKind::AlreadyExists`] if the name is
+    /// taken, [`ErrorKind::Overlap`] if a pool overlaps another network of the store).
+    pub async fn create(store: Arc<dyn Store>, network: Network) -> Result<Ipam> {
+        store.create_network(&network).await?;
+        Ipam::open(store, network.name()).await
+    }
+
+    /// Opens a network defined earlier ([`ErrorKind::NotFound`] if it is not).
+    pub async fn open(store: Arc<dyn Store>, name: &str) -> Result<Ipam> {
+        let snap = store.load(name).await?;
+        let network = Arc::new(snap.network.clone());
+        let state = NetState::from_snapshot(snap, network.clone())?;
+        Ok(Ipam {
+            inner: Arc::new(Inner {
+                network,
+                store,
+                boot_id: Mutex::new(BootId::current().ok()),
+                queue: Mutex::new(Vec::new()),
+                state: tokio::sync::Mutex::new(Some(state)),
+            }),
+        })
+    }
+
+    /// Opens `network`, defining it first if the store lacks it (the CNI way: the definition
+    /// comes with every call). [`ErrorKind::Conflict`] if the store holds another definition
+    /// under that name.
+    pub async fn open_or_create(store: Arc<dyn Store>, network: Network) -> Result<Ipam> {
+        match store.create_network(&network).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let ipam = Ipam::open(store, network.name()).await?;
+        if *ipam.inner.network != network {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "network `{}` exists in the store with another definition:\n{}which differs \
+                     from the one given:\n{}delete the network (after releasing its leases) or \
+                     use the stored definition",
+                    network.name(),
+                    ipam.inner.network,
+                    network
+                ),
+            ));
+        }
+        Ok(ipam)
+    }
+
+    /// A network in a fresh [`MemoryStore`] (nothing persists).
+    pub async fn in_memory(network: Network) -> Result<Ipam> {
+        Ipam::create(Arc::new(MemoryStore::new()), network).await
+    }
+
+    /// Removes a network from a store ([`ErrorKind::Busy`] while it holds leases).
+    pub async fn delete(store: &dyn Store, name: &str) -> Result<()> {
+        store.delete_network(name).await
+    }
+
+    /// The network's definition.
+    pub fn network(&self) -> &Network {
+        &self.inner.network
+    }
+
+    /// The store.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+
+    /// The boot id new leases are stamped with (default: the running kernel's, `None` if
+    /// unreadable).
+    pub fn boot_id(&self) -> Option<BootId> {
+        self.lock_boot().clone()
+    }
+
+    /// Stamps new leases with `boot_id` (`None`: no stamp).
+    pub fn set_boot_id(&self, boot_id: Option<BootId>) {
+        *self.lock_boot() = boot_id;
+    }
+
+    fn lock_boot(&self) -> std::sync::MutexGuard<'_, Option<BootId>> {
+        self.inner.boot_id.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives `owner` one address from every pool: the ones `request` names, else the next free
+    /// one after the last handed out (next-fit, wrapping around). Idempotent: an owner that
+    /// already holds a lease gets it back ([`ErrorKind::Conflict`] if it names other addresses).
+    pub async fn allocate(&self, owner: &Owner, request: &Request) -> Result<Lease> {
+        match self
+            .run(Op::Allocate(owner.clone(), request.clone()))
+            .await?
+        {
+            Reply::Lease(l) => Ok(l),
+            _ => unreachable!("allocate replies with a lease"),
+        }
+    }
+
+    /// Releases `owner`'s lease; `None` if it held none (releasing twice is not an error).
+    pub async fn release(&self, owner: &Owner) -> Result<Option<Lease>> {
+        match self.run(Op::Release(owner.clone())).await? {
+            Reply::Released(l) => Ok(l),
+            _ => unreachable!("release replies with an optional lease"),
+        }
+    }
+
+    /// Releases every lease whose owner is not in `valid` (CNI GC); returns them.
+    pub async fn gc(&self, valid: &[Owner]) -> Result<Vec<Lease>> {
+        let valid = valid.iter().cloned().collect();
+        match self.run(Op::Gc(valid)).await? {
+            Reply::Many(v) => Ok(v),
+            _ => unreachable!("gc replies with leases"),
+        }
+    }
+
+    /// Leases stamped with a boot id other than the current one: made before a reboot.
+    /// Unstamped leases are never stale.
+    pub async fn stale(&self) -> Result<Vec<Lease>> {
+        let Some(boot) = self.boot_id() else {
+            return Ok(Vec::new());
+        };
+        self.read(|s| s.stale(&boot)).await
+    }
+
+    /// Releases the leases [`Ipam::stale`] lists; returns them.
+    pub async fn release_stale(&self) -> Result<Vec<Lease>> {
+        match self.run(Op::ReleaseStale).await? {
+            Reply::Many(v) => Ok(v),
+            _ => unreachable!("release_stale replies with leases"),
+        }
+    }
+
+    /// `owner`'s lease, if any.
+    pub async fn lookup(&self, owner: &Owner) -> Result<Option<Lease>> {
+        self.read(|s| s.lookup(owner)).await
+    }
+
+    /// Every lease, sorted by owner.
+    pub async fn list(&self) -> Result<Vec<Lease>> {
+        self.read(|s| s.list()).await
+    }
+
+    async fn load(&self) -> Result<NetState> {
+        let snap = self.inner.store.load(self.inner.network.name()).await?;
+        if snap.network != *self.inner.network {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "network `{}` was redefined in the store since it was opened: open it again",
+                    self.inner.network.name()
+                ),
+            ));
+        }
+        NetState::from_snapshot(snap, self.inner.network.clone())
+    }
+
+    /// Runs `f` on a state at least as new as the store's version at call time.
+    async fn read<T>(&self, f: impl FnOnce(&NetState) -> T) -> Result<T> {
+        let mut slot = self.inner.state.lock().await;
+        let version = self.inner.store.version(self.inner.network.name()).await?;
+        let fresh = matches!(&*slot, Some(s) if s.version == version);
+        if !fresh {
+            *slot = None;
+            *slot = Some(self.load().await?);
+        }
+        match &*slot {
+            Some(s) => Ok(f(s)),
+            None => unreachable!("state loaded above"),
+        }
+    }
+
+    async fn run(&self, op: Op) -> Result<Reply> {
+        // Fast path: nobody else is in: run alone, without a channel.
+        if let Ok(mut slot) = self.inner.state.try_lock() {
+            if self.lock_queue().is_empty() {
+                let mut out = self.execute(&mut slot, &[op]).await;
+                drop(slot);
+                return out.pop().expect("one reply per op");
+            }
+            // Others are waiting: join their batch below (we hold the lock: process now).
+            let (tx, rx) = oneshot::channel();
+            self.lock_queue().push(Pending { op, reply: tx });
+            self.drain(&mut slot).await;
+            drop(slot);
+            return rx.await.unwrap_or_else(|_| Err(lost()));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.lock_queue().push(Pending { op, reply: tx });
+        let mut slot = self.inner.state.lock().await;
+        // A previous holder may have run our request already; then this batch is empty.
+        self.drain(&mut slot).await;
+        drop(slot);
+        rx.await.unwrap_or_else(|_| Err(lost()))
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.inner.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn drain(&self, slot: &mut Option<NetState>) {
+        let batch = std::mem::take(&mut *self.lock_queue());
+        if batch.is_empty() {
+            return;
+        }
+        let (ops, txs): (Vec<Op>, Vec<_>) = batch.into_iter().map(|p| (p.op, p.reply)).unzip();
+        let out = self.execute(slot, &ops).await;
+        for (tx, r) in txs.into_iter().zip(out) {
+            let _ = tx.send(r);
+        }
+    }
+
+    /// Computes `ops` on the cached state and commits their changes as one batch.
+    async fn execute(&self, slot: &mut Option<NetState>, ops: &[Op]) -> Vec<Result<Reply>> {
+        let boot = self.boot_id();
+        let name = self.inner.network.name();
+        let mut attempt = 0;
+        loop {
+            if slot.is_none() {
+                match self.load().await {
+                    Ok(s) => *slot = Some(s),
+                    Err(e) => return ops.iter().map(|_| Err(copy_err(&e))).collect(),
+                }
+            }
+            let Some(state) = slot.as_mut() else {
+                unreachable!("state loaded above")
+            };
+            let mut changes: Vec<Change> = Vec::new();
+            let mut replies: Vec<Result<Reply>> = ops
+                .iter()
+                .map(|op| match op {
+                    Op::Allocate(o, r) => {
+                        state.allocate(o, r, &boot, &mut changes).map(Reply::Lease)
+                    }
+                    Op::Release(o) => Ok(Reply::Released(state.release(o, &mut changes))),
+                    Op::Gc(valid) => Ok(Reply::Many(
+                        state.release_where(|o, _| !valid.contains(o), &mut changes),
+                    )),
+                    Op::ReleaseStale => Ok(Reply::Many(match &boot {
+                        Some(b) => state.release_where(
+                            |_, r| matches!(&r.boot_id, Some(x) if x != b),
+                            &mut changes,
+                        ),
+                        None => Vec::new(),
+                    })),
+                })
+                .collect();
+            if changes.is_empty() {
+                return replies;
+            }
+            match self.inner.store.commit(name, state.version, &changes).await {
+                Ok(v) => {
+                    state.version = v;
+                    return replies;
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    *slot = None;
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    *slot = None;
+                    let e = if e.kind() == ErrorKind::Conflict {
+                        Error::new(
+                            ErrorKind::Busy,
+                            format!(
+                                "network `{name}`: gave up after {attempt} attempts while other \
+                                 writers kept changing it ({e}); retry later"
+                            ),
+                        )
+                    } else {
+                        e
+                    };
+                    for r in replies.iter_mut().filter(|r| r.is_ok()) {
+                        *r = Err(copy_err(&e));
+                    }
+                    return replies;
+                }
+            }
+        }
+    }
+}
+
+fn lost() -> Error {
+    Error::new(
+        ErrorKind::Io,
+        "an IPAM request was dropped before it was answered (the task running its batch was \
+         cancelled): retry it; look the owner up first, it may hold a lease",
+    )
+}

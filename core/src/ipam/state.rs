@@ -1,0 +1,469 @@
+//! A network's allocation state in memory: per pool the used offsets as intervals and the
+//! next-fit cursor; per address its record; per owner its addresses.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::error::{Error, ErrorKind, Result};
+
+use super::intervals::IntervalSet;
+use super::lease::{BootId, Lease, LeasedAddress, Owner, Record, Request};
+use super::network::Network;
+use super::pool::{span_index, Pool};
+use super::store::{Change, Snapshot};
+
+#[derive(Debug, Clone)]
+struct PoolState {
+    /// Leased and excluded offsets.
+    used: IntervalSet,
+    cursor: Option<u128>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct NetState {
+    pub(crate) network: Arc<Network>,
+    pools: Vec<PoolState>,
+    records: HashMap<IpAddr, Record>,
+    by_owner: HashMap<Owner, Vec<(usize, IpAddr)>>,
+    pub(crate) version: u64,
+}
+
+impl NetState {
+    pub(crate) fn from_snapshot(snap: Snapshot, network: Arc<Network>) -> Result<NetState> {
+        let name = network.name();
+        let mut pools: Vec<PoolState> = network
+            .pools()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut used = IntervalSet::default();
+                for off in p.excluded_offsets() {
+                    used.insert(*off);
+                }
+                let cursor = snap
+                    .cursors
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .filter(|ip| p.contains(*ip))
+                    .map(|ip| p.offset(ip));
+                PoolState { used, cursor }
+            })
+            .collect();
+        let mut records = HashMap::with_capacity(snap.records.len());
+        let mut by_owner: HashMap<Owner, Vec<(usize, IpAddr)>> = HashMap::new();
+        for r in snap.records {
+            let Some(i) = network.pools().iter().position(|p| p.contains(r.addr)) else {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "the store holds lease {} of {} in network `{name}`, but no pool of the \
+                         network contains it: the store was edited by another tool or for \
+                         another definition; release that lease by hand",
+                        r.addr, r.owner
+                    ),
+                ));
+            };
+            pools[i].used.insert(network.pools()[i].offset(r.addr));
+            by_owner
+                .entry(r.owner.clone())
+                .or_default()
+                .push((i, r.addr));
+            records.insert(r.addr, r);
+        }
+        for v in by_owner.values_mut() {
+            v.sort();
+        }
+        Ok(NetState {
+            network,
+            pools,
+            records,
+            by_owner,
+            version: snap.version,
+        })
+    }
+
+    fn lease_of(&self, owner: &Owner, addrs: &[(usize, IpAddr)]) -> Lease {
+        let pools = self.network.pools();
+        Lease {
+            owner: owner.clone(),
+            addresses: addrs
+                .iter()
+                .map(|&(i, ip)| LeasedAddress {
+                    address: IpNet::new(ip, pools[i].subnet().prefix_len())
+                        .expect("prefix of a valid subnet"),
+                    gateway: pools[i].gateway(),
+                    pool: i,
+                })
+                .collect(),
+            boot_id: addrs
+                .first()
+                .and_then(|(_, ip)| self.records.get(ip))
+                .and_then(|r| r.boot_id.clone()),
+        }
+    }
+
+    pub(crate) fn lookup(&self, owner: &Owner) -> Option<Lease> {
+        self.by_owner.get(owner).map(|a| self.lease_of(owner, a))
+    }
+
+    pub(crate) fn list(&self) -> Vec<Lease> {
+        let mut v: Vec<Lease> = self
+            .by_owner
+            .iter()
+            .map(|(o, a)| self.lease_of(o, a))
+            .collect();
+        v.sort_by(|a, b| a.owner.cmp(&b.owner));
+        v
+    }
+
+    /// Number of leased addresses.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The next free offset of pool `i` after its cursor, wrapping around.
+    fn next_fit(&self, i: usize) -> Option<u128> {
+        let spans = self.network.pools()[i].spans();
+        let ps = &self.pools[i];
+        let (j, from) = match ps.cursor {
+            Some(c) => match span_index(spans, c) {
+                Some(j) => (j, c + 1),
+                None => {
+                    let j = spans.partition_point(|s| s.0 <= c);
+                    if j == spans.len() {
+                        (0, spans[0].0)
+                    } else {
+                        (j, spans[j].0)
+                    }
+                }
+            },
+            None => (0, spans[0].0),
+        };
+        for k in 0..=spans.len() {
+            let (lo, hi) = spans[(j + k) % spans.len()];
+            let start = if k == 0 { from } else { lo };
+            if start > hi {
+                continue;
+            }
+            let f = ps.used.first_free_from(start);
+            if f <= hi {
+                return Some(f);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn allocate(
+        &mut self,
+        owner: &Owner,
+        req: &Request,
+        boot_id: &Option<BootId>,
+        changes: &mut Vec<Change>,
+    ) -> Result<Lease> {
+        let name = self.network.name();
+        if let Some(held) = self.by_owner.get(owner) {
+            if let Some(ip) = req
+                .ips()
+                .iter()
+                .find(|ip| !held.iter().any(|h| h.1 == **ip))
+            {
+                let have: Vec<String> = held.iter().map(|h| h.1.to_string()).collect();
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{owner} already holds {} in network `{name}`: release it before asking \
+                         for {ip}",
+                        have.join(", ")
+                    ),
+                ));
+            }
+            return Ok(self.lease_of(owner, held));
+        }
+        let pools = self.network.pools();
+        let mut picks: Vec<(Option<u128>, bool)> = vec![(None, false); pools.len()];
+        for &ip in req.ips() {
+            let Some(i) = pools.iter().position(|p| p.contains(ip)) else {
+                let subnets: Vec<String> = pools.iter().map(|p| p.subnet().to_string()).collect();
+                return Err(Error::invalid(format!(
+                    "address {ip} is in no pool of network `{name}` ({}): ask for an address \
+                     inside one",
+                    subnets.join(", ")
+                )));
+            };
+            let pool: &Pool = &pools[i];
+            if picks[i].0.is_some() {
+                return Err(Error::invalid(format!(
+                    "two addresses asked for pool {} of network `{name}`: ask for one per pool",
+                    pool.subnet()
+                )));
+            }
+            if let Some(why) = pool.excluded_reason(ip) {
+                return Err(Error::invalid(format!(
+                    "address {ip} is {why} of pool {} in network `{name}`: ask for another",
+                    pool.subnet()
+                )));
+            }
+            if let Some(r) = self.records.get(&ip) {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "address {ip} in network `{name}` is already held by {}: ask for \
+                         another or release it",
+                        r.owner
+                    ),
+                ));
+            }
+            picks[i] = (Some(pool.offset(ip)), false);
+        }
+        for i in 0..pools.len() {
+            if picks[i].0.is_none() {
+                match self.next_fit(i) {
+                    Some(off) => picks[i] = (Some(off), true),
+                    None => {
+                        let p = &pools[i];
+                        return Err(Error::new(
+                            ErrorKind::PoolExhausted,
+                            format!(
+                                "pool {} of network `{name}` is exhausted: all {} addresses of \
+                                 its ranges are in use; release leases (gc), or widen the ranges",
+                                p.subnet(),
+                                p.capacity()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut addrs = Vec::with_capacity(pools.len());
+        for (i, (off, dynamic)) in picks.into_iter().enumerate() {
+            let off = off.expect("every pool picked");
+            let ip = pools[i].addr_at(off);
+            self.pools[i].used.insert(off);
+            let rec = Record {
+                addr: ip,
+                owner: owner.clone(),
+                boot_id: boot_id.clone(),
+            };
+            changes.push(Change::Claim(rec.clone()));
+            self.records.insert(ip, rec);
+            if dynamic {
+                self.pools[i].cursor = Some(off);
+                changes.push(Change::Cursor { pool: i, addr: ip });
+            }
+            addrs.push((i, ip));
+        }
+        let lease = self.lease_of(owner, &addrs);
+        self.by_owner.insert(owner.clone(), addrs);
+        Ok(lease)
+    }
+
+    pub(crate) fn release(&mut self, owner: &Owner, changes: &mut Vec<Change>) -> Option<Lease> {
+        let addrs = self.by_owner.get(owner)?;
+        let lease = self.lease_of(owner, addrs);
+        let addrs = self.by_owner.remove(owner).expect("present");
+        for (i, ip) in addrs {
+            let pool = &self.network.pools()[i];
+            let off = pool.offset(ip);
+            if !pool.is_excluded_offset(off) {
+                self.pools[i].used.remove(off);
+            }
+            if let Some(r) = self.records.remove(&ip) {
+                changes.push(Change::Release(r));
+            }
+        }
+        Some(lease)
+    }
+
+    /// Releases every owner for which `drop` is true.
+    pub(crate) fn release_where(
+        &mut self,
+        mut drop: impl FnMut(&Owner, &Record) -> bool,
+        changes: &mut Vec<Change>,
+    ) -> Vec<Lease> {
+        let doomed: HashSet<Owner> = self
+            .by_owner
+            .iter()
+            .filter(|(o, a)| a.iter().any(|(_, ip)| drop(o, &self.records[ip])))
+            .map(|(o, _)| o.clone())
+            .collect();
+        let mut out: Vec<Lease> = doomed
+            .iter()
+            .filter_map(|o| self.release(o, changes))
+            .collect();
+        out.sort_by(|a, b| a.owner.cmp(&b.owner));
+        out
+    }
+
+    /// Owners whose lease carries a boot id other than `current`.
+    pub(crate) fn stale(&self, current: &BootId) -> Vec<Lease> {
+        let mut v: Vec<Lease> = self
+            .by_owner
+            .iter()
+            .filter(|(_, a)| {
+                a.iter()
+                    .any(|(_, ip)| matches!(&self.records[ip].boot_id, Some(b) if b != current))
+            })
+            .map(|(o, a)| self.lease_of(o, a))
+            .collect();
+        v.sort_by(|a, b| a.owner.cmp(&b.owner));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(pools: &[&str]) -> NetState {
+        let net = Network::new("t", pools.iter().map(|p| p.parse().unwrap()).collect()).unwrap();
+        let n = net.pools().len();
+        let snap = Snapshot {
+            network: net.clone(),
+            records: vec![],
+            cursors: vec![None; n],
+            version: 0,
+        };
+        NetState::from_snapshot(snap, Arc::new(net)).unwrap()
+    }
+
+    fn owner(i: usize) -> Owner {
+        Owner::new(format!("c{i}"), "eth0").unwrap()
+    }
+
+    fn alloc(s: &mut NetState, i: usize) -> Result<IpAddr> {
+        s.allocate(&owner(i), &Request::any(), &None, &mut vec![])
+            .map(|l| l.ips()[0])
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn order_skips_network_gateway_and_reserved() {
+        let mut s = state(&["192.168.1.0/24 reserve=host=192.168.1.3"]);
+        assert_eq!(alloc(&mut s, 0).unwrap(), ip("192.168.1.2"));
+        assert_eq!(alloc(&mut s, 1).unwrap(), ip("192.168.1.4"));
+        assert_eq!(alloc(&mut s, 2).unwrap(), ip("192.168.1.5"));
+    }
+
+    #[test]
+    fn next_fit_does_not_reuse_at_once_and_wraps() {
+        let mut s = state(&["10.0.0.0/29"]); // usable .2 .. .6 (.1 gateway, .7 broadcast)
+        let got: Vec<IpAddr> = (0..5).map(|i| alloc(&mut s, i).unwrap()).collect();
+        assert_eq!(got[0], ip("10.0.0.2"));
+        assert_eq!(got[4], ip("10.0.0.6"));
+        let e = alloc(&mut s, 9).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PoolExhausted);
+        assert!(
+            e.message().contains("pool 10.0.0.0/29 of network `t`"),
+            "{e}"
+        );
+        assert!(e.message().contains("all 5 addresses"), "{e}");
+        s.release(&owner(1), &mut vec![]).unwrap(); // .3
+        s.release(&owner(3), &mut vec![]).unwrap(); // .5
+                                                    // Cursor is at .6: wraps to the first free after it, .3 then .5.
+        assert_eq!(alloc(&mut s, 10).unwrap(), ip("10.0.0.3"));
+        s.release(&owner(10), &mut vec![]).unwrap(); // .3 free again, cursor at .3
+        assert_eq!(alloc(&mut s, 11).unwrap(), ip("10.0.0.5"));
+        assert_eq!(alloc(&mut s, 12).unwrap(), ip("10.0.0.3"));
+    }
+
+    #[test]
+    fn several_ranges_in_order() {
+        let mut s = state(&["10.0.0.0/24 range=10.0.0.200-10.0.0.201 range=10.0.0.10-10.0.0.11"]);
+        let got: Vec<IpAddr> = (0..4).map(|i| alloc(&mut s, i).unwrap()).collect();
+        let want: Vec<IpAddr> = ["10.0.0.10", "10.0.0.11", "10.0.0.200", "10.0.0.201"]
+            .iter()
+            .map(|a| ip(a))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            alloc(&mut s, 5).unwrap_err().kind(),
+            ErrorKind::PoolExhausted
+        );
+    }
+
+    #[test]
+    fn idempotent_and_specific() {
+        let mut s = state(&["172.22.16.0/24", "fd00:16::/64"]);
+        let o = owner(1);
+        let mut ch = vec![];
+        let req = Request::ip(ip("172.22.16.10"));
+        let l = s.allocate(&o, &req, &None, &mut ch).unwrap();
+        assert_eq!(l.ips(), vec![ip("172.22.16.10"), ip("fd00:16::2")]);
+        assert_eq!(l.addresses[0].address.to_string(), "172.22.16.10/24");
+        assert_eq!(l.addresses[1].gateway, Some(ip("fd00:16::1")));
+        assert_eq!(ch.len(), 3); // two claims, one cursor (v6 only)
+        let again = s.allocate(&o, &Request::any(), &None, &mut ch).unwrap();
+        assert_eq!(again, l);
+        assert_eq!(s.allocate(&o, &req, &None, &mut vec![]).unwrap(), l);
+        let e = s
+            .allocate(&o, &Request::ip(ip("172.22.16.11")), &None, &mut vec![])
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        let e = s.allocate(&owner(2), &req, &None, &mut vec![]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+        assert!(e.message().contains("c1/eth0"), "{e}");
+        for (bad, what) in [
+            ("172.22.16.1", "the gateway"),
+            ("172.22.16.255", "the broadcast address"),
+            ("172.22.16.0", "the network address"),
+            ("fd00:16::", "subnet-router anycast"),
+            ("10.9.9.9", "no pool"),
+        ] {
+            let e = s
+                .allocate(&owner(3), &Request::ip(ip(bad)), &None, &mut vec![])
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert!(e.message().contains(what), "{e}");
+        }
+        let e = s
+            .allocate(
+                &owner(3),
+                &Request::ip(ip("172.22.16.20")).and_ip(ip("172.22.16.21")),
+                &None,
+                &mut vec![],
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        // A failed request changed nothing.
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn huge_pools_are_cheap() {
+        let mut s = state(&["10.0.0.0/8", "fd00::/64"]);
+        for i in 0..1000 {
+            alloc(&mut s, i).unwrap();
+        }
+        assert_eq!(s.len(), 2000);
+    }
+
+    #[test]
+    fn gc_and_stale() {
+        let mut s = state(&["10.0.0.0/24"]);
+        let old = BootId::new("old").unwrap();
+        let new = BootId::new("new").unwrap();
+        s.allocate(&owner(1), &Request::any(), &Some(old.clone()), &mut vec![])
+            .unwrap();
+        s.allocate(&owner(2), &Request::any(), &Some(new.clone()), &mut vec![])
+            .unwrap();
+        s.allocate(&owner(3), &Request::any(), &None, &mut vec![])
+            .unwrap();
+        let stale = s.stale(&new);
+        assert_eq!(stale.len(), 1);
+        assert_eq!(stale[0].owner, owner(1));
+        let mut ch = vec![];
+        let keep: HashSet<Owner> = [owner(2)].into_iter().collect();
+        let gone = s.release_where(|o, _| !keep.contains(o), &mut ch);
+        assert_eq!(gone.len(), 2);
+        assert_eq!(ch.len(), 2);
+        assert_eq!(s.list().len(), 1);
+    }
+}

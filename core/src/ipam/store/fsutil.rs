@@ -1,0 +1,102 @@
+//! File helpers of the local stores: locks, atomic replacement, directory fsync.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Creates `dir` (mode 0700) if missing.
+pub(crate) fn mkdir(dir: &Path) -> Result<()> {
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(Error::io(
+            format!(
+                "cannot create IPAM directory {}: check that its parent exists and is writable",
+                dir.display()
+            ),
+            e,
+        )),
+    }
+}
+
+/// An exclusive `flock` on `path` (created if missing), held until the file is dropped.
+pub(crate) fn lock(path: &Path) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("cannot open lock file {}", path.display()), e))?;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if r == 0 {
+            return Ok(f);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(Error::io(format!("cannot lock {}", path.display()), e));
+        }
+    }
+}
+
+/// fsyncs a directory, making renames and creations in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("cannot fsync directory {}", dir.display()), e))
+}
+
+/// Replaces `dir/name` with `data`: write `dir/.name.tmp`, fsync, rename, fsync `dir` (the
+/// fsyncs only when `durable`). The caller holds the lock that makes the temp name private.
+pub(crate) fn replace(dir: &Path, name: &str, data: &[u8], durable: bool) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        if durable {
+            f.sync_data()?;
+        }
+        std::fs::rename(&tmp, &path)
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(
+            format!(
+                "cannot write {}: check free space and permissions",
+                path.display()
+            ),
+            e,
+        ));
+    }
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Reads a whole file.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+}
+
+/// Reads at most `n` bytes from the start of a file.
+pub(crate) fn read_head(path: &Path, n: usize) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(n);
+    File::open(path)
+        .and_then(|f| f.take(n as u64).read_to_end(&mut buf))
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    Ok(buf)
+}
