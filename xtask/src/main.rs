@@ -8,6 +8,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
+  test [args]              vm-prepare, then `cargo test --workspace --locked [args]` (the vm
+                           test binary boots the VM itself when the kernel lacks 8021q/ipvlan)
   vm-prepare               install qemu & co. if missing, fetch and cache the guest kernel
   vm-run [--] <cmd> [args] run a command in the VM (host's / shared read-only, tmpfs overlay);
                            exits with the command's status (124 on timeout)
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
     let mut args = env::args_os().skip(1);
     let task = args.next();
     let result = match task.as_ref().and_then(|t| t.to_str()) {
+        Some("test") => test(args.collect()),
         Some("vm-prepare") => vm_prepare(),
         Some("vm-run") => vm_run(args.collect()),
         Some("-h" | "--help" | "help") => {
@@ -36,6 +39,17 @@ fn main() -> ExitCode {
             ExitCode::from(125)
         }
     }
+}
+
+fn test(args: Vec<OsString>) -> std::io::Result<i32> {
+    // Up front, so that apt's and the download's output come before the tests'.
+    vm_prepare()?;
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["test", "--workspace", "--locked"])
+        .args(args)
+        .status()?;
+    Ok(status.code().unwrap_or(1))
 }
 
 fn vm_prepare() -> std::io::Result<i32> {
