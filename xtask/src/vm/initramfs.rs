@@ -70,6 +70,11 @@ mount -t tmpfs -o mode=0755 tmpfs /newroot/run
 mkdir -p /newroot/run/underlay-vm
 cp /run.sh /newroot/run/underlay-vm/run.sh
 
+# Should the host vanish without killing qemu, the guest still ends.
+if [ "$UNDERLAY_VM_DEADLINE" -gt 0 ]; then
+    (sleep "$UNDERLAY_VM_DEADLINE"; echo "underlay-vm: guest deadline reached" >&2; finish 124) &
+fi
+
 cd /
 if [ "$UNDERLAY_VM_PIPE" = 1 ]; then
     # The host's stdout is no terminal: neither is the command's.
@@ -186,6 +191,8 @@ pub(crate) struct RunSpec<'a> {
     /// Send the command's output through a pipe (the host's stdout is no terminal).
     pub(crate) pipe: bool,
     pub(crate) verbose: bool,
+    /// Seconds after which the guest powers itself off (0: never).
+    pub(crate) deadline_secs: u64,
 }
 
 /// The script the host's `/bin/sh` runs in the guest: environment, directory, command.
@@ -217,9 +224,10 @@ fn run_script(spec: &RunSpec<'_>) -> Vec<u8> {
 pub(crate) fn write_run(out: &mut impl Write, spec: &RunSpec<'_>) -> io::Result<()> {
     let script = run_script(spec);
     let conf = format!(
-        "UNDERLAY_VM_PIPE={}\nUNDERLAY_VM_VERBOSE={}\n",
+        "UNDERLAY_VM_PIPE={}\nUNDERLAY_VM_VERBOSE={}\nUNDERLAY_VM_DEADLINE={}\n",
         u8::from(spec.pipe),
-        u8::from(spec.verbose)
+        u8::from(spec.verbose),
+        spec.deadline_secs
     );
     // Inode numbers apart from the base archive's.
     let mut cpio = Cpio::new(out, 1 << 20);
@@ -271,6 +279,7 @@ mod tests {
             cwd: Path::new("/work dir"),
             pipe: false,
             verbose: false,
+            deadline_secs: 0,
         };
         let mut out = Vec::new();
         write_run(&mut out, &spec).unwrap();
@@ -296,6 +305,7 @@ mod tests {
             cwd: Path::new("/"),
             pipe: false,
             verbose: false,
+            deadline_secs: 0,
         };
         let out = Command::new("/bin/sh")
             .arg("-c")

@@ -249,11 +249,14 @@ fn build(cache: &Path, package: &str) -> io::Result<Kernel> {
     fs::write(out.join("release"), format!("{release}\n"))?;
     fs::write(out.join("stamp"), stamp_text())?;
 
+    // Another process may have prepared it meanwhile: then keep theirs (it may be booting it).
+    if let Some(kernel) = cached(cache, package) {
+        return Ok(kernel);
+    }
     let dest = cache.join(package);
     let _ = fs::remove_dir_all(&dest);
     match fs::rename(&out, &dest) {
         Ok(()) => {}
-        // Another process prepared it meanwhile: use theirs.
         Err(_) if cached(cache, package).is_some() => {}
         Err(e) => return Err(e),
     }

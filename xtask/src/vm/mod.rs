@@ -155,8 +155,32 @@ fn env_number(name: &str) -> io::Result<Option<u64>> {
     }
 }
 
+const RUN_FILE_PREFIX: &str = "underlay-vm-";
+
 /// Removes the per-run initramfs on drop.
 struct RunFile(PathBuf);
+
+/// Removes per-run initramfs files left by runs that were killed (their pid is gone).
+fn remove_stale_run_files() {
+    let Ok(entries) = fs::read_dir(env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(RUN_FILE_PREFIX))
+            .and_then(|n| n.strip_suffix(".cpio"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
 
 impl Drop for RunFile {
     fn drop(&mut self) {
@@ -188,9 +212,15 @@ impl Vm {
         env.retain(|(k, _)| k != IN_VM_ENV);
         env.push((IN_VM_ENV.into(), "1".into()));
 
+        let timeout = match command.timeout {
+            Some(timeout) => timeout,
+            None => Duration::from_secs(env_number(TIMEOUT_ENV)?.unwrap_or(600)),
+        };
+
         static RUNS: AtomicU32 = AtomicU32::new(0);
+        remove_stale_run_files();
         let initrd = RunFile(env::temp_dir().join(format!(
-            "underlay-vm-{}-{}.cpio",
+            "{RUN_FILE_PREFIX}{}-{}.cpio",
             process::id(),
             RUNS.fetch_add(1, Ordering::Relaxed)
         )));
@@ -206,6 +236,7 @@ impl Vm {
                     cwd: &cwd,
                     pipe: !io::stdout().is_terminal(),
                     verbose,
+                    deadline_secs: timeout.as_secs() + 30,
                 },
             )?;
             file.flush()?;
@@ -234,10 +265,7 @@ impl Vm {
             memory_mib: env_number(MEMORY_ENV)?.unwrap_or(1024) as u32,
             cpus: env_number(CPUS_ENV)?.unwrap_or(1).max(1) as u32,
             accel,
-            timeout: match command.timeout {
-                Some(timeout) => timeout,
-                None => Duration::from_secs(env_number(TIMEOUT_ENV)?.unwrap_or(600)),
-            },
+            timeout,
             verbose,
         };
         match machine.boot()? {
