@@ -25,8 +25,20 @@ const TESTS: &[Test] = &[
 
 fn main() {
     let args = Arguments::from_args();
+    let trials = |ignore_all: bool| -> Vec<Trial> {
+        TESTS
+            .iter()
+            .map(|&(name, test)| {
+                Trial::test(name, move || test().map_err(Into::into)).with_ignored_flag(ignore_all)
+            })
+            .collect()
+    };
+    // No VM for `--list` or for filters that select nothing.
+    let runs_some = trials(false)
+        .iter()
+        .any(|t| !args.is_filtered_out(t) && !args.is_ignored(t));
     let mut ignore_all = false;
-    if !args.list && !xtask::vm::in_vm() && TESTS.iter().any(|(name, _)| selected(&args, name)) {
+    if runs_some && !args.list && !xtask::vm::in_vm() {
         if !support::is_root() {
             eprintln!(
                 "SKIPPED: the vm tests need root (CAP_NET_ADMIN, CAP_SYS_ADMIN); CI runs them as root"
@@ -43,13 +55,7 @@ fn main() {
             }
         }
     }
-    let trials = TESTS
-        .iter()
-        .map(|&(name, test)| {
-            Trial::test(name, move || test().map_err(Into::into)).with_ignored_flag(ignore_all)
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
+    libtest_mimic::run(&args, trials(ignore_all)).exit();
 }
 
 /// Boots the VM and runs this binary, with the same arguments, inside it.
@@ -63,19 +69,6 @@ fn run_in_vm(missing: &[&str]) -> i32 {
         eprintln!("vm tests: the VM failed: {e}");
         101
     })
-}
-
-/// Whether libtest's filters (`NAME`, `--exact`, `--skip`) select `name`: no VM boots for a run
-/// that selects nothing.
-fn selected(args: &Arguments, name: &str) -> bool {
-    let matches = |pattern: &String| {
-        if args.exact {
-            name == pattern
-        } else {
-            name.contains(pattern.as_str())
-        }
-    };
-    args.filter.as_ref().is_none_or(matches) && !args.skip.iter().any(matches) && !args.ignored
 }
 
 /// VLAN 10 on a veth: the kernel reports kind `vlan` and id 10.
