@@ -160,6 +160,12 @@ const RUN_FILE_PREFIX: &str = "underlay-vm-";
 /// Removes the per-run initramfs on drop.
 struct RunFile(PathBuf);
 
+impl Drop for RunFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
 /// Removes per-run initramfs files left by runs that were killed (their pid is gone).
 fn remove_stale_run_files() {
     let Ok(entries) = fs::read_dir(env::temp_dir()) else {
@@ -179,12 +185,6 @@ fn remove_stale_run_files() {
         if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = fs::remove_file(entry.path());
         }
-    }
-}
-
-impl Drop for RunFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
     }
 }
 
