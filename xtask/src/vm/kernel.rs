@@ -168,14 +168,12 @@ fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
-/// Removes a directory tree on drop unless disarmed.
-struct TempDir(Option<PathBuf>);
+/// Removes a work directory on drop, whether the build succeeded or not.
+struct TempDir(PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
-            let _ = fs::remove_dir_all(dir);
-        }
+        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
@@ -187,7 +185,7 @@ fn build(cache: &Path, package: &str) -> io::Result<Kernel> {
     );
     let work = cache.join(format!(".{package}.tmp-{}", process::id()));
     let _ = fs::remove_dir_all(&work);
-    let _cleanup = TempDir(Some(work.clone()));
+    let _cleanup = TempDir(work.clone());
     let download = work.join("download");
     let root = work.join("root");
     let out = work.join("out");
