@@ -37,6 +37,7 @@ mod error;
 mod handle;
 pub mod ipam;
 pub mod link;
+pub mod network;
 mod netns;
 mod probe;
 mod route;

@@ -44,6 +44,7 @@ struct Inner {
     /// `name` for named namespaces, a path or `pid N` otherwise; used in messages and traces.
     label: String,
     name: Option<String>,
+    path: Option<PathBuf>,
     inode: u64,
 }
 
@@ -77,7 +78,7 @@ impl Netns {
         }
         match new_namespace_thread(Some(path.clone()), inside) {
             Ok((fd, t)) => Ok((
-                Netns::from_parts(fd, name.to_string(), Some(name.to_string()))?,
+                Netns::from_parts(fd, name.to_string(), Some(name.to_string()), None)?,
                 t,
             )),
             Err(e) => {
@@ -107,7 +108,7 @@ impl Netns {
         let (fd, t) = new_namespace_thread(None, inside)?;
         let ino = inode_of(fd.as_raw_fd())?;
         Ok((
-            Netns::from_parts(fd, format!("anonymous netns {ino}"), None)?,
+            Netns::from_parts(fd, format!("anonymous netns {ino}"), None, None)?,
             t,
         ))
     }
@@ -125,7 +126,7 @@ impl Netns {
                 e
             }
         })?;
-        Netns::from_parts(fd, name.to_string(), Some(name.to_string()))
+        Netns::from_parts(fd, name.to_string(), Some(name.to_string()), None)
     }
 
     /// Opens the namespace at `path` (e.g. `/proc/1234/ns/net` or a bind mount).
@@ -137,11 +138,8 @@ impl Netns {
         } else {
             None
         };
-        Netns::from_parts(
-            fd,
-            name.clone().unwrap_or_else(|| path.display().to_string()),
-            name,
-        )
+        let label = name.clone().unwrap_or_else(|| path.display().to_string());
+        Netns::from_parts(fd, label, name, Some(path.to_path_buf()))
     }
 
     /// Opens the namespace of process `pid`.
@@ -156,20 +154,20 @@ impl Netns {
                 e
             }
         })?;
-        Netns::from_parts(fd, format!("netns of pid {pid}"), None)
+        Netns::from_parts(fd, format!("netns of pid {pid}"), None, Some(path))
     }
 
     /// Takes ownership of `fd`, which must refer to a network namespace.
     pub fn from_fd(fd: OwnedFd) -> Result<Netns> {
         check_is_netns(fd.as_raw_fd(), "the given file descriptor")?;
         let ino = inode_of(fd.as_raw_fd())?;
-        Netns::from_parts(fd, format!("netns fd (inode {ino})"), None)
+        Netns::from_parts(fd, format!("netns fd (inode {ino})"), None, None)
     }
 
     /// The namespace of the calling thread.
     pub fn current() -> Result<Netns> {
         let fd = open_ns_file(Path::new("/proc/thread-self/ns/net"))?;
-        Netns::from_parts(fd, "current netns".to_string(), None)
+        Netns::from_parts(fd, "current netns".to_string(), None, None)
     }
 
     /// Deletes the named namespace the way `ip netns del NAME` does: the bind mount and its file
@@ -311,16 +309,29 @@ impl Netns {
         Ok(())
     }
 
-    fn from_parts(fd: OwnedFd, label: String, name: Option<String>) -> Result<Netns> {
+    fn from_parts(
+        fd: OwnedFd,
+        label: String,
+        name: Option<String>,
+        path: Option<PathBuf>,
+    ) -> Result<Netns> {
         let inode = inode_of(fd.as_raw_fd())?;
+        let path = path.or_else(|| name.as_ref().map(|n| Path::new(NETNS_RUN_DIR).join(n)));
         Ok(Netns {
             inner: Arc::new(Inner {
                 fd,
                 label,
                 name,
+                path,
                 inode,
             }),
         })
+    }
+
+    /// A path that opens this namespace again while it lives (`/run/netns/NAME`, or the path
+    /// or `/proc/PID/ns/net` it was opened from); `None` for anonymous ones and raw fds.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
     }
 }
 

@@ -22,3 +22,22 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
         }
     }
 }
+
+/// This process's pid and start time (clock ticks since boot), which together name it uniquely
+/// across pid reuse.
+pub(crate) fn process_identity() -> (u32, u64) {
+    let pid = std::process::id();
+    (pid, start_time(pid).unwrap_or(0))
+}
+
+/// Whether process `pid` that started at `start` still runs.
+pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
+    start_time(pid).is_some_and(|s| s == start || start == 0)
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22, counted after the parenthesised command name (which may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}

@@ -113,6 +113,9 @@ pub(crate) fn info(link: &Value) -> (&str, &Value) {
 
 /// The oracle's `address/prefix` list of one link (`ip -j addr show dev DEV`).
 pub(crate) fn ip_addrs(t: &TestNs, dev: &str) -> Vec<String> {
+    if t.ip_link(dev).is_none() {
+        return Vec::new();
+    }
     let v = t.ip(&["addr", "show", "dev", dev]);
     v.as_array()
         .into_iter()

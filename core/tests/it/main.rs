@@ -4,4 +4,5 @@
 mod common;
 mod ipam;
 mod links;
+mod network;
 mod observability;

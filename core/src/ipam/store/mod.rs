@@ -7,7 +7,7 @@
 //! caller reloads and recomputes. A file store does this under a file lock; an etcd store as one
 //! transaction comparing a version key (or each address key's `create_revision == 0`).
 
-mod fsutil;
+pub(crate) mod fsutil;
 pub(crate) mod hostlocal;
 pub(crate) mod local;
 mod memory;

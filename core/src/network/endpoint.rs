@@ -1,0 +1,599 @@
+//! Endpoints: a container's interface on a network, made in one go and undone as a whole.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+use super::{Network, MARK};
+use crate::addr::AddressOptions;
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle::Handle;
+use crate::ipam::{self, Lease, Owner, Request};
+use crate::link::ipvlan::Ipvlan;
+use crate::link::macvlan::Macvlan;
+use crate::link::Link;
+use crate::netns::Netns;
+use crate::route::Route;
+use crate::types::MacAddr;
+
+use super::spec::Driver;
+
+/// Where an endpoint's MAC comes from (macvlan; an ipvlan always has its parent's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MacPolicy {
+    /// A random locally administered address (the kernel's default behaviour).
+    #[default]
+    Random,
+    /// Derived from the container id and interface name: the same after a restart, so
+    /// neighbours' ARP caches and switch port security stay valid.
+    FromContainerId,
+    /// This address.
+    Fixed(MacAddr),
+}
+
+/// The steps of [`Network::connect`], for tests that inject a failure after one of them.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectStep {
+    /// The address was allocated.
+    Allocate,
+    /// The link exists in the namespace.
+    CreateLink,
+    /// The addresses are set.
+    Addresses,
+    /// The default routes are set.
+    Routes,
+    /// Neighbours were told.
+    Announce,
+    /// The endpoint is recorded.
+    Record,
+    /// The host shim routes to it.
+    HostRoute,
+}
+
+/// What to connect: `docker run --network NET [--ip IP] [--mac-address MAC]`.
+#[derive(Clone, Debug)]
+pub struct EndpointSpec {
+    container_id: String,
+    ifname: String,
+    ips: Vec<IpAddr>,
+    mac: MacPolicy,
+    target: Option<Handle>,
+    fail_after: Option<ConnectStep>,
+    hang_after: Option<ConnectStep>,
+}
+
+impl EndpointSpec {
+    /// An endpoint for `container_id`, interface `eth0`, any free address, random MAC.
+    pub fn new(container_id: impl Into<String>) -> EndpointSpec {
+        EndpointSpec {
+            container_id: container_id.into(),
+            ifname: "eth0".into(),
+            ips: Vec::new(),
+            mac: MacPolicy::Random,
+            target: None,
+            fail_after: None,
+            hang_after: None,
+        }
+    }
+
+    /// The interface name inside the namespace (default `eth0`).
+    pub fn ifname(mut self, name: impl Into<String>) -> Self {
+        self.ifname = name.into();
+        self
+    }
+
+    /// A specific address (Docker `--ip`, `--ip6`): one per pool family at most.
+    pub fn ip(mut self, ip: IpAddr) -> Self {
+        self.ips.push(ip);
+        self
+    }
+
+    /// How to pick the MAC.
+    pub fn mac(mut self, policy: MacPolicy) -> Self {
+        self.mac = policy;
+        self
+    }
+
+    /// A handle already open in the namespace (saves opening a socket there).
+    pub fn target(mut self, handle: &Handle) -> Self {
+        self.target = Some(handle.clone());
+        self
+    }
+
+    /// Test hook: fail right after `step`, to check that everything is undone.
+    #[doc(hidden)]
+    pub fn fail_after(mut self, step: ConnectStep) -> Self {
+        self.fail_after = Some(step);
+        self
+    }
+
+    /// Test hook: stop (sleep) right after `step`, for crash tests that kill the process there.
+    #[doc(hidden)]
+    pub fn hang_after(mut self, step: ConnectStep) -> Self {
+        self.hang_after = Some(step);
+        self
+    }
+}
+
+/// A connected endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// Network name.
+    pub network: String,
+    /// Container id.
+    pub container_id: String,
+    /// Interface name inside the namespace.
+    pub ifname: String,
+    /// Interface index inside the namespace.
+    pub index: u32,
+    /// MAC.
+    pub mac: Option<MacAddr>,
+    /// Addresses (with the pools' prefix lengths).
+    pub addresses: Vec<IpNet>,
+    /// Routes added inside (default routes via the gateways).
+    pub routes: Vec<Route>,
+    /// The namespace, as a path when it has one (`/run/netns/NAME`, `/proc/PID/ns/net`).
+    pub netns: Option<PathBuf>,
+    pub(crate) netns_inode: u64,
+    /// Set while a connect is under way: the connecting process (pid, start time), so that
+    /// reconcile can undo a connect whose process died midway.
+    pub(crate) pending: Option<(u32, u64)>,
+}
+
+impl Network {
+    /// Connects a namespace: allocates the address (or takes the requested one), creates the
+    /// link directly inside the namespace (named, MAC, MTU, up: one request), sets the
+    /// addresses and the default routes, announces the addresses (gratuitous ARP / unsolicited
+    /// NA) and records the endpoint. Any failure undoes every earlier step.
+    pub async fn connect(&self, netns: &Netns, spec: EndpointSpec) -> Result<Endpoint> {
+        let owner = Owner::new(spec.container_id.clone(), &spec.ifname)?;
+        if let Some(ep) = self.endpoint(&spec.container_id, &spec.ifname)? {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "container `{}` already has endpoint `{}` on network `{}` ({}): disconnect it first",
+                    ep.container_id,
+                    ep.ifname,
+                    self.name(),
+                    ep.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let mut request = Request::any();
+        for ip in &spec.ips {
+            request = request.and_ip(*ip);
+        }
+        let lease = self.ipam.allocate(&owner, &request).await?;
+        let result = async {
+            check_step(&spec, ConnectStep::Allocate)?;
+            self.connect_steps(netns, &spec, &lease).await
+        }
+        .await;
+        match result {
+            Ok(ep) => Ok(ep),
+            Err(e) => match self.ipam.release(&owner).await {
+                Ok(_) => Err(e),
+                Err(e2) => Err(Error::multiple(
+                    format!(
+                        "connecting `{}` failed and its lease stays",
+                        owner.container_id()
+                    ),
+                    vec![e, e2],
+                )),
+            },
+        }
+    }
+
+    async fn connect_steps(
+        &self,
+        netns: &Netns,
+        spec: &EndpointSpec,
+        lease: &Lease,
+    ) -> Result<Endpoint> {
+        let target = match &spec.target {
+            Some(t) => t.clone(),
+            None => Handle::for_netns(netns).await?,
+        };
+        // A pending record first: if this process dies midway, reconcile finds and undoes it.
+        let pending = Endpoint {
+            network: self.name().to_string(),
+            container_id: spec.container_id.clone(),
+            ifname: spec.ifname.clone(),
+            index: 0,
+            mac: None,
+            addresses: lease.addresses.iter().map(|a| a.address).collect(),
+            routes: Vec::new(),
+            netns: netns.path().map(PathBuf::from),
+            netns_inode: netns.inode(),
+            pending: Some(crate::sys::process_identity()),
+        };
+        self.write_endpoint(&pending)?;
+        let link = match self.create_link(&target, spec).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = self.remove_endpoint_file(&spec.container_id, &spec.ifname);
+                return Err(e);
+            }
+        };
+        let mut ep = Endpoint {
+            network: self.name().to_string(),
+            container_id: spec.container_id.clone(),
+            ifname: link.name.clone(),
+            index: link.index,
+            mac: link.mac,
+            addresses: lease.addresses.iter().map(|a| a.address).collect(),
+            routes: Vec::new(),
+            netns: netns.path().map(PathBuf::from),
+            netns_inode: netns.inode(),
+            pending: None,
+        };
+        let mut host_routes = Vec::new();
+        let steps = async {
+            check_step(spec, ConnectStep::CreateLink)?;
+            for a in &ep.addresses {
+                let opts = AddressOptions { nodad: a.addr().is_ipv6(), noprefixroute: false };
+                target.add_address_with(link.index, *a, opts).await?;
+            }
+            check_step(spec, ConnectStep::Addresses)?;
+            for gw in lease.addresses.iter().filter_map(|a| a.gateway) {
+                let r = Route::default_via(gw).dev(link.index);
+                target.add_route(&r).await?;
+                ep.routes.push(r);
+            }
+            check_step(spec, ConnectStep::Routes)?;
+            if let Some(mac) = link.mac {
+                let ips = ep.addresses.iter().map(|a| a.addr()).collect();
+                if let Err(e) = netns.announce_async(link.index, mac, ips).await {
+                    tracing::warn!(endpoint = %spec.container_id, error = %e, "announcing the endpoint's addresses failed");
+                }
+            }
+            check_step(spec, ConnectStep::Announce)?;
+            self.write_endpoint(&ep)?;
+            check_step(spec, ConnectStep::Record)?;
+            if let Some(shim) = self.shim_for_endpoints() {
+                for a in &ep.addresses {
+                    let r = host_route(a.addr(), &shim);
+                    self.host().replace_route(&r).await?;
+                    host_routes.push(r);
+                }
+            }
+            check_step(spec, ConnectStep::HostRoute)?;
+            Ok::<(), Error>(())
+        }
+        .await;
+        if let Err(e) = steps {
+            let mut errors = vec![e];
+            for r in &host_routes {
+                if let Err(e) = self.host().delete_route(r).await {
+                    errors.push(e);
+                }
+            }
+            if let Err(e) = self.remove_endpoint_file(&spec.container_id, &link.name) {
+                errors.push(e);
+            }
+            if let Err(e) = target.delete_link(link.index).await {
+                errors.push(e);
+            }
+            let first = errors.remove(0);
+            return Err(if errors.is_empty() {
+                first
+            } else {
+                let mut all = vec![first];
+                all.extend(errors);
+                Error::multiple(
+                    format!(
+                        "connecting `{}` failed and its undo failed too",
+                        spec.container_id
+                    ),
+                    all,
+                )
+            });
+        }
+        Ok(ep)
+    }
+
+    async fn create_link(&self, target: &Handle, spec: &EndpointSpec) -> Result<Link> {
+        let host = self.host();
+        let lower = host.link_index(self.lower()).await.map_err(|e| {
+            e.context(format!(
+                "network `{}`: its parent `{}` is gone (run reconcile)",
+                self.name(),
+                self.lower()
+            ))
+        })?;
+        let alias = format!("{MARK}ep net={}", self.name());
+        match self.driver() {
+            Driver::Macvlan(mode) => {
+                let mut b = Macvlan::create(host, &spec.ifname, lower, mode)
+                    .target(target)
+                    .alias(alias)
+                    .up();
+                if let Some(m) = self.mtu() {
+                    b = b.mtu(m);
+                }
+                match spec.mac {
+                    MacPolicy::Random => {}
+                    MacPolicy::FromContainerId => {
+                        b = b.mac(MacAddr::derived_from(
+                            format!("{}/{}", spec.container_id, spec.ifname).as_bytes(),
+                        ))
+                    }
+                    MacPolicy::Fixed(m) => b = b.mac(m),
+                }
+                b.execute().await
+            }
+            Driver::Ipvlan(mode, flag) => {
+                if let MacPolicy::Fixed(_) = spec.mac {
+                    return Err(Error::invalid(format!(
+                        "network `{}` is ipvlan: endpoints share the parent's MAC, a fixed MAC cannot be set",
+                        self.name()
+                    )));
+                }
+                let mut b = Ipvlan::create(host, &spec.ifname, lower, mode)
+                    .flag(flag)
+                    .target(target)
+                    .alias(alias)
+                    .up();
+                if let Some(m) = self.mtu() {
+                    b = b.mtu(m);
+                }
+                b.execute().await
+            }
+        }
+    }
+
+    /// Disconnects: removes the link from the namespace (if the namespace is still there),
+    /// the host routes to it, its lease and its record. Idempotent; keeps going when a step
+    /// fails and reports every failure.
+    pub async fn disconnect(&self, container_id: &str, ifname: &str) -> Result<()> {
+        let owner = Owner::new(container_id, ifname)?;
+        let ep = self.endpoint(container_id, ifname)?;
+        let mut errors = Vec::new();
+        if let Some(ep) = &ep {
+            if let Some(ns) = ep.open_netns() {
+                // Only the link this network made (a crashed connect may have stopped before
+                // making it, and the name may be the container's own).
+                let mark = format!("{MARK}ep net={}", self.name());
+                match Handle::for_netns(&ns).await {
+                    Ok(h) => match h.link(ifname).await {
+                        Ok(l) if l.alias.as_deref() == Some(mark.as_str()) => {
+                            if let Err(e) = h.delete_link(l.index).await {
+                                errors.push(e);
+                            }
+                        }
+                        Err(e) if e.kind() != ErrorKind::NotFound => errors.push(e),
+                        _ => {}
+                    },
+                    Err(e) => errors.push(e),
+                }
+            }
+            if let Some(shim) = self.shim_for_endpoints() {
+                for a in &ep.addresses {
+                    match self.host().delete_route(&host_route(a.addr(), &shim)).await {
+                        Err(e) if e.kind() != ErrorKind::NotFound => errors.push(e),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.ipam.release(&owner).await {
+            errors.push(e);
+        }
+        if ep.is_some() {
+            if let Err(e) = self.remove_endpoint_file(container_id, ifname) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::multiple(
+                format!(
+                    "disconnecting `{container_id}`/{ifname} from network `{}`",
+                    self.name()
+                ),
+                errors,
+            ))
+        }
+    }
+
+    /// The endpoint of `container_id`/`ifname`, if connected.
+    pub fn endpoint(&self, container_id: &str, ifname: &str) -> Result<Option<Endpoint>> {
+        let path = self.endpoint_path(container_id, ifname);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => parse_endpoint(&text, self.name(), &path).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(
+                format!("cannot read endpoint file {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    /// Every recorded endpoint.
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        let dir = self.nets.endpoints_dir(self.name());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            out.push(parse_endpoint(&text, self.name(), &path)?);
+        }
+        out.sort_by(|a, b| (&a.container_id, &a.ifname).cmp(&(&b.container_id, &b.ifname)));
+        Ok(out)
+    }
+
+    fn endpoint_path(&self, container_id: &str, ifname: &str) -> PathBuf {
+        self.nets
+            .endpoints_dir(self.name())
+            .join(endpoint_file_name(container_id, ifname))
+    }
+
+    fn write_endpoint(&self, ep: &Endpoint) -> Result<()> {
+        let dir = self.nets.endpoints_dir(self.name());
+        ipam::fsutil::mkdir(&dir)?;
+        let mut text = format!(
+            "# underlay endpoint v1\ncontainer={}\nifname={}\n",
+            ep.container_id, ep.ifname
+        );
+        if let Some(p) = &ep.netns {
+            text.push_str(&format!("netns={}\n", p.display()));
+        }
+        text.push_str(&format!("inode={}\n", ep.netns_inode));
+        if let Some((pid, start)) = ep.pending {
+            text.push_str(&format!("pending={pid}:{start}\n"));
+        }
+        if let Some(m) = ep.mac {
+            text.push_str(&format!("mac={m}\n"));
+        }
+        for a in &ep.addresses {
+            text.push_str(&format!("address={a}\n"));
+        }
+        for r in &ep.routes {
+            if let Some(g) = r.gateway {
+                text.push_str(&format!("gateway={g}\n"));
+            }
+        }
+        // Not fsynced: endpoints do not outlive a reboot (their namespaces do not), and an
+        // atomic rename survives a process crash.
+        ipam::fsutil::replace(
+            &dir,
+            &endpoint_file_name(&ep.container_id, &ep.ifname),
+            text.as_bytes(),
+            false,
+        )
+    }
+
+    fn remove_endpoint_file(&self, container_id: &str, ifname: &str) -> Result<()> {
+        let path = self.endpoint_path(container_id, ifname);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io(format!("cannot remove {}", path.display()), e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Endpoint {
+    /// A connect of this endpoint is under way in a process that is gone.
+    pub(crate) fn abandoned(&self) -> bool {
+        self.pending
+            .is_some_and(|(pid, start)| !crate::sys::process_alive(pid, start))
+    }
+
+    /// The endpoint's namespace if it still exists (same path, same namespace).
+    pub(crate) fn open_netns(&self) -> Option<Netns> {
+        let ns = Netns::open_path(self.netns.as_ref()?).ok()?;
+        (ns.inode() == self.netns_inode).then_some(ns)
+    }
+}
+
+fn check_step(spec: &EndpointSpec, step: ConnectStep) -> Result<()> {
+    if spec.hang_after == Some(step) {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+    if spec.fail_after == Some(step) {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("injected failure after step {step:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The host route through the shim to an endpoint address.
+pub(crate) fn host_route(ip: IpAddr, shim: &str) -> Route {
+    Route::new(IpNet::from(ip)).dev(shim)
+}
+
+fn endpoint_file_name(container_id: &str, ifname: &str) -> String {
+    let name = format!("{ifname}:{container_id}");
+    if name.len() <= 200 {
+        return name;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in container_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!(
+        "{ifname}:{}~{h:016x}",
+        &container_id[..container_id
+            .char_indices()
+            .nth(100)
+            .map(|(i, _)| i)
+            .unwrap_or(100)]
+    )
+}
+
+fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<Endpoint> {
+    let corrupt = |why: &str| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "endpoint file {} is unreadable: {why}; fix or remove it",
+                path.display()
+            ),
+        )
+    };
+    let mut ep = Endpoint {
+        network: network.to_string(),
+        container_id: String::new(),
+        ifname: String::new(),
+        index: 0,
+        mac: None,
+        addresses: Vec::new(),
+        routes: Vec::new(),
+        netns: None,
+        netns_inode: 0,
+        pending: None,
+    };
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| corrupt(&format!("line `{line}` is not key=value")))?;
+        match k {
+            "container" => ep.container_id = v.to_string(),
+            "ifname" => ep.ifname = v.to_string(),
+            "netns" => ep.netns = Some(PathBuf::from(v)),
+            "inode" => ep.netns_inode = v.parse().map_err(|_| corrupt("bad inode"))?,
+            "mac" => ep.mac = Some(v.parse().map_err(|_| corrupt("bad mac"))?),
+            "address" => ep
+                .addresses
+                .push(v.parse().map_err(|_| corrupt("bad address"))?),
+            "gateway" => ep.routes.push(Route::default_via(
+                v.parse().map_err(|_| corrupt("bad gateway"))?,
+            )),
+            "pending" => {
+                let (p, t) = v.split_once(':').ok_or_else(|| corrupt("bad pending"))?;
+                ep.pending = Some((
+                    p.parse().map_err(|_| corrupt("bad pid"))?,
+                    t.parse().map_err(|_| corrupt("bad start"))?,
+                ));
+            }
+            _ => {}
+        }
+    }
+    if ep.container_id.is_empty() || ep.ifname.is_empty() {
+        return Err(corrupt("container or ifname missing"));
+    }
+    Ok(ep)
+}

@@ -1,0 +1,537 @@
+//! Networks and endpoints with Docker-driver semantics: what `docker network create -d
+//! macvlan|ipvlan` and `docker run --network` do, as a library.
+//!
+//! [`Networks`] keeps its state under one directory (default `/var/lib/underlay`): the IPAM's
+//! local store in `ipam/`, one file per network in `networks/`, one per endpoint in
+//! `endpoints/<network>/`. Links underlay makes in the host namespace carry an alias starting
+//! with `underlay:` so that [`Networks::reconcile`] can tell them from the user's.
+
+mod endpoint;
+mod export;
+mod parent;
+mod reconcile;
+mod shim;
+mod spec;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use endpoint::{ConnectStep, Endpoint, EndpointSpec, MacPolicy};
+pub use export::{render_vlan, ExportFile, ExportFormat};
+pub use reconcile::ReconcileReport;
+pub use shim::{HostAccess, ShimRoutes};
+pub use spec::{Driver, NetworkSpec};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle::Handle;
+use crate::ipam::{self, Ipam, LocalStore, Store};
+use crate::link::Link;
+use crate::types::IfName;
+use spec::Record;
+
+/// The default state directory.
+pub const DEFAULT_ROOT: &str = "/var/lib/underlay";
+
+/// Alias prefix of every link underlay makes in the host namespace.
+pub(crate) const MARK: &str = "underlay:";
+
+/// All networks of one state directory, on one host namespace.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
+/// # let Some((_sandbox, host)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
+/// # let dir = std::env::temp_dir().join(format!("underlay-doc-{}", std::process::id()));
+/// use underlay::network::{EndpointSpec, NetworkSpec, Networks};
+/// use underlay::MacvlanMode;
+/// let nets = Networks::open(&host, &dir).await?;
+/// let net = nets
+///     .create(NetworkSpec::macvlan("mac_net1", "ens192", MacvlanMode::Bridge)
+///         .pool("172.22.16.0/24 gateway=172.22.16.1".parse()?))
+///     .await?;
+/// let (container, _) = underlay::doc_support::container()?;
+/// let ep = net.connect(&container, EndpointSpec::new("bbox1").ip("172.22.16.10".parse().unwrap())).await?;
+/// assert_eq!(ep.addresses[0].to_string(), "172.22.16.10/24");
+/// net.disconnect("bbox1", "eth0").await?;
+/// nets.delete("mac_net1").await?;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Networks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    host: Handle,
+    root: PathBuf,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Networks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Networks")
+            .field("root", &self.inner.root)
+            .field("host", &self.inner.host)
+            .finish()
+    }
+}
+
+impl Networks {
+    /// Opens (creating if needed) the state under `root`, with the IPAM's local store in
+    /// `root/ipam`. `host` is the namespace the parents live in.
+    pub async fn open(host: &Handle, root: impl AsRef<Path>) -> Result<Networks> {
+        let root = root.as_ref().to_path_buf();
+        if let Some(parent) = root.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+        }
+        ipam::fsutil::mkdir(&root)?;
+        let store = LocalStore::open(root.join("ipam"))?;
+        Networks::with_store(host, root, Arc::new(store)).await
+    }
+
+    /// Like [`Networks::open`] with another IPAM store (e.g. a cluster-wide one); network and
+    /// endpoint files still live under `root`.
+    pub async fn with_store(
+        host: &Handle,
+        root: impl AsRef<Path>,
+        store: Arc<dyn Store>,
+    ) -> Result<Networks> {
+        let root = root.as_ref().to_path_buf();
+        for d in [root.clone(), root.join("networks"), root.join("endpoints")] {
+            ipam::fsutil::mkdir(&d)?;
+        }
+        Ok(Networks {
+            inner: Arc::new(Inner {
+                host: host.clone(),
+                root,
+                store,
+            }),
+        })
+    }
+
+    /// The host namespace's handle.
+    pub fn host(&self) -> &Handle {
+        &self.inner.host
+    }
+
+    /// Creates a network: checks the parent (creating `ens192.10` on `ens192` when missing),
+    /// the MTU, conflicts with other networks on the same parent, and pool overlaps; then
+    /// records it. Nothing is left behind when a step fails.
+    pub async fn create(&self, spec: NetworkSpec) -> Result<Network> {
+        let parent = spec.validate()?;
+        let _lock = self.lock()?;
+        if self.read_record(&spec.name)?.is_some() {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "network `{}` already exists: pick another name or delete it first",
+                    spec.name
+                ),
+            ));
+        }
+        let others = self.records()?;
+        let h = &self.inner.host;
+        let lower = match &parent {
+            Some(p) => {
+                self.check_parent_conflicts(&spec, p, &others).await?;
+                parent::acquire(h, p, spec.bring_parent_up).await?
+            }
+            None => self.make_internal_lower(&spec.name).await?,
+        };
+        let undo_lower = || async {
+            match &parent {
+                Some(p) => parent::release(h, p).await,
+                None => h.delete_link(lower.index).await,
+            }
+        };
+        if let Some(mtu) = spec.mtu {
+            if mtu > lower.mtu {
+                let _ = undo_lower().await;
+                return Err(Error::invalid(format!(
+                    "network `{}`: MTU {mtu} is above parent `{}`'s MTU {}: lower it or raise the parent's",
+                    spec.name, lower.name, lower.mtu
+                )));
+            }
+        }
+        let ipam_net = ipam::Network::new(spec.name.clone(), spec.pools.clone())?;
+        let ipam = match Ipam::create(self.inner.store.clone(), ipam_net).await {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = undo_lower().await;
+                return Err(e.context(format!("network `{}`", spec.name)));
+            }
+        };
+        let record = Record {
+            name: spec.name.clone(),
+            driver: spec.driver,
+            parent: spec.parent.clone(),
+            lower: lower.name.clone(),
+            mtu: spec.mtu,
+            shim: None,
+        };
+        if let Err(e) = self.write_record(&record) {
+            let _ = Ipam::delete(self.inner.store.as_ref(), &spec.name).await;
+            let _ = undo_lower().await;
+            return Err(e);
+        }
+        Ok(Network {
+            nets: self.clone(),
+            record,
+            ipam,
+        })
+    }
+
+    /// The network `name`.
+    pub async fn get(&self, name: &str) -> Result<Network> {
+        let record = self.read_record(name)?.ok_or_else(|| {
+            Error::not_found(format!(
+                "network `{name}` not found: create it first (Networks::create)"
+            ))
+        })?;
+        let ipam = Ipam::open(self.inner.store.clone(), name).await?;
+        Ok(Network {
+            nets: self.clone(),
+            record,
+            ipam,
+        })
+    }
+
+    /// Every network, sorted by name.
+    pub async fn list(&self) -> Result<Vec<Network>> {
+        let mut out = Vec::new();
+        for r in self.records()? {
+            let ipam = Ipam::open(self.inner.store.clone(), &r.name).await?;
+            out.push(Network {
+                nets: self.clone(),
+                record: r,
+                ipam,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes network `name`: refuses while it has endpoints (disconnect them first), removes
+    /// the host shim, the pools, and the VLAN parent if underlay made it and this was its last
+    /// network.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let net = self.get(name).await?;
+        let eps = net.endpoints()?;
+        if !eps.is_empty() {
+            let ids: Vec<String> = eps
+                .iter()
+                .map(|e| format!("{}/{}", e.container_id, e.ifname))
+                .collect();
+            return Err(Error::new(
+                ErrorKind::Busy,
+                format!(
+                    "network `{name}` has active endpoints ({}): disconnect them first",
+                    ids.join(", ")
+                ),
+            ));
+        }
+        if net.record.shim.is_some() {
+            net.disable_host_access().await?;
+        }
+        let _lock = self.lock()?;
+        let h = &self.inner.host;
+        let mut errors = Vec::new();
+        // Stray leases (no endpoint file) would keep the IPAM network busy: drop them.
+        if let Ok(leases) = net.ipam.list().await {
+            for l in leases {
+                if let Err(e) = net.ipam.release(&l.owner).await {
+                    errors.push(e);
+                }
+            }
+        }
+        if let Err(e) = Ipam::delete(self.inner.store.as_ref(), name).await {
+            if e.kind() != ErrorKind::NotFound {
+                errors.push(e);
+            }
+        }
+        match &net.record.parent {
+            Some(p) => {
+                if let Err(e) = parent::release(h, &IfName::new(p.as_str())?).await {
+                    errors.push(e);
+                }
+            }
+            None => match h.delete_link(net.record.lower.as_str()).await {
+                Err(e) if e.kind() != ErrorKind::NotFound => errors.push(e),
+                _ => {}
+            },
+        }
+        let _ = std::fs::remove_dir(self.endpoints_dir(name));
+        if let Err(e) = std::fs::remove_file(self.record_path(name)) {
+            errors.push(Error::io(
+                format!("cannot remove network file of `{name}`"),
+                e,
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::multiple(
+                format!("deleting network `{name}`"),
+                errors,
+            ))
+        }
+    }
+
+    async fn check_parent_conflicts(
+        &self,
+        spec: &NetworkSpec,
+        parent: &IfName,
+        others: &[Record],
+    ) -> Result<()> {
+        let same: Vec<&Record> = others
+            .iter()
+            .filter(|r| r.parent.as_deref() == Some(parent.as_str()))
+            .collect();
+        let conflict = |msg: String| {
+            Err(Error::new(
+                ErrorKind::Conflict,
+                format!("network `{}`: {msg}", spec.name),
+            ))
+        };
+        use crate::link::macvlan::MacvlanMode::Passthru;
+        for o in &same {
+            match (spec.driver, o.driver) {
+                (Driver::Macvlan(_), Driver::Ipvlan(..))
+                | (Driver::Ipvlan(..), Driver::Macvlan(_)) => {
+                    return conflict(format!(
+                        "parent `{parent}` already carries {} network `{}`: macvlan and ipvlan cannot share a parent; use a VLAN sub-interface ({parent}.<id>) for one of them",
+                        o.driver.name(), o.name
+                    ));
+                }
+                (Driver::Ipvlan(m, _), Driver::Ipvlan(om, _)) if m != om => {
+                    return conflict(format!(
+                        "ipvlan mode {} differs from network `{}`'s mode {} on parent `{parent}`: the mode belongs to the parent, use {} or another parent",
+                        m.as_str(), o.name, om.as_str(), om.as_str()
+                    ));
+                }
+                (Driver::Macvlan(Passthru), _) => {
+                    return conflict(format!(
+                        "macvlan mode passthru needs parent `{parent}` to itself, but network `{}` uses it",
+                        o.name
+                    ));
+                }
+                (_, Driver::Macvlan(Passthru)) => {
+                    return conflict(format!(
+                        "parent `{parent}` is taken by passthru network `{}`: a passthru parent has one child",
+                        o.name
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if spec.driver == Driver::Macvlan(Passthru) {
+            if let Ok(p) = self.inner.host.link(parent).await {
+                let children: Vec<String> = self
+                    .inner
+                    .host
+                    .links()
+                    .await?
+                    .into_iter()
+                    .filter(|l| l.parent == Some(p.index) && l.parent_netns_id.is_none())
+                    .map(|l| l.name)
+                    .collect();
+                if !children.is_empty() {
+                    return conflict(format!(
+                        "macvlan mode passthru is not allowed on parent `{parent}`: it already has children ({})",
+                        children.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The parent of an internal network: a dummy, or a port-less bridge where the kernel has
+    /// no dummy (a macvlan or ipvlan on either reaches only its siblings).
+    async fn make_internal_lower(&self, network: &str) -> Result<Link> {
+        let h = &self.inner.host;
+        let name = short_name("ul", network, "-i");
+        let alias = format!("{MARK}internal net={network}");
+        match crate::link::dummy::Dummy::create(h, &name)
+            .alias(alias.clone())
+            .up()
+            .execute()
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::KernelUnsupported => {
+                crate::link::bridge::Bridge::create(h, &name)
+                    .alias(alias)
+                    .up()
+                    .execute()
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    fn lock(&self) -> Result<std::fs::File> {
+        ipam::fsutil::lock(&self.inner.root.join("networks.lock"))
+    }
+
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.inner
+            .root
+            .join("networks")
+            .join(format!("{name}.conf"))
+    }
+
+    pub(crate) fn endpoints_dir(&self, name: &str) -> PathBuf {
+        self.inner.root.join("endpoints").join(name)
+    }
+
+    fn read_record(&self, name: &str) -> Result<Option<Record>> {
+        ipam::check_name(name)?;
+        let path = self.record_path(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Record::parse(&text, &path.display().to_string()).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
+        }
+    }
+
+    fn write_record(&self, r: &Record) -> Result<()> {
+        ipam::fsutil::replace(
+            &self.inner.root.join("networks"),
+            &format!("{}.conf", r.name),
+            r.to_text().as_bytes(),
+            true,
+        )
+    }
+
+    fn records(&self) -> Result<Vec<Record>> {
+        let dir = self.inner.root.join("networks");
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name
+                .strip_suffix(".conf")
+                .filter(|_| !name.starts_with('.'))
+            {
+                if let Some(r) = self.read_record(n)? {
+                    out.push(r);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// One network: connect and disconnect endpoints, host access, export.
+#[derive(Clone)]
+pub struct Network {
+    nets: Networks,
+    record: Record,
+    ipam: Ipam,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("name", &self.record.name)
+            .field("driver", &self.record.driver)
+            .field("lower", &self.record.lower)
+            .finish()
+    }
+}
+
+impl Network {
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The driver and its mode.
+    pub fn driver(&self) -> Driver {
+        self.record.driver
+    }
+
+    /// The parent as given (`None` for an internal network).
+    pub fn parent(&self) -> Option<&str> {
+        self.record.parent.as_deref()
+    }
+
+    /// The link endpoints hang on (the parent, or the internal network's dummy).
+    pub fn lower(&self) -> &str {
+        &self.record.lower
+    }
+
+    /// The endpoints' MTU, if set.
+    pub fn mtu(&self) -> Option<u32> {
+        self.record.mtu
+    }
+
+    /// The pools.
+    pub fn pools(&self) -> &[ipam::Pool] {
+        self.ipam.network().pools()
+    }
+
+    /// The IPAM of this network (leases, gc).
+    pub fn ipam(&self) -> &Ipam {
+        &self.ipam
+    }
+
+    /// The host shim's name, when host access is enabled.
+    pub fn host_access(&self) -> Option<&str> {
+        self.record.shim.as_ref().map(|s| s.name.as_str())
+    }
+
+    /// The VLAN sub-interface behind this network, rendered for the distribution's own tools
+    /// (so it exists at boot without underlay). Fails for parents that are not VLANs.
+    pub fn export(&self, format: ExportFormat) -> Result<Vec<ExportFile>> {
+        let p = self.record.parent.as_deref().unwrap_or(&self.record.lower);
+        let (base, id) = parent::vlan_of(p).ok_or_else(|| {
+            Error::invalid(format!(
+                "network `{}`: parent `{p}` is not a VLAN sub-interface (<nic>.<id>): nothing to export",
+                self.record.name
+            ))
+        })?;
+        Ok(render_vlan(format, &IfName::new(p)?, &base, id))
+    }
+
+    fn host(&self) -> &Handle {
+        &self.nets.inner.host
+    }
+}
+
+/// A link name of at most 15 bytes made of `prefix`, `name` (shortened with a hash when needed)
+/// and `suffix`.
+pub(crate) fn short_name(prefix: &str, name: &str, suffix: &str) -> String {
+    let full = format!("{prefix}{name}{suffix}");
+    if full.len() <= IfName::MAX_LEN {
+        return full;
+    }
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let hash = format!("{:04x}", h & 0xffff);
+    let room = IfName::MAX_LEN - prefix.len() - suffix.len() - hash.len();
+    let mut cut: String = name.chars().take(room).collect();
+    while cut.len() > room {
+        cut.pop();
+    }
+    format!("{prefix}{cut}{hash}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_fit() {
+        assert_eq!(short_name("", "mac_net10", "-h"), "mac_net10-h");
+        let n = short_name("", "a-very-long-network-name", "-h");
+        assert!(n.len() <= 15 && n.ends_with("-h"), "{n}");
+        assert_ne!(n, short_name("", "a-very-long-network-name2", "-h"));
+        assert!(IfName::new(short_name("ul", "x".repeat(64).as_str(), "-i")).is_ok());
+    }
+}

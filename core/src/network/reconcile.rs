@@ -1,0 +1,177 @@
+//! Recovery after a reboot or a crash: make the kernel match the records, and the records match
+//! the kernel, without touching anything that is not underlay's.
+
+use ipnet::IpNet;
+
+use super::spec::Record;
+use super::{parent, Networks, MARK};
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::IfName;
+
+/// An endpoint whose namespace is gone (or whose connect died midway); its link, lease and
+/// record were removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GoneEndpoint {
+    /// Network.
+    pub network: String,
+    /// Container id.
+    pub container_id: String,
+    /// Interface name.
+    pub ifname: String,
+    /// The addresses given back to the pools.
+    pub addresses: Vec<IpNet>,
+}
+
+/// What [`Networks::reconcile`] found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReconcileReport {
+    /// VLAN parents (and internal dummies) recreated.
+    pub recreated_parents: Vec<String>,
+    /// Host shims recreated, with their address and routes.
+    pub recreated_shims: Vec<String>,
+    /// Endpoints whose namespace is gone.
+    pub gone_endpoints: Vec<GoneEndpoint>,
+    /// Links marked as underlay's in the host namespace that no network owns, deleted.
+    pub removed_links: Vec<String>,
+}
+
+impl ReconcileReport {
+    /// Nothing needed doing.
+    pub fn is_clean(&self) -> bool {
+        self.recreated_parents.is_empty()
+            && self.recreated_shims.is_empty()
+            && self.gone_endpoints.is_empty()
+            && self.removed_links.is_empty()
+    }
+}
+
+impl Networks {
+    /// Brings kernel and records back in line: recreates missing VLAN parents and shims of the
+    /// recorded networks, releases the leases of endpoints whose namespace is gone, and deletes
+    /// links marked as underlay's that no network owns. Safe to run any time; changes nothing
+    /// when all is in order. Keeps going past failures and reports them all.
+    pub async fn reconcile(&self) -> Result<ReconcileReport> {
+        let _lock = self.lock()?;
+        let records = self.records()?;
+        let h = &self.inner.host;
+        let mut report = ReconcileReport::default();
+        let mut errors = Vec::new();
+
+        // 1. Parents.
+        for r in &records {
+            let result = match &r.parent {
+                Some(p) => {
+                    let users = records.iter().filter(|o| o.parent == r.parent).count() as u32;
+                    match IfName::new(p.as_str()) {
+                        Ok(name) => parent::recreate(h, &name, users)
+                            .await
+                            .map(|l| l.map(|l| l.name)),
+                        Err(e) => Err(e),
+                    }
+                }
+                None if h.link(r.lower.as_str()).await.is_err() => self
+                    .make_internal_lower(&r.name)
+                    .await
+                    .map(|l| Some(l.name)),
+                None => Ok(None),
+            };
+            match result {
+                Ok(Some(n)) if !report.recreated_parents.contains(&n) => {
+                    report.recreated_parents.push(n)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    errors.push(e.context(format!("network `{}`: restoring its parent", r.name)))
+                }
+            }
+        }
+
+        // 2. Endpoints whose namespace is gone, then 3. shims (their routes follow endpoints).
+        for r in &records {
+            let net = match self.get(&r.name).await {
+                Ok(n) => n,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            match net.endpoints() {
+                Ok(eps) => {
+                    // Gone: the namespace is, or the connect's process died midway.
+                    for ep in eps
+                        .into_iter()
+                        .filter(|ep| ep.abandoned() || ep.open_netns().is_none())
+                    {
+                        match net.disconnect(&ep.container_id, &ep.ifname).await {
+                            Ok(()) => report.gone_endpoints.push(GoneEndpoint {
+                                network: r.name.clone(),
+                                container_id: ep.container_id,
+                                ifname: ep.ifname,
+                                addresses: ep.addresses,
+                            }),
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+            if let Some(shim) = &r.shim {
+                match net.restore_shim(shim).await {
+                    Ok(true) => report.recreated_shims.push(shim.name.clone()),
+                    Ok(false) => {}
+                    Err(e) => errors
+                        .push(e.context(format!("network `{}`: restoring host access", r.name))),
+                }
+            }
+        }
+
+        // 4. Marked links nobody owns.
+        match h.links().await {
+            Ok(links) => {
+                for l in links {
+                    let Some(alias) = l.alias.as_deref().filter(|a| a.starts_with(MARK)) else {
+                        continue;
+                    };
+                    if owned(alias, &l.name, &records) {
+                        continue;
+                    }
+                    match h.delete_link(l.index).await {
+                        Ok(()) => report.removed_links.push(l.name),
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+        if errors.is_empty() {
+            Ok(report)
+        } else {
+            Err(Error::multiple("reconcile", errors))
+        }
+    }
+}
+
+/// Whether a marked link belongs to a recorded network.
+fn owned(alias: &str, name: &str, records: &[Record]) -> bool {
+    let net_of = |tag: &str| {
+        alias
+            .strip_prefix(MARK)
+            .and_then(|a| a.strip_prefix(tag))
+            .and_then(|a| a.strip_prefix(" net="))
+    };
+    if alias.starts_with(parent::VLAN_MARK) {
+        records.iter().any(|r| r.parent.as_deref() == Some(name))
+    } else if let Some(net) = net_of("shim") {
+        records
+            .iter()
+            .any(|r| r.name == net && r.shim.as_ref().is_some_and(|s| s.name == name))
+    } else if let Some(net) = net_of("internal") {
+        records.iter().any(|r| r.name == net && r.lower == name)
+    } else {
+        // Endpoint links live in containers; anything else marked is left alone.
+        true
+    }
+}

@@ -1,0 +1,379 @@
+//! What a network is: driver, parent, MTU, pools; Docker's option vocabulary; the stored form.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::ipam::Pool;
+use crate::link::ipvlan::{IpvlanFlag, IpvlanMode};
+use crate::link::macvlan::MacvlanMode;
+use crate::types::{check_mtu, IfName};
+
+/// How endpoints attach to the parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// macvlan children (own MAC each).
+    Macvlan(MacvlanMode),
+    /// ipvlan children (the parent's MAC); the mode belongs to the parent.
+    Ipvlan(IpvlanMode, IpvlanFlag),
+}
+
+impl Driver {
+    /// `macvlan` or `ipvlan`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Driver::Macvlan(_) => "macvlan",
+            Driver::Ipvlan(..) => "ipvlan",
+        }
+    }
+}
+
+/// A network to create: what `docker network create -d macvlan|ipvlan` takes.
+///
+/// ```
+/// use underlay::network::NetworkSpec;
+/// use underlay::MacvlanMode;
+/// let spec = NetworkSpec::macvlan("mac_net10", "ens192.10", MacvlanMode::Bridge)
+///     .pool("172.16.10.0/24 gateway=172.16.10.1".parse()?);
+/// // The same in Docker's words:
+/// let docker = NetworkSpec::from_docker("mac_net10", "macvlan", &[("parent", "ens192.10")])?
+///     .pool("172.16.10.0/24 gateway=172.16.10.1".parse()?);
+/// assert_eq!(spec, docker);
+/// # Ok::<(), underlay::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// Name (1..64 of letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Driver and mode.
+    pub driver: Driver,
+    /// The parent NIC or VLAN sub-interface (`ens192.10` is created on `ens192` if missing);
+    /// `None` for an internal network (an isolated dummy parent, no outside access).
+    pub parent: Option<String>,
+    /// MTU of the endpoints (the parent's when unset; never above it).
+    pub mtu: Option<u32>,
+    /// Address pools (an IPv4 and/or an IPv6 one: one address from each per endpoint).
+    pub pools: Vec<Pool>,
+    /// Bring a down parent up instead of refusing.
+    pub bring_parent_up: bool,
+}
+
+impl NetworkSpec {
+    /// A macvlan network on `parent`.
+    pub fn macvlan(name: &str, parent: &str, mode: MacvlanMode) -> NetworkSpec {
+        NetworkSpec::new(name, Driver::Macvlan(mode), Some(parent))
+    }
+
+    /// An ipvlan network on `parent`.
+    pub fn ipvlan(name: &str, parent: &str, mode: IpvlanMode, flag: IpvlanFlag) -> NetworkSpec {
+        NetworkSpec::new(name, Driver::Ipvlan(mode, flag), Some(parent))
+    }
+
+    /// An internal network: endpoints reach each other only (Docker's `--internal` without a
+    /// parent: underlay makes a dummy parent, or a port-less bridge where the kernel has no dummy).
+    pub fn internal(name: &str, driver: Driver) -> NetworkSpec {
+        NetworkSpec::new(name, driver, None)
+    }
+
+    fn new(name: &str, driver: Driver, parent: Option<&str>) -> NetworkSpec {
+        NetworkSpec {
+            name: name.to_string(),
+            driver,
+            parent: parent.map(str::to_string),
+            mtu: None,
+            pools: Vec::new(),
+            bring_parent_up: false,
+        }
+    }
+
+    /// From Docker's words: driver `macvlan` or `ipvlan` and the options `parent`,
+    /// `macvlan_mode` (default bridge), `ipvlan_mode` (default l2), `ipvlan_flag` (default
+    /// bridge), `com.docker.network.driver.mtu` / `mtu`. No `parent` makes an internal network.
+    pub fn from_docker(name: &str, driver: &str, options: &[(&str, &str)]) -> Result<NetworkSpec> {
+        let opts: BTreeMap<&str, &str> = options.iter().copied().collect();
+        let known = [
+            "parent",
+            "macvlan_mode",
+            "ipvlan_mode",
+            "ipvlan_flag",
+            "mtu",
+            "com.docker.network.driver.mtu",
+        ];
+        if let Some(k) = opts.keys().find(|k| !known.contains(k)) {
+            return Err(Error::invalid(format!(
+                "network `{name}`: driver option `{k}` is unknown: use {}",
+                known.join(", ")
+            )));
+        }
+        let driver = match driver {
+            "macvlan" => {
+                if opts.contains_key("ipvlan_mode") || opts.contains_key("ipvlan_flag") {
+                    return Err(Error::invalid(format!(
+                        "network `{name}`: ipvlan options given to the macvlan driver"
+                    )));
+                }
+                Driver::Macvlan(
+                    opts.get("macvlan_mode")
+                        .map(|m| m.parse())
+                        .transpose()?
+                        .unwrap_or(MacvlanMode::Bridge),
+                )
+            }
+            "ipvlan" => {
+                if opts.contains_key("macvlan_mode") {
+                    return Err(Error::invalid(format!(
+                        "network `{name}`: macvlan_mode given to the ipvlan driver"
+                    )));
+                }
+                Driver::Ipvlan(
+                    opts.get("ipvlan_mode")
+                        .map(|m| m.parse())
+                        .transpose()?
+                        .unwrap_or(IpvlanMode::L2),
+                    opts.get("ipvlan_flag")
+                        .map(|m| m.parse())
+                        .transpose()?
+                        .unwrap_or_default(),
+                )
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "network `{name}`: driver `{other}` is unknown: use macvlan or ipvlan"
+                )))
+            }
+        };
+        let mut spec = NetworkSpec::new(name, driver, opts.get("parent").copied());
+        if let Some(m) = opts
+            .get("mtu")
+            .or(opts.get("com.docker.network.driver.mtu"))
+        {
+            spec.mtu = Some(m.parse().map_err(|_| {
+                Error::invalid(format!("network `{name}`: MTU `{m}` is not a number"))
+            })?);
+        }
+        Ok(spec)
+    }
+
+    /// Adds a pool.
+    pub fn pool(mut self, pool: Pool) -> NetworkSpec {
+        self.pools.push(pool);
+        self
+    }
+
+    /// Sets the endpoints' MTU.
+    pub fn mtu(mut self, mtu: u32) -> NetworkSpec {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// Brings a down parent up instead of refusing.
+    pub fn bring_parent_up(mut self) -> NetworkSpec {
+        self.bring_parent_up = true;
+        self
+    }
+
+    /// Checks everything that needs no kernel.
+    pub(crate) fn validate(&self) -> Result<Option<IfName>> {
+        crate::ipam::Network::new(self.name.clone(), self.pools.clone())?;
+        if let Some(m) = self.mtu {
+            check_mtu(m, &format!("network `{}`", self.name))?;
+        }
+        self.parent.as_deref().map(IfName::new).transpose()
+    }
+}
+
+/// The persisted part of a network (the pools live in the IPAM store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) name: String,
+    pub(crate) driver: Driver,
+    /// The parent as given (`None`: internal).
+    pub(crate) parent: Option<String>,
+    /// The link endpoints hang on: the parent, or the internal dummy/bridge.
+    pub(crate) lower: String,
+    pub(crate) mtu: Option<u32>,
+    /// Host access, when enabled.
+    pub(crate) shim: Option<ShimRecord>,
+}
+
+/// The stored host-access settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ShimRecord {
+    pub(crate) name: String,
+    pub(crate) address: Option<ipnet::IpNet>,
+    /// Route each endpoint's address (true) or the pools' allocation ranges (false).
+    pub(crate) per_endpoint: bool,
+}
+
+impl Record {
+    pub(crate) fn to_text(&self) -> String {
+        let mut s = String::from("# underlay network v1\n");
+        s.push_str(&format!("name={}\n", self.name));
+        match self.driver {
+            Driver::Macvlan(m) => s.push_str(&format!("driver=macvlan\nmode={}\n", m.as_str())),
+            Driver::Ipvlan(m, f) => s.push_str(&format!(
+                "driver=ipvlan\nmode={}\nflag={}\n",
+                m.as_str(),
+                f.as_str()
+            )),
+        }
+        if let Some(p) = &self.parent {
+            s.push_str(&format!("parent={p}\n"));
+        }
+        s.push_str(&format!("lower={}\n", self.lower));
+        if let Some(m) = self.mtu {
+            s.push_str(&format!("mtu={m}\n"));
+        }
+        if let Some(sh) = &self.shim {
+            s.push_str(&format!("shim={}\n", sh.name));
+            if let Some(a) = sh.address {
+                s.push_str(&format!("shim_address={a}\n"));
+            }
+            s.push_str(&format!(
+                "shim_routes={}\n",
+                if sh.per_endpoint {
+                    "endpoints"
+                } else {
+                    "ranges"
+                }
+            ));
+        }
+        s
+    }
+
+    pub(crate) fn parse(text: &str, origin: &str) -> Result<Record> {
+        let corrupt = |why: String| {
+            Error::new(
+                crate::ErrorKind::Corrupt,
+                format!("network file {origin} is unreadable: {why}; fix or remove it"),
+            )
+        };
+        let mut kv = BTreeMap::new();
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| corrupt(format!("line `{line}` is not key=value")))?;
+            kv.insert(k, v);
+        }
+        let get = |k: &str| {
+            kv.get(k)
+                .copied()
+                .ok_or_else(|| corrupt(format!("`{k}` is missing")))
+        };
+        let mode = get("mode")?;
+        let driver = match get("driver")? {
+            "macvlan" => Driver::Macvlan(mode.parse().map_err(|e: Error| corrupt(e.to_string()))?),
+            "ipvlan" => Driver::Ipvlan(
+                mode.parse().map_err(|e: Error| corrupt(e.to_string()))?,
+                get("flag")?
+                    .parse()
+                    .map_err(|e: Error| corrupt(e.to_string()))?,
+            ),
+            d => return Err(corrupt(format!("driver `{d}` is unknown"))),
+        };
+        let mtu = kv
+            .get("mtu")
+            .map(|m| m.parse().map_err(|_| corrupt(format!("mtu `{m}`"))))
+            .transpose()?;
+        let shim = match kv.get("shim") {
+            None => None,
+            Some(n) => Some(ShimRecord {
+                name: n.to_string(),
+                address: kv
+                    .get("shim_address")
+                    .map(|a| {
+                        a.parse()
+                            .map_err(|_| corrupt(format!("shim_address `{a}`")))
+                    })
+                    .transpose()?,
+                per_endpoint: kv.get("shim_routes").copied() != Some("ranges"),
+            }),
+        };
+        Ok(Record {
+            name: get("name")?.to_string(),
+            driver,
+            parent: kv.get("parent").map(|p| p.to_string()),
+            lower: get("lower")?.to_string(),
+            mtu,
+            shim,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_options() {
+        let s = NetworkSpec::from_docker(
+            "n",
+            "ipvlan",
+            &[
+                ("parent", "eth0"),
+                ("ipvlan_mode", "l3"),
+                ("ipvlan_flag", "private"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            s.driver,
+            Driver::Ipvlan(IpvlanMode::L3, IpvlanFlag::Private)
+        );
+        let s = NetworkSpec::from_docker(
+            "n",
+            "macvlan",
+            &[
+                ("parent", "eth0"),
+                ("macvlan_mode", "vepa"),
+                ("mtu", "1400"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.driver, s.mtu),
+            (Driver::Macvlan(MacvlanMode::Vepa), Some(1400))
+        );
+        assert_eq!(
+            NetworkSpec::from_docker("n", "macvlan", &[])
+                .unwrap()
+                .parent,
+            None
+        );
+        for (d, o) in [
+            ("bridge", vec![]),
+            ("macvlan", vec![("ipvlan_mode", "l2")]),
+            ("macvlan", vec![("color", "red")]),
+            ("macvlan", vec![("macvlan_mode", "x")]),
+            ("ipvlan", vec![("mtu", "big")]),
+        ] {
+            assert!(NetworkSpec::from_docker("n", d, &o).is_err(), "{d} {o:?}");
+        }
+    }
+
+    #[test]
+    fn record_round_trip() {
+        let r = Record {
+            name: "mac_net10".into(),
+            driver: Driver::Ipvlan(IpvlanMode::L3s, IpvlanFlag::Vepa),
+            parent: Some("ens192.10".into()),
+            lower: "ens192.10".into(),
+            mtu: Some(1400),
+            shim: Some(ShimRecord {
+                name: "mac_net10-h".into(),
+                address: Some("172.16.10.250/24".parse().unwrap()),
+                per_endpoint: false,
+            }),
+        };
+        assert_eq!(Record::parse(&r.to_text(), "x").unwrap(), r);
+        let e = Record::parse("name=x\n", "/var/lib/underlay/networks/x").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+        assert!(
+            e.to_string().contains("/var/lib/underlay/networks/x"),
+            "{e}"
+        );
+    }
+}

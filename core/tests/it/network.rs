@@ -1,0 +1,549 @@
+//! Networks and endpoints against the running kernel (macvlan here; VLAN parents in the VM
+//! tests), checked with iproute2.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use underlay::network::{
+    ConnectStep, Driver, EndpointSpec, HostAccess, MacPolicy, NetworkSpec, Networks, ShimRoutes,
+};
+use underlay::{ErrorKind, IpvlanFlag, IpvlanMode, MacAddr, MacvlanMode, Netns};
+
+use crate::common::{ip_addrs, privileged, TestNs};
+
+macro_rules! root_or_skip {
+    ($name:expr) => {
+        if !privileged($name) {
+            return;
+        }
+    };
+}
+
+/// A state directory removed on drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "underlay-it-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn mac_net(name: &str, parent: &str) -> NetworkSpec {
+    NetworkSpec::macvlan(name, parent, MacvlanMode::Bridge)
+        .pool("172.22.16.0/24 gateway=172.22.16.1".parse().unwrap())
+}
+
+/// A host namespace with `ens192` (veth, up) and a state directory.
+async fn host(tag: &str) -> (TestNs, TempDir, Networks) {
+    let h = TestNs::with_veth(tag, "ens192", "wire0").await;
+    let dir = TempDir::new(tag);
+    let nets = Networks::open(&h.handle, &dir.0).await.unwrap();
+    (h, dir, nets)
+}
+
+#[tokio::test]
+async fn network_lifecycle_and_persistence() {
+    root_or_skip!("network_lifecycle_and_persistence");
+    let (h, dir, nets) = host("nl").await;
+    let spec = NetworkSpec::from_docker("mac_net1", "macvlan", &[("parent", "ens192"), ("macvlan_mode", "bridge")])
+        .unwrap()
+        .pool("172.22.16.0/24 gateway=172.22.16.1 range=172.22.16.128/25 reserve=exclude_host=172.22.16.21".parse().unwrap());
+    let net = nets.create(spec.clone()).await.unwrap();
+    assert_eq!(net.driver(), Driver::Macvlan(MacvlanMode::Bridge));
+    assert_eq!(net.lower(), "ens192");
+    assert_eq!(
+        nets.create(spec).await.unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    // Another process (a fresh Networks on the same directory) sees it.
+    let again = Networks::open(&h.handle, &dir.0).await.unwrap();
+    let got = again.get("mac_net1").await.unwrap();
+    assert_eq!(got.pools(), net.pools());
+    assert_eq!(again.list().await.unwrap().len(), 1);
+    // Overlapping subnet: Docker's "Pool overlaps".
+    let e = nets.create(mac_net("other", "ens192")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Overlap, "{e}");
+    assert_eq!(
+        nets.get("nope").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    nets.delete("mac_net1").await.unwrap();
+    assert_eq!(
+        nets.get("mac_net1").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(h.ip_link("ens192").is_some(), "the user's parent stays");
+    // The subnet is free again.
+    nets.create(mac_net("other", "ens192")).await.unwrap();
+}
+
+#[tokio::test]
+async fn preflight_checks() {
+    root_or_skip!("preflight_checks");
+    let (h, _dir, nets) = host("pf").await;
+    let e = nets.create(mac_net("a", "ens999")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(e.to_string().contains("ens999"), "{e}");
+    h.handle.set_link("ens192").down().execute().await.unwrap();
+    let e = nets.create(mac_net("a", "ens192")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(
+        e.to_string().contains("is down") && e.to_string().contains("bring_parent_up"),
+        "{e}"
+    );
+    nets.create(mac_net("a", "ens192").bring_parent_up())
+        .await
+        .unwrap();
+    assert!(h.handle.link("ens192").await.unwrap().up);
+    let e = nets
+        .create(
+            NetworkSpec::macvlan("b", "ens192", MacvlanMode::Bridge)
+                .pool("10.9.0.0/24".parse().unwrap())
+                .mtu(9000),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("above parent"), "{e}");
+    // macvlan and ipvlan cannot share a parent; passthru needs its parent alone.
+    let e = nets
+        .create(
+            NetworkSpec::ipvlan("c", "ens192", IpvlanMode::L2, IpvlanFlag::Bridge)
+                .pool("10.10.0.0/24".parse().unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(e.to_string().contains("macvlan and ipvlan"), "{e}");
+    let e = nets
+        .create(
+            NetworkSpec::macvlan("d", "ens192", MacvlanMode::Passthru)
+                .pool("10.11.0.0/24".parse().unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    // Nothing half-made by the refusals.
+    let names: Vec<String> = nets
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.name().to_string())
+        .collect();
+    assert_eq!(names, ["a"]);
+    // Two ipvlan networks with different modes on one parent (checked from the records, so
+    // this kernel's lack of ipvlan does not matter).
+    h.handle.set_link("wire0").up().execute().await.unwrap();
+    let e = nets
+        .create(
+            NetworkSpec::ipvlan("x", "wire0", IpvlanMode::L2, IpvlanFlag::Bridge)
+                .pool("10.12.0.0/24".parse().unwrap()),
+        )
+        .await;
+    if e.is_ok() {
+        let e = nets
+            .create(
+                NetworkSpec::ipvlan("y", "wire0", IpvlanMode::L3, IpvlanFlag::Bridge)
+                    .pool("10.13.0.0/24".parse().unwrap()),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.to_string().contains("belongs to the parent"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn connect_and_disconnect() {
+    root_or_skip!("connect_and_disconnect");
+    let (h, _dir, nets) = host("cd").await;
+    let net = nets
+        .create(mac_net("mac_net1", "ens192").mtu(1400))
+        .await
+        .unwrap();
+    let c1 = TestNs::new("c1").await;
+    let spec = EndpointSpec::new("bbox_1")
+        .ip("172.22.16.10".parse().unwrap())
+        .mac(MacPolicy::FromContainerId);
+    let ep = net.connect(&c1.ns, spec.clone()).await.unwrap();
+    assert_eq!(ep.ifname, "eth0");
+    assert_eq!(ep.addresses[0].to_string(), "172.22.16.10/24");
+    // Oracle: the link, its MAC, MTU, address and default route inside the container.
+    let j = c1.ip_link("eth0").unwrap();
+    assert_eq!(j["linkinfo"]["info_kind"], "macvlan");
+    assert_eq!(j["linkinfo"]["info_data"]["mode"], "bridge");
+    assert_eq!(j["mtu"], 1400);
+    assert!(j["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    let derived = MacAddr::derived_from(b"bbox_1/eth0");
+    assert_eq!(j["address"], derived.to_string().as_str());
+    assert_eq!(ep.mac, Some(derived));
+    assert!(ip_addrs(&c1, "eth0").contains(&"172.22.16.10/24".to_string()));
+    let routes = c1.ip(&["-4", "route", "show", "default"]);
+    assert_eq!(routes[0]["gateway"], "172.22.16.1");
+    assert_eq!(routes[0]["dev"], "eth0");
+    // Twice: refused, naming the endpoint.
+    let e = net.connect(&c1.ns, spec).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    assert!(e.to_string().contains("bbox_1"), "{e}");
+    // The same address for another container: refused by the IPAM, nothing left.
+    let c2 = TestNs::new("c2").await;
+    let e = net
+        .connect(
+            &c2.ns,
+            EndpointSpec::new("bbox_2").ip("172.22.16.10".parse().unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(c2.ip_link("eth0").is_none());
+    // Any address: next-fit, never .10 again.
+    let ep2 = net
+        .connect(&c2.ns, EndpointSpec::new("bbox_2"))
+        .await
+        .unwrap();
+    assert_ne!(ep2.addresses[0], ep.addresses[0]);
+    assert_eq!(net.endpoints().unwrap().len(), 2);
+    assert_eq!(net.ipam().list().await.unwrap().len(), 2);
+    // Data path: the two containers reach each other over the bridge-mode macvlans.
+    assert!(c1
+        .ns
+        .ping(ep2.addresses[0].addr(), Duration::from_secs(2))
+        .unwrap()
+        .is_some());
+    // Disconnect: link, lease and record go; twice is fine.
+    net.disconnect("bbox_1", "eth0").await.unwrap();
+    net.disconnect("bbox_1", "eth0").await.unwrap();
+    assert!(c1.ip_link("eth0").is_none());
+    assert_eq!(net.ipam().list().await.unwrap().len(), 1);
+    assert!(net.endpoint("bbox_1", "eth0").unwrap().is_none());
+    // The network refuses deletion while an endpoint remains.
+    assert_eq!(
+        nets.delete("mac_net1").await.unwrap_err().kind(),
+        ErrorKind::Busy
+    );
+    net.disconnect("bbox_2", "eth0").await.unwrap();
+    nets.delete("mac_net1").await.unwrap();
+    let _ = h;
+}
+
+#[tokio::test]
+async fn failure_at_each_connect_step_leaves_nothing() {
+    root_or_skip!("failure_at_each_connect_step_leaves_nothing");
+    let (h, _dir, nets) = host("inj").await;
+    let net = nets.create(mac_net("inj", "ens192")).await.unwrap();
+    net.enable_host_access(HostAccess::new()).await.unwrap();
+    let c = TestNs::new("injc").await;
+    for step in [
+        ConnectStep::Allocate,
+        ConnectStep::CreateLink,
+        ConnectStep::Addresses,
+        ConnectStep::Routes,
+        ConnectStep::Announce,
+        ConnectStep::Record,
+        ConnectStep::HostRoute,
+    ] {
+        let e = net
+            .connect(&c.ns, EndpointSpec::new("victim").fail_after(step))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("injected"), "{step:?}: {e}");
+        assert!(c.ip_link("eth0").is_none(), "{step:?}: link left");
+        assert!(
+            net.ipam().list().await.unwrap().is_empty(),
+            "{step:?}: lease left"
+        );
+        assert!(net.endpoints().unwrap().is_empty(), "{step:?}: record left");
+        let host_routes = h.ip(&["-4", "route", "show", "dev", "inj-h"]);
+        assert!(
+            host_routes.as_array().unwrap().is_empty(),
+            "{step:?}: host route left: {host_routes}"
+        );
+    }
+    // And then it works.
+    net.connect(&c.ns, EndpointSpec::new("victim"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_never_share_an_address() {
+    root_or_skip!("concurrent_connects_never_share_an_address");
+    let (_h, _dir, nets) = host("cc").await;
+    let net = nets.create(mac_net("cc", "ens192")).await.unwrap();
+    let mut spaces = Vec::new();
+    for i in 0..40 {
+        spaces.push(TestNs::new(&format!("cc{i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for (i, t) in spaces.iter().enumerate() {
+        let (net, ns, h) = (net.clone(), t.ns.clone(), t.handle.clone());
+        tasks.push(tokio::spawn(async move {
+            net.connect(&ns, EndpointSpec::new(format!("c{i}")).target(&h))
+                .await
+        }));
+    }
+    let mut addrs = Vec::new();
+    for t in tasks {
+        addrs.push(t.await.unwrap().unwrap().addresses[0]);
+    }
+    let mut uniq = addrs.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), 40, "duplicates in {addrs:?}");
+    for (i, t) in spaces.iter().enumerate() {
+        assert!(
+            ip_addrs(t, "eth0").contains(&addrs[i].to_string()),
+            "oracle disagrees for c{i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn host_shim_reaches_the_containers() {
+    root_or_skip!("host_shim_reaches_the_containers");
+    // S3: the host's own address is on the parent, the containers are in its subnet.
+    let (h, _dir, nets) = host("sh").await;
+    h.handle
+        .add_address("ens192", "192.168.136.21/24".parse().unwrap())
+        .await
+        .unwrap();
+    let net = nets
+        .create(NetworkSpec::macvlan("lan", "ens192", MacvlanMode::Bridge).pool(
+            "192.168.136.0/24 gateway=192.168.136.1 range=192.168.136.240/28 reserve=exclude_host=192.168.136.21".parse().unwrap(),
+        ))
+        .await
+        .unwrap();
+    let c = TestNs::new("shc").await;
+    let ep = net.connect(&c.ns, EndpointSpec::new("web")).await.unwrap();
+    let ip = ep.addresses[0].addr();
+    // Without the shim the host cannot reach its own macvlan container.
+    assert!(
+        h.ns.ping(ip, Duration::from_millis(500)).unwrap().is_none(),
+        "a macvlan child reached its parent"
+    );
+    let shim = net
+        .enable_host_access(HostAccess::new().name("macvlan0-host"))
+        .await
+        .unwrap();
+    assert_eq!(shim, "macvlan0-host");
+    let j = h.ip_link("macvlan0-host").unwrap();
+    assert_eq!(j["linkinfo"]["info_data"]["mode"], "bridge");
+    let has_route = |dst: &str| {
+        h.ip(&["-4", "route", "show", "dev", "macvlan0-host"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst"] == dst)
+    };
+    assert!(has_route(&ip.to_string()), "route to the existing endpoint");
+    assert!(
+        h.ns.ping(ip, Duration::from_secs(2)).unwrap().is_some(),
+        "host reaches the container through the shim"
+    );
+    // Routes follow endpoints.
+    let c2 = TestNs::new("shc2").await;
+    let ep2 = net.connect(&c2.ns, EndpointSpec::new("db")).await.unwrap();
+    let ip2 = ep2.addresses[0].addr();
+    assert!(has_route(&ip2.to_string()));
+    assert!(h.ns.ping(ip2, Duration::from_secs(2)).unwrap().is_some());
+    net.disconnect("db", "eth0").await.unwrap();
+    assert!(!has_route(&ip2.to_string()));
+    // Idempotent enable; disable removes the link and its routes.
+    assert_eq!(
+        net.enable_host_access(HostAccess::new()).await.unwrap(),
+        "macvlan0-host"
+    );
+    net.disable_host_access().await.unwrap();
+    assert!(h.ip_link("macvlan0-host").is_none());
+    // Ranges mode with an address from the pool: the --ip-range recipe.
+    let shim = net
+        .enable_host_access(HostAccess::new().with_address().routes(ShimRoutes::Ranges))
+        .await
+        .unwrap();
+    assert!(h
+        .ip(&["-4", "route", "show", "dev", &shim])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["dst"] == "192.168.136.240/28"));
+    let shim_addr: Vec<String> = ip_addrs(&h, &shim)
+        .into_iter()
+        .filter(|a| a.starts_with("192.168.136."))
+        .collect();
+    assert_eq!(shim_addr.len(), 1, "{shim_addr:?}");
+    assert!(
+        shim_addr[0].ends_with("/32"),
+        "a host address, no second subnet route: {shim_addr:?}"
+    );
+    assert!(h.ns.ping(ip, Duration::from_secs(2)).unwrap().is_some());
+    net.disconnect("web", "eth0").await.unwrap();
+    // Deleting the network removes the shim and frees its address.
+    nets.delete("lan").await.unwrap();
+    assert!(h.ip_link(&shim).is_none());
+}
+
+#[tokio::test]
+async fn reconcile_repairs_and_is_idempotent() {
+    root_or_skip!("reconcile_repairs_and_is_idempotent");
+    let (h, _dir, nets) = host("rc").await;
+    let net = nets.create(mac_net("rc", "ens192")).await.unwrap();
+    let shim = net.enable_host_access(HostAccess::new()).await.unwrap();
+    // A container that will vanish, and one that stays.
+    let gone_name = format!("ult-rcgone-{}", std::process::id());
+    let gone = Netns::create(&gone_name).unwrap();
+    let ep_gone = net.connect(&gone, EndpointSpec::new("gone")).await.unwrap();
+    drop(gone);
+    Netns::delete(&gone_name).unwrap();
+    let stays = TestNs::new("rcstay").await;
+    net.connect(&stays.ns, EndpointSpec::new("stays"))
+        .await
+        .unwrap();
+    // The shim disappears (a reboot, an admin), and a marked link nobody owns appears.
+    h.handle.delete_link(shim.as_str()).await.unwrap();
+    underlay::Macvlan::create(&h.handle, "stray0", "ens192", MacvlanMode::Bridge)
+        .alias("underlay:shim net=deleted-network")
+        .execute()
+        .await
+        .unwrap();
+    underlay::Macvlan::create(&h.handle, "users0", "ens192", MacvlanMode::Bridge)
+        .alias("mine")
+        .execute()
+        .await
+        .unwrap();
+    let report = nets.reconcile().await.unwrap();
+    assert_eq!(report.gone_endpoints.len(), 1, "{report:?}");
+    assert_eq!(report.gone_endpoints[0].container_id, "gone");
+    assert_eq!(report.gone_endpoints[0].addresses, ep_gone.addresses);
+    assert_eq!(report.recreated_shims, vec![shim.clone()]);
+    assert_eq!(report.removed_links, vec!["stray0".to_string()]);
+    assert!(h.ip_link(&shim).is_some() && h.ip_link("stray0").is_none());
+    assert!(h.ip_link("users0").is_some(), "the user's link stays");
+    // The shim's routes are back, for the endpoint that stays only.
+    let routes = h.ip(&["-4", "route", "show", "dev", &shim]);
+    assert_eq!(routes.as_array().unwrap().len(), 1, "{routes}");
+    assert_eq!(net.ipam().list().await.unwrap().len(), 1);
+    // Nothing to do the second time.
+    let again = nets.reconcile().await.unwrap();
+    assert!(again.is_clean(), "{again:?}");
+}
+
+/// The child half of `reconcile_after_a_crash_midway`: connects and hangs after making the link.
+#[tokio::test]
+async fn crash_child() {
+    let Ok(dir) = std::env::var("UNDERLAY_CRASH_DIR") else {
+        return;
+    };
+    let host = Netns::open(&std::env::var("UNDERLAY_CRASH_HOST").unwrap()).unwrap();
+    let c = Netns::open(&std::env::var("UNDERLAY_CRASH_NS").unwrap()).unwrap();
+    let h = underlay::Handle::for_netns(&host).await.unwrap();
+    let nets = Networks::open(&h, &dir).await.unwrap();
+    let net = nets.get("crash").await.unwrap();
+    net.connect(
+        &c,
+        EndpointSpec::new("victim").hang_after(ConnectStep::Addresses),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn reconcile_after_a_crash_midway() {
+    root_or_skip!("reconcile_after_a_crash_midway");
+    let (h, dir, nets) = host("cr").await;
+    let net = nets.create(mac_net("crash", "ens192")).await.unwrap();
+    let c = TestNs::new("crc").await;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "network::crash_child", "--nocapture"])
+        .env("UNDERLAY_CRASH_DIR", &dir.0)
+        .env("UNDERLAY_CRASH_HOST", &h.name)
+        .env("UNDERLAY_CRASH_NS", &c.name)
+        .spawn()
+        .unwrap();
+    // Wait until the child is midway: link made, address set.
+    let mut midway = false;
+    for _ in 0..200 {
+        if ip_addrs(&c, "eth0")
+            .iter()
+            .any(|a| a.starts_with("172.22.16."))
+        {
+            midway = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(midway, "the child never got midway");
+    assert_eq!(
+        net.ipam().list().await.unwrap().len(),
+        1,
+        "the dead connect holds a lease"
+    );
+    let report = nets.reconcile().await.unwrap();
+    assert_eq!(report.gone_endpoints.len(), 1, "{report:?}");
+    assert!(c.ip_link("eth0").is_none(), "its link is gone");
+    assert!(
+        net.ipam().list().await.unwrap().is_empty(),
+        "its lease is released"
+    );
+    assert!(net.endpoints().unwrap().is_empty());
+    assert!(nets.reconcile().await.unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn internal_network_and_export() {
+    root_or_skip!("internal_network_and_export");
+    let (h, _dir, nets) = host("int").await;
+    let net = nets
+        .create(
+            NetworkSpec::internal("iso", Driver::Macvlan(MacvlanMode::Bridge))
+                .pool("10.20.0.0/24".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let lower = net.lower().to_string();
+    let j = h.ip_link(&lower).expect("internal parent exists");
+    assert!(
+        j["ifalias"]
+            .as_str()
+            .unwrap()
+            .starts_with("underlay:internal"),
+        "{j}"
+    );
+    let a = TestNs::new("inta").await;
+    let b = TestNs::new("intb").await;
+    let ea = net.connect(&a.ns, EndpointSpec::new("a")).await.unwrap();
+    let eb = net.connect(&b.ns, EndpointSpec::new("b")).await.unwrap();
+    assert!(a
+        .ns
+        .ping(eb.addresses[0].addr(), Duration::from_secs(2))
+        .unwrap()
+        .is_some());
+    let _ = ea;
+    assert_eq!(
+        net.export(underlay::network::ExportFormat::Ifupdown)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    net.disconnect("a", "eth0").await.unwrap();
+    net.disconnect("b", "eth0").await.unwrap();
+    nets.delete("iso").await.unwrap();
+    assert!(
+        h.ip_link(&lower).is_none(),
+        "the internal parent goes with the network"
+    );
+}
