@@ -1,0 +1,377 @@
+//! The scenarios demo: ../shared/SCENARIOS.md S1-S3 reproduced in network namespaces on one
+//! machine, with real pings between them.
+//!
+//! Two "hosts" (`host1`, `host2`) and a router hang on one trunk (a bridge in a `switch`
+//! namespace stands in for the switch). Each host has:
+//! - S1: `mac_net1`, a macvlan network on the untagged LAN 172.22.16.0/24 (gateway .1 = the
+//!   router), the host's own address excluded from allocation (Docker's `--aux-address`);
+//! - S2: `mac_net10` on `ens192.10` and `mac_net20` on `ens192.20`, VLAN sub-interfaces that
+//!   underlay creates because they do not exist yet;
+//! and containers on each. The router holds the gateways on `ens192.10`/`ens192.20`
+//! (router-on-a-stick) with forwarding on. S3: `host1` first cannot reach its own macvlan
+//! container, then can through the host shim.
+//!
+//! Run as root: `cargo run --release -p underlay-examples --bin scenarios`. Where the kernel
+//! has no 8021q, the demo says so and runs itself inside the test VM (Debian's kernel, qemu).
+//! Everything lives in namespaces the demo makes, and goes when it ends.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use underlay::network::{EndpointSpec, HostAccess, Network, NetworkSpec, Networks};
+use underlay::{Bridge, ErrorKind, Handle, MacvlanMode, Netns, Veth, Vlan, VlanId};
+
+type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "scenarios: needs root (it creates network namespaces and links): run it as root"
+        );
+        return ExitCode::from(2);
+    }
+    if !xtask::vm::in_vm() {
+        match kernel_has_8021q().await {
+            Ok(true) => {}
+            Ok(false) => {
+                println!("this kernel has no 8021q (VLAN) support and cannot load it: running the demo inside the test VM (Debian's kernel under qemu)");
+                let code = xtask::vm::prepare().and_then(|vm| xtask::vm::run_self_in_vm(&vm));
+                return match code {
+                    Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+                    Err(e) => {
+                        eprintln!("scenarios: the VM failed: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            Err(e) => {
+                eprintln!("scenarios: cannot probe the kernel: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut lab = Lab::default();
+    let result = run(&mut lab).await;
+    drop(lab);
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("scenarios: some results differ from what the scenarios say (marked !!)");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("scenarios: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Tries a VLAN in a throwaway namespace.
+async fn kernel_has_8021q() -> underlay::Result<bool> {
+    let (_ns, h) = Handle::create_anonymous_netns()?;
+    Veth::create(&h, "probe0", "probe1").execute().await?;
+    match Vlan::create(&h, "probe0", VlanId::new(10)?).execute().await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::KernelUnsupported => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Namespaces and state directories of the demo, removed on drop (also after a failure).
+#[derive(Default)]
+struct Lab {
+    namespaces: Vec<String>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Lab {
+    fn ns(&mut self, name: &str) -> underlay::Result<(Netns, Handle)> {
+        let full = format!("uldemo-{name}-{}", std::process::id());
+        let made = Handle::create_netns(&full)?;
+        self.namespaces.push(full);
+        Ok(made)
+    }
+
+    fn dir(&mut self, name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("uldemo-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        self.dirs.push(d.clone());
+        d
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for n in &self.namespaces {
+            if let Err(e) = Netns::delete(n) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A place to ping from.
+struct Node {
+    label: String,
+    ns: Netns,
+    ip: IpAddr,
+}
+
+struct Host {
+    nets: Networks,
+    lan: Network,
+    v10: Network,
+    v20: Network,
+}
+
+async fn host(
+    lab: &mut Lab,
+    sw: &Handle,
+    name: &str,
+    port: &str,
+    lan_ip: &str,
+) -> Result<(Netns, Host)> {
+    let (ns, h) = lab.ns(name)?;
+    cable(sw, port, &ns, &h).await?;
+    h.add_address("ens192", format!("{lan_ip}/24").parse()?)
+        .await?;
+    h.add_route(&underlay::Route::default_via("172.22.16.1".parse()?))
+        .await?;
+    let nets = Networks::open(&h, lab.dir(name)).await?;
+    // S1: the LAN itself; the host's own address is never handed out.
+    let lan = nets
+        .create(
+            NetworkSpec::macvlan("mac_net1", "ens192", MacvlanMode::Bridge).pool(
+                format!("172.22.16.0/24 gateway=172.22.16.1 reserve=exclude_host={lan_ip}")
+                    .parse()?,
+            ),
+        )
+        .await?;
+    // S2: ens192.10 and ens192.20 do not exist: underlay makes them (and would delete them
+    // with their last network).
+    let v10 = nets
+        .create(
+            NetworkSpec::from_docker("mac_net10", "macvlan", &[("parent", "ens192.10")])?
+                .pool("172.16.10.0/24 gateway=172.16.10.1".parse()?),
+        )
+        .await?;
+    let v20 = nets
+        .create(
+            NetworkSpec::from_docker("mac_net20", "macvlan", &[("parent", "ens192.20")])?
+                .pool("172.16.20.0/24 gateway=172.16.20.1".parse()?),
+        )
+        .await?;
+    Ok((
+        ns,
+        Host {
+            nets,
+            lan,
+            v10,
+            v20,
+        },
+    ))
+}
+
+/// A veth "cable" from the switch's bridge to `ens192` in `ns`.
+async fn cable(sw: &Handle, port: &str, ns: &Netns, h: &Handle) -> underlay::Result<()> {
+    Veth::create(sw, port, "ens192")
+        .peer_netns(ns)
+        .master("br0")
+        .up()
+        .execute()
+        .await?;
+    h.set_link("ens192").up().execute().await
+}
+
+async fn container(lab: &mut Lab, net: &Network, name: &str, ip: &str, host: &str) -> Result<Node> {
+    let (ns, h) = lab.ns(name)?;
+    let ep = net
+        .connect(&ns, EndpointSpec::new(name).ip(ip.parse()?).target(&h))
+        .await?;
+    Ok(Node {
+        label: format!("{name} ({host})"),
+        ns,
+        ip: ep.addresses[0].addr(),
+    })
+}
+
+async fn run(lab: &mut Lab) -> Result<bool> {
+    println!("underlay scenarios demo: S1-S3 of SCENARIOS.md in network namespaces\n");
+    let (_sw_ns, sw) = lab.ns("switch")?;
+    Bridge::create(&sw, "br0").up().execute().await?;
+    // The router on a stick: gateways on VLAN sub-interfaces, and the LAN's gateway untagged.
+    let (router_ns, r) = lab.ns("router")?;
+    cable(&sw, "p0", &router_ns, &r).await?;
+    r.add_address("ens192", "172.22.16.1/24".parse()?).await?;
+    for (id, gw) in [(10, "172.16.10.1/24"), (20, "172.16.20.1/24")] {
+        let l = Vlan::create(&r, "ens192", VlanId::new(id)?)
+            .up()
+            .execute()
+            .await?;
+        r.add_address(l.index, gw.parse()?).await?;
+    }
+    router_ns.set_forwarding(true, false)?;
+
+    let (h1_ns, h1) = host(lab, &sw, "host1", "p1", "172.22.16.21").await?;
+    let (_h2_ns, h2) = host(lab, &sw, "host2", "p2", "172.22.16.22").await?;
+    println!("host1, host2: mac_net1 on ens192 (172.22.16.0/24), mac_net10 on ens192.10, mac_net20 on ens192.20 (VLANs made by underlay)");
+    println!(
+        "router: ens192 172.22.16.1, ens192.10 172.16.10.1, ens192.20 172.16.20.1, forwarding on\n"
+    );
+
+    let nodes = vec![
+        Node {
+            label: "host1 (its own LAN address)".into(),
+            ns: h1_ns.clone(),
+            ip: "172.22.16.21".parse()?,
+        },
+        container(lab, &h1.lan, "c1", "172.22.16.10", "host1").await?,
+        container(lab, &h2.lan, "c2", "172.22.16.20", "host2").await?,
+        container(lab, &h1.v10, "bbox_10_1", "172.16.10.101", "host1").await?,
+        container(lab, &h2.v10, "bbox_10_2", "172.16.10.102", "host2").await?,
+        container(lab, &h1.v20, "bbox_20_1", "172.16.20.201", "host1").await?,
+        container(lab, &h2.v20, "bbox_20_2", "172.16.20.202", "host2").await?,
+    ];
+    let mut all_ok = true;
+
+    println!("1. Router forwarding, no host shim yet:");
+    all_ok &= matrix(&nodes, |s, d| expect(s, d, true, false)).await?;
+
+    println!(
+        "\n2. S3: host access on host1's mac_net1 (a bridge-mode macvlan shim + host routes):"
+    );
+    let shim = h1
+        .lan
+        .enable_host_access(HostAccess::new().name("macvlan0-host"))
+        .await?;
+    println!("   shim `{shim}` up on ens192, route to c1's address through it");
+    all_ok &= matrix(&nodes[..2], |s, d| expect(s, d, true, true)).await?;
+
+    println!(
+        "\n3. The router stops forwarding: VLANs are isolated at L2, only the same VLAN answers:"
+    );
+    router_ns.set_forwarding(false, false)?;
+    all_ok &= matrix(&nodes[3..], |s, d| expect(s, d, false, true)).await?;
+
+    println!("\n4. Teardown through the library: disconnect, delete networks (their VLANs go with the last one)");
+    for (hostname, h, n) in [("host1", &h1, 0usize), ("host2", &h2, 1)] {
+        for (net, c) in [(&h.lan, "c"), (&h.v10, "bbox_10_"), (&h.v20, "bbox_20_")] {
+            net.disconnect(&format!("{c}{}", n + 1), "eth0").await?;
+        }
+        for name in ["mac_net1", "mac_net10", "mac_net20"] {
+            h.nets.delete(name).await?;
+        }
+        let left: Vec<String> = h
+            .nets
+            .host()
+            .links()
+            .await?
+            .into_iter()
+            .map(|l| l.name)
+            .filter(|n| n.starts_with("ens192."))
+            .collect();
+        println!(
+            "   {hostname}: networks deleted, VLAN sub-interfaces left: {}",
+            if left.is_empty() {
+                "none".into()
+            } else {
+                left.join(", ")
+            }
+        );
+        all_ok &= left.is_empty();
+    }
+    println!(
+        "\n{}",
+        if all_ok {
+            "all results as the scenarios say"
+        } else {
+            "!! some results differ"
+        }
+    );
+    Ok(all_ok)
+}
+
+/// Whether `src` should reach `dst`, and why. `routing`: the router forwards; `shim`: host1
+/// has host access to mac_net1.
+fn expect(src: &Node, dst: &Node, routing: bool, shim: bool) -> (bool, &'static str) {
+    let seg = |n: &Node| match n.ip {
+        IpAddr::V4(v4) if v4.octets()[..3] == [172, 16, 10] => "vlan10",
+        IpAddr::V4(v4) if v4.octets()[..3] == [172, 16, 20] => "vlan20",
+        _ => "lan",
+    };
+    let host1 = |n: &Node| n.label.starts_with("host1 (its");
+    let on_host1_lan = |n: &Node| n.label.starts_with("c1 ");
+    if (host1(src) && on_host1_lan(dst)) || (host1(dst) && on_host1_lan(src)) {
+        return if shim {
+            (true, "shim")
+        } else {
+            (false, "parent")
+        };
+    }
+    if seg(src) == seg(dst) {
+        return (true, "L2");
+    }
+    if routing {
+        (true, "L3")
+    } else {
+        (false, "iso")
+    }
+}
+
+/// Pings every pair (all at once), prints the matrix, and says whether it matched.
+async fn matrix(
+    nodes: &[Node],
+    expect: impl Fn(&Node, &Node) -> (bool, &'static str),
+) -> Result<bool> {
+    let mut pings = Vec::new();
+    for s in nodes {
+        for d in nodes {
+            let (ns, ip) = (s.ns.clone(), d.ip);
+            pings.push(tokio::spawn(async move {
+                ns.ping_async(ip, Duration::from_millis(1500)).await
+            }));
+        }
+    }
+    let mut results = Vec::new();
+    for p in pings {
+        results.push(p.await??.is_some());
+    }
+    let w = nodes.iter().map(|n| n.label.len()).max().unwrap_or(10);
+    print!("   {:w$} ", "from \\ to");
+    for d in nodes {
+        print!("| {:^11}", d.label.split(' ').next().unwrap_or(""));
+    }
+    println!();
+    let mut ok = true;
+    for (i, s) in nodes.iter().enumerate() {
+        print!("   {:w$} ", s.label);
+        for (j, d) in nodes.iter().enumerate() {
+            if i == j {
+                print!("| {:^11}", "-");
+                continue;
+            }
+            let got = results[i * nodes.len() + j];
+            let (want, why) = expect(s, d);
+            let cell = format!(
+                "{} {why}{}",
+                if got { "yes" } else { "no" },
+                if got == want { "" } else { " !!" }
+            );
+            ok &= got == want;
+            print!("| {cell:^11}");
+        }
+        println!();
+    }
+    println!("   L2: same segment (VLAN or LAN), switched; L3: through the router; shim: through host1's shim;");
+    println!(
+        "   parent: a macvlan child never talks to its own parent; iso: other VLAN, no router"
+    );
+    Ok(ok)
+}
