@@ -6,8 +6,9 @@
 //! - S1: `mac_net1`, a macvlan network on the untagged LAN 172.22.16.0/24 (gateway .1 = the
 //!   router), the host's own address excluded from allocation (Docker's `--aux-address`);
 //! - S2: `mac_net10` on `ens192.10` and `mac_net20` on `ens192.20`, VLAN sub-interfaces that
-//!   underlay creates because they do not exist yet;
-//! and containers on each. The router holds the gateways on `ens192.10`/`ens192.20`
+//!   underlay creates because they do not exist yet.
+//!
+//! Containers sit on each network. The router holds the gateways on `ens192.10`/`ens192.20`
 //! (router-on-a-stick) with forwarding on. S3: `host1` first cannot reach its own macvlan
 //! container, then can through the host shim.
 //!
