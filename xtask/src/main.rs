@@ -8,8 +8,10 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test [args]              vm-prepare, then `cargo test --workspace --locked [args]` (the vm
-                           test binary boots the VM itself when the kernel lacks 8021q/ipvlan)
+  test [args]              the whole suite as CI runs it: fmt check, clippy -D warnings, docs
+                           -D warnings, vm-prepare, the scenarios demo, then
+                           `cargo test --workspace --locked [args]` (the vm test binary boots
+                           the VM itself when the kernel lacks 8021q/ipvlan)
   vm-prepare               install qemu & co. if missing, fetch and cache the guest kernel
   vm-run [--] <cmd> [args] run a command in the VM (host's / shared read-only, tmpfs overlay);
                            exits with the command's status (124 on timeout)
@@ -41,11 +43,64 @@ fn main() -> ExitCode {
     }
 }
 
+/// The whole suite, as CI runs it: formatting, lints, docs, the scenarios demo, then every
+/// test (unit, kernel, VM, doc). Extra arguments go to `cargo test`.
 fn test(args: Vec<OsString>) -> std::io::Result<i32> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let step = |what: &str, argv: &[&str], env: &[(&str, &str)]| -> std::io::Result<bool> {
+        println!("==> {what}: cargo {}", argv.join(" "));
+        let status = std::process::Command::new(&cargo)
+            .args(argv)
+            .envs(env.iter().copied())
+            .status()?;
+        if !status.success() {
+            eprintln!("xtask test: {what} failed ({status})");
+        }
+        Ok(status.success())
+    };
+    if !step("format", &["fmt", "--all", "--", "--check"], &[])? {
+        return Ok(1);
+    }
+    if !step(
+        "lints",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )? {
+        return Ok(1);
+    }
+    if !step(
+        "docs",
+        &["doc", "--workspace", "--no-deps", "--locked"],
+        &[("RUSTDOCFLAGS", "-Dwarnings")],
+    )? {
+        return Ok(1);
+    }
     // Up front, so that apt's and the download's output come before the tests'.
     vm_prepare()?;
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
+    if !step(
+        "scenarios demo",
+        &[
+            "run",
+            "--locked",
+            "-p",
+            "underlay-examples",
+            "--bin",
+            "scenarios",
+        ],
+        &[],
+    )? {
+        return Ok(1);
+    }
+    println!("==> tests: cargo test --workspace --locked");
+    let status = std::process::Command::new(&cargo)
         .args(["test", "--workspace", "--locked"])
         .args(args)
         .status()?;

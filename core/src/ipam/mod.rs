@@ -17,8 +17,8 @@ mod store;
 
 pub use ipam::Ipam;
 pub use lease::{BootId, Lease, LeasedAddress, Owner, Record, Request};
-pub use network::Network;
 pub(crate) use network::check_name;
-pub(crate) use store::fsutil;
+pub use network::Network;
 pub use pool::{AllocRange, Pool, PoolBuilder, Reserved};
+pub(crate) use store::fsutil;
 pub use store::{Change, HostLocalStore, LocalStore, MemoryStore, Snapshot, Store, StoreFuture};
