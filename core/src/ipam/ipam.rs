@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, ErrorKind, Result};
 
 use super::lease::{BootId, Lease, Owner, Request};
-use super::network::Network;
+use super::network::{check_name, Network};
 use super::state::NetState;
 use super::store::{Change, MemoryStore, Store};
 
@@ -108,6 +108,12 @@ impl Ipam {
 
     /// Opens a network defined earlier ([`ErrorKind::NotFound`] if it is not).
     pub async fn open(store: Arc<dyn Store>, name: &str) -> Result<Ipam> {
+        check_name(name)?;
+        let boot_id = if store.keeps_boot_ids() {
+            BootId::current().ok()
+        } else {
+            None
+        };
         let snap = store.load(name).await?;
         let network = Arc::new(snap.network.clone());
         let state = NetState::from_snapshot(snap, network.clone())?;
@@ -115,7 +121,7 @@ impl Ipam {
             inner: Arc::new(Inner {
                 network,
                 store,
-                boot_id: Mutex::new(BootId::current().ok()),
+                boot_id: Mutex::new(boot_id),
                 queue: Mutex::new(Vec::new()),
                 state: tokio::sync::Mutex::new(Some(state)),
             }),
@@ -174,9 +180,12 @@ impl Ipam {
         self.lock_boot().clone()
     }
 
-    /// Stamps new leases with `boot_id` (`None`: no stamp).
+    /// Stamps new leases with `boot_id` (`None`: no stamp). Ignored by stores that keep no
+    /// boot ids ([`Store::keeps_boot_ids`]).
     pub fn set_boot_id(&self, boot_id: Option<BootId>) {
-        *self.lock_boot() = boot_id;
+        if self.inner.store.keeps_boot_ids() {
+            *self.lock_boot() = boot_id;
+        }
     }
 
     fn lock_boot(&self) -> std::sync::MutexGuard<'_, Option<BootId>> {
@@ -260,12 +269,27 @@ impl Ipam {
         let version = self.inner.store.version(self.inner.network.name()).await?;
         let fresh = matches!(&*slot, Some(s) if s.version == version);
         if !fresh {
-            *slot = None;
-            *slot = Some(self.load().await?);
+            self.catch_up(&mut slot).await;
+            if slot.is_none() {
+                *slot = Some(self.load().await?);
+            }
         }
         match &*slot {
             Some(s) => Ok(f(s)),
             None => unreachable!("state loaded above"),
+        }
+    }
+
+    /// Brings the cached state up to the store's version from the changes since, or empties
+    /// the slot (forcing a reload) when the store cannot tell them.
+    async fn catch_up(&self, slot: &mut Option<NetState>) {
+        let Some(state) = slot.as_mut() else {
+            return;
+        };
+        let name = self.inner.network.name();
+        match self.inner.store.changes_since(name, state.version).await {
+            Ok(Some((changes, v))) if state.apply_external(&changes).is_ok() => state.version = v,
+            _ => *slot = None,
         }
     }
 
@@ -324,6 +348,7 @@ impl Ipam {
             let Some(state) = slot.as_mut() else {
                 unreachable!("state loaded above")
             };
+            let cursors = state.cursors();
             let mut changes: Vec<Change> = Vec::new();
             let mut replies: Vec<Result<Reply>> = ops
                 .iter()
@@ -353,8 +378,12 @@ impl Ipam {
                     return replies;
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => {
+                    // Another writer went first: take back this batch, catch up, recompute.
                     attempt += 1;
-                    *slot = None;
+                    if state.undo(&changes, cursors).is_err() {
+                        *slot = None;
+                    }
+                    self.catch_up(slot).await;
                     tokio::task::yield_now().await;
                 }
                 Err(e) => {

@@ -106,6 +106,88 @@ impl NetState {
         }
     }
 
+    fn claim_record(&mut self, r: Record) -> Result<()> {
+        let pools = self.network.pools();
+        let Some(i) = pools.iter().position(|p| p.contains(r.addr)) else {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "the store recorded lease {} of {} in network `{}`, outside all its pools",
+                    r.addr,
+                    r.owner,
+                    self.network.name()
+                ),
+            ));
+        };
+        self.pools[i].used.insert(pools[i].offset(r.addr));
+        let v = self.by_owner.entry(r.owner.clone()).or_default();
+        v.push((i, r.addr));
+        v.sort();
+        self.records.insert(r.addr, r);
+        Ok(())
+    }
+
+    fn drop_record(&mut self, addr: IpAddr) {
+        let Some(r) = self.records.remove(&addr) else {
+            return;
+        };
+        if let Some(v) = self.by_owner.get_mut(&r.owner) {
+            v.retain(|(_, a)| *a != addr);
+            if v.is_empty() {
+                self.by_owner.remove(&r.owner);
+            }
+        }
+        if let Some(p) = self.network.pools().iter().position(|p| p.contains(addr)) {
+            let off = self.network.pools()[p].offset(addr);
+            if !self.network.pools()[p].is_excluded_offset(off) {
+                self.pools[p].used.remove(off);
+            }
+        }
+    }
+
+    /// The next-fit cursors, to restore with [`NetState::undo`].
+    pub(crate) fn cursors(&self) -> Vec<Option<u128>> {
+        self.pools.iter().map(|p| p.cursor).collect()
+    }
+
+    /// Reverts `changes` made by this state's own operations.
+    pub(crate) fn undo(&mut self, changes: &[Change], cursors: Vec<Option<u128>>) -> Result<()> {
+        for c in changes.iter().rev() {
+            match c {
+                Change::Claim(r) => self.drop_record(r.addr),
+                Change::Release(r) => self.claim_record(r.clone())?,
+                Change::Cursor { .. } => {}
+            }
+        }
+        for (p, c) in self.pools.iter_mut().zip(cursors) {
+            p.cursor = c;
+        }
+        Ok(())
+    }
+
+    /// Applies changes another writer committed.
+    pub(crate) fn apply_external(&mut self, changes: &[Change]) -> Result<()> {
+        for c in changes {
+            match c {
+                Change::Claim(r) => {
+                    self.drop_record(r.addr);
+                    self.claim_record(r.clone())?;
+                }
+                Change::Release(r) => self.drop_record(r.addr),
+                Change::Cursor { pool, addr } => {
+                    if let (Some(ps), Some(p)) =
+                        (self.pools.get_mut(*pool), self.network.pools().get(*pool))
+                    {
+                        if p.contains(*addr) {
+                            ps.cursor = Some(p.offset(*addr));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn lookup(&self, owner: &Owner) -> Option<Lease> {
         self.by_owner.get(owner).map(|a| self.lease_of(owner, a))
     }

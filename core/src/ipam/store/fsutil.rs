@@ -1,7 +1,7 @@
 //! File helpers of the local stores: locks, atomic replacement, directory fsync.
 
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
@@ -90,13 +90,4 @@ pub(crate) fn replace(dir: &Path, name: &str, data: &[u8], durable: bool) -> Res
 /// Reads a whole file.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
-}
-
-/// Reads at most `n` bytes from the start of a file.
-pub(crate) fn read_head(path: &Path, n: usize) -> Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(n);
-    File::open(path)
-        .and_then(|f| f.take(n as u64).read_to_end(&mut buf))
-        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    Ok(buf)
 }

@@ -346,6 +346,10 @@ impl Inner {
 }
 
 impl Store for HostLocalStore {
+    fn keeps_boot_ids(&self) -> bool {
+        false
+    }
+
     fn networks(&self) -> StoreFuture<'_, Vec<Network>> {
         let inner = self.inner.clone();
         Box::pin(blocking(move || inner.networks()))

@@ -1,6 +1,8 @@
 //! The embedded default store: files under one directory, one sub-directory per network.
 
 use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -10,17 +12,27 @@ use crate::ipam::network::{check_name, Network};
 use super::fsutil;
 use super::memory::conflict;
 use super::stateformat::{
-    decode_network, decode_state, decode_version, encode_network, encode_state,
+    corrupt, decode_blocks, decode_journal_head, decode_network, decode_state, encode_block,
+    encode_journal_head, encode_network, encode_state,
 };
 use super::{blocking, Change, Snapshot, Store, StoreFuture, Table};
+
+/// Compact the journal into a new snapshot once it is larger than this and than the snapshot.
+const COMPACT_AT: u64 = 256 * 1024;
 
 /// Leases in files, safe across threads, processes and crashes.
 ///
 /// Layout under the directory (mode 0700): `lock` (taken to create or delete networks) and per
-/// network `<name>/` holding `network` (the definition), `state` (leases, cursors, boot ids,
-/// version) and `lock`. Every commit takes `<name>/lock` (`flock`), checks the version, writes
-/// `.state.tmp`, fsyncs it, renames it over `state` and fsyncs the directory before returning.
-/// Readers need no lock: a rename replaces the file whole. See docs/ipam.md for the formats.
+/// network `<name>/` (mode 0700) holding `network` (the definition), `state` (a snapshot:
+/// leases, cursors, boot ids, version), `journal` (the commits since the snapshot) and `lock`.
+///
+/// A commit takes `<name>/lock` (`flock`), reads the journal's new blocks, checks the version,
+/// appends one checksummed block and `fdatasync`s it before returning: one disk flush per
+/// commit, and concurrent allocations of one [`crate::ipam::Ipam`] share a commit. When the
+/// journal outgrows the snapshot, a new snapshot is written aside, fsynced, renamed over `state`,
+/// the journal is replaced by an empty one the same way, and the directory is fsynced. A block
+/// cut short by a crash was never acknowledged and is dropped; any other damage is
+/// [`ErrorKind::Corrupt`] naming the file. See docs/ipam.md for the formats.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     inner: Arc<LocalInner>,
@@ -30,8 +42,23 @@ pub struct LocalStore {
 struct LocalInner {
     dir: PathBuf,
     durable: bool,
-    /// Last state read or written per network, to avoid re-parsing on commit.
-    mirrors: Mutex<HashMap<String, Table>>,
+    compact_at: u64,
+    /// What this process last read of each network, to read only what was appended since.
+    mirrors: Mutex<HashMap<String, Mirror>>,
+}
+
+/// A network's state as of `offset` bytes of the journal with inode `ino` that follows the
+/// snapshot of version `base`.
+#[derive(Debug)]
+struct Mirror {
+    table: Table,
+    ino: u64,
+    base: u64,
+    offset: u64,
+    /// Size of the snapshot file it was built from.
+    state_len: u64,
+    /// (version, start offset) of every journal block read.
+    index: Vec<(u64, u64)>,
 }
 
 impl LocalStore {
@@ -42,13 +69,18 @@ impl LocalStore {
     pub fn open(dir: impl AsRef<Path>) -> Result<LocalStore> {
         let dir = dir.as_ref().to_path_buf();
         fsutil::mkdir(&dir)?;
-        Ok(LocalStore {
+        Ok(LocalStore::with(dir, true, COMPACT_AT))
+    }
+
+    fn with(dir: PathBuf, durable: bool, compact_at: u64) -> LocalStore {
+        LocalStore {
             inner: Arc::new(LocalInner {
                 dir,
-                durable: true,
+                durable,
+                compact_at,
                 mirrors: Mutex::new(HashMap::new()),
             }),
-        })
+        }
     }
 
     /// Opens [`LocalStore::DEFAULT_DIR`].
@@ -59,19 +91,20 @@ impl LocalStore {
     /// Without fsync (`durable = false`) commits stay atomic but a power loss may undo the last
     /// ones: for tests, or a store on tmpfs. Default: durable.
     pub fn durable(self, durable: bool) -> LocalStore {
-        LocalStore {
-            inner: Arc::new(LocalInner {
-                dir: self.inner.dir.clone(),
-                durable,
-                mirrors: Mutex::new(HashMap::new()),
-            }),
-        }
+        LocalStore::with(self.inner.dir.clone(), durable, self.inner.compact_at)
     }
 
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1)
 }
 
 impl LocalInner {
@@ -94,7 +127,7 @@ impl LocalInner {
         })?;
         let net = decode_network(&data, &path)?;
         if net.name() != name {
-            return Err(super::stateformat::corrupt(
+            return Err(corrupt(
                 &path,
                 format_args!(
                     "it defines network `{}` inside directory `{name}`",
@@ -105,24 +138,98 @@ impl LocalInner {
         Ok(net)
     }
 
-    fn read_table(&self, name: &str) -> Result<Table> {
-        let network = self.read_network(name)?;
-        let path = self.net_dir(name)?.join("state");
-        decode_state(&fsutil::read(&path)?, &path, network)
-    }
-
-    fn mirrors(&self) -> std::sync::MutexGuard<'_, HashMap<String, Table>> {
+    fn mirrors(&self) -> std::sync::MutexGuard<'_, HashMap<String, Mirror>> {
         self.mirrors.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Takes the network's lock (checking first that the network exists).
+    fn lock(&self, name: &str) -> Result<File> {
+        let dir = self.net_dir(name)?;
+        if !dir.join("network").exists() {
+            self.read_network(name)?;
+        }
+        fsutil::lock(&dir.join("lock"))
+    }
+
+    fn open_journal(&self, dir: &Path) -> Result<(File, u64, u64)> {
+        let path = dir.join("journal");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        let md = f
+            .metadata()
+            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
+        Ok((f, md.ino(), md.len()))
+    }
+
+    fn read_at(f: &File, from: u64, to: u64, path: &Path) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; (to - from) as usize];
+        f.read_exact_at(&mut buf, from)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        Ok(buf)
+    }
+
+    /// Brings the mirror of `name` up to date with the files (the caller holds the lock) and
+    /// returns it with the open journal.
+    fn refresh(&self, name: &str) -> Result<(Mirror, File)> {
+        let dir = self.net_dir(name)?;
+        let jpath = dir.join("journal");
+        let (f, ino, len) = self.open_journal(&dir)?;
+        let head = Self::read_at(&f, 0, len.min(64), &jpath)?;
+        let (base, head_len) = decode_journal_head(&head, &jpath)?;
+        let mut m = match self.mirrors().remove(name) {
+            Some(m) if m.ino == ino && m.base == base && m.offset <= len => m,
+            _ => {
+                let network = self.read_network(name)?;
+                let spath = dir.join("state");
+                let data = fsutil::read(&spath)?;
+                let table = decode_state(&data, &spath, network)?;
+                Mirror {
+                    table,
+                    ino,
+                    base,
+                    offset: head_len,
+                    state_len: data.len() as u64,
+                    index: Vec::new(),
+                }
+            }
+        };
+        if m.offset < len {
+            let data = Self::read_at(&f, m.offset, len, &jpath)?;
+            for b in decode_blocks(&data, m.offset, &jpath)? {
+                m.offset = b.end;
+                if b.version <= m.table.version {
+                    continue; // already in the snapshot (a compaction was cut short)
+                }
+                if b.version != m.table.version + 1 {
+                    return Err(corrupt(
+                        &jpath,
+                        format_args!(
+                            "block at byte {} has version {} after version {}",
+                            b.start, b.version, m.table.version
+                        ),
+                    ));
+                }
+                m.table.apply(&b.changes).map_err(|e| {
+                    corrupt(
+                        &jpath,
+                        format_args!("block at byte {}: {}", b.start, e.message()),
+                    )
+                })?;
+                m.index.push((b.version, b.start));
+            }
+        }
+        Ok((m, f))
+    }
+
     fn networks(&self) -> Result<Vec<Network>> {
-        let rd = std::fs::read_dir(&self.dir)
-            .map_err(|e| Error::io(format!("cannot list IPAM store {}", self.dir.display()), e))?;
+        let err = |e| Error::io(format!("cannot list IPAM store {}", self.dir.display()), e);
         let mut out = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| {
-                Error::io(format!("cannot list IPAM store {}", self.dir.display()), e)
-            })?;
+        for entry in std::fs::read_dir(&self.dir).map_err(err)? {
+            let entry = entry.map_err(err)?;
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
@@ -168,11 +275,10 @@ impl LocalInner {
         let mut table = Table::new(network.clone());
         // Versions start at the creation time in microseconds, so a network deleted and made
         // again never repeats a version another process may have cached.
-        table.version = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(1);
+        table.version = now_micros();
         fsutil::replace(&tmp, "state", &encode_state(&table), self.durable)?;
+        let head = encode_journal_head(table.version);
+        fsutil::replace(&tmp, "journal", &head, self.durable)?;
         std::fs::rename(&tmp, &dir).map_err(|e| {
             Error::io(
                 format!(
@@ -186,24 +292,22 @@ impl LocalInner {
         if self.durable {
             fsutil::sync_dir(&self.dir)?;
         }
-        self.mirrors().insert(name.to_string(), table);
         Ok(())
     }
 
     fn delete(&self, name: &str) -> Result<()> {
         let _store_lock = fsutil::lock(&self.dir.join("lock"))?;
         let dir = self.net_dir(name)?;
-        let _lock = {
-            self.read_network(name)?;
-            fsutil::lock(&dir.join("lock"))?
-        };
-        let t = self.read_table(name)?;
-        if !t.records.is_empty() {
+        let _lock = self.lock(name)?;
+        let (m, _) = self.refresh(name)?;
+        if !m.table.records.is_empty() {
+            let n = m.table.records.len();
+            self.mirrors().insert(name.to_string(), m);
             return Err(Error::new(
                 ErrorKind::Busy,
                 format!(
-                    "network `{name}` still holds {} leases: release them (or gc) before deleting it",
-                    t.records.len()
+                    "network `{name}` still holds {n} leases: release them (or gc) before \
+                     deleting it"
                 ),
             ));
         }
@@ -214,48 +318,113 @@ impl LocalInner {
         if self.durable {
             fsutil::sync_dir(&self.dir)?;
         }
-        self.mirrors().remove(name);
         std::fs::remove_dir_all(&gone)
             .map_err(|e| Error::io(format!("cannot remove {}", gone.display()), e))
     }
 
+    /// Runs `f` on the up-to-date mirror under the network's lock.
+    fn with_mirror<T>(&self, name: &str, f: impl FnOnce(&Mirror) -> T) -> Result<T> {
+        let _lock = self.lock(name)?;
+        let (m, _) = self.refresh(name)?;
+        let out = f(&m);
+        self.mirrors().insert(name.to_string(), m);
+        Ok(out)
+    }
+
     fn load(&self, name: &str) -> Result<Snapshot> {
-        let t = self.read_table(name)?;
-        let snap = t.snapshot();
-        self.mirrors().insert(name.to_string(), t);
-        Ok(snap)
+        self.with_mirror(name, |m| m.table.snapshot())
     }
 
     fn version(&self, name: &str) -> Result<u64> {
-        let path = self.net_dir(name)?.join("state");
-        match fsutil::read_head(&path, 64) {
-            Ok(head) => decode_version(&head, &path),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.read_network(name)?;
-                Err(e)
+        self.with_mirror(name, |m| m.table.version)
+    }
+
+    fn changes_since(&self, name: &str, version: u64) -> Result<Option<(Vec<Change>, u64)>> {
+        let _lock = self.lock(name)?;
+        let (m, f) = self.refresh(name)?;
+        let now = m.table.version;
+        let from = match m.index.iter().find(|(v, _)| *v == version + 1) {
+            Some((_, start)) => Some(*start),
+            None if version == now => Some(m.offset),
+            None => None,
+        };
+        let out = match from {
+            Some(start) => {
+                let jpath = self.net_dir(name)?.join("journal");
+                let data = Self::read_at(&f, start, m.offset, &jpath)?;
+                let changes = decode_blocks(&data, start, &jpath)?
+                    .into_iter()
+                    .flat_map(|b| b.changes)
+                    .collect();
+                Some((changes, now))
             }
-            Err(e) => Err(e),
-        }
+            None => None,
+        };
+        self.mirrors().insert(name.to_string(), m);
+        Ok(out)
     }
 
     fn commit(&self, name: &str, expected: u64, changes: &[Change]) -> Result<u64> {
+        let _lock = self.lock(name)?;
         let dir = self.net_dir(name)?;
-        if !dir.join("network").exists() {
-            self.read_network(name)?;
-        }
-        let _lock = fsutil::lock(&dir.join("lock"))?;
-        let now = self.version(name)?;
+        let jpath = dir.join("journal");
+        let (mut m, f) = self.refresh(name)?;
+        let now = m.table.version;
         if now != expected {
+            self.mirrors().insert(name.to_string(), m);
             return Err(conflict(name, now, expected));
         }
-        let mut table = match self.mirrors().remove(name) {
-            Some(t) if t.version == now => t,
-            _ => self.read_table(name)?,
+        let io = |e| {
+            Error::io(
+                format!(
+                    "cannot write {}: check free space and permissions",
+                    jpath.display()
+                ),
+                e,
+            )
         };
-        let v = table.apply(changes)?;
-        fsutil::replace(&dir, "state", &encode_state(&table), self.durable)?;
-        self.mirrors().insert(name.to_string(), table);
+        // Bytes past the last complete block are a write a crash cut short: drop them.
+        let len = f.metadata().map_err(io)?.len();
+        if len > m.offset {
+            f.set_len(m.offset).map_err(io)?;
+        }
+        let v = m.table.apply(changes)?;
+        let block = encode_block(v, changes);
+        let written = f.write_all_at(&block, m.offset).and_then(|()| {
+            if self.durable {
+                f.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // The mirror is ahead of the file now: forget it, the next call re-reads.
+            return Err(io(e));
+        }
+        m.index.push((v, m.offset));
+        m.offset += block.len() as u64;
+        if m.offset > self.compact_at && m.offset > m.state_len {
+            self.compact(&dir, &mut m)?;
+        }
+        self.mirrors().insert(name.to_string(), m);
         Ok(v)
+    }
+
+    /// Folds the journal into a new snapshot (the caller holds the lock).
+    fn compact(&self, dir: &Path, m: &mut Mirror) -> Result<()> {
+        let data = encode_state(&m.table);
+        fsutil::replace(dir, "state", &data, self.durable)?;
+        // A crash here leaves the old journal: its blocks are all <= the snapshot's version
+        // and are skipped on reading.
+        let head = encode_journal_head(m.table.version);
+        fsutil::replace(dir, "journal", &head, self.durable)?;
+        let (_, ino, _) = self.open_journal(dir)?;
+        m.ino = ino;
+        m.base = m.table.version;
+        m.offset = head.len() as u64;
+        m.state_len = data.len() as u64;
+        m.index.clear();
+        Ok(())
     }
 }
 
@@ -289,6 +458,16 @@ impl Store for LocalStore {
         Box::pin(blocking(move || inner.version(&name)))
     }
 
+    fn changes_since<'a>(
+        &'a self,
+        name: &'a str,
+        version: u64,
+    ) -> StoreFuture<'a, Option<(Vec<Change>, u64)>> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        Box::pin(blocking(move || inner.changes_since(&name, version)))
+    }
+
     fn commit<'a>(
         &'a self,
         name: &'a str,
@@ -299,5 +478,74 @@ impl Store for LocalStore {
         let name = name.to_string();
         let changes = changes.to_vec();
         Box::pin(blocking(move || inner.commit(&name, expected, &changes)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipam::lease::{Owner, Record};
+
+    fn claim(i: u8) -> Change {
+        Change::Claim(Record {
+            addr: format!("10.0.0.{i}").parse().unwrap(),
+            owner: Owner::new(format!("c{i}"), "eth0").unwrap(),
+            boot_id: None,
+        })
+    }
+
+    #[test]
+    fn journal_compaction_and_torn_tail() {
+        let dir = std::env::temp_dir().join(format!("ipam-local-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = LocalStore::with(dir.clone(), false, 300);
+        let net = Network::new("n", vec!["10.0.0.0/24".parse().unwrap()]).unwrap();
+        s.inner.create(&net).unwrap();
+        let mut v = s.inner.version("n").unwrap();
+        for i in 2..40 {
+            v = s.inner.commit("n", v, &[claim(i)]).unwrap();
+        }
+        // Compactions happened: the journal is short again.
+        let state = std::fs::read_to_string(dir.join("n/state")).unwrap();
+        assert!(state.matches("\nlease ").count() >= 10, "{state}");
+        // A second store (another process) reads the same thing.
+        let other = LocalStore::with(dir.clone(), false, 300);
+        let snap = other.inner.load("n").unwrap();
+        assert_eq!(snap.records.len(), 38);
+        assert_eq!(snap.version, v);
+        // It sees new blocks incrementally, and can say what changed.
+        let v2 = s.inner.commit("n", v, &[claim(200)]).unwrap();
+        let (ch, now) = other.inner.changes_since("n", v).unwrap().unwrap();
+        assert_eq!((ch, now), (vec![claim(200)], v2));
+        assert_eq!(
+            other.inner.changes_since("n", v2).unwrap().unwrap().0,
+            vec![]
+        );
+        // A stale version mismatch is a conflict.
+        let e = other.inner.commit("n", v, &[claim(201)]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        // A torn tail (half a block) is ignored, then overwritten by the next commit.
+        let j = dir.join("n/journal");
+        let mut f = OpenOptions::new().append(true).open(&j).unwrap();
+        std::io::Write::write_all(&mut f, b"v 999 1\n+ 10.0.0.250 x eth").unwrap();
+        assert_eq!(other.inner.version("n").unwrap(), v2);
+        let v3 = other.inner.commit("n", v2, &[claim(201)]).unwrap();
+        let fresh = LocalStore::with(dir.clone(), false, 300);
+        assert_eq!(fresh.inner.version("n").unwrap(), v3);
+        assert_eq!(fresh.inner.load("n").unwrap().records.len(), 40);
+        // Damage inside a complete block is corruption, named.
+        let data = std::fs::read(&j).unwrap();
+        let mut bad = data.clone();
+        let at = bad.iter().position(|b| *b == b'+').unwrap();
+        bad[at + 3] ^= 1;
+        std::fs::write(&j, &bad).unwrap();
+        let e = LocalStore::with(dir.clone(), false, 300)
+            .inner
+            .load("n")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.message().contains("journal"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

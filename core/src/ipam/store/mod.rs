@@ -83,6 +83,23 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The network's current version (cheap; tells a cache whether to reload).
     fn version<'a>(&'a self, name: &'a str) -> StoreFuture<'a, u64>;
 
+    /// The changes committed after `version`, in order, with the version they lead to; `None`
+    /// when the store cannot tell (history compacted away, or not kept): the caller then
+    /// reloads with [`Store::load`]. Lets a cache catch up without re-reading everything.
+    fn changes_since<'a>(
+        &'a self,
+        name: &'a str,
+        version: u64,
+    ) -> StoreFuture<'a, Option<(Vec<Change>, u64)>> {
+        let _ = (name, version);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// False if the store does not keep [`Record::boot_id`] (e.g. host-local's layout).
+    fn keeps_boot_ids(&self) -> bool {
+        true
+    }
+
     /// Applies `changes` if the version is still `expected`; returns the new version.
     /// [`ErrorKind::Conflict`] when the version moved or a change's precondition fails.
     fn commit<'a>(

@@ -28,12 +28,12 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ipam::lease::{BootId, Owner, Record};
 use crate::ipam::network::Network;
 
-use super::Table;
+use super::{Change, Table};
 
 const NETWORK_MAGIC: &str = "underlay-ipam-network 1";
 const STATE_MAGIC: &str = "underlay-ipam-state 1";
 
-fn fnv(data: &[u8]) -> u64 {
+pub(crate) fn fnv(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in data {
         h ^= *b as u64;
@@ -113,23 +113,6 @@ pub(crate) fn encode_state(t: &Table) -> Vec<u8> {
     let h = fnv(s.as_bytes());
     let _ = writeln!(s, "end {} {h:016x}", t.records.len());
     s.into_bytes()
-}
-
-/// The version in a state file's first lines.
-pub(crate) fn decode_version(head: &[u8], path: &Path) -> Result<u64> {
-    let text = String::from_utf8_lossy(head);
-    let mut lines = text.lines();
-    if lines.next() != Some(STATE_MAGIC) {
-        return Err(corrupt(
-            path,
-            format_args!("it does not start with `{STATE_MAGIC}`"),
-        ));
-    }
-    lines
-        .next()
-        .and_then(|l| l.strip_prefix("version "))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| corrupt(path, "line 2 is not `version N`"))
 }
 
 pub(crate) fn decode_state(data: &[u8], path: &Path, network: Network) -> Result<Table> {
@@ -228,6 +211,174 @@ pub(crate) fn decode_state(data: &[u8], path: &Path, network: Network) -> Result
     Ok(t)
 }
 
+const JOURNAL_MAGIC: &str = "underlay-ipam-journal 1";
+
+/// The first line of a journal that follows a snapshot of version `base`.
+pub(crate) fn encode_journal_head(base: u64) -> Vec<u8> {
+    format!("{JOURNAL_MAGIC} {base}\n").into_bytes()
+}
+
+/// The base version of a journal and the length of its first line.
+pub(crate) fn decode_journal_head(head: &[u8], path: &Path) -> Result<(u64, u64)> {
+    let nl = head.iter().position(|b| *b == b'\n').ok_or_else(|| {
+        corrupt(
+            path,
+            format_args!("it does not start with `{JOURNAL_MAGIC}`"),
+        )
+    })?;
+    std::str::from_utf8(&head[..nl])
+        .ok()
+        .and_then(|l| l.strip_prefix(JOURNAL_MAGIC))
+        .and_then(|l| l.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .map(|v| (v, nl as u64 + 1))
+        .ok_or_else(|| {
+            corrupt(
+                path,
+                format_args!("line 1 is not `{JOURNAL_MAGIC} VERSION`"),
+            )
+        })
+}
+
+/// Encodes one journal block: the changes that lead to `version`.
+pub(crate) fn encode_block(version: u64, changes: &[Change]) -> Vec<u8> {
+    let mut s = String::with_capacity(32 + changes.len() * 80);
+    let _ = writeln!(s, "v {version} {}", changes.len());
+    for c in changes {
+        match c {
+            Change::Claim(r) => {
+                let _ = writeln!(
+                    s,
+                    "+ {} {} {} {}",
+                    r.addr,
+                    r.owner.container_id(),
+                    r.owner.ifname().as_str(),
+                    r.boot_id.as_ref().map_or("-", |b| b.as_str())
+                );
+            }
+            Change::Release(r) => {
+                let _ = writeln!(
+                    s,
+                    "- {} {} {}",
+                    r.addr,
+                    r.owner.container_id(),
+                    r.owner.ifname().as_str()
+                );
+            }
+            Change::Cursor { pool, addr } => {
+                let _ = writeln!(s, "c {pool} {addr}");
+            }
+        }
+    }
+    let h = fnv(s.as_bytes());
+    let _ = writeln!(s, ". {h:016x}");
+    s.into_bytes()
+}
+
+/// One decoded journal block.
+pub(crate) struct Block {
+    pub(crate) version: u64,
+    pub(crate) changes: Vec<Change>,
+    /// Offset of the block in the journal, and of the byte after it.
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+}
+
+/// Decodes the complete blocks of `data` (journal bytes starting at offset `base`). An
+/// incomplete last block (a write cut short by a crash, never acknowledged) is left out; any
+/// other damage is [`ErrorKind::Corrupt`].
+pub(crate) fn decode_blocks(data: &[u8], base: u64, path: &Path) -> Result<Vec<Block>> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    'blocks: while pos < data.len() {
+        let start = pos;
+        let bad = |what: &str| {
+            corrupt(
+                path,
+                format_args!("journal block at byte {}: {what}", base + start as u64),
+            )
+        };
+        let mut lines: Vec<&[u8]> = Vec::new();
+        let mut need = usize::MAX;
+        while lines.len() < need.saturating_add(2) {
+            let Some(nl) = data[pos..].iter().position(|b| *b == b'\n') else {
+                break 'blocks; // torn tail
+            };
+            let line = &data[pos..pos + nl];
+            lines.push(line);
+            pos += nl + 1;
+            if lines.len() > 1 && lines.len() < need.saturating_add(2) && line.starts_with(b". ") {
+                return Err(bad("its change count does not match its lines"));
+            }
+            if lines.len() == 1 {
+                let head = std::str::from_utf8(lines[0]).map_err(|_| bad("not text"))?;
+                let w: Vec<&str> = head.split(' ').collect();
+                need = match w.as_slice() {
+                    ["v", _, n] => n.parse().map_err(|_| bad("bad header"))?,
+                    _ => return Err(bad("no `v VERSION COUNT` header")),
+                };
+                if need > data.len() {
+                    return Err(bad("impossible change count"));
+                }
+            }
+        }
+        let body_end = pos - lines.last().map_or(0, |l| l.len() + 1);
+        let trailer = std::str::from_utf8(lines[lines.len() - 1]).map_err(|_| bad("not text"))?;
+        let hash = trailer
+            .strip_prefix(". ")
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .ok_or_else(|| bad("no `. HASH` trailer"))?;
+        if fnv(&data[start..body_end]) != hash {
+            return Err(bad("checksum mismatch"));
+        }
+        let text = |l: &[u8]| {
+            std::str::from_utf8(l)
+                .map(str::to_string)
+                .map_err(|_| bad("not text"))
+        };
+        let head = text(lines[0])?;
+        let version: u64 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad("bad version"))?;
+        let mut changes = Vec::with_capacity(need);
+        for l in &lines[1..lines.len() - 1] {
+            let l = text(l)?;
+            let w: Vec<&str> = l.split(' ').collect();
+            let owner = |id: &str, ifn: &str| Owner::new(id, ifn).map_err(|_| bad("bad owner"));
+            let addr = |a: &str| a.parse::<IpAddr>().map_err(|_| bad("bad address"));
+            changes.push(match w.as_slice() {
+                ["+", a, id, ifn, boot] => Change::Claim(Record {
+                    addr: addr(a)?,
+                    owner: owner(id, ifn)?,
+                    boot_id: match *boot {
+                        "-" => None,
+                        b => Some(BootId::new(b).map_err(|_| bad("bad boot id"))?),
+                    },
+                }),
+                ["-", a, id, ifn] => Change::Release(Record {
+                    addr: addr(a)?,
+                    owner: owner(id, ifn)?,
+                    boot_id: None,
+                }),
+                ["c", p, a] => Change::Cursor {
+                    pool: p.parse().map_err(|_| bad("bad pool index"))?,
+                    addr: addr(a)?,
+                },
+                _ => return Err(bad("unexpected line")),
+            });
+        }
+        out.push(Block {
+            version,
+            changes,
+            start: base + start as u64,
+            end: base + pos as u64,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,9 +410,64 @@ mod tests {
         let p = Path::new("/x/state");
         let back = decode_state(&bytes, p, t.network.clone()).unwrap();
         assert_eq!(back, t);
-        assert_eq!(decode_version(&bytes[..40], p).unwrap(), 7);
         let n = encode_network(&t.network);
         assert_eq!(decode_network(n.as_bytes(), p).unwrap(), t.network);
+    }
+
+    #[test]
+    fn journal_blocks() {
+        let t = table();
+        let recs: Vec<Record> = t.records.values().cloned().collect();
+        let a = encode_block(
+            8,
+            &[
+                Change::Claim(recs[0].clone()),
+                Change::Cursor {
+                    pool: 0,
+                    addr: recs[0].addr,
+                },
+            ],
+        );
+        let b = encode_block(
+            9,
+            &[Change::Release(Record {
+                boot_id: None,
+                ..recs[1].clone()
+            })],
+        );
+        let mut all = a.clone();
+        all.extend_from_slice(&b);
+        let p = Path::new("/j");
+        let blocks = decode_blocks(&all, 100, p).unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(
+            (blocks[0].version, blocks[0].start, blocks[0].end),
+            (8, 100, 100 + a.len() as u64)
+        );
+        assert_eq!(
+            blocks[1].changes,
+            vec![Change::Release(Record {
+                boot_id: None,
+                ..recs[1].clone()
+            })]
+        );
+        // Every cut inside the last block is a torn tail: the first block survives alone.
+        for cut in a.len()..all.len() {
+            let got = decode_blocks(&all[..cut], 0, p).unwrap();
+            assert_eq!(got.len(), 1, "cut at {cut}");
+        }
+        // A damaged complete block is corruption.
+        for i in 0..a.len() - 1 {
+            let mut bad = all.clone();
+            bad[i] ^= 0x04;
+            if bad[i] == b'\n' || all[i] == b'\n' {
+                continue;
+            }
+            let e = decode_blocks(&bad, 0, p)
+                .err()
+                .unwrap_or_else(|| panic!("flip at {i} undetected"));
+            assert_eq!(e.kind(), ErrorKind::Corrupt);
+        }
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! CNI host-local's on-disk layout: files written the way host-local writes them are read, kept
+//! and extended; files underlay writes are the ones host-local would read.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use underlay::ipam::{HostLocalStore, Ipam, Request};
+use underlay::ErrorKind;
+
+use super::{check, ip, net, owner, TempDir};
+
+/// Writes a lease file exactly as host-local's disk backend does (no trailing newline).
+fn host_local_reserve(dir: &Path, addr: &str, id: &str, ifname: &str, range: usize) {
+    std::fs::write(dir.join(addr), format!("{id}\r\n{ifname}")).unwrap();
+    std::fs::write(dir.join(format!("last_reserved_ip.{range}")), addr).unwrap();
+}
+
+/// host-local's GetByID: every file whose trimmed content is `id\r\nifname`.
+fn host_local_get_by_id(dir: &Path, id: &str, ifname: &str) -> Vec<String> {
+    let want = format!("{id}\r\n{ifname}");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let data = std::fs::read_to_string(e.path()).unwrap_or_default();
+        if data.trim() == want {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn round_trip_with_host_local_files() {
+    let tmp = TempDir::new("hostlocal");
+    let data_dir = tmp.path().join("networks");
+    let dir = data_dir.join("mynet");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("lock"), "").unwrap();
+    // What host-local left: two containers, dual-stack (range set 0 = v4, 1 = v6).
+    host_local_reserve(&dir, "10.22.0.2", "c1", "eth0", 0);
+    host_local_reserve(&dir, "fd00:22::2", "c1", "eth0", 1);
+    host_local_reserve(&dir, "10.22.0.3", "c2", "net1", 0);
+    host_local_reserve(&dir, "fd00:22::3", "c2", "net1", 1);
+
+    let store = Arc::new(HostLocalStore::open(&data_dir).unwrap());
+    let n = net("mynet", &["10.22.0.0/24", "fd00:22::/64"]);
+    let ipam = Ipam::open_or_create(store.clone(), n.clone())
+        .await
+        .unwrap();
+    let c1 = ipam.lookup(&owner("c1")).await.unwrap().unwrap();
+    assert_eq!(c1.ips(), vec![ip("10.22.0.2"), ip("fd00:22::2")]);
+    let c2 = underlay::ipam::Owner::new("c2", "net1").unwrap();
+    assert_eq!(
+        ipam.lookup(&c2).await.unwrap().unwrap().ips()[0],
+        ip("10.22.0.3")
+    );
+
+    // underlay continues after host-local's last reserved address and writes its format.
+    let c3 = ipam.allocate(&owner("c3"), &Request::any()).await.unwrap();
+    assert_eq!(c3.ips(), vec![ip("10.22.0.4"), ip("fd00:22::4")]);
+    assert_eq!(std::fs::read(dir.join("10.22.0.4")).unwrap(), b"c3\r\neth0");
+    assert_eq!(
+        std::fs::read(dir.join("last_reserved_ip.0")).unwrap(),
+        b"10.22.0.4"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("last_reserved_ip.1")).unwrap(),
+        b"fd00:22::4"
+    );
+    assert_eq!(
+        host_local_get_by_id(&dir, "c3", "eth0"),
+        ["10.22.0.4", "fd00:22::4"]
+    );
+
+    // A release removes host-local's files.
+    ipam.release(&owner("c1")).await.unwrap().unwrap();
+    assert!(!dir.join("10.22.0.2").exists() && !dir.join("fd00:22::2").exists());
+
+    // host-local writing beside a running underlay is seen at once.
+    host_local_reserve(&dir, "10.22.0.5", "c9", "eth0", 0);
+    host_local_reserve(&dir, "fd00:22::5", "c9", "eth0", 1);
+    assert!(ipam.lookup(&owner("c9")).await.unwrap().is_some());
+    let c10 = ipam.allocate(&owner("c10"), &Request::any()).await.unwrap();
+    assert_eq!(c10.ips(), vec![ip("10.22.0.6"), ip("fd00:22::6")]);
+    assert_eq!(check(&ipam).await.len(), 8);
+
+    // A fresh store object over the same directory reads back the same leases.
+    let again = Ipam::open(Arc::new(HostLocalStore::open(&data_dir).unwrap()), "mynet")
+        .await
+        .unwrap();
+    assert_eq!(again.list().await.unwrap(), ipam.list().await.unwrap());
+
+    // Files older host-local versions wrote (container id only) are reported, not guessed.
+    std::fs::write(dir.join("10.22.0.77"), "oldcontainer").unwrap();
+    let e = again.list().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.message().contains("10.22.0.77"), "{e}");
+    std::fs::remove_file(dir.join("10.22.0.77")).unwrap();
+    assert_eq!(again.list().await.unwrap().len(), 4);
+}

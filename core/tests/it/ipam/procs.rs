@@ -1,0 +1,242 @@
+//! Many processes on one store, and processes killed with SIGKILL in the middle of commits.
+//! The children are this test binary run again with `--exact ipam::procs::child`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use underlay::ipam::{Ipam, LocalStore, Request};
+
+use super::{check, net, owner, TempDir};
+
+const CHILD: &str = "UNDERLAY_IPAM_CHILD";
+
+/// The child's body: allocate `COUNT` owners `PREFIX-i` with `INFLIGHT` at once, printing
+/// `ack OWNER IP` once each allocation is durable, and releasing every `RELEASE`th one
+/// (`rel OWNER`).
+#[test]
+fn child() {
+    let Ok(dir) = std::env::var(CHILD) else {
+        return;
+    };
+    let var = |k: &str| std::env::var(k).unwrap();
+    let prefix = var("PREFIX");
+    let count: usize = var("COUNT").parse().unwrap();
+    let inflight: usize = var("INFLIGHT").parse().unwrap();
+    let release: usize = var("RELEASE").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Arc::new(LocalStore::open(&dir).unwrap());
+        let ipam = Ipam::open(store, "shared").await.unwrap();
+        futures::stream::iter(0..count)
+            .map(|i| {
+                let ipam = ipam.clone();
+                let prefix = prefix.clone();
+                async move {
+                    let o = owner(format!("{prefix}-{i}"));
+                    let l = ipam.allocate(&o, &Request::any()).await.unwrap();
+                    println!("@@ ack {o} {}", l.ips()[0]);
+                    if release > 0 && i % release == 0 {
+                        ipam.release(&o).await.unwrap().unwrap();
+                        println!("@@ rel {o}");
+                    }
+                }
+            })
+            .buffer_unordered(inflight)
+            .collect::<Vec<()>>()
+            .await;
+    });
+}
+
+fn spawn(dir: &Path, prefix: &str, count: usize, inflight: usize, release: usize) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "ipam::procs::child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, dir)
+        .env("PREFIX", prefix)
+        .env("COUNT", count.to_string())
+        .env("INFLIGHT", inflight.to_string())
+        .env("RELEASE", release.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+#[derive(Default)]
+struct Acks {
+    held: HashMap<String, IpAddr>,
+    released: HashSet<String>,
+}
+
+impl Acks {
+    fn add(&mut self, line: &str) {
+        // libtest may print `test ipam::procs::child ... ` on the same line.
+        let Some(i) = line.find("@@ ") else {
+            return;
+        };
+        let w: Vec<&str> = line[i + 3..].split(' ').collect();
+        match w.as_slice() {
+            ["ack", o, a] => {
+                assert!(self
+                    .held
+                    .insert(o.to_string(), a.parse().unwrap())
+                    .is_none());
+            }
+            ["rel", o] => {
+                self.held.remove(*o).unwrap();
+                self.released.insert(o.to_string());
+            }
+            _ => panic!("bad line from child: {line}"),
+        }
+    }
+}
+
+/// Every acknowledged allocation is in the store with its address; every acknowledged release
+/// is gone; nothing is leased twice.
+async fn verify(dir: &Path, acks: &Acks) -> usize {
+    let store = Arc::new(LocalStore::open(dir).unwrap());
+    let ipam = Ipam::open(store, "shared").await.unwrap();
+    let leased: HashMap<String, IpAddr> = check(&ipam)
+        .await
+        .into_iter()
+        .map(|(a, o)| (o.to_string(), a))
+        .collect();
+    for (o, a) in &acks.held {
+        // A release the child started but had not acknowledged when killed may have happened.
+        let maybe_released = o
+            .split(['-', '/'])
+            .nth(1)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            % 5
+            == 0;
+        match leased.get(o) {
+            None if maybe_released => {}
+            got => assert_eq!(got, Some(a), "acknowledged lease of {o} lost or moved"),
+        }
+    }
+    for o in &acks.released {
+        assert!(
+            !leased.contains_key(o),
+            "acknowledged release of {o} undone"
+        );
+    }
+    leased.len()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn eight_processes_share_one_pool() {
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    let tmp = TempDir::new("procs");
+    let dir = tmp.path().to_path_buf();
+    let rt = rt();
+    rt.block_on(async {
+        let store = Arc::new(LocalStore::open(&dir).unwrap());
+        Ipam::create(store, net("shared", &["10.77.0.0/20"]))
+            .await
+            .unwrap();
+    });
+    let children: Vec<Child> = (0..8)
+        .map(|i| spawn(&dir, &format!("p{i}"), 500, 25, 0))
+        .collect();
+    let mut acks = Acks::default();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "child failed: {:?}", out.status);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            acks.add(line);
+        }
+    }
+    assert_eq!(acks.held.len(), 8 * 500);
+    let addrs: HashSet<&IpAddr> = acks.held.values().collect();
+    assert_eq!(addrs.len(), 8 * 500, "an address was handed out twice");
+    assert_eq!(rt.block_on(verify(&dir, &acks)), 8 * 500);
+}
+
+#[test]
+fn kill_9_at_random_moments_leaves_a_consistent_store() {
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    let tmp = TempDir::new("crash");
+    let dir = tmp.path().to_path_buf();
+    let rt = rt();
+    rt.block_on(async {
+        let store = Arc::new(LocalStore::open(&dir).unwrap());
+        Ipam::create(store, net("shared", &["10.78.0.0/16"]))
+            .await
+            .unwrap();
+    });
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut acks = Acks::default();
+    for round in 0..4 {
+        let mut children: Vec<Child> = (0..3)
+            .map(|i| spawn(&dir, &format!("r{round}c{i}"), 1_000_000, 8, 5))
+            .collect();
+        let readers: Vec<_> = children
+            .iter_mut()
+            .map(|c| {
+                let out = c.stdout.take().unwrap();
+                std::thread::spawn(move || {
+                    BufReader::new(out)
+                        .lines()
+                        .map_while(|l| l.ok())
+                        .collect::<Vec<String>>()
+                })
+            })
+            .collect();
+        for c in &mut children {
+            std::thread::sleep(Duration::from_millis(100 + rand(400)));
+            c.kill().unwrap(); // SIGKILL
+        }
+        for c in &mut children {
+            c.wait().unwrap();
+        }
+        let mut lines = 0;
+        for r in readers {
+            for line in r.join().unwrap() {
+                acks.add(&line);
+                lines += 1;
+            }
+        }
+        assert!(
+            lines > 0,
+            "round {round}: the children did nothing before being killed"
+        );
+        rt.block_on(verify(&dir, &acks));
+    }
+    assert!(!acks.held.is_empty() && !acks.released.is_empty());
+}
