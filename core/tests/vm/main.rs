@@ -6,6 +6,7 @@
 //! Adding a test: write `fn name() -> Check` and add one line to [`TESTS`]. Every test works
 //! only in namespaces it makes itself ([`TestNs`]), with veth pairs as parent NICs.
 
+mod library;
 mod support;
 
 use std::process;
@@ -21,6 +22,17 @@ const TESTS: &[Test] = &[
     ("vlan_smoke", vlan_smoke),
     ("ipvlan_smoke", ipvlan_smoke),
     ("vlan_data_path", vlan_data_path),
+    ("library_vlan", library::library_vlan),
+    ("library_ipvlan", library::library_ipvlan),
+    (
+        "library_bridge_and_dummy",
+        library::library_bridge_and_dummy,
+    ),
+    (
+        "network_vlan_parent_lifetime",
+        library::network_vlan_parent_lifetime,
+    ),
+    ("network_ipvlan", library::network_ipvlan),
 ];
 
 fn main() {
