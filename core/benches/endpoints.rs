@@ -1,0 +1,94 @@
+//! Endpoint setup and teardown rates through the network layer: allocate (local store, durable),
+//! create the macvlan directly in the namespace, address, default route, up, announce, record.
+//! Needs root; every namespace is made and deleted here. `cargo bench -p underlay --bench
+//! endpoints [-- N...]`.
+
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+use underlay::network::{EndpointSpec, Network, NetworkSpec, Networks};
+use underlay::{Handle, MacvlanMode, Netns, Veth};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("endpoints bench: needs root (CAP_NET_ADMIN); skipped");
+        return;
+    }
+    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let sizes = if sizes.is_empty() { vec![100, 1000] } else { sizes };
+    println!("| N | mode | namespaces | connects/s | disconnects/s |");
+    println!("|---|---|---|---|---|");
+    for &n in &sizes {
+        for concurrent in [false, true] {
+            for ns_in_timed_part in [false, true] {
+                let (up, down) = run(n, concurrent, ns_in_timed_part).await;
+                println!(
+                    "| {n} | {} | {} | {up:.0} | {down:.0} |",
+                    if concurrent { "concurrent (64 in flight)" } else { "sequential" },
+                    if ns_in_timed_part { "made in the timed part" } else { "made beforehand" },
+                );
+            }
+        }
+    }
+}
+
+async fn in_flight<T, F: std::future::Future<Output = T>>(concurrent: bool, items: Vec<F>) -> Vec<T> {
+    if concurrent {
+        stream::iter(items).buffer_unordered(64).collect().await
+    } else {
+        let mut out = Vec::new();
+        for f in items {
+            out.push(f.await);
+        }
+        out
+    }
+}
+
+async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> (f64, f64) {
+    let tag = format!("ulb{}", std::process::id());
+    let (host_ns, host) = Handle::create_anonymous_netns().expect("host namespace");
+    Veth::create(&host, "ens192", "wire0").up().peer_up().execute().await.expect("parent");
+    let dir = std::env::temp_dir().join(format!("{tag}-state"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let nets = Networks::open(&host, &dir).await.expect("state");
+    let net: Network = nets
+        .create(NetworkSpec::macvlan("bench", "ens192", MacvlanMode::Bridge).pool("10.0.0.0/16 gateway=10.0.0.1".parse().unwrap()))
+        .await
+        .expect("network");
+    let names: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
+    let mut pre: Vec<Option<(Netns, Handle)>> = Vec::new();
+    for name in &names {
+        pre.push((!ns_in_timed_part).then(|| Handle::create_netns(name).expect("namespace")));
+    }
+    let start = Instant::now();
+    let jobs = names.iter().zip(pre).enumerate().map(|(i, (name, made))| {
+        let net = net.clone();
+        async move {
+            let (ns, h) = match made {
+                Some(m) => m,
+                None => Handle::create_netns(name).expect("namespace"),
+            };
+            net.connect(&ns, EndpointSpec::new(format!("c{i}")).target(&h)).await.expect("connect");
+            (ns, h)
+        }
+    });
+    let kept = in_flight(concurrent, jobs.collect()).await;
+    let up = n as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let jobs = (0..n).map(|i| {
+        let net = net.clone();
+        async move { net.disconnect(&format!("c{i}"), "eth0").await.expect("disconnect") }
+    });
+    in_flight(concurrent, jobs.collect()).await;
+    let down = n as f64 / start.elapsed().as_secs_f64();
+    drop(kept);
+    for name in &names {
+        let _ = Netns::delete(name);
+    }
+    nets.delete("bench").await.expect("delete network");
+    drop(host_ns);
+    let _ = std::fs::remove_dir_all(&dir);
+    (up, down)
+}
