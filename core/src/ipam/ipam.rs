@@ -308,12 +308,17 @@ impl Ipam {
             drop(slot);
             return rx.await.unwrap_or_else(|_| Err(lost()));
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         self.lock_queue().push(Pending { op, reply: tx });
-        let mut slot = self.inner.state.lock().await;
-        // A previous holder may have run our request already; then this batch is empty.
-        self.drain(&mut slot).await;
-        drop(slot);
+        // Either the current holder's next batch answers us, or we get the state and run the
+        // queued requests (ours included) as one batch.
+        tokio::select! {
+            biased;
+            r = &mut rx => return r.unwrap_or_else(|_| Err(lost())),
+            mut slot = self.inner.state.lock() => {
+                self.drain(&mut slot).await;
+            }
+        }
         rx.await.unwrap_or_else(|_| Err(lost()))
     }
 

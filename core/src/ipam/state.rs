@@ -15,6 +15,44 @@ use super::network::Network;
 use super::pool::{span_index, Pool};
 use super::store::{Change, Snapshot};
 
+/// FxHash (rustc's): much faster than SipHash on short keys; the keys (addresses, container
+/// ids) come from the container runtime, not from untrusted peers.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        // The multiplications carry entropy upwards only: fold the high half into the low
+        // bits, which pick the bucket.
+        let h = self.0 ^ (self.0 >> 32);
+        let h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        for b in chunks.remainder() {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i as u64);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fx>>;
+
 #[derive(Debug, Clone)]
 struct PoolState {
     /// Leased and excluded offsets.
@@ -26,8 +64,8 @@ struct PoolState {
 pub(crate) struct NetState {
     pub(crate) network: Arc<Network>,
     pools: Vec<PoolState>,
-    records: HashMap<IpAddr, Record>,
-    by_owner: HashMap<Owner, Vec<(usize, IpAddr)>>,
+    records: FxMap<IpAddr, Record>,
+    by_owner: FxMap<Owner, Vec<(usize, IpAddr)>>,
     pub(crate) version: u64,
 }
 
@@ -53,8 +91,9 @@ impl NetState {
                 PoolState { used, cursor }
             })
             .collect();
-        let mut records = HashMap::with_capacity(snap.records.len());
-        let mut by_owner: HashMap<Owner, Vec<(usize, IpAddr)>> = HashMap::new();
+        let mut records = FxMap::default();
+        records.reserve(snap.records.len());
+        let mut by_owner: FxMap<Owner, Vec<(usize, IpAddr)>> = FxMap::default();
         for r in snap.records {
             let Some(i) = network.pools().iter().position(|p| p.contains(r.addr)) else {
                 return Err(Error::new(
