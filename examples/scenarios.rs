@@ -73,7 +73,7 @@ async fn main() -> ExitCode {
 
 /// Tries a VLAN in a throwaway namespace.
 async fn kernel_has_8021q() -> underlay::Result<bool> {
-    let (_ns, h) = Handle::create_anonymous_netns()?;
+    let (_ns, h) = Handle::create_anonymous_netns().await?;
     Veth::create(&h, "probe0", "probe1").execute().await?;
     match Vlan::create(&h, "probe0", VlanId::new(10)?).execute().await {
         Ok(_) => Ok(true),
@@ -90,9 +90,9 @@ struct Lab {
 }
 
 impl Lab {
-    fn ns(&mut self, name: &str) -> underlay::Result<(Netns, Handle)> {
+    async fn ns(&mut self, name: &str) -> underlay::Result<(Netns, Handle)> {
         let full = format!("uldemo-{name}-{}", std::process::id());
-        let made = Handle::create_netns(&full)?;
+        let made = Handle::create_netns(&full).await?;
         self.namespaces.push(full);
         Ok(made)
     }
@@ -139,7 +139,7 @@ async fn host(
     port: &str,
     lan_ip: &str,
 ) -> Result<(Netns, Host)> {
-    let (ns, h) = lab.ns(name)?;
+    let (ns, h) = lab.ns(name).await?;
     cable(sw, port, &ns, &h).await?;
     h.add_address("ens192", format!("{lan_ip}/24").parse()?)
         .await?;
@@ -192,7 +192,7 @@ async fn cable(sw: &Handle, port: &str, ns: &Netns, h: &Handle) -> underlay::Res
 }
 
 async fn container(lab: &mut Lab, net: &Network, name: &str, ip: &str, host: &str) -> Result<Node> {
-    let (ns, h) = lab.ns(name)?;
+    let (ns, h) = lab.ns(name).await?;
     let ep = net
         .connect(&ns, EndpointSpec::new(name).ip(ip.parse()?).target(&h))
         .await?;
@@ -205,10 +205,10 @@ async fn container(lab: &mut Lab, net: &Network, name: &str, ip: &str, host: &st
 
 async fn run(lab: &mut Lab) -> Result<bool> {
     println!("underlay scenarios demo: S1-S3 of SCENARIOS.md in network namespaces\n");
-    let (_sw_ns, sw) = lab.ns("switch")?;
+    let (_sw_ns, sw) = lab.ns("switch").await?;
     Bridge::create(&sw, "br0").up().execute().await?;
     // The router on a stick: gateways on VLAN sub-interfaces, and the LAN's gateway untagged.
-    let (router_ns, r) = lab.ns("router")?;
+    let (router_ns, r) = lab.ns("router").await?;
     cable(&sw, "p0", &router_ns, &r).await?;
     r.add_address("ens192", "172.22.16.1/24".parse()?).await?;
     for (id, gw) in [(10, "172.16.10.1/24"), (20, "172.16.20.1/24")] {

@@ -16,25 +16,43 @@ async fn main() {
         eprintln!("endpoints bench: needs root (CAP_NET_ADMIN); skipped");
         return;
     }
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let sizes = if sizes.is_empty() { vec![100, 1000] } else { sizes };
-    println!("| N | mode | namespaces | connects/s | disconnects/s |");
-    println!("|---|---|---|---|---|");
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![100, 1000]
+    } else {
+        sizes
+    };
+    println!("| N | mode | namespaces | connects/s | disconnects/s (link deleted) | disconnects/s (namespace deleted after) |");
+    println!("|---|---|---|---|---|---|");
     for &n in &sizes {
         for concurrent in [false, true] {
             for ns_in_timed_part in [false, true] {
-                let (up, down) = run(n, concurrent, ns_in_timed_part).await;
+                let (up, down, fast) = run(n, concurrent, ns_in_timed_part).await;
                 println!(
-                    "| {n} | {} | {} | {up:.0} | {down:.0} |",
-                    if concurrent { "concurrent (64 in flight)" } else { "sequential" },
-                    if ns_in_timed_part { "made in the timed part" } else { "made beforehand" },
+                    "| {n} | {} | {} | {up:.0} | {down:.0} | {fast:.0} |",
+                    if concurrent {
+                        "concurrent (64 in flight)"
+                    } else {
+                        "sequential"
+                    },
+                    if ns_in_timed_part {
+                        "made in the timed part"
+                    } else {
+                        "made beforehand"
+                    },
                 );
             }
         }
     }
 }
 
-async fn in_flight<T, F: std::future::Future<Output = T>>(concurrent: bool, items: Vec<F>) -> Vec<T> {
+async fn in_flight<T, F: std::future::Future<Output = T>>(
+    concurrent: bool,
+    items: Vec<F>,
+) -> Vec<T> {
     if concurrent {
         stream::iter(items).buffer_unordered(64).collect().await
     } else {
@@ -46,21 +64,35 @@ async fn in_flight<T, F: std::future::Future<Output = T>>(concurrent: bool, item
     }
 }
 
-async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> (f64, f64) {
+async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> (f64, f64, f64) {
     let tag = format!("ulb{}", std::process::id());
-    let (host_ns, host) = Handle::create_anonymous_netns().expect("host namespace");
-    Veth::create(&host, "ens192", "wire0").up().peer_up().execute().await.expect("parent");
+    let (host_ns, host) = Handle::create_anonymous_netns()
+        .await
+        .expect("host namespace");
+    Veth::create(&host, "ens192", "wire0")
+        .up()
+        .peer_up()
+        .execute()
+        .await
+        .expect("parent");
     let dir = std::env::temp_dir().join(format!("{tag}-state"));
     let _ = std::fs::remove_dir_all(&dir);
     let nets = Networks::open(&host, &dir).await.expect("state");
     let net: Network = nets
-        .create(NetworkSpec::macvlan("bench", "ens192", MacvlanMode::Bridge).pool("10.0.0.0/16 gateway=10.0.0.1".parse().unwrap()))
+        .create(
+            NetworkSpec::macvlan("bench", "ens192", MacvlanMode::Bridge)
+                .pool("10.0.0.0/16 gateway=10.0.0.1".parse().unwrap()),
+        )
         .await
         .expect("network");
     let names: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
     let mut pre: Vec<Option<(Netns, Handle)>> = Vec::new();
     for name in &names {
-        pre.push((!ns_in_timed_part).then(|| Handle::create_netns(name).expect("namespace")));
+        pre.push(if ns_in_timed_part {
+            None
+        } else {
+            Some(Handle::create_netns(name).await.expect("namespace"))
+        });
     }
     let start = Instant::now();
     let jobs = names.iter().zip(pre).enumerate().map(|(i, (name, made))| {
@@ -68,27 +100,48 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> (f64, f64) {
         async move {
             let (ns, h) = match made {
                 Some(m) => m,
-                None => Handle::create_netns(name).expect("namespace"),
+                None => Handle::create_netns(name).await.expect("namespace"),
             };
-            net.connect(&ns, EndpointSpec::new(format!("c{i}")).target(&h)).await.expect("connect");
+            net.connect(&ns, EndpointSpec::new(format!("c{i}")).target(&h))
+                .await
+                .expect("connect");
             (ns, h)
         }
     });
     let kept = in_flight(concurrent, jobs.collect()).await;
     let up = n as f64 / start.elapsed().as_secs_f64();
+    // Half disconnect deleting the link, half the way a runtime tearing down its containers
+    // would: release, then delete the namespace (its link goes with it).
+    let half = n / 2;
     let start = Instant::now();
-    let jobs = (0..n).map(|i| {
+    let jobs = (0..half).map(|i| {
         let net = net.clone();
-        async move { net.disconnect(&format!("c{i}"), "eth0").await.expect("disconnect") }
+        async move {
+            net.disconnect(&format!("c{i}"), "eth0")
+                .await
+                .expect("disconnect")
+        }
     });
     in_flight(concurrent, jobs.collect()).await;
-    let down = n as f64 / start.elapsed().as_secs_f64();
+    let down = half as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let jobs = (half..n).map(|i| {
+        let (net, name) = (net.clone(), names[i].clone());
+        async move {
+            net.disconnect_for_netns_deletion(&format!("c{i}"), "eth0")
+                .await
+                .expect("disconnect");
+            Netns::delete(&name).expect("delete namespace");
+        }
+    });
+    in_flight(concurrent, jobs.collect()).await;
+    let fast = (n - half) as f64 / start.elapsed().as_secs_f64();
     drop(kept);
-    for name in &names {
+    for name in &names[..half] {
         let _ = Netns::delete(name);
     }
     nets.delete("bench").await.expect("delete network");
     drop(host_ns);
     let _ = std::fs::remove_dir_all(&dir);
-    (up, down)
+    (up, down, fast)
 }

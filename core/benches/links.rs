@@ -78,7 +78,9 @@ async fn container(ns: Option<Netns>) -> (Netns, Handle) {
             let h = Handle::for_netns(&ns).await.expect("container handle");
             (ns, h)
         }
-        None => Handle::create_anonymous_netns().expect("container namespace"),
+        None => Handle::create_anonymous_netns()
+            .await
+            .expect("container namespace"),
     }
 }
 

@@ -24,7 +24,7 @@ use crate::types::{check_mtu, IfName, MacAddr};
 /// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
 /// use underlay::{Macvlan, MacvlanMode};
 /// # Macvlan::create(&h, "mv0", "ens192", MacvlanMode::Bridge).execute().await?;
-/// let (ns, _) = underlay::doc_support::container()?;
+/// let (ns, _) = underlay::doc_support::container().await?;
 /// let done = Macvlan::attach_to_netns(&h, "mv0", &ns)
 ///     .name("eth0")
 ///     .address("172.16.10.101/24".parse().unwrap())

@@ -13,7 +13,7 @@ pub async fn sandbox() -> Result<Option<(Netns, Handle)>> {
         eprintln!("doc example skipped: needs root");
         return Ok(None);
     }
-    let (ns, h) = Handle::create_anonymous_netns()?;
+    let (ns, h) = Handle::create_anonymous_netns().await?;
     Veth::create(&h, "ens192", "ens192-peer")
         .up()
         .peer_up()
@@ -23,6 +23,6 @@ pub async fn sandbox() -> Result<Option<(Netns, Handle)>> {
 }
 
 /// A second empty anonymous namespace (a "container") with its handle.
-pub fn container() -> Result<(Netns, Handle)> {
-    Handle::create_anonymous_netns()
+pub async fn container() -> Result<(Netns, Handle)> {
+    Handle::create_anonymous_netns().await
 }

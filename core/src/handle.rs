@@ -85,11 +85,10 @@ impl Handle {
 
     /// Creates a named namespace (as [`Netns::create`]) and a handle inside it, opening the
     /// socket on the thread that made the namespace: the cheapest way to a fresh namespace.
-    pub fn create_netns(name: &str) -> Result<(Netns, Handle)> {
-        let (ns, socket) = Netns::create_with(name, open_socket)?;
+    pub async fn create_netns(name: &str) -> Result<(Netns, Handle)> {
+        let (ns, socket) = Netns::create_with_async(Some(name), open_socket).await?;
         let label = ns.to_string();
-        let h = Handle::from_socket(socket, ns.clone(), label);
-        match h {
+        match Handle::from_socket(socket, ns.clone(), label) {
             Ok(h) => Ok((ns, h)),
             Err(e) => {
                 let _ = Netns::delete(name);
@@ -100,8 +99,8 @@ impl Handle {
 
     /// Like [`Handle::create_netns`] with an anonymous namespace (see
     /// [`Netns::create_anonymous`]).
-    pub fn create_anonymous_netns() -> Result<(Netns, Handle)> {
-        let (ns, socket) = Netns::create_anonymous_with(open_socket)?;
+    pub async fn create_anonymous_netns() -> Result<(Netns, Handle)> {
+        let (ns, socket) = Netns::create_with_async(None, open_socket).await?;
         let label = ns.to_string();
         Ok((ns.clone(), Handle::from_socket(socket, ns, label)?))
     }

@@ -14,7 +14,7 @@
 //! # let Some((_sandbox, host)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
 //! use underlay::{Handle, Macvlan, MacvlanMode, Route};
 //! // A "container": a fresh namespace and a netlink socket inside it.
-//! let (ns, inside) = Handle::create_anonymous_netns()?;
+//! let (ns, inside) = Handle::create_anonymous_netns().await?;
 //! // One request: created inside the namespace, named eth0, up.
 //! Macvlan::create(&host, "eth0", "ens192", MacvlanMode::Bridge)
 //!     .target(&inside)
@@ -37,8 +37,8 @@ mod error;
 mod handle;
 pub mod ipam;
 pub mod link;
-pub mod network;
 mod netns;
+pub mod network;
 mod probe;
 mod route;
 pub(crate) mod sys;

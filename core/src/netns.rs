@@ -53,44 +53,54 @@ impl Netns {
     ///
     /// Fails with [`ErrorKind::AlreadyExists`] when the name is taken.
     pub fn create(name: &str) -> Result<Netns> {
-        Ok(Netns::create_with(name, || Ok(()))?.0)
+        Ok(Netns::create_with(Some(name), || Ok(()))?.0)
     }
 
-    /// Creates a named namespace like [`Netns::create`] and runs `inside` in it on the same
-    /// short-lived thread (saving a thread when, say, a socket must be opened inside).
+    /// Creates a namespace (named when `name` is given, as [`Netns::create`]; anonymous
+    /// otherwise) and runs `inside` in it on the same short-lived thread, which saves a thread
+    /// when, say, a socket must be opened inside. Blocks the caller until done.
     pub(crate) fn create_with<T: Send>(
-        name: &str,
+        name: Option<&str>,
         inside: impl FnOnce() -> Result<T> + Send,
     ) -> Result<(Netns, T)> {
-        let path = named_path(name)?;
-        ensure_run_dir()?;
-        // Claim the name first, exclusively, so two creators never share one.
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!("network namespace `{name}` already exists: pick another name or delete it (`ip netns del {name}`)"),
-                )
-                .with_errno(libc::EEXIST))
-            }
-            Err(e) => return Err(Error::io(format!("cannot create {}", path.display()), e)),
-        }
-        match new_namespace_thread(Some(path.clone()), inside) {
-            Ok((fd, t)) => Ok((
-                Netns::from_parts(fd, name.to_string(), Some(name.to_string()), None)?,
-                t,
-            )),
-            Err(e) => {
-                // Undo: the bind mount (if it was made) and the name.
-                if let Ok(c) = cpath(&path) {
-                    // SAFETY: valid C string.
-                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-                }
-                let _ = std::fs::remove_file(&path);
-                Err(e.context(format!("cannot create network namespace `{name}`")))
-            }
-        }
+        let path = name.map(claim_name).transpose()?;
+        let made = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("underlay-netns-new".into())
+                .spawn_scoped(s, || {
+                    namespace_here(path.as_deref()).and_then(|fd| Ok((fd, inside()?)))
+                })
+                .map_err(|e| Error::io("cannot spawn a thread to create a namespace", e))?
+                .join()
+                .map_err(|_| Error::new(ErrorKind::Io, "namespace creation thread panicked"))?
+        });
+        finish_create(name, path, made)
+    }
+
+    /// Like [`Netns::create_with`], without blocking the async caller (namespace creation is
+    /// kernel-bound, ~0.6 ms: many can run at once on their own threads).
+    pub(crate) async fn create_with_async<T: Send + 'static>(
+        name: Option<&str>,
+        inside: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<(Netns, T)> {
+        let path = name.map(claim_name).transpose()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let p = path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("underlay-netns-new".into())
+            .spawn(move || {
+                let _ = tx.send(namespace_here(p.as_deref()).and_then(|fd| Ok((fd, inside()?))));
+            });
+        let made = match spawned {
+            Ok(_) => rx.await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Io,
+                    "namespace creation thread panicked",
+                ))
+            }),
+            Err(e) => Err(Error::io("cannot spawn a thread to create a namespace", e)),
+        };
+        finish_create(name, path, made)
     }
 
     /// Creates an anonymous namespace, held only by the returned value (and its clones).
@@ -98,19 +108,7 @@ impl Netns {
     /// Cheaper than [`Netns::create`] (no mount) and gone when the last clone drops;
     /// iproute2 cannot name it.
     pub fn create_anonymous() -> Result<Netns> {
-        Ok(Netns::create_anonymous_with(|| Ok(()))?.0)
-    }
-
-    /// Like [`Netns::create_anonymous`], running `inside` in it on the creating thread.
-    pub(crate) fn create_anonymous_with<T: Send>(
-        inside: impl FnOnce() -> Result<T> + Send,
-    ) -> Result<(Netns, T)> {
-        let (fd, t) = new_namespace_thread(None, inside)?;
-        let ino = inode_of(fd.as_raw_fd())?;
-        Ok((
-            Netns::from_parts(fd, format!("anonymous netns {ino}"), None, None)?,
-            t,
-        ))
+        Ok(Netns::create_with(None, || Ok(()))?.0)
     }
 
     /// Opens a named namespace (under `/run/netns`).
@@ -501,49 +499,84 @@ fn permission_or_io(what: &str) -> Error {
 
 /// Creates a new namespace on a fresh thread (unshare), bind-mounts it at `path` when given, and
 /// returns a descriptor on it. The caller's thread never changes namespace.
-fn new_namespace_thread<T: Send>(
+/// Claims `/run/netns/NAME` exclusively (so two creators never share a name).
+fn claim_name(name: &str) -> Result<PathBuf> {
+    let path = named_path(name)?;
+    ensure_run_dir()?;
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(_) => Ok(path),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!("network namespace `{name}` already exists: pick another name or delete it (`ip netns del {name}`)"),
+        )
+        .with_errno(libc::EEXIST)),
+        Err(e) => Err(Error::io(format!("cannot create {}", path.display()), e)),
+    }
+}
+
+/// Turns a made namespace into a [`Netns`], or undoes the claim (mount and name) on failure.
+fn finish_create<T>(
+    name: Option<&str>,
     path: Option<PathBuf>,
-    inside: impl FnOnce() -> Result<T> + Send,
-) -> Result<(OwnedFd, T)> {
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("underlay-netns-new".into())
-            .spawn_scoped(s, move || -> Result<(OwnedFd, T)> {
-                // SAFETY: unshare affects only this thread's namespace.
-                if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                    return Err(permission_or_io(
-                        "cannot create a network namespace (unshare)",
-                    ));
-                }
-                let fd = open_ns_file(Path::new("/proc/thread-self/ns/net"))?;
-                if let Some(path) = path {
-                    let src = cpath(Path::new("/proc/thread-self/ns/net"))?;
-                    let dst = cpath(&path)?;
-                    let none = CString::new("none").expect("static");
-                    // SAFETY: valid C strings.
-                    let rc = unsafe {
-                        libc::mount(
-                            src.as_ptr(),
-                            dst.as_ptr(),
-                            none.as_ptr(),
-                            libc::MS_BIND,
-                            std::ptr::null(),
-                        )
-                    };
-                    if rc != 0 {
-                        return Err(permission_or_io(&format!(
-                            "cannot bind-mount the namespace at {}",
-                            path.display()
-                        )));
-                    }
-                }
-                let t = inside()?;
-                Ok((fd, t))
-            })
-            .map_err(|e| Error::io("cannot spawn a thread to create a namespace", e))?
-            .join()
-            .map_err(|_| Error::new(ErrorKind::Io, "namespace creation thread panicked"))?
+    made: Result<(OwnedFd, T)>,
+) -> Result<(Netns, T)> {
+    let built = made.and_then(|(fd, t)| {
+        let label = match name {
+            Some(n) => n.to_string(),
+            None => format!("anonymous netns {}", inode_of(fd.as_raw_fd())?),
+        };
+        Ok((
+            Netns::from_parts(fd, label, name.map(str::to_string), None)?,
+            t,
+        ))
+    });
+    if built.is_err() {
+        if let Some(path) = &path {
+            if let Ok(c) = cpath(path) {
+                // SAFETY: valid C string.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    built.map_err(|e| match name {
+        Some(n) => e.context(format!("cannot create network namespace `{n}`")),
+        None => e,
     })
+}
+
+/// On a thread underlay owns: moves it into a new namespace, bind-mounts that at `path` when
+/// given, and returns a descriptor on it.
+fn namespace_here(path: Option<&Path>) -> Result<OwnedFd> {
+    // SAFETY: unshare affects only this thread's namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(permission_or_io(
+            "cannot create a network namespace (unshare)",
+        ));
+    }
+    let fd = open_ns_file(Path::new("/proc/thread-self/ns/net"))?;
+    if let Some(path) = path {
+        let src = cpath(Path::new("/proc/thread-self/ns/net"))?;
+        let dst = cpath(path)?;
+        let none = CString::new("none").expect("static");
+        // SAFETY: valid C strings.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                none.as_ptr(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(permission_or_io(&format!(
+                "cannot bind-mount the namespace at {}",
+                path.display()
+            )));
+        }
+    }
+    Ok(fd)
 }
 
 #[cfg(test)]

@@ -94,6 +94,8 @@ pub struct LinkBuilder<K> {
     alias: Option<String>,
     target: Option<Target>,
     master: Option<LinkRef>,
+    /// The parent, already read back by the caller (saves a request on hot paths).
+    parent_link: Option<Link>,
 }
 
 enum Target {
@@ -130,7 +132,15 @@ impl<K: LinkSpec> LinkBuilder<K> {
             alias: None,
             target: None,
             master: None,
+            parent_link: None,
         }
+    }
+
+    /// Uses `parent` as read back already instead of reading it again (it must be the link
+    /// the spec names).
+    pub(crate) fn parent_link(mut self, parent: Link) -> Self {
+        self.parent_link = Some(parent);
+        self
     }
 
     /// The interface name (validated at `execute`).
@@ -190,14 +200,15 @@ impl<K: LinkSpec> LinkBuilder<K> {
     }
 
     /// Sends the create request and returns the new link as the kernel reports it.
-    pub async fn execute(self) -> Result<Link> {
+    pub async fn execute(mut self) -> Result<Link> {
         let kind = self.spec.kind_name();
         self.spec.validate()?;
         if let Some(mtu) = self.mtu {
             check_mtu(mtu, &format!("new {kind}"))?;
         }
-        let parent = match self.spec.parent() {
-            Some(p) => Some(self.handle.link(p.clone()).await.map_err(|e| {
+        let parent = match (self.spec.parent(), self.parent_link.take()) {
+            (Some(_), Some(known)) => Some(known),
+            (Some(p), None) => Some(self.handle.link(p.clone()).await.map_err(|e| {
                 if e.kind() == ErrorKind::NotFound {
                     Error::not_found(format!(
                         "parent {p} of the new {kind} not found in {}: check the name (`ip link`)",
@@ -208,7 +219,7 @@ impl<K: LinkSpec> LinkBuilder<K> {
                     e
                 }
             })?),
-            None => None,
+            (None, _) => None,
         };
         let name = match self
             .name

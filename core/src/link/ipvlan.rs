@@ -123,7 +123,7 @@ impl std::str::FromStr for IpvlanFlag {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
 /// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
 /// use underlay::{ErrorKind, Ipvlan, IpvlanMode};
-/// let (container, _) = underlay::doc_support::container()?;
+/// let (container, _) = underlay::doc_support::container().await?;
 /// match Ipvlan::create(&h, "eth0", "ens192", IpvlanMode::L2).netns(&container).up().execute().await {
 ///     Ok(link) => assert_eq!(link.name, "eth0"),
 ///     Err(e) => assert_eq!(e.kind(), ErrorKind::KernelUnsupported), // no ipvlan module here

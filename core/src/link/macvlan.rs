@@ -94,7 +94,7 @@ impl std::fmt::Display for MacvlanMode {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
 /// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
 /// use underlay::{Macvlan, MacvlanMode};
-/// let (container, _) = underlay::doc_support::container()?;
+/// let (container, _) = underlay::doc_support::container().await?;
 /// // Made directly inside the container's namespace, named, up: one request.
 /// let link = Macvlan::create(&h, "eth0", "ens192", MacvlanMode::Bridge)
 ///     .netns(&container)

@@ -18,7 +18,7 @@ use crate::types::{check_mtu, IfName, MacAddr};
 /// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
 /// # use underlay::{Macvlan, MacvlanMode};
 /// # Macvlan::create(&h, "mv0", "ens192", MacvlanMode::Bridge).execute().await?;
-/// # let (ns, _) = underlay::doc_support::container()?;
+/// # let (ns, _) = underlay::doc_support::container().await?;
 /// h.set_link("mv0").mtu(1400).promisc(true).up().execute().await?;
 /// // Move into a namespace and rename there, in one request.
 /// h.set_link("mv0").netns(&ns).name("eth0").execute().await?;

@@ -17,7 +17,7 @@ use crate::types::{IfName, MacAddr};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> underlay::Result<()> {
 /// # let Some((_sandbox, h)) = underlay::doc_support::sandbox().await? else { return Ok(()) };
 /// use underlay::Veth;
-/// let (other, _) = underlay::doc_support::container()?;
+/// let (other, _) = underlay::doc_support::container().await?;
 /// // `trunk0` here, `trunk1` inside `other`.
 /// Veth::create(&h, "trunk0", "trunk1").peer_netns(&other).up().execute().await?;
 /// # Ok(()) }

@@ -35,6 +35,10 @@ pub const DEFAULT_ROOT: &str = "/var/lib/underlay";
 /// Alias prefix of every link underlay makes in the host namespace.
 pub(crate) const MARK: &str = "underlay:";
 
+/// Link group of endpoint links (set in the create request itself, so marking costs no extra
+/// request): disconnect deletes a container's link only if it carries it. ASCII "ulep".
+pub const ENDPOINT_GROUP: u32 = 0x756c_6570;
+
 /// All networks of one state directory, on one host namespace.
 ///
 /// ```
@@ -48,7 +52,7 @@ pub(crate) const MARK: &str = "underlay:";
 ///     .create(NetworkSpec::macvlan("mac_net1", "ens192", MacvlanMode::Bridge)
 ///         .pool("172.22.16.0/24 gateway=172.22.16.1".parse()?))
 ///     .await?;
-/// let (container, _) = underlay::doc_support::container()?;
+/// let (container, _) = underlay::doc_support::container().await?;
 /// let ep = net.connect(&container, EndpointSpec::new("bbox1").ip("172.22.16.10".parse().unwrap())).await?;
 /// assert_eq!(ep.addresses[0].to_string(), "172.22.16.10/24");
 /// net.disconnect("bbox1", "eth0").await?;
@@ -175,11 +179,7 @@ impl Networks {
             let _ = undo_lower().await;
             return Err(e);
         }
-        Ok(Network {
-            nets: self.clone(),
-            record,
-            ipam,
-        })
+        Ok(Network::new(self.clone(), record, ipam))
     }
 
     /// The network `name`.
@@ -190,11 +190,7 @@ impl Networks {
             ))
         })?;
         let ipam = Ipam::open(self.inner.store.clone(), name).await?;
-        Ok(Network {
-            nets: self.clone(),
-            record,
-            ipam,
-        })
+        Ok(Network::new(self.clone(), record, ipam))
     }
 
     /// Every network, sorted by name.
@@ -202,11 +198,7 @@ impl Networks {
         let mut out = Vec::new();
         for r in self.records()? {
             let ipam = Ipam::open(self.inner.store.clone(), &r.name).await?;
-            out.push(Network {
-                nets: self.clone(),
-                record: r,
-                ipam,
-            });
+            out.push(Network::new(self.clone(), r, ipam));
         }
         Ok(out)
     }
@@ -430,6 +422,8 @@ pub struct Network {
     nets: Networks,
     record: Record,
     ipam: Ipam,
+    /// The lower link as last read (re-read when it has gone).
+    lower_cache: Arc<std::sync::Mutex<Option<Link>>>,
 }
 
 impl std::fmt::Debug for Network {
@@ -443,6 +437,40 @@ impl std::fmt::Debug for Network {
 }
 
 impl Network {
+    fn new(nets: Networks, record: Record, ipam: Ipam) -> Network {
+        Network {
+            nets,
+            record,
+            ipam,
+            lower_cache: Arc::default(),
+        }
+    }
+
+    /// The lower link, read once and kept (endpoint creation needs its index on every connect).
+    pub(crate) async fn lower_link(&self) -> Result<Link> {
+        if let Some(l) = self.lower_cache.lock().ok().and_then(|c| c.clone()) {
+            return Ok(l);
+        }
+        let l = self.host().link(self.lower()).await.map_err(|e| {
+            e.context(format!(
+                "network `{}`: its parent `{}` is gone (run reconcile)",
+                self.name(),
+                self.lower()
+            ))
+        })?;
+        if let Ok(mut c) = self.lower_cache.lock() {
+            *c = Some(l.clone());
+        }
+        Ok(l)
+    }
+
+    /// Forgets the cached lower link (after it vanished or was recreated).
+    pub(crate) fn forget_lower(&self) {
+        if let Ok(mut c) = self.lower_cache.lock() {
+            *c = None;
+        }
+    }
+
     /// The name.
     pub fn name(&self) -> &str {
         &self.record.name

@@ -451,12 +451,13 @@ async fn crash_child() {
     let h = underlay::Handle::for_netns(&host).await.unwrap();
     let nets = Networks::open(&h, &dir).await.unwrap();
     let net = nets.get("crash").await.unwrap();
-    net.connect(
-        &c,
-        EndpointSpec::new("victim").hang_after(ConnectStep::Addresses),
-    )
-    .await
-    .unwrap();
+    let step = match std::env::var("UNDERLAY_CRASH_STEP").as_deref() {
+        Ok("allocate") => ConnectStep::Allocate,
+        _ => ConnectStep::Addresses,
+    };
+    net.connect(&c, EndpointSpec::new("victim").hang_after(step))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -470,6 +471,7 @@ async fn reconcile_after_a_crash_midway() {
         .env("UNDERLAY_CRASH_DIR", &dir.0)
         .env("UNDERLAY_CRASH_HOST", &h.name)
         .env("UNDERLAY_CRASH_NS", &c.name)
+        .env("UNDERLAY_CRASH_STEP", "addresses")
         .spawn()
         .unwrap();
     // Wait until the child is midway: link made, address set.
@@ -546,4 +548,66 @@ async fn internal_network_and_export() {
         h.ip_link(&lower).is_none(),
         "the internal parent goes with the network"
     );
+}
+
+#[tokio::test]
+async fn disconnect_for_netns_deletion_leaves_the_link_to_its_namespace() {
+    root_or_skip!("disconnect_for_netns_deletion_leaves_the_link_to_its_namespace");
+    let (_h, _dir, nets) = host("dnd").await;
+    let net = nets.create(mac_net("dnd", "ens192")).await.unwrap();
+    let c = TestNs::new("dndc").await;
+    net.connect(&c.ns, EndpointSpec::new("x")).await.unwrap();
+    let j = c.ip_link("eth0").unwrap();
+    assert_eq!(
+        j["group"],
+        underlay::network::ENDPOINT_GROUP.to_string().as_str(),
+        "marked by its group: {j}"
+    );
+    net.disconnect_for_netns_deletion("x", "eth0")
+        .await
+        .unwrap();
+    assert!(
+        c.ip_link("eth0").is_some(),
+        "the link stays for its namespace to take"
+    );
+    assert!(net.ipam().list().await.unwrap().is_empty() && net.endpoints().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn reconcile_never_deletes_a_link_underlay_did_not_make() {
+    root_or_skip!("reconcile_never_deletes_a_link_underlay_did_not_make");
+    let (h, dir, nets) = host("crn").await;
+    let net = nets.create(mac_net("crash", "ens192")).await.unwrap();
+    // The container already has an `eth0` of its own; the connect dies right after allocating.
+    let c = TestNs::with_veth("crnc", "eth0", "peer0").await;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "network::crash_child", "--nocapture"])
+        .env("UNDERLAY_CRASH_DIR", &dir.0)
+        .env("UNDERLAY_CRASH_HOST", &h.name)
+        .env("UNDERLAY_CRASH_NS", &c.name)
+        .env("UNDERLAY_CRASH_STEP", "allocate")
+        .spawn()
+        .unwrap();
+    let mut allocated = false;
+    for _ in 0..200 {
+        if !net.ipam().list().await.unwrap().is_empty() {
+            allocated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(allocated, "the child never allocated");
+    let pending = net.endpoints().unwrap();
+    assert_eq!(pending.len(), 1, "the pending record is there");
+    let report = nets.reconcile().await.unwrap();
+    assert_eq!(report.gone_endpoints.len(), 1, "{report:?}");
+    assert_eq!(
+        c.ip_link("eth0")
+            .map(|j| j["linkinfo"]["info_kind"].clone()),
+        Some("veth".into()),
+        "the container's own eth0 stays"
+    );
+    assert!(net.ipam().list().await.unwrap().is_empty());
 }
