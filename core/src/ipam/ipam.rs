@@ -350,7 +350,9 @@ impl Ipam {
                     Err(e) => return ops.iter().map(|_| Err(copy_err(&e))).collect(),
                 }
             }
-            let Some(state) = slot.as_mut() else {
+            // Out of the slot while the batch is in flight: if this future is dropped before
+            // the commit's outcome is known, the slot stays empty and the next call reloads.
+            let Some(mut state) = slot.take() else {
                 unreachable!("state loaded above")
             };
             let cursors = state.cursors();
@@ -375,24 +377,26 @@ impl Ipam {
                 })
                 .collect();
             if changes.is_empty() {
+                *slot = Some(state);
                 return replies;
             }
             match self.inner.store.commit(name, state.version, &changes).await {
                 Ok(v) => {
                     state.version = v;
+                    *slot = Some(state);
                     return replies;
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => {
                     // Another writer went first: take back this batch, catch up, recompute.
                     attempt += 1;
-                    if state.undo(&changes, cursors).is_err() {
-                        *slot = None;
+                    if state.undo(&changes, cursors).is_ok() {
+                        *slot = Some(state);
+                        self.catch_up(slot).await;
                     }
-                    self.catch_up(slot).await;
                     tokio::task::yield_now().await;
                 }
                 Err(e) => {
-                    *slot = None;
+                    // The slot stays empty: the next call reloads what the store holds.
                     let e = if e.kind() == ErrorKind::Conflict {
                         Error::new(
                             ErrorKind::Busy,

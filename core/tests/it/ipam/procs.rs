@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -206,36 +206,44 @@ fn kill_9_at_random_moments_leaves_a_consistent_store() {
         let mut children: Vec<Child> = (0..3)
             .map(|i| spawn(&dir, &format!("r{round}c{i}"), 1_000_000, 8, 5))
             .collect();
+        let seen: Vec<Arc<Mutex<Vec<String>>>> = children.iter().map(|_| Arc::default()).collect();
         let readers: Vec<_> = children
             .iter_mut()
-            .map(|c| {
+            .zip(&seen)
+            .map(|(c, seen)| {
                 let out = c.stdout.take().unwrap();
+                let seen = seen.clone();
                 std::thread::spawn(move || {
-                    BufReader::new(out)
-                        .lines()
-                        .map_while(|l| l.ok())
-                        .collect::<Vec<String>>()
+                    for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                        seen.lock().unwrap().push(line);
+                    }
                 })
             })
             .collect();
-        for c in &mut children {
-            std::thread::sleep(Duration::from_millis(100 + rand(400)));
+        for (c, seen) in children.iter_mut().zip(&seen) {
+            // Kill it while it works: after its first acknowledgement, at a random moment.
+            let t = std::time::Instant::now();
+            while seen.lock().unwrap().iter().all(|l| !l.contains("@@ ack")) {
+                assert!(
+                    t.elapsed() < Duration::from_secs(30),
+                    "round {round}: a child never allocated"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(rand(300)));
             c.kill().unwrap(); // SIGKILL
         }
         for c in &mut children {
             c.wait().unwrap();
         }
-        let mut lines = 0;
         for r in readers {
-            for line in r.join().unwrap() {
-                acks.add(&line);
-                lines += 1;
+            r.join().unwrap();
+        }
+        for seen in &seen {
+            for line in seen.lock().unwrap().iter() {
+                acks.add(line);
             }
         }
-        assert!(
-            lines > 0,
-            "round {round}: the children did nothing before being killed"
-        );
         rt.block_on(verify(&dir, &acks));
     }
     assert!(!acks.held.is_empty() && !acks.released.is_empty());
