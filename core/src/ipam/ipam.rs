@@ -389,9 +389,14 @@ impl Ipam {
                 Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => {
                     // Another writer went first: take back this batch, catch up, recompute.
                     attempt += 1;
+                    let before = state.version;
                     if state.undo(&changes, cursors).is_ok() {
                         *slot = Some(state);
                         self.catch_up(slot).await;
+                        if matches!(slot, Some(s) if s.version == before) {
+                            // Refused at the same version: the cache disagrees with the store.
+                            *slot = None;
+                        }
                     }
                     tokio::task::yield_now().await;
                 }

@@ -8,6 +8,18 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// An I/O error on `path` with what to do about it.
+pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "run as the user that owns the IPAM store (its directories are mode 0700)"
+        }
+        std::io::ErrorKind::NotFound => "it is missing: was the store moved or deleted meanwhile?",
+        _ => "check the filesystem (free space, read-only mount, I/O errors in the kernel log)",
+    };
+    Error::io(format!("cannot {what} {}: {hint}", path.display()), e)
+}
+
 /// Creates `dir` (mode 0700) if missing.
 pub(crate) fn mkdir(dir: &Path) -> Result<()> {
     match DirBuilder::new().mode(0o700).create(dir) {
@@ -32,7 +44,7 @@ pub(crate) fn lock(path: &Path) -> Result<File> {
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| Error::io(format!("cannot open lock file {}", path.display()), e))?;
+        .map_err(|e| io_err("open lock file", path, e))?;
     loop {
         // SAFETY: flock on a descriptor we own.
         let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
@@ -41,7 +53,7 @@ pub(crate) fn lock(path: &Path) -> Result<File> {
         }
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(Error::io(format!("cannot lock {}", path.display()), e));
+            return Err(io_err("lock", path, e));
         }
     }
 }
@@ -50,7 +62,7 @@ pub(crate) fn lock(path: &Path) -> Result<File> {
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("cannot fsync directory {}", dir.display()), e))
+        .map_err(|e| io_err("fsync directory", dir, e))
 }
 
 /// Replaces `dir/name` with `data`: write `dir/.name.tmp`, fsync, rename, fsync `dir` (the
@@ -89,5 +101,5 @@ pub(crate) fn replace(dir: &Path, name: &str, data: &[u8], durable: bool) -> Res
 
 /// Reads a whole file.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+    std::fs::read(path).map_err(|e| io_err("read", path, e))
 }

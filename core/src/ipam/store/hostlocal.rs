@@ -112,7 +112,7 @@ impl Inner {
                     self.dir.display()
                 ))
             } else {
-                Error::io(format!("cannot read {}", path.display()), e)
+                fsutil::io_err("read", &path, e)
             }
         })?;
         decode_network(&data, &path)
@@ -122,7 +122,7 @@ impl Inner {
     fn read(&self, name: &str) -> Result<Dir> {
         let network = self.read_network(name)?;
         let dir = self.net_dir(name)?;
-        let list_err = |e| Error::io(format!("cannot list {}", dir.display()), e);
+        let list_err = |e| fsutil::io_err("list", &dir, e);
         let mut names: Vec<String> = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(list_err)? {
             let entry = entry.map_err(list_err)?;
@@ -153,7 +153,7 @@ impl Inner {
             let data = match std::fs::read(&path) {
                 Ok(d) => d,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+                Err(e) => return Err(fsutil::io_err("read", &path, e)),
             };
             fnv(&mut h, n.as_bytes());
             fnv(&mut h, b"\0");
@@ -178,7 +178,7 @@ impl Inner {
     }
 
     fn networks(&self) -> Result<Vec<Network>> {
-        let err = |e| Error::io(format!("cannot list {}", self.dir.display()), e);
+        let err = |e| fsutil::io_err("list", &self.dir, e);
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(err)? {
             let entry = entry.map_err(err)?;
@@ -243,13 +243,11 @@ impl Inner {
         }
         let gone = self.dir.join(format!(".deleted-{name}"));
         let _ = std::fs::remove_dir_all(&gone);
-        std::fs::rename(&dir, &gone)
-            .map_err(|e| Error::io(format!("cannot remove {}", dir.display()), e))?;
+        std::fs::rename(&dir, &gone).map_err(|e| fsutil::io_err("remove", &dir, e))?;
         if self.durable {
             fsutil::sync_dir(&self.dir)?;
         }
-        std::fs::remove_dir_all(&gone)
-            .map_err(|e| Error::io(format!("cannot remove {}", gone.display()), e))
+        std::fs::remove_dir_all(&gone).map_err(|e| fsutil::io_err("remove", &gone, e))
     }
 
     fn load(&self, name: &str) -> Result<Snapshot> {
@@ -297,13 +295,16 @@ impl Inner {
         }
         let mut records = now.records;
         for c in changes {
-            let io = |e| Error::io(format!("cannot update {}", dir.display()), e);
+            let io = |e| fsutil::io_err("update", &dir, e);
             match c {
                 Change::Claim(r) => {
                     if let Some(old) = records.get(&r.addr) {
                         return Err(Error::new(
                             ErrorKind::Conflict,
-                            format!("address {} is already held by {}", r.addr, old.owner),
+                            format!(
+                                "address {} is already held by {}: reload and retry",
+                                r.addr, old.owner
+                            ),
                         ));
                     }
                     let body = format!(
@@ -321,7 +322,10 @@ impl Inner {
                         _ => {
                             return Err(Error::new(
                                 ErrorKind::Conflict,
-                                format!("address {} is not held by {}", r.addr, r.owner),
+                                format!(
+                                    "address {} is not held by {}: reload and retry",
+                                    r.addr, r.owner
+                                ),
                             ))
                         }
                     }

@@ -122,7 +122,7 @@ impl LocalInner {
                     self.dir.display()
                 ))
             } else {
-                Error::io(format!("cannot read {}", path.display()), e)
+                fsutil::io_err("read", &path, e)
             }
         })?;
         let net = decode_network(&data, &path)?;
@@ -158,17 +158,15 @@ impl LocalInner {
             .write(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        let md = f
-            .metadata()
-            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
+            .map_err(|e| fsutil::io_err("open", &path, e))?;
+        let md = f.metadata().map_err(|e| fsutil::io_err("stat", &path, e))?;
         Ok((f, md.ino(), md.len()))
     }
 
     fn read_at(f: &File, from: u64, to: u64, path: &Path) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; (to - from) as usize];
         f.read_exact_at(&mut buf, from)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            .map_err(|e| fsutil::io_err("read", path, e))?;
         Ok(buf)
     }
 
@@ -263,7 +261,7 @@ impl LocalInner {
         let tmp = self.dir.join(format!(".new-{name}"));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp)
-                .map_err(|e| Error::io(format!("cannot remove leftover {}", tmp.display()), e))?;
+                .map_err(|e| fsutil::io_err("remove leftover", &tmp, e))?;
         }
         fsutil::mkdir(&tmp)?;
         fsutil::replace(
@@ -313,13 +311,11 @@ impl LocalInner {
         }
         let gone = self.dir.join(format!(".deleted-{name}"));
         let _ = std::fs::remove_dir_all(&gone);
-        std::fs::rename(&dir, &gone)
-            .map_err(|e| Error::io(format!("cannot remove {}", dir.display()), e))?;
+        std::fs::rename(&dir, &gone).map_err(|e| fsutil::io_err("remove", &dir, e))?;
         if self.durable {
             fsutil::sync_dir(&self.dir)?;
         }
-        std::fs::remove_dir_all(&gone)
-            .map_err(|e| Error::io(format!("cannot remove {}", gone.display()), e))
+        std::fs::remove_dir_all(&gone).map_err(|e| fsutil::io_err("remove", &gone, e))
     }
 
     /// Runs `f` on the up-to-date mirror under the network's lock.
