@@ -567,6 +567,35 @@ mod tests {
     }
 
     #[test]
+    fn undo_then_catch_up_equals_a_fresh_load() {
+        let mut a = state(&["10.0.0.0/28", "fd00::/125"]);
+        let mut b = a.clone();
+        // `a` commits two allocations and a release; `b` computed a batch on the old state.
+        let mut ext = vec![];
+        for i in 0..2 {
+            a.allocate(&owner(i), &Request::any(), &None, &mut ext)
+                .unwrap();
+        }
+        a.release(&owner(0), &mut ext).unwrap();
+        let cursors = b.cursors();
+        let mut mine = vec![];
+        b.allocate(&owner(7), &Request::any(), &None, &mut mine)
+            .unwrap();
+        b.undo(&mine, cursors).unwrap();
+        b.apply_external(&ext).unwrap();
+        assert_eq!(b.list(), a.list());
+        // Both now pick the same next address.
+        let x = a
+            .allocate(&owner(9), &Request::any(), &None, &mut vec![])
+            .unwrap();
+        let y = b
+            .allocate(&owner(9), &Request::any(), &None, &mut vec![])
+            .unwrap();
+        assert_eq!(x, y);
+        assert_eq!(x.ips(), vec![ip("10.0.0.4"), ip("fd00::4")]);
+    }
+
+    #[test]
     fn gc_and_stale() {
         let mut s = state(&["10.0.0.0/24"]);
         let old = BootId::new("old").unwrap();

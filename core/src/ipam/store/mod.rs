@@ -229,3 +229,49 @@ where
         Err(_) => f(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipam::lease::Owner;
+
+    fn rec(ip: &str, who: &str) -> Record {
+        Record {
+            addr: ip.parse().unwrap(),
+            owner: Owner::new(who, "eth0").unwrap(),
+            boot_id: None,
+        }
+    }
+
+    #[test]
+    fn a_commit_applies_all_or_nothing() {
+        let net = Network::new("n", vec!["10.0.0.0/24".parse().unwrap()]).unwrap();
+        let mut t = Table::new(net);
+        t.apply(&[Change::Claim(rec("10.0.0.2", "a"))]).unwrap();
+        let before = t.clone();
+        let bad = [
+            Change::Claim(rec("10.0.0.3", "b")),
+            Change::Cursor {
+                pool: 0,
+                addr: "10.0.0.3".parse().unwrap(),
+            },
+            Change::Release(rec("10.0.0.2", "a")),
+            Change::Release(rec("10.0.0.2", "a")), // no longer held: refused
+        ];
+        let e = t.apply(&bad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert_eq!(t, before);
+        let e = t
+            .apply(&[Change::Release(rec("10.0.0.2", "z"))])
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        let e = t
+            .apply(&[Change::Cursor {
+                pool: 5,
+                addr: "10.0.0.3".parse().unwrap(),
+            }])
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(t, before);
+    }
+}
