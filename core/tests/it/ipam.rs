@@ -119,12 +119,25 @@ async fn local_store_persists_and_is_private() {
     let again = Ipam::open(store2.clone(), "mac_net1").await.unwrap();
     assert_eq!(again.lookup(&owner("bbox1")).await.unwrap(), Some(a));
     assert_eq!(again.list().await.unwrap().len(), 2);
+    // Idempotent across handles: the second one learns of the lease the first one made.
+    let b2 = ipam
+        .allocate(&owner("bbox4"), &Request::any())
+        .await
+        .unwrap();
+    assert_eq!(
+        again
+            .allocate(&owner("bbox4"), &Request::any())
+            .await
+            .unwrap(),
+        b2
+    );
+    assert_eq!(ipam.release(&owner("bbox4")).await.unwrap(), Some(b2));
     // Next-fit continues where the other handle stopped.
     let c = again
         .allocate(&owner("bbox3"), &Request::any())
         .await
         .unwrap();
-    assert_eq!(c.ips()[0], ip("172.22.16.4"));
+    assert_eq!(c.ips()[0], ip("172.22.16.5"));
     // And the first handle sees the third lease.
     assert_eq!(ipam.list().await.unwrap().len(), 3);
     assert!(ipam.release(&owner("bbox3")).await.unwrap().is_some());
