@@ -22,7 +22,7 @@ const NLM_F_CAPPED: u16 = 0x100;
 const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 /// How often a dump the kernel flagged as interrupted (NLM_F_DUMP_INTR) is retried.
-const DUMP_RETRIES: usize = 8;
+const DUMP_RETRIES: usize = 16;
 
 /// A netlink (rtnetlink) connection bound to one network namespace.
 ///
@@ -181,6 +181,11 @@ impl Handle {
             match result {
                 Ok((_, true)) if attempt < DUMP_RETRIES => {
                     attempt += 1;
+                    // Back off a little (up to ~8 ms): a burst of changes usually ends soon.
+                    tokio::time::sleep(std::time::Duration::from_micros(
+                        500 * attempt.min(16) as u64,
+                    ))
+                    .await;
                     tracing::debug!(what, object, netns = %self.inner.label, attempt, "dump interrupted, retrying");
                     continue;
                 }

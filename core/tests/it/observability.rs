@@ -128,3 +128,75 @@ async fn unprivileged_caller_gets_permission_denied() {
     assert!(text.contains("1 passed"), "{text}");
     assert!(t.ip_link("x0").is_none());
 }
+
+/// Dumps under churn: links appear and go on another socket while this one lists; every dump
+/// must still hold each stable link exactly once (the kernel flags a changed dump with
+/// NLM_F_DUMP_INTR and the handle retries it).
+#[tokio::test]
+async fn dumps_stay_consistent_under_churn() {
+    if !privileged("dumps_stay_consistent_under_churn") {
+        return;
+    }
+    let t = TestNs::with_veth("dump", "p0", "p1").await;
+    let h = t.handle.clone();
+    for i in 0..300 {
+        underlay::Macvlan::create(&h, &format!("s{i}"), "p0", underlay::MacvlanMode::Bridge)
+            .group(5)
+            .execute()
+            .await
+            .unwrap();
+    }
+    let churn_handle = underlay::Handle::for_netns(&t.ns).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let churn = tokio::spawn(async move {
+        let mut n = 0u32;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let name = format!("x{}", n % 50);
+            let _ = underlay::Macvlan::create(
+                &churn_handle,
+                &name,
+                "p0",
+                underlay::MacvlanMode::Bridge,
+            )
+            .execute()
+            .await;
+            let _ = churn_handle.delete_link(name.as_str()).await;
+            n += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        n
+    });
+    let rec = Recorder::default();
+    let _guard = tracing::subscriber::set_default(rec.clone());
+    for _ in 0..30 {
+        let links = h.links().await.unwrap();
+        let mut stable: Vec<&str> = links
+            .iter()
+            .filter(|l| l.group == 5)
+            .map(|l| l.name.as_str())
+            .collect();
+        let total = stable.len();
+        stable.sort();
+        stable.dedup();
+        assert_eq!(
+            (total, stable.len()),
+            (300, 300),
+            "a dump lost or repeated stable links"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let churned = churn.await.unwrap();
+    assert!(churned > 0, "no churn happened");
+    let retries = rec
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.contains("dump interrupted, retrying"))
+        .count();
+    assert!(
+        retries > 0,
+        "no dump was interrupted: the churn did not overlap the dumps ({churned} changes)"
+    );
+}
