@@ -49,6 +49,7 @@ pub use addr::{Address, AddressOptions};
 pub use attach::{Attach, Attached};
 pub use error::{Error, ErrorKind, Result};
 pub use handle::Handle;
+pub use ipam::Ipam;
 pub use link::bridge::{Bridge, BridgeInfo};
 pub use link::dummy::Dummy;
 pub use link::ipvlan::{Ipvlan, IpvlanFlag, IpvlanMode};

@@ -127,19 +127,29 @@ impl Networks {
             }
         }
 
-        // 4. Marked links nobody owns.
+        // 4. Marked links nobody owns: into one link group, then one delete for them all (one
+        // kernel synchronisation instead of one per link).
         match h.links().await {
             Ok(links) => {
-                for l in links {
-                    let Some(alias) = l.alias.as_deref().filter(|a| a.starts_with(MARK)) else {
-                        continue;
-                    };
-                    if owned(alias, &l.name, &records) {
-                        continue;
-                    }
-                    match h.delete_link(l.index).await {
-                        Ok(()) => report.removed_links.push(l.name),
+                let strays: Vec<_> = links
+                    .into_iter()
+                    .filter(|l| {
+                        l.alias
+                            .as_deref()
+                            .is_some_and(|a| a.starts_with(MARK) && !owned(a, &l.name, &records))
+                    })
+                    .collect();
+                let mut grouped = Vec::new();
+                for l in strays {
+                    match h.set_link(l.index).group(STRAY_GROUP).execute().await {
+                        Ok(()) => grouped.push(l.name),
                         Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => errors.push(e),
+                    }
+                }
+                if !grouped.is_empty() {
+                    match h.delete_link_group(STRAY_GROUP).await {
+                        Ok(()) => report.removed_links.extend(grouped),
                         Err(e) => errors.push(e),
                     }
                 }
@@ -153,6 +163,9 @@ impl Networks {
         }
     }
 }
+
+/// The link group stray links are gathered in before their one delete. ASCII "uldl".
+const STRAY_GROUP: u32 = 0x756c_646c;
 
 /// Whether a marked link belongs to a recorded network.
 fn owned(alias: &str, name: &str, records: &[Record]) -> bool {
