@@ -9,9 +9,36 @@ use underlay::{ErrorKind, Macvlan, MacvlanMode};
 
 use crate::common::{privileged, TestNs};
 
-/// A minimal subscriber that records every event's fields as text.
+/// A minimal subscriber that records every event's fields as text, with the thread it came
+/// from. Installed once as the global default (scoped subscribers race with other tests over
+/// tracing's per-callsite interest cache); each test reads its own thread's events (its
+/// runtime is single-threaded).
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<String>>>);
+struct Recorder(Arc<Mutex<Vec<(std::thread::ThreadId, String)>>>);
+
+impl Recorder {
+    fn global() -> &'static Recorder {
+        static REC: std::sync::OnceLock<Recorder> = std::sync::OnceLock::new();
+        REC.get_or_init(|| {
+            let rec = Recorder::default();
+            tracing::subscriber::set_global_default(rec.clone())
+                .expect("no other global subscriber");
+            rec
+        })
+    }
+
+    /// This thread's events so far.
+    fn mine(&self) -> Vec<String> {
+        let me = std::thread::current().id();
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| *t == me)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+}
 
 struct Fields(String);
 
@@ -33,7 +60,10 @@ impl Subscriber for Recorder {
     fn event(&self, event: &Event<'_>) {
         let mut f = Fields(String::new());
         event.record(&mut f);
-        self.0.lock().unwrap().push(f.0);
+        self.0
+            .lock()
+            .unwrap()
+            .push((std::thread::current().id(), f.0));
     }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
@@ -45,8 +75,7 @@ async fn every_request_is_traced() {
         return;
     }
     let t = TestNs::with_veth("tr", "p0", "p1").await;
-    let rec = Recorder::default();
-    let _guard = tracing::subscriber::set_default(rec.clone());
+    let rec = Recorder::global();
     Macvlan::create(&t.handle, "mv0", "p0", MacvlanMode::Bridge)
         .execute()
         .await
@@ -56,10 +85,12 @@ async fn every_request_is_traced() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
-    let events = rec.0.lock().unwrap().clone();
+    let events = rec.mine();
     let create_ok = events
         .iter()
-        .find(|e| e.contains("what=\"create\"") && !e.contains("errno"))
+        .find(|e| {
+            e.contains("what=\"create\"") && e.contains("macvlan `mv0`") && !e.contains("errno")
+        })
         .expect("create traced");
     assert!(create_ok.contains("macvlan `mv0`"), "{create_ok}");
     assert!(
@@ -167,8 +198,7 @@ async fn dumps_stay_consistent_under_churn() {
         }
         n
     });
-    let rec = Recorder::default();
-    let _guard = tracing::subscriber::set_default(rec.clone());
+    let rec = Recorder::global();
     for _ in 0..30 {
         let links = h.links().await.unwrap();
         let mut stable: Vec<&str> = links
@@ -189,9 +219,7 @@ async fn dumps_stay_consistent_under_churn() {
     let churned = churn.await.unwrap();
     assert!(churned > 0, "no churn happened");
     let retries = rec
-        .0
-        .lock()
-        .unwrap()
+        .mine()
         .iter()
         .filter(|e| e.contains("dump interrupted, retrying"))
         .count();
