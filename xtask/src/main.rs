@@ -4,6 +4,9 @@ use std::env;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+mod c_api;
+mod python;
+
 const USAGE: &str = "\
 usage: cargo xtask <task>
 
@@ -12,6 +15,8 @@ tasks:
                            -D warnings, vm-prepare, the scenarios demo, then
                            `cargo test --workspace --locked [args]` (the vm test binary boots
                            the VM itself when the kernel lacks 8021q/ipvlan)
+  c-test [args]            the C ABI: header up to date, C examples and tests under sanitizers
+  py-test [args]           the Python module: fresh venv, pip install ./py, stubtest, pytest
   vm-prepare               install qemu & co. if missing, fetch and cache the guest kernel
   vm-run [--] <cmd> [args] run a command in the VM (host's / shared read-only, tmpfs overlay);
                            exits with the command's status (124 on timeout)
@@ -23,6 +28,8 @@ fn main() -> ExitCode {
     let task = args.next();
     let result = match task.as_ref().and_then(|t| t.to_str()) {
         Some("test") => test(args.collect()),
+        Some("c-test") => c_api::run(args.collect()),
+        Some("py-test") => python::run(args.collect()),
         Some("vm-prepare") => vm_prepare(),
         Some("vm-run") => vm_run(args.collect()),
         Some("-h" | "--help" | "help") => {
@@ -104,7 +111,14 @@ fn test(args: Vec<OsString>) -> std::io::Result<i32> {
         .args(["test", "--workspace", "--locked"])
         .args(args)
         .status()?;
-    Ok(status.code().unwrap_or(1))
+    if !status.success() {
+        return Ok(status.code().unwrap_or(1));
+    }
+    println!("==> C ABI: cargo xtask c-test");
+    let c = c_api::run(Vec::new())?;
+    println!("==> Python: cargo xtask py-test");
+    let py = python::run(Vec::new())?;
+    Ok(if c != 0 { c } else { py })
 }
 
 fn vm_prepare() -> std::io::Result<i32> {
