@@ -25,7 +25,7 @@ pub use spec::{Driver, NetworkSpec};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::Handle;
 use crate::ipam::{self, Ipam, LocalStore, Store};
-use crate::link::Link;
+use crate::link::{Link, LinkKind};
 use crate::types::IfName;
 use spec::Record;
 
@@ -316,23 +316,41 @@ impl Networks {
                 _ => {}
             }
         }
-        if spec.driver == Driver::Macvlan(Passthru) {
-            if let Ok(p) = self.inner.host.link(parent).await {
-                let children: Vec<String> = self
-                    .inner
-                    .host
-                    .links()
-                    .await?
-                    .into_iter()
-                    .filter(|l| l.parent == Some(p.index) && l.parent_netns_id.is_none())
-                    .map(|l| l.name)
-                    .collect();
-                if !children.is_empty() {
-                    return conflict(format!(
-                        "macvlan mode passthru is not allowed on parent `{parent}`: it already has children ({})",
-                        children.join(", ")
-                    ));
-                }
+        // Children visible in the host namespace (the user's own, shims): the same rules.
+        if let Ok(p) = self.inner.host.link(parent).await {
+            let children: Vec<Link> = self
+                .inner
+                .host
+                .links()
+                .await?
+                .into_iter()
+                .filter(|l| l.parent == Some(p.index) && l.parent_netns_id.is_none())
+                .collect();
+            let names = |pred: &dyn Fn(&Link) -> bool| {
+                children
+                    .iter()
+                    .filter(|l| pred(l))
+                    .map(|l| l.name.clone())
+                    .collect::<Vec<_>>()
+            };
+            if spec.driver == Driver::Macvlan(Passthru) && !children.is_empty() {
+                return conflict(format!(
+                    "macvlan mode passthru is not allowed on parent `{parent}`: it already has children ({})",
+                    names(&|_| true).join(", ")
+                ));
+            }
+            let other_kind = match spec.driver {
+                Driver::Macvlan(_) => names(&|l| matches!(l.kind, LinkKind::Ipvlan { .. })),
+                Driver::Ipvlan(..) => names(&|l| {
+                    matches!(l.kind, LinkKind::Macvlan { .. } | LinkKind::Macvtap { .. })
+                }),
+            };
+            if !other_kind.is_empty() {
+                return conflict(format!(
+                    "parent `{parent}` already has {} children ({}): macvlan and ipvlan cannot share a parent",
+                    if matches!(spec.driver, Driver::Macvlan(_)) { "ipvlan" } else { "macvlan" },
+                    other_kind.join(", ")
+                ));
             }
         }
         Ok(())

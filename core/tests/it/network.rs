@@ -135,6 +135,21 @@ async fn preflight_checks() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    // A macvlan the user made on `wire0` rules out an ipvlan network there (and vice versa).
+    underlay::Macvlan::create(&h.handle, "users-mv", "wire0", MacvlanMode::Bridge)
+        .execute()
+        .await
+        .unwrap();
+    let e = nets
+        .create(
+            NetworkSpec::ipvlan("e", "wire0", IpvlanMode::L2, IpvlanFlag::Bridge)
+                .pool("10.14.0.0/24".parse().unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("users-mv"), "{e}");
+    h.handle.delete_link("users-mv").await.unwrap();
     // Nothing half-made by the refusals.
     let names: Vec<String> = nets
         .list()
