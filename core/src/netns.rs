@@ -429,63 +429,50 @@ fn inode_of(fd: RawFd) -> Result<u64> {
     Ok(st.st_ino)
 }
 
+/// mount(2) with C strings made here; `None` source means "" (a propagation change).
+fn mount(src: Option<&Path>, dst: &Path, flags: libc::c_ulong) -> std::io::Result<()> {
+    let dst = CString::new(dst.as_os_str().as_bytes())?;
+    let src = CString::new(src.map(|p| p.as_os_str().as_bytes()).unwrap_or_default())?;
+    let none = CString::new("none").expect("static");
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            none.as_ptr(),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Makes `/run/netns` exist and be a shared mount point, as iproute2 does, so mounts under it
 /// propagate to other mount namespaces.
 fn ensure_run_dir() -> Result<()> {
     let dir = Path::new(NETNS_RUN_DIR);
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {NETNS_RUN_DIR}"), e))?;
-    let c = cpath(dir)?;
-    let none = CString::new("none").expect("static");
-    let empty = CString::new("").expect("static");
-    // SAFETY: valid C strings; flags per mount(2).
-    let rc = unsafe {
-        libc::mount(
-            empty.as_ptr(),
-            c.as_ptr(),
-            none.as_ptr(),
-            libc::MS_SHARED | libc::MS_REC,
-            std::ptr::null(),
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-        return Err(permission_or_io("cannot make /run/netns a shared mount"));
+    let shared = libc::MS_SHARED | libc::MS_REC;
+    match mount(None, dir, shared) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => {
+            return Err(permission_or_io("cannot make /run/netns a shared mount", e))
+        }
+        Err(_) => {}
     }
     // Not a mount point yet: bind it onto itself, then make it shared.
-    // SAFETY: as above.
-    let rc = unsafe {
-        libc::mount(
-            c.as_ptr(),
-            c.as_ptr(),
-            none.as_ptr(),
-            libc::MS_BIND | libc::MS_REC,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(permission_or_io("cannot bind-mount /run/netns"));
-    }
-    // SAFETY: as above.
-    let rc = unsafe {
-        libc::mount(
-            empty.as_ptr(),
-            c.as_ptr(),
-            none.as_ptr(),
-            libc::MS_SHARED | libc::MS_REC,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(permission_or_io("cannot make /run/netns a shared mount"));
-    }
-    Ok(())
+    mount(Some(dir), dir, libc::MS_BIND | libc::MS_REC)
+        .map_err(|e| permission_or_io("cannot bind-mount /run/netns", e))?;
+    mount(None, dir, shared)
+        .map_err(|e| permission_or_io("cannot make /run/netns a shared mount", e))
 }
 
-fn permission_or_io(what: &str) -> Error {
-    let err = std::io::Error::last_os_error();
+fn permission_or_io(what: &str, err: std::io::Error) -> Error {
     if err.raw_os_error() == Some(libc::EPERM) {
         Error::new(
             ErrorKind::PermissionDenied,
@@ -550,31 +537,21 @@ fn finish_create<T>(
 fn namespace_here(path: Option<&Path>) -> Result<OwnedFd> {
     // SAFETY: unshare affects only this thread's namespace.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        let err = std::io::Error::last_os_error();
         return Err(permission_or_io(
             "cannot create a network namespace (unshare)",
+            err,
         ));
     }
-    let fd = open_ns_file(Path::new("/proc/thread-self/ns/net"))?;
+    let here = Path::new("/proc/thread-self/ns/net");
+    let fd = open_ns_file(here)?;
     if let Some(path) = path {
-        let src = cpath(Path::new("/proc/thread-self/ns/net"))?;
-        let dst = cpath(path)?;
-        let none = CString::new("none").expect("static");
-        // SAFETY: valid C strings.
-        let rc = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                dst.as_ptr(),
-                none.as_ptr(),
-                libc::MS_BIND,
-                std::ptr::null(),
+        mount(Some(here), path, libc::MS_BIND).map_err(|e| {
+            permission_or_io(
+                &format!("cannot bind-mount the namespace at {}", path.display()),
+                e,
             )
-        };
-        if rc != 0 {
-            return Err(permission_or_io(&format!(
-                "cannot bind-mount the namespace at {}",
-                path.display()
-            )));
-        }
+        })?;
     }
     Ok(fd)
 }

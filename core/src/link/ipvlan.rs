@@ -153,14 +153,7 @@ impl Ipvlan {
         LinkBuilder::new(handle, Some(name.to_string()), spec)
     }
 
-    /// Moves an existing ipvlan into `netns` and configures it there (see [`crate::Attach`]).
-    pub fn attach_to_netns(
-        handle: &Handle,
-        link: impl Into<LinkRef>,
-        netns: &Netns,
-    ) -> crate::Attach {
-        crate::Attach::new(handle, link.into(), netns)
-    }
+    super::attach_to_netns!("ipvlan");
 }
 
 impl LinkBuilder<Ipvlan> {

@@ -151,14 +151,7 @@ impl Macvlan {
         LinkBuilder::new(handle, Some(name.to_string()), spec)
     }
 
-    /// Moves an existing macvlan into `netns` and configures it there (see [`crate::Attach`]).
-    pub fn attach_to_netns(
-        handle: &Handle,
-        link: impl Into<LinkRef>,
-        netns: &Netns,
-    ) -> crate::Attach {
-        crate::Attach::new(handle, link.into(), netns)
-    }
+    super::attach_to_netns!("macvlan");
 }
 
 impl LinkBuilder<Macvlan> {

@@ -18,6 +18,21 @@ use std::fmt;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
+/// `Kind::attach_to_netns`, the same for every kind that can be moved and configured.
+macro_rules! attach_to_netns {
+    ($what:literal) => {
+        #[doc = concat!("Moves an existing ", $what, " into `netns` and configures it there (see [`crate::Attach`]).")]
+        pub fn attach_to_netns(
+            handle: &crate::Handle,
+            link: impl Into<crate::LinkRef>,
+            netns: &crate::Netns,
+        ) -> crate::Attach {
+            crate::Attach::new(handle, link.into(), netns)
+        }
+    };
+}
+pub(crate) use attach_to_netns;
+
 pub use create::LinkBuilder;
 pub use info::{Link, LinkKind};
 pub use set::LinkSet;

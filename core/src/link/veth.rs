@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
 
 use super::create::sealed::Spec;
-use super::{Link, LinkBuilder, LinkRef};
+use super::{Link, LinkBuilder};
 use crate::error::Result;
 use crate::handle::Handle;
 use crate::netns::Netns;
@@ -42,14 +42,7 @@ impl Veth {
         LinkBuilder::new(handle, Some(name.to_string()), spec)
     }
 
-    /// Moves an existing veth end into `netns` and configures it there (see [`crate::Attach`]).
-    pub fn attach_to_netns(
-        handle: &Handle,
-        link: impl Into<LinkRef>,
-        netns: &Netns,
-    ) -> crate::Attach {
-        crate::Attach::new(handle, link.into(), netns)
-    }
+    super::attach_to_netns!("veth end");
 }
 
 impl LinkBuilder<Veth> {

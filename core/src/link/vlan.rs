@@ -111,15 +111,7 @@ impl Vlan {
         LinkBuilder::new(handle, None, spec)
     }
 
-    /// Moves an existing VLAN link into `netns` and configures it there (see
-    /// [`crate::Attach`]).
-    pub fn attach_to_netns(
-        handle: &Handle,
-        link: impl Into<LinkRef>,
-        netns: &Netns,
-    ) -> crate::Attach {
-        crate::Attach::new(handle, link.into(), netns)
-    }
+    super::attach_to_netns!("VLAN link");
 }
 
 impl LinkBuilder<Vlan> {
