@@ -60,6 +60,7 @@ pub struct EndpointSpec {
     ips: Vec<IpAddr>,
     mac: MacPolicy,
     target: Option<Handle>,
+    announce: bool,
     fail_after: Option<ConnectStep>,
     hang_after: Option<ConnectStep>,
 }
@@ -73,6 +74,7 @@ impl EndpointSpec {
             ips: Vec::new(),
             mac: MacPolicy::Random,
             target: None,
+            announce: true,
             fail_after: None,
             hang_after: None,
         }
@@ -99,6 +101,14 @@ impl EndpointSpec {
     /// A handle already open in the namespace (saves opening a socket there).
     pub fn target(mut self, handle: &Handle) -> Self {
         self.target = Some(handle.clone());
+        self
+    }
+
+    /// Whether to announce the addresses (gratuitous ARP, unsolicited NA) once the endpoint is
+    /// up: on by default. Each announcement is a broadcast every sibling on the segment
+    /// processes; turn it off where neighbours learn soon enough from traffic.
+    pub fn announce(mut self, on: bool) -> Self {
+        self.announce = on;
         self
     }
 
@@ -251,7 +261,7 @@ impl Network {
                 ep.routes.push(r);
             }
             check_step(spec, ConnectStep::Routes)?;
-            if let Some(mac) = link.mac {
+            if let Some(mac) = link.mac.filter(|_| spec.announce) {
                 let ips = ep.addresses.iter().map(|a| a.addr()).collect();
                 if let Err(e) = netns.announce_async(link.index, mac, ips).await {
                     tracing::warn!(endpoint = %spec.container_id, error = %e, "announcing the endpoint's addresses failed");
