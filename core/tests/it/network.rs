@@ -626,3 +626,46 @@ async fn reconcile_never_deletes_a_link_underlay_did_not_make() {
     );
     assert!(net.ipam().list().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn connect_announces_unless_asked_not_to() {
+    root_or_skip!("connect_announces_unless_asked_not_to");
+    let (_h, _dir, nets) = host("ann").await;
+    let net = nets.create(mac_net("ann", "ens192")).await.unwrap();
+    // An observer on the same network that learns from unsolicited ARP.
+    let watcher = TestNs::new("annw").await;
+    net.connect(&watcher.ns, EndpointSpec::new("watcher"))
+        .await
+        .unwrap();
+    watcher
+        .ns
+        .set_sysctl("net/ipv4/conf/eth0/arp_accept", "1")
+        .unwrap();
+    let knows = |ip: std::net::IpAddr| {
+        watcher
+            .ip(&["neigh", "show", "dev", "eth0"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["dst"] == ip.to_string().as_str())
+    };
+    let (a, b) = (TestNs::new("anna").await, TestNs::new("annb").await);
+    let loud = net.connect(&a.ns, EndpointSpec::new("loud")).await.unwrap();
+    let quiet = net
+        .connect(&b.ns, EndpointSpec::new("quiet").announce(false))
+        .await
+        .unwrap();
+    let mut learned = false;
+    for _ in 0..50 {
+        learned = knows(loud.addresses[0].addr());
+        if learned {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(learned, "the watcher never heard of the announced endpoint");
+    assert!(
+        !knows(quiet.addresses[0].addr()),
+        "the quiet endpoint was announced"
+    );
+}
