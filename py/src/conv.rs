@@ -1,0 +1,81 @@
+//! Conversions between Python values and the core's typed values. Addresses go out as
+//! `ipaddress` objects; in, any object whose `str()` is an address (so `ipaddress` objects and
+//! plain strings both work).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use pyo3::prelude::*;
+use underlay::{LinkRef, MacAddr};
+
+use crate::errors::{invalid, to_py};
+
+/// An IP address from `str(obj)`.
+pub(crate) fn ip(obj: &Bound<'_, PyAny>) -> PyResult<IpAddr> {
+    let s = obj.str()?.to_string();
+    s.parse()
+        .map_err(|_| invalid(format!("`{s}` is not an IP address")))
+}
+
+/// Optional IP address.
+pub(crate) fn opt_ip(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<IpAddr>> {
+    obj.map(ip).transpose()
+}
+
+/// An address with prefix (`10.0.0.2/24`) from an `ipaddress` interface or network, or a
+/// string.
+pub(crate) fn net(obj: &Bound<'_, PyAny>) -> PyResult<IpNet> {
+    let s = obj.str()?.to_string();
+    s.parse().map_err(|_| {
+        invalid(format!(
+            "`{s}` is not an address with a prefix (like 10.0.0.2/24)"
+        ))
+    })
+}
+
+/// A MAC address from a string like `02:00:00:00:00:01`.
+pub(crate) fn mac(s: &str) -> PyResult<MacAddr> {
+    s.parse().map_err(to_py)
+}
+
+/// A link given as a name (`str`), an index (`int`) or a `Link`.
+pub(crate) fn link_ref(obj: &Bound<'_, PyAny>) -> PyResult<LinkRef> {
+    if let Ok(l) = obj.cast::<crate::handle::Link>() {
+        return Ok(LinkRef::Index(l.get().inner.index));
+    }
+    if let Ok(i) = obj.extract::<u32>() {
+        return Ok(LinkRef::Index(i));
+    }
+    if let Ok(s) = obj.extract::<String>() {
+        return Ok(LinkRef::Name(s));
+    }
+    Err(invalid(
+        "a link is given as its name (str), its index (int) or a Link",
+    ))
+}
+
+/// `ipaddress.ip_address(...)`.
+pub(crate) fn py_ip<'py>(py: Python<'py>, ip: IpAddr) -> PyResult<Bound<'py, PyAny>> {
+    py.import("ipaddress")?
+        .getattr("ip_address")?
+        .call1((ip.to_string(),))
+}
+
+/// `ipaddress.ip_interface(...)`.
+pub(crate) fn py_iface<'py>(py: Python<'py>, n: IpNet) -> PyResult<Bound<'py, PyAny>> {
+    py.import("ipaddress")?
+        .getattr("ip_interface")?
+        .call1((n.to_string(),))
+}
+
+/// `ipaddress.ip_network(...)` (host bits cleared).
+pub(crate) fn py_network<'py>(py: Python<'py>, n: IpNet) -> PyResult<Bound<'py, PyAny>> {
+    py.import("ipaddress")?
+        .getattr("ip_network")?
+        .call1((n.trunc().to_string(),))
+}
+
+/// A list of `ipaddress` interfaces.
+pub(crate) fn py_ifaces<'py>(py: Python<'py>, v: &[IpNet]) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    v.iter().map(|n| py_iface(py, *n)).collect()
+}

@@ -1,0 +1,367 @@
+//! `underlay.Pool`, `underlay.Ipam`, `underlay.Lease`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use underlay::ipam::{
+    self, AllocRange, HostLocalStore, LocalStore, Owner, Request, Reserved, Store,
+};
+
+use crate::block;
+use crate::conv;
+use crate::errors::{invalid, to_py};
+
+/// An address pool: a subnet with its gateway, allocation ranges and reserved addresses.
+///
+/// `Pool("172.22.16.0/24", gateway="172.22.16.1", reserved={"exclude_host": "172.22.16.21"})`,
+/// or from the text form `Pool.parse("172.16.10.0/24 gateway=172.16.10.1 range=172.16.10.128/25")`.
+#[pyclass(module = "underlay", frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub(crate) struct Pool {
+    pub(crate) inner: ipam::Pool,
+}
+
+#[pymethods]
+impl Pool {
+    /// A pool on `subnet`. `gateway`: the gateway address (default: the first usable
+    /// address); `no_gateway=True` for none; `ranges`: allocation ranges ("a.b.c.d/n" or
+    /// "first-last"; default the whole subnet); `reserved`: name -> address never handed out
+    /// (Docker's `--aux-address`).
+    #[new]
+    #[pyo3(signature = (subnet, *, gateway = None, no_gateway = false, ranges = None, reserved = None))]
+    fn new(
+        subnet: &Bound<'_, PyAny>,
+        gateway: Option<&Bound<'_, PyAny>>,
+        no_gateway: bool,
+        ranges: Option<Vec<Bound<'_, PyAny>>>,
+        reserved: Option<std::collections::BTreeMap<String, Bound<'_, PyAny>>>,
+    ) -> PyResult<Pool> {
+        let mut b = ipam::Pool::builder(conv::net(subnet)?);
+        if let Some(g) = conv::opt_ip(gateway)? {
+            b = b.gateway(g);
+        }
+        if no_gateway {
+            b = b.no_gateway();
+        }
+        for r in ranges.unwrap_or_default() {
+            let r: AllocRange = r.str()?.to_string().parse().map_err(to_py)?;
+            b = b.range(r);
+        }
+        for (name, addr) in reserved.unwrap_or_default() {
+            b = b.reserve(Reserved::new(name, conv::ip(&addr)?).map_err(to_py)?);
+        }
+        Ok(Pool {
+            inner: b.build().map_err(to_py)?,
+        })
+    }
+
+    /// Parses the text form (`str(pool)` gives it back).
+    #[staticmethod]
+    fn parse(text: &str) -> PyResult<Pool> {
+        Ok(Pool {
+            inner: text.parse().map_err(to_py)?,
+        })
+    }
+
+    /// The subnet (`ipaddress.IPv4Network` / `IPv6Network`).
+    #[getter]
+    fn subnet<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        conv::py_network(py, self.inner.subnet())
+    }
+    /// The gateway, if any.
+    #[getter]
+    fn gateway<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.gateway().map(|g| conv::py_ip(py, g)).transpose()
+    }
+    /// Allocation ranges, in text form.
+    #[getter]
+    fn ranges(&self) -> Vec<String> {
+        self.inner.ranges().iter().map(|r| r.to_string()).collect()
+    }
+    /// Reserved addresses by name.
+    #[getter]
+    fn reserved<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, Bound<'py, PyAny>)>> {
+        self.inner
+            .reserved()
+            .iter()
+            .map(|r| Ok((r.name().to_string(), conv::py_ip(py, r.addr())?)))
+            .collect()
+    }
+    /// How many addresses can be handed out.
+    #[getter]
+    fn capacity(&self) -> u128 {
+        self.inner.capacity()
+    }
+    /// An IPv6 pool.
+    #[getter]
+    fn is_ipv6(&self) -> bool {
+        self.inner.is_ipv6()
+    }
+    /// Whether `ip` is in the subnet.
+    fn contains(&self, ip: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(self.inner.contains(conv::ip(ip)?))
+    }
+    /// Whether the two pools' subnets overlap.
+    fn overlaps(&self, other: &Pool) -> bool {
+        self.inner.overlaps(&other.inner)
+    }
+    fn __str__(&self) -> String {
+        self.inner.to_string()
+    }
+    fn __repr__(&self) -> String {
+        format!("Pool.parse({:?})", self.inner.to_string())
+    }
+}
+
+/// The addresses one owner (container id + interface name) holds in one IPAM network: one
+/// per pool.
+#[pyclass(module = "underlay", frozen)]
+pub(crate) struct Lease {
+    inner: ipam::Lease,
+}
+
+#[pymethods]
+impl Lease {
+    /// The owner's container id.
+    #[getter]
+    fn container_id(&self) -> &str {
+        self.inner.owner.container_id()
+    }
+    /// The owner's interface name.
+    #[getter]
+    fn ifname(&self) -> &str {
+        self.inner.owner.ifname().as_str()
+    }
+    /// The addresses with their pools' prefix (`ipaddress` interfaces), in pool order.
+    #[getter]
+    fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.inner
+            .addresses
+            .iter()
+            .map(|a| conv::py_iface(py, a.address))
+            .collect()
+    }
+    /// The pools' gateways, one per address (None where a pool has none).
+    #[getter]
+    fn gateways<'py>(&self, py: Python<'py>) -> PyResult<Vec<Option<Bound<'py, PyAny>>>> {
+        self.inner
+            .addresses
+            .iter()
+            .map(|a| a.gateway.map(|g| conv::py_ip(py, g)).transpose())
+            .collect()
+    }
+    /// The bare addresses (`ipaddress` addresses).
+    #[getter]
+    fn ips<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.inner
+            .ips()
+            .into_iter()
+            .map(|ip| conv::py_ip(py, ip))
+            .collect()
+    }
+    /// The boot id the lease was made under, if stamped.
+    #[getter]
+    fn boot_id(&self) -> Option<&str> {
+        self.inner.boot_id.as_ref().map(|b| b.as_str())
+    }
+    fn __repr__(&self) -> String {
+        let ips: Vec<String> = self
+            .inner
+            .addresses
+            .iter()
+            .map(|a| a.address.to_string())
+            .collect();
+        format!("<Lease {} {}>", self.inner.owner, ips.join(", "))
+    }
+}
+
+/// An address allocator for one named network of pools, over a store: hands out one address
+/// per pool to each owner, next-fit, and records it durably before answering.
+///
+/// `Ipam.in_memory(name, pools)` keeps leases in memory; `Ipam.open_or_create(path, name,
+/// pools)` keeps them in files under `path` (`layout="local"`, or `"host-local"` for CNI
+/// host-local's layout), shared by every process that opens the same directory.
+#[pyclass(module = "underlay", frozen)]
+pub(crate) struct Ipam {
+    inner: underlay::Ipam,
+}
+
+fn store(path: PathBuf, layout: &str) -> PyResult<Arc<dyn Store>> {
+    match layout {
+        "local" => Ok(Arc::new(LocalStore::open(path).map_err(to_py)?)),
+        "host-local" => Ok(Arc::new(HostLocalStore::open(path).map_err(to_py)?)),
+        other => Err(invalid(format!(
+            "store layout `{other}`: use \"local\" or \"host-local\""
+        ))),
+    }
+}
+
+fn network(name: String, pools: Vec<Bound<'_, Pool>>) -> PyResult<ipam::Network> {
+    ipam::Network::new(
+        name,
+        pools.into_iter().map(|p| p.get().inner.clone()).collect(),
+    )
+    .map_err(to_py)
+}
+
+fn owner(container_id: String, ifname: &str) -> PyResult<Owner> {
+    Owner::new(container_id, ifname).map_err(to_py)
+}
+
+#[pymethods]
+impl Ipam {
+    /// An IPAM whose leases live in memory only.
+    #[staticmethod]
+    fn in_memory(py: Python<'_>, name: String, pools: Vec<Bound<'_, Pool>>) -> PyResult<Ipam> {
+        let n = network(name, pools)?;
+        Ok(Ipam {
+            inner: block(py, underlay::Ipam::in_memory(n))?,
+        })
+    }
+
+    /// Creates network `name` in the store at `path`; raises `AlreadyExists` if it is there.
+    #[staticmethod]
+    #[pyo3(signature = (path, name, pools, *, layout = "local"))]
+    fn create(
+        py: Python<'_>,
+        path: PathBuf,
+        name: String,
+        pools: Vec<Bound<'_, Pool>>,
+        layout: &str,
+    ) -> PyResult<Ipam> {
+        let (s, n) = (store(path, layout)?, network(name, pools)?);
+        Ok(Ipam {
+            inner: block(py, underlay::Ipam::create(s, n))?,
+        })
+    }
+
+    /// Opens network `name` in the store at `path`; raises `NotFound` if it is not there.
+    #[staticmethod]
+    #[pyo3(signature = (path, name, *, layout = "local"))]
+    fn open(py: Python<'_>, path: PathBuf, name: String, layout: &str) -> PyResult<Ipam> {
+        let s = store(path, layout)?;
+        Ok(Ipam {
+            inner: block(py, async move { underlay::Ipam::open(s, &name).await })?,
+        })
+    }
+
+    /// Opens network `name` at `path`, creating it with `pools` if missing; raises `Conflict`
+    /// if it exists with other pools.
+    #[staticmethod]
+    #[pyo3(signature = (path, name, pools, *, layout = "local"))]
+    fn open_or_create(
+        py: Python<'_>,
+        path: PathBuf,
+        name: String,
+        pools: Vec<Bound<'_, Pool>>,
+        layout: &str,
+    ) -> PyResult<Ipam> {
+        let (s, n) = (store(path, layout)?, network(name, pools)?);
+        Ok(Ipam {
+            inner: block(py, underlay::Ipam::open_or_create(s, n))?,
+        })
+    }
+
+    /// Deletes network `name` and its leases from the store at `path`.
+    #[staticmethod]
+    #[pyo3(signature = (path, name, *, layout = "local"))]
+    fn delete(py: Python<'_>, path: PathBuf, name: String, layout: &str) -> PyResult<()> {
+        let s = store(path, layout)?;
+        block(py, async move { underlay::Ipam::delete(&*s, &name).await })
+    }
+
+    /// The network's name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.inner.network().name()
+    }
+
+    /// The network's pools.
+    #[getter]
+    fn pools(&self) -> Vec<Pool> {
+        self.inner
+            .network()
+            .pools()
+            .iter()
+            .map(|p| Pool { inner: p.clone() })
+            .collect()
+    }
+
+    /// Allocates one address per pool to (`container_id`, `ifname`): the addresses in `ips`
+    /// when given (raising `AlreadyExists` if taken), the next free ones otherwise (raising
+    /// `PoolExhausted` when none is left). Idempotent: the same owner gets its lease back.
+    #[pyo3(signature = (container_id, ifname = "eth0", *, ips = None))]
+    fn allocate(
+        &self,
+        py: Python<'_>,
+        container_id: String,
+        ifname: &str,
+        ips: Option<Vec<Bound<'_, PyAny>>>,
+    ) -> PyResult<Lease> {
+        let o = owner(container_id, ifname)?;
+        let mut req = Request::any();
+        for ip in ips.unwrap_or_default() {
+            req = req.and_ip(conv::ip(&ip)?);
+        }
+        let i = self.inner.clone();
+        let inner = block(py, async move { i.allocate(&o, &req).await })?;
+        Ok(Lease { inner })
+    }
+
+    /// Releases the owner's lease; returns it, or None if it held none.
+    #[pyo3(signature = (container_id, ifname = "eth0"))]
+    fn release(
+        &self,
+        py: Python<'_>,
+        container_id: String,
+        ifname: &str,
+    ) -> PyResult<Option<Lease>> {
+        let (o, i) = (owner(container_id, ifname)?, self.inner.clone());
+        let l = block(py, async move { i.release(&o).await })?;
+        Ok(l.map(|inner| Lease { inner }))
+    }
+
+    /// The owner's lease, or None.
+    #[pyo3(signature = (container_id, ifname = "eth0"))]
+    fn lookup(
+        &self,
+        py: Python<'_>,
+        container_id: String,
+        ifname: &str,
+    ) -> PyResult<Option<Lease>> {
+        let (o, i) = (owner(container_id, ifname)?, self.inner.clone());
+        let l = block(py, async move { i.lookup(&o).await })?;
+        Ok(l.map(|inner| Lease { inner }))
+    }
+
+    /// Every lease.
+    fn list(&self, py: Python<'_>) -> PyResult<Vec<Lease>> {
+        let i = self.inner.clone();
+        let v = block(py, async move { i.list().await })?;
+        Ok(v.into_iter().map(|inner| Lease { inner }).collect())
+    }
+
+    /// Releases every lease whose owner is not in `valid` (pairs of container id and
+    /// interface name); returns what was released.
+    fn gc(&self, py: Python<'_>, valid: Vec<(String, String)>) -> PyResult<Vec<Lease>> {
+        let owners = valid
+            .into_iter()
+            .map(|(c, i)| owner(c, &i))
+            .collect::<PyResult<Vec<_>>>()?;
+        let i = self.inner.clone();
+        let v = block(py, async move { i.gc(&owners).await })?;
+        Ok(v.into_iter().map(|inner| Lease { inner }).collect())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<Ipam {}>", self.inner.network().name())
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Pool>()?;
+    m.add_class::<Lease>()?;
+    m.add_class::<Ipam>()?;
+    Ok(())
+}

@@ -1,0 +1,463 @@
+//! `underlay.Networks`, `underlay.Network`, `underlay.Endpoint`: Docker-like networks.
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use underlay::network::{
+    self as net, EndpointSpec, HostAccess, MacPolicy, NetworkSpec, ShimRoutes,
+};
+use underlay::{IpvlanFlag, IpvlanMode, MacvlanMode};
+
+use crate::conv;
+use crate::errors::{invalid, to_py};
+use crate::handle::{Handle, Route};
+use crate::ipam::Pool;
+use crate::netns::Netns;
+use crate::{block, unblock};
+
+/// The networks of one host: their records under a state directory, their IPAM, and the
+/// host namespace their parents live in (`handle`).
+#[pyclass(module = "underlay", frozen)]
+pub(crate) struct Networks {
+    inner: net::Networks,
+}
+
+/// One network (what `docker network create -d macvlan|ipvlan` makes): connect and
+/// disconnect endpoints, host access.
+#[pyclass(module = "underlay", frozen)]
+pub(crate) struct Network {
+    inner: net::Network,
+}
+
+/// A connected endpoint: a link inside a container's namespace with its addresses and routes.
+/// Used as a context manager, it is disconnected on exit.
+#[pyclass(module = "underlay", frozen)]
+pub(crate) struct Endpoint {
+    inner: net::Endpoint,
+    network: net::Network,
+}
+
+/// What `Networks.reconcile` found and repaired.
+#[pyclass(module = "underlay", frozen, get_all)]
+pub(crate) struct ReconcileReport {
+    /// VLAN parents made again.
+    recreated_parents: Vec<String>,
+    /// Host shims made again.
+    recreated_shims: Vec<String>,
+    /// Endpoints whose namespace has gone: (network, container id, interface name).
+    gone_endpoints: Vec<(String, String, String)>,
+    /// Stray links underlay had made and deleted.
+    removed_links: Vec<String>,
+}
+
+fn driver(driver: &str, mode: Option<&str>, flag: Option<&str>) -> PyResult<net::Driver> {
+    match driver {
+        "macvlan" => {
+            if flag.is_some() {
+                return Err(invalid("`flag` is for ipvlan networks"));
+            }
+            let mode: MacvlanMode = mode.unwrap_or("bridge").parse().map_err(to_py)?;
+            Ok(net::Driver::Macvlan(mode))
+        }
+        "ipvlan" => {
+            let mode: IpvlanMode = mode.unwrap_or("l2").parse().map_err(to_py)?;
+            let flag: IpvlanFlag = flag.unwrap_or("bridge").parse().map_err(to_py)?;
+            Ok(net::Driver::Ipvlan(mode, flag))
+        }
+        other => Err(invalid(format!(
+            "network driver `{other}`: use \"macvlan\" or \"ipvlan\""
+        ))),
+    }
+}
+
+#[pymethods]
+impl Networks {
+    /// Opens (creating if needed) the state under `root` (network and endpoint records, the
+    /// IPAM's files in `root/ipam`); `handle` is the host namespace's handle.
+    #[new]
+    fn new(py: Python<'_>, handle: &Handle, root: PathBuf) -> PyResult<Networks> {
+        let h = handle.inner.clone();
+        Ok(Networks {
+            inner: block(py, async move { net::Networks::open(&h, root).await })?,
+        })
+    }
+
+    /// The host namespace's handle.
+    #[getter]
+    fn handle(&self) -> Handle {
+        Handle {
+            inner: self.inner.host().clone(),
+        }
+    }
+
+    /// Creates network `name`: `driver` "macvlan" (`mode` a `MacvlanMode`, default bridge) or
+    /// "ipvlan" (`mode` an `IpvlanMode`, default l2; `flag` an `IpvlanFlag`, default bridge) on
+    /// `parent` (`ens192.10` is made on `ens192` when missing; None makes an internal
+    /// network), with `pools`, endpoint `mtu`, `bring_parent_up`. Nothing is left behind on
+    /// failure.
+    #[pyo3(signature = (name, *, driver = "macvlan", parent = None, mode = None, flag = None,
+        pools = None, mtu = None, bring_parent_up = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        driver: &str,
+        parent: Option<String>,
+        mode: Option<&str>,
+        flag: Option<&str>,
+        pools: Option<Vec<Bound<'_, Pool>>>,
+        mtu: Option<u32>,
+        bring_parent_up: bool,
+    ) -> PyResult<Network> {
+        let d = self::driver(driver, mode, flag)?;
+        let mut spec = match (&parent, d) {
+            (Some(p), net::Driver::Macvlan(m)) => NetworkSpec::macvlan(name, p, m),
+            (Some(p), net::Driver::Ipvlan(m, f)) => NetworkSpec::ipvlan(name, p, m, f),
+            (None, d) => NetworkSpec::internal(name, d),
+        };
+        for p in pools.unwrap_or_default() {
+            spec = spec.pool(p.get().inner.clone());
+        }
+        if let Some(m) = mtu {
+            spec = spec.mtu(m);
+        }
+        if bring_parent_up {
+            spec = spec.bring_parent_up();
+        }
+        let n = self.inner.clone();
+        Ok(Network {
+            inner: block(py, async move { n.create(spec).await })?,
+        })
+    }
+
+    /// Creates a network from Docker's words: `driver` "macvlan"/"ipvlan" and `options`
+    /// (`parent`, `macvlan_mode`, `ipvlan_mode`, `ipvlan_flag`, `mtu`), with `pools`.
+    #[pyo3(signature = (name, driver, options, *, pools = None))]
+    fn create_docker(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        driver: &str,
+        options: std::collections::BTreeMap<String, String>,
+        pools: Option<Vec<Bound<'_, Pool>>>,
+    ) -> PyResult<Network> {
+        let opts: Vec<(&str, &str)> = options
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut spec = NetworkSpec::from_docker(name, driver, &opts).map_err(to_py)?;
+        for p in pools.unwrap_or_default() {
+            spec = spec.pool(p.get().inner.clone());
+        }
+        let n = self.inner.clone();
+        Ok(Network {
+            inner: block(py, async move { n.create(spec).await })?,
+        })
+    }
+
+    /// Network `name`; raises `NotFound`.
+    fn get(&self, py: Python<'_>, name: String) -> PyResult<Network> {
+        let n = self.inner.clone();
+        Ok(Network {
+            inner: block(py, async move { n.get(&name).await })?,
+        })
+    }
+
+    /// Every network.
+    fn list(&self, py: Python<'_>) -> PyResult<Vec<Network>> {
+        let n = self.inner.clone();
+        let v = block(py, async move { n.list().await })?;
+        Ok(v.into_iter().map(|inner| Network { inner }).collect())
+    }
+
+    /// Deletes network `name` (raising `Busy` while it has endpoints); a VLAN parent underlay
+    /// made goes with its last network.
+    fn delete(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        let n = self.inner.clone();
+        block(py, async move { n.delete(&name).await })
+    }
+
+    /// Recovery after a reboot or crash: parents and shims made again, endpoints whose
+    /// namespace has gone released, stray links removed.
+    fn reconcile(&self, py: Python<'_>) -> PyResult<ReconcileReport> {
+        let n = self.inner.clone();
+        let r = block(py, async move { n.reconcile().await })?;
+        Ok(ReconcileReport {
+            recreated_parents: r.recreated_parents,
+            recreated_shims: r.recreated_shims,
+            gone_endpoints: r
+                .gone_endpoints
+                .into_iter()
+                .map(|g| (g.network, g.container_id, g.ifname))
+                .collect(),
+            removed_links: r.removed_links,
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.inner)
+    }
+}
+
+#[pymethods]
+impl Network {
+    /// The network's name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    /// "macvlan" or "ipvlan".
+    #[getter]
+    fn driver(&self) -> &str {
+        self.inner.driver().name()
+    }
+    /// The macvlan or ipvlan mode's value ("bridge", "l2", ...).
+    #[getter]
+    fn mode(&self) -> &str {
+        match self.inner.driver() {
+            net::Driver::Macvlan(m) => m.as_str(),
+            net::Driver::Ipvlan(m, _) => m.as_str(),
+        }
+    }
+    /// The parent as given (None for an internal network).
+    #[getter]
+    fn parent(&self) -> Option<&str> {
+        self.inner.parent()
+    }
+    /// The link endpoints hang on (the parent, or the internal network's dummy/bridge).
+    #[getter]
+    fn lower(&self) -> &str {
+        self.inner.lower()
+    }
+    /// Endpoint MTU, if set.
+    #[getter]
+    fn mtu(&self) -> Option<u32> {
+        self.inner.mtu()
+    }
+    /// Address pools.
+    #[getter]
+    fn pools(&self) -> Vec<Pool> {
+        self.inner
+            .pools()
+            .iter()
+            .map(|p| Pool { inner: p.clone() })
+            .collect()
+    }
+    /// The host shim's name when host access is on.
+    #[getter]
+    fn host_access(&self) -> Option<&str> {
+        self.inner.host_access()
+    }
+
+    /// Connects container `container_id` living in `netns`: one address per pool (`ip` when
+    /// given, the next free otherwise), a link `ifname` made inside the namespace, up, with
+    /// its addresses and a default route via the gateway. `mac`: None (random),
+    /// "container-id" (derived from id and ifname, stable across restarts) or an address.
+    /// `target`: a handle already open in `netns` (saves opening one). Undone as a whole if
+    /// a step fails.
+    #[pyo3(signature = (netns, container_id, *, ifname = String::from("eth0"), ip = None, mac = None, target = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn connect(
+        &self,
+        py: Python<'_>,
+        netns: &Netns,
+        container_id: String,
+        ifname: String,
+        ip: Option<&Bound<'_, PyAny>>,
+        mac: Option<&str>,
+        target: Option<&Handle>,
+    ) -> PyResult<Endpoint> {
+        let mut spec = EndpointSpec::new(container_id).ifname(ifname);
+        if let Some(ip) = conv::opt_ip(ip)? {
+            spec = spec.ip(ip);
+        }
+        match mac {
+            None => {}
+            Some("container-id") => spec = spec.mac(MacPolicy::FromContainerId),
+            Some(m) => spec = spec.mac(MacPolicy::Fixed(conv::mac(m)?)),
+        }
+        if let Some(t) = target {
+            spec = spec.target(&t.inner);
+        }
+        let (n, ns) = (self.inner.clone(), netns.inner.clone());
+        let inner = block(py, async move { n.connect(&ns, spec).await })?;
+        Ok(Endpoint {
+            inner,
+            network: self.inner.clone(),
+        })
+    }
+
+    /// Disconnects (`container_id`, `ifname`): deletes its link and releases its addresses.
+    #[pyo3(signature = (container_id, ifname = String::from("eth0")))]
+    fn disconnect(&self, py: Python<'_>, container_id: String, ifname: String) -> PyResult<()> {
+        let n = self.inner.clone();
+        block(
+            py,
+            async move { n.disconnect(&container_id, &ifname).await },
+        )
+    }
+
+    /// The endpoint of (`container_id`, `ifname`), or None.
+    #[pyo3(signature = (container_id, ifname = String::from("eth0")))]
+    fn endpoint(
+        &self,
+        py: Python<'_>,
+        container_id: String,
+        ifname: String,
+    ) -> PyResult<Option<Endpoint>> {
+        let n = self.inner.clone();
+        let e = unblock(py, move || n.endpoint(&container_id, &ifname))?;
+        Ok(e.map(|inner| Endpoint {
+            inner,
+            network: self.inner.clone(),
+        }))
+    }
+
+    /// Every endpoint of this network.
+    fn endpoints(&self, py: Python<'_>) -> PyResult<Vec<Endpoint>> {
+        let n = self.inner.clone();
+        let v = unblock(py, move || n.endpoints())?;
+        Ok(v.into_iter()
+            .map(|inner| Endpoint {
+                inner,
+                network: self.inner.clone(),
+            })
+            .collect())
+    }
+
+    /// Lets the host reach its own containers (S3): a bridge-mode macvlan shim on the parent
+    /// (`name`, default after the network), up, and host routes through it: per endpoint
+    /// (`routes="endpoints"`) or per allocation range (`routes="ranges"`). `with_address`
+    /// gives the shim an address from the pools. Returns the shim's name.
+    #[pyo3(signature = (*, name = None, with_address = false, routes = "endpoints"))]
+    fn enable_host_access(
+        &self,
+        py: Python<'_>,
+        name: Option<String>,
+        with_address: bool,
+        routes: &str,
+    ) -> PyResult<String> {
+        let mut spec = HostAccess::new().routes(match routes {
+            "endpoints" => ShimRoutes::Endpoints,
+            "ranges" => ShimRoutes::Ranges,
+            other => {
+                return Err(invalid(format!(
+                    "host access routes `{other}`: use \"endpoints\" or \"ranges\""
+                )))
+            }
+        });
+        if let Some(n) = name {
+            spec = spec.name(n);
+        }
+        if with_address {
+            spec = spec.with_address();
+        }
+        let n = self.inner.clone();
+        block(py, async move { n.enable_host_access(spec).await })
+    }
+
+    /// Removes the host shim and its routes.
+    fn disable_host_access(&self, py: Python<'_>) -> PyResult<()> {
+        let n = self.inner.clone();
+        block(py, async move { n.disable_host_access().await })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Network {} {} on {}>",
+            self.inner.name(),
+            self.inner.driver().name(),
+            self.inner.lower()
+        )
+    }
+}
+
+#[pymethods]
+impl Endpoint {
+    /// The network's name.
+    #[getter]
+    fn network(&self) -> &str {
+        &self.inner.network
+    }
+    /// The container id.
+    #[getter]
+    fn container_id(&self) -> &str {
+        &self.inner.container_id
+    }
+    /// The interface name inside the namespace.
+    #[getter]
+    fn ifname(&self) -> &str {
+        &self.inner.ifname
+    }
+    /// The interface index inside the namespace.
+    #[getter]
+    fn index(&self) -> u32 {
+        self.inner.index
+    }
+    /// The MAC, if known.
+    #[getter]
+    fn mac(&self) -> Option<String> {
+        self.inner.mac.map(|m| m.to_string())
+    }
+    /// The addresses (`ipaddress` interfaces, with the pools' prefix).
+    #[getter]
+    fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        conv::py_ifaces(py, &self.inner.addresses)
+    }
+    /// The routes added inside (default routes via the gateways).
+    #[getter]
+    fn routes(&self) -> Vec<Route> {
+        self.inner
+            .routes
+            .iter()
+            .map(|r| Route { inner: r.clone() })
+            .collect()
+    }
+    /// The namespace's path, when it has one.
+    #[getter]
+    fn netns(&self) -> Option<PathBuf> {
+        self.inner.netns.clone()
+    }
+
+    /// Disconnects this endpoint (as `Network.disconnect`).
+    fn disconnect(&self, py: Python<'_>) -> PyResult<()> {
+        let n = self.network.clone();
+        let (c, i) = (self.inner.container_id.clone(), self.inner.ifname.clone());
+        block(py, async move { n.disconnect(&c, &i).await })
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.disconnect(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let a: Vec<String> = self.inner.addresses.iter().map(|a| a.to_string()).collect();
+        format!(
+            "<Endpoint {}/{} on {} {}>",
+            self.inner.container_id,
+            self.inner.ifname,
+            self.inner.network,
+            a.join(", ")
+        )
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Networks>()?;
+    m.add_class::<Network>()?;
+    m.add_class::<Endpoint>()?;
+    m.add_class::<ReconcileReport>()?;
+    Ok(())
+}
