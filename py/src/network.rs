@@ -256,14 +256,14 @@ impl Network {
     /// "container-id" (derived from id and ifname, stable across restarts) or an address.
     /// `target`: a handle already open in `netns` (saves opening one). Undone as a whole if
     /// a step fails.
-    #[pyo3(signature = (netns, container_id, *, ifname = String::from("eth0"), ip = None, mac = None, target = None))]
+    #[pyo3(signature = (netns, container_id, *, ifname = "eth0", ip = None, mac = None, target = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
         py: Python<'_>,
         netns: &Netns,
         container_id: String,
-        ifname: String,
+        ifname: &str,
         ip: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         target: Option<&Handle>,
@@ -289,25 +289,22 @@ impl Network {
     }
 
     /// Disconnects (`container_id`, `ifname`): deletes its link and releases its addresses.
-    #[pyo3(signature = (container_id, ifname = String::from("eth0")))]
-    fn disconnect(&self, py: Python<'_>, container_id: String, ifname: String) -> PyResult<()> {
+    #[pyo3(signature = (container_id, ifname = "eth0"))]
+    fn disconnect(&self, py: Python<'_>, container_id: String, ifname: &str) -> PyResult<()> {
         let n = self.inner.clone();
-        block(
-            py,
-            async move { n.disconnect(&container_id, &ifname).await },
-        )
+        block(py, async move { n.disconnect(&container_id, ifname).await })
     }
 
     /// The endpoint of (`container_id`, `ifname`), or None.
-    #[pyo3(signature = (container_id, ifname = String::from("eth0")))]
+    #[pyo3(signature = (container_id, ifname = "eth0"))]
     fn endpoint(
         &self,
         py: Python<'_>,
         container_id: String,
-        ifname: String,
+        ifname: &str,
     ) -> PyResult<Option<Endpoint>> {
         let n = self.inner.clone();
-        let e = unblock(py, move || n.endpoint(&container_id, &ifname))?;
+        let e = unblock(py, move || n.endpoint(&container_id, ifname))?;
         Ok(e.map(|inner| Endpoint {
             inner,
             network: self.inner.clone(),

@@ -1,0 +1,585 @@
+"""The native module of underlay (PyO3). Import from ``underlay``, not from here."""
+
+import ipaddress
+import os
+from types import TracebackType
+from typing import ClassVar, Mapping, Sequence, Union, final
+
+from typing_extensions import Self
+
+_Ip = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+_Iface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+_Net = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+_IpLike = Union[str, _Ip]
+_IfaceLike = Union[str, _Iface, _Net]
+_LinkLike = Union[str, int, Link]
+_Path = Union[str, os.PathLike[str]]
+_List = list
+
+VERSION: str
+
+class UnderlayError(OSError):
+    """Base of every underlay error (``errno`` is the kernel's, or None)."""
+
+    kind: ClassVar[str | None]
+    code: ClassVar[int | None]
+
+class InvalidArgument(UnderlayError):
+    """A value given is malformed or out of range."""
+
+class NotFound(UnderlayError):
+    """The named object does not exist."""
+
+class AlreadyExists(UnderlayError):
+    """The name, address or object is already taken."""
+
+class PermissionDenied(UnderlayError):
+    """The caller lacks the privilege or file permission."""
+
+class KernelUnsupported(UnderlayError):
+    """The running kernel lacks the link kind or feature."""
+
+class Conflict(UnderlayError):
+    """The request conflicts with the current state."""
+
+class Busy(UnderlayError):
+    """The object is busy."""
+
+class PoolExhausted(UnderlayError):
+    """An address pool has no free address left."""
+
+class Overlap(UnderlayError):
+    """A pool or subnet overlaps another one."""
+
+class Corrupt(UnderlayError):
+    """A stored file or record is unreadable or inconsistent."""
+
+class IoError(UnderlayError):
+    """An I/O error outside netlink."""
+
+class KernelError(UnderlayError):
+    """The kernel refused the request for another reason."""
+
+class ProtocolError(UnderlayError):
+    """A netlink reply could not be understood."""
+
+class Timeout(UnderlayError):
+    """A deadline passed."""
+
+class MultipleErrors(UnderlayError):
+    """Several independent steps failed."""
+
+def error_classes() -> _List[tuple[int, str, type[UnderlayError]]]:
+    """Every error kind: (code, kind name, exception class), in code order."""
+
+@final
+class Netns:
+    """A network namespace."""
+
+    @staticmethod
+    def create(name: str) -> Netns: ...
+    @staticmethod
+    def anonymous() -> Netns: ...
+    @staticmethod
+    def open(name: str) -> Netns: ...
+    @staticmethod
+    def open_path(path: _Path) -> Netns: ...
+    @staticmethod
+    def open_pid(pid: int) -> Netns: ...
+    @staticmethod
+    def current() -> Netns: ...
+    @staticmethod
+    def delete(name: str) -> None: ...
+    @staticmethod
+    def list() -> _List[str]: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def inode(self) -> int: ...
+    @property
+    def path(self) -> str | None: ...
+    def handle(self) -> Handle: ...
+    def sysctl(self, key: str) -> str: ...
+    def set_sysctl(self, key: str, value: str) -> None: ...
+    def set_forwarding(self, v4: bool, v6: bool = False) -> None: ...
+    def ping(self, dst: _IpLike, timeout: float = 1.0) -> float | None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class Handle:
+    """A netlink connection bound to one network namespace."""
+
+    def __new__(cls, netns: Netns | None = None) -> Handle: ...
+    @staticmethod
+    def create_netns(name: str | None = None) -> tuple[Netns, Handle]: ...
+    @property
+    def netns(self) -> Netns: ...
+    def links(self) -> _List[Link]: ...
+    def link(self, link: _LinkLike) -> Link: ...
+    def link_index(self, link: _LinkLike) -> int: ...
+    def delete_link(self, link: _LinkLike) -> None: ...
+    def delete_link_group(self, group: int) -> None: ...
+    def set_link(
+        self,
+        link: _LinkLike,
+        *,
+        up: bool | None = None,
+        promisc: bool | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        name: str | None = None,
+        alias: str | None = None,
+        group: int | None = None,
+        master: _LinkLike | None = None,
+        nomaster: bool = False,
+        netns: Netns | None = None,
+    ) -> None: ...
+    def addresses(self, link: _LinkLike | None = None) -> _List[Address]: ...
+    def add_address(
+        self, link: _LinkLike, address: _IfaceLike, *, nodad: bool = False, noprefixroute: bool = False
+    ) -> None: ...
+    def replace_address(self, link: _LinkLike, address: _IfaceLike) -> None: ...
+    def delete_address(self, link: _LinkLike, address: _IfaceLike) -> None: ...
+    def routes(self, table: int | None = None) -> _List[Route]: ...
+    def add_route(self, route: Route) -> None: ...
+    def replace_route(self, route: Route) -> None: ...
+    def delete_route(self, route: Route) -> None: ...
+
+@final
+class Link:
+    """A link as the kernel reports it."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def mac(self) -> str | None: ...
+    @property
+    def mtu(self) -> int: ...
+    @property
+    def up(self) -> bool: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def promisc(self) -> bool: ...
+    @property
+    def oper_state(self) -> str: ...
+    @property
+    def parent(self) -> int | None: ...
+    @property
+    def master(self) -> int | None: ...
+    @property
+    def alias(self) -> str | None: ...
+    @property
+    def group(self) -> int: ...
+    @property
+    def netns(self) -> str: ...
+    @property
+    def vlan_id(self) -> int | None: ...
+    @property
+    def vni(self) -> int | None: ...
+    @property
+    def mode(self) -> MacvlanMode | IpvlanMode | None: ...
+    @property
+    def ipvlan_flag(self) -> IpvlanFlag | None: ...
+
+@final
+class Address:
+    """An address on a link."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def address(self) -> _Iface: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def tentative(self) -> bool: ...
+    @property
+    def label(self) -> str | None: ...
+
+@final
+class Route:
+    """A route."""
+
+    def __new__(
+        cls,
+        destination: _IfaceLike,
+        *,
+        gateway: _IpLike | None = None,
+        dev: str | int | Link | None = None,
+        source: _IpLike | None = None,
+        metric: int | None = None,
+        table: int = 254,
+    ) -> Route: ...
+    @staticmethod
+    def default_via(gateway: _IpLike, *, dev: str | int | Link | None = None) -> Route: ...
+    @property
+    def destination(self) -> _Net: ...
+    @property
+    def gateway(self) -> _Ip | None: ...
+    @property
+    def dev(self) -> str | int | None: ...
+    @property
+    def source(self) -> _Ip | None: ...
+    @property
+    def metric(self) -> int | None: ...
+    @property
+    def table(self) -> int: ...
+    @property
+    def scope(self) -> str | None: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class Vlan:
+    """An 802.1Q VLAN sub-interface."""
+
+    @staticmethod
+    def create(
+        handle: Handle,
+        parent: _LinkLike,
+        vlan_id: int,
+        *,
+        protocol: str = "802.1Q",
+        name: str | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        up: bool = False,
+        group: int | None = None,
+        alias: str | None = None,
+        master: _LinkLike | None = None,
+        netns: Netns | None = None,
+        target: Handle | None = None,
+    ) -> Link: ...
+
+@final
+class Macvlan:
+    """A macvlan (or macvtap) child."""
+
+    @staticmethod
+    def create(
+        handle: Handle,
+        name: str,
+        parent: _LinkLike,
+        mode: str = "bridge",
+        *,
+        tap: bool = False,
+        source_macs: Sequence[str] | None = None,
+        nopromisc: bool = False,
+        mtu: int | None = None,
+        mac: str | None = None,
+        up: bool = False,
+        group: int | None = None,
+        alias: str | None = None,
+        master: _LinkLike | None = None,
+        netns: Netns | None = None,
+        target: Handle | None = None,
+    ) -> Link: ...
+
+@final
+class Ipvlan:
+    """An ipvlan child."""
+
+    @staticmethod
+    def create(
+        handle: Handle,
+        name: str,
+        parent: _LinkLike,
+        mode: str = "l2",
+        *,
+        flag: str = "bridge",
+        mtu: int | None = None,
+        mac: str | None = None,
+        up: bool = False,
+        group: int | None = None,
+        alias: str | None = None,
+        master: _LinkLike | None = None,
+        netns: Netns | None = None,
+        target: Handle | None = None,
+    ) -> Link: ...
+
+@final
+class Vxlan:
+    """A VXLAN tunnel endpoint."""
+
+    @staticmethod
+    def create(
+        handle: Handle,
+        name: str,
+        vni: int,
+        *,
+        local: _IpLike | None = None,
+        remote: _IpLike | None = None,
+        port: int = 4789,
+        device: _LinkLike | None = None,
+        learning: bool = True,
+        ttl: int | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        up: bool = False,
+        group: int | None = None,
+        alias: str | None = None,
+        master: _LinkLike | None = None,
+        netns: Netns | None = None,
+        target: Handle | None = None,
+    ) -> Link: ...
+
+@final
+class Veth:
+    """A veth pair."""
+
+    @staticmethod
+    def create(
+        handle: Handle,
+        name: str,
+        peer: str,
+        *,
+        peer_netns: Netns | None = None,
+        peer_up: bool = False,
+        peer_mac: str | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        up: bool = False,
+        group: int | None = None,
+        alias: str | None = None,
+        master: _LinkLike | None = None,
+        netns: Netns | None = None,
+        target: Handle | None = None,
+    ) -> Link: ...
+
+@final
+class Bridge:
+    """A Linux bridge."""
+
+    @staticmethod
+    def create(
+        handle: Handle,
+        name: str,
+        *,
+        vlan_filtering: bool | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        up: bool = False,
+        group: int | None = None,
+        alias: str | None = None,
+        master: _LinkLike | None = None,
+        netns: Netns | None = None,
+        target: Handle | None = None,
+    ) -> Link: ...
+
+@final
+class Dummy:
+    """A dummy link."""
+
+    @staticmethod
+    def create(
+        handle: Handle,
+        name: str,
+        *,
+        mtu: int | None = None,
+        mac: str | None = None,
+        up: bool = False,
+        group: int | None = None,
+        alias: str | None = None,
+        master: _LinkLike | None = None,
+        netns: Netns | None = None,
+        target: Handle | None = None,
+    ) -> Link: ...
+
+@final
+class Pool:
+    """An address pool."""
+
+    def __new__(
+        cls,
+        subnet: _IfaceLike,
+        *,
+        gateway: _IpLike | None = None,
+        no_gateway: bool = False,
+        ranges: Sequence[str | _Net] | None = None,
+        reserved: Mapping[str, _IpLike] | None = None,
+    ) -> Pool: ...
+    @staticmethod
+    def parse(text: str) -> Pool: ...
+    @property
+    def subnet(self) -> _Net: ...
+    @property
+    def gateway(self) -> _Ip | None: ...
+    @property
+    def ranges(self) -> _List[str]: ...
+    @property
+    def reserved(self) -> _List[tuple[str, _Ip]]: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def is_ipv6(self) -> bool: ...
+    def contains(self, ip: _IpLike) -> bool: ...
+    def overlaps(self, other: Pool) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class Lease:
+    """The addresses one owner holds."""
+
+    @property
+    def container_id(self) -> str: ...
+    @property
+    def ifname(self) -> str: ...
+    @property
+    def addresses(self) -> _List[_Iface]: ...
+    @property
+    def gateways(self) -> _List[_Ip | None]: ...
+    @property
+    def ips(self) -> _List[_Ip]: ...
+    @property
+    def boot_id(self) -> str | None: ...
+
+@final
+class Ipam:
+    """An address allocator over a store."""
+
+    @staticmethod
+    def in_memory(name: str, pools: Sequence[Pool]) -> Ipam: ...
+    @staticmethod
+    def create(path: _Path, name: str, pools: Sequence[Pool], *, layout: str = "local") -> Ipam: ...
+    @staticmethod
+    def open(path: _Path, name: str, *, layout: str = "local") -> Ipam: ...
+    @staticmethod
+    def open_or_create(
+        path: _Path, name: str, pools: Sequence[Pool], *, layout: str = "local"
+    ) -> Ipam: ...
+    @staticmethod
+    def delete(path: _Path, name: str, *, layout: str = "local") -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def pools(self) -> _List[Pool]: ...
+    def allocate(
+        self, container_id: str, ifname: str = "eth0", *, ips: Sequence[_IpLike] | None = None
+    ) -> Lease: ...
+    def release(self, container_id: str, ifname: str = "eth0") -> Lease | None: ...
+    def lookup(self, container_id: str, ifname: str = "eth0") -> Lease | None: ...
+    def list(self) -> _List[Lease]: ...
+    def gc(self, valid: Sequence[tuple[str, str]]) -> _List[Lease]: ...
+
+@final
+class Networks:
+    """The networks of one host."""
+
+    def __new__(cls, handle: Handle, root: _Path) -> Networks: ...
+    @property
+    def handle(self) -> Handle: ...
+    def create(
+        self,
+        name: str,
+        *,
+        driver: str = "macvlan",
+        parent: str | None = None,
+        mode: str | None = None,
+        flag: str | None = None,
+        pools: Sequence[Pool] | None = None,
+        mtu: int | None = None,
+        bring_parent_up: bool = False,
+    ) -> Network: ...
+    def create_docker(
+        self, name: str, driver: str, options: Mapping[str, str], *, pools: Sequence[Pool] | None = None
+    ) -> Network: ...
+    def get(self, name: str) -> Network: ...
+    def list(self) -> _List[Network]: ...
+    def delete(self, name: str) -> None: ...
+    def reconcile(self) -> ReconcileReport: ...
+
+@final
+class Network:
+    """One network."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def driver(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def parent(self) -> str | None: ...
+    @property
+    def lower(self) -> str: ...
+    @property
+    def mtu(self) -> int | None: ...
+    @property
+    def pools(self) -> _List[Pool]: ...
+    @property
+    def host_access(self) -> str | None: ...
+    def connect(
+        self,
+        netns: Netns,
+        container_id: str,
+        *,
+        ifname: str = "eth0",
+        ip: _IpLike | None = None,
+        mac: str | None = None,
+        target: Handle | None = None,
+    ) -> Endpoint: ...
+    def disconnect(self, container_id: str, ifname: str = "eth0") -> None: ...
+    def endpoint(self, container_id: str, ifname: str = "eth0") -> Endpoint | None: ...
+    def endpoints(self) -> _List[Endpoint]: ...
+    def enable_host_access(
+        self, *, name: str | None = None, with_address: bool = False, routes: str = "endpoints"
+    ) -> str: ...
+    def disable_host_access(self) -> None: ...
+
+@final
+class Endpoint:
+    """A connected endpoint."""
+
+    @property
+    def network(self) -> str: ...
+    @property
+    def container_id(self) -> str: ...
+    @property
+    def ifname(self) -> str: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def mac(self) -> str | None: ...
+    @property
+    def addresses(self) -> _List[_Iface]: ...
+    @property
+    def routes(self) -> _List[Route]: ...
+    @property
+    def netns(self) -> str | None: ...
+    def disconnect(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+
+@final
+class ReconcileReport:
+    """What Networks.reconcile found and repaired."""
+
+    @property
+    def recreated_parents(self) -> _List[str]: ...
+    @property
+    def recreated_shims(self) -> _List[str]: ...
+    @property
+    def gone_endpoints(self) -> _List[tuple[str, str, str]]: ...
+    @property
+    def removed_links(self) -> _List[str]: ...
+
+from ._enums import IpvlanFlag, IpvlanMode, MacvlanMode

@@ -1,0 +1,386 @@
+"""The asyncio API of underlay: the same calls as the sync API, as coroutines.
+
+Each coroutine runs the corresponding sync call (which releases the GIL for its whole kernel
+call) in the running loop's default executor (``loop.run_in_executor(None, ...)``), so the
+event loop never blocks and many calls run at once, bounded by the executor's threads (set
+your own with ``loop.set_default_executor``). Both APIs share one tokio runtime and one
+netlink socket per handle inside the native module.
+
+Values (``Link``, ``Route``, ``Pool``, ``Lease``, ``Endpoint``, ``Netns``) are the sync
+module's classes; the classes here wrap the ones that talk to the kernel or the IPAM store.
+
+>>> import asyncio, underlay.aio as aio
+>>> async def main() -> None:                              # doctest: +SKIP
+...     ns, h = await aio.Handle.create_netns()
+...     await aio.Veth.create(h, "a0", "b0", up=True, peer_up=True)
+...     print([link.name for link in await h.links()])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import os
+from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
+
+from . import _underlay
+from ._underlay import (
+    Address,
+    Endpoint,
+    Lease,
+    Link,
+    Netns,
+    Pool,
+    ReconcileReport,
+    Route,
+)
+
+__all__ = [
+    "Handle",
+    "Ipam",
+    "Networks",
+    "Network",
+    "Vlan",
+    "Macvlan",
+    "Ipvlan",
+    "Vxlan",
+    "Veth",
+    "Bridge",
+    "Dummy",
+    "create_netns",
+    "open_netns",
+    "delete_netns",
+    "ping",
+]
+
+T = TypeVar("T")
+IpLike = Union[str, ipaddress.IPv4Address, ipaddress.IPv6Address]
+IfaceLike = Union[str, ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+LinkLike = Union[str, int, Link]
+_List = list
+
+
+async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+
+def _sync(h: Any) -> Any:
+    return h.sync if isinstance(h, (Handle, Network, Networks, Ipam)) else h
+
+
+def _unwrap(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: _sync(v) for k, v in kwargs.items()}
+
+
+async def create_netns(name: str) -> Netns:
+    """Creates a named namespace (``Netns.create``)."""
+    return await _run(_underlay.Netns.create, name)
+
+
+async def open_netns(name: str) -> Netns:
+    """Opens a named namespace (``Netns.open``)."""
+    return await _run(_underlay.Netns.open, name)
+
+
+async def delete_netns(name: str) -> None:
+    """Deletes a named namespace (``Netns.delete``)."""
+    await _run(_underlay.Netns.delete, name)
+
+
+async def ping(netns: Netns, dst: IpLike, timeout: float = 1.0) -> float | None:
+    """One ICMP echo from inside ``netns`` (``Netns.ping``): the round-trip time in seconds,
+    or None when no reply came within ``timeout`` seconds."""
+    return await _run(netns.ping, dst, timeout)
+
+
+class Handle:
+    """A netlink handle bound to one namespace (the async face of ``underlay.Handle``)."""
+
+    def __init__(self, sync: _underlay.Handle) -> None:
+        """Wraps a sync handle (they share the socket)."""
+        self.sync = sync
+
+    @staticmethod
+    async def open(netns: Netns | None = None) -> Handle:
+        """A handle in ``netns``, or in the calling thread's namespace."""
+        return Handle(await _run(_underlay.Handle, netns))
+
+    @staticmethod
+    async def create_netns(name: str | None = None) -> tuple[Netns, Handle]:
+        """A new namespace (named, or anonymous) and a handle inside it."""
+        ns, h = await _run(_underlay.Handle.create_netns, name)
+        return ns, Handle(h)
+
+    @property
+    def netns(self) -> Netns:
+        """The namespace this handle works in."""
+        return self.sync.netns
+
+    async def links(self) -> _List[Link]:
+        """All links."""
+        return await _run(self.sync.links)
+
+    async def link(self, link: LinkLike) -> Link:
+        """One link; raises ``NotFound``."""
+        return await _run(self.sync.link, link)
+
+    async def link_index(self, link: LinkLike) -> int:
+        """A link's index."""
+        return await _run(self.sync.link_index, link)
+
+    async def delete_link(self, link: LinkLike) -> None:
+        """Deletes a link."""
+        await _run(self.sync.delete_link, link)
+
+    async def delete_link_group(self, group: int) -> None:
+        """Deletes every link of a link group."""
+        await _run(self.sync.delete_link_group, group)
+
+    async def set_link(self, link: LinkLike, **changes: Any) -> None:
+        """Changes a link (keywords as ``underlay.Handle.set_link``)."""
+        await _run(self.sync.set_link, link, **changes)
+
+    async def addresses(self, link: LinkLike | None = None) -> _List[Address]:
+        """The addresses of one link, or of all."""
+        return await _run(self.sync.addresses, link)
+
+    async def add_address(
+        self, link: LinkLike, address: IfaceLike, *, nodad: bool = False, noprefixroute: bool = False
+    ) -> None:
+        """Adds an address to a link."""
+        await _run(self.sync.add_address, link, address, nodad=nodad, noprefixroute=noprefixroute)
+
+    async def replace_address(self, link: LinkLike, address: IfaceLike) -> None:
+        """Adds or replaces an address."""
+        await _run(self.sync.replace_address, link, address)
+
+    async def delete_address(self, link: LinkLike, address: IfaceLike) -> None:
+        """Removes an address."""
+        await _run(self.sync.delete_address, link, address)
+
+    async def routes(self, table: int | None = None) -> _List[Route]:
+        """The routes of a table (all tables when None)."""
+        return await _run(self.sync.routes, table)
+
+    async def add_route(self, route: Route) -> None:
+        """Adds a route."""
+        await _run(self.sync.add_route, route)
+
+    async def replace_route(self, route: Route) -> None:
+        """Adds or replaces a route."""
+        await _run(self.sync.replace_route, route)
+
+    async def delete_route(self, route: Route) -> None:
+        """Deletes a route."""
+        await _run(self.sync.delete_route, route)
+
+    def __repr__(self) -> str:
+        return f"<aio.Handle {self.sync!r}>"
+
+
+class _Kind:
+    _sync: Any
+
+    @classmethod
+    async def create(cls, handle: Handle | _underlay.Handle, *args: Any, **kwargs: Any) -> Link:
+        """Creates the link (arguments as the sync class's ``create``)."""
+        return await _run(cls._sync.create, _sync(handle), *args, **_unwrap(kwargs))
+
+
+class Vlan(_Kind):
+    """``underlay.Vlan``, async."""
+
+    _sync = _underlay.Vlan
+
+
+class Macvlan(_Kind):
+    """``underlay.Macvlan``, async."""
+
+    _sync = _underlay.Macvlan
+
+
+class Ipvlan(_Kind):
+    """``underlay.Ipvlan``, async."""
+
+    _sync = _underlay.Ipvlan
+
+
+class Vxlan(_Kind):
+    """``underlay.Vxlan``, async."""
+
+    _sync = _underlay.Vxlan
+
+
+class Veth(_Kind):
+    """``underlay.Veth``, async."""
+
+    _sync = _underlay.Veth
+
+
+class Bridge(_Kind):
+    """``underlay.Bridge``, async."""
+
+    _sync = _underlay.Bridge
+
+
+class Dummy(_Kind):
+    """``underlay.Dummy``, async."""
+
+    _sync = _underlay.Dummy
+
+
+class Ipam:
+    """An address allocator (the async face of ``underlay.Ipam``)."""
+
+    def __init__(self, sync: _underlay.Ipam) -> None:
+        """Wraps a sync IPAM."""
+        self.sync = sync
+
+    @staticmethod
+    async def in_memory(name: str, pools: Sequence[Pool]) -> Ipam:
+        """Leases in memory only."""
+        return Ipam(await _run(_underlay.Ipam.in_memory, name, list(pools)))
+
+    @staticmethod
+    async def create(
+        path: str | os.PathLike[str], name: str, pools: Sequence[Pool], *, layout: str = "local"
+    ) -> Ipam:
+        """Creates network ``name`` in the store at ``path``."""
+        return Ipam(await _run(_underlay.Ipam.create, path, name, list(pools), layout=layout))
+
+    @staticmethod
+    async def open(path: str | os.PathLike[str], name: str, *, layout: str = "local") -> Ipam:
+        """Opens network ``name`` in the store at ``path``."""
+        return Ipam(await _run(_underlay.Ipam.open, path, name, layout=layout))
+
+    @staticmethod
+    async def open_or_create(
+        path: str | os.PathLike[str], name: str, pools: Sequence[Pool], *, layout: str = "local"
+    ) -> Ipam:
+        """Opens network ``name`` at ``path``, creating it if missing."""
+        return Ipam(
+            await _run(_underlay.Ipam.open_or_create, path, name, list(pools), layout=layout)
+        )
+
+    @staticmethod
+    async def delete(path: str | os.PathLike[str], name: str, *, layout: str = "local") -> None:
+        """Deletes network ``name`` and its leases."""
+        await _run(_underlay.Ipam.delete, path, name, layout=layout)
+
+    @property
+    def name(self) -> str:
+        """The network's name."""
+        return self.sync.name
+
+    @property
+    def pools(self) -> _List[Pool]:
+        """The network's pools."""
+        return self.sync.pools
+
+    async def allocate(
+        self, container_id: str, ifname: str = "eth0", *, ips: Sequence[IpLike] | None = None
+    ) -> Lease:
+        """Allocates one address per pool to the owner."""
+        return await _run(self.sync.allocate, container_id, ifname, ips=None if ips is None else list(ips))
+
+    async def release(self, container_id: str, ifname: str = "eth0") -> Lease | None:
+        """Releases the owner's lease."""
+        return await _run(self.sync.release, container_id, ifname)
+
+    async def lookup(self, container_id: str, ifname: str = "eth0") -> Lease | None:
+        """The owner's lease, or None."""
+        return await _run(self.sync.lookup, container_id, ifname)
+
+    async def list(self) -> _List[Lease]:
+        """Every lease."""
+        return await _run(self.sync.list)
+
+    async def gc(self, valid: Sequence[tuple[str, str]]) -> _List[Lease]:
+        """Releases every lease whose owner is not in ``valid``."""
+        return await _run(self.sync.gc, list(valid))
+
+
+class Network:
+    """One network (the async face of ``underlay.Network``)."""
+
+    def __init__(self, sync: _underlay.Network) -> None:
+        """Wraps a sync network."""
+        self.sync = sync
+
+    @property
+    def name(self) -> str:
+        """The network's name."""
+        return self.sync.name
+
+    @property
+    def pools(self) -> _List[Pool]:
+        """Address pools."""
+        return self.sync.pools
+
+    async def connect(self, netns: Netns, container_id: str, **kwargs: Any) -> Endpoint:
+        """Connects a container (keywords as ``underlay.Network.connect``)."""
+        return await _run(self.sync.connect, netns, container_id, **_unwrap(kwargs))
+
+    async def disconnect(self, container_id: str, ifname: str = "eth0") -> None:
+        """Disconnects a container."""
+        await _run(self.sync.disconnect, container_id, ifname)
+
+    async def endpoint(self, container_id: str, ifname: str = "eth0") -> Endpoint | None:
+        """An endpoint, or None."""
+        return await _run(self.sync.endpoint, container_id, ifname)
+
+    async def endpoints(self) -> _List[Endpoint]:
+        """Every endpoint."""
+        return await _run(self.sync.endpoints)
+
+    async def enable_host_access(self, **kwargs: Any) -> str:
+        """Host access through a shim (keywords as the sync method); returns its name."""
+        return await _run(self.sync.enable_host_access, **kwargs)
+
+    async def disable_host_access(self) -> None:
+        """Removes the shim."""
+        await _run(self.sync.disable_host_access)
+
+
+class Networks:
+    """The networks of one host (the async face of ``underlay.Networks``)."""
+
+    def __init__(self, sync: _underlay.Networks) -> None:
+        """Wraps a sync ``Networks``."""
+        self.sync = sync
+
+    @staticmethod
+    async def open(handle: Handle | _underlay.Handle, root: str | os.PathLike[str]) -> Networks:
+        """Opens (creating if needed) the state under ``root``."""
+        return Networks(await _run(_underlay.Networks, _sync(handle), root))
+
+    async def create(self, name: str, **kwargs: Any) -> Network:
+        """Creates a network (keywords as ``underlay.Networks.create``)."""
+        return Network(await _run(self.sync.create, name, **kwargs))
+
+    async def create_docker(
+        self, name: str, driver: str, options: Mapping[str, str], *, pools: Sequence[Pool] | None = None
+    ) -> Network:
+        """Creates a network from Docker's words."""
+        return Network(
+            await _run(self.sync.create_docker, name, driver, dict(options),
+                       pools=None if pools is None else list(pools))
+        )
+
+    async def get(self, name: str) -> Network:
+        """A network by name."""
+        return Network(await _run(self.sync.get, name))
+
+    async def list(self) -> _List[Network]:
+        """Every network."""
+        return [Network(n) for n in await _run(self.sync.list)]
+
+    async def delete(self, name: str) -> None:
+        """Deletes a network."""
+        await _run(self.sync.delete, name)
+
+    async def reconcile(self) -> ReconcileReport:
+        """Recovery after a reboot or crash."""
+        return await _run(self.sync.reconcile)

@@ -1,0 +1,140 @@
+"""The error table: one exception class per core error kind, raised by real failures."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+
+import pytest
+
+import underlay
+from conftest import needs_root, unique
+
+
+def test_every_kind_maps_to_a_distinct_class() -> None:
+    table = underlay.error_classes()
+    codes = [code for code, _, _ in table]
+    assert codes == list(range(1, len(table) + 1)), "codes are dense from 1"
+    assert len(table) == 15
+    classes = [cls for _, _, cls in table]
+    assert len(set(classes)) == len(classes), "one class per kind"
+    for code, kind, cls in table:
+        assert cls is not underlay.UnderlayError
+        assert issubclass(cls, underlay.UnderlayError)
+        assert issubclass(cls, OSError)
+        assert cls.code == code and cls.kind == kind
+        assert getattr(underlay, cls.__name__) is cls, "exported from underlay"
+        assert cls.__module__ == "underlay"
+        assert cls.__doc__
+    assert issubclass(underlay.UnderlayError, OSError)
+    assert underlay.UnderlayError.kind is None
+
+
+def test_invalid_argument() -> None:
+    with pytest.raises(underlay.InvalidArgument) as e:
+        underlay.Pool("10.0.0.0/33")
+    assert e.value.errno is None
+    with pytest.raises(underlay.InvalidArgument):
+        underlay.Pool.parse("10.0.0.0/24 gateway=banana")
+    with pytest.raises(underlay.InvalidArgument):
+        underlay.Ipam.in_memory("n", [underlay.Pool("10.0.0.0/24")]).allocate("c", "bad/name")
+
+
+def test_pool_exhausted_overlap_conflict_busy() -> None:
+    pool = underlay.Pool("10.9.0.0/30", no_gateway=True)
+    ipam = underlay.Ipam.in_memory("tiny", [pool])
+    ipam.allocate("a")
+    ipam.allocate("b")
+    with pytest.raises(underlay.PoolExhausted):
+        ipam.allocate("c")
+    with pytest.raises(underlay.Overlap):
+        underlay.Ipam.in_memory("o", [underlay.Pool("10.0.0.0/16"), underlay.Pool("10.0.1.0/24")])
+    with pytest.raises(underlay.Conflict):
+        ipam.allocate("a", ips=["10.9.0.3"])
+
+
+def test_busy_and_corrupt(tmpdir_path: str) -> None:
+    ipam = underlay.Ipam.create(tmpdir_path, "n1", [underlay.Pool("10.1.0.0/24")])
+    ipam.allocate("c1")
+    with pytest.raises(underlay.Busy):
+        underlay.Ipam.delete(tmpdir_path, "n1")
+    with pytest.raises(underlay.AlreadyExists):
+        underlay.Ipam.create(tmpdir_path, "n1", [underlay.Pool("10.1.0.0/24")])
+    with pytest.raises(underlay.Conflict):
+        underlay.Ipam.open_or_create(tmpdir_path, "n1", [underlay.Pool("10.2.0.0/24")])
+    damaged = 0
+    for dirpath, _, files in os.walk(tmpdir_path):
+        for f in files:
+            with open(os.path.join(dirpath, f), "wb") as out:
+                out.write(b"\x00garbage\xff\n")
+            damaged += 1
+    assert damaged
+    with pytest.raises(underlay.Corrupt) as e:
+        underlay.Ipam.open(tmpdir_path, "n1").list()
+    assert "n1" in str(e.value) or tmpdir_path in str(e.value)
+
+
+def test_not_found_carries_errno() -> None:
+    with pytest.raises(underlay.NotFound) as e:
+        underlay.Netns.open(unique("missing"))
+    assert e.value.errno == errno.ENOENT
+    assert "ip netns add" in str(e.value), "the message says what to do"
+
+
+@needs_root
+def test_already_exists(netns: underlay.Netns) -> None:
+    assert netns.name is not None
+    with pytest.raises(underlay.AlreadyExists):
+        underlay.Netns.create(netns.name)
+    h = netns.handle()
+    underlay.Veth.create(h, "a0", "a1")
+    with pytest.raises(underlay.AlreadyExists) as e:
+        underlay.Veth.create(h, "a0", "a2")
+    assert e.value.errno == errno.EEXIST
+
+
+@needs_root
+def test_not_found_link(handle: underlay.Handle) -> None:
+    with pytest.raises(underlay.NotFound):
+        handle.link("nosuch0")
+    with pytest.raises(underlay.NotFound):
+        underlay.Macvlan.create(handle, "m0", "nosuch0")
+
+
+@needs_root
+def test_permission_denied(netns: underlay.Netns) -> None:
+    # Read-only procfs files refuse writes even to root.
+    with pytest.raises(underlay.PermissionDenied) as e:
+        netns.set_sysctl("net.ipv4.tcp_available_congestion_control", "reno")
+    assert e.value.errno == errno.EACCES
+
+
+@needs_root
+def test_kernel_unsupported_or_ok(handle: underlay.Handle, nic: str) -> None:
+    """VLAN needs 8021q: where the kernel lacks it, the error says `modprobe 8021q`."""
+    try:
+        link = underlay.Vlan.create(handle, nic, 10)
+    except underlay.KernelUnsupported as e:
+        assert "modprobe 8021q" in str(e)
+        assert e.errno is not None
+    else:
+        assert link.name == f"{nic}.10" and link.vlan_id == 10
+
+
+@needs_root
+def test_kernel_errno_kept(handle: underlay.Handle, nic: str) -> None:
+    handle.set_link("lo", up=True)
+    # A gateway not on any link: the kernel says ENETUNREACH; the message says what to do.
+    with pytest.raises(underlay.InvalidArgument) as e:
+        handle.add_route(underlay.Route("10.77.0.0/16", gateway="192.0.2.1"))
+    assert e.value.errno == errno.ENETUNREACH
+    assert "add an address" in str(e.value)
+
+
+def test_invalid_values_in_python_types() -> None:
+    with pytest.raises(underlay.InvalidArgument):
+        underlay.Route("not-a-net")
+    with pytest.raises(underlay.InvalidArgument):
+        underlay.Pool("10.0.0.0/24", ranges=["10.0.0.50-10.0.0.10"])
+    assert isinstance(ipaddress.ip_address("10.0.0.1"), ipaddress.IPv4Address)
