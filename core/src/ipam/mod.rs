@@ -21,4 +21,6 @@ pub(crate) use network::check_name;
 pub use network::Network;
 pub use pool::{AllocRange, Pool, PoolBuilder, Reserved};
 pub(crate) use store::fsutil;
+#[cfg(feature = "etcd")]
+pub use store::etcd::{EtcdConfig, EtcdStore};
 pub use store::{Change, HostLocalStore, LocalStore, MemoryStore, Snapshot, Store, StoreFuture};

@@ -3,6 +3,8 @@
 
 mod common;
 mod ipam;
+#[cfg(feature = "etcd")]
+mod ipam_etcd;
 mod links;
 mod network;
 mod observability;

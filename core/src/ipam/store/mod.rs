@@ -7,6 +7,8 @@
 //! caller reloads and recomputes. A file store does this under a file lock; an etcd store as one
 //! transaction comparing a version key (or each address key's `create_revision == 0`).
 
+#[cfg(feature = "etcd")]
+pub(crate) mod etcd;
 pub(crate) mod fsutil;
 pub(crate) mod hostlocal;
 pub(crate) mod local;

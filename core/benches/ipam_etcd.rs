@@ -1,0 +1,2 @@
+//! Claims per second on etcd (stub, filled in below).
+fn main() {}

@@ -1,0 +1,990 @@
+//! The cluster-wide store on etcd (feature `etcd`): every host sees one definition per network
+//! and one owner per address. See docs/ipam-etcd.md for the key layout and the guarantees.
+
+mod codec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ipam::lease::{Owner, Record};
+use crate::ipam::network::{check_name, Network};
+
+use super::{Change, Snapshot, Store, StoreFuture};
+use codec::{corrupt, Keys, LOG_KEEP};
+
+/// How to reach etcd and where to keep the IPAM's keys.
+///
+/// ```
+/// use std::time::Duration;
+/// use underlay::ipam::EtcdConfig;
+/// let cfg = EtcdConfig::new(["http://10.0.0.1:2379", "http://10.0.0.2:2379"])
+///     .prefix("/underlay/")
+///     .host("node-7")
+///     .request_timeout(Duration::from_secs(2))
+///     .user("underlay", "secret");
+/// assert_eq!(cfg.endpoints().len(), 2);
+/// ```
+#[derive(Clone)]
+pub struct EtcdConfig {
+    endpoints: Vec<String>,
+    prefix: String,
+    host: Option<String>,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+    retry_for: Duration,
+    user: Option<(String, String)>,
+    ca: Option<PathBuf>,
+    client_cert: Option<(PathBuf, PathBuf)>,
+    tls_domain: Option<String>,
+    max_txn_ops: usize,
+}
+
+impl std::fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("host", &self.host)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("retry_for", &self.retry_for)
+            .field("user", &self.user.as_ref().map(|(u, _)| u)) // never the password
+            .field("ca", &self.ca)
+            .field("client_cert", &self.client_cert)
+            .finish()
+    }
+}
+
+impl EtcdConfig {
+    /// The default key prefix.
+    pub const DEFAULT_PREFIX: &'static str = "/underlay/";
+
+    /// The cluster's client URLs (`http://host:2379`, or `https://` with [`EtcdConfig::tls`]).
+    /// Defaults: prefix [`EtcdConfig::DEFAULT_PREFIX`], host name from the kernel, 5 s per
+    /// request, 3 s to connect, retries for 15 s.
+    pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> EtcdConfig {
+        EtcdConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            prefix: Self::DEFAULT_PREFIX.to_string(),
+            host: None,
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            retry_for: Duration::from_secs(15),
+            user: None,
+            ca: None,
+            client_cert: None,
+            tls_domain: None,
+            max_txn_ops: 128,
+        }
+    }
+
+    /// The endpoints.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Keeps every key under `prefix` (give each independent IPAM its own).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> EtcdConfig {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The name this host stamps on its claims (default: the kernel's host name); reported by
+    /// [`EtcdStore::addresses_by_host`] and used by [`EtcdStore::gc_host`].
+    pub fn host(mut self, host: impl Into<String>) -> EtcdConfig {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// The longest one request may take before it is retried.
+    pub fn request_timeout(mut self, t: Duration) -> EtcdConfig {
+        self.request_timeout = t;
+        self
+    }
+
+    /// The longest a connection attempt to one endpoint may take.
+    pub fn connect_timeout(mut self, t: Duration) -> EtcdConfig {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// How long an operation keeps retrying while members are unavailable (a leader election
+    /// takes about a second) before it fails with [`ErrorKind::Timeout`].
+    pub fn retry_for(mut self, t: Duration) -> EtcdConfig {
+        self.retry_for = t;
+        self
+    }
+
+    /// Authenticates as `user` (etcd's `--auth` / `etcdctl user add`).
+    pub fn user(mut self, user: impl Into<String>, password: impl Into<String>) -> EtcdConfig {
+        self.user = Some((user.into(), password.into()));
+        self
+    }
+
+    /// TLS, trusting the PEM CA certificate at `ca` (the endpoints must be `https://`).
+    pub fn tls(mut self, ca: impl Into<PathBuf>) -> EtcdConfig {
+        self.ca = Some(ca.into());
+        self
+    }
+
+    /// A client certificate and its key (PEM) for etcd's `--client-cert-auth`.
+    pub fn client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> EtcdConfig {
+        self.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// The name to check the server certificate against (default: the endpoint's host).
+    pub fn tls_domain(mut self, domain: impl Into<String>) -> EtcdConfig {
+        self.tls_domain = Some(domain.into());
+        self
+    }
+
+    /// The most operations etcd takes in one transaction: its `--max-txn-ops` (default 128).
+    /// A commit writes one key per address it changes plus three, so this bounds how many
+    /// addresses one batch (e.g. a gc) may release.
+    pub fn max_txn_ops(mut self, n: usize) -> EtcdConfig {
+        self.max_txn_ops = n;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.endpoints.is_empty() {
+            return Err(Error::invalid(
+                "the etcd store needs at least one endpoint, e.g. http://127.0.0.1:2379",
+            ));
+        }
+        let ok = self.prefix.starts_with('/') && self.prefix.ends_with('/');
+        if !ok {
+            return Err(Error::invalid(format!(
+                "etcd key prefix `{}` must start and end with `/`, e.g. `/underlay/`",
+                self.prefix.escape_debug()
+            )));
+        }
+        if let Some(h) = &self.host {
+            if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::invalid(format!(
+                    "host name `{}` is invalid: give a non-empty name without whitespace",
+                    h.escape_debug()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn options(&self) -> Result<ConnectOptions> {
+        let mut o = ConnectOptions::new()
+            .with_timeout(self.request_timeout)
+            .with_connect_timeout(self.connect_timeout)
+            .with_keep_alive(Duration::from_secs(5), self.request_timeout);
+        if let Some((u, p)) = &self.user {
+            o = o.with_user(u, p).with_auto_token_refresh(true);
+        }
+        if let Some(ca) = &self.ca {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).map_err(|e| {
+                    Error::io(format!("cannot read TLS file {} for etcd", p.display()), e)
+                })
+            };
+            let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
+            if let Some((cert, key)) = &self.client_cert {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            if let Some(d) = &self.tls_domain {
+                tls = tls.domain_name(d);
+            }
+            o = o.with_tls(tls);
+        } else if self.client_cert.is_some() {
+            return Err(Error::invalid(
+                "a client certificate for etcd needs TLS: give the CA with EtcdConfig::tls",
+            ));
+        }
+        Ok(o)
+    }
+}
+
+/// Leases on etcd, shared by every host of a cluster: a claim is a transaction that succeeds
+/// only if the address's key does not exist, so no address is ever handed out twice across
+/// hosts. Networks are defined in etcd too, so all hosts use one definition.
+///
+/// Every commit is one transaction that compares the network's version key, checks each
+/// address key (absent for a claim, held by the owner for a release), writes the changes, bumps
+/// the version and appends the batch to a short log that [`Store::changes_since`] serves.
+/// Unavailable members and timeouts are retried for [`EtcdConfig::retry_for`]; a commit whose
+/// reply was lost is recognised by its nonce in the log, so a retry never applies a batch twice
+/// nor loses one.
+///
+/// ```no_run
+/// # async fn f() -> underlay::Result<()> {
+/// use std::sync::Arc;
+/// use underlay::ipam::{EtcdConfig, EtcdStore, Ipam, Network, Owner, Request};
+/// let store = EtcdStore::connect(EtcdConfig::new(["http://10.0.0.1:2379"])).await?;
+/// let net = Network::new("mac_net1", vec!["172.22.16.0/24 gateway=172.22.16.1".parse()?])?;
+/// let ipam = Ipam::open_or_create(Arc::new(store), net).await?;
+/// let lease = ipam.allocate(&Owner::new("c1", "eth0")?, &Request::any()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    keys: Keys,
+    host: String,
+    endpoints: String,
+    request_timeout: Duration,
+    retry_for: Duration,
+    max_txn_ops: usize,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("endpoints", &self.endpoints)
+            .field("keys", &self.keys)
+            .field("host", &self.host)
+            .finish()
+    }
+}
+
+static NONCE: AtomicU64 = AtomicU64::new(0);
+
+/// What one attempt of a request ended with.
+enum Failure {
+    /// Worth another try (member down, election, timeout): the request may or may not have
+    /// been applied.
+    Retry(String),
+    /// Final.
+    Fatal(Error),
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn get_kvs(r: &TxnOpResponse) -> &[etcd_client::KeyValue] {
+    match r {
+        TxnOpResponse::Get(g) => g.kvs(),
+        _ => &[],
+    }
+}
+
+impl EtcdStore {
+    /// Connects and checks that etcd answers: [`ErrorKind::Timeout`] naming the endpoints if
+    /// none does within [`EtcdConfig::retry_for`], [`ErrorKind::PermissionDenied`] on wrong
+    /// credentials.
+    pub async fn connect(config: EtcdConfig) -> Result<EtcdStore> {
+        config.validate()?;
+        let options = config.options()?;
+        let endpoints = config.endpoints.join(",");
+        let deadline = Instant::now() + config.retry_for;
+        let mut delay = Duration::from_millis(20);
+        let client = loop {
+            let attempt = tokio::time::timeout(
+                config.request_timeout + config.connect_timeout,
+                Client::connect(&config.endpoints, Some(options.clone())),
+            )
+            .await;
+            let last = match attempt {
+                Ok(Ok(c)) => break c,
+                Ok(Err(e)) => match classify(&e) {
+                    Failure::Retry(m) => m,
+                    Failure::Fatal(e) => {
+                        return Err(e.context(format_args!("etcd at {endpoints}")));
+                    }
+                },
+                Err(_) => "the connection timed out".to_string(),
+            };
+            if Instant::now() + delay > deadline {
+                return Err(timeout_err(&endpoints, "connect", config.retry_for, &last));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        };
+        let store = EtcdStore {
+            client,
+            keys: Keys::new(&config.prefix),
+            host: config.host.clone().unwrap_or_else(host_name),
+            endpoints,
+            request_timeout: config.request_timeout,
+            retry_for: config.retry_for,
+            max_txn_ops: config.max_txn_ops,
+        };
+        // Fail now, not at the first allocation, when etcd is unreachable or refuses us.
+        let catalog = store.keys.catalog();
+        store
+            .call("connect", move |mut kv| {
+                let k = catalog.clone();
+                async move { kv.get(k, None).await.map(|_| ()) }
+            })
+            .await?;
+        Ok(store)
+    }
+
+    /// The host name stamped on this store's claims.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Runs `f` until it succeeds, fails for good, or [`EtcdConfig::retry_for`] has passed.
+    /// Only for requests that can be repeated safely (reads, idempotent writes).
+    async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut(KvClient) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let deadline = Instant::now() + self.retry_for;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let last = match self.once(f(self.client.kv_client())).await {
+                Ok(v) => return Ok(v),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(m)) => m,
+            };
+            if Instant::now() + delay > deadline {
+                return Err(timeout_err(&self.endpoints, what, self.retry_for, &last));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    async fn once<T>(
+        &self,
+        fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+    ) -> std::result::Result<T, Failure> {
+        match tokio::time::timeout(self.request_timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(match classify(&e) {
+                Failure::Fatal(e) => {
+                    Failure::Fatal(e.context(format_args!("etcd at {}", self.endpoints)))
+                }
+                r => r,
+            }),
+            Err(_) => Err(Failure::Retry(format!(
+                "no answer within {:?}",
+                self.request_timeout
+            ))),
+        }
+    }
+
+    async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
+        self.call(what, move |mut kv| {
+            let t = txn.clone();
+            async move { kv.txn(t).await }
+        })
+        .await
+    }
+
+    fn nonce(&self) -> String {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!(
+            "{}:{}:{}:{t}",
+            self.host,
+            std::process::id(),
+            NONCE.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn not_found(&self, name: &str) -> Error {
+        Error::not_found(format!(
+            "network `{name}` is not defined in the etcd store at {} (key {}): create it first",
+            self.endpoints,
+            self.keys.net(name)
+        ))
+    }
+
+    fn decode_net(&self, key: &[u8], value: &[u8]) -> Result<Network> {
+        let text = codec::text(key, value)?;
+        let origin = String::from_utf8_lossy(key);
+        Network::parse(text, &origin).map_err(|e| corrupt(key, e.message()))
+    }
+
+    async fn read_networks(&self) -> Result<(Vec<Network>, i64)> {
+        let txn = Txn::new().and_then(vec![
+            TxnOp::get(self.keys.catalog(), None),
+            TxnOp::get(self.keys.nets(), Some(GetOptions::new().with_prefix())),
+        ]);
+        let r = self.txn("list networks", txn).await?;
+        let ops = r.op_responses();
+        let catalog_rev = get_kvs(&ops[0]).first().map_or(0, |kv| kv.mod_revision());
+        let prefix = self.keys.nets();
+        let mut nets = Vec::new();
+        for kv in get_kvs(&ops[1]) {
+            let name = codec::suffix(kv.key(), &prefix)?;
+            let net = self.decode_net(kv.key(), kv.value())?;
+            if net.name() != name {
+                return Err(corrupt(
+                    kv.key(),
+                    format_args!("it defines network `{}`", net.name()),
+                ));
+            }
+            nets.push(net);
+        }
+        Ok((nets, catalog_rev))
+    }
+
+    /// Commits a change of the catalog (create or delete a network): `Ok(true)` if it applied,
+    /// `Ok(false)` if its compares failed; a lost reply is resolved by the catalog's nonce.
+    async fn catalog_txn(
+        &self,
+        what: &str,
+        compares: Vec<Compare>,
+        mut ops: Vec<TxnOp>,
+    ) -> Result<bool> {
+        let nonce = self.nonce();
+        ops.push(TxnOp::put(self.keys.catalog(), nonce.clone(), None));
+        let txn = Txn::new().when(compares).and_then(ops);
+        let deadline = Instant::now() + self.retry_for;
+        loop {
+            let last = match self.once(self.client.kv_client().txn(txn.clone())).await {
+                Ok(r) => return Ok(r.succeeded()),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(m)) => m,
+            };
+            // Did it apply before the reply was lost?
+            let catalog = self.keys.catalog();
+            let kv = self
+                .call(what, move |mut kv| {
+                    let k = catalog.clone();
+                    async move { kv.get(k, None).await }
+                })
+                .await?;
+            if kv
+                .kvs()
+                .first()
+                .is_some_and(|kv| kv.value() == nonce.as_bytes())
+            {
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                return Err(timeout_err(&self.endpoints, what, self.retry_for, &last));
+            }
+        }
+    }
+
+    async fn do_create(&self, network: &Network) -> Result<()> {
+        check_name(network.name())?;
+        loop {
+            let (nets, catalog_rev) = self.read_networks().await?;
+            if nets.iter().any(|n| n.name() == network.name()) {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "network `{}` already exists in the etcd store at {}: open it or delete \
+                         it first",
+                        network.name(),
+                        self.endpoints
+                    ),
+                ));
+            }
+            for n in &nets {
+                network.check_disjoint(n)?;
+            }
+            let name = network.name();
+            let compares = vec![Compare::mod_revision(
+                self.keys.catalog(),
+                CompareOp::Equal,
+                catalog_rev,
+            )];
+            let ops = vec![
+                TxnOp::put(self.keys.net(name), network.to_text(), None),
+                TxnOp::put(self.keys.version(name), "0", None),
+            ];
+            if self.catalog_txn("create a network", compares, ops).await? {
+                return Ok(());
+            }
+            // Another host changed the catalog meanwhile: check again.
+        }
+    }
+
+    async fn do_delete(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        loop {
+            let (nets, catalog_rev) = self.read_networks().await?;
+            if !nets.iter().any(|n| n.name() == name) {
+                return Err(self.not_found(name));
+            }
+            let compares = vec![
+                Compare::mod_revision(self.keys.catalog(), CompareOp::Equal, catalog_rev),
+                // No address key left (an empty range compares as version 0).
+                Compare::version(self.keys.addrs(name), CompareOp::Equal, 0).with_prefix(),
+            ];
+            let ops = vec![
+                TxnOp::delete(self.keys.net(name), None),
+                TxnOp::delete(
+                    self.keys.data(name),
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                ),
+            ];
+            if self.catalog_txn("delete a network", compares, ops).await? {
+                return Ok(());
+            }
+            let held = self.load_inner(name).await?.0.records.len();
+            if held > 0 {
+                return Err(Error::new(
+                    ErrorKind::Busy,
+                    format!(
+                        "network `{name}` still holds {held} leases in the etcd store: release \
+                         them (or gc) first"
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// The snapshot and, per address, the host that claimed it.
+    async fn load_inner(&self, name: &str) -> Result<(Snapshot, HashMap<IpAddr, String>)> {
+        check_name(name)?;
+        let k = &self.keys;
+        let txn = Txn::new().and_then(vec![
+            TxnOp::get(k.net(name), None),
+            TxnOp::get(k.version(name), None),
+            TxnOp::get(k.addrs(name), Some(GetOptions::new().with_prefix())),
+            TxnOp::get(k.cursors(name), Some(GetOptions::new().with_prefix())),
+        ]);
+        let r = self.txn("load a network", txn).await?;
+        let ops = r.op_responses();
+        let Some(def) = get_kvs(&ops[0]).first() else {
+            return Err(self.not_found(name));
+        };
+        let network = self.decode_net(def.key(), def.value())?;
+        if network.name() != name {
+            return Err(corrupt(
+                def.key(),
+                format_args!("it defines network `{}`", network.name()),
+            ));
+        }
+        let Some(v) = get_kvs(&ops[1]).first() else {
+            return Err(corrupt(
+                k.version(name).as_bytes(),
+                "the network's version key is missing",
+            ));
+        };
+        let version = codec::parse_version(v.key(), v.value())?;
+        let addrs = k.addrs(name);
+        let mut records = Vec::new();
+        let mut hosts = HashMap::new();
+        for kv in get_kvs(&ops[2]) {
+            let ip: IpAddr = codec::suffix(kv.key(), &addrs)?
+                .parse()
+                .map_err(|_| corrupt(kv.key(), "the key does not end in an IP address"))?;
+            let (rec, host) = codec::decode_record(kv.key(), ip, kv.value())?;
+            records.push(rec);
+            hosts.insert(ip, host);
+        }
+        let mut cursors = vec![None; network.pools().len()];
+        let prefix = k.cursors(name);
+        for kv in get_kvs(&ops[3]) {
+            let pool: usize = codec::suffix(kv.key(), &prefix)?
+                .parse()
+                .map_err(|_| corrupt(kv.key(), "the key does not end in a pool index"))?;
+            let ip: IpAddr = codec::text(kv.key(), kv.value())?
+                .parse()
+                .map_err(|_| corrupt(kv.key(), "the value is not an IP address"))?;
+            match cursors.get_mut(pool) {
+                Some(slot) => *slot = Some(ip),
+                None => return Err(corrupt(kv.key(), "the network has no such pool")),
+            }
+        }
+        Ok((
+            Snapshot {
+                network,
+                records,
+                cursors,
+                version,
+            },
+            hosts,
+        ))
+    }
+
+    /// The commit's transaction: compares, then the writes.
+    fn commit_txn(
+        &self,
+        name: &str,
+        expected: u64,
+        changes: &[Change],
+        nonce: &str,
+    ) -> Result<Txn> {
+        let k = &self.keys;
+        let next = expected + 1;
+        let mut compares = vec![Compare::value(
+            k.version(name),
+            CompareOp::Equal,
+            expected.to_string(),
+        )];
+        let mut ops = vec![
+            TxnOp::put(k.version(name), next.to_string(), None),
+            TxnOp::put(k.log(name, next), codec::encode_log(nonce, changes), None),
+        ];
+        if next > LOG_KEEP {
+            ops.push(TxnOp::delete(k.log(name, next - LOG_KEEP), None));
+        }
+        // etcd refuses a key twice in one transaction: fold the batch per key first.
+        enum Pre {
+            Absent,
+            HeldBy(Owner),
+        }
+        let mut per_addr: BTreeMap<IpAddr, (Pre, Option<&Record>)> = BTreeMap::new();
+        let mut cursors: BTreeMap<usize, IpAddr> = BTreeMap::new();
+        let refuse = |addr: IpAddr, what: &str| {
+            Error::new(
+                ErrorKind::Conflict,
+                format!("address {addr} in network `{name}` {what} earlier in the same batch: reload and retry"),
+            )
+        };
+        for c in changes {
+            match c {
+                Change::Claim(r) => match per_addr.get_mut(&r.addr) {
+                    Some((_, now @ None)) => *now = Some(r),
+                    Some((_, Some(_))) => return Err(refuse(r.addr, "was claimed")),
+                    None => {
+                        per_addr.insert(r.addr, (Pre::Absent, Some(r)));
+                    }
+                },
+                Change::Release(r) => match per_addr.get_mut(&r.addr) {
+                    Some((_, now)) => {
+                        if now.is_some_and(|h| h.owner == r.owner) {
+                            *now = None;
+                        } else {
+                            return Err(refuse(r.addr, "is not held by its releaser"));
+                        }
+                    }
+                    None => {
+                        per_addr.insert(r.addr, (Pre::HeldBy(r.owner.clone()), None));
+                    }
+                },
+                Change::Cursor { pool, addr } => {
+                    cursors.insert(*pool, *addr);
+                }
+            }
+        }
+        // The version compare alone makes the commit safe (the batch was computed on that
+        // version); the per-key compares also guard against a caller's wrong cache, as far as
+        // etcd's limit on a transaction's length (`--max-txn-ops`) allows.
+        let mut budget = self.max_txn_ops.saturating_sub(1);
+        for (addr, (pre, now)) in per_addr {
+            let key = k.addr(name, addr);
+            match pre {
+                Pre::Absent if budget >= 1 => {
+                    budget -= 1;
+                    compares.push(Compare::version(key.clone(), CompareOp::Equal, 0));
+                }
+                Pre::HeldBy(o) if budget >= 2 => {
+                    budget -= 2;
+                    let (lo, hi) = codec::owner_range(&o);
+                    compares.push(Compare::value(key.clone(), CompareOp::Greater, lo));
+                    compares.push(Compare::value(key.clone(), CompareOp::Less, hi));
+                }
+                _ => {}
+            }
+            match now {
+                Some(r) => ops.push(TxnOp::put(key, codec::encode_record(r, &self.host), None)),
+                None => ops.push(TxnOp::delete(key, None)),
+            }
+        }
+        for (pool, addr) in cursors {
+            ops.push(TxnOp::put(k.cursor(name, pool), addr.to_string(), None));
+        }
+        if ops.len() > self.max_txn_ops {
+            return Err(Error::invalid(format!(
+                "a commit to network `{name}` writes {} keys, more than the {} etcd takes in one \
+                 transaction: raise `--max-txn-ops` on every etcd member and \
+                 EtcdConfig::max_txn_ops to match, or release in smaller batches",
+                ops.len(),
+                self.max_txn_ops
+            )));
+        }
+        Ok(Txn::new()
+            .when(compares)
+            .and_then(ops)
+            .or_else(vec![TxnOp::get(k.version(name), None)]))
+    }
+
+    async fn do_commit(&self, name: &str, expected: u64, changes: &[Change]) -> Result<u64> {
+        check_name(name)?;
+        let nonce = self.nonce();
+        let txn = self.commit_txn(name, expected, changes, &nonce)?;
+        let deadline = Instant::now() + self.retry_for;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let last = match self.once(self.client.kv_client().txn(txn.clone())).await {
+                Ok(r) if r.succeeded() => return Ok(expected + 1),
+                Ok(r) => {
+                    let ops = r.op_responses();
+                    return Err(match ops.first().and_then(|o| get_kvs(o).first()) {
+                        None => self.not_found(name),
+                        Some(kv) => {
+                            let now = codec::parse_version(kv.key(), kv.value())?;
+                            if now != expected {
+                                super::memory::conflict(name, now, expected)
+                            } else {
+                                Error::new(
+                                    ErrorKind::Conflict,
+                                    format!(
+                                        "network `{name}` in etcd disagrees with the batch (an \
+                                         address is taken or no longer held): reload and retry"
+                                    ),
+                                )
+                            }
+                        }
+                    });
+                }
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(m)) => m,
+            };
+            // The reply is lost: the transaction may have applied. Read the version and our
+            // log entry back (retrying until a member answers) to know.
+            let (vkey, lkey) = (self.keys.version(name), self.keys.log(name, expected + 1));
+            let r = self
+                .txn(
+                    "check a commit",
+                    Txn::new().and_then(vec![TxnOp::get(vkey, None), TxnOp::get(lkey, None)]),
+                )
+                .await?;
+            let ops = r.op_responses();
+            let Some(v) = get_kvs(&ops[0]).first() else {
+                return Err(self.not_found(name));
+            };
+            let now = codec::parse_version(v.key(), v.value())?;
+            if let Some(l) = get_kvs(&ops[1]).first() {
+                if codec::log_nonce(l.key(), l.value())? == nonce {
+                    return Ok(expected + 1); // it applied; only the reply was lost
+                }
+            }
+            if now > expected + LOG_KEEP {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "etcd at {}: the outcome of a commit to network `{name}` is unknown (its \
+                         reply was lost and {LOG_KEEP}+ commits followed): look the owners up \
+                         and retry",
+                        self.endpoints
+                    ),
+                ));
+            }
+            if now != expected {
+                return Err(super::memory::conflict(name, now, expected));
+            }
+            if Instant::now() + delay > deadline {
+                return Err(timeout_err(
+                    &self.endpoints,
+                    "commit",
+                    self.retry_for,
+                    &last,
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    async fn do_changes_since(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<(Vec<Change>, u64)>> {
+        check_name(name)?;
+        let k = &self.keys;
+        let txn = Txn::new().and_then(vec![
+            TxnOp::get(k.version(name), None),
+            TxnOp::get(
+                k.log(name, version + 1),
+                Some(GetOptions::new().with_range(k.log_end(name))),
+            ),
+        ]);
+        let r = self.txn("read the changes of a network", txn).await?;
+        let ops = r.op_responses();
+        let Some(v) = get_kvs(&ops[0]).first() else {
+            return Err(self.not_found(name));
+        };
+        let now = codec::parse_version(v.key(), v.value())?;
+        if now < version {
+            return Ok(None);
+        }
+        let entries = get_kvs(&ops[1]);
+        if entries.len() as u64 != now - version {
+            return Ok(None); // trimmed away (or a network recreated meanwhile)
+        }
+        let mut changes = Vec::new();
+        for (i, kv) in entries.iter().enumerate() {
+            if kv.key() != k.log(name, version + 1 + i as u64).as_bytes() {
+                return Ok(None);
+            }
+            changes.extend(codec::decode_log(kv.key(), kv.value())?);
+        }
+        Ok(Some((changes, now)))
+    }
+
+    async fn do_version(&self, name: &str) -> Result<u64> {
+        check_name(name)?;
+        let key = self.keys.version(name);
+        let r = self
+            .call("read a network's version", move |mut kv| {
+                let k = key.clone();
+                async move { kv.get(k, None).await }
+            })
+            .await?;
+        match r.kvs().first() {
+            Some(kv) => codec::parse_version(kv.key(), kv.value()),
+            None => Err(self.not_found(name)),
+        }
+    }
+
+    /// Every leased address of network `name`, grouped by the host that claimed it (its
+    /// [`EtcdConfig::host`]).
+    pub async fn addresses_by_host(&self, name: &str) -> Result<BTreeMap<String, Vec<Record>>> {
+        let (snap, hosts) = self.load_inner(name).await?;
+        let mut out: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        for r in snap.records {
+            let h = hosts.get(&r.addr).cloned().unwrap_or_default();
+            out.entry(h).or_default().push(r);
+        }
+        Ok(out)
+    }
+
+    /// Releases, in network `name`, every lease claimed by host `host` whose owner is not in
+    /// `valid` (each host knows only its own containers: it collects its own garbage without
+    /// touching the other hosts' leases). Returns the released records.
+    ///
+    /// [`crate::ipam::Ipam::gc`] over this store is the cluster-wide form: it releases every
+    /// lease whose owner is not in `valid`, whichever host claimed it.
+    pub async fn gc_host(&self, name: &str, host: &str, valid: &[Owner]) -> Result<Vec<Record>> {
+        loop {
+            let (snap, hosts) = self.load_inner(name).await?;
+            let gone: Vec<Record> = snap
+                .records
+                .into_iter()
+                .filter(|r| hosts.get(&r.addr).map(String::as_str) == Some(host))
+                .filter(|r| !valid.contains(&r.owner))
+                .collect();
+            if gone.is_empty() {
+                return Ok(gone);
+            }
+            let changes: Vec<Change> = gone.iter().cloned().map(Change::Release).collect();
+            match self.do_commit(name, snap.version, &changes).await {
+                Ok(_) => return Ok(gone),
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn timeout_err(endpoints: &str, what: &str, after: Duration, last: &str) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "etcd at {endpoints} did not answer ({what}) within {after:?}; last error: {last}; \
+             check that etcd runs, that the endpoints are right and that this host reaches them"
+        ),
+    )
+}
+
+/// Sorts an etcd-client error: retry (unavailable member, election, timeout, transport) or
+/// fail for good (credentials, permissions, bad arguments).
+fn classify(e: &etcd_client::Error) -> Failure {
+    use etcd_client::Error as E;
+    use tonic::Code;
+    match e {
+        E::GRpcStatus(s) => match s.code() {
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::Unknown
+            | Code::ResourceExhausted => Failure::Retry(format!("{:?}: {}", s.code(), s.message())),
+            Code::Unauthenticated | Code::PermissionDenied => Failure::Fatal(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "etcd refused the request: {}; check the user, password and client \
+                     certificate given to the etcd store, and the user's role on the prefix",
+                    s.message()
+                ),
+            )),
+            // etcd answers a wrong password or a missing user with InvalidArgument.
+            Code::InvalidArgument
+                if s.message().contains("authentication failed")
+                    || s.message().contains("user name is empty") =>
+            {
+                Failure::Fatal(Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "etcd refused the credentials: {}; check the user and password given \
+                         to the etcd store",
+                        s.message()
+                    ),
+                ))
+            }
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => Failure::Fatal(
+                Error::invalid(format!("etcd refused the request: {}", s.message())),
+            ),
+            _ => Failure::Fatal(Error::new(
+                ErrorKind::Io,
+                format!("etcd failed the request ({:?}): {}", s.code(), s.message()),
+            )),
+        },
+        E::TransportError(t) => Failure::Retry(format!("transport: {t}")),
+        E::IoError(i) => Failure::Retry(format!("I/O: {i}")),
+        E::InvalidArgs(m) => {
+            Failure::Fatal(Error::invalid(format!("bad etcd client settings: {m}")))
+        }
+        E::InvalidUri(u) => Failure::Fatal(Error::invalid(format!(
+            "bad etcd endpoint ({u}): give URLs like http://127.0.0.1:2379"
+        ))),
+        other => Failure::Retry(other.to_string()),
+    }
+}
+
+impl Store for EtcdStore {
+    fn networks(&self) -> StoreFuture<'_, Vec<Network>> {
+        Box::pin(async move { Ok(self.read_networks().await?.0) })
+    }
+
+    fn create_network<'a>(&'a self, network: &'a Network) -> StoreFuture<'a, ()> {
+        Box::pin(self.do_create(network))
+    }
+
+    fn delete_network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(self.do_delete(name))
+    }
+
+    fn load<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Snapshot> {
+        Box::pin(async move { Ok(self.load_inner(name).await?.0) })
+    }
+
+    fn version<'a>(&'a self, name: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(self.do_version(name))
+    }
+
+    fn changes_since<'a>(
+        &'a self,
+        name: &'a str,
+        version: u64,
+    ) -> StoreFuture<'a, Option<(Vec<Change>, u64)>> {
+        Box::pin(self.do_changes_since(name, version))
+    }
+
+    fn commit<'a>(
+        &'a self,
+        name: &'a str,
+        expected: u64,
+        changes: &'a [Change],
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(self.do_commit(name, expected, changes))
+    }
+}

@@ -1,0 +1,569 @@
+//! The etcd IPAM store against real etcd members (feature `etcd`): one node and three, processes
+//! racing as different hosts, the leader killed with SIGKILL mid-run, and bad input. etcd runs
+//! on free 127.0.0.1 ports with data in a temporary directory (see `cluster`); the tests skip
+//! loudly when etcd is not installed (`cargo xtask etcd-test` installs it).
+
+mod cluster;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use underlay::ipam::{Change, EtcdConfig, EtcdStore, Ipam, Owner, Record, Request, Store};
+use underlay::ErrorKind;
+
+use super::ipam::{check, ip, net, owner};
+use cluster::Cluster;
+
+const CHILD: &str = "UNDERLAY_ETCD_CHILD";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Skips when run as a child or without etcd.
+fn skip(test: &str) -> bool {
+    std::env::var(CHILD).is_ok() || !cluster::available(test)
+}
+
+fn config(c: &Cluster, host: &str) -> EtcdConfig {
+    EtcdConfig::new(c.endpoints())
+        .host(host)
+        .request_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_millis(500))
+        .retry_for(Duration::from_secs(20))
+}
+
+async fn store(c: &Cluster, host: &str) -> Arc<EtcdStore> {
+    Arc::new(EtcdStore::connect(config(c, host)).await.unwrap())
+}
+
+fn rec(addr: &str, who: &str) -> Record {
+    Record {
+        addr: ip(addr),
+        owner: owner(who),
+        boot_id: None,
+    }
+}
+
+#[test]
+fn one_node_two_hosts_share_networks_and_leases() {
+    if skip("one_node_two_hosts_share_networks_and_leases") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        let (a, b) = (store(&c, "h1").await, store(&c, "h2").await);
+        let n = net(
+            "mac_net1",
+            &["172.22.16.0/24 gateway=172.22.16.1", "fd00:16::/64"],
+        );
+        let ia = Ipam::create(a.clone(), n.clone()).await.unwrap();
+        // One definition for every host.
+        assert_eq!(b.networks().await.unwrap(), vec![n.clone()]);
+        let ib = Ipam::open_or_create(b.clone(), n.clone()).await.unwrap();
+        let e = Ipam::create(b.clone(), n.clone()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+        let e = Ipam::create(b.clone(), net("wide", &["172.22.0.0/16"]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Overlap, "{e}");
+        let e = Ipam::open_or_create(b.clone(), net("mac_net1", &["172.22.16.0/24"]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+
+        // Both hosts allocate, interleaved: never the same address.
+        let mut all = HashSet::new();
+        for i in 0..20 {
+            for (ipam, h) in [(&ia, "a"), (&ib, "b")] {
+                let l = ipam
+                    .allocate(&owner(format!("{h}{i}")), &Request::any())
+                    .await
+                    .unwrap();
+                assert_eq!(l.addresses.len(), 2);
+                for x in l.ips() {
+                    assert!(all.insert(x), "{x} handed out twice");
+                }
+            }
+        }
+        let seen_a = check(&ia).await;
+        assert_eq!(seen_a, check(&ib).await);
+        assert_eq!(seen_a.len(), 80);
+        // A specific address held by the other host is refused.
+        let held = ia.lookup(&owner("a0")).await.unwrap().unwrap().ips()[0];
+        assert!(ib.allocate(&owner("x"), &Request::ip(held)).await.is_err());
+
+        // The oracle: etcdctl reads the record, owner first, stamped with its host.
+        let key = format!("/underlay/ipam/data/mac_net1/addr/{held}");
+        let out = c.ctl(&["get", &key, "--print-value-only"]);
+        assert_eq!(
+            out.trim(),
+            "a0/eth0 host=h1".to_string() + &boot_suffix(&ia)
+        );
+
+        // Per-host report.
+        let by_host = a.addresses_by_host("mac_net1").await.unwrap();
+        let count: BTreeMap<&str, usize> =
+            by_host.iter().map(|(h, v)| (h.as_str(), v.len())).collect();
+        assert_eq!(count, BTreeMap::from([("h1", 40), ("h2", 40)]));
+
+        // A release on one host is seen by the other; changes_since serves the log.
+        let v = a.version("mac_net1").await.unwrap();
+        ib.release(&owner("a1")).await.unwrap().unwrap();
+        assert!(ia.lookup(&owner("a1")).await.unwrap().is_none());
+        let (changes, now) = a.changes_since("mac_net1", v).await.unwrap().unwrap();
+        assert_eq!(now, v + 1);
+        assert!(matches!(&changes[..], [Change::Release(r), ..] if r.owner == owner("a1")));
+
+        // gc of one host touches only that host's leases; Ipam::gc is cluster-wide.
+        let valid: Vec<Owner> = (0..10).map(|i| owner(format!("b{i}"))).collect();
+        let gone = b.gc_host("mac_net1", "h2", &valid).await.unwrap();
+        assert_eq!(gone.len(), 2 * 10, "two addresses per owner");
+        assert_eq!(ib.list().await.unwrap().len(), 19 + 10);
+        let keep = [owner("a2"), owner("b3")];
+        assert_eq!(ia.gc(&keep).await.unwrap().len(), 19 + 10 - 2);
+        let left: HashSet<Owner> = ib
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.owner)
+            .collect();
+        assert_eq!(left, keep.iter().cloned().collect());
+
+        // Delete waits for the last lease.
+        let e = Ipam::delete(&*a, "mac_net1").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+        assert_eq!(ia.gc(&[]).await.unwrap().len(), 2);
+        Ipam::delete(&*b, "mac_net1").await.unwrap();
+        assert_eq!(a.networks().await.unwrap(), vec![]);
+        let e = Ipam::open(a.clone(), "mac_net1").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        let left = c.ctl(&["get", "--prefix", "/underlay/ipam/data/", "--keys-only"]);
+        assert_eq!(left.trim(), "", "keys left after delete");
+    });
+}
+
+fn boot_suffix(ipam: &Ipam) -> String {
+    ipam.boot_id()
+        .map(|b| format!(" boot={b}"))
+        .unwrap_or_default()
+}
+
+#[test]
+fn commits_are_compare_and_swap() {
+    if skip("commits_are_compare_and_swap") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        let s = store(&c, "h1").await;
+        s.create_network(&net("n", &["10.1.0.0/24"])).await.unwrap();
+        assert_eq!(s.version("n").await.unwrap(), 0);
+        let cur = |a: &str| Change::Cursor {
+            pool: 0,
+            addr: ip(a),
+        };
+        // One batch: several cursor moves and a claim released again (folded per key).
+        let v = s
+            .commit(
+                "n",
+                0,
+                &[
+                    Change::Claim(rec("10.1.0.2", "a")),
+                    cur("10.1.0.2"),
+                    Change::Claim(rec("10.1.0.3", "b")),
+                    cur("10.1.0.3"),
+                    Change::Release(rec("10.1.0.3", "b")),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(v, 1);
+        let snap = s.load("n").await.unwrap();
+        assert_eq!(snap.records, vec![rec("10.1.0.2", "a")]);
+        assert_eq!(snap.cursors, vec![Some(ip("10.1.0.3"))]);
+        // A stale version, a taken address, a release by the wrong owner: refused, no change.
+        for (expected, change) in [
+            (0, Change::Claim(rec("10.1.0.9", "c"))),
+            (1, Change::Claim(rec("10.1.0.2", "c"))),
+            (1, Change::Release(rec("10.1.0.2", "c"))),
+        ] {
+            let e = s.commit("n", expected, &[change]).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        }
+        assert_eq!(s.load("n").await.unwrap(), snap);
+        let e = s
+            .commit(
+                "n",
+                1,
+                &[
+                    Change::Claim(rec("10.1.0.5", "c")),
+                    Change::Claim(rec("10.1.0.5", "d")),
+                ],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        let v = s
+            .commit("n", 1, &[Change::Release(rec("10.1.0.2", "a"))])
+            .await
+            .unwrap();
+        assert_eq!(v, 2);
+        let (ch, now) = s.changes_since("n", 0).await.unwrap().unwrap();
+        assert_eq!(now, 2);
+        assert_eq!(ch.len(), 6);
+        assert_eq!(s.changes_since("n", 2).await.unwrap(), Some((vec![], 2)));
+        assert_eq!(s.changes_since("n", 7).await.unwrap(), None);
+        // A batch longer than etcd takes in one transaction: refused up front, explained.
+        let big: Vec<Change> = (0..200)
+            .map(|i| Change::Claim(rec(&format!("10.1.0.{}", i + 10), &format!("o{i}"))))
+            .collect();
+        let e = s.commit("n", 2, &big).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.message().contains("--max-txn-ops"), "{e}");
+        assert_eq!(s.version("n").await.unwrap(), 2);
+        let e = s.version("nope").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.message().contains("nope"), "{e}");
+    });
+}
+
+#[test]
+fn bad_input_and_bad_conditions() {
+    if skip("bad_input_and_bad_conditions") {
+        return;
+    }
+    rt().block_on(async {
+        // Nobody listens: a Timeout naming the endpoint, soon after retry_for.
+        let dead = cluster::dead_endpoint();
+        let t = Instant::now();
+        let e = EtcdStore::connect(
+            EtcdConfig::new([dead.clone()])
+                .request_timeout(Duration::from_millis(300))
+                .connect_timeout(Duration::from_millis(200))
+                .retry_for(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        assert!(e.message().contains(&dead), "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "hung {:?}",
+            t.elapsed()
+        );
+        for cfg in [
+            EtcdConfig::new(Vec::<String>::new()),
+            EtcdConfig::new([dead.clone()]).prefix("underlay"),
+            EtcdConfig::new([dead.clone()]).host("two words"),
+            EtcdConfig::new(["http://[::1"]),
+            EtcdConfig::new([dead.clone()]).client_cert("/c", "/k"),
+        ] {
+            let e = EtcdStore::connect(cfg.clone()).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{cfg:?}: {e}");
+        }
+        let e =
+            EtcdStore::connect(EtcdConfig::new(["https://127.0.0.1:1"]).tls("/nonexistent/ca.pem"))
+                .await
+                .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert!(e.message().contains("/nonexistent/ca.pem"), "{e}");
+    });
+
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        let s = store(&c, "h1").await;
+        let ipam = Ipam::create(s.clone(), net("n", &["10.2.0.0/24"]))
+            .await
+            .unwrap();
+        ipam.allocate(&owner("a"), &Request::any()).await.unwrap();
+        // Keys written by something else under the prefix: Corrupt, naming the key.
+        for (key, value) in [
+            ("/underlay/ipam/data/n/addr/10.2.0.99", "hello"),
+            ("/underlay/ipam/data/n/addr/banana", "a/eth0 host=h"),
+            ("/underlay/ipam/data/n/addr/10.9.0.1", "a/eth0 host=h"),
+        ] {
+            c.ctl(&["put", key, value]);
+            let r = s.load("n").await;
+            let e2 = Ipam::open(s.clone(), "n").await.unwrap_err();
+            assert_eq!(e2.kind(), ErrorKind::Corrupt, "{key}: {e2}");
+            if key.ends_with("10.9.0.1") {
+                // Well-formed, but outside every pool: the IPAM refuses it.
+                assert!(r.is_ok());
+                assert!(e2.message().contains("10.9.0.1"), "{e2}");
+            } else {
+                let e = r.unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Corrupt, "{key}: {e}");
+                assert!(e.message().contains(key), "{e}");
+            }
+            c.ctl(&["del", key]);
+        }
+        c.ctl(&["put", "/underlay/ipam/net/zzz", "garbage"]);
+        let e = s.networks().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(e.message().contains("/underlay/ipam/net/zzz"), "{e}");
+        c.ctl(&["del", "/underlay/ipam/net/zzz"]);
+        c.ctl(&["put", "/underlay/ipam/data/n/version", "seven"]);
+        let e = s.version("n").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        c.ctl(&["del", "/underlay/ipam/data/n/version"]);
+        // Another prefix is another store: same name, no clash.
+        let other = Arc::new(
+            EtcdStore::connect(config(&c, "h1").prefix("/other/"))
+                .await
+                .unwrap(),
+        );
+        Ipam::create(other.clone(), net("n", &["10.2.0.0/24"]))
+            .await
+            .unwrap();
+        assert_eq!(other.networks().await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn wrong_credentials_are_refused() {
+    if skip("wrong_credentials_are_refused") {
+        return;
+    }
+    let c = Cluster::start(1);
+    c.ctl(&["user", "add", "root:rootpw", "--interactive=false"]);
+    c.ctl(&["user", "grant-role", "root", "root"]);
+    c.ctl(&["auth", "enable"]);
+    rt().block_on(async {
+        let e = EtcdStore::connect(config(&c, "h").user("root", "wrong"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+        let e = EtcdStore::connect(config(&c, "h")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+        let s = Arc::new(
+            EtcdStore::connect(config(&c, "h").user("root", "rootpw"))
+                .await
+                .unwrap(),
+        );
+        let ipam = Ipam::create(s, net("n", &["10.3.0.0/24"])).await.unwrap();
+        ipam.allocate(&owner("a"), &Request::any()).await.unwrap();
+        assert_eq!(ipam.list().await.unwrap().len(), 1);
+    });
+}
+
+// ---- many processes, as different hosts -------------------------------------------------
+
+/// The child's body: allocate `COUNT` owners `PREFIX-i` from network `shared` with `INFLIGHT`
+/// at once as host `HOST`, printing `@@ ack OWNER IP` once each allocation is acknowledged.
+#[test]
+fn child() {
+    let Ok(endpoints) = std::env::var(CHILD) else {
+        return;
+    };
+    let var = |k: &str| std::env::var(k).unwrap();
+    let (host, prefix) = (var("HOST"), var("PREFIX"));
+    let count: usize = var("COUNT").parse().unwrap();
+    let inflight: usize = var("INFLIGHT").parse().unwrap();
+    rt().block_on(async {
+        let cfg = EtcdConfig::new(endpoints.split(','))
+            .host(host)
+            .request_timeout(Duration::from_secs(1))
+            .connect_timeout(Duration::from_millis(300))
+            .retry_for(Duration::from_secs(30));
+        let store = Arc::new(EtcdStore::connect(cfg).await.unwrap());
+        let ipam = Ipam::open(store, "shared").await.unwrap();
+        futures::stream::iter(0..count)
+            .map(|i| {
+                let ipam = ipam.clone();
+                let prefix = prefix.clone();
+                async move {
+                    let o = owner(format!("{prefix}-{i}"));
+                    let l = ipam.allocate(&o, &Request::any()).await.unwrap();
+                    println!("@@ ack {o} {}", l.ips()[0]);
+                }
+            })
+            .buffer_unordered(inflight)
+            .collect::<Vec<()>>()
+            .await;
+    });
+}
+
+fn spawn(c: &Cluster, host: &str, count: usize, inflight: usize) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "ipam_etcd::child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, c.endpoints().join(","))
+        .env("HOST", host)
+        .env("PREFIX", host)
+        .env("COUNT", count.to_string())
+        .env("INFLIGHT", inflight.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Collects `@@ ack` lines of running children in background threads.
+struct Acks {
+    lines: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Acks {
+    fn follow(children: &mut [Child]) -> Acks {
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let readers = children
+            .iter_mut()
+            .map(|c| {
+                let out = c.stdout.take().unwrap();
+                let lines = lines.clone();
+                std::thread::spawn(move || {
+                    for l in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                        lines.lock().unwrap().push(l);
+                    }
+                })
+            })
+            .collect();
+        Acks { lines, readers }
+    }
+
+    fn count(&self) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("@@ ack"))
+            .count()
+    }
+
+    /// Waits for the children (all must succeed) and returns owner -> address.
+    fn finish(self, children: Vec<Child>) -> HashMap<String, IpAddr> {
+        for mut c in children {
+            let st = c.wait().unwrap();
+            assert!(st.success(), "a child failed: {st:?}");
+        }
+        for r in self.readers {
+            r.join().unwrap();
+        }
+        let mut held = HashMap::new();
+        for line in self.lines.lock().unwrap().iter() {
+            let Some(i) = line.find("@@ ack ") else {
+                continue;
+            };
+            let w: Vec<&str> = line[i + 7..].split(' ').collect();
+            assert!(held
+                .insert(w[0].to_string(), w[1].parse().unwrap())
+                .is_none());
+        }
+        held
+    }
+}
+
+/// Every acknowledged claim is in the store with its address, nothing is owned twice, and
+/// each host's report holds exactly its own owners.
+async fn verify(c: &Cluster, held: &HashMap<String, IpAddr>) {
+    let s = store(c, "verifier").await;
+    let ipam = Ipam::open(s.clone(), "shared").await.unwrap();
+    let leased: HashMap<String, IpAddr> = check(&ipam)
+        .await
+        .into_iter()
+        .map(|(a, o)| (o.to_string(), a))
+        .collect();
+    assert_eq!(&leased, held, "acknowledged claims and the store differ");
+    let addrs: HashSet<&IpAddr> = held.values().collect();
+    assert_eq!(addrs.len(), held.len(), "an address was handed out twice");
+    for (host, recs) in s.addresses_by_host("shared").await.unwrap() {
+        for r in recs {
+            assert!(
+                r.owner.container_id().starts_with(&format!("{host}-")),
+                "{host}: {r:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn processes_as_hosts_race_on_one_pool() {
+    if skip("processes_as_hosts_race_on_one_pool") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        Ipam::create(store(&c, "h").await, net("shared", &["10.77.0.0/22"]))
+            .await
+            .unwrap();
+    });
+    let mut children: Vec<Child> = (0..4)
+        .map(|i| spawn(&c, &format!("h{i}"), 150, 8))
+        .collect();
+    let acks = Acks::follow(&mut children);
+    let held = acks.finish(children);
+    assert_eq!(held.len(), 4 * 150);
+    rt().block_on(verify(&c, &held));
+}
+
+#[test]
+fn three_members_survive_a_leader_killed_mid_run() {
+    if skip("three_members_survive_a_leader_killed_mid_run") {
+        return;
+    }
+    let mut c = Cluster::start(3);
+    rt().block_on(async {
+        Ipam::create(store(&c, "h").await, net("shared", &["10.78.0.0/22"]))
+            .await
+            .unwrap();
+    });
+    let mut children: Vec<Child> = (0..3)
+        .map(|i| spawn(&c, &format!("h{i}"), 200, 4))
+        .collect();
+    let acks = Acks::follow(&mut children);
+    let t = Instant::now();
+    while acks.count() < 60 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the children never got going"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let leader = c.leader();
+    c.kill(leader); // SIGKILL, mid-run
+    let before = acks.count();
+    let held = acks.finish(children);
+    assert_eq!(held.len(), 3 * 200);
+    assert!(before < held.len(), "nothing was allocated after the kill");
+    rt().block_on(verify(&c, &held));
+    // The old leader comes back on its data and catches up.
+    c.restart(leader);
+    let others = (0..3).find(|&i| i != leader).unwrap();
+    let target = c.applied_index(others).unwrap();
+    let t = Instant::now();
+    while c.applied_index(leader).unwrap_or(0) < target {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the restarted member never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = c
+        .ctl_at(
+            leader,
+            &[
+                "get",
+                "--prefix",
+                "/underlay/ipam/data/shared/addr/",
+                "--keys-only",
+                "--consistency=s",
+            ],
+        )
+        .unwrap();
+    assert_eq!(out.lines().filter(|l| !l.is_empty()).count(), 3 * 200);
+}
