@@ -123,9 +123,29 @@ pub(crate) fn run(mut args: Vec<OsString>) -> std::io::Result<i32> {
     }
     for ex in &examples {
         step("example", &ex.display().to_string());
-        if !status(Command::new(&python).arg(ex).current_dir(&venv))? {
+        let out = Command::new(&python).arg(ex).current_dir(&venv).output()?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
             eprintln!("py-test: example {} failed", ex.display());
             return Ok(1);
+        }
+        // Parts this kernel cannot run (8021q): run the script again in the VM, which shares
+        // this host's / (the venv included) read-only.
+        if String::from_utf8_lossy(&out.stdout).contains("skipped: this kernel has no") {
+            step(
+                "example in the VM (Debian's kernel, for what this one lacks)",
+                &ex.display().to_string(),
+            );
+            let vm = xtask::vm::prepare()?;
+            let code = vm.run(xtask::vm::VmCommand::new(&python).arg(ex))?;
+            if code != 0 {
+                eprintln!(
+                    "py-test: example {} failed in the VM (status {code})",
+                    ex.display()
+                );
+                return Ok(1);
+            }
         }
     }
     println!("py-test: all Python checks passed");
