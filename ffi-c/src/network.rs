@@ -1,0 +1,791 @@
+//! Docker-like networks and endpoints: create, get, list, delete, connect, disconnect, host
+//! access, reconcile.
+
+use std::ffi::CString;
+use std::os::raw::c_char;
+
+use underlay::network::{
+    Endpoint, EndpointSpec, HostAccess, MacPolicy, Network, NetworkSpec, Networks, ShimRoutes,
+};
+use underlay::{IpvlanFlag, IpvlanMode, MacvlanMode};
+
+use crate::handle::underlay_handle;
+use crate::ipam::underlay_ipam_store;
+use crate::list::underlay_string_list;
+use crate::netns::underlay_netns;
+use crate::result::underlay_result;
+use crate::support::{
+    block, cstring, free, guard, guard_value, invalid, ip, m, mac, null, opt_ptr, opt_s, out,
+    owned_string, r, s, R,
+};
+
+/// The networks of one host namespace, with their state under a root directory. Thread-safe.
+/// Free with `underlay_networks_free`.
+pub struct underlay_networks {
+    inner: Networks,
+}
+
+/// Opens the networks kept under directory `root` (e.g. "/var/lib/underlay"; created if
+/// missing), with `host` the host namespace's handle and the IPAM's local store under `root`.
+#[no_mangle]
+pub extern "C" fn underlay_networks_open(
+    host: *const underlay_handle,
+    root: *const c_char,
+    networks_out: *mut *mut underlay_networks,
+) -> underlay_result {
+    guard(|| {
+        let h = r(host, "host")?;
+        let root = s(root, "root")?;
+        let o = out(networks_out, "networks_out")?;
+        let n = block(Networks::open(&h.inner, root))?;
+        o.set_box(underlay_networks { inner: n });
+        Ok(())
+    })
+}
+
+/// Like `underlay_networks_open`, with the IPAM in `store` (e.g. one shared by several hosts).
+#[no_mangle]
+pub extern "C" fn underlay_networks_open_with_store(
+    host: *const underlay_handle,
+    root: *const c_char,
+    store: *const underlay_ipam_store,
+    networks_out: *mut *mut underlay_networks,
+) -> underlay_result {
+    guard(|| {
+        let h = r(host, "host")?;
+        let root = s(root, "root")?;
+        let st = r(store, "store")?;
+        let o = out(networks_out, "networks_out")?;
+        let n = block(Networks::with_store(&h.inner, root, st.inner.clone()))?;
+        o.set_box(underlay_networks { inner: n });
+        Ok(())
+    })
+}
+
+/// Frees the handle (networks stay: they live in the kernel and under the root). NULL is a
+/// no-op.
+#[no_mangle]
+pub extern "C" fn underlay_networks_free(networks: *mut underlay_networks) {
+    guard_value((), || free(networks))
+}
+
+/// What `docker network create` takes: made by `underlay_network_spec_macvlan` / `_ipvlan` /
+/// `_from_docker`, completed with pools, used by `underlay_networks_create`, freed by
+/// `underlay_network_spec_free`.
+pub struct underlay_network_spec {
+    inner: NetworkSpec,
+}
+
+fn new_spec(
+    spec_out: *mut *mut underlay_network_spec,
+    f: impl FnOnce() -> R<NetworkSpec>,
+) -> underlay_result {
+    guard(|| {
+        let o = out(spec_out, "spec_out")?;
+        o.set_box(underlay_network_spec { inner: f()? });
+        Ok(())
+    })
+}
+
+/// A macvlan network `name` on `parent` (which underlay creates if it is "IF.VLAN" and
+/// absent) in `mode` ("bridge", "private", "vepa", "passthru", "source").
+#[no_mangle]
+pub extern "C" fn underlay_network_spec_macvlan(
+    name: *const c_char,
+    parent: *const c_char,
+    mode: *const c_char,
+    spec_out: *mut *mut underlay_network_spec,
+) -> underlay_result {
+    new_spec(spec_out, || {
+        let (n, p) = (s(name, "name")?, s(parent, "parent")?);
+        let mode: MacvlanMode = s(mode, "mode")?.parse()?;
+        Ok(NetworkSpec::macvlan(n, p, mode))
+    })
+}
+
+/// An ipvlan network `name` on `parent` in `mode` ("l2", "l3", "l3s") with `flag` ("bridge",
+/// "private", "vepa").
+#[no_mangle]
+pub extern "C" fn underlay_network_spec_ipvlan(
+    name: *const c_char,
+    parent: *const c_char,
+    mode: *const c_char,
+    flag: *const c_char,
+    spec_out: *mut *mut underlay_network_spec,
+) -> underlay_result {
+    new_spec(spec_out, || {
+        let (n, p) = (s(name, "name")?, s(parent, "parent")?);
+        let mode: IpvlanMode = s(mode, "mode")?.parse()?;
+        let flag: IpvlanFlag = s(flag, "flag")?.parse()?;
+        Ok(NetworkSpec::ipvlan(n, p, mode, flag))
+    })
+}
+
+/// A network in Docker's words: `driver` "macvlan" or "ipvlan" and `count` options
+/// `keys[i]`=`values[i]` ("parent", "macvlan_mode", "ipvlan_mode", "ipvlan_flag", "mtu"). No
+/// "parent" makes an internal network. The arrays may be NULL when `count` is 0.
+#[no_mangle]
+pub extern "C" fn underlay_network_spec_from_docker(
+    name: *const c_char,
+    driver: *const c_char,
+    keys: *const *const c_char,
+    values: *const *const c_char,
+    count: usize,
+    spec_out: *mut *mut underlay_network_spec,
+) -> underlay_result {
+    new_spec(spec_out, || {
+        let (n, d) = (s(name, "name")?, s(driver, "driver")?);
+        let mut opts = Vec::with_capacity(count);
+        if count > 0 {
+            if keys.is_null() {
+                return Err(null("keys"));
+            }
+            if values.is_null() {
+                return Err(null("values"));
+            }
+            // SAFETY: both arrays hold `count` pointers (the caller's contract).
+            let (k, v) = unsafe {
+                (
+                    std::slice::from_raw_parts(keys, count),
+                    std::slice::from_raw_parts(values, count),
+                )
+            };
+            for i in 0..count {
+                opts.push((s(k[i], "keys[i]")?, s(v[i], "values[i]")?));
+            }
+        }
+        Ok(NetworkSpec::from_docker(n, d, &opts)?)
+    })
+}
+
+/// Adds a pool written as text ("172.16.10.0/24 gateway=172.16.10.1
+/// reserve=exclude_host=172.16.10.21 range=172.16.10.240/28").
+#[no_mangle]
+pub extern "C" fn underlay_network_spec_add_pool(
+    spec: *mut underlay_network_spec,
+    pool: *const c_char,
+) -> underlay_result {
+    guard(|| {
+        let sp = m(spec, "spec")?;
+        let p = s(pool, "pool")?.parse()?;
+        sp.inner = sp.inner.clone().pool(p);
+        Ok(())
+    })
+}
+
+/// Sets the MTU of the network's endpoints.
+#[no_mangle]
+pub extern "C" fn underlay_network_spec_set_mtu(
+    spec: *mut underlay_network_spec,
+    mtu: u32,
+) -> underlay_result {
+    guard(|| {
+        let sp = m(spec, "spec")?;
+        sp.inner = sp.inner.clone().mtu(mtu);
+        Ok(())
+    })
+}
+
+/// Brings the parent up if it is down.
+#[no_mangle]
+pub extern "C" fn underlay_network_spec_set_bring_parent_up(
+    spec: *mut underlay_network_spec,
+) -> underlay_result {
+    guard(|| {
+        let sp = m(spec, "spec")?;
+        sp.inner = sp.inner.clone().bring_parent_up();
+        Ok(())
+    })
+}
+
+/// Frees a spec. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_network_spec_free(spec: *mut underlay_network_spec) {
+    guard_value((), || free(spec))
+}
+
+/// One network. Thread-safe. Free with `underlay_network_free` (or borrowed from an
+/// `underlay_network_list`).
+pub struct underlay_network {
+    inner: Network,
+    name: CString,
+    driver: CString,
+    parent: Option<CString>,
+}
+
+impl underlay_network {
+    fn new(inner: Network) -> underlay_network {
+        underlay_network {
+            name: cstring(inner.name()),
+            driver: cstring(inner.driver().name()),
+            parent: inner.parent().map(cstring),
+            inner,
+        }
+    }
+}
+
+/// A list of networks (owned; free with `underlay_network_list_free`).
+pub struct underlay_network_list {
+    pub(crate) items: Vec<underlay_network>,
+}
+
+/// The number of networks in `list` (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_network_list_count(list: *const underlay_network_list) -> usize {
+    crate::support::guard_value(0, || {
+        crate::support::r(list, "list").map_or(0, |l| l.items.len())
+    })
+}
+
+/// Item `index` of `list`, borrowed: valid while the list lives, never freed alone. NULL when
+/// `list` is NULL or `index` is out of range.
+#[no_mangle]
+pub extern "C" fn underlay_network_list_get(
+    list: *const underlay_network_list,
+    index: usize,
+) -> *const underlay_network {
+    crate::support::guard_value(std::ptr::null(), || {
+        crate::support::r(list, "list")
+            .ok()
+            .and_then(|l| l.items.get(index))
+            .map_or(std::ptr::null(), |i| i as *const underlay_network)
+    })
+}
+
+/// Frees `list` and every item in it. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_network_list_free(list: *mut underlay_network_list) {
+    crate::support::guard_value((), || crate::support::free(list))
+}
+
+/// Creates the network `spec` describes (pre-flight checks, VLAN parent made on demand).
+#[no_mangle]
+pub extern "C" fn underlay_networks_create(
+    networks: *const underlay_networks,
+    spec: *const underlay_network_spec,
+    network_out: *mut *mut underlay_network,
+) -> underlay_result {
+    guard(|| {
+        let n = r(networks, "networks")?;
+        let sp = r(spec, "spec")?;
+        let o = out(network_out, "network_out")?;
+        let net = block(n.inner.create(sp.inner.clone()))?;
+        o.set_box(underlay_network::new(net));
+        Ok(())
+    })
+}
+
+/// Opens network `name`.
+#[no_mangle]
+pub extern "C" fn underlay_networks_get(
+    networks: *const underlay_networks,
+    name: *const c_char,
+    network_out: *mut *mut underlay_network,
+) -> underlay_result {
+    guard(|| {
+        let n = r(networks, "networks")?;
+        let name = s(name, "name")?;
+        let o = out(network_out, "network_out")?;
+        o.set_box(underlay_network::new(block(n.inner.get(name))?));
+        Ok(())
+    })
+}
+
+/// Every network.
+#[no_mangle]
+pub extern "C" fn underlay_networks_list(
+    networks: *const underlay_networks,
+    list_out: *mut *mut underlay_network_list,
+) -> underlay_result {
+    guard(|| {
+        let n = r(networks, "networks")?;
+        let o = out(list_out, "list_out")?;
+        let v = block(n.inner.list())?;
+        o.set_box(underlay_network_list {
+            items: v.into_iter().map(underlay_network::new).collect(),
+        });
+        Ok(())
+    })
+}
+
+/// Deletes network `name` (`UNDERLAY_RESULT_BUSY` while endpoints are connected); a VLAN
+/// parent underlay made goes with its last network.
+#[no_mangle]
+pub extern "C" fn underlay_networks_delete(
+    networks: *const underlay_networks,
+    name: *const c_char,
+) -> underlay_result {
+    guard(|| {
+        let n = r(networks, "networks")?;
+        block(n.inner.delete(s(name, "name")?))
+    })
+}
+
+/// What `underlay_networks_reconcile` found and did. Free with
+/// `underlay_reconcile_report_free`.
+pub struct underlay_reconcile_report {
+    clean: bool,
+    recreated_parents: underlay_string_list,
+    recreated_shims: underlay_string_list,
+    gone_endpoints: underlay_string_list,
+    removed_links: underlay_string_list,
+}
+
+/// Recovery after a reboot or a crash: recreates VLAN parents and shims, removes endpoints
+/// whose namespace is gone and stray links.
+#[no_mangle]
+pub extern "C" fn underlay_networks_reconcile(
+    networks: *const underlay_networks,
+    report_out: *mut *mut underlay_reconcile_report,
+) -> underlay_result {
+    guard(|| {
+        let n = r(networks, "networks")?;
+        let o = out(report_out, "report_out")?;
+        let rep = block(n.inner.reconcile())?;
+        o.set_box(underlay_reconcile_report {
+            clean: rep.is_clean(),
+            recreated_parents: underlay_string_list::new(rep.recreated_parents.clone()),
+            recreated_shims: underlay_string_list::new(rep.recreated_shims.clone()),
+            gone_endpoints: underlay_string_list::new(
+                rep.gone_endpoints
+                    .iter()
+                    .map(|g| format!("{}/{}/{}", g.network, g.container_id, g.ifname)),
+            ),
+            removed_links: underlay_string_list::new(rep.removed_links.clone()),
+        });
+        Ok(())
+    })
+}
+
+/// Whether reconcile found nothing to do.
+#[no_mangle]
+pub extern "C" fn underlay_reconcile_report_is_clean(
+    report: *const underlay_reconcile_report,
+) -> bool {
+    guard_value(false, || r(report, "report").is_ok_and(|x| x.clean))
+}
+
+/// VLAN parents (and internal dummies) recreated; borrowed from the report.
+#[no_mangle]
+pub extern "C" fn underlay_reconcile_report_recreated_parents(
+    report: *const underlay_reconcile_report,
+) -> *const underlay_string_list {
+    guard_value(std::ptr::null(), || {
+        r(report, "report").map_or(std::ptr::null(), |x| &x.recreated_parents as *const _)
+    })
+}
+
+/// Host shims recreated; borrowed from the report.
+#[no_mangle]
+pub extern "C" fn underlay_reconcile_report_recreated_shims(
+    report: *const underlay_reconcile_report,
+) -> *const underlay_string_list {
+    guard_value(std::ptr::null(), || {
+        r(report, "report").map_or(std::ptr::null(), |x| &x.recreated_shims as *const _)
+    })
+}
+
+/// Endpoints whose namespace was gone, as "NETWORK/CONTAINER_ID/IFNAME"; borrowed from the
+/// report.
+#[no_mangle]
+pub extern "C" fn underlay_reconcile_report_gone_endpoints(
+    report: *const underlay_reconcile_report,
+) -> *const underlay_string_list {
+    guard_value(std::ptr::null(), || {
+        r(report, "report").map_or(std::ptr::null(), |x| &x.gone_endpoints as *const _)
+    })
+}
+
+/// Stray underlay links deleted; borrowed from the report.
+#[no_mangle]
+pub extern "C" fn underlay_reconcile_report_removed_links(
+    report: *const underlay_reconcile_report,
+) -> *const underlay_string_list {
+    guard_value(std::ptr::null(), || {
+        r(report, "report").map_or(std::ptr::null(), |x| &x.removed_links as *const _)
+    })
+}
+
+/// Frees a report. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_reconcile_report_free(report: *mut underlay_reconcile_report) {
+    guard_value((), || free(report))
+}
+
+/// The network's name; borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_network_name(network: *const underlay_network) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(network, "network").map_or(std::ptr::null(), |n| n.name.as_ptr())
+    })
+}
+
+/// The driver ("macvlan" or "ipvlan"); borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_network_driver(network: *const underlay_network) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(network, "network").map_or(std::ptr::null(), |n| n.driver.as_ptr())
+    })
+}
+
+/// The parent interface, NULL for an internal network; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_network_parent(network: *const underlay_network) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(network, "network").map_or(std::ptr::null(), |n| opt_ptr(&n.parent))
+    })
+}
+
+/// Frees a network handle (the network stays). NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_network_free(network: *mut underlay_network) {
+    guard_value((), || free(network))
+}
+
+/// What to connect: `docker run --network NET [--ip IP] [--mac-address MAC]`. Made by
+/// `underlay_endpoint_spec_new`, freed by `underlay_endpoint_spec_free`.
+pub struct underlay_endpoint_spec {
+    inner: EndpointSpec,
+}
+
+/// An endpoint for `container_id`: interface "eth0", any free address, random MAC.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_spec_new(
+    container_id: *const c_char,
+    spec_out: *mut *mut underlay_endpoint_spec,
+) -> underlay_result {
+    guard(|| {
+        let c = s(container_id, "container_id")?;
+        out(spec_out, "spec_out")?.set_box(underlay_endpoint_spec {
+            inner: EndpointSpec::new(c),
+        });
+        Ok(())
+    })
+}
+
+fn edit_ep(
+    spec: *mut underlay_endpoint_spec,
+    f: impl FnOnce(EndpointSpec) -> R<EndpointSpec>,
+) -> underlay_result {
+    guard(|| {
+        let sp = m(spec, "spec")?;
+        sp.inner = f(sp.inner.clone())?;
+        Ok(())
+    })
+}
+
+/// The interface name inside the namespace (default "eth0").
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_spec_set_ifname(
+    spec: *mut underlay_endpoint_spec,
+    ifname: *const c_char,
+) -> underlay_result {
+    edit_ep(spec, |x| Ok(x.ifname(s(ifname, "ifname")?)))
+}
+
+/// Asks for `address` ("172.16.10.101"); call once per IP version.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_spec_add_ip(
+    spec: *mut underlay_endpoint_spec,
+    address: *const c_char,
+) -> underlay_result {
+    edit_ep(spec, |x| Ok(x.ip(ip(address, "address")?)))
+}
+
+/// A fixed MAC ("02:42:ac:10:0a:65"); NULL derives the MAC from the container id instead of
+/// a random one.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_spec_set_mac(
+    spec: *mut underlay_endpoint_spec,
+    mac_address: *const c_char,
+) -> underlay_result {
+    edit_ep(spec, |x| {
+        Ok(x.mac(match opt_s(mac_address, "mac_address")? {
+            Some(_) => MacPolicy::Fixed(mac(mac_address, "mac_address")?),
+            None => MacPolicy::FromContainerId,
+        }))
+    })
+}
+
+/// Uses `target` (a handle inside the container's namespace) instead of opening one.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_spec_set_target(
+    spec: *mut underlay_endpoint_spec,
+    target: *const underlay_handle,
+) -> underlay_result {
+    edit_ep(spec, |x| Ok(x.target(&r(target, "target")?.inner)))
+}
+
+/// Frees a spec. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_spec_free(spec: *mut underlay_endpoint_spec) {
+    guard_value((), || free(spec))
+}
+
+/// A connected endpoint: from connect or a lookup (free with `underlay_endpoint_free`) or
+/// borrowed from an `underlay_endpoint_list`.
+pub struct underlay_endpoint {
+    index: u32,
+    network: CString,
+    container_id: CString,
+    ifname: CString,
+    mac: Option<CString>,
+    addresses: Vec<CString>,
+    routes: Vec<CString>,
+}
+
+impl underlay_endpoint {
+    fn new(e: Endpoint) -> underlay_endpoint {
+        underlay_endpoint {
+            index: e.index,
+            network: cstring(e.network),
+            container_id: cstring(e.container_id),
+            ifname: cstring(e.ifname),
+            mac: e.mac.map(|m| cstring(m.to_string())),
+            addresses: e.addresses.iter().map(|a| cstring(a.to_string())).collect(),
+            routes: e.routes.iter().map(|x| cstring(x.to_string())).collect(),
+        }
+    }
+}
+
+/// A list of endpoints (owned; free with `underlay_endpoint_list_free`).
+pub struct underlay_endpoint_list {
+    pub(crate) items: Vec<underlay_endpoint>,
+}
+
+/// The number of endpoints in `list` (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_list_count(list: *const underlay_endpoint_list) -> usize {
+    crate::support::guard_value(0, || {
+        crate::support::r(list, "list").map_or(0, |l| l.items.len())
+    })
+}
+
+/// Item `index` of `list`, borrowed: valid while the list lives, never freed alone. NULL when
+/// `list` is NULL or `index` is out of range.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_list_get(
+    list: *const underlay_endpoint_list,
+    index: usize,
+) -> *const underlay_endpoint {
+    crate::support::guard_value(std::ptr::null(), || {
+        crate::support::r(list, "list")
+            .ok()
+            .and_then(|l| l.items.get(index))
+            .map_or(std::ptr::null(), |i| i as *const underlay_endpoint)
+    })
+}
+
+/// Frees `list` and every item in it. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_list_free(list: *mut underlay_endpoint_list) {
+    crate::support::guard_value((), || crate::support::free(list))
+}
+
+/// Connects the container whose namespace is `netns`: one lease, one link made inside the
+/// namespace with its addresses and routes; undone as a whole on failure.
+#[no_mangle]
+pub extern "C" fn underlay_network_connect(
+    network: *const underlay_network,
+    netns: *const underlay_netns,
+    spec: *const underlay_endpoint_spec,
+    endpoint_out: *mut *mut underlay_endpoint,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let ns = r(netns, "netns")?;
+        let sp = r(spec, "spec")?;
+        let o = out(endpoint_out, "endpoint_out")?;
+        let ep = block(n.inner.connect(&ns.inner, sp.inner.clone()))?;
+        o.set_box(underlay_endpoint::new(ep));
+        Ok(())
+    })
+}
+
+/// Disconnects (`container_id`, `ifname`): deletes the link, releases the lease.
+#[no_mangle]
+pub extern "C" fn underlay_network_disconnect(
+    network: *const underlay_network,
+    container_id: *const c_char,
+    ifname: *const c_char,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let (c, i) = (s(container_id, "container_id")?, s(ifname, "ifname")?);
+        block(n.inner.disconnect(c, i))
+    })
+}
+
+/// The endpoint (`container_id`, `ifname`): `*endpoint_out` is new, or NULL when there is
+/// none (that is success).
+#[no_mangle]
+pub extern "C" fn underlay_network_endpoint(
+    network: *const underlay_network,
+    container_id: *const c_char,
+    ifname: *const c_char,
+    endpoint_out: *mut *mut underlay_endpoint,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let (c, i) = (s(container_id, "container_id")?, s(ifname, "ifname")?);
+        let o = out(endpoint_out, "endpoint_out")?;
+        match n.inner.endpoint(c, i)? {
+            Some(e) => o.set_box(underlay_endpoint::new(e)),
+            None => o.set(std::ptr::null_mut()),
+        }
+        Ok(())
+    })
+}
+
+/// Every endpoint of the network.
+#[no_mangle]
+pub extern "C" fn underlay_network_endpoints(
+    network: *const underlay_network,
+    list_out: *mut *mut underlay_endpoint_list,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let o = out(list_out, "list_out")?;
+        o.set_box(underlay_endpoint_list {
+            items: n
+                .inner
+                .endpoints()?
+                .into_iter()
+                .map(underlay_endpoint::new)
+                .collect(),
+        });
+        Ok(())
+    })
+}
+
+/// Host access (S3): a bridge-mode macvlan "shim" on the parent, up, with host routes to the
+/// containers. `shim_name` may be NULL (a name derived from the network). `with_address`
+/// gives the shim an address from the pools. `routes` is "endpoints" (one /32 per endpoint)
+/// or "ranges" (the pools' ranges); NULL means "endpoints". `*shim_out` is the shim's name
+/// (free with `underlay_string_free`).
+#[no_mangle]
+pub extern "C" fn underlay_network_enable_host_access(
+    network: *const underlay_network,
+    shim_name: *const c_char,
+    with_address: bool,
+    routes: *const c_char,
+    shim_out: *mut *mut c_char,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let mut spec = HostAccess::new();
+        if let Some(name) = opt_s(shim_name, "shim_name")? {
+            spec = spec.name(name);
+        }
+        if with_address {
+            spec = spec.with_address();
+        }
+        spec = spec.routes(match opt_s(routes, "routes")? {
+            None | Some("endpoints") => ShimRoutes::Endpoints,
+            Some("ranges") => ShimRoutes::Ranges,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "routes `{other}` is unknown: use \"endpoints\" or \"ranges\""
+                )))
+            }
+        });
+        let o = out(shim_out, "shim_out")?;
+        let name = block(n.inner.enable_host_access(spec))?;
+        o.set(owned_string(name));
+        Ok(())
+    })
+}
+
+/// Removes the shim and its routes.
+#[no_mangle]
+pub extern "C" fn underlay_network_disable_host_access(
+    network: *const underlay_network,
+) -> underlay_result {
+    guard(|| block(r(network, "network")?.inner.disable_host_access()))
+}
+
+/// Frees an endpoint (never one borrowed from a list). NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_free(endpoint: *mut underlay_endpoint) {
+    guard_value((), || free(endpoint))
+}
+
+/// The network's name; borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_network(endpoint: *const underlay_endpoint) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(endpoint, "endpoint").map_or(std::ptr::null(), |e| e.network.as_ptr())
+    })
+}
+/// The container id; borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_container_id(
+    endpoint: *const underlay_endpoint,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(endpoint, "endpoint").map_or(std::ptr::null(), |e| e.container_id.as_ptr())
+    })
+}
+/// The interface name inside the namespace; borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_ifname(endpoint: *const underlay_endpoint) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(endpoint, "endpoint").map_or(std::ptr::null(), |e| e.ifname.as_ptr())
+    })
+}
+/// The MAC, NULL if unknown; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_mac(endpoint: *const underlay_endpoint) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(endpoint, "endpoint").map_or(std::ptr::null(), |e| opt_ptr(&e.mac))
+    })
+}
+
+/// The interface index inside the namespace (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_index(endpoint: *const underlay_endpoint) -> u32 {
+    guard_value(0, || r(endpoint, "endpoint").map_or(0, |e| e.index))
+}
+
+/// The number of addresses (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_address_count(endpoint: *const underlay_endpoint) -> usize {
+    guard_value(0, || {
+        r(endpoint, "endpoint").map_or(0, |e| e.addresses.len())
+    })
+}
+
+/// Address `index` with its prefix ("172.16.10.101/24"); borrowed. NULL when out of range.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_address(
+    endpoint: *const underlay_endpoint,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(endpoint, "endpoint")
+            .ok()
+            .and_then(|e| e.addresses.get(index))
+            .map_or(std::ptr::null(), |a| a.as_ptr())
+    })
+}
+
+/// The number of routes added inside the namespace (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_route_count(endpoint: *const underlay_endpoint) -> usize {
+    guard_value(0, || r(endpoint, "endpoint").map_or(0, |e| e.routes.len()))
+}
+
+/// Route `index` as text ("0.0.0.0/0 via 172.16.10.1 dev eth0"); borrowed. NULL when out of
+/// range.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_route(
+    endpoint: *const underlay_endpoint,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(endpoint, "endpoint")
+            .ok()
+            .and_then(|e| e.routes.get(index))
+            .map_or(std::ptr::null(), |a| a.as_ptr())
+    })
+}

@@ -1,0 +1,226 @@
+//! Routes: a route value built from strings, added, replaced, deleted and listed.
+
+use std::ffi::CString;
+use std::os::raw::c_char;
+
+use underlay::Route;
+
+use crate::handle::underlay_handle;
+use crate::result::underlay_result;
+use crate::support::{block, cstring, free, guard, guard_value, ip, m, net, out, r, s};
+
+/// A route: made by `underlay_route_new` / `underlay_route_default_via` (free with
+/// `underlay_route_free`), or borrowed from an `underlay_route_list`.
+pub struct underlay_route {
+    pub(crate) inner: Route,
+    text: CString,
+}
+
+impl underlay_route {
+    pub(crate) fn new(inner: Route) -> underlay_route {
+        underlay_route {
+            text: cstring(inner.to_string()),
+            inner,
+        }
+    }
+
+    fn edit(&mut self, f: impl FnOnce(Route) -> Route) {
+        *self = underlay_route::new(f(self.inner.clone()));
+    }
+}
+
+/// A list of routes (owned; free with `underlay_route_list_free`).
+pub struct underlay_route_list {
+    pub(crate) items: Vec<underlay_route>,
+}
+
+/// The number of routes in `list` (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_route_list_count(list: *const underlay_route_list) -> usize {
+    crate::support::guard_value(0, || {
+        crate::support::r(list, "list").map_or(0, |l| l.items.len())
+    })
+}
+
+/// Item `index` of `list`, borrowed: valid while the list lives, never freed alone. NULL when
+/// `list` is NULL or `index` is out of range.
+#[no_mangle]
+pub extern "C" fn underlay_route_list_get(
+    list: *const underlay_route_list,
+    index: usize,
+) -> *const underlay_route {
+    crate::support::guard_value(std::ptr::null(), || {
+        crate::support::r(list, "list")
+            .ok()
+            .and_then(|l| l.items.get(index))
+            .map_or(std::ptr::null(), |i| i as *const underlay_route)
+    })
+}
+
+/// Frees `list` and every item in it. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_route_list_free(list: *mut underlay_route_list) {
+    crate::support::guard_value((), || crate::support::free(list))
+}
+
+/// A route to `destination` ("172.16.10.0/24", "0.0.0.0/0"), main table, no gateway yet.
+#[no_mangle]
+pub extern "C" fn underlay_route_new(
+    destination: *const c_char,
+    route_out: *mut *mut underlay_route,
+) -> underlay_result {
+    guard(|| {
+        let d = net(destination, "destination")?;
+        out(route_out, "route_out")?.set_box(underlay_route::new(Route::new(d)));
+        Ok(())
+    })
+}
+
+/// A default route via `gateway` ("172.16.10.1").
+#[no_mangle]
+pub extern "C" fn underlay_route_default_via(
+    gateway: *const c_char,
+    route_out: *mut *mut underlay_route,
+) -> underlay_result {
+    guard(|| {
+        let g = ip(gateway, "gateway")?;
+        out(route_out, "route_out")?.set_box(underlay_route::new(Route::default_via(g)));
+        Ok(())
+    })
+}
+
+/// Sets the next hop.
+#[no_mangle]
+pub extern "C" fn underlay_route_set_via(
+    route: *mut underlay_route,
+    gateway: *const c_char,
+) -> underlay_result {
+    guard(|| {
+        let rt = m(route, "route")?;
+        let g = ip(gateway, "gateway")?;
+        rt.edit(|x| x.via(g));
+        Ok(())
+    })
+}
+
+/// Sets the output link (a name).
+#[no_mangle]
+pub extern "C" fn underlay_route_set_dev(
+    route: *mut underlay_route,
+    dev: *const c_char,
+) -> underlay_result {
+    guard(|| {
+        let rt = m(route, "route")?;
+        let d = s(dev, "dev")?.to_string();
+        rt.edit(|x| x.dev(d));
+        Ok(())
+    })
+}
+
+/// Sets the preferred source address.
+#[no_mangle]
+pub extern "C" fn underlay_route_set_source(
+    route: *mut underlay_route,
+    source: *const c_char,
+) -> underlay_result {
+    guard(|| {
+        let rt = m(route, "route")?;
+        let a = ip(source, "source")?;
+        rt.edit(|x| x.source(a));
+        Ok(())
+    })
+}
+
+/// Sets the metric (lower wins).
+#[no_mangle]
+pub extern "C" fn underlay_route_set_metric(
+    route: *mut underlay_route,
+    metric: u32,
+) -> underlay_result {
+    guard(|| {
+        m(route, "route")?.edit(|x| x.metric(metric));
+        Ok(())
+    })
+}
+
+/// Sets the table (254 = main).
+#[no_mangle]
+pub extern "C" fn underlay_route_set_table(
+    route: *mut underlay_route,
+    table: u32,
+) -> underlay_result {
+    guard(|| {
+        m(route, "route")?.edit(|x| x.table(table));
+        Ok(())
+    })
+}
+
+/// The route as text, iproute2 style ("0.0.0.0/0 via 172.16.10.1 dev eth0"); borrowed.
+/// NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_route_string(route: *const underlay_route) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(route, "route").map_or(std::ptr::null(), |x| x.text.as_ptr())
+    })
+}
+
+/// Frees a route made by `underlay_route_new` / `underlay_route_default_via` (never one
+/// borrowed from a list). NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_route_free(route: *mut underlay_route) {
+    guard_value((), || free(route))
+}
+
+/// Adds `route` (`UNDERLAY_RESULT_ALREADY_EXISTS` when present).
+#[no_mangle]
+pub extern "C" fn underlay_handle_route_add(
+    handle: *const underlay_handle,
+    route: *const underlay_route,
+) -> underlay_result {
+    guard(|| {
+        let (h, rt) = (r(handle, "handle")?, r(route, "route")?);
+        block(h.inner.add_route(&rt.inner))
+    })
+}
+
+/// Adds or replaces `route`.
+#[no_mangle]
+pub extern "C" fn underlay_handle_route_replace(
+    handle: *const underlay_handle,
+    route: *const underlay_route,
+) -> underlay_result {
+    guard(|| {
+        let (h, rt) = (r(handle, "handle")?, r(route, "route")?);
+        block(h.inner.replace_route(&rt.inner))
+    })
+}
+
+/// Deletes `route`.
+#[no_mangle]
+pub extern "C" fn underlay_handle_route_delete(
+    handle: *const underlay_handle,
+    route: *const underlay_route,
+) -> underlay_result {
+    guard(|| {
+        let (h, rt) = (r(handle, "handle")?, r(route, "route")?);
+        block(h.inner.delete_route(&rt.inner))
+    })
+}
+
+/// The routes of `table` (0: every table).
+#[no_mangle]
+pub extern "C" fn underlay_handle_route_list(
+    handle: *const underlay_handle,
+    table: u32,
+    list_out: *mut *mut underlay_route_list,
+) -> underlay_result {
+    guard(|| {
+        let h = r(handle, "handle")?;
+        let o = out(list_out, "list_out")?;
+        let routes = block(h.inner.routes((table != 0).then_some(table)))?;
+        o.set_box(underlay_route_list {
+            items: routes.into_iter().map(underlay_route::new).collect(),
+        });
+        Ok(())
+    })
+}

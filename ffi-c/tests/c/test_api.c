@@ -1,0 +1,852 @@
+/*
+ * C tests of the underlay C ABI: every function with bad input (NULL, invalid names,
+ * out-of-range values, invalid UTF-8), result codes and last-error messages, outputs written
+ * only on success, _free(NULL), the IPAM in memory, many threads at once, and kernel cases
+ * inside throwaway namespaces this test creates (as root; skipped loudly otherwise).
+ * Built and run by `cargo xtask c-test` under ASan/UBSan.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "underlay.h"
+
+static int failures;
+static int checks;
+
+#define FAIL(...)                                                                  \
+  do {                                                                             \
+    failures++;                                                                    \
+    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                           \
+    fprintf(stderr, __VA_ARGS__);                                                  \
+    fprintf(stderr, "\n");                                                         \
+  } while (0)
+
+/* Whether the last error message lacks `needle` (NULL: nothing to look for). */
+static int lacks(const char *needle) {
+  return needle != NULL && strstr(underlay_last_error_message(), needle) == NULL;
+}
+
+static const char *or_empty(const char *s) { return s != NULL ? s : ""; }
+
+/* Checks that `expr` returns `want`; on a failure code also that the message has `needle`. */
+#define EXPECT(expr, want, needle)                                                 \
+  do {                                                                             \
+    underlay_result got_ = (expr);                                                 \
+    checks++;                                                                      \
+    if (got_ != (want)) {                                                          \
+      FAIL("%s: got %s, want %s (%s)", #expr, underlay_result_name(got_),          \
+           underlay_result_name(want), underlay_last_error_message());             \
+    } else if ((want) != UNDERLAY_RESULT_OK && lacks(needle)) {                    \
+      FAIL("%s: message `%s` lacks `%s`", #expr, underlay_last_error_message(),    \
+           or_empty(needle));                                                       \
+    }                                                                              \
+  } while (0)
+
+#define OK(expr) EXPECT(expr, UNDERLAY_RESULT_OK, NULL)
+#define NUL(expr, param) EXPECT(expr, UNDERLAY_RESULT_NULL_PARAMETER, "`" param "`")
+#define TRUE(cond)                                                                 \
+  do {                                                                             \
+    checks++;                                                                      \
+    if (!(cond))                                                                   \
+      FAIL("%s", #cond);                                                           \
+  } while (0)
+
+static const char BAD_UTF8[] = {(char)0xff, (char)0xfe, 'x', 0};
+
+static void test_basics(void) {
+  TRUE(strcmp(underlay_version(), UNDERLAY_VERSION) == 0);
+  TRUE(strcmp(underlay_last_error_message(), "") == 0);
+  TRUE(underlay_last_error_code() == UNDERLAY_RESULT_OK);
+  TRUE(strcmp(underlay_result_name(UNDERLAY_RESULT_OK), "UNDERLAY_RESULT_OK") == 0);
+  TRUE(strcmp(underlay_result_name(UNDERLAY_RESULT_KERNEL_UNSUPPORTED),
+              "UNDERLAY_RESULT_KERNEL_UNSUPPORTED") == 0);
+  TRUE(strcmp(underlay_result_name(UNDERLAY_RESULT_MULTIPLE), "UNDERLAY_RESULT_MULTIPLE") == 0);
+  TRUE(strcmp(underlay_result_name(UNDERLAY_RESULT_NULL_PARAMETER),
+              "UNDERLAY_RESULT_NULL_PARAMETER") == 0);
+  TRUE(strcmp(underlay_result_name(9999), "UNDERLAY_RESULT_UNKNOWN") == 0);
+  TRUE(UNDERLAY_RESULT_INVALID_ARGUMENT == 1 && UNDERLAY_RESULT_MULTIPLE == 15);
+  TRUE(UNDERLAY_RESULT_NULL_PARAMETER == 100 && UNDERLAY_RESULT_INVALID_UTF8 == 101 &&
+       UNDERLAY_RESULT_PANIC == 102);
+}
+
+/* Every free function accepts NULL. */
+static void test_free_null(void) {
+  underlay_string_free(NULL);
+  underlay_string_list_free(NULL);
+  underlay_netns_free(NULL);
+  underlay_handle_free(NULL);
+  underlay_link_free(NULL);
+  underlay_link_list_free(NULL);
+  underlay_link_builder_free(NULL);
+  underlay_attach_free(NULL);
+  underlay_address_list_free(NULL);
+  underlay_route_free(NULL);
+  underlay_route_list_free(NULL);
+  underlay_ipam_store_free(NULL);
+  underlay_ipam_network_free(NULL);
+  underlay_ipam_free(NULL);
+  underlay_lease_free(NULL);
+  underlay_lease_list_free(NULL);
+  underlay_networks_free(NULL);
+  underlay_network_spec_free(NULL);
+  underlay_network_free(NULL);
+  underlay_network_list_free(NULL);
+  underlay_endpoint_spec_free(NULL);
+  underlay_endpoint_free(NULL);
+  underlay_endpoint_list_free(NULL);
+  underlay_reconcile_report_free(NULL);
+  checks++;
+}
+
+/* Getters and list accessors on NULL give NULL / 0 / false. */
+static void test_getters_null(void) {
+  TRUE(underlay_netns_name(NULL) == NULL && underlay_netns_label(NULL) == NULL);
+  TRUE(underlay_link_name(NULL) == NULL && underlay_link_index(NULL) == 0);
+  TRUE(underlay_link_kind(NULL) == NULL && underlay_link_mac(NULL) == NULL);
+  TRUE(underlay_link_mtu(NULL) == 0 && !underlay_link_is_up(NULL));
+  TRUE(!underlay_link_is_running(NULL) && !underlay_link_is_promisc(NULL));
+  TRUE(underlay_link_parent_index(NULL) == 0 && underlay_link_master_index(NULL) == 0);
+  TRUE(underlay_link_alias(NULL) == NULL && underlay_link_group(NULL) == 0);
+  TRUE(underlay_link_netns(NULL) == NULL && underlay_link_vlan_id(NULL) == 0);
+  TRUE(underlay_link_vxlan_vni(NULL) == 0 && underlay_link_mode(NULL) == NULL);
+  TRUE(underlay_link_list_count(NULL) == 0 && underlay_link_list_get(NULL, 0) == NULL);
+  TRUE(underlay_string_list_count(NULL) == 0 && underlay_string_list_get(NULL, 0) == NULL);
+  TRUE(underlay_address_list_count(NULL) == 0 && underlay_address_list_get(NULL, 0) == NULL);
+  TRUE(underlay_address_string(NULL) == NULL && underlay_address_scope(NULL) == NULL);
+  TRUE(underlay_address_link_index(NULL) == 0);
+  TRUE(underlay_route_list_count(NULL) == 0 && underlay_route_list_get(NULL, 0) == NULL);
+  TRUE(underlay_route_string(NULL) == NULL);
+  TRUE(underlay_lease_list_count(NULL) == 0 && underlay_lease_list_get(NULL, 0) == NULL);
+  TRUE(underlay_lease_container_id(NULL) == NULL && underlay_lease_ifname(NULL) == NULL);
+  TRUE(underlay_lease_address_count(NULL) == 0 && underlay_lease_address(NULL, 0) == NULL);
+  TRUE(underlay_lease_gateway(NULL, 0) == NULL);
+  TRUE(underlay_network_list_count(NULL) == 0 && underlay_network_list_get(NULL, 0) == NULL);
+  TRUE(underlay_network_name(NULL) == NULL && underlay_network_driver(NULL) == NULL);
+  TRUE(underlay_network_parent(NULL) == NULL);
+  TRUE(underlay_endpoint_list_count(NULL) == 0 && underlay_endpoint_list_get(NULL, 0) == NULL);
+  TRUE(underlay_endpoint_network(NULL) == NULL && underlay_endpoint_container_id(NULL) == NULL);
+  TRUE(underlay_endpoint_ifname(NULL) == NULL && underlay_endpoint_mac(NULL) == NULL);
+  TRUE(underlay_endpoint_index(NULL) == 0 && underlay_endpoint_address_count(NULL) == 0);
+  TRUE(underlay_endpoint_address(NULL, 0) == NULL && underlay_endpoint_route_count(NULL) == 0);
+  TRUE(underlay_endpoint_route(NULL, 0) == NULL);
+  TRUE(!underlay_reconcile_report_is_clean(NULL));
+  TRUE(underlay_reconcile_report_recreated_parents(NULL) == NULL);
+  TRUE(underlay_reconcile_report_recreated_shims(NULL) == NULL);
+  TRUE(underlay_reconcile_report_gone_endpoints(NULL) == NULL);
+  TRUE(underlay_reconcile_report_removed_links(NULL) == NULL);
+}
+
+/* Every fallible function with a NULL where a pointer is required. */
+static void test_null_parameters(void) {
+  underlay_netns *ns = NULL;
+  underlay_handle *h = NULL;
+  underlay_link *l = NULL;
+  underlay_link_builder *b = NULL;
+  underlay_attach *a = NULL;
+  underlay_route *r = NULL;
+  underlay_ipam_store *st = NULL;
+  underlay_ipam_network *in = NULL;
+  underlay_ipam *ip = NULL;
+  underlay_lease *le = NULL;
+  underlay_networks *nets = NULL;
+  underlay_network_spec *sp = NULL;
+  underlay_network *net = NULL;
+  underlay_endpoint_spec *es = NULL;
+  underlay_endpoint *ep = NULL;
+  char *str = NULL;
+  bool flag = false;
+
+  NUL(underlay_netns_create(NULL, &ns), "name");
+  NUL(underlay_netns_create("x", NULL), "netns_out");
+  NUL(underlay_netns_create_anonymous(NULL), "netns_out");
+  NUL(underlay_netns_open(NULL, &ns), "name");
+  NUL(underlay_netns_open("x", NULL), "netns_out");
+  NUL(underlay_netns_open_path(NULL, &ns), "path");
+  NUL(underlay_netns_open_pid(1, NULL), "netns_out");
+  NUL(underlay_netns_open_fd(0, NULL), "netns_out");
+  NUL(underlay_netns_current(NULL), "netns_out");
+  NUL(underlay_netns_delete(NULL), "name");
+  NUL(underlay_netns_list(NULL), "list_out");
+  NUL(underlay_netns_set_forwarding(NULL, true, false), "netns");
+  NUL(underlay_netns_sysctl_set(NULL, "k", "v"), "netns");
+  NUL(underlay_netns_sysctl_get(NULL, "k", &str), "netns");
+  NUL(underlay_netns_ping(NULL, "127.0.0.1", 10, &flag, NULL), "netns");
+  NUL(underlay_handle_new(NULL), "handle_out");
+  NUL(underlay_handle_for_netns(NULL, &h), "netns");
+  NUL(underlay_handle_create_netns(NULL, &ns, &h), "name");
+  NUL(underlay_handle_create_netns("x", NULL, &h), "netns_out");
+  NUL(underlay_handle_create_netns("x", &ns, NULL), "handle_out");
+  NUL(underlay_handle_link_get(NULL, "lo", &l), "handle");
+  NUL(underlay_handle_link_get_by_index(NULL, 1, &l), "handle");
+  NUL(underlay_handle_link_list(NULL, NULL), "handle");
+  NUL(underlay_handle_link_delete(NULL, "x"), "handle");
+  NUL(underlay_handle_link_set_up(NULL, "x", true), "handle");
+  NUL(underlay_handle_link_set_promisc(NULL, "x", true), "handle");
+  NUL(underlay_handle_link_set_mtu(NULL, "x", 1500), "handle");
+  NUL(underlay_handle_link_set_mac(NULL, "x", "02:00:00:00:00:01"), "handle");
+  NUL(underlay_handle_link_set_name(NULL, "x", "y"), "handle");
+  NUL(underlay_handle_link_set_master(NULL, "x", NULL), "handle");
+  NUL(underlay_handle_link_set_netns(NULL, "x", NULL), "handle");
+  NUL(underlay_link_builder_vlan(NULL, "p", 10, &b), "handle");
+  NUL(underlay_link_builder_macvlan(NULL, "n", "p", "bridge", &b), "handle");
+  NUL(underlay_link_builder_macvtap(NULL, "n", "p", "bridge", &b), "handle");
+  NUL(underlay_link_builder_ipvlan(NULL, "n", "p", "l2", "bridge", &b), "handle");
+  NUL(underlay_link_builder_vxlan(NULL, "n", 1, &b), "handle");
+  NUL(underlay_link_builder_veth(NULL, "n", "p", &b), "handle");
+  NUL(underlay_link_builder_bridge(NULL, "n", &b), "handle");
+  NUL(underlay_link_builder_dummy(NULL, "n", &b), "handle");
+  NUL(underlay_link_builder_set_name(NULL, "n"), "builder");
+  NUL(underlay_link_builder_set_mtu(NULL, 1400), "builder");
+  NUL(underlay_link_builder_set_mac(NULL, "02:00:00:00:00:01"), "builder");
+  NUL(underlay_link_builder_set_up(NULL), "builder");
+  NUL(underlay_link_builder_set_group(NULL, 1), "builder");
+  NUL(underlay_link_builder_set_alias(NULL, "a"), "builder");
+  NUL(underlay_link_builder_set_master(NULL, "br0"), "builder");
+  NUL(underlay_link_builder_set_netns(NULL, NULL), "netns");
+  NUL(underlay_link_builder_set_target(NULL, NULL), "target");
+  NUL(underlay_link_builder_macvlan_nopromisc(NULL), "builder");
+  NUL(underlay_link_builder_veth_peer_netns(NULL, NULL), "netns");
+  NUL(underlay_link_builder_veth_peer_up(NULL), "builder");
+  NUL(underlay_link_builder_bridge_vlan_filtering(NULL, true), "builder");
+  NUL(underlay_link_builder_vxlan_local(NULL, "10.0.0.1"), "builder");
+  NUL(underlay_link_builder_vxlan_remote(NULL, "10.0.0.2"), "builder");
+  NUL(underlay_link_builder_vxlan_port(NULL, 4789), "builder");
+  NUL(underlay_link_builder_vxlan_device(NULL, "eth0"), "builder");
+  NUL(underlay_link_builder_vxlan_learning(NULL, true), "builder");
+  NUL(underlay_link_builder_vxlan_ttl(NULL, 64), "builder");
+  NUL(underlay_link_builder_execute(NULL, &l), "builder");
+  NUL(underlay_attach_new(NULL, "x", NULL, &a), "handle");
+  NUL(underlay_attach_set_name(NULL, "eth0"), "attach");
+  NUL(underlay_attach_set_mtu(NULL, 1400), "attach");
+  NUL(underlay_attach_set_mac(NULL, "02:00:00:00:00:01"), "attach");
+  NUL(underlay_attach_add_address(NULL, "10.0.0.1/24"), "attach");
+  NUL(underlay_attach_set_gateway(NULL, "10.0.0.254"), "attach");
+  NUL(underlay_attach_add_route(NULL, NULL), "route");
+  NUL(underlay_attach_set_nodad(NULL), "attach");
+  NUL(underlay_attach_set_target(NULL, NULL), "target");
+  NUL(underlay_attach_execute(NULL, &l), "attach");
+  NUL(underlay_handle_address_add(NULL, "x", "10.0.0.1/24"), "handle");
+  NUL(underlay_handle_address_replace(NULL, "x", "10.0.0.1/24"), "handle");
+  NUL(underlay_handle_address_delete(NULL, "x", "10.0.0.1/24"), "handle");
+  NUL(underlay_handle_address_list(NULL, NULL, NULL), "handle");
+  NUL(underlay_route_new(NULL, &r), "destination");
+  NUL(underlay_route_new("10.0.0.0/8", NULL), "route_out");
+  NUL(underlay_route_default_via(NULL, &r), "gateway");
+  NUL(underlay_route_set_via(NULL, "10.0.0.1"), "route");
+  NUL(underlay_route_set_dev(NULL, "eth0"), "route");
+  NUL(underlay_route_set_source(NULL, "10.0.0.1"), "route");
+  NUL(underlay_route_set_metric(NULL, 1), "route");
+  NUL(underlay_route_set_table(NULL, 1), "route");
+  NUL(underlay_handle_route_add(NULL, NULL), "handle");
+  NUL(underlay_handle_route_replace(NULL, NULL), "handle");
+  NUL(underlay_handle_route_delete(NULL, NULL), "handle");
+  NUL(underlay_handle_route_list(NULL, 0, NULL), "handle");
+  NUL(underlay_ipam_store_open_local(NULL, &st), "dir");
+  NUL(underlay_ipam_store_open_hostlocal(NULL, &st), "dir");
+  NUL(underlay_ipam_store_new_memory(NULL), "store_out");
+  NUL(underlay_ipam_network_new(NULL, &in), "name");
+  NUL(underlay_ipam_network_add_pool(NULL, "10.0.0.0/24"), "network");
+  NUL(underlay_ipam_open(NULL, "n", &ip), "store");
+  NUL(underlay_ipam_create(NULL, NULL, &ip), "store");
+  NUL(underlay_ipam_open_or_create(NULL, NULL, &ip), "store");
+  NUL(underlay_ipam_delete(NULL, "n"), "store");
+  NUL(underlay_ipam_allocate(NULL, "c", "eth0", NULL, &le), "ipam");
+  NUL(underlay_ipam_release(NULL, "c", "eth0", &flag), "ipam");
+  NUL(underlay_ipam_lookup(NULL, "c", "eth0", &le), "ipam");
+  NUL(underlay_ipam_list(NULL, NULL), "ipam");
+  NUL(underlay_ipam_gc(NULL, NULL, NULL, 0, NULL), "ipam");
+  NUL(underlay_ipam_release_stale(NULL, NULL), "ipam");
+  NUL(underlay_networks_open(NULL, "/tmp/x", &nets), "host");
+  NUL(underlay_networks_open_with_store(NULL, "/tmp/x", NULL, &nets), "host");
+  NUL(underlay_network_spec_macvlan(NULL, "p", "bridge", &sp), "name");
+  NUL(underlay_network_spec_ipvlan("n", NULL, "l2", "bridge", &sp), "parent");
+  NUL(underlay_network_spec_from_docker("n", NULL, NULL, NULL, 0, &sp), "driver");
+  NUL(underlay_network_spec_from_docker("n", "macvlan", NULL, NULL, 1, &sp), "keys");
+  NUL(underlay_network_spec_add_pool(NULL, "10.0.0.0/24"), "spec");
+  NUL(underlay_network_spec_set_mtu(NULL, 1400), "spec");
+  NUL(underlay_network_spec_set_bring_parent_up(NULL), "spec");
+  NUL(underlay_networks_create(NULL, NULL, &net), "networks");
+  NUL(underlay_networks_get(NULL, "n", &net), "networks");
+  NUL(underlay_networks_list(NULL, NULL), "networks");
+  NUL(underlay_networks_delete(NULL, "n"), "networks");
+  NUL(underlay_networks_reconcile(NULL, NULL), "networks");
+  NUL(underlay_endpoint_spec_new(NULL, &es), "container_id");
+  NUL(underlay_endpoint_spec_set_ifname(NULL, "eth0"), "spec");
+  NUL(underlay_endpoint_spec_add_ip(NULL, "10.0.0.1"), "spec");
+  NUL(underlay_endpoint_spec_set_mac(NULL, NULL), "spec");
+  NUL(underlay_endpoint_spec_set_target(NULL, NULL), "spec");
+  NUL(underlay_network_connect(NULL, NULL, NULL, &ep), "network");
+  NUL(underlay_network_disconnect(NULL, "c", "eth0"), "network");
+  NUL(underlay_network_endpoint(NULL, "c", "eth0", &ep), "network");
+  NUL(underlay_network_endpoints(NULL, NULL), "network");
+  NUL(underlay_network_enable_host_access(NULL, NULL, false, NULL, &str), "network");
+  NUL(underlay_network_disable_host_access(NULL), "network");
+  /* Nothing was written. */
+  TRUE(ns == NULL && h == NULL && l == NULL && b == NULL && a == NULL && r == NULL);
+  TRUE(st == NULL && in == NULL && ip == NULL && le == NULL && nets == NULL && sp == NULL);
+  TRUE(net == NULL && es == NULL && ep == NULL && str == NULL && !flag);
+  TRUE(underlay_last_error_code() == UNDERLAY_RESULT_NULL_PARAMETER);
+}
+
+/* Strings: invalid UTF-8, invalid names and values; outputs untouched on failure. */
+static void test_bad_values(void) {
+  underlay_netns *ns = (underlay_netns *)&checks; /* a sentinel that must stay */
+  underlay_route *r = NULL;
+  underlay_ipam_network *in = NULL;
+  underlay_network_spec *sp = NULL;
+  underlay_endpoint_spec *es = NULL;
+
+  EXPECT(underlay_netns_open(BAD_UTF8, &ns), UNDERLAY_RESULT_INVALID_UTF8, "`name`");
+  EXPECT(underlay_netns_create("bad/name", &ns), UNDERLAY_RESULT_INVALID_ARGUMENT, "bad/name");
+  EXPECT(underlay_netns_open("ul-no-such-namespace", &ns), UNDERLAY_RESULT_NOT_FOUND,
+         "ul-no-such-namespace");
+  EXPECT(underlay_netns_open_fd(-1, &ns), UNDERLAY_RESULT_INVALID_ARGUMENT, "-1");
+  TRUE(ns == (underlay_netns *)&checks);
+
+  EXPECT(underlay_route_new("not-a-prefix", &r), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         "not-a-prefix");
+  EXPECT(underlay_route_new(BAD_UTF8, &r), UNDERLAY_RESULT_INVALID_UTF8, "destination");
+  EXPECT(underlay_route_default_via("300.1.1.1", &r), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         "300.1.1.1");
+  TRUE(r == NULL);
+  OK(underlay_route_new("172.16.10.0/24", &r));
+  OK(underlay_route_set_via(r, "172.16.10.1"));
+  OK(underlay_route_set_dev(r, "eth0"));
+  OK(underlay_route_set_metric(r, 5));
+  OK(underlay_route_set_source(r, "172.16.10.7"));
+  EXPECT(underlay_route_set_via(r, "nope"), UNDERLAY_RESULT_INVALID_ARGUMENT, "nope");
+  TRUE(strncmp(underlay_route_string(r), "172.16.10.0/24 via 172.16.10.1 dev ", 35) == 0);
+  OK(underlay_route_set_table(r, 100));
+  TRUE(strstr(underlay_route_string(r), "table 100") != NULL);
+  underlay_route_free(r);
+
+  OK(underlay_ipam_network_new("n1", &in));
+  EXPECT(underlay_ipam_network_add_pool(in, "10.0.0.0/33"), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         NULL);
+  EXPECT(underlay_ipam_network_add_pool(in, BAD_UTF8), UNDERLAY_RESULT_INVALID_UTF8, "pool");
+  underlay_ipam_network_free(in);
+
+  EXPECT(underlay_network_spec_macvlan("n", "eth0", "bogus-mode", &sp),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "bogus-mode");
+  EXPECT(underlay_network_spec_ipvlan("n", "eth0", "l9", "bridge", &sp),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "l9");
+  {
+    const char *keys[] = {"parent", "no_such_option"};
+    const char *values[] = {"eth0", "1"};
+    EXPECT(underlay_network_spec_from_docker("n", "macvlan", keys, values, 2, &sp),
+           UNDERLAY_RESULT_INVALID_ARGUMENT, "no_such_option");
+    EXPECT(underlay_network_spec_from_docker("n", "bridge", keys, values, 1, &sp),
+           UNDERLAY_RESULT_INVALID_ARGUMENT, "bridge");
+    OK(underlay_network_spec_from_docker("n", "macvlan", keys, values, 1, &sp));
+  }
+  EXPECT(underlay_network_spec_add_pool(sp, "garbage"), UNDERLAY_RESULT_INVALID_ARGUMENT, NULL);
+  OK(underlay_network_spec_add_pool(sp, "172.16.10.0/24 gateway=172.16.10.1"));
+  OK(underlay_network_spec_set_mtu(sp, 1400));
+  OK(underlay_network_spec_set_bring_parent_up(sp));
+  underlay_network_spec_free(sp);
+
+  OK(underlay_endpoint_spec_new("c1", &es));
+  EXPECT(underlay_endpoint_spec_add_ip(es, "172.16.10.999"), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         NULL);
+  EXPECT(underlay_endpoint_spec_set_mac(es, "zz:zz"), UNDERLAY_RESULT_INVALID_ARGUMENT, NULL);
+  OK(underlay_endpoint_spec_set_mac(es, "02:42:ac:10:0a:65"));
+  OK(underlay_endpoint_spec_set_mac(es, NULL));
+  OK(underlay_endpoint_spec_set_ifname(es, "eth1"));
+  OK(underlay_endpoint_spec_add_ip(es, "172.16.10.101"));
+  underlay_endpoint_spec_free(es);
+}
+
+/* The IPAM in memory: no privileges needed. */
+static void test_ipam_memory(void) {
+  underlay_ipam_store *st = NULL;
+  underlay_ipam_network *in = NULL;
+  underlay_ipam *ipam = NULL, *again = NULL;
+  underlay_lease *le = NULL, *lk = NULL;
+  underlay_lease_list *list = NULL;
+  bool released = true;
+
+  OK(underlay_ipam_store_new_memory(&st));
+  OK(underlay_ipam_network_new("mac_net1", &in));
+  OK(underlay_ipam_network_add_pool(
+      in, "172.22.16.0/29 gateway=172.22.16.1 reserve=exclude_host=172.22.16.2"));
+  OK(underlay_ipam_create(st, in, &ipam));
+  EXPECT(underlay_ipam_create(st, in, &again), UNDERLAY_RESULT_ALREADY_EXISTS, "mac_net1");
+  OK(underlay_ipam_open_or_create(st, in, &again));
+  underlay_ipam_free(again);
+  again = NULL;
+  OK(underlay_ipam_open(st, "mac_net1", &again));
+  underlay_ipam_free(again);
+  EXPECT(underlay_ipam_open(st, "no_such_net", &again), UNDERLAY_RESULT_NOT_FOUND,
+         "no_such_net");
+
+  OK(underlay_ipam_allocate(ipam, "c1", "eth0", "172.22.16.3", &le));
+  TRUE(le != NULL && underlay_lease_address_count(le) == 1);
+  if (le != NULL) {
+    TRUE(strcmp(underlay_lease_address(le, 0), "172.22.16.3/29") == 0);
+    TRUE(strcmp(underlay_lease_gateway(le, 0), "172.22.16.1") == 0);
+    TRUE(underlay_lease_address(le, 1) == NULL && underlay_lease_gateway(le, 7) == NULL);
+    TRUE(strcmp(underlay_lease_container_id(le), "c1") == 0);
+    TRUE(strcmp(underlay_lease_ifname(le), "eth0") == 0);
+  }
+  underlay_lease_free(le);
+  le = NULL;
+  EXPECT(underlay_ipam_allocate(ipam, "c2", "eth0", "172.22.16.3", &le),
+         UNDERLAY_RESULT_ALREADY_EXISTS, "172.22.16.3");
+  EXPECT(underlay_ipam_allocate(ipam, "c2", "eth0", "172.22.16.2", &le),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "172.22.16.2");
+  EXPECT(underlay_ipam_allocate(ipam, "c2", "bad/if", NULL, &le),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "bad/if");
+  EXPECT(underlay_ipam_allocate(ipam, BAD_UTF8, "eth0", NULL, &le), UNDERLAY_RESULT_INVALID_UTF8,
+         "container_id");
+  TRUE(le == NULL);
+  /* .4 .5 .6 are left (.0 network, .1 gateway, .2 reserved, .7 broadcast). */
+  OK(underlay_ipam_allocate(ipam, "c2", "eth0", NULL, &le));
+  underlay_lease_free(le);
+  OK(underlay_ipam_allocate(ipam, "c3", "eth0", NULL, &le));
+  underlay_lease_free(le);
+  OK(underlay_ipam_allocate(ipam, "c4", "eth0", NULL, &le));
+  underlay_lease_free(le);
+  le = NULL;
+  EXPECT(underlay_ipam_allocate(ipam, "c5", "eth0", NULL, &le), UNDERLAY_RESULT_POOL_EXHAUSTED,
+         NULL);
+  OK(underlay_ipam_lookup(ipam, "c1", "eth0", &lk));
+  TRUE(lk != NULL);
+  underlay_lease_free(lk);
+  OK(underlay_ipam_lookup(ipam, "nobody", "eth0", &lk));
+  TRUE(lk == NULL);
+  OK(underlay_ipam_list(ipam, &list));
+  TRUE(underlay_lease_list_count(list) == 4);
+  TRUE(underlay_lease_list_get(list, 4) == NULL && underlay_lease_list_get(list, 3) != NULL);
+  underlay_lease_list_free(list);
+  OK(underlay_ipam_release(ipam, "c4", "eth0", &released));
+  TRUE(released);
+  OK(underlay_ipam_release(ipam, "c4", "eth0", &released));
+  TRUE(!released);
+  {
+    const char *ids[] = {"c1", "c2"};
+    const char *ifs[] = {"eth0", "eth0"};
+    OK(underlay_ipam_gc(ipam, ids, ifs, 2, &list));
+    TRUE(underlay_lease_list_count(list) == 1);
+    TRUE(strcmp(underlay_lease_container_id(underlay_lease_list_get(list, 0)), "c3") == 0);
+    underlay_lease_list_free(list);
+    EXPECT(underlay_ipam_gc(ipam, ids, NULL, 2, &list), UNDERLAY_RESULT_NULL_PARAMETER,
+           "ifnames");
+  }
+  OK(underlay_ipam_release_stale(ipam, &list));
+  TRUE(underlay_lease_list_count(list) == 0);
+  underlay_lease_list_free(list);
+  EXPECT(underlay_ipam_delete(st, "mac_net1"), UNDERLAY_RESULT_BUSY, "mac_net1");
+  underlay_ipam_free(ipam);
+  underlay_ipam_network_free(in);
+  underlay_ipam_store_free(st);
+}
+
+/* Many threads at once: each sees its own last error. */
+static void *thread_main(void *arg) {
+  long n = (long)arg;
+  char name[32];
+  for (int i = 0; i < 20; i++) {
+    underlay_netns *ns = NULL;
+    snprintf(name, sizeof name, "ul-none-%ld-%d", n, i);
+    if (underlay_netns_open(name, &ns) != UNDERLAY_RESULT_NOT_FOUND ||
+        strstr(underlay_last_error_message(), name) == NULL)
+      return (void *)1;
+    underlay_ipam_store *st = NULL;
+    underlay_ipam_network *in = NULL;
+    underlay_ipam *ipam = NULL;
+    underlay_lease *le = NULL;
+    if (underlay_ipam_store_new_memory(&st) || underlay_ipam_network_new("t", &in) ||
+        underlay_ipam_network_add_pool(in, "10.9.0.0/24") || underlay_ipam_create(st, in, &ipam) ||
+        underlay_ipam_allocate(ipam, name, "eth0", NULL, &le))
+      return (void *)2;
+    underlay_lease_free(le);
+    underlay_ipam_free(ipam);
+    underlay_ipam_network_free(in);
+    underlay_ipam_store_free(st);
+  }
+  return NULL;
+}
+
+static void test_threads(void) {
+  pthread_t t[6];
+  for (long i = 0; i < 6; i++)
+    TRUE(pthread_create(&t[i], NULL, thread_main, (void *)i) == 0);
+  for (int i = 0; i < 6; i++) {
+    void *ret = NULL;
+    pthread_join(t[i], &ret);
+    TRUE(ret == NULL);
+  }
+}
+
+/* ---- kernel cases, inside namespaces this test creates ---- */
+
+static char ns_a[64], ns_b[64];
+
+static underlay_link *make(underlay_link_builder *b) {
+  underlay_link *l = NULL;
+  underlay_result res = underlay_link_builder_execute(b, &l);
+  if (res != UNDERLAY_RESULT_OK)
+    FAIL("create link: %s", underlay_last_error_message());
+  checks++;
+  underlay_link_builder_free(b);
+  return l;
+}
+
+static void test_kernel(void) {
+  underlay_netns *na = NULL, *nb = NULL;
+  underlay_handle *ha = NULL, *hb = NULL;
+  underlay_link_builder *b = NULL;
+  underlay_link *l = NULL;
+  underlay_link_list *links = NULL;
+  underlay_address_list *addrs = NULL;
+  underlay_route_list *routes = NULL;
+  underlay_route *r = NULL;
+  underlay_attach *at = NULL;
+  char *value = NULL;
+
+  snprintf(ns_a, sizeof ns_a, "ulct-a-%d", (int)getpid());
+  snprintf(ns_b, sizeof ns_b, "ulct-b-%d", (int)getpid());
+  OK(underlay_handle_create_netns(ns_a, &na, &ha));
+  OK(underlay_netns_create(ns_b, &nb));
+  if (na == NULL || nb == NULL || ha == NULL)
+    return;
+  EXPECT(underlay_netns_create(ns_b, &nb), UNDERLAY_RESULT_ALREADY_EXISTS, ns_b);
+  OK(underlay_handle_for_netns(nb, &hb));
+  TRUE(strcmp(underlay_netns_name(na), ns_a) == 0);
+  {
+    underlay_string_list *names = NULL;
+    int found = 0;
+    OK(underlay_netns_list(&names));
+    for (size_t i = 0; i < underlay_string_list_count(names); i++)
+      found += strcmp(underlay_string_list_get(names, i), ns_a) == 0;
+    TRUE(found == 1);
+    TRUE(underlay_string_list_get(names, underlay_string_list_count(names)) == NULL);
+    underlay_string_list_free(names);
+  }
+
+  /* veth parent inside the namespace; the peer in the other one. */
+  OK(underlay_link_builder_veth(ha, "ens192", "peer0", &b));
+  OK(underlay_link_builder_veth_peer_netns(b, nb));
+  OK(underlay_link_builder_veth_peer_up(b));
+  OK(underlay_link_builder_set_up(b));
+  EXPECT(underlay_link_builder_vxlan_port(b, 1), UNDERLAY_RESULT_INVALID_ARGUMENT, "vxlan");
+  l = make(b);
+  TRUE(l != NULL && strcmp(underlay_link_kind(l), "veth") == 0);
+  underlay_link_free(l);
+
+  /* Names: too long, with a slash, invalid UTF-8; a taken name. */
+  OK(underlay_link_builder_macvlan(ha, "this-name-is-too-long", "ens192", "bridge", &b));
+  l = NULL;
+  EXPECT(underlay_link_builder_execute(b, &l), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         "this-name-is-too-long");
+  EXPECT(underlay_link_builder_execute(b, &l), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         "already executed");
+  EXPECT(underlay_link_builder_set_up(b), UNDERLAY_RESULT_INVALID_ARGUMENT, "already executed");
+  TRUE(l == NULL);
+  underlay_link_builder_free(b);
+  EXPECT(underlay_link_builder_macvlan(ha, BAD_UTF8, "ens192", "bridge", &b),
+         UNDERLAY_RESULT_INVALID_UTF8, "`name`");
+  EXPECT(underlay_link_builder_macvlan(ha, "mv0", "ens192", "sideways", &b),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "sideways");
+  OK(underlay_link_builder_macvlan(ha, "mv0", "no-such-parent", "bridge", &b));
+  EXPECT(underlay_link_builder_execute(b, &l), UNDERLAY_RESULT_NOT_FOUND, "no-such-parent");
+  underlay_link_builder_free(b);
+
+  /* VLAN ids out of range; VLAN support (this host's kernel may lack 8021q). */
+  EXPECT(underlay_link_builder_vlan(ha, "ens192", 0, &b), UNDERLAY_RESULT_INVALID_ARGUMENT, "0");
+  EXPECT(underlay_link_builder_vlan(ha, "ens192", 4095, &b), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         "4095");
+  OK(underlay_link_builder_vlan(ha, "ens192", 10, &b));
+  {
+    underlay_result res = underlay_link_builder_execute(b, &l);
+    checks++;
+    if (res == UNDERLAY_RESULT_KERNEL_UNSUPPORTED) {
+      if (strstr(underlay_last_error_message(), "modprobe 8021q") == NULL)
+        FAIL("VLAN unsupported without the modprobe hint: %s", underlay_last_error_message());
+      printf("note: kernel has no 8021q: VLAN creation says %s\n", underlay_last_error_message());
+    } else if (res == UNDERLAY_RESULT_OK) {
+      TRUE(underlay_link_vlan_id(l) == 10 && strcmp(underlay_link_name(l), "ens192.10") == 0);
+      underlay_link_free(l);
+    } else {
+      FAIL("VLAN: %s", underlay_last_error_message());
+    }
+    l = NULL;
+  }
+  underlay_link_builder_free(b);
+
+  /* macvlan, macvtap, vxlan, bridge: create, read back, change, list. */
+  OK(underlay_link_builder_macvlan(ha, "mv0", "ens192", "bridge", &b));
+  OK(underlay_link_builder_set_mac(b, "02:42:ac:16:10:0a"));
+  OK(underlay_link_builder_set_mtu(b, 1400));
+  OK(underlay_link_builder_set_alias(b, "test alias"));
+  EXPECT(underlay_link_builder_set_mac(b, "02:42"), UNDERLAY_RESULT_INVALID_ARGUMENT, NULL);
+  l = make(b);
+  if (l != NULL) {
+    TRUE(strcmp(underlay_link_mac(l), "02:42:ac:16:10:0a") == 0);
+    TRUE(underlay_link_mtu(l) == 1400 && strcmp(underlay_link_mode(l), "bridge") == 0);
+    TRUE(strcmp(underlay_link_alias(l), "test alias") == 0 && underlay_link_parent_index(l) != 0);
+    underlay_link_free(l);
+  }
+  OK(underlay_link_builder_macvlan(ha, "mv0", "ens192", "bridge", &b));
+  EXPECT(underlay_link_builder_execute(b, &l), UNDERLAY_RESULT_ALREADY_EXISTS, "mv0");
+  underlay_link_builder_free(b);
+  OK(underlay_link_builder_macvtap(ha, "mvt0", "ens192", "vepa", &b));
+  underlay_link_free(make(b));
+  OK(underlay_link_builder_vxlan(ha, "vx0", 4242, &b));
+  OK(underlay_link_builder_vxlan_local(b, "10.1.0.1"));
+  OK(underlay_link_builder_vxlan_remote(b, "10.1.0.2"));
+  OK(underlay_link_builder_vxlan_device(b, "ens192"));
+  OK(underlay_link_builder_vxlan_port(b, 4789));
+  OK(underlay_link_builder_vxlan_learning(b, false));
+  OK(underlay_link_builder_vxlan_ttl(b, 8));
+  l = make(b);
+  TRUE(underlay_link_vxlan_vni(l) == 4242);
+  underlay_link_free(l);
+  OK(underlay_link_builder_bridge(ha, "br0", &b));
+  OK(underlay_link_builder_set_up(b));
+  underlay_link_free(make(b));
+  OK(underlay_link_builder_veth(ha, "vp0", "vp1", &b));
+  OK(underlay_link_builder_set_master(b, "br0"));
+  OK(underlay_link_builder_set_group(b, 7));
+  l = make(b);
+  TRUE(underlay_link_master_index(l) != 0 && underlay_link_group(l) == 7);
+  underlay_link_free(l);
+  OK(underlay_handle_link_set_master(ha, "vp0", NULL));
+  OK(underlay_handle_link_set_master(ha, "vp0", "br0"));
+  EXPECT(underlay_handle_link_set_master(ha, "vp0", "no-such-br"), UNDERLAY_RESULT_NOT_FOUND,
+         "no-such-br");
+
+  OK(underlay_handle_link_set_promisc(ha, "ens192", true));
+  OK(underlay_handle_link_set_up(ha, "mv0", true));
+  OK(underlay_handle_link_set_mtu(ha, "mv0", 1300));
+  OK(underlay_handle_link_set_mac(ha, "mv0", "02:42:ac:16:10:0b"));
+  EXPECT(underlay_handle_link_set_mac(ha, "mv0", "not-a-mac"), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         "not-a-mac");
+  EXPECT(underlay_handle_link_set_up(ha, "ghost0", true), UNDERLAY_RESULT_NOT_FOUND, "ghost0");
+  OK(underlay_handle_link_get(ha, "ens192", &l));
+  TRUE(underlay_link_is_promisc(l) && underlay_link_is_up(l));
+  underlay_link_free(l);
+  l = NULL;
+  EXPECT(underlay_handle_link_get(ha, "ghost0", &l), UNDERLAY_RESULT_NOT_FOUND, "ghost0");
+  EXPECT(underlay_handle_link_get(ha, "bad name", &l), UNDERLAY_RESULT_INVALID_ARGUMENT, NULL);
+  EXPECT(underlay_handle_link_get_by_index(ha, 999999, &l), UNDERLAY_RESULT_NOT_FOUND, NULL);
+  TRUE(l == NULL);
+  OK(underlay_handle_link_get_by_index(ha, 1, &l));
+  TRUE(l != NULL && strcmp(underlay_link_name(l), "lo") == 0);
+  underlay_link_free(l);
+  OK(underlay_handle_link_list(ha, &links));
+  TRUE(underlay_link_list_count(links) >= 7);
+  TRUE(underlay_link_list_get(links, 1000) == NULL);
+  underlay_link_list_free(links);
+
+  /* Addresses and routes. */
+  OK(underlay_handle_address_add(ha, "mv0", "172.16.10.101/24"));
+  EXPECT(underlay_handle_address_add(ha, "mv0", "172.16.10.101/24"),
+         UNDERLAY_RESULT_ALREADY_EXISTS, NULL);
+  OK(underlay_handle_address_replace(ha, "mv0", "172.16.10.101/24"));
+  EXPECT(underlay_handle_address_add(ha, "mv0", "172.16.10.101"),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "prefix");
+  OK(underlay_handle_address_list(ha, "mv0", &addrs));
+  TRUE(underlay_address_list_count(addrs) >= 1);
+  if (underlay_address_list_count(addrs) >= 1) {
+    const underlay_address *a = underlay_address_list_get(addrs, 0);
+    TRUE(strcmp(underlay_address_string(a), "172.16.10.101/24") == 0);
+    TRUE(strcmp(underlay_address_scope(a), "global") == 0 && underlay_address_link_index(a) > 0);
+  }
+  underlay_address_list_free(addrs);
+  OK(underlay_handle_address_list(ha, NULL, &addrs));
+  underlay_address_list_free(addrs);
+  OK(underlay_route_default_via("172.16.10.1", &r));
+  OK(underlay_handle_route_add(ha, r));
+  EXPECT(underlay_handle_route_add(ha, r), UNDERLAY_RESULT_ALREADY_EXISTS, NULL);
+  OK(underlay_handle_route_replace(ha, r));
+  OK(underlay_handle_route_list(ha, 0, &routes));
+  {
+    int found = 0;
+    for (size_t i = 0; i < underlay_route_list_count(routes); i++)
+      found += strstr(underlay_route_string(underlay_route_list_get(routes, i)),
+                      "0.0.0.0/0 via 172.16.10.1") != NULL;
+    TRUE(found == 1);
+  }
+  underlay_route_list_free(routes);
+  OK(underlay_handle_route_delete(ha, r));
+  EXPECT(underlay_handle_route_delete(ha, r), UNDERLAY_RESULT_NOT_FOUND, NULL);
+  underlay_route_free(r);
+  OK(underlay_handle_address_delete(ha, "mv0", "172.16.10.101/24"));
+
+  /* Attach: move mv0 into B as eth0 with an address and a gateway. */
+  OK(underlay_attach_new(ha, "mv0", nb, &at));
+  OK(underlay_attach_set_name(at, "eth0"));
+  OK(underlay_attach_add_address(at, "172.16.10.102/24"));
+  OK(underlay_attach_set_gateway(at, "172.16.10.1"));
+  OK(underlay_attach_set_target(at, hb));
+  OK(underlay_attach_set_mtu(at, 1400));
+  OK(underlay_attach_execute(at, &l));
+  TRUE(l != NULL && strcmp(underlay_link_name(l), "eth0") == 0);
+  underlay_link_free(l);
+  l = NULL;
+  EXPECT(underlay_attach_execute(at, &l), UNDERLAY_RESULT_INVALID_ARGUMENT, "already executed");
+  underlay_attach_free(at);
+  OK(underlay_attach_new(ha, "ghost0", nb, &at));
+  EXPECT(underlay_attach_execute(at, &l), UNDERLAY_RESULT_NOT_FOUND, "ghost0");
+  underlay_attach_free(at);
+
+  /* Namespace-level calls. */
+  OK(underlay_netns_set_forwarding(nb, true, false));
+  OK(underlay_netns_sysctl_get(nb, "net.ipv4.ip_forward", &value));
+  TRUE(value != NULL && strcmp(value, "1") == 0);
+  underlay_string_free(value);
+  value = NULL;
+  EXPECT(underlay_netns_sysctl_get(nb, "kernel.hostname", &value),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "kernel.hostname");
+  OK(underlay_netns_sysctl_set(nb, "net.ipv4.conf.all.arp_ignore", "1"));
+  {
+    bool replied = false;
+    uint64_t rtt = 0;
+    OK(underlay_handle_link_set_up(hb, "lo", true));
+    OK(underlay_netns_ping(nb, "172.16.10.102", 1000, &replied, &rtt));
+    TRUE(replied);
+    EXPECT(underlay_netns_ping(nb, "nowhere", 10, &replied, NULL),
+           UNDERLAY_RESULT_INVALID_ARGUMENT, "nowhere");
+  }
+  {
+    underlay_netns *cur = NULL, *byfd = NULL;
+    OK(underlay_netns_current(&cur));
+    OK(underlay_netns_open_pid((uint32_t)getpid(), &cur == NULL ? NULL : &byfd));
+    underlay_netns_free(byfd);
+    underlay_netns_free(cur);
+  }
+
+  OK(underlay_handle_link_delete(ha, "vx0"));
+  EXPECT(underlay_handle_link_delete(ha, "vx0"), UNDERLAY_RESULT_NOT_FOUND, "vx0");
+  underlay_handle_free(hb);
+  underlay_handle_free(ha);
+  underlay_netns_free(nb);
+  underlay_netns_free(na);
+}
+
+/* Networks and endpoints in namespaces (macvlan on a veth parent). */
+static void test_networks(void) {
+  char host_name[64], ctr_name[64], root[128];
+  underlay_netns *hn = NULL, *cn = NULL;
+  underlay_handle *hh = NULL, *ch = NULL;
+  underlay_link_builder *b = NULL;
+  underlay_networks *nets = NULL;
+  underlay_network_spec *sp = NULL;
+  underlay_network *net = NULL;
+  underlay_network_list *nl = NULL;
+  underlay_endpoint_spec *es = NULL;
+  underlay_endpoint *ep = NULL;
+  underlay_endpoint_list *el = NULL;
+  underlay_reconcile_report *rep = NULL;
+  char *shim = NULL;
+
+  snprintf(host_name, sizeof host_name, "ulct-h-%d", (int)getpid());
+  snprintf(ctr_name, sizeof ctr_name, "ulct-c-%d", (int)getpid());
+  snprintf(root, sizeof root, "/tmp/ulct-root-%d", (int)getpid());
+  OK(underlay_handle_create_netns(host_name, &hn, &hh));
+  OK(underlay_handle_create_netns(ctr_name, &cn, &ch));
+  if (hh == NULL || ch == NULL)
+    goto out;
+  OK(underlay_link_builder_veth(hh, "ens33", "wire0", &b));
+  OK(underlay_link_builder_set_up(b));
+  underlay_link_free(make(b));
+  OK(underlay_networks_open(hh, root, &nets));
+  OK(underlay_network_spec_macvlan("mac_net1", "ens33", "bridge", &sp));
+  OK(underlay_network_spec_add_pool(sp, "172.22.16.0/24 gateway=172.22.16.1"));
+  OK(underlay_networks_create(nets, sp, &net));
+  EXPECT(underlay_networks_create(nets, sp, &net), UNDERLAY_RESULT_ALREADY_EXISTS, "mac_net1");
+  underlay_network_spec_free(sp);
+  if (net == NULL)
+    goto out;
+  TRUE(strcmp(underlay_network_name(net), "mac_net1") == 0);
+  TRUE(strcmp(underlay_network_driver(net), "macvlan") == 0);
+  TRUE(strcmp(underlay_network_parent(net), "ens33") == 0);
+  OK(underlay_endpoint_spec_new("c1", &es));
+  OK(underlay_endpoint_spec_add_ip(es, "172.22.16.10"));
+  OK(underlay_endpoint_spec_set_target(es, ch));
+  OK(underlay_network_connect(net, cn, es, &ep));
+  EXPECT(underlay_network_connect(net, cn, es, &ep), UNDERLAY_RESULT_ALREADY_EXISTS, NULL);
+  underlay_endpoint_spec_free(es);
+  TRUE(ep != NULL && strcmp(underlay_endpoint_address(ep, 0), "172.22.16.10/24") == 0);
+  TRUE(strcmp(underlay_endpoint_ifname(ep), "eth0") == 0 && underlay_endpoint_index(ep) > 0);
+  TRUE(underlay_endpoint_route_count(ep) >= 1 && underlay_endpoint_mac(ep) != NULL);
+  TRUE(strcmp(underlay_endpoint_network(ep), "mac_net1") == 0);
+  TRUE(strcmp(underlay_endpoint_container_id(ep), "c1") == 0);
+  TRUE(underlay_endpoint_address(ep, 5) == NULL && underlay_endpoint_route(ep, 0) != NULL);
+  underlay_endpoint_free(ep);
+  ep = NULL;
+  OK(underlay_network_endpoint(net, "c1", "eth0", &ep));
+  TRUE(ep != NULL);
+  underlay_endpoint_free(ep);
+  OK(underlay_network_endpoint(net, "nobody", "eth0", &ep));
+  TRUE(ep == NULL);
+  OK(underlay_network_endpoints(net, &el));
+  TRUE(underlay_endpoint_list_count(el) == 1);
+  underlay_endpoint_list_free(el);
+  EXPECT(underlay_network_enable_host_access(net, NULL, false, "sideways", &shim),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "sideways");
+  OK(underlay_network_enable_host_access(net, "macvlan0-host", false, NULL, &shim));
+  TRUE(shim != NULL && strcmp(shim, "macvlan0-host") == 0);
+  underlay_string_free(shim);
+  OK(underlay_networks_list(nets, &nl));
+  TRUE(underlay_network_list_count(nl) == 1);
+  underlay_network_list_free(nl);
+  OK(underlay_networks_reconcile(nets, &rep));
+  TRUE(underlay_reconcile_report_is_clean(rep));
+  TRUE(underlay_string_list_count(underlay_reconcile_report_gone_endpoints(rep)) == 0);
+  TRUE(underlay_reconcile_report_recreated_parents(rep) != NULL);
+  TRUE(underlay_reconcile_report_recreated_shims(rep) != NULL);
+  TRUE(underlay_reconcile_report_removed_links(rep) != NULL);
+  underlay_reconcile_report_free(rep);
+  EXPECT(underlay_networks_delete(nets, "mac_net1"), UNDERLAY_RESULT_BUSY, "mac_net1");
+  OK(underlay_network_disable_host_access(net));
+  OK(underlay_network_disconnect(net, "c1", "eth0"));
+  underlay_network_free(net);
+  net = NULL;
+  OK(underlay_networks_get(nets, "mac_net1", &net));
+  underlay_network_free(net);
+  OK(underlay_networks_delete(nets, "mac_net1"));
+  EXPECT(underlay_networks_get(nets, "mac_net1", &net), UNDERLAY_RESULT_NOT_FOUND, "mac_net1");
+out:
+  underlay_networks_free(nets);
+  underlay_handle_free(ch);
+  underlay_handle_free(hh);
+  underlay_netns_free(cn);
+  underlay_netns_free(hn);
+  underlay_netns_delete(ctr_name);
+  underlay_netns_delete(host_name);
+  {
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd) != 0)
+      fprintf(stderr, "cleanup of %s failed\n", root);
+  }
+}
+
+int main(void) {
+  test_basics();
+  test_free_null();
+  test_getters_null();
+  test_null_parameters();
+  test_bad_values();
+  test_ipam_memory();
+  test_threads();
+  if (geteuid() == 0) {
+    test_kernel();
+    /* Delete the namespaces even when a check above failed. */
+    if (ns_a[0] != 0)
+      underlay_netns_delete(ns_a);
+    if (ns_b[0] != 0)
+      underlay_netns_delete(ns_b);
+    test_networks();
+  } else {
+    printf("SKIPPED: kernel cases need root (namespaces, links); CI runs them as root\n");
+  }
+  printf("test_api: %d checks, %d failed\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}
