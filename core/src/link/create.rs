@@ -242,10 +242,14 @@ impl<K: LinkSpec> LinkBuilder<K> {
         }
         let target_ns = self.target.as_ref().map(Target::netns).transpose()?;
         let (info_kind, info_data) = self.spec.info(parent.as_ref(), target_ns.as_ref())?;
-        let master = match (&self.master, &self.target) {
-            (None, _) => None,
-            (Some(m), None) => Some(self.handle.link_index(m.clone()).await?),
-            (Some(m), Some(t)) => Some(t.handle().await?.link_index(m.clone()).await?),
+        // The namespace the link lands in: where its master is looked up and it is read back.
+        let reader = match &self.target {
+            Some(t) => t.handle().await?,
+            None => self.handle.clone(),
+        };
+        let master = match &self.master {
+            None => None,
+            Some(m) => Some(reader.link_index(m.clone()).await?),
         };
 
         let build = |name: &str| {
@@ -296,13 +300,12 @@ impl<K: LinkSpec> LinkBuilder<K> {
                 &object,
             )
             .await;
-        let mut final_handle = None;
         match sent {
             Ok(_) => {}
             Err(e) if e.errno() == Some(libc::EEXIST) && self.target.is_some() => {
                 // Taken in the target, or (on kernels that create in the caller's namespace
                 // first) on the host side: then create under a temporary name and rename inside.
-                let th = self.target.as_ref().expect("checked").handle().await?;
+                let th = &reader;
                 if th.link(name.as_str()).await.is_ok() {
                     return Err(name_taken(&name, kind, &where_));
                 }
@@ -322,7 +325,6 @@ impl<K: LinkSpec> LinkBuilder<K> {
                         "cannot rename the new {kind} to `{name}` in {where_}"
                     )));
                 }
-                final_handle = Some(th);
             }
             Err(e) if e.errno() == Some(libc::EEXIST) => {
                 return Err(name_taken(&name, kind, &where_))
@@ -335,11 +337,6 @@ impl<K: LinkSpec> LinkBuilder<K> {
                     .await);
             }
         }
-        let reader = match (final_handle, &self.target) {
-            (Some(h), _) => h,
-            (None, Some(t)) => t.handle().await?,
-            (None, None) => self.handle.clone(),
-        };
         let after = async {
             if let Some(alias) = &self.alias {
                 reader
