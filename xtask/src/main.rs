@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 mod c_api;
+mod etcd;
 mod python;
 
 const USAGE: &str = "\
@@ -15,6 +16,8 @@ tasks:
                            -D warnings, vm-prepare, the scenarios demo, then
                            `cargo test --workspace --locked [args]` (the vm test binary boots
                            the VM itself when the kernel lacks 8021q/ipvlan)
+  etcd-test [args]         the etcd IPAM store against real etcd members (installs etcd-server,
+                           etcd-client and protobuf-compiler with apt if missing)
   c-test [args]            the C ABI: header up to date, C examples and tests under sanitizers
   py-test [args]           the Python module: fresh venv, pip install ./py, stubtest, pytest
   vm-prepare               install qemu & co. if missing, fetch and cache the guest kernel
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
     let task = args.next();
     let result = match task.as_ref().and_then(|t| t.to_str()) {
         Some("test") => test(args.collect()),
+        Some("etcd-test") => etcd::run(args.collect()),
         Some("c-test") => c_api::run(args.collect()),
         Some("py-test") => python::run(args.collect()),
         Some("vm-prepare") => vm_prepare(),
@@ -113,6 +117,11 @@ fn test(args: Vec<OsString>) -> std::io::Result<i32> {
         .status()?;
     if !status.success() {
         return Ok(status.code().unwrap_or(1));
+    }
+    println!("==> etcd store: cargo xtask etcd-test");
+    let etcd = etcd::run(Vec::new())?;
+    if etcd != 0 {
+        return Ok(etcd);
     }
     println!("==> C ABI: cargo xtask c-test");
     let c = c_api::run(Vec::new())?;

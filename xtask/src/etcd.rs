@@ -1,0 +1,81 @@
+//! `cargo xtask etcd-test`: the etcd IPAM store's tests against real etcd members.
+//!
+//! Installs what is missing (etcd, etcdctl, and protoc for etcd-client's build) with apt, then
+//! runs `cargo test -p underlay --features etcd --locked --test it ipam_etcd [args]`. The tests
+//! start their own members on free 127.0.0.1 ports and stop them by PID.
+
+use std::env;
+use std::ffi::OsString;
+use std::io;
+use std::process::{Command, Stdio};
+
+/// The Debian packages and a program each one provides.
+const NEEDED: [(&str, &str, &str); 3] = [
+    ("etcd-server", "etcd", "--version"),
+    ("etcd-client", "etcdctl", "version"),
+    ("protobuf-compiler", "protoc", "--version"),
+];
+
+fn works(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn apt_install(packages: &[&str]) -> io::Result<bool> {
+    let install = |pkgs: &[&str]| -> io::Result<bool> {
+        Ok(Command::new("apt-get")
+            .args(["install", "-y"])
+            .args(pkgs)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()?
+            .success())
+    };
+    if install(packages)? {
+        return Ok(true);
+    }
+    println!("etcd-test: apt-get install failed; running apt-get update first");
+    if !Command::new("apt-get").arg("update").status()?.success() {
+        return Ok(false);
+    }
+    install(packages)
+}
+
+pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(_, program, arg)| !works(program, arg))
+        .map(|(package, _, _)| *package)
+        .collect();
+    if !missing.is_empty() {
+        println!("etcd-test: installing {}", missing.join(" "));
+        if !apt_install(&missing)? {
+            eprintln!(
+                "etcd-test: could not install {}: install them by hand (Debian/Ubuntu package \
+                 names) and run again",
+                missing.join(" ")
+            );
+            return Ok(1);
+        }
+    }
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!("==> etcd store: cargo test -p underlay --features etcd --locked --test it ipam_etcd");
+    let status = Command::new(cargo)
+        .args([
+            "test",
+            "-p",
+            "underlay",
+            "--features",
+            "etcd",
+            "--locked",
+            "--test",
+            "it",
+            "ipam_etcd",
+        ])
+        .args(args)
+        .status()?;
+    Ok(status.code().unwrap_or(1))
+}
