@@ -82,11 +82,11 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
     let version = crate_version(&cargo, &root)?;
     let header = root.join("include/underlay.h");
     let fresh = generate_header(&root, &version)?;
-    if bless || install.is_some() {
-        if fs::read_to_string(&header).ok().as_deref() != Some(fresh.as_str()) {
-            fs::write(&header, &fresh)?;
-            println!("wrote {}", header.display());
-        }
+    if (bless || install.is_some())
+        && fs::read_to_string(&header).ok().as_deref() != Some(fresh.as_str())
+    {
+        fs::write(&header, &fresh)?;
+        println!("wrote {}", header.display());
     }
     let committed = fs::read_to_string(&header).unwrap_or_default();
     let same = committed == fresh;
