@@ -356,6 +356,32 @@ fn wrong_credentials_are_refused() {
     });
 }
 
+#[test]
+fn tls_with_client_certificates() {
+    if skip("tls_with_client_certificates") {
+        return;
+    }
+    let c = Cluster::start_tls();
+    let t = c.tls_dir().unwrap().to_path_buf();
+    rt().block_on(async {
+        let quick = |cfg: EtcdConfig| cfg.retry_for(Duration::from_secs(2));
+        // Without a client certificate the server refuses the handshake: no answer in time.
+        let e = EtcdStore::connect(quick(config(&c, "h").tls(t.join("ca.pem"))))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        let cfg = config(&c, "h")
+            .tls(t.join("ca.pem"))
+            .client_cert(t.join("node.pem"), t.join("node-key.pem"))
+            .tls_domain("localhost");
+        let s = Arc::new(EtcdStore::connect(cfg).await.unwrap());
+        let ipam = Ipam::create(s, net("n", &["10.4.0.0/24"])).await.unwrap();
+        let l = ipam.allocate(&owner("a"), &Request::any()).await.unwrap();
+        let key = format!("/underlay/ipam/data/n/addr/{}", l.ips()[0]);
+        assert!(c.ctl(&["get", &key]).contains("a/eth0 host=h"));
+    });
+}
+
 // ---- many processes, as different hosts -------------------------------------------------
 
 /// The child's body: allocate `COUNT` owners `PREFIX-i` from network `shared` with `INFLIGHT`

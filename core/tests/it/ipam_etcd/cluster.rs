@@ -58,11 +58,50 @@ pub(crate) struct Cluster {
     members: Vec<Member>,
     initial: String,
     token: String,
+    /// A directory with `ca.pem`, `node.pem`, `node-key.pem`: clients must use TLS and a
+    /// certificate signed by the CA.
+    tls: Option<PathBuf>,
 }
 
 impl Cluster {
     /// Starts `n` members and waits until every one is healthy.
     pub(crate) fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, None)
+    }
+
+    /// One member serving TLS only, requiring client certificates; makes the certificates
+    /// with `openssl` (see [`Cluster::tls_dir`]).
+    pub(crate) fn start_tls() -> Cluster {
+        let dir = std::env::temp_dir().join(format!(
+            "underlay-etcd-certs-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sh = "set -e
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 1 \
+                -subj /CN=underlay-test-ca 2>/dev/null
+            openssl req -newkey rsa:2048 -nodes -keyout node-key.pem -out node.csr \
+                -subj /CN=localhost 2>/dev/null
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' > ext
+            openssl x509 -req -in node.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+                -out node.pem -days 1 -extfile ext 2>/dev/null";
+        let ok = Command::new("sh")
+            .args(["-c", sh])
+            .current_dir(&dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl could not make the test certificates");
+        Cluster::start_with(1, Some(dir))
+    }
+
+    /// The certificates of a TLS cluster.
+    pub(crate) fn tls_dir(&self) -> Option<&Path> {
+        self.tls.as_deref()
+    }
+
+    fn start_with(n: usize, tls: Option<PathBuf>) -> Cluster {
         let dir = std::env::temp_dir().join(format!(
             "underlay-etcd-{}-{}",
             std::process::id(),
@@ -89,6 +128,7 @@ impl Cluster {
             members,
             initial,
             token,
+            tls,
         };
         for i in 0..n {
             c.spawn(i);
@@ -112,9 +152,20 @@ impl Cluster {
             .append(true)
             .open(self.dir.join(format!("{}.log", m.name)))
             .unwrap();
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(t.join("node.pem"))
+                .arg("--key-file")
+                .arg(t.join("node-key.pem"))
+                .arg("--trusted-ca-file")
+                .arg(t.join("ca.pem"))
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", &m.name, "--data-dir"])
             .arg(&data)
             .args(["--listen-client-urls", &client])
@@ -157,12 +208,19 @@ impl Cluster {
 
     /// Member `i`'s client URL.
     pub(crate) fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.members[i].client)
     }
 
     /// `etcdctl` against member `i` (the independent oracle); stdout, or None on failure.
     pub(crate) fn ctl_at(&self, i: usize, args: &[&str]) -> Option<String> {
-        let out = Command::new("etcdctl")
+        let mut cmd = Command::new("etcdctl");
+        if let Some(t) = &self.tls {
+            cmd.arg(format!("--cacert={}", t.join("ca.pem").display()))
+                .arg(format!("--cert={}", t.join("node.pem").display()))
+                .arg(format!("--key={}", t.join("node-key.pem").display()));
+        }
+        let out = cmd
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint(i)))
             .args(["--command-timeout=3s", "--dial-timeout=1s"])
@@ -236,5 +294,8 @@ impl Drop for Cluster {
             self.kill(i);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(t) = &self.tls {
+            let _ = std::fs::remove_dir_all(t);
+        }
     }
 }
