@@ -18,7 +18,10 @@ tasks:
                            the VM itself when the kernel lacks 8021q/ipvlan)
   etcd-test [args]         the etcd IPAM store against real etcd members (installs etcd-server,
                            etcd-client and protobuf-compiler with apt if missing)
-  c-test [args]            the C ABI: header up to date, C examples and tests under sanitizers
+  c-test [--bless] [--install PREFIX]
+                           the C ABI: header up to date (--bless rewrites it), C examples and
+                           tests under sanitizers; --install puts header, libraries and
+                           underlay.pc under PREFIX
   py-test [args]           the Python module: fresh venv, pip install ./py, stubtest, pytest
   vm-prepare               install qemu & co. if missing, fetch and cache the guest kernel
   vm-run [--] <cmd> [args] run a command in the VM (host's / shared read-only, tmpfs overlay);
