@@ -20,7 +20,7 @@ pub use lease::{BootId, Lease, LeasedAddress, Owner, Record, Request};
 pub(crate) use network::check_name;
 pub use network::Network;
 pub use pool::{AllocRange, Pool, PoolBuilder, Reserved};
-pub(crate) use store::fsutil;
 #[cfg(feature = "etcd")]
 pub use store::etcd::{EtcdConfig, EtcdStore};
+pub(crate) use store::fsutil;
 pub use store::{Change, HostLocalStore, LocalStore, MemoryStore, Snapshot, Store, StoreFuture};
