@@ -41,6 +41,9 @@ macro_rules! kinds {
                 cls.setattr("code", ErrorKind::$kind as u32)?;
                 m.add(stringify!($class), cls)?;
             )*
+            // Filled per instance by `to_py`; empty on a class raised by hand.
+            py.get_type::<MultipleErrors>()
+                .setattr("errors", pyo3::types::PyList::empty(py))?;
             m.add_function(wrap_pyfunction!(error_classes, m)?)?;
             Ok(())
         }
@@ -71,24 +74,32 @@ kinds! {
     KernelError => Kernel, "The kernel refused the request for another reason; errno says which.";
     ProtocolError => Protocol, "A netlink reply could not be understood, or the connection broke.";
     Timeout => Timeout, "A deadline passed before the operation finished.";
-    MultipleErrors => Multiple, "Several independent steps failed (teardown keeps going and reports them all).";
+    MultipleErrors => Multiple, "Several independent steps failed (teardown keeps going and reports them all); `errors` holds one exception per failure.";
 }
 
-/// The Python exception for a core error: its kind's class, the core's message, its errno.
+/// The Python exception for a core error: its kind's class, the core's message, its errno;
+/// a `MultipleErrors` also carries `errors`, one exception per step that failed.
 pub(crate) fn to_py(e: underlay::Error) -> PyErr {
-    Python::attach(|py| {
-        let cls = class_for(py, e.kind());
-        let made = cls.call1((e.to_string(),)).and_then(|exc| {
-            if let Some(n) = e.errno() {
-                exc.setattr("errno", n)?;
-            }
-            Ok(exc)
-        });
-        match made {
-            Ok(exc) => PyErr::from_value(exc),
-            Err(err) => err,
-        }
+    Python::attach(|py| match exception(py, &e) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
     })
+}
+
+fn exception<'py>(py: Python<'py>, e: &underlay::Error) -> PyResult<Bound<'py, PyAny>> {
+    let exc = class_for(py, e.kind()).call1((e.to_string(),))?;
+    if let Some(n) = e.errno() {
+        exc.setattr("errno", n)?;
+    }
+    if e.kind() == ErrorKind::Multiple {
+        let parts = e
+            .errors()
+            .iter()
+            .map(|x| exception(py, x))
+            .collect::<PyResult<Vec<_>>>()?;
+        exc.setattr("errors", parts)?;
+    }
+    Ok(exc)
 }
 
 /// An `InvalidArgument` raised by the binding itself (a Python value of the wrong shape).

@@ -1,7 +1,7 @@
 //! `underlay.Handle` (links, addresses, routes in one namespace), `Link`, `Address`, `Route`.
 
 use pyo3::prelude::*;
-use underlay::{LinkKind, RouteScopeKind};
+use underlay::{LinkKind, RouteScopeKind, VlanProtocol};
 
 use crate::conv;
 use crate::netns::Netns;
@@ -22,6 +22,120 @@ pub(crate) struct Handle {
 #[pyclass(module = "underlay", frozen)]
 pub(crate) struct Link {
     pub(crate) inner: underlay::Link,
+}
+
+/// The flags of a VLAN (`ip link ... type vlan reorder_hdr on gvrp off mvrp off
+/// loose_binding off`): given to `Vlan.create` as keywords, read back as `Link.vlan_flags`.
+#[pyclass(module = "underlay", frozen, eq)]
+#[derive(PartialEq)]
+pub(crate) struct VlanFlags {
+    inner: underlay::VlanFlags,
+}
+
+#[pymethods]
+impl VlanFlags {
+    /// Flags; the defaults are the kernel's (`reorder_hdr` on, the others off).
+    #[new]
+    #[pyo3(signature = (*, reorder_hdr = true, gvrp = false, mvrp = false, loose_binding = false))]
+    fn new(reorder_hdr: bool, gvrp: bool, mvrp: bool, loose_binding: bool) -> VlanFlags {
+        VlanFlags {
+            inner: underlay::VlanFlags {
+                reorder_hdr,
+                gvrp,
+                mvrp,
+                loose_binding,
+            },
+        }
+    }
+    /// Reorder the Ethernet header.
+    #[getter]
+    fn reorder_hdr(&self) -> bool {
+        self.inner.reorder_hdr
+    }
+    /// Registered with GVRP.
+    #[getter]
+    fn gvrp(&self) -> bool {
+        self.inner.gvrp
+    }
+    /// Registered with MVRP.
+    #[getter]
+    fn mvrp(&self) -> bool {
+        self.inner.mvrp
+    }
+    /// Does not follow the parent's operational state.
+    #[getter]
+    fn loose_binding(&self) -> bool {
+        self.inner.loose_binding
+    }
+    fn __repr__(&self) -> String {
+        let f = &self.inner;
+        format!(
+            "VlanFlags(reorder_hdr={}, gvrp={}, mvrp={}, loose_binding={})",
+            py_bool(f.reorder_hdr),
+            py_bool(f.gvrp),
+            py_bool(f.mvrp),
+            py_bool(f.loose_binding)
+        )
+    }
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// The settings of a VXLAN link as the kernel reports them (`Link.vxlan`).
+#[pyclass(module = "underlay", frozen)]
+pub(crate) struct VxlanInfo {
+    inner: underlay::VxlanInfo,
+}
+
+#[pymethods]
+impl VxlanInfo {
+    /// The network identifier (24 bits).
+    #[getter]
+    fn vni(&self) -> u32 {
+        self.inner.vni
+    }
+    /// The local VTEP address, if set.
+    #[getter]
+    fn local<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.local.map(|ip| conv::py_ip(py, ip)).transpose()
+    }
+    /// The remote VTEP (unicast) or multicast group, if set.
+    #[getter]
+    fn remote<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.remote.map(|ip| conv::py_ip(py, ip)).transpose()
+    }
+    /// The UDP destination port.
+    #[getter]
+    fn port(&self) -> u16 {
+        self.inner.port
+    }
+    /// The index of the underlying device, if set.
+    #[getter]
+    fn device(&self) -> Option<u32> {
+        self.inner.link
+    }
+    /// MAC learning.
+    #[getter]
+    fn learning(&self) -> bool {
+        self.inner.learning
+    }
+    /// TTL (0: inherited).
+    #[getter]
+    fn ttl(&self) -> u8 {
+        self.inner.ttl
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "<VxlanInfo vni={} port={}>",
+            self.inner.vni, self.inner.port
+        )
+    }
 }
 
 /// An address on a link, as the kernel reports it.
@@ -361,6 +475,55 @@ impl Link {
             _ => None,
         }
     }
+    /// The VLAN tag protocol ("802.1Q" or "802.1ad" as a `VlanProtocol`), for a VLAN.
+    #[getter]
+    fn vlan_protocol<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        Ok(match &self.inner.kind {
+            LinkKind::Vlan { protocol, .. } => Some(py_enum(
+                py,
+                "VlanProtocol",
+                match protocol {
+                    VlanProtocol::Ieee8021Ad => "802.1ad",
+                    _ => "802.1Q",
+                },
+            )?),
+            _ => None,
+        })
+    }
+    /// The VLAN flags, for a VLAN.
+    #[getter]
+    fn vlan_flags(&self) -> Option<VlanFlags> {
+        match &self.inner.kind {
+            LinkKind::Vlan { flags, .. } => Some(VlanFlags { inner: *flags }),
+            _ => None,
+        }
+    }
+    /// The source MACs a source-mode macvlan accepts ([] for other macvlans), None otherwise.
+    #[getter]
+    fn source_macs(&self) -> Option<Vec<String>> {
+        match &self.inner.kind {
+            LinkKind::Macvlan { source_macs, .. } => {
+                Some(source_macs.iter().map(|m| m.to_string()).collect())
+            }
+            _ => None,
+        }
+    }
+    /// The VXLAN settings as read back, for a VXLAN.
+    #[getter]
+    fn vxlan(&self) -> Option<VxlanInfo> {
+        match &self.inner.kind {
+            LinkKind::Vxlan(v) => Some(VxlanInfo { inner: v.clone() }),
+            _ => None,
+        }
+    }
+    /// Bridge VLAN filtering, for a bridge.
+    #[getter]
+    fn vlan_filtering(&self) -> Option<bool> {
+        match &self.inner.kind {
+            LinkKind::Bridge(b) => Some(b.vlan_filtering),
+            _ => None,
+        }
+    }
     /// The mode: a `MacvlanMode` (macvlan, macvtap) or `IpvlanMode` (ipvlan); None otherwise.
     #[getter]
     fn mode<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
@@ -539,5 +702,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Link>()?;
     m.add_class::<Address>()?;
     m.add_class::<Route>()?;
+    m.add_class::<VlanFlags>()?;
+    m.add_class::<VxlanInfo>()?;
     Ok(())
 }

@@ -187,7 +187,7 @@ pub(crate) struct Ipam {
     inner: underlay::Ipam,
 }
 
-fn store(path: PathBuf, layout: &str) -> PyResult<Arc<dyn Store>> {
+pub(crate) fn store(path: PathBuf, layout: &str) -> PyResult<Arc<dyn Store>> {
     match layout {
         "local" => Ok(Arc::new(LocalStore::open(path).map_err(to_py)?)),
         "host-local" => Ok(Arc::new(HostLocalStore::open(path).map_err(to_py)?)),
@@ -354,14 +354,54 @@ impl Ipam {
         Ok(v.into_iter().map(|inner| Lease { inner }).collect())
     }
 
+    /// The boot id new leases are stamped with (default: the running kernel's), or None.
+    #[getter]
+    fn boot_id(&self) -> Option<String> {
+        self.inner.boot_id().map(|b| b.as_str().to_string())
+    }
+
+    /// Stamps new leases with `boot_id` (1 to 64 characters without whitespace; None: no
+    /// stamp). Leases stamped with another boot id are `stale`. Ignored by a store that keeps
+    /// no boot ids (`layout="host-local"`).
+    #[pyo3(signature = (boot_id))]
+    fn set_boot_id(&self, boot_id: Option<&str>) -> PyResult<()> {
+        let b = boot_id.map(ipam::BootId::new).transpose().map_err(to_py)?;
+        self.inner.set_boot_id(b);
+        Ok(())
+    }
+
+    /// The leases stamped with a boot id other than `boot_id`: made before a reboot.
+    /// Unstamped leases are never stale.
+    fn stale(&self, py: Python<'_>) -> PyResult<Vec<Lease>> {
+        let i = self.inner.clone();
+        let v = block(py, async move { i.stale().await })?;
+        Ok(v.into_iter().map(|inner| Lease { inner }).collect())
+    }
+
+    /// Releases the leases `stale` lists; returns them.
+    fn release_stale(&self, py: Python<'_>) -> PyResult<Vec<Lease>> {
+        let i = self.inner.clone();
+        let v = block(py, async move { i.release_stale().await })?;
+        Ok(v.into_iter().map(|inner| Lease { inner }).collect())
+    }
+
     fn __repr__(&self) -> String {
         format!("<Ipam {}>", self.inner.network().name())
     }
+}
+
+/// The running kernel's boot id (`/proc/sys/kernel/random/boot_id`), what leases are
+/// stamped with by default.
+#[pyfunction]
+fn current_boot_id(py: Python<'_>) -> PyResult<String> {
+    let b = crate::unblock(py, ipam::BootId::current)?;
+    Ok(b.as_str().to_string())
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Pool>()?;
     m.add_class::<Lease>()?;
     m.add_class::<Ipam>()?;
+    m.add_function(wrap_pyfunction!(current_boot_id, m)?)?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use pyo3::prelude::*;
 
+mod attach;
 mod conv;
 mod errors;
 mod handle;
@@ -62,6 +63,7 @@ fn _underlay(m: &Bound<'_, PyModule>) -> PyResult<()> {
     netns::register(m)?;
     handle::register(m)?;
     links::register(m)?;
+    attach::register(m)?;
     ipam::register(m)?;
     network::register(m)?;
     Ok(())

@@ -3,12 +3,15 @@
 //! back from the namespace the link ends up in.
 
 use pyo3::prelude::*;
-use underlay::{IpvlanFlag, IpvlanMode, LinkRef, MacAddr, MacvlanMode, VlanId, VlanProtocol};
+use underlay::{
+    IpvlanFlag, IpvlanMode, LinkRef, MacAddr, MacvlanMode, VlanFlags, VlanId, VlanProtocol,
+};
 
+use crate::attach::{AttachArgs, Attached};
 use crate::block;
 use crate::conv;
 use crate::errors::{invalid, to_py};
-use crate::handle::{Handle, Link};
+use crate::handle::{Handle, Link, Route};
 use crate::netns::Netns;
 
 /// The settings every link kind takes (`LinkBuilder`'s common methods), owned.
@@ -107,11 +110,14 @@ pub(crate) struct Vlan;
 #[pymethods]
 impl Vlan {
     /// Creates VLAN `vlan_id` (1..4094) on `parent`, named `<parent>.<id>` unless `name` is
-    /// given. `protocol` is "802.1Q" (default) or "802.1ad". Common keywords: `name`, `mtu`,
-    /// `mac`, `up`, `group`, `alias`, `master`, `netns` (create it inside that namespace),
-    /// `target` (a handle in the namespace it ends up in, reused for the readback).
+    /// given. `protocol` is "802.1Q" (default) or "802.1ad". The VLAN flags: `reorder_hdr`
+    /// (default on, the kernel's default), `gvrp`, `mvrp`, `loose_binding` (read back as
+    /// `Link.vlan_flags`). Common keywords: `name`, `mtu`, `mac`, `up`, `group`, `alias`,
+    /// `master`, `netns` (create it inside that namespace), `target` (a handle in the
+    /// namespace it ends up in, reused for the readback).
     #[staticmethod]
-    #[pyo3(signature = (handle, parent, vlan_id, *, protocol = "802.1Q", name = None, mtu = None,
+    #[pyo3(signature = (handle, parent, vlan_id, *, protocol = "802.1Q", reorder_hdr = true,
+        gvrp = false, mvrp = false, loose_binding = false, name = None, mtu = None,
         mac = None, up = false, group = None, alias = None, master = None, netns = None, target = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
@@ -120,6 +126,10 @@ impl Vlan {
         parent: &Bound<'_, PyAny>,
         vlan_id: u16,
         protocol: &str,
+        reorder_hdr: bool,
+        gvrp: bool,
+        mvrp: bool,
+        loose_binding: bool,
         name: Option<String>,
         mtu: Option<u32>,
         mac: Option<&str>,
@@ -146,11 +156,54 @@ impl Vlan {
             VlanId::new(vlan_id).map_err(to_py)?,
         );
         let inner = block(py, async move {
-            apply!(underlay::Vlan::create(&h, parent, id).protocol(protocol), c)
-                .execute()
-                .await
+            let flags = VlanFlags {
+                reorder_hdr,
+                gvrp,
+                mvrp,
+                loose_binding,
+            };
+            apply!(
+                underlay::Vlan::create(&h, parent, id)
+                    .protocol(protocol)
+                    .flags(flags),
+                c
+            )
+            .execute()
+            .await
         })?;
         Ok(Link { inner })
+    }
+
+    /// Moves an existing VLAN link `link` of `handle`'s namespace into `netns` and configures
+    /// it there: renamed to `name`, `mtu`, `mac`, its `addresses` added (`nodad` skips IPv6
+    /// duplicate address detection), up, a default route through each of `gateways` (one per
+    /// IP version) and the extra `routes` (their `dev` defaults to the link). `target`: a
+    /// handle already open in `netns`. All or nothing: if a step after the move fails, the
+    /// link goes back under its old name and state and the error says what failed
+    /// (`MultipleErrors` if the undo failed too). Returns an `Attached`.
+    #[staticmethod]
+    #[pyo3(signature = (handle, link, netns, *, name = None, addresses = Vec::new(),
+        gateways = Vec::new(), routes = Vec::new(), mtu = None, mac = None, nodad = false,
+        target = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn attach_to_netns(
+        py: Python<'_>,
+        handle: &Handle,
+        link: &Bound<'_, PyAny>,
+        netns: &Netns,
+        name: Option<String>,
+        addresses: Vec<Bound<'_, PyAny>>,
+        gateways: Vec<Bound<'_, PyAny>>,
+        routes: Vec<Bound<'_, Route>>,
+        mtu: Option<u32>,
+        mac: Option<&str>,
+        nodad: bool,
+        target: Option<&Handle>,
+    ) -> PyResult<Attached> {
+        AttachArgs::new(
+            handle, link, netns, name, addresses, gateways, routes, mtu, mac, nodad, target,
+        )?
+        .run(py, underlay::Vlan::attach_to_netns)
     }
 }
 
@@ -211,6 +264,38 @@ impl Macvlan {
         })?;
         Ok(Link { inner })
     }
+
+    /// Moves an existing macvlan `link` of `handle`'s namespace into `netns` and configures
+    /// it there: renamed to `name`, `mtu`, `mac`, its `addresses` added (`nodad` skips IPv6
+    /// duplicate address detection), up, a default route through each of `gateways` (one per
+    /// IP version) and the extra `routes` (their `dev` defaults to the link). `target`: a
+    /// handle already open in `netns`. All or nothing: if a step after the move fails, the
+    /// link goes back under its old name and state and the error says what failed
+    /// (`MultipleErrors` if the undo failed too). Returns an `Attached`.
+    #[staticmethod]
+    #[pyo3(signature = (handle, link, netns, *, name = None, addresses = Vec::new(),
+        gateways = Vec::new(), routes = Vec::new(), mtu = None, mac = None, nodad = false,
+        target = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn attach_to_netns(
+        py: Python<'_>,
+        handle: &Handle,
+        link: &Bound<'_, PyAny>,
+        netns: &Netns,
+        name: Option<String>,
+        addresses: Vec<Bound<'_, PyAny>>,
+        gateways: Vec<Bound<'_, PyAny>>,
+        routes: Vec<Bound<'_, Route>>,
+        mtu: Option<u32>,
+        mac: Option<&str>,
+        nodad: bool,
+        target: Option<&Handle>,
+    ) -> PyResult<Attached> {
+        AttachArgs::new(
+            handle, link, netns, name, addresses, gateways, routes, mtu, mac, nodad, target,
+        )?
+        .run(py, underlay::Macvlan::attach_to_netns)
+    }
 }
 
 /// An ipvlan child: shares the parent's MAC. The mode (`IpvlanMode`) belongs to the parent:
@@ -254,6 +339,38 @@ impl Ipvlan {
             .await
         })?;
         Ok(Link { inner })
+    }
+
+    /// Moves an existing ipvlan `link` of `handle`'s namespace into `netns` and configures
+    /// it there: renamed to `name`, `mtu`, `mac`, its `addresses` added (`nodad` skips IPv6
+    /// duplicate address detection), up, a default route through each of `gateways` (one per
+    /// IP version) and the extra `routes` (their `dev` defaults to the link). `target`: a
+    /// handle already open in `netns`. All or nothing: if a step after the move fails, the
+    /// link goes back under its old name and state and the error says what failed
+    /// (`MultipleErrors` if the undo failed too). Returns an `Attached`.
+    #[staticmethod]
+    #[pyo3(signature = (handle, link, netns, *, name = None, addresses = Vec::new(),
+        gateways = Vec::new(), routes = Vec::new(), mtu = None, mac = None, nodad = false,
+        target = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn attach_to_netns(
+        py: Python<'_>,
+        handle: &Handle,
+        link: &Bound<'_, PyAny>,
+        netns: &Netns,
+        name: Option<String>,
+        addresses: Vec<Bound<'_, PyAny>>,
+        gateways: Vec<Bound<'_, PyAny>>,
+        routes: Vec<Bound<'_, Route>>,
+        mtu: Option<u32>,
+        mac: Option<&str>,
+        nodad: bool,
+        target: Option<&Handle>,
+    ) -> PyResult<Attached> {
+        AttachArgs::new(
+            handle, link, netns, name, addresses, gateways, routes, mtu, mac, nodad, target,
+        )?
+        .run(py, underlay::Ipvlan::attach_to_netns)
     }
 }
 
@@ -366,6 +483,38 @@ impl Veth {
             apply!(b, c).execute().await
         })?;
         Ok(Link { inner })
+    }
+
+    /// Moves an existing veth end `link` of `handle`'s namespace into `netns` and configures
+    /// it there: renamed to `name`, `mtu`, `mac`, its `addresses` added (`nodad` skips IPv6
+    /// duplicate address detection), up, a default route through each of `gateways` (one per
+    /// IP version) and the extra `routes` (their `dev` defaults to the link). `target`: a
+    /// handle already open in `netns`. All or nothing: if a step after the move fails, the
+    /// link goes back under its old name and state and the error says what failed
+    /// (`MultipleErrors` if the undo failed too). Returns an `Attached`.
+    #[staticmethod]
+    #[pyo3(signature = (handle, link, netns, *, name = None, addresses = Vec::new(),
+        gateways = Vec::new(), routes = Vec::new(), mtu = None, mac = None, nodad = false,
+        target = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn attach_to_netns(
+        py: Python<'_>,
+        handle: &Handle,
+        link: &Bound<'_, PyAny>,
+        netns: &Netns,
+        name: Option<String>,
+        addresses: Vec<Bound<'_, PyAny>>,
+        gateways: Vec<Bound<'_, PyAny>>,
+        routes: Vec<Bound<'_, Route>>,
+        mtu: Option<u32>,
+        mac: Option<&str>,
+        nodad: bool,
+        target: Option<&Handle>,
+    ) -> PyResult<Attached> {
+        AttachArgs::new(
+            handle, link, netns, name, addresses, gateways, routes, mtu, mac, nodad, target,
+        )?
+        .run(py, underlay::Veth::attach_to_netns)
     }
 }
 

@@ -158,6 +158,52 @@ impl Netns {
         unblock(py, move || ns.set_forwarding(v4, v6))
     }
 
+    /// Tells the neighbours about `ips` on link `link` (an index or a `Link` inside this
+    /// namespace) with MAC `mac`, at once: a gratuitous ARP for each IPv4 address, an
+    /// unsolicited neighbour advertisement (override) for each IPv6 one. What
+    /// `Network.connect` does after making an endpoint (unless `announce=False`).
+    fn announce(
+        &self,
+        py: Python<'_>,
+        link: &Bound<'_, PyAny>,
+        mac: &str,
+        ips: Vec<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let ifindex = match conv::link_ref(link)? {
+            underlay::LinkRef::Index(i) => i,
+            underlay::LinkRef::Name(n) => {
+                return Err(crate::errors::invalid(format!(
+                    "announce: give link `{n}` as its index or a Link (Handle.link_index)"
+                )))
+            }
+        };
+        let mac = conv::mac(mac)?;
+        let ips = ips.iter().map(conv::ip).collect::<PyResult<Vec<_>>>()?;
+        let ns = self.inner.clone();
+        unblock(py, move || ns.announce(ifindex, mac, ips))
+    }
+
+    /// `arp_ignore` (0..8) on `iface` ("all", "default" or an interface name): 1 answers ARP
+    /// only for addresses on the asking interface.
+    fn set_arp_ignore(&self, py: Python<'_>, iface: &str, value: u8) -> PyResult<()> {
+        let (ns, i) = (self.inner.clone(), sysctl_if(iface)?);
+        unblock(py, move || ns.set_arp_ignore(&i, value))
+    }
+
+    /// `arp_announce` (0..2) on `iface` ("all", "default" or an interface name): 2 always
+    /// uses the best local source address in ARP.
+    fn set_arp_announce(&self, py: Python<'_>, iface: &str, value: u8) -> PyResult<()> {
+        let (ns, i) = (self.inner.clone(), sysctl_if(iface)?);
+        unblock(py, move || ns.set_arp_announce(&i, value))
+    }
+
+    /// IPv6 `accept_dad` (-1..2) on `iface` ("all", "default" or an interface name): 0 turns
+    /// duplicate address detection off.
+    fn set_accept_dad(&self, py: Python<'_>, iface: &str, value: i32) -> PyResult<()> {
+        let (ns, i) = (self.inner.clone(), sysctl_if(iface)?);
+        unblock(py, move || ns.set_accept_dad(&i, value))
+    }
+
     /// Sends one ICMP echo to `dst` from inside this namespace; returns the round-trip time
     /// in seconds, or None when no reply came within `timeout` seconds.
     #[pyo3(signature = (dst, timeout = 1.0))]
@@ -194,6 +240,17 @@ impl Netns {
     fn __repr__(&self) -> String {
         format!("<Netns {}>", self.inner.label())
     }
+}
+
+/// "all", "default" or an interface name.
+fn sysctl_if(iface: &str) -> PyResult<underlay::SysctlIf> {
+    Ok(match iface {
+        "all" => underlay::SysctlIf::All,
+        "default" => underlay::SysctlIf::Default,
+        name => {
+            underlay::SysctlIf::Name(underlay::IfName::new(name).map_err(crate::errors::to_py)?)
+        }
+    })
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -38,16 +38,101 @@ pub(crate) struct Endpoint {
 }
 
 /// What `Networks.reconcile` found and repaired.
-#[pyclass(module = "underlay", frozen, get_all)]
+#[pyclass(module = "underlay", frozen)]
 pub(crate) struct ReconcileReport {
     /// VLAN parents made again.
+    #[pyo3(get)]
     recreated_parents: Vec<String>,
     /// Host shims made again.
+    #[pyo3(get)]
     recreated_shims: Vec<String>,
-    /// Endpoints whose namespace has gone: (network, container id, interface name).
-    gone_endpoints: Vec<(String, String, String)>,
+    /// Endpoints whose namespace has gone (their leases released, records removed).
+    #[pyo3(get)]
+    gone_endpoints: Vec<Py<GoneEndpoint>>,
     /// Stray links underlay had made and deleted.
+    #[pyo3(get)]
     removed_links: Vec<String>,
+    clean: bool,
+}
+
+#[pymethods]
+impl ReconcileReport {
+    /// Nothing needed repair.
+    fn is_clean(&self) -> bool {
+        self.clean
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "<ReconcileReport parents={:?} shims={:?} gone={} removed={:?}>",
+            self.recreated_parents,
+            self.recreated_shims,
+            self.gone_endpoints.len(),
+            self.removed_links
+        )
+    }
+}
+
+/// An endpoint `Networks.reconcile` found gone (its namespace deleted) and cleaned up.
+#[pyclass(module = "underlay", frozen)]
+pub(crate) struct GoneEndpoint {
+    network: String,
+    container_id: String,
+    ifname: String,
+    addresses: Vec<ipnet::IpNet>,
+}
+
+#[pymethods]
+impl GoneEndpoint {
+    /// The network's name.
+    #[getter]
+    fn network(&self) -> &str {
+        &self.network
+    }
+    /// The container id.
+    #[getter]
+    fn container_id(&self) -> &str {
+        &self.container_id
+    }
+    /// The interface name it had.
+    #[getter]
+    fn ifname(&self) -> &str {
+        &self.ifname
+    }
+    /// The addresses it held (released).
+    #[getter]
+    fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        conv::py_ifaces(py, &self.addresses)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "<GoneEndpoint {}/{} on {}>",
+            self.container_id, self.ifname, self.network
+        )
+    }
+}
+
+fn export_format(format: &str) -> PyResult<net::ExportFormat> {
+    format.parse().map_err(to_py)
+}
+
+/// Renders VLAN `vlan_id` named `name` on `parent` for the distribution's own tools
+/// (`format` "ifupdown", "ifcfg" or "networkd"), so it comes back at boot without underlay:
+/// a list of (path, content) to write.
+#[pyfunction]
+fn render_vlan(
+    format: &str,
+    name: &str,
+    parent: &str,
+    vlan_id: u16,
+) -> PyResult<Vec<(String, String)>> {
+    let f = export_format(format)?;
+    let name = underlay::IfName::new(name).map_err(to_py)?;
+    let parent = underlay::IfName::new(parent).map_err(to_py)?;
+    let id = underlay::VlanId::new(vlan_id).map_err(to_py)?;
+    Ok(net::render_vlan(f, &name, &parent, id)
+        .into_iter()
+        .map(|f| (f.path, f.content))
+        .collect())
 }
 
 fn driver(driver: &str, mode: Option<&str>, flag: Option<&str>) -> PyResult<net::Driver> {
@@ -73,13 +158,32 @@ fn driver(driver: &str, mode: Option<&str>, flag: Option<&str>) -> PyResult<net:
 #[pymethods]
 impl Networks {
     /// Opens (creating if needed) the state under `root` (network and endpoint records, the
-    /// IPAM's files in `root/ipam`); `handle` is the host namespace's handle.
+    /// IPAM's files in `root/ipam`); `handle` is the host namespace's handle. `ipam_path`
+    /// keeps the IPAM's store elsewhere, in `layout` "local" or "host-local" (CNI
+    /// host-local's files, e.g. under /var/lib/cni/networks).
     #[new]
-    fn new(py: Python<'_>, handle: &Handle, root: PathBuf) -> PyResult<Networks> {
+    #[pyo3(signature = (handle, root, *, ipam_path = None, layout = "local"))]
+    fn new(
+        py: Python<'_>,
+        handle: &Handle,
+        root: PathBuf,
+        ipam_path: Option<PathBuf>,
+        layout: &str,
+    ) -> PyResult<Networks> {
         let h = handle.inner.clone();
-        Ok(Networks {
-            inner: block(py, async move { net::Networks::open(&h, root).await })?,
-        })
+        let inner = match ipam_path {
+            None if layout == "local" => {
+                block(py, async move { net::Networks::open(&h, root).await })?
+            }
+            p => {
+                let p = p.unwrap_or_else(|| root.join("ipam"));
+                let store = crate::ipam::store(p, layout)?;
+                block(py, async move {
+                    net::Networks::with_store(&h, root, store).await
+                })?
+            }
+        };
+        Ok(Networks { inner })
     }
 
     /// The host namespace's handle.
@@ -184,13 +288,24 @@ impl Networks {
         let n = self.inner.clone();
         let r = block(py, async move { n.reconcile().await })?;
         Ok(ReconcileReport {
+            clean: r.is_clean(),
             recreated_parents: r.recreated_parents,
             recreated_shims: r.recreated_shims,
             gone_endpoints: r
                 .gone_endpoints
                 .into_iter()
-                .map(|g| (g.network, g.container_id, g.ifname))
-                .collect(),
+                .map(|g| {
+                    Py::new(
+                        py,
+                        GoneEndpoint {
+                            network: g.network,
+                            container_id: g.container_id,
+                            ifname: g.ifname,
+                            addresses: g.addresses,
+                        },
+                    )
+                })
+                .collect::<PyResult<_>>()?,
             removed_links: r.removed_links,
         })
     }
@@ -254,9 +369,11 @@ impl Network {
     /// given, the next free otherwise), a link `ifname` made inside the namespace, up, with
     /// its addresses and a default route via the gateway. `mac`: None (random),
     /// "container-id" (derived from id and ifname, stable across restarts) or an address.
-    /// `target`: a handle already open in `netns` (saves opening one). Undone as a whole if
-    /// a step fails.
-    #[pyo3(signature = (netns, container_id, *, ifname = "eth0", ip = None, mac = None, target = None))]
+    /// `target`: a handle already open in `netns` (saves opening one). `announce=False`
+    /// skips the gratuitous ARP / unsolicited neighbour advertisement sent once the link is
+    /// up. Undone as a whole if a step fails.
+    #[pyo3(signature = (netns, container_id, *, ifname = "eth0", ip = None, mac = None,
+        target = None, announce = true))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
@@ -267,8 +384,11 @@ impl Network {
         ip: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         target: Option<&Handle>,
+        announce: bool,
     ) -> PyResult<Endpoint> {
-        let mut spec = EndpointSpec::new(container_id).ifname(ifname);
+        let mut spec = EndpointSpec::new(container_id)
+            .ifname(ifname)
+            .announce(announce);
         if let Some(ip) = conv::opt_ip(ip)? {
             spec = spec.ip(ip);
         }
@@ -293,6 +413,37 @@ impl Network {
     fn disconnect(&self, py: Python<'_>, container_id: String, ifname: &str) -> PyResult<()> {
         let n = self.inner.clone();
         block(py, async move { n.disconnect(&container_id, ifname).await })
+    }
+
+    /// Like `disconnect`, but leaves the link in place for a caller that deletes the
+    /// endpoint's namespace next (the link goes with it, at no cost): releases the addresses,
+    /// the host routes and the record.
+    #[pyo3(signature = (container_id, ifname = "eth0"))]
+    fn disconnect_for_netns_deletion(
+        &self,
+        py: Python<'_>,
+        container_id: String,
+        ifname: &str,
+    ) -> PyResult<()> {
+        let n = self.inner.clone();
+        block(py, async move {
+            n.disconnect_for_netns_deletion(&container_id, ifname).await
+        })
+    }
+
+    /// The network's VLAN parent rendered for the distribution's own tools (`format`
+    /// "ifupdown", "ifcfg" or "networkd"), so it comes back at boot without underlay: a list
+    /// of (path, content) to write. Raises `InvalidArgument` when the parent is not a VLAN
+    /// sub-interface (`<nic>.<id>`).
+    fn export(&self, format: &str) -> PyResult<Vec<(String, String)>> {
+        let f = export_format(format)?;
+        Ok(self
+            .inner
+            .export(f)
+            .map_err(to_py)?
+            .into_iter()
+            .map(|f| (f.path, f.content))
+            .collect())
     }
 
     /// The endpoint of (`container_id`, `ifname`), or None.
@@ -456,5 +607,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Network>()?;
     m.add_class::<Endpoint>()?;
     m.add_class::<ReconcileReport>()?;
+    m.add_class::<GoneEndpoint>()?;
+    m.add_function(wrap_pyfunction!(render_vlan, m)?)?;
+    m.add("ENDPOINT_GROUP", net::ENDPOINT_GROUP)?;
+    m.add("DEFAULT_ROOT", net::DEFAULT_ROOT)?;
     Ok(())
 }

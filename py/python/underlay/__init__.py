@@ -16,8 +16,11 @@ carrying the kernel's ``errno``), of the subclass that names its kind.
 
 from ._enums import IpvlanFlag, IpvlanMode, MacvlanMode, VlanProtocol
 from ._underlay import (
+    DEFAULT_ROOT,
+    ENDPOINT_GROUP,
     VERSION,
     Address,
+    Attached,
     AlreadyExists,
     Bridge,
     Busy,
@@ -25,6 +28,7 @@ from ._underlay import (
     Corrupt,
     Dummy,
     Endpoint,
+    GoneEndpoint,
     Handle,
     InvalidArgument,
     IoError,
@@ -51,15 +55,22 @@ from ._underlay import (
     UnderlayError,
     Veth,
     Vlan,
+    VlanFlags,
     Vxlan,
+    VxlanInfo,
+    current_boot_id,
     error_classes,
+    render_vlan,
 )
 
 __version__ = VERSION
 
 __all__ = [
+    "DEFAULT_ROOT",
+    "ENDPOINT_GROUP",
     "VERSION",
     "Address",
+    "Attached",
     "AlreadyExists",
     "Bridge",
     "Busy",
@@ -67,6 +78,7 @@ __all__ = [
     "Corrupt",
     "Dummy",
     "Endpoint",
+    "GoneEndpoint",
     "Handle",
     "InvalidArgument",
     "IoError",
@@ -96,7 +108,11 @@ __all__ = [
     "UnderlayError",
     "Veth",
     "Vlan",
+    "VlanFlags",
     "VlanProtocol",
     "Vxlan",
+    "VxlanInfo",
+    "current_boot_id",
     "error_classes",
+    "render_vlan",
 ]

@@ -17,6 +17,8 @@ _Path = Union[str, os.PathLike[str]]
 _List = list
 
 VERSION: str
+ENDPOINT_GROUP: int
+DEFAULT_ROOT: str
 
 class UnderlayError(OSError):
     """Base of every underlay error (``errno`` is the kernel's, or None)."""
@@ -69,6 +71,8 @@ class Timeout(UnderlayError):
 class MultipleErrors(UnderlayError):
     """Several independent steps failed."""
 
+    errors: _List[UnderlayError]
+
 def error_classes() -> _List[tuple[int, str, type[UnderlayError]]]:
     """Every error kind: (code, kind name, exception class), in code order."""
 
@@ -105,6 +109,10 @@ class Netns:
     def set_sysctl(self, key: str, value: str) -> None: ...
     def set_forwarding(self, v4: bool, v6: bool = False) -> None: ...
     def ping(self, dst: _IpLike, timeout: float = 1.0) -> float | None: ...
+    def announce(self, link: int | Link, mac: str, ips: Sequence[_IpLike]) -> None: ...
+    def set_arp_ignore(self, iface: str, value: int) -> None: ...
+    def set_arp_announce(self, iface: str, value: int) -> None: ...
+    def set_accept_dad(self, iface: str, value: int) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(
         self,
@@ -192,9 +200,66 @@ class Link:
     @property
     def vni(self) -> int | None: ...
     @property
+    def vlan_protocol(self) -> VlanProtocol | None: ...
+    @property
+    def vlan_flags(self) -> VlanFlags | None: ...
+    @property
+    def source_macs(self) -> _List[str] | None: ...
+    @property
+    def vxlan(self) -> VxlanInfo | None: ...
+    @property
+    def vlan_filtering(self) -> bool | None: ...
+    @property
     def mode(self) -> MacvlanMode | IpvlanMode | None: ...
     @property
     def ipvlan_flag(self) -> IpvlanFlag | None: ...
+
+@final
+class VlanFlags:
+    """The flags of a VLAN."""
+
+    def __new__(
+        cls, *, reorder_hdr: bool = True, gvrp: bool = False, mvrp: bool = False, loose_binding: bool = False
+    ) -> VlanFlags: ...
+    @property
+    def reorder_hdr(self) -> bool: ...
+    @property
+    def gvrp(self) -> bool: ...
+    @property
+    def mvrp(self) -> bool: ...
+    @property
+    def loose_binding(self) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class VxlanInfo:
+    """The settings of a VXLAN link as read back."""
+
+    @property
+    def vni(self) -> int: ...
+    @property
+    def local(self) -> _Ip | None: ...
+    @property
+    def remote(self) -> _Ip | None: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def device(self) -> int | None: ...
+    @property
+    def learning(self) -> bool: ...
+    @property
+    def ttl(self) -> int: ...
+
+@final
+class Attached:
+    """What attach_to_netns set up."""
+
+    @property
+    def link(self) -> Link: ...
+    @property
+    def addresses(self) -> _List[_Iface]: ...
+    @property
+    def routes(self) -> _List[Route]: ...
 
 @final
 class Address:
@@ -254,6 +319,10 @@ class Vlan:
         vlan_id: int,
         *,
         protocol: str = "802.1Q",
+        reorder_hdr: bool = True,
+        gvrp: bool = False,
+        mvrp: bool = False,
+        loose_binding: bool = False,
         name: str | None = None,
         mtu: int | None = None,
         mac: str | None = None,
@@ -264,6 +333,21 @@ class Vlan:
         netns: Netns | None = None,
         target: Handle | None = None,
     ) -> Link: ...
+    @staticmethod
+    def attach_to_netns(
+        handle: Handle,
+        link: _LinkLike,
+        netns: Netns,
+        *,
+        name: str | None = None,
+        addresses: Sequence[_IfaceLike] = ...,
+        gateways: Sequence[_IpLike] = ...,
+        routes: Sequence[Route] = ...,
+        mtu: int | None = None,
+        mac: str | None = None,
+        nodad: bool = False,
+        target: Handle | None = None,
+    ) -> Attached: ...
 
 @final
 class Macvlan:
@@ -288,6 +372,21 @@ class Macvlan:
         netns: Netns | None = None,
         target: Handle | None = None,
     ) -> Link: ...
+    @staticmethod
+    def attach_to_netns(
+        handle: Handle,
+        link: _LinkLike,
+        netns: Netns,
+        *,
+        name: str | None = None,
+        addresses: Sequence[_IfaceLike] = ...,
+        gateways: Sequence[_IpLike] = ...,
+        routes: Sequence[Route] = ...,
+        mtu: int | None = None,
+        mac: str | None = None,
+        nodad: bool = False,
+        target: Handle | None = None,
+    ) -> Attached: ...
 
 @final
 class Ipvlan:
@@ -310,6 +409,21 @@ class Ipvlan:
         netns: Netns | None = None,
         target: Handle | None = None,
     ) -> Link: ...
+    @staticmethod
+    def attach_to_netns(
+        handle: Handle,
+        link: _LinkLike,
+        netns: Netns,
+        *,
+        name: str | None = None,
+        addresses: Sequence[_IfaceLike] = ...,
+        gateways: Sequence[_IpLike] = ...,
+        routes: Sequence[Route] = ...,
+        mtu: int | None = None,
+        mac: str | None = None,
+        nodad: bool = False,
+        target: Handle | None = None,
+    ) -> Attached: ...
 
 @final
 class Vxlan:
@@ -359,6 +473,21 @@ class Veth:
         netns: Netns | None = None,
         target: Handle | None = None,
     ) -> Link: ...
+    @staticmethod
+    def attach_to_netns(
+        handle: Handle,
+        link: _LinkLike,
+        netns: Netns,
+        *,
+        name: str | None = None,
+        addresses: Sequence[_IfaceLike] = ...,
+        gateways: Sequence[_IpLike] = ...,
+        routes: Sequence[Route] = ...,
+        mtu: int | None = None,
+        mac: str | None = None,
+        nodad: bool = False,
+        target: Handle | None = None,
+    ) -> Attached: ...
 
 @final
 class Bridge:
@@ -474,12 +603,22 @@ class Ipam:
     def lookup(self, container_id: str, ifname: str = "eth0") -> Lease | None: ...
     def list(self) -> _List[Lease]: ...
     def gc(self, valid: Sequence[tuple[str, str]]) -> _List[Lease]: ...
+    @property
+    def boot_id(self) -> str | None: ...
+    def set_boot_id(self, boot_id: str | None) -> None: ...
+    def stale(self) -> _List[Lease]: ...
+    def release_stale(self) -> _List[Lease]: ...
+
+def current_boot_id() -> str:
+    """The running kernel's boot id."""
 
 @final
 class Networks:
     """The networks of one host."""
 
-    def __new__(cls, handle: Handle, root: _Path) -> Networks: ...
+    def __new__(
+        cls, handle: Handle, root: _Path, *, ipam_path: _Path | None = None, layout: str = "local"
+    ) -> Networks: ...
     @property
     def handle(self) -> Handle: ...
     def create(
@@ -531,8 +670,11 @@ class Network:
         ip: _IpLike | None = None,
         mac: str | None = None,
         target: Handle | None = None,
+        announce: bool = True,
     ) -> Endpoint: ...
     def disconnect(self, container_id: str, ifname: str = "eth0") -> None: ...
+    def disconnect_for_netns_deletion(self, container_id: str, ifname: str = "eth0") -> None: ...
+    def export(self, format: str) -> _List[tuple[str, str]]: ...
     def endpoint(self, container_id: str, ifname: str = "eth0") -> Endpoint | None: ...
     def endpoints(self) -> _List[Endpoint]: ...
     def enable_host_access(
@@ -578,8 +720,25 @@ class ReconcileReport:
     @property
     def recreated_shims(self) -> _List[str]: ...
     @property
-    def gone_endpoints(self) -> _List[tuple[str, str, str]]: ...
+    def gone_endpoints(self) -> _List[GoneEndpoint]: ...
     @property
     def removed_links(self) -> _List[str]: ...
+    def is_clean(self) -> bool: ...
 
-from ._enums import IpvlanFlag, IpvlanMode, MacvlanMode
+@final
+class GoneEndpoint:
+    """An endpoint reconcile found gone and cleaned up."""
+
+    @property
+    def network(self) -> str: ...
+    @property
+    def container_id(self) -> str: ...
+    @property
+    def ifname(self) -> str: ...
+    @property
+    def addresses(self) -> _List[_Iface]: ...
+
+def render_vlan(format: str, name: str, parent: str, vlan_id: int) -> _List[tuple[str, str]]:
+    """Renders a VLAN for ifupdown, ifcfg or networkd: (path, content) pairs."""
+
+from ._enums import IpvlanFlag, IpvlanMode, MacvlanMode, VlanProtocol

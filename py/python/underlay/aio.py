@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 from . import _underlay
 from ._underlay import (
     Address,
+    Attached,
     Endpoint,
     Lease,
     Link,
@@ -52,6 +53,7 @@ __all__ = [
     "open_netns",
     "delete_netns",
     "ping",
+    "announce",
 ]
 
 T = TypeVar("T")
@@ -93,6 +95,12 @@ async def ping(netns: Netns, dst: IpLike, timeout: float = 1.0) -> float | None:
     """One ICMP echo from inside ``netns`` (``Netns.ping``): the round-trip time in seconds,
     or None when no reply came within ``timeout`` seconds."""
     return await _run(netns.ping, dst, timeout)
+
+
+async def announce(netns: Netns, link: int | Link, mac: str, ips: Sequence[IpLike]) -> None:
+    """Gratuitous ARP / unsolicited NA for ``ips`` on ``link`` inside ``netns``
+    (``Netns.announce``)."""
+    await _run(netns.announce, link, mac, list(ips))
 
 
 class Handle:
@@ -189,19 +197,29 @@ class _Kind:
         return await _run(cls._sync.create, _sync(handle), *args, **_unwrap(kwargs))
 
 
-class Vlan(_Kind):
+class _Attachable(_Kind):
+    @classmethod
+    async def attach_to_netns(
+        cls, handle: Handle | _underlay.Handle, link: LinkLike, netns: Netns, **kwargs: Any
+    ) -> Attached:
+        """Moves an existing link into ``netns`` and configures it there, all or nothing
+        (keywords as the sync class's ``attach_to_netns``)."""
+        return await _run(cls._sync.attach_to_netns, _sync(handle), link, netns, **_unwrap(kwargs))
+
+
+class Vlan(_Attachable):
     """``underlay.Vlan``, async."""
 
     _sync = _underlay.Vlan
 
 
-class Macvlan(_Kind):
+class Macvlan(_Attachable):
     """``underlay.Macvlan``, async."""
 
     _sync = _underlay.Macvlan
 
 
-class Ipvlan(_Kind):
+class Ipvlan(_Attachable):
     """``underlay.Ipvlan``, async."""
 
     _sync = _underlay.Ipvlan
@@ -213,7 +231,7 @@ class Vxlan(_Kind):
     _sync = _underlay.Vxlan
 
 
-class Veth(_Kind):
+class Veth(_Attachable):
     """``underlay.Veth``, async."""
 
     _sync = _underlay.Veth
@@ -301,6 +319,23 @@ class Ipam:
         """Releases every lease whose owner is not in ``valid``."""
         return await _run(self.sync.gc, list(valid))
 
+    @property
+    def boot_id(self) -> str | None:
+        """The boot id new leases are stamped with, or None."""
+        return self.sync.boot_id
+
+    def set_boot_id(self, boot_id: str | None) -> None:
+        """Stamps new leases with ``boot_id`` (no I/O: not a coroutine)."""
+        self.sync.set_boot_id(boot_id)
+
+    async def stale(self) -> _List[Lease]:
+        """Leases stamped with another boot id."""
+        return await _run(self.sync.stale)
+
+    async def release_stale(self) -> _List[Lease]:
+        """Releases the stale leases; returns them."""
+        return await _run(self.sync.release_stale)
+
 
 class Network:
     """One network (the async face of ``underlay.Network``)."""
@@ -327,6 +362,14 @@ class Network:
         """Disconnects a container."""
         await _run(self.sync.disconnect, container_id, ifname)
 
+    async def disconnect_for_netns_deletion(self, container_id: str, ifname: str = "eth0") -> None:
+        """Disconnects but leaves the link for the namespace's deletion."""
+        await _run(self.sync.disconnect_for_netns_deletion, container_id, ifname)
+
+    def export(self, format: str) -> _List[tuple[str, str]]:
+        """The VLAN parent for ifupdown, ifcfg or networkd (no I/O: not a coroutine)."""
+        return self.sync.export(format)
+
     async def endpoint(self, container_id: str, ifname: str = "eth0") -> Endpoint | None:
         """An endpoint, or None."""
         return await _run(self.sync.endpoint, container_id, ifname)
@@ -352,9 +395,18 @@ class Networks:
         self.sync = sync
 
     @staticmethod
-    async def open(handle: Handle | _underlay.Handle, root: str | os.PathLike[str]) -> Networks:
-        """Opens (creating if needed) the state under ``root``."""
-        return Networks(await _run(_underlay.Networks, _sync(handle), root))
+    async def open(
+        handle: Handle | _underlay.Handle,
+        root: str | os.PathLike[str],
+        *,
+        ipam_path: str | os.PathLike[str] | None = None,
+        layout: str = "local",
+    ) -> Networks:
+        """Opens (creating if needed) the state under ``root`` (IPAM store at ``ipam_path``
+        in ``layout`` when given)."""
+        return Networks(
+            await _run(_underlay.Networks, _sync(handle), root, ipam_path=ipam_path, layout=layout)
+        )
 
     async def create(self, name: str, **kwargs: Any) -> Network:
         """Creates a network (keywords as ``underlay.Networks.create``)."""

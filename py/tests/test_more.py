@@ -1,0 +1,179 @@
+"""Link readback details, announcements, per-interface sysctls, IPAM boot ids, network
+stores, export and disconnect variants: kernel cases in throwaway namespaces, checked with
+iproute2's JSON and the files on disk."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+import underlay
+from conftest import needs_root, unique
+
+
+def ip_json(ns: underlay.Netns, *args: str) -> list[dict]:
+    assert ns.name
+    out = subprocess.run(["ip", "-n", ns.name, "-j", *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout or "[]")
+
+
+@needs_root
+def test_link_readback_details(netns: underlay.Netns, handle: underlay.Handle, nic: str) -> None:
+    src = underlay.Macvlan.create(
+        handle, "ms0", nic, underlay.MacvlanMode.SOURCE, source_macs=["02:00:00:00:aa:01", "02:00:00:00:aa:02"]
+    )
+    assert sorted(src.source_macs or []) == ["02:00:00:00:aa:01", "02:00:00:00:aa:02"]
+    assert underlay.Macvlan.create(handle, "mb0", nic).source_macs == []
+    vx = underlay.Vxlan.create(handle, "vx1", 77, local="10.1.1.1", remote="10.1.1.2", device=nic, port=4790,
+                               learning=False, ttl=9)
+    info = vx.vxlan
+    assert isinstance(info, underlay.VxlanInfo) and "77" in repr(info)
+    assert (info.vni, info.port, info.learning, info.ttl) == (77, 4790, False, 9)
+    assert info.local == ipaddress.ip_address("10.1.1.1") and info.remote == ipaddress.ip_address("10.1.1.2")
+    assert info.device == handle.link_index(nic)
+    oracle = ip_json(netns, "-d", "link", "show", "vx1")[0]["linkinfo"]["info_data"]
+    assert oracle["port"] == 4790 and oracle["ttl"] == 9 and oracle["learning"] is False
+    br = underlay.Bridge.create(handle, "br5")
+    assert br.vlan_filtering is False and src.vlan_filtering is None and src.vxlan is None
+    assert ip_json(netns, "-d", "link", "show", "br5")[0]["linkinfo"]["info_data"]["vlan_filtering"] == 0
+    assert src.vlan_flags is None and src.vlan_protocol is None
+
+    flags = underlay.VlanFlags(gvrp=True, loose_binding=True)
+    assert flags == underlay.VlanFlags(reorder_hdr=True, gvrp=True, mvrp=False, loose_binding=True)
+    assert flags != underlay.VlanFlags() and "gvrp=True" in repr(flags)
+    try:
+        v = underlay.Vlan.create(handle, nic, 11, protocol="802.1ad", reorder_hdr=False, gvrp=True, mvrp=True,
+                                 loose_binding=True)
+    except underlay.KernelUnsupported as e:
+        assert "modprobe 8021q" in str(e)
+    else:
+        assert v.vlan_protocol is underlay.VlanProtocol.IEEE_802_1AD
+        assert v.vlan_flags == underlay.VlanFlags(reorder_hdr=False, gvrp=True, mvrp=True, loose_binding=True)
+        data = ip_json(netns, "-d", "link", "show", v.name)[0]["linkinfo"]["info_data"]
+        assert data["protocol"] == "802.1ad" and "GVRP" in data["flags"] and "LOOSE_BINDING" in data["flags"]
+
+
+@needs_root
+def test_announce_and_arp_sysctls(netns: underlay.Netns, handle: underlay.Handle) -> None:
+    """A gratuitous ARP from one end of a cable lands in the other end's neighbour table
+    (arp_accept=1 there); announce=False on connect sends none."""
+    with underlay.Netns.create(unique("peer")) as peer:
+        ph = peer.handle()
+        underlay.Veth.create(handle, "g0", "g1", peer_netns=peer, up=True, peer_up=True, mac="02:00:00:00:0a:01")
+        ph.add_address("g1", "10.44.0.1/24")
+        peer.set_sysctl("net.ipv4.conf.g1.arp_accept", "1")
+        netns.set_arp_ignore("g0", 1)
+        netns.set_arp_announce("all", 2)
+        netns.set_accept_dad("default", 0)
+        assert netns.sysctl("net.ipv4.conf.g0.arp_ignore") == "1"
+        assert netns.sysctl("net.ipv4.conf.all.arp_announce") == "2"
+        assert netns.sysctl("net.ipv6.conf.default.accept_dad") == "0"
+        with pytest.raises(underlay.InvalidArgument):
+            netns.set_arp_ignore("g0", 9)
+        with pytest.raises(underlay.InvalidArgument):
+            netns.set_arp_announce("bad/name", 1)
+
+        g0 = handle.link("g0")
+        netns.announce(g0, "02:00:00:00:0a:01", ["10.44.0.7", ipaddress.ip_address("fd00:44::7")])
+        deadline = time.monotonic() + 3
+        seen: list[dict] = []
+        while time.monotonic() < deadline:
+            seen = [n for n in ip_json(peer, "neigh", "show", "dev", "g1") if n.get("dst") == "10.44.0.7"]
+            if seen:
+                break
+            time.sleep(0.05)
+        assert seen and seen[0]["lladdr"] == "02:00:00:00:0a:01"
+        with pytest.raises(underlay.InvalidArgument):
+            netns.announce("g0", "02:00:00:00:0a:01", ["10.44.0.7"])
+
+
+@needs_root
+def test_ipam_boot_ids(tmpdir_path: str) -> None:
+    now = underlay.current_boot_id()
+    assert now == open("/proc/sys/kernel/random/boot_id").read().strip()
+    ipam = underlay.Ipam.create(tmpdir_path, "b", [underlay.Pool("10.60.0.0/24")])
+    assert ipam.boot_id == now
+    ipam.set_boot_id("before-the-reboot")
+    old = ipam.allocate("c-old")
+    assert old.boot_id == "before-the-reboot"
+    ipam.set_boot_id(None)
+    assert ipam.boot_id is None and ipam.allocate("c-none").boot_id is None
+    assert ipam.stale() == [], "no boot id: nothing is stale"
+    ipam.set_boot_id(now)
+    ipam.allocate("c-now")
+    assert [lease.container_id for lease in ipam.stale()] == ["c-old"]
+    assert [lease.container_id for lease in ipam.release_stale()] == ["c-old"]
+    assert sorted(lease.container_id for lease in ipam.list()) == ["c-none", "c-now"]
+    with pytest.raises(underlay.InvalidArgument):
+        ipam.set_boot_id("has space")
+    hl = underlay.Ipam.create(os.path.join(tmpdir_path, "hl"), "h", [underlay.Pool("10.61.0.0/24")],
+                              layout="host-local")
+    hl.set_boot_id("ignored")
+    assert hl.allocate("c").boot_id is None, "host-local keeps no boot ids"
+
+
+@needs_root
+def test_networks_store_export_disconnect(netns: underlay.Netns, handle: underlay.Handle, tmpdir_path: str) -> None:
+    # A veth named like a VLAN sub-interface stands in for one (this kernel may lack 8021q).
+    underlay.Veth.create(handle, "nic0.10", "nic0p10", up=True, peer_up=True)
+    hl = os.path.join(tmpdir_path, "cni")
+    nets = underlay.Networks(handle, os.path.join(tmpdir_path, "state"), ipam_path=hl, layout="host-local")
+    net = nets.create("n10", parent="nic0.10", pools=[underlay.Pool("10.70.0.0/24")])
+    files = dict(net.export("networkd"))
+    assert any(p.endswith(".netdev") for p in files)
+    assert any("Id=10" in c for c in files.values())
+    (path, content), = net.export("ifupdown")
+    assert path == "/etc/network/interfaces.d/nic0.10" and "vlan-raw-device nic0" in content
+    assert net.export("ifcfg")[0][0].endswith("ifcfg-nic0.10")
+    with pytest.raises(underlay.InvalidArgument):
+        net.export("yaml")
+    assert underlay.render_vlan("ifupdown", "nic0.10", "nic0", 10) == net.export("ifupdown")
+    with pytest.raises(underlay.InvalidArgument):
+        underlay.render_vlan("ifcfg", "x.1", "x", 4095)
+
+    with underlay.Netns.create(unique("ctr")) as ctr:
+        ep = net.connect(ctr, "ctr1", announce=False)
+        assert os.path.isfile(os.path.join(hl, "n10", "10.70.0.2")), "host-local files under ipam_path"
+        link = ip_json(ctr, "-d", "link", "show", "eth0")[0]
+        assert link["group"] in (str(underlay.ENDPOINT_GROUP), underlay.ENDPOINT_GROUP) or ctr.handle().link(
+            "eth0"
+        ).group == underlay.ENDPOINT_GROUP
+        net.disconnect_for_netns_deletion("ctr1")
+        assert ctr.handle().link("eth0").index == ep.index, "the link stays for the namespace's deletion"
+        assert net.endpoint("ctr1") is None and not os.path.exists(os.path.join(hl, "n10", "10.70.0.2"))
+    nets.delete("n10")
+
+    other = underlay.Networks(handle, os.path.join(tmpdir_path, "s2"), ipam_path=os.path.join(tmpdir_path, "i2"))
+    n2 = other.create("plain", parent="nic0p10", pools=[underlay.Pool("10.71.0.0/24")])
+    with pytest.raises(underlay.InvalidArgument) as e:
+        n2.export("ifupdown")
+    assert "not a VLAN" in str(e.value)
+    assert os.path.isdir(os.path.join(tmpdir_path, "i2"))
+    report = other.reconcile()
+    assert report.is_clean() and report.gone_endpoints == [] and "ReconcileReport" in repr(report)
+    other.delete("plain")
+    assert underlay.DEFAULT_ROOT == "/var/lib/underlay"
+
+
+@needs_root
+def test_reconcile_reports_gone_endpoints(handle: underlay.Handle, nic: str, tmpdir_path: str) -> None:
+    nets = underlay.Networks(handle, tmpdir_path)
+    net = nets.create("g", parent=nic, pools=[underlay.Pool("10.72.0.0/24")])
+    name = unique("gone")
+    ns = underlay.Netns.create(name)
+    net.connect(ns, "ctr-gone", ip="10.72.0.9")
+    underlay.Netns.delete(name)
+    del ns
+    report = nets.reconcile()
+    assert not report.is_clean()
+    (gone,) = report.gone_endpoints
+    assert isinstance(gone, underlay.GoneEndpoint) and "ctr-gone" in repr(gone)
+    assert (gone.network, gone.container_id, gone.ifname) == ("g", "ctr-gone", "eth0")
+    assert gone.addresses == [ipaddress.ip_interface("10.72.0.9/24")]
+    assert net.endpoints() == []
+    nets.delete("g")
