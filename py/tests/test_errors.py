@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import shutil
+import subprocess
 
 import pytest
 
 import underlay
-from conftest import needs_root, unique
+from conftest import ROOT, needs_root, unique
 
 
 def test_every_kind_maps_to_a_distinct_class() -> None:
@@ -138,3 +140,68 @@ def test_invalid_values_in_python_types() -> None:
     with pytest.raises(underlay.InvalidArgument):
         underlay.Pool("10.0.0.0/24", ranges=["10.0.0.50-10.0.0.10"])
     assert isinstance(ipaddress.ip_address("10.0.0.1"), ipaddress.IPv4Address)
+
+
+def test_io_error_state_dir_under_a_file(tmpdir_path: str) -> None:
+    """A Networks state directory whose path runs through a regular file: ENOTDIR."""
+    blocker = os.path.join(tmpdir_path, "file")
+    with open(blocker, "w") as f:
+        f.write("not a directory\n")
+    if not ROOT:
+        pytest.skip("needs root (a handle): SKIPPED")
+    with pytest.raises(underlay.IoError) as e:
+        underlay.Networks(underlay.Handle(), os.path.join(blocker, "sub", "state"))
+    assert e.value.errno == errno.ENOTDIR
+    assert blocker in str(e.value)
+
+
+@needs_root
+def test_io_error_sysctl_refused(netns: underlay.Netns) -> None:
+    """The kernel refuses a sysctl value with EINVAL: an I/O error outside netlink."""
+    with pytest.raises(underlay.IoError) as e:
+        netns.set_sysctl("net.ipv4.ip_forward", "banana")
+    assert e.value.errno == errno.EINVAL
+    assert "net.ipv4.ip_forward" in str(e.value)
+
+
+@needs_root
+def test_kernel_error_unmapped_errno(handle: underlay.Handle) -> None:
+    """A bridge enslaved to a bridge: the kernel says ELOOP, which no other kind claims."""
+    underlay.Bridge.create(handle, "br0")
+    underlay.Bridge.create(handle, "br1")
+    with pytest.raises(underlay.KernelError) as e:
+        handle.set_link("br1", master="br0")
+    assert e.value.errno == errno.ELOOP
+    assert "br1" in str(e.value) or "index" in str(e.value)
+
+
+def _chattr(flag: str, *paths: str) -> None:
+    subprocess.run(["chattr", flag, *paths], check=True)
+
+
+@needs_root
+def test_multiple_errors_from_disconnect(handle: underlay.Handle, nic: str, tmpdir_path: str) -> None:
+    """Disconnect keeps going past failures and reports each: here the IPAM store and the
+    endpoint record are both immutable (chattr +i), so releasing and removing both fail."""
+    if shutil.which("chattr") is None:
+        pytest.skip("needs chattr (e2fsprogs): SKIPPED")
+    nets = underlay.Networks(handle, tmpdir_path)
+    net = nets.create("m", parent=nic, pools=[underlay.Pool("10.73.0.0/24")])
+    with underlay.Netns.create(unique("multi")) as ctr:
+        net.connect(ctr, "ctr-m")
+        frozen = [os.path.join(d, x) for d, dirs, files in os.walk(tmpdir_path) for x in dirs + files]
+        try:
+            _chattr("+i", *frozen)
+        except subprocess.CalledProcessError:
+            pytest.skip("this filesystem has no immutable attribute: SKIPPED")
+        try:
+            with pytest.raises(underlay.MultipleErrors) as e:
+                net.disconnect("ctr-m")
+        finally:
+            _chattr("-i", *frozen)
+        assert len(e.value.errors) >= 2
+        assert all(isinstance(x, underlay.UnderlayError) for x in e.value.errors)
+        assert "ctr-m" in str(e.value) and "errors" in str(e.value)
+        assert e.value.errno is not None
+        net.disconnect("ctr-m")
+    nets.delete("m")
