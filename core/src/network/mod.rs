@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 pub use endpoint::{ConnectStep, Endpoint, EndpointSpec, MacPolicy};
 pub use export::{render_vlan, ExportFile, ExportFormat};
-pub use reconcile::ReconcileReport;
+pub use reconcile::{GoneEndpoint, ReconcileReport};
 pub use shim::{HostAccess, ShimRoutes};
 pub use spec::{Driver, NetworkSpec};
 
