@@ -258,13 +258,32 @@ impl Netns {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
+        self.run_async_then_drop(move || (f(), ())).await
+    }
+
+    /// Like [`Netns::run_async`] for `f` returning `(result, leftover)`: the caller gets the
+    /// result at once, and `leftover` is dropped afterwards on the namespace's thread (for
+    /// things whose drop is slow, like a packet socket, whose close waits for an RCU grace
+    /// period).
+    pub(crate) async fn run_async_then_drop<F, R, D>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> (R, D) + Send + 'static,
+        R: Send + 'static,
+        D: 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let ns = self.clone();
         std::thread::Builder::new()
             .name("underlay-netns".into())
-            .spawn(move || {
-                let r = ns.enter().map(|()| f());
-                let _ = tx.send(r);
+            .spawn(move || match ns.enter() {
+                Ok(()) => {
+                    let (r, leftover) = f();
+                    let _ = tx.send(Ok(r));
+                    drop(leftover);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
             })
             .map_err(|e| Error::io("cannot spawn a thread to enter a namespace", e))?;
         rx.await.map_err(|_| {

@@ -14,12 +14,18 @@ impl Netns {
     /// ARP for each IPv4 address and an unsolicited neighbour advertisement (override) for each
     /// IPv6 one, so switches and peers learn the new location without waiting for traffic.
     pub fn announce(&self, ifindex: u32, mac: MacAddr, ips: Vec<IpAddr>) -> Result<()> {
-        self.run(move || announce(ifindex, mac, &ips))?
+        self.run(move || announce(ifindex, mac, &ips, &mut Vec::new()))?
     }
 
     /// Like [`Netns::announce`], without blocking the async caller.
     pub async fn announce_async(&self, ifindex: u32, mac: MacAddr, ips: Vec<IpAddr>) -> Result<()> {
-        self.run_async(move || announce(ifindex, mac, &ips)).await?
+        // The sockets close after the answer: closing a packet socket waits for an RCU grace
+        // period (~10-20 ms), which the caller need not.
+        self.run_async_then_drop(move || {
+            let mut sockets = Vec::new();
+            (announce(ifindex, mac, &ips, &mut sockets), sockets)
+        })
+        .await?
     }
 
     /// Sends one ICMP (or ICMPv6) echo request to `dst` from inside this namespace and waits up
@@ -184,7 +190,9 @@ fn socket(domain: i32, ty: i32, proto: i32, what: &str) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn announce(ifindex: u32, mac: MacAddr, ips: &[IpAddr]) -> Result<()> {
+/// Sends the announcements; the sockets used are pushed to `keep` (their caller decides when
+/// to pay for closing them).
+fn announce(ifindex: u32, mac: MacAddr, ips: &[IpAddr], keep: &mut Vec<OwnedFd>) -> Result<()> {
     for ip in ips {
         match ip {
             IpAddr::V4(v4) => {
@@ -225,6 +233,7 @@ fn announce(ifindex: u32, mac: MacAddr, ips: &[IpAddr]) -> Result<()> {
                         std::io::Error::last_os_error(),
                     ));
                 }
+                keep.push(s);
             }
             IpAddr::V6(v6) => {
                 let s = socket(
@@ -285,6 +294,7 @@ fn announce(ifindex: u32, mac: MacAddr, ips: &[IpAddr]) -> Result<()> {
                         ));
                     }
                 }
+                keep.push(s);
             }
         }
     }
