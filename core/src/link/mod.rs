@@ -103,6 +103,17 @@ impl LinkRef {
         }
         Ok(())
     }
+
+    /// A link message naming this link (by index, or by name), after validation.
+    fn message(&self) -> Result<LinkMessage> {
+        self.validate()?;
+        let mut msg = LinkMessage::default();
+        match self {
+            LinkRef::Index(i) => msg.header.index = *i,
+            LinkRef::Name(n) => msg.attributes.push(LinkAttribute::IfName(n.clone())),
+        }
+        Ok(msg)
+    }
 }
 
 impl Handle {
@@ -111,12 +122,7 @@ impl Handle {
     /// Fails with [`crate::ErrorKind::NotFound`] naming the link and the namespace.
     pub async fn link(&self, link: impl Into<LinkRef>) -> Result<Link> {
         let link = link.into();
-        link.validate()?;
-        let mut msg = LinkMessage::default();
-        match &link {
-            LinkRef::Index(i) => msg.header.index = *i,
-            LinkRef::Name(n) => msg.attributes.push(LinkAttribute::IfName(n.clone())),
-        }
+        let msg = link.message()?;
         let object = format!("link {link}");
         let replies = self
             .request(RouteNetlinkMessage::GetLink(msg), 0, "get", &object)
@@ -166,12 +172,7 @@ impl Handle {
     /// synchronisation in the kernel).
     pub async fn delete_link(&self, link: impl Into<LinkRef>) -> Result<()> {
         let link = link.into();
-        link.validate()?;
-        let mut msg = LinkMessage::default();
-        match &link {
-            LinkRef::Index(i) => msg.header.index = *i,
-            LinkRef::Name(n) => msg.attributes.push(LinkAttribute::IfName(n.clone())),
-        }
+        let msg = link.message()?;
         self.request(
             RouteNetlinkMessage::DelLink(msg),
             0,
