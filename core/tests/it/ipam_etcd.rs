@@ -396,11 +396,14 @@ fn child() {
     let count: usize = var("COUNT").parse().unwrap();
     let inflight: usize = var("INFLIGHT").parse().unwrap();
     rt().block_on(async {
-        let cfg = EtcdConfig::new(endpoints.split(','))
+        let mut cfg = EtcdConfig::new(endpoints.split(','))
             .host(host)
             .request_timeout(Duration::from_secs(1))
             .connect_timeout(Duration::from_millis(300))
             .retry_for(Duration::from_secs(30));
+        if let Ok(ttl) = std::env::var("LEASE_TTL") {
+            cfg = cfg.host_lease(Duration::from_secs(ttl.parse().unwrap()));
+        }
         let store = Arc::new(EtcdStore::connect(cfg).await.unwrap());
         let ipam = Ipam::open(store, "shared").await.unwrap();
         futures::stream::iter(0..count)
@@ -416,26 +419,34 @@ fn child() {
             .buffer_unordered(inflight)
             .collect::<Vec<()>>()
             .await;
+        if std::env::var("HOLD").is_ok() {
+            // Keep running (and the lease alive) until killed.
+            println!("@@ holding");
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
     });
 }
 
 fn spawn(c: &Cluster, host: &str, count: usize, inflight: usize) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "ipam_etcd::child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, c.endpoints().join(","))
-        .env("HOST", host)
-        .env("PREFIX", host)
-        .env("COUNT", count.to_string())
-        .env("INFLIGHT", inflight.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+    child_cmd(c, host, count, inflight).spawn().unwrap()
+}
+
+fn child_cmd(c: &Cluster, host: &str, count: usize, inflight: usize) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "ipam_etcd::child",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, c.endpoints().join(","))
+    .env("HOST", host)
+    .env("PREFIX", host)
+    .env("COUNT", count.to_string())
+    .env("INFLIGHT", inflight.to_string())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    cmd
 }
 
 /// Collects `@@ ack` lines of running children in background threads.
@@ -592,4 +603,136 @@ fn three_members_survive_a_leader_killed_mid_run() {
         )
         .unwrap();
     assert_eq!(out.lines().filter(|l| !l.is_empty()).count(), 3 * 200);
+}
+
+// ---- per-host leases ----------------------------------------------------------------------
+
+/// Runs `cmd` (a child holding on after its claims) until it prints `@@ holding`, then
+/// SIGKILLs it by PID and returns the addresses it acknowledged.
+fn claim_then_kill(mut cmd: Command) -> HashSet<IpAddr> {
+    let mut child = cmd.env("HOLD", "1").spawn().unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut addrs = HashSet::new();
+    for line in out.lines().map_while(|l| l.ok()) {
+        if let Some(rest) = line.split("@@ ack ").nth(1) {
+            addrs.insert(rest.split(' ').nth(1).unwrap().parse().unwrap());
+        }
+        if line.contains("@@ holding") {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no goodbye to etcd
+    child.wait().unwrap();
+    addrs
+}
+
+#[test]
+fn host_leases_free_a_dead_hosts_addresses_after_the_ttl() {
+    if skip("host_leases_free_a_dead_hosts_addresses_after_the_ttl") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        Ipam::create(store(&c, "h").await, net("shared", &["10.78.0.0/28"]))
+            .await
+            .unwrap();
+    });
+    let mut leased = child_cmd(&c, "leased", 5, 2);
+    leased.env("LEASE_TTL", "2");
+    let leased = claim_then_kill(leased);
+    let plain = claim_then_kill(child_cmd(&c, "plain", 5, 2));
+    assert_eq!((leased.len(), plain.len()), (5, 5));
+    assert!(leased.is_disjoint(&plain));
+    rt().block_on(async {
+        let s = store(&c, "observer").await;
+        // The leased host's keys carry a lease (etcdctl is the oracle), the plain one's none.
+        let kvs: serde_json::Value = serde_json::from_str(&c.ctl(&[
+            "get",
+            "--prefix",
+            "/underlay/ipam/data/shared/addr/",
+            "-w",
+            "json",
+        ]))
+        .unwrap();
+        let with_lease = kvs["kvs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|kv| kv["lease"].as_i64().unwrap_or(0) != 0)
+            .count();
+        let by_host = s.addresses_by_host("shared").await.unwrap();
+        assert!(
+            with_lease == 5 || !by_host.contains_key("leased"),
+            "the leased host's claims carry no lease: {kvs}"
+        );
+        // Within the TTL plus etcd's expiry sweep, the killed leased host's claims go.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let by_host = s.addresses_by_host("shared").await.unwrap();
+            if !by_host.contains_key("leased") {
+                let kept: HashSet<IpAddr> = by_host["plain"].iter().map(|r| r.addr).collect();
+                assert_eq!(kept, plain, "the host without a lease keeps its claims");
+                assert_eq!(by_host.len(), 1, "{by_host:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the leased claims never expired");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Another host takes the freed addresses; the plain host's stay taken.
+        let ipam = Ipam::open(store(&c, "other").await, "shared")
+            .await
+            .unwrap();
+        let mut got = HashSet::new();
+        for i in 0.. {
+            match ipam
+                .allocate(&owner(format!("o-{i}")), &Request::any())
+                .await
+            {
+                Ok(l) => assert!(got.insert(l.ips()[0])),
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::PoolExhausted, "{e}");
+                    break;
+                }
+            }
+        }
+        assert!(leased.is_subset(&got), "freed {leased:?}, got {got:?}");
+        assert!(plain.is_disjoint(&got), "plain {plain:?}, got {got:?}");
+    });
+}
+
+#[test]
+fn host_lease_is_kept_alive_and_adopted_on_reconnect() {
+    if skip("host_lease_is_kept_alive_and_adopted_on_reconnect") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        let cfg = || config(&c, "h1").host_lease(Duration::from_secs(2));
+        let s = Arc::new(EtcdStore::connect(cfg()).await.unwrap());
+        assert_eq!(s.host_lease_ttl(), Some(Duration::from_secs(2)));
+        let ipam = Ipam::create(s.clone(), net("n", &["10.79.0.0/28"]))
+            .await
+            .unwrap();
+        let a = ipam.allocate(&owner("a"), &Request::any()).await.unwrap();
+        // Well past the TTL: kept alive by the store's task.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let by_host = s.addresses_by_host("n").await.unwrap();
+        assert_eq!(by_host["h1"].len(), 1);
+        // The store goes (keep-alive stops); a new one for the same host, within the TTL,
+        // adopts the claim onto its own lease, which it keeps alive.
+        drop(ipam);
+        drop(s);
+        let s2 = Arc::new(EtcdStore::connect(cfg()).await.unwrap());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let ipam = Ipam::open(s2.clone(), "n").await.unwrap();
+        assert_eq!(
+            ipam.lookup(&owner("a")).await.unwrap().map(|l| l.ips()[0]),
+            Some(a.ips()[0])
+        );
+        // Settings are checked.
+        let e = EtcdStore::connect(config(&c, "h1").host_lease(Duration::from_millis(10)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    });
 }

@@ -2,17 +2,19 @@
 //! and one owner per address. See docs/ipam-etcd.md for the key layout and the guarantees.
 
 mod codec;
+mod lease;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
-    TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 
 use crate::error::{Error, ErrorKind, Result};
@@ -21,6 +23,7 @@ use crate::ipam::network::{check_name, Network};
 
 use super::{Change, Snapshot, Store, StoreFuture};
 use codec::{corrupt, Keys, LOG_KEEP};
+use lease::HostLease;
 
 /// How to reach etcd and where to keep the IPAM's keys.
 ///
@@ -47,6 +50,7 @@ pub struct EtcdConfig {
     client_cert: Option<(PathBuf, PathBuf)>,
     tls_domain: Option<String>,
     max_txn_ops: usize,
+    host_lease: Option<Duration>,
 }
 
 impl std::fmt::Debug for EtcdConfig {
@@ -61,6 +65,7 @@ impl std::fmt::Debug for EtcdConfig {
             .field("user", &self.user.as_ref().map(|(u, _)| u)) // never the password
             .field("ca", &self.ca)
             .field("client_cert", &self.client_cert)
+            .field("host_lease", &self.host_lease)
             .finish()
     }
 }
@@ -85,6 +90,7 @@ impl EtcdConfig {
             client_cert: None,
             tls_domain: None,
             max_txn_ops: 128,
+            host_lease: None,
         }
     }
 
@@ -157,6 +163,19 @@ impl EtcdConfig {
         self
     }
 
+    /// Attaches this host's claims to an etcd lease of time to live `ttl` (whole seconds, at
+    /// least etcd's minimum of about 2 s), kept alive by a background task while the store (any
+    /// clone of it) lives: when the host dies, its addresses come free after `ttl` without a
+    /// gc. Off by default.
+    ///
+    /// The trade-off: a host cut off from etcd (partition, stall, a stopped daemon) for longer
+    /// than `ttl` loses its claims although its containers still use the addresses, and
+    /// another host may then hand them out. See docs/ipam-etcd.md.
+    pub fn host_lease(mut self, ttl: Duration) -> EtcdConfig {
+        self.host_lease = Some(ttl);
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         if self.endpoints.is_empty() {
             return Err(Error::invalid(
@@ -169,6 +188,11 @@ impl EtcdConfig {
                 "etcd key prefix `{}` must start and end with `/`, e.g. `/underlay/`",
                 self.prefix.escape_debug()
             )));
+        }
+        if self.host_lease.is_some_and(|t| t < Duration::from_secs(1)) {
+            return Err(Error::invalid(
+                "the etcd host lease's TTL must be at least 1 s (etcd counts whole seconds)",
+            ));
         }
         if let Some(h) = &self.host {
             if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -242,6 +266,7 @@ pub struct EtcdStore {
     request_timeout: Duration,
     retry_for: Duration,
     max_txn_ops: usize,
+    lease: Option<Arc<HostLease>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -250,6 +275,7 @@ impl std::fmt::Debug for EtcdStore {
             .field("endpoints", &self.endpoints)
             .field("keys", &self.keys)
             .field("host", &self.host)
+            .field("lease", &self.lease)
             .finish()
     }
 }
@@ -320,6 +346,7 @@ impl EtcdStore {
             request_timeout: config.request_timeout,
             retry_for: config.retry_for,
             max_txn_ops: config.max_txn_ops,
+            lease: None,
         };
         // Fail now, not at the first allocation, when etcd is unreachable or refuses us.
         let catalog = store.keys.catalog();
@@ -329,7 +356,90 @@ impl EtcdStore {
                 async move { kv.get(k, None).await.map(|_| ()) }
             })
             .await?;
-        Ok(store)
+        let Some(ttl) = config.host_lease else {
+            return Ok(store);
+        };
+        store.start_lease(ttl).await
+    }
+
+    /// Grants the host's lease, starts keeping it alive, and attaches the claims this host
+    /// made earlier (under another lease, or none) to it.
+    async fn start_lease(mut self, ttl: Duration) -> Result<EtcdStore> {
+        let secs = lease::ttl_secs(ttl);
+        let client = self.client.clone();
+        let granted = self
+            .call("grant the host's lease", move |_| {
+                let mut lc = client.lease_client();
+                async move { lc.grant(secs, None).await }
+            })
+            .await?;
+        let ttl = Duration::from_secs(granted.ttl().max(secs).unsigned_abs());
+        self.lease = Some(Arc::new(HostLease::start(
+            self.client.clone(),
+            granted.id(),
+            ttl,
+            self.host.clone(),
+        )));
+        self.adopt().await?;
+        Ok(self)
+    }
+
+    /// Re-attaches every address key claimed by this host to its current lease (a restarted
+    /// host keeps its claims if it comes back within the old lease's TTL).
+    async fn adopt(&self) -> Result<()> {
+        let Some(lease) = &self.lease else {
+            return Ok(());
+        };
+        let (nets, _) = self.read_networks().await?;
+        for net in nets {
+            loop {
+                let id = lease.id();
+                let addrs = self.keys.addrs(net.name());
+                let r = self
+                    .call("read this host's claims", move |mut kv| {
+                        let k = addrs.clone();
+                        async move { kv.get(k, Some(GetOptions::new().with_prefix())).await }
+                    })
+                    .await?;
+                let mut compares = Vec::new();
+                let mut ops = Vec::new();
+                for kv in r.kvs() {
+                    let (_, host) =
+                        codec::decode_record(kv.key(), IpAddr::from([0, 0, 0, 0]), kv.value())?;
+                    if host != self.host || kv.lease() == id {
+                        continue;
+                    }
+                    if ops.len() + 1 > self.max_txn_ops / 2 {
+                        break;
+                    }
+                    compares.push(Compare::mod_revision(
+                        kv.key(),
+                        CompareOp::Equal,
+                        kv.mod_revision(),
+                    ));
+                    ops.push(TxnOp::put(
+                        kv.key(),
+                        kv.value(),
+                        Some(PutOptions::new().with_lease(id)),
+                    ));
+                }
+                if ops.is_empty() {
+                    break;
+                }
+                // A failed compare (the key changed meanwhile) is read again by the next round.
+                self.txn(
+                    "attach this host's claims to its lease",
+                    Txn::new().when(compares).and_then(ops),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The TTL of this host's lease, if its claims carry one ([`EtcdConfig::host_lease`]).
+    pub fn host_lease_ttl(&self) -> Option<Duration> {
+        self.lease.as_ref().map(|l| l.ttl())
     }
 
     /// The host name stamped on this store's claims.
@@ -693,7 +803,13 @@ impl EtcdStore {
                 _ => {}
             }
             match now {
-                Some(r) => ops.push(TxnOp::put(key, codec::encode_record(r, &self.host), None)),
+                Some(r) => ops.push(TxnOp::put(
+                    key,
+                    codec::encode_record(r, &self.host),
+                    self.lease
+                        .as_ref()
+                        .map(|l| PutOptions::new().with_lease(l.id())),
+                )),
                 None => ops.push(TxnOp::delete(key, None)),
             }
         }
@@ -718,10 +834,11 @@ impl EtcdStore {
     async fn do_commit(&self, name: &str, expected: u64, changes: &[Change]) -> Result<u64> {
         check_name(name)?;
         let nonce = self.nonce();
-        let txn = self.commit_txn(name, expected, changes, &nonce)?;
         let deadline = Instant::now() + self.retry_for;
         let mut delay = Duration::from_millis(20);
         loop {
+            // Built per attempt: the host's lease may have been replaced meanwhile.
+            let txn = self.commit_txn(name, expected, changes, &nonce)?;
             let last = match self.once(self.client.kv_client().txn(txn.clone())).await {
                 Ok(r) if r.succeeded() => return Ok(expected + 1),
                 Ok(r) => {
@@ -917,6 +1034,10 @@ fn classify(e: &etcd_client::Error) -> Failure {
                 ),
             )),
             // etcd answers a wrong password or a missing user with InvalidArgument.
+            // The host's lease expired between two keep-alives: a new one is being granted.
+            Code::NotFound if s.message().contains("lease not found") => {
+                Failure::Retry(format!("{:?}: {}", s.code(), s.message()))
+            }
             Code::InvalidArgument
                 if s.message().contains("authentication failed")
                     || s.message().contains("user name is empty") =>
