@@ -15,6 +15,13 @@
 //! Run as root: `cargo run --release -p underlay-examples --bin scenarios`. Where the kernel
 //! has no 8021q, the demo says so and runs itself inside the test VM (Debian's kernel, qemu).
 //! Everything lives in namespaces the demo makes, and goes when it ends.
+//!
+//! `--etcd` (build with `--features etcd`): S1 and S3 only, with both hosts allocating from one
+//! etcd-backed pool (../shared/SCENARIOS.md S5): the demo starts a single etcd member on free
+//! 127.0.0.1 ports (data in a temporary directory, killed by PID when the demo ends) and the
+//! containers get distinct addresses from the one pool without static IPs or a hand-made
+//! split. Needs no 8021q: `cargo run -p underlay-examples --features etcd --bin scenarios --
+//! --etcd`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -34,6 +41,9 @@ async fn main() -> ExitCode {
             "scenarios: needs root (it creates network namespaces and links): run it as root"
         );
         return ExitCode::from(2);
+    }
+    if std::env::args().skip(1).any(|a| a == "--etcd") {
+        return etcd_mode().await;
     }
     if !xtask::vm::in_vm() {
         match kernel_has_8021q().await {
@@ -375,4 +385,331 @@ async fn matrix(
         "   parent: a macvlan child never talks to its own parent; iso: other VLAN, no router"
     );
     Ok(ok)
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn etcd_mode() -> ExitCode {
+    eprintln!(
+        "scenarios: --etcd needs the demo built with the `etcd` feature: cargo run -p \
+         underlay-examples --features etcd --bin scenarios -- --etcd"
+    );
+    ExitCode::from(2)
+}
+
+#[cfg(feature = "etcd")]
+async fn etcd_mode() -> ExitCode {
+    let mut lab = Lab::default();
+    let result = match etcd::Member::start(&lab.dir("etcd")) {
+        Ok(member) => {
+            let r = etcd::run(&mut lab, &member).await;
+            drop(member); // SIGKILL by PID, before the data directory goes with the lab
+            r
+        }
+        Err(e) => Err(e),
+    };
+    drop(lab);
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("scenarios: some results differ from what the scenarios say (marked !!)");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("scenarios: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `--etcd`: S1 and S3 with both hosts on one etcd-backed pool.
+#[cfg(feature = "etcd")]
+mod etcd {
+    use std::collections::HashSet;
+    use std::net::TcpListener;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use underlay::ipam::{self, Change, EtcdConfig, EtcdStore, Snapshot, Store, StoreFuture};
+    use underlay::network::{EndpointSpec, HostAccess, NetworkSpec, Networks};
+    use underlay::{ErrorKind, MacvlanMode};
+
+    use super::{cable, matrix, Lab, Node, Result};
+
+    /// One etcd member on free 127.0.0.1 ports; SIGKILLed by PID on drop.
+    pub(super) struct Member {
+        child: Child,
+        pub(super) endpoint: String,
+    }
+
+    fn free_port() -> std::io::Result<u16> {
+        Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    }
+
+    impl Member {
+        pub(super) fn start(dir: &Path) -> Result<Member> {
+            std::fs::create_dir_all(dir)?;
+            let (client, peer) = (free_port()?, free_port()?);
+            let endpoint = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let log = std::fs::File::create(dir.join("etcd.log"))?;
+            let child = Command::new("etcd")
+                .arg("--name=demo")
+                .arg(format!("--data-dir={}", dir.join("data").display()))
+                .arg(format!("--listen-client-urls={endpoint}"))
+                .arg(format!("--advertise-client-urls={endpoint}"))
+                .arg(format!("--listen-peer-urls={peer_url}"))
+                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                .arg(format!("--initial-cluster=demo={peer_url}"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .map_err(|e| {
+                    format!(
+                        "cannot start etcd ({e}): install it (Debian: `apt-get install \
+                         etcd-server`, or `cargo xtask etcd-test` does it)"
+                    )
+                })?;
+            Ok(Member { child, endpoint })
+        }
+    }
+
+    impl Drop for Member {
+        fn drop(&mut self) {
+            // By PID only: this member, nothing else.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// The one etcd store seen by a host of the demo. `Networks::create` defines a network in
+    /// its store exclusively, as it does on a host of its own; on a shared store the second
+    /// host finds it defined already: the same definition is taken as is (a different one is
+    /// still refused). Deleting leaves the cluster-wide definition to whoever retires the
+    /// network for the whole cluster (the demo, at its end).
+    #[derive(Debug)]
+    struct Shared(Arc<EtcdStore>);
+
+    impl Store for Shared {
+        fn networks(&self) -> StoreFuture<'_, Vec<ipam::Network>> {
+            self.0.networks()
+        }
+
+        fn create_network<'a>(&'a self, network: &'a ipam::Network) -> StoreFuture<'a, ()> {
+            Box::pin(async move {
+                match self.0.create_network(network).await {
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                        let stored = self.0.load(network.name()).await?.network;
+                        if stored == *network {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    }
+                    r => r,
+                }
+            })
+        }
+
+        fn delete_network<'a>(&'a self, _name: &'a str) -> StoreFuture<'a, ()> {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn load<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Snapshot> {
+            self.0.load(name)
+        }
+
+        fn version<'a>(&'a self, name: &'a str) -> StoreFuture<'a, u64> {
+            self.0.version(name)
+        }
+
+        fn changes_since<'a>(
+            &'a self,
+            name: &'a str,
+            version: u64,
+        ) -> StoreFuture<'a, Option<(Vec<Change>, u64)>> {
+            self.0.changes_since(name, version)
+        }
+
+        fn keeps_boot_ids(&self) -> bool {
+            self.0.keeps_boot_ids()
+        }
+
+        fn commit<'a>(
+            &'a self,
+            name: &'a str,
+            expected: u64,
+            changes: &'a [Change],
+        ) -> StoreFuture<'a, u64> {
+            self.0.commit(name, expected, changes)
+        }
+    }
+
+    const POOL: &str = "172.22.16.0/24 gateway=172.22.16.1 reserve=exclude_host1=172.22.16.21 \
+                        reserve=exclude_host2=172.22.16.22";
+
+    async fn host(
+        lab: &mut Lab,
+        sw: &underlay::Handle,
+        name: &str,
+        port: &str,
+        lan_ip: &str,
+        endpoint: &str,
+    ) -> Result<(
+        underlay::Netns,
+        Arc<EtcdStore>,
+        Networks,
+        underlay::network::Network,
+    )> {
+        let (ns, h) = lab.ns(name).await?;
+        cable(sw, port, &ns, &h).await?;
+        h.add_address("ens192", format!("{lan_ip}/24").parse()?)
+            .await?;
+        let store = Arc::new(
+            EtcdStore::connect(
+                EtcdConfig::new([endpoint])
+                    .host(name)
+                    .retry_for(Duration::from_secs(20)),
+            )
+            .await?,
+        );
+        let nets = Networks::with_store(&h, lab.dir(name), Arc::new(Shared(store.clone()))).await?;
+        // S1 with one pool for the whole cluster: the same definition on both hosts, both
+        // hosts' own addresses excluded.
+        let lan = nets
+            .create(
+                NetworkSpec::macvlan("mac_net1", "ens192", MacvlanMode::Bridge).pool(POOL.parse()?),
+            )
+            .await?;
+        Ok((ns, store, nets, lan))
+    }
+
+    async fn container(
+        lab: &mut Lab,
+        net: &underlay::network::Network,
+        name: &str,
+        host: &str,
+    ) -> Result<Node> {
+        let (ns, h) = lab.ns(name).await?;
+        // No static address: the shared pool hands one out.
+        let ep = net.connect(&ns, EndpointSpec::new(name).target(&h)).await?;
+        let ip = ep.addresses[0].addr();
+        println!("   {name} on {host}: {ip}");
+        Ok(Node {
+            label: format!("{name} ({host})"),
+            ns,
+            ip,
+        })
+    }
+
+    pub(super) async fn run(lab: &mut Lab, member: &Member) -> Result<bool> {
+        println!(
+            "underlay scenarios demo, --etcd: S1 and S3 with both hosts on one etcd-backed pool \
+             (SCENARIOS.md S5)\n"
+        );
+        println!(
+            "etcd: one member at {} (data in a temporary directory)",
+            member.endpoint
+        );
+        let (_sw_ns, sw) = lab.ns("switch").await?;
+        underlay::Bridge::create(&sw, "br0").up().execute().await?;
+        let (h1_ns, s1, nets1, lan1) =
+            host(lab, &sw, "host1", "p1", "172.22.16.21", &member.endpoint).await?;
+        let (_h2_ns, s2, nets2, lan2) =
+            host(lab, &sw, "host2", "p2", "172.22.16.22", &member.endpoint).await?;
+        println!("host1, host2: mac_net1 on ens192, one pool for both: {POOL}\n");
+        println!("1. Containers on both hosts, interleaved, no static addresses:");
+        let mut nodes = vec![Node {
+            label: "host1 (its own LAN address)".into(),
+            ns: h1_ns.clone(),
+            ip: "172.22.16.21".parse()?,
+        }];
+        for (net, name, host) in [
+            (&lan1, "c1", "host1"),
+            (&lan2, "c2", "host2"),
+            (&lan2, "c3", "host2"),
+            (&lan1, "c4", "host1"),
+        ] {
+            nodes.push(container(lab, net, name, host).await?);
+        }
+        let mut all_ok = true;
+        let ips: HashSet<_> = nodes[1..].iter().map(|n| n.ip).collect();
+        let distinct = ips.len() == nodes.len() - 1;
+        println!(
+            "   {}",
+            if distinct {
+                "all distinct, from the one pool".to_string()
+            } else {
+                "!! an address was handed out twice".to_string()
+            }
+        );
+        all_ok &= distinct;
+        for (host, recs) in s1.addresses_by_host("mac_net1").await? {
+            let list: Vec<String> = recs
+                .iter()
+                .map(|r| format!("{} {}", r.addr, r.owner))
+                .collect();
+            println!("   etcd says {host} holds: {}", list.join(", "));
+        }
+
+        let host1_own = |n: &Node| n.label.starts_with("host1 (its");
+        let on_host1 = |n: &Node| n.label.ends_with("(host1)");
+        println!("\n2. S1: containers of both hosts reach each other over the LAN:");
+        all_ok &= matrix(&nodes, |s, d| {
+            if (host1_own(s) && on_host1(d)) || (host1_own(d) && on_host1(s)) {
+                (false, "parent")
+            } else {
+                (true, "L2")
+            }
+        })
+        .await?;
+
+        println!(
+            "\n3. S3: host access on host1's mac_net1 (a bridge-mode macvlan shim + host routes):"
+        );
+        let shim = lan1
+            .enable_host_access(HostAccess::new().name("macvlan0-host"))
+            .await?;
+        println!("   shim `{shim}` up on ens192");
+        let host1_side: Vec<Node> = nodes
+            .iter()
+            .filter(|n| host1_own(n) || on_host1(n))
+            .map(|n| Node {
+                label: n.label.clone(),
+                ns: n.ns.clone(),
+                ip: n.ip,
+            })
+            .collect();
+        all_ok &= matrix(&host1_side, |s, d| {
+            let shim = host1_own(s) || host1_own(d);
+            (true, if shim { "shim" } else { "L2" })
+        })
+        .await?;
+
+        println!("\n4. Teardown: disconnect (the addresses go back to the shared pool), delete");
+        for (net, c) in [(&lan1, "c1"), (&lan2, "c2"), (&lan2, "c3"), (&lan1, "c4")] {
+            net.disconnect(c, "eth0").await?;
+        }
+        let left = s2.addresses_by_host("mac_net1").await?;
+        println!(
+            "   leases left in etcd: {}",
+            if left.is_empty() { "none" } else { "!! some" }
+        );
+        all_ok &= left.is_empty();
+        nets1.delete("mac_net1").await?;
+        nets2.delete("mac_net1").await?;
+        s1.delete_network("mac_net1").await?;
+        println!("   mac_net1 deleted on both hosts, then its cluster-wide definition");
+        println!(
+            "\n{}",
+            if all_ok {
+                "all results as the scenarios say"
+            } else {
+                "!! some results differ"
+            }
+        );
+        Ok(all_ok)
+    }
 }
