@@ -714,10 +714,11 @@ fn host_lease_is_kept_alive_and_adopted_on_reconnect() {
             .await
             .unwrap();
         let a = ipam.allocate(&owner("a"), &Request::any()).await.unwrap();
+        let b = s.allocate_in_slice(&ipam, &owner("b"), 4).await.unwrap();
         // Well past the TTL: kept alive by the store's task.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let by_host = s.addresses_by_host("n").await.unwrap();
-        assert_eq!(by_host["h1"].len(), 1);
+        assert_eq!(by_host["h1"].len(), 2);
         // The store goes (keep-alive stops); a new one for the same host, within the TTL,
         // adopts the claim onto its own lease, which it keeps alive.
         drop(ipam);
@@ -729,10 +730,109 @@ fn host_lease_is_kept_alive_and_adopted_on_reconnect() {
             ipam.lookup(&owner("a")).await.unwrap().map(|l| l.ips()[0]),
             Some(a.ips()[0])
         );
+        assert_eq!(
+            ipam.lookup(&owner("b")).await.unwrap().map(|l| l.ips()[0]),
+            Some(b.ips()[0])
+        );
+        assert_eq!(s2.slices_by_host("n").await.unwrap()["h1"].len(), 1);
         // Settings are checked.
         let e = EtcdStore::connect(config(&c, "h1").host_lease(Duration::from_millis(10)))
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     });
+}
+
+// ---- node slices ---------------------------------------------------------------------------
+
+#[test]
+fn node_slices_never_overlap_refill_and_gc() {
+    if skip("node_slices_never_overlap_refill_and_gc") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        let (s1, s2) = (store(&c, "h1").await, store(&c, "h2").await);
+        let ipam1 = Ipam::create(s1.clone(), net("sl", &["10.80.0.0/24"]))
+            .await
+            .unwrap();
+        let ipam2 = Ipam::open(s2.clone(), "sl").await.unwrap();
+        // Two hosts allocate at once, 40 each, in slices of 16: each exhausts slices and
+        // takes more.
+        let run = |s: Arc<EtcdStore>, ipam: Ipam, host: &'static str| async move {
+            let mut got = Vec::new();
+            for i in 0..40 {
+                let l = s
+                    .allocate_in_slice(&ipam, &owner(format!("{host}-{i}")), 16)
+                    .await
+                    .unwrap();
+                got.push(l.ips()[0]);
+            }
+            got
+        };
+        let (a1, a2) = futures::join!(
+            run(s1.clone(), ipam1.clone(), "h1"),
+            run(s2.clone(), ipam2.clone(), "h2")
+        );
+        let all: HashSet<IpAddr> = a1.iter().chain(&a2).copied().collect();
+        assert_eq!(all.len(), 80, "an address was handed out twice");
+        let slices = s1.slices_by_host("sl").await.unwrap();
+        let inside = |ip: IpAddr, host: &str| {
+            slices[host].iter().any(|(first, size)| {
+                let (f, i) = (u32::from(as_v4(*first)), u32::from(as_v4(ip)));
+                (f..f + size).contains(&i)
+            })
+        };
+        for ip in &a1 {
+            assert!(inside(*ip, "h1") && !inside(*ip, "h2"), "{ip}: {slices:?}");
+        }
+        for ip in &a2 {
+            assert!(inside(*ip, "h2") && !inside(*ip, "h1"), "{ip}: {slices:?}");
+        }
+        let blocks: HashSet<IpAddr> = slices.values().flatten().map(|(f, _)| *f).collect();
+        assert_eq!(blocks.len(), slices.values().map(Vec::len).sum::<usize>());
+        assert!(
+            slices["h1"].len() >= 3 && slices["h2"].len() >= 3,
+            "{slices:?}"
+        );
+        // The store (and etcd, checked with etcdctl) holds every claim as an address key.
+        let keys = c.ctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/underlay/ipam/data/sl/addr/",
+        ]);
+        assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 80);
+        // One size per network.
+        let e = s1.take_slice("sl", 8).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        // A host that dies: its leases are collected, then its now empty slices.
+        let s3 = store(&c, "h3").await;
+        let ipam3 = Ipam::open(s3.clone(), "sl").await.unwrap();
+        let l3 = s3
+            .allocate_in_slice(&ipam3, &owner("h3-0"), 16)
+            .await
+            .unwrap();
+        drop((ipam3, s3));
+        assert!(
+            s1.gc_slices("sl", "h3").await.unwrap().is_empty(),
+            "a slice holding a lease stays"
+        );
+        s1.gc_host("sl", "h3", &[]).await.unwrap();
+        let freed = s1.gc_slices("sl", "h3").await.unwrap();
+        assert_eq!(freed.len(), 1);
+        assert!(!s1.slices_by_host("sl").await.unwrap().contains_key("h3"));
+        // The freed block is the first free one: the next slice taken is that one.
+        let (first, _) = s2.take_slice("sl", 16).await.unwrap();
+        assert_eq!(first, freed[0]);
+        let f = u32::from(as_v4(first));
+        assert!((f..f + 16).contains(&u32::from(as_v4(l3.ips()[0]))));
+    });
+}
+
+fn as_v4(ip: IpAddr) -> std::net::Ipv4Addr {
+    match ip {
+        IpAddr::V4(v) => v,
+        IpAddr::V6(_) => panic!("{ip} is not IPv4"),
+    }
 }

@@ -3,6 +3,7 @@
 
 mod codec;
 mod lease;
+mod slices;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -267,6 +268,8 @@ pub struct EtcdStore {
     retry_for: Duration,
     max_txn_ops: usize,
     lease: Option<Arc<HostLease>>,
+    /// This host's slices per network (see `slices`), shared by the clones.
+    slices: Arc<std::sync::Mutex<HashMap<String, Vec<slices::Slice>>>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -347,6 +350,7 @@ impl EtcdStore {
             retry_for: config.retry_for,
             max_txn_ops: config.max_txn_ops,
             lease: None,
+            slices: Arc::default(),
         };
         // Fail now, not at the first allocation, when etcd is unreachable or refuses us.
         let catalog = store.keys.catalog();
@@ -384,17 +388,23 @@ impl EtcdStore {
         Ok(self)
     }
 
-    /// Re-attaches every address key claimed by this host to its current lease (a restarted
-    /// host keeps its claims if it comes back within the old lease's TTL).
+    /// Re-attaches every address key and slice claimed by this host to its current lease (a
+    /// restarted host keeps its claims if it comes back within the old lease's TTL).
     async fn adopt(&self) -> Result<()> {
         let Some(lease) = &self.lease else {
             return Ok(());
         };
         let (nets, _) = self.read_networks().await?;
-        for net in nets {
+        let prefixes = nets.iter().flat_map(|n| {
+            [
+                self.keys.addrs(n.name()),
+                format!("{}slice/", self.keys.data(n.name())),
+            ]
+        });
+        for prefix in prefixes {
             loop {
                 let id = lease.id();
-                let addrs = self.keys.addrs(net.name());
+                let addrs = prefix.clone();
                 let r = self
                     .call("read this host's claims", move |mut kv| {
                         let k = addrs.clone();
@@ -404,9 +414,11 @@ impl EtcdStore {
                 let mut compares = Vec::new();
                 let mut ops = Vec::new();
                 for kv in r.kvs() {
-                    let (_, host) =
-                        codec::decode_record(kv.key(), IpAddr::from([0, 0, 0, 0]), kv.value())?;
-                    if host != self.host || kv.lease() == id {
+                    // Both an address's value and a slice's carry a `host=` field.
+                    let host = codec::text(kv.key(), kv.value())?
+                        .split(' ')
+                        .find_map(|w| w.strip_prefix("host="));
+                    if host != Some(self.host.as_str()) || kv.lease() == id {
                         continue;
                     }
                     if ops.len() + 1 > self.max_txn_ops / 2 {
