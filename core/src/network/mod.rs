@@ -159,8 +159,34 @@ impl Networks {
             }
         }
         let ipam_net = ipam::Network::new(spec.name.clone(), spec.pools.clone())?;
-        let ipam = match Ipam::create(self.inner.store.clone(), ipam_net).await {
-            Ok(i) => i,
+        // On a store shared by several hosts (etcd), another host may have defined the network
+        // already: an identical definition is joined, a different one refused.
+        let (ipam, defined_here) = match Ipam::create(self.inner.store.clone(), ipam_net.clone())
+            .await
+        {
+            Ok(i) => (i, true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                match Ipam::open(self.inner.store.clone(), &spec.name).await {
+                    Ok(i) if i.network() == &ipam_net => (i, false),
+                    Ok(_) => {
+                        let _ = undo_lower().await;
+                        return Err(Error::new(
+                            ErrorKind::Conflict,
+                            format!(
+                                "network `{}` is defined differently in the IPAM store (by another host?): use the same pools, or another name",
+                                spec.name
+                            ),
+                        ));
+                    }
+                    Err(e2) => {
+                        let _ = undo_lower().await;
+                        return Err(Error::multiple(
+                            format!("network `{}`", spec.name),
+                            vec![e, e2],
+                        ));
+                    }
+                }
+            }
             Err(e) => {
                 let _ = undo_lower().await;
                 return Err(e.context(format!("network `{}`", spec.name)));
@@ -175,7 +201,9 @@ impl Networks {
             shim: None,
         };
         if let Err(e) = self.write_record(&record) {
-            let _ = Ipam::delete(self.inner.store.as_ref(), &spec.name).await;
+            if defined_here {
+                let _ = Ipam::delete(self.inner.store.as_ref(), &spec.name).await;
+            }
             let _ = undo_lower().await;
             return Err(e);
         }

@@ -669,3 +669,46 @@ async fn connect_announces_unless_asked_not_to() {
         "the quiet endpoint was announced"
     );
 }
+
+/// Two hosts on one IPAM store (as with etcd): the second joins the identical definition, a
+/// different one is refused, and the hosts never hand out one address twice.
+#[tokio::test]
+async fn hosts_sharing_a_store_share_the_definition() {
+    root_or_skip!("hosts_sharing_a_store_share_the_definition");
+    let store: std::sync::Arc<dyn underlay::ipam::Store> =
+        std::sync::Arc::new(underlay::ipam::MemoryStore::new());
+    let (h1, d1) = (
+        TestNs::with_veth("sh1", "ens192", "w").await,
+        TempDir::new("sh1"),
+    );
+    let (h2, d2) = (
+        TestNs::with_veth("sh2", "ens192", "w").await,
+        TempDir::new("sh2"),
+    );
+    let n1 = Networks::with_store(&h1.handle, &d1.0, store.clone())
+        .await
+        .unwrap();
+    let n2 = Networks::with_store(&h2.handle, &d2.0, store.clone())
+        .await
+        .unwrap();
+    let a = n1.create(mac_net("mac_net1", "ens192")).await.unwrap();
+    let b = n2.create(mac_net("mac_net1", "ens192")).await.unwrap();
+    let other = NetworkSpec::macvlan("mac_net1", "ens192", MacvlanMode::Bridge)
+        .pool("172.22.16.0/25".parse().unwrap());
+    let (h3, d3) = (
+        TestNs::with_veth("sh3", "ens192", "w").await,
+        TempDir::new("sh3"),
+    );
+    let n3 = Networks::with_store(&h3.handle, &d3.0, store.clone())
+        .await
+        .unwrap();
+    let e = n3.create(other).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    let (c1, c2) = (TestNs::new("shc1").await, TestNs::new("shc2").await);
+    let e1 = a.connect(&c1.ns, EndpointSpec::new("x1")).await.unwrap();
+    let e2 = b.connect(&c2.ns, EndpointSpec::new("x2")).await.unwrap();
+    assert_ne!(
+        e1.addresses, e2.addresses,
+        "one address handed out twice across hosts"
+    );
+}
