@@ -433,7 +433,7 @@ mod etcd {
 
     use underlay::ipam::{self, Change, EtcdConfig, EtcdStore, Snapshot, Store, StoreFuture};
     use underlay::network::{EndpointSpec, HostAccess, NetworkSpec, Networks};
-    use underlay::{ErrorKind, MacvlanMode};
+    use underlay::MacvlanMode;
 
     use super::{cable, matrix, Lab, Node, Result};
 
@@ -484,11 +484,10 @@ mod etcd {
         }
     }
 
-    /// The one etcd store seen by a host of the demo. `Networks::create` defines a network in
-    /// its store exclusively, as it does on a host of its own; on a shared store the second
-    /// host finds it defined already: the same definition is taken as is (a different one is
-    /// still refused). Deleting leaves the cluster-wide definition to whoever retires the
-    /// network for the whole cluster (the demo, at its end).
+    /// The one etcd store seen by a host of the demo. `Networks::create` joins the definition
+    /// the other host made; deleting here leaves the cluster-wide definition to whoever retires
+    /// the network for the whole cluster (the demo, at its end), because `Networks::delete` does
+    /// not yet count the hosts that use a shared definition.
     #[derive(Debug)]
     struct Shared(Arc<EtcdStore>);
 
@@ -498,19 +497,7 @@ mod etcd {
         }
 
         fn create_network<'a>(&'a self, network: &'a ipam::Network) -> StoreFuture<'a, ()> {
-            Box::pin(async move {
-                match self.0.create_network(network).await {
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                        let stored = self.0.load(network.name()).await?.network;
-                        if stored == *network {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    }
-                    r => r,
-                }
-            })
+            self.0.create_network(network)
         }
 
         fn delete_network<'a>(&'a self, _name: &'a str) -> StoreFuture<'a, ()> {
