@@ -1,7 +1,7 @@
 //! Endpoint setup and teardown rates through the network layer: allocate (local store, durable),
 //! create the macvlan directly in the namespace, address, default route, up, announce, record.
 //! Needs root; every namespace is made and deleted here. `cargo bench -p underlay --bench
-//! endpoints [-- N...]`.
+//! endpoints [-- N...] [--no-announce] [--no-link-deletes] [--cold] [--only=seq-pre|seq-timed|conc-pre|conc-timed]`.
 
 use std::time::Instant;
 
@@ -16,10 +16,17 @@ async fn main() {
         eprintln!("endpoints bench: needs root (CAP_NET_ADMIN); skipped");
         return;
     }
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let opts = Opts {
+        announce: !args.iter().any(|a| a == "--no-announce"),
+        link_deletes: !args.iter().any(|a| a == "--no-link-deletes"),
+        cold: args.iter().any(|a| a == "--cold"),
+        state: std::env::temp_dir().join(format!("ulb{}-state", std::process::id())),
+        only: args
+            .iter()
+            .find_map(|a| a.strip_prefix("--only=").map(str::to_string)),
+    };
     let sizes = if sizes.is_empty() {
         vec![100, 1000]
     } else {
@@ -30,7 +37,15 @@ async fn main() {
     for &n in &sizes {
         for concurrent in [false, true] {
             for ns_in_timed_part in [false, true] {
-                let (up, down, fast) = run(n, concurrent, ns_in_timed_part).await;
+                let key = format!(
+                    "{}-{}",
+                    if concurrent { "conc" } else { "seq" },
+                    if ns_in_timed_part { "timed" } else { "pre" }
+                );
+                if opts.only.as_ref().is_some_and(|o| *o != key) {
+                    continue;
+                }
+                let (up, down, fast) = run(n, concurrent, ns_in_timed_part, &opts).await;
                 println!(
                     "| {n} | {} | {} | {up:.0} | {down:.0} | {fast:.0} |",
                     if concurrent {
@@ -47,6 +62,19 @@ async fn main() {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(&opts.state);
+}
+
+/// Command-line options: `--no-announce` (no gratuitous ARP), `--no-link-deletes` (every
+/// endpoint goes with its namespace), `--cold` (a fresh state directory per row),
+/// `--only=seq-pre|seq-timed|conc-pre|conc-timed`.
+struct Opts {
+    announce: bool,
+    only: Option<String>,
+    link_deletes: bool,
+    /// A fresh state directory per row instead of one for the whole run (as a host has).
+    cold: bool,
+    state: std::path::PathBuf,
 }
 
 async fn in_flight<T, F: std::future::Future<Output = T>>(
@@ -64,7 +92,7 @@ async fn in_flight<T, F: std::future::Future<Output = T>>(
     }
 }
 
-async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> (f64, f64, f64) {
+async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) -> (f64, f64, f64) {
     let tag = format!("ulb{}", std::process::id());
     let (host_ns, host) = Handle::create_anonymous_netns()
         .await
@@ -75,8 +103,10 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> (f64, f64, f
         .execute()
         .await
         .expect("parent");
-    let dir = std::env::temp_dir().join(format!("{tag}-state"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = &opts.state;
+    if opts.cold {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let nets = Networks::open(&host, &dir).await.expect("state");
     let net: Network = nets
         .create(
@@ -102,9 +132,10 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> (f64, f64, f
                 Some(m) => m,
                 None => Handle::create_netns(name).await.expect("namespace"),
             };
-            net.connect(&ns, EndpointSpec::new(format!("c{i}")).target(&h))
-                .await
-                .expect("connect");
+            let spec = EndpointSpec::new(format!("c{i}"))
+                .target(&h)
+                .announce(opts.announce);
+            net.connect(&ns, spec).await.expect("connect");
             (ns, h)
         }
     });
@@ -112,7 +143,7 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> (f64, f64, f
     let up = n as f64 / start.elapsed().as_secs_f64();
     // Half disconnect deleting the link, half the way a runtime tearing down its containers
     // would: release, then delete the namespace (its link goes with it).
-    let half = n / 2;
+    let half = if opts.link_deletes { n / 2 } else { 0 };
     let start = Instant::now();
     let jobs = (0..half).map(|i| {
         let net = net.clone();
@@ -142,6 +173,8 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> (f64, f64, f
     }
     nets.delete("bench").await.expect("delete network");
     drop(host_ns);
-    let _ = std::fs::remove_dir_all(&dir);
+    if opts.cold {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     (up, down, fast)
 }

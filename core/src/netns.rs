@@ -8,7 +8,7 @@
 use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -472,6 +472,80 @@ fn mount(src: Option<&Path>, dst: &Path, flags: libc::c_ulong) -> std::io::Resul
 
 /// Makes `/run/netns` exist and be a shared mount point, as iproute2 does, so mounts under it
 /// propagate to other mount namespaces.
+/// [`ensure_run_dir`] once per process (each call takes the kernel's mount lock); again after
+/// a failure.
+fn ensure_run_dir_once() -> Result<()> {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.load(std::sync::atomic::Ordering::Acquire) && Path::new(NETNS_RUN_DIR).is_dir() {
+        return Ok(());
+    }
+    ensure_run_dir()?;
+    DONE.store(true, std::sync::atomic::Ordering::Release);
+    Ok(())
+}
+
+/// An unnamed empty file in `/run/netns` (`O_TMPFILE`) whose inode every mount point of this
+/// process shares, as hard links: creating a name then costs a directory entry, not an inode.
+/// On filesystems without a journal (ext4 here), allocating an inode skips every inode freed
+/// in the last 30 s (`recently_deleted`), so a create-and-delete churn of namespaces makes each
+/// new file slower; a link allocates nothing. `None` when the trick is unavailable.
+static MOUNT_POINT_TEMPLATE: std::sync::Mutex<Option<OwnedFd>> = std::sync::Mutex::new(None);
+
+/// Creates `path` as a hard link to the template inode: `None` to fall back to a plain file
+/// (no `O_TMPFILE`, no `CAP_DAC_READ_SEARCH`, link limit reached...), else the outcome
+/// (`AlreadyExists` when the name is taken).
+fn link_mount_point(path: &Path) -> Option<std::io::Result<()>> {
+    let c = cpath(path).ok()?;
+    let mut template = MOUNT_POINT_TEMPLATE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    for _ in 0..2 {
+        if template.is_none() {
+            let dir = CString::new(NETNS_RUN_DIR).expect("static");
+            // SAFETY: valid C string; the descriptor is owned below.
+            let fd = unsafe {
+                libc::open(
+                    dir.as_ptr(),
+                    libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o444,
+                )
+            };
+            if fd < 0 {
+                return None;
+            }
+            // SAFETY: fd was just opened and is ours.
+            *template = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let fd = template.as_ref()?.as_raw_fd();
+        let empty = CString::default();
+        // SAFETY: valid descriptor and C strings.
+        let rc = unsafe {
+            libc::linkat(
+                fd,
+                empty.as_ptr(),
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        if rc == 0 {
+            return Some(Ok(()));
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EEXIST) => return Some(Err(err)),
+            // Every link was removed (the inode can no longer be linked), or the link count
+            // is at its limit: start a new template, once.
+            Some(libc::ENOENT) | Some(libc::EMLINK) => *template = None,
+            _ => {
+                *template = None;
+                return None;
+            }
+        }
+    }
+    None
+}
+
 fn ensure_run_dir() -> Result<()> {
     let dir = Path::new(NETNS_RUN_DIR);
     std::fs::create_dir_all(dir)
@@ -508,9 +582,17 @@ fn permission_or_io(what: &str, err: std::io::Error) -> Error {
 /// Claims `/run/netns/NAME` exclusively (so two creators never share a name).
 fn claim_name(name: &str) -> Result<PathBuf> {
     let path = named_path(name)?;
-    ensure_run_dir()?;
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-        Ok(_) => Ok(path),
+    ensure_run_dir_once()?;
+    let claimed = match link_mount_point(&path) {
+        Some(r) => r,
+        None => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map(drop),
+    };
+    match claimed {
+        Ok(()) => Ok(path),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::new(
             ErrorKind::AlreadyExists,
             format!("network namespace `{name}` already exists: pick another name or delete it (`ip netns del {name}`)"),

@@ -518,22 +518,17 @@ impl Network {
         }
         // Not fsynced: endpoints do not outlive a reboot (their namespaces do not), and an
         // atomic rename survives a process crash.
-        ipam::fsutil::replace(
+        self.nets.record_files().write(
             &dir,
             &endpoint_file_name(&ep.container_id, &ep.ifname),
             text.as_bytes(),
-            false,
         )
     }
 
     fn remove_endpoint_file(&self, container_id: &str, ifname: &str) -> Result<()> {
-        let path = self.endpoint_path(container_id, ifname);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io(format!("cannot remove {}", path.display()), e))
-            }
-            _ => Ok(()),
-        }
+        self.nets
+            .record_files()
+            .remove(&self.endpoint_path(container_id, ifname))
     }
 }
 

@@ -10,6 +10,7 @@ mod endpoint;
 mod export;
 mod parent;
 mod reconcile;
+mod recycle;
 mod shim;
 mod spec;
 
@@ -69,6 +70,8 @@ struct Inner {
     host: Handle,
     root: PathBuf,
     store: Arc<dyn Store>,
+    /// Endpoint record files, recycled (`root/endpoints/.free`).
+    records: recycle::Recycler,
 }
 
 impl std::fmt::Debug for Networks {
@@ -105,11 +108,13 @@ impl Networks {
         for d in [root.clone(), root.join("networks"), root.join("endpoints")] {
             ipam::fsutil::mkdir(&d)?;
         }
+        let records = recycle::Recycler::new(root.join("endpoints").join(".free"))?;
         Ok(Networks {
             inner: Arc::new(Inner {
                 host: host.clone(),
                 root,
                 store,
+                records,
             }),
         })
     }
@@ -416,6 +421,10 @@ impl Networks {
             .root
             .join("networks")
             .join(format!("{name}.conf"))
+    }
+
+    pub(crate) fn record_files(&self) -> &recycle::Recycler {
+        &self.inner.records
     }
 
     pub(crate) fn endpoints_dir(&self, name: &str) -> PathBuf {

@@ -755,6 +755,49 @@ async fn netns_create_open_list_delete() {
     assert_ne!(anon, ns);
 }
 
+/// Named namespaces' mount points are hard links to one inode (no inode allocated per
+/// namespace), and behave as iproute2's files do: `ip netns del` removes one, and names are
+/// still created after every earlier one is gone.
+#[tokio::test]
+async fn netns_mount_points_share_an_inode() {
+    root_or_skip!("netns_mount_points_share_an_inode");
+    let tag = format!("ult-nl-{}", std::process::id());
+    let (a, b, c) = (format!("{tag}-a"), format!("{tag}-b"), format!("{tag}-c"));
+    let ns_a = Netns::create(&a).unwrap();
+    let ns_b = Netns::create(&b).unwrap();
+    assert_ne!(ns_a, ns_b);
+    // Under the mount, `a` is an empty file linked at least twice (a and b).
+    let path_a = std::ffi::CString::new(format!("/run/netns/{a}")).unwrap();
+    // SAFETY: valid C string.
+    assert_eq!(
+        unsafe { libc::umount2(path_a.as_ptr(), libc::MNT_DETACH) },
+        0
+    );
+    let meta = std::fs::metadata(format!("/run/netns/{a}")).unwrap();
+    assert!(
+        std::os::unix::fs::MetadataExt::nlink(&meta) >= 2,
+        "nlink {}",
+        std::os::unix::fs::MetadataExt::nlink(&meta)
+    );
+    assert_eq!(meta.len(), 0);
+    std::fs::remove_file(format!("/run/netns/{a}")).unwrap();
+    drop(ns_a);
+    // iproute2 deletes ours as its own.
+    let del = std::process::Command::new("ip")
+        .args(["netns", "del", &b])
+        .status()
+        .unwrap();
+    assert!(del.success());
+    assert!(!std::path::Path::new(&format!("/run/netns/{b}")).exists());
+    drop(ns_b);
+    // With every link gone, the next name still comes (a new template when needed).
+    let ns_c = Netns::create(&c).unwrap();
+    assert!(Netns::list().unwrap().contains(&c));
+    assert_eq!(Netns::open(&c).unwrap(), ns_c);
+    Netns::delete(&c).unwrap();
+    assert!(!std::path::Path::new(&format!("/run/netns/{c}")).exists());
+}
+
 #[tokio::test]
 async fn ping_probe_between_namespaces() {
     root_or_skip!("ping_probe_between_namespaces");

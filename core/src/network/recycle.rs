@@ -1,0 +1,177 @@
+//! Endpoint record files are recycled rather than created and deleted: a retired record is
+//! renamed into a pool directory, and a new record takes a file from there. Renames and links
+//! cost a directory entry; creating a file costs an inode, and on a filesystem without a
+//! journal (ext4 on this machine kind) each new inode skips every inode freed in the last 30 s
+//! (`recently_deleted`), so a churn of a thousand connects and disconnects made each record
+//! dearer than the link it describes. The pool holds at most the peak number of records.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+
+/// Files the pool keeps at most; beyond, retired records are deleted.
+const MAX_POOLED: usize = 8192;
+
+/// The pool: `dir` (under the endpoints directory, same filesystem) and the names this
+/// process knows to be there.
+#[derive(Debug)]
+pub(crate) struct Recycler {
+    dir: PathBuf,
+    known: Mutex<Vec<PathBuf>>,
+    seq: AtomicU64,
+}
+
+impl Recycler {
+    /// The pool in `dir` (created if missing).
+    pub(crate) fn new(dir: PathBuf) -> Result<Recycler> {
+        crate::ipam::fsutil::mkdir(&dir)?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Ok(Recycler {
+            dir,
+            known: Mutex::new(Vec::new()),
+            seq: AtomicU64::new(seed),
+        })
+    }
+
+    fn fresh_name(&self) -> PathBuf {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("{}-{n:x}", std::process::id()))
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves a pooled file to `to`; false when the pool is empty.
+    fn take(&self, to: &Path) -> bool {
+        for _ in 0..2 {
+            loop {
+                let Some(p) = self.known().pop() else { break };
+                // Another process may have taken it meanwhile: try the next.
+                if std::fs::rename(&p, to).is_ok() {
+                    return true;
+                }
+            }
+            // Files other processes retired.
+            let Ok(entries) = std::fs::read_dir(&self.dir) else {
+                return false;
+            };
+            let found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok())
+                .take(512)
+                .map(|e| e.path())
+                .collect();
+            if found.is_empty() {
+                return false;
+            }
+            self.known().extend(found);
+        }
+        false
+    }
+
+    /// Keeps the inode behind `path`, which is about to be replaced, in the pool (a link).
+    fn keep(&self, path: &Path) {
+        if self.known().len() >= MAX_POOLED {
+            return;
+        }
+        let name = self.fresh_name();
+        if std::fs::hard_link(path, &name).is_ok() {
+            self.known().push(name);
+        }
+    }
+
+    /// Writes `data` as `dir/name` (atomically replacing it: readers see the old or the new
+    /// whole file), on a pooled file when there is one. Not fsynced.
+    pub(crate) fn write(&self, dir: &Path, name: &str, data: &[u8]) -> Result<()> {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let path = dir.join(name);
+        self.take(&tmp);
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(data)?;
+            self.keep(&path);
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(
+                format!(
+                    "cannot write {}: check free space and permissions",
+                    path.display()
+                ),
+                e,
+            )
+        })
+    }
+
+    /// Removes `path` (into the pool); a missing file is fine.
+    pub(crate) fn remove(&self, path: &Path) -> Result<()> {
+        let outcome = if self.known().len() < MAX_POOLED {
+            let name = self.fresh_name();
+            std::fs::rename(path, &name).map(|()| self.known().push(name))
+        } else {
+            std::fs::remove_file(path)
+        };
+        match outcome {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io(format!("cannot remove {}", path.display()), e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn records_reuse_retired_inodes() {
+        let root = std::env::temp_dir().join(format!("ul-recycle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("net")).unwrap();
+        let pool = Recycler::new(root.join(".free")).unwrap();
+        let dir = root.join("net");
+        pool.write(&dir, "a", b"pending").unwrap();
+        let first = std::fs::metadata(dir.join("a")).unwrap().ino();
+        // Replacing keeps the old inode in the pool; the next record takes it.
+        pool.write(&dir, "a", b"final").unwrap();
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"final");
+        pool.write(&dir, "b", b"other").unwrap();
+        assert_eq!(std::fs::metadata(dir.join("b")).unwrap().ino(), first);
+        // Removing retires the file; no temporary names are left behind.
+        let a = std::fs::metadata(dir.join("a")).unwrap().ino();
+        pool.remove(&dir.join("a")).unwrap();
+        pool.remove(&dir.join("a")).unwrap();
+        assert!(!dir.join("a").exists());
+        pool.write(&dir, "c", b"third").unwrap();
+        assert_eq!(std::fs::metadata(dir.join("c")).unwrap().ino(), a);
+        assert_eq!(std::fs::read(dir.join("c")).unwrap(), b"third");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["b", "c"]);
+        // Another process's pool entries are found by listing the directory.
+        let other = Recycler::new(root.join(".free")).unwrap();
+        pool.remove(&dir.join("b")).unwrap();
+        other.write(&dir, "d", b"x").unwrap();
+        assert_eq!(std::fs::read_dir(root.join(".free")).unwrap().count(), 0);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
