@@ -1,12 +1,12 @@
 //! Endpoint setup and teardown rates through the network layer: allocate (local store, durable),
 //! create the macvlan directly in the namespace, address, default route, up, announce, record.
 //! Needs root; every namespace is made and deleted here. `cargo bench -p underlay --bench
-//! endpoints [-- N...] [--no-announce] [--no-link-deletes] [--cold] [--only=seq-pre|seq-timed|conc-pre|conc-timed]`.
+//! endpoints [-- N...] [--no-announce|--announce-segment] [--no-link-deletes] [--cold] [--only=seq-pre|seq-timed|conc-pre|conc-timed]`.
 
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
-use underlay::network::{EndpointSpec, Network, NetworkSpec, Networks};
+use underlay::network::{Announce, EndpointSpec, Network, NetworkSpec, Networks};
 use underlay::{Handle, MacvlanMode, Netns, Veth};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -19,7 +19,13 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let opts = Opts {
-        announce: !args.iter().any(|a| a == "--no-announce"),
+        announce: if args.iter().any(|a| a == "--no-announce") {
+            Announce::Off
+        } else if args.iter().any(|a| a == "--announce-segment") {
+            Announce::Segment
+        } else {
+            Announce::Wire
+        },
         link_deletes: !args.iter().any(|a| a == "--no-link-deletes"),
         cold: args.iter().any(|a| a == "--cold"),
         state: std::env::temp_dir().join(format!("ulb{}-state", std::process::id())),
@@ -65,11 +71,12 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&opts.state);
 }
 
-/// Command-line options: `--no-announce` (no gratuitous ARP), `--no-link-deletes` (every
+/// Command-line options: `--no-announce` (no gratuitous ARP), `--announce-segment` (from
+/// inside the endpoint, to its siblings too), `--no-link-deletes` (every
 /// endpoint goes with its namespace), `--cold` (a fresh state directory per row),
 /// `--only=seq-pre|seq-timed|conc-pre|conc-timed`.
 struct Opts {
-    announce: bool,
+    announce: Announce,
     only: Option<String>,
     link_deletes: bool,
     /// A fresh state directory per row instead of one for the whole run (as a host has).
@@ -134,7 +141,7 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) ->
             };
             let spec = EndpointSpec::new(format!("c{i}"))
                 .target(&h)
-                .announce(opts.announce);
+                .announce_to(opts.announce);
             net.connect(&ns, spec).await.expect("connect");
             (ns, h)
         }

@@ -341,6 +341,109 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     }
 }
 
+/// Announcement frames for `ips` at `mac`, whole Ethernet frames (destination, ethertype,
+/// frame): a gratuitous ARP request (broadcast) per IPv4 address and an unsolicited neighbour
+/// advertisement (override, to all nodes, hop limit 255) per IPv6 one.
+pub(crate) fn announcement_frames(mac: MacAddr, ips: &[IpAddr]) -> Vec<([u8; 6], u16, Vec<u8>)> {
+    let ether = |dst: [u8; 6], ethertype: u16| {
+        let mut f = Vec::with_capacity(86);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&mac.octets());
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f
+    };
+    ips.iter()
+        .map(|ip| match ip {
+            IpAddr::V4(v4) => {
+                let dst = [0xff; 6];
+                let mut f = ether(dst, 0x0806);
+                f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+                f.extend_from_slice(&mac.octets());
+                f.extend_from_slice(&v4.octets());
+                f.extend_from_slice(&[0; 6]);
+                f.extend_from_slice(&v4.octets());
+                f.resize(60, 0);
+                (dst, 0x0806, f)
+            }
+            IpAddr::V6(v6) => {
+                let all_nodes: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+                let dst = [0x33, 0x33, 0, 0, 0, 1];
+                let mut icmp = vec![136u8, 0, 0, 0, 0x20, 0, 0, 0];
+                icmp.extend_from_slice(&v6.octets());
+                icmp.extend_from_slice(&[2, 1]);
+                icmp.extend_from_slice(&mac.octets());
+                // Checksum over the pseudo-header (source, destination, length, next header).
+                let mut pseudo = Vec::with_capacity(40 + icmp.len());
+                pseudo.extend_from_slice(&v6.octets());
+                pseudo.extend_from_slice(&all_nodes);
+                pseudo.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
+                pseudo.extend_from_slice(&[0, 0, 0, 58]);
+                pseudo.extend_from_slice(&icmp);
+                let sum = checksum(&pseudo);
+                icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+                let mut f = ether(dst, 0x86dd);
+                f.extend_from_slice(&[0x60, 0, 0, 0]);
+                f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+                f.extend_from_slice(&[58, 255]);
+                f.extend_from_slice(&v6.octets());
+                f.extend_from_slice(&all_nodes);
+                f.extend_from_slice(&icmp);
+                (dst, 0x86dd, f)
+            }
+        })
+        .collect()
+}
+
+/// A send-only packet socket (protocol 0: it receives nothing) that puts announcement frames
+/// straight onto a link: on an endpoint's parent, they reach the switch and the hosts beyond
+/// it, not the parent's other macvlans (a bridge-mode parent hands every broadcast from a
+/// child to each sibling, which makes an announcement from inside O(siblings)). Kept open:
+/// closing a packet socket waits for an RCU grace period.
+#[derive(Debug)]
+pub(crate) struct WireAnnouncer {
+    fd: OwnedFd,
+}
+
+impl WireAnnouncer {
+    /// Opens the socket in `netns` (the namespace of the links it will send on).
+    pub(crate) fn open(netns: &Netns) -> Result<WireAnnouncer> {
+        let fd =
+            netns.run(|| socket(libc::AF_PACKET, libc::SOCK_RAW, 0, "announce endpoints"))??;
+        Ok(WireAnnouncer { fd })
+    }
+
+    /// Sends the announcements of `ips` at `mac` out of link `ifindex`.
+    pub(crate) fn send(&self, ifindex: u32, mac: MacAddr, ips: &[IpAddr]) -> Result<()> {
+        for (ip, (dst, ethertype, frame)) in ips.iter().zip(announcement_frames(mac, ips)) {
+            // SAFETY: all-zero is a valid sockaddr_ll.
+            let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            ll.sll_family = libc::AF_PACKET as u16;
+            ll.sll_protocol = ethertype.to_be();
+            ll.sll_ifindex = ifindex as i32;
+            ll.sll_halen = 6;
+            ll.sll_addr[..6].copy_from_slice(&dst);
+            // SAFETY: buffers valid for their lengths.
+            let n = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&ll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if n < 0 {
+                return Err(Error::io(
+                    format!("cannot announce {ip} on link {ifindex}"),
+                    std::io::Error::last_os_error(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +456,34 @@ mod tests {
         let mut with = pkt;
         with[2..4].copy_from_slice(&0xe5cau16.to_be_bytes());
         assert_eq!(checksum(&with), 0);
+    }
+
+    #[test]
+    fn announcement_frames_are_well_formed() {
+        let mac: MacAddr = "02:00:00:00:00:07".parse().unwrap();
+        let v4: IpAddr = "10.0.0.7".parse().unwrap();
+        let v6: IpAddr = "fd00::7".parse().unwrap();
+        let frames = announcement_frames(mac, &[v4, v6]);
+        let (dst, ty, arp) = &frames[0];
+        assert_eq!((*dst, *ty, arp.len()), ([0xff; 6], 0x0806, 60));
+        assert_eq!(&arp[6..12], &mac.octets());
+        // Sender and target protocol addresses are both ours.
+        assert_eq!(&arp[28..32], &[10, 0, 0, 7]);
+        assert_eq!(&arp[38..42], &[10, 0, 0, 7]);
+        let (dst, ty, na) = &frames[1];
+        assert_eq!((*dst, *ty), ([0x33, 0x33, 0, 0, 0, 1], 0x86dd));
+        let (ip6, icmp) = na[14..].split_at(40);
+        assert_eq!((ip6[6], ip6[7]), (58, 255), "ICMPv6, hop limit 255");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([ip6[4], ip6[5]])),
+            icmp.len()
+        );
+        assert_eq!((icmp[0], icmp[4]), (136, 0x20), "advertisement, override");
+        // The checksum over the pseudo-header and the message (its own field included) is 0.
+        let mut pseudo = ip6[8..40].to_vec();
+        pseudo.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 58]);
+        pseudo.extend_from_slice(icmp);
+        assert_eq!(checksum(&pseudo), 0);
     }
 }

@@ -32,6 +32,24 @@ pub enum MacPolicy {
     Fixed(MacAddr),
 }
 
+/// Whom a new endpoint's addresses are announced to (gratuitous ARP for IPv4, unsolicited
+/// neighbour advertisement for IPv6), so that a moved or reused address is learnt at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Announce {
+    /// The network beyond the host: the frames leave through the parent, so switches, routers
+    /// and other hosts learn at once, at the same cost however many endpoints share the parent.
+    /// This host's other endpoints on the parent are not told (they resolve the address when
+    /// they need it). Nothing is sent on an internal network.
+    #[default]
+    Wire,
+    /// Everyone on the segment, this host's other endpoints included: sent from inside the
+    /// endpoint (as the CNI macvlan plugin does). A bridge-mode parent hands each such
+    /// broadcast to every sibling, so a connect costs O(endpoints on the parent).
+    Segment,
+    /// Nothing is sent.
+    Off,
+}
+
 /// The steps of [`Network::connect`], for tests that inject a failure after one of them.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +78,7 @@ pub struct EndpointSpec {
     ips: Vec<IpAddr>,
     mac: MacPolicy,
     target: Option<Handle>,
-    announce: bool,
+    announce: Announce,
     fail_after: Option<ConnectStep>,
     hang_after: Option<ConnectStep>,
 }
@@ -74,7 +92,7 @@ impl EndpointSpec {
             ips: Vec::new(),
             mac: MacPolicy::Random,
             target: None,
-            announce: true,
+            announce: Announce::Wire,
             fail_after: None,
             hang_after: None,
         }
@@ -104,11 +122,16 @@ impl EndpointSpec {
         self
     }
 
-    /// Whether to announce the addresses (gratuitous ARP, unsolicited NA) once the endpoint is
-    /// up: on by default. Each announcement is a broadcast every sibling on the segment
-    /// processes; turn it off where neighbours learn soon enough from traffic.
+    /// Whether to announce the addresses once the endpoint is up: on by default
+    /// ([`Announce::Wire`]); `false` is [`Announce::Off`].
     pub fn announce(mut self, on: bool) -> Self {
-        self.announce = on;
+        self.announce = if on { Announce::Wire } else { Announce::Off };
+        self
+    }
+
+    /// Whom to announce the addresses to (default [`Announce::Wire`]).
+    pub fn announce_to(mut self, whom: Announce) -> Self {
+        self.announce = whom;
         self
     }
 
@@ -261,9 +284,14 @@ impl Network {
                 ep.routes.push(r);
             }
             check_step(spec, ConnectStep::Routes)?;
-            if let Some(mac) = link.mac.filter(|_| spec.announce) {
-                let ips = ep.addresses.iter().map(|a| a.addr()).collect();
-                if let Err(e) = netns.announce_async(link.index, mac, ips).await {
+            if let Some(mac) = link.mac {
+                let ips: Vec<IpAddr> = ep.addresses.iter().map(|a| a.addr()).collect();
+                let sent = match spec.announce {
+                    Announce::Off => Ok(()),
+                    Announce::Segment => netns.announce_async(link.index, mac, ips).await,
+                    Announce::Wire => self.announce_on_wire(mac, &ips).await,
+                };
+                if let Err(e) = sent {
                     tracing::warn!(endpoint = %spec.container_id, error = %e, "announcing the endpoint's addresses failed");
                 }
             }
@@ -310,6 +338,15 @@ impl Network {
             });
         }
         Ok(ep)
+    }
+
+    /// Announces `ips` at `mac` out of the network's parent (nothing on an internal network).
+    async fn announce_on_wire(&self, mac: MacAddr, ips: &[IpAddr]) -> Result<()> {
+        if self.parent().is_none() {
+            return Ok(());
+        }
+        let lower = self.lower_link().await?;
+        self.nets.announcer()?.send(lower.index, mac, ips)
     }
 
     async fn create_link(&self, target: &Handle, spec: &EndpointSpec) -> Result<Link> {

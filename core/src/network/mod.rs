@@ -17,7 +17,7 @@ mod spec;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use endpoint::{ConnectStep, Endpoint, EndpointSpec, MacPolicy};
+pub use endpoint::{Announce, ConnectStep, Endpoint, EndpointSpec, MacPolicy};
 pub use export::{render_vlan, ExportFile, ExportFormat};
 pub use reconcile::{GoneEndpoint, ReconcileReport};
 pub use shim::{HostAccess, ShimRoutes};
@@ -72,6 +72,8 @@ struct Inner {
     store: Arc<dyn Store>,
     /// Endpoint record files, recycled (`root/endpoints/.free`).
     records: recycle::Recycler,
+    /// The packet socket announcing endpoints on their parents, opened on first use.
+    announcer: std::sync::OnceLock<crate::probe::WireAnnouncer>,
 }
 
 impl std::fmt::Debug for Networks {
@@ -115,6 +117,7 @@ impl Networks {
                 root,
                 store,
                 records,
+                announcer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -421,6 +424,15 @@ impl Networks {
             .root
             .join("networks")
             .join(format!("{name}.conf"))
+    }
+
+    /// The host namespace's announcing socket (opened once: closing one is dear).
+    pub(crate) fn announcer(&self) -> Result<&crate::probe::WireAnnouncer> {
+        if let Some(a) = self.inner.announcer.get() {
+            return Ok(a);
+        }
+        let a = crate::probe::WireAnnouncer::open(self.inner.host.netns())?;
+        Ok(self.inner.announcer.get_or_init(|| a))
     }
 
     pub(crate) fn record_files(&self) -> &recycle::Recycler {

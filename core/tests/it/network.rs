@@ -627,47 +627,130 @@ async fn reconcile_never_deletes_a_link_underlay_did_not_make() {
     assert!(net.ipam().list().await.unwrap().is_empty());
 }
 
+/// Announcements: by default they leave through the parent, so a neighbour beyond it learns
+/// the address and MAC at once (IPv4 and IPv6) while siblings on the parent are not told;
+/// `Announce::Segment` tells the siblings too; `announce(false)` sends nothing.
 #[tokio::test]
-async fn connect_announces_unless_asked_not_to() {
-    root_or_skip!("connect_announces_unless_asked_not_to");
-    let (_h, _dir, nets) = host("ann").await;
-    let net = nets.create(mac_net("ann", "ens192")).await.unwrap();
-    // An observer on the same network that learns from unsolicited ARP.
-    let watcher = TestNs::new("annw").await;
-    net.connect(&watcher.ns, EndpointSpec::new("watcher"))
+async fn connect_announces_to_the_wire_or_the_segment() {
+    root_or_skip!("connect_announces_to_the_wire_or_the_segment");
+    // The host's parent is one end of a veth whose other end is a neighbour on the wire.
+    let h = TestNs::new("ann").await;
+    let wire = TestNs::new("annw").await;
+    underlay::Veth::create(&h.handle, "ens192", "wire0")
+        .peer_netns(&wire.ns)
+        .up()
+        .peer_up()
+        .execute()
         .await
         .unwrap();
-    watcher
+    wire.handle
+        .add_address("wire0", "172.22.16.250/24".parse().unwrap())
+        .await
+        .unwrap();
+    wire.handle
+        .add_address_with(
+            "wire0",
+            "fd22::250/64".parse().unwrap(),
+            underlay::AddressOptions {
+                nodad: true,
+                noprefixroute: false,
+            },
+        )
+        .await
+        .unwrap();
+    wire.ns
+        .set_sysctl("net/ipv4/conf/wire0/arp_accept", "1")
+        .unwrap();
+    // A router (forwarding) takes unsolicited NAs for unknown addresses (RFC 9131).
+    for (key, value) in [
+        ("net/ipv6/conf/wire0/forwarding", "1"),
+        ("net/ipv6/conf/wire0/accept_untracked_na", "1"),
+    ] {
+        wire.ns.set_sysctl(key, value).unwrap();
+    }
+    let dir = TempDir::new("ann");
+    let nets = Networks::open(&h.handle, &dir.0).await.unwrap();
+    let net = nets
+        .create(mac_net("ann", "ens192").pool("fd22::/64 gateway=fd22::1".parse().unwrap()))
+        .await
+        .unwrap();
+    // A sibling on the same parent that would learn from unsolicited ARP.
+    let sibling = TestNs::new("anns").await;
+    net.connect(&sibling.ns, EndpointSpec::new("sibling").announce(false))
+        .await
+        .unwrap();
+    sibling
         .ns
         .set_sysctl("net/ipv4/conf/eth0/arp_accept", "1")
         .unwrap();
-    let knows = |ip: std::net::IpAddr| {
-        watcher
-            .ip(&["neigh", "show", "dev", "eth0"])
+    let knows = |who: &TestNs, dev: &str, ip: std::net::IpAddr, mac: Option<MacAddr>| {
+        who.ip(&["neigh", "show", "dev", dev])
             .as_array()
             .unwrap()
             .iter()
-            .any(|n| n["dst"] == ip.to_string().as_str())
+            .any(|n| {
+                n["dst"] == ip.to_string().as_str()
+                    && mac.is_none_or(|m| n["lladdr"] == m.to_string().as_str())
+            })
     };
-    let (a, b) = (TestNs::new("anna").await, TestNs::new("annb").await);
-    let loud = net.connect(&a.ns, EndpointSpec::new("loud")).await.unwrap();
-    let quiet = net
-        .connect(&b.ns, EndpointSpec::new("quiet").announce(false))
+    let eventually = |f: &dyn Fn() -> bool| {
+        (0..50).any(|_| {
+            let ok = f();
+            if !ok {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ok
+        })
+    };
+    let (a, b, c) = (
+        TestNs::new("anna").await,
+        TestNs::new("annb").await,
+        TestNs::new("annc").await,
+    );
+    let wired = net
+        .connect(&a.ns, EndpointSpec::new("wired"))
         .await
         .unwrap();
-    let mut learned = false;
-    for _ in 0..50 {
-        learned = knows(loud.addresses[0].addr());
-        if learned {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(learned, "the watcher never heard of the announced endpoint");
+    let (v4, v6) = (wired.addresses[0].addr(), wired.addresses[1].addr());
+    assert!(v6.is_ipv6());
     assert!(
-        !knows(quiet.addresses[0].addr()),
-        "the quiet endpoint was announced"
+        eventually(&|| knows(&wire, "wire0", v4, wired.mac)),
+        "the neighbour on the wire never learnt {v4}"
     );
+    assert!(
+        eventually(&|| knows(&wire, "wire0", v6, wired.mac)),
+        "the neighbour on the wire never learnt {v6}"
+    );
+    assert!(
+        !knows(&sibling, "eth0", v4, None),
+        "the default announcement reached a sibling"
+    );
+    let everyone = net
+        .connect(
+            &b.ns,
+            EndpointSpec::new("everyone").announce_to(underlay::network::Announce::Segment),
+        )
+        .await
+        .unwrap();
+    let ip = everyone.addresses[0].addr();
+    assert!(
+        eventually(&|| knows(&sibling, "eth0", ip, everyone.mac)),
+        "the sibling never heard of the segment-wide announcement"
+    );
+    let quiet = net
+        .connect(&c.ns, EndpointSpec::new("quiet").announce(false))
+        .await
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    for (who, dev) in [(&wire, "wire0"), (&sibling, "eth0")] {
+        for a in &quiet.addresses {
+            assert!(
+                !knows(who, dev, a.addr(), None),
+                "{} was announced",
+                a.addr()
+            );
+        }
+    }
 }
 
 /// Two hosts on one IPAM store (as with etcd): the second joins the identical definition, a
