@@ -26,8 +26,18 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
 /// This process's pid and start time (clock ticks since boot), which together name it uniquely
 /// across pid reuse.
 pub(crate) fn process_identity() -> (u32, u64) {
+    // Read once per process (a forked child has another pid and reads its own).
+    static CACHED: std::sync::Mutex<Option<(u32, u64)>> = std::sync::Mutex::new(None);
     let pid = std::process::id();
-    (pid, start_time(pid).unwrap_or(0))
+    let mut cached = CACHED.lock().unwrap_or_else(|p| p.into_inner());
+    match *cached {
+        Some((p, start)) if p == pid => (p, start),
+        _ => {
+            let id = (pid, start_time(pid).unwrap_or(0));
+            *cached = Some(id);
+            id
+        }
+    }
 }
 
 /// Whether process `pid` that started at `start` still runs.

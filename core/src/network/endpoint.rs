@@ -530,7 +530,6 @@ impl Network {
 
     fn write_endpoint(&self, ep: &Endpoint) -> Result<()> {
         let dir = self.nets.endpoints_dir(self.name());
-        ipam::fsutil::mkdir(&dir)?;
         let mut text = format!(
             "# underlay endpoint v1\ncontainer={}\nifname={}\n",
             ep.container_id, ep.ifname
@@ -555,11 +554,16 @@ impl Network {
         }
         // Not fsynced: endpoints do not outlive a reboot (their namespaces do not), and an
         // atomic rename survives a process crash.
-        self.nets.record_files().write(
-            &dir,
-            &endpoint_file_name(&ep.container_id, &ep.ifname),
-            text.as_bytes(),
-        )
+        let name = endpoint_file_name(&ep.container_id, &ep.ifname);
+        let files = self.nets.record_files();
+        // The directory is made on the first record, and again if it went meanwhile.
+        match files.write(&dir, &name, text.as_bytes()) {
+            Err(_) if !dir.is_dir() => {
+                ipam::fsutil::mkdir(&dir)?;
+                files.write(&dir, &name, text.as_bytes())
+            }
+            other => other,
+        }
     }
 
     fn remove_endpoint_file(&self, container_id: &str, ifname: &str) -> Result<()> {

@@ -419,7 +419,7 @@ impl Networks {
         ipam::fsutil::lock(&self.inner.root.join("networks.lock"))
     }
 
-    fn record_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn record_path(&self, name: &str) -> PathBuf {
         self.inner
             .root
             .join("networks")
@@ -491,7 +491,13 @@ pub struct Network {
     ipam: Ipam,
     /// The lower link as last read (re-read when it has gone).
     lower_cache: Arc<std::sync::Mutex<Option<Link>>>,
+    /// The shim endpoints' routes go through, as last read from the record file, with that
+    /// file's identity (inode, mtime): another process may enable host access at any time.
+    shim_cache: Arc<std::sync::Mutex<Option<(FileStamp, Option<String>)>>>,
 }
+
+/// A file's identity: records are replaced by rename, so a new version is a new inode.
+pub(crate) type FileStamp = (u64, std::time::SystemTime);
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -510,6 +516,7 @@ impl Network {
             record,
             ipam,
             lower_cache: Arc::default(),
+            shim_cache: Arc::default(),
         }
     }
 

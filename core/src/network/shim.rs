@@ -258,8 +258,18 @@ impl Network {
     /// The shim's name when routes follow endpoints (read fresh: another process may have
     /// enabled host access since this `Network` was opened).
     pub(crate) fn shim_for_endpoints(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let stamp = std::fs::metadata(self.nets.record_path(self.name()))
+            .and_then(|m| Ok((m.ino(), m.modified()?)))
+            .ok()?;
+        let mut cache = self.shim_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, shim)) = cache.as_ref().filter(|(s, _)| *s == stamp) {
+            return shim.clone();
+        }
         let r = self.current_record().ok()?;
-        r.shim.filter(|s| s.per_endpoint).map(|s| s.name)
+        let shim = r.shim.filter(|s| s.per_endpoint).map(|s| s.name);
+        *cache = Some((stamp, shim.clone()));
+        shim
     }
 
     pub(crate) fn current_record(&self) -> Result<super::spec::Record> {
