@@ -84,12 +84,18 @@ struct Opts {
     state: std::path::PathBuf,
 }
 
-async fn in_flight<T, F: std::future::Future<Output = T>>(
+/// Runs `items` one after the other, or 64 at a time as tasks of the runtime (spread over its
+/// worker threads, as a server's requests would be).
+async fn in_flight<T: Send + 'static, F: std::future::Future<Output = T> + Send + 'static>(
     concurrent: bool,
     items: Vec<F>,
 ) -> Vec<T> {
     if concurrent {
-        stream::iter(items).buffer_unordered(64).collect().await
+        stream::iter(items)
+            .map(|f| async { tokio::spawn(f).await.expect("task") })
+            .buffer_unordered(in_flight_limit())
+            .collect()
+            .await
     } else {
         let mut out = Vec::new();
         for f in items {
@@ -131,17 +137,21 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) ->
             Some(Handle::create_netns(name).await.expect("namespace"))
         });
     }
+    // Let the kernel finish tearing down the previous row's namespaces (a background
+    // worker), so that each row is charged with its own work only.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let start = Instant::now();
+    let announce = opts.announce;
     let jobs = names.iter().zip(pre).enumerate().map(|(i, (name, made))| {
-        let net = net.clone();
+        let (net, name) = (net.clone(), name.clone());
         async move {
             let (ns, h) = match made {
                 Some(m) => m,
-                None => Handle::create_netns(name).await.expect("namespace"),
+                None => Handle::create_netns(&name).await.expect("namespace"),
             };
             let spec = EndpointSpec::new(format!("c{i}"))
                 .target(&h)
-                .announce_to(opts.announce);
+                .announce_to(announce);
             net.connect(&ns, spec).await.expect("connect");
             (ns, h)
         }
@@ -184,4 +194,8 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) ->
         let _ = std::fs::remove_dir_all(dir);
     }
     (up, down, fast)
+}
+
+fn in_flight_limit() -> usize {
+    std::env::var("UL_IN_FLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
 }

@@ -493,11 +493,12 @@ pub struct Network {
     lower_cache: Arc<std::sync::Mutex<Option<Link>>>,
     /// The shim endpoints' routes go through, as last read from the record file, with that
     /// file's identity (inode, mtime): another process may enable host access at any time.
-    shim_cache: Arc<std::sync::Mutex<Option<(FileStamp, Option<String>)>>>,
+    shim_cache: Arc<std::sync::Mutex<Option<ShimSetting>>>,
 }
 
-/// A file's identity: records are replaced by rename, so a new version is a new inode.
-pub(crate) type FileStamp = (u64, std::time::SystemTime);
+/// The shim endpoints route through (if any), with the identity of the record file it was read
+/// from: (inode, mtime). Records are replaced by rename, so a new version is a new inode.
+pub(crate) type ShimSetting = ((u64, std::time::SystemTime), Option<String>);
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
