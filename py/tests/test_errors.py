@@ -218,8 +218,8 @@ def _closed_port() -> str:
 
 
 def test_timeout_when_no_etcd_answers() -> None:
-    """Nothing listens on the endpoint: `Timeout` naming it, once retry_for has passed (and not
-    much later); the GIL is released meanwhile."""
+    """Nothing listens on the endpoint: `Timeout` naming it, after retrying for (at most)
+    retry_for and not much longer; the GIL is released meanwhile."""
     url = _closed_port()
     counter = 0
     stop = threading.Event()
@@ -279,9 +279,13 @@ class _NotEtcd:
             pass
 
     def close(self) -> None:
-        self.sock.close()
-        for c in self.conns:
-            c.close()
+        # shutdown wakes the threads blocked in accept/recv (close alone does not on Linux).
+        for s in [self.sock, *self.conns]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 //! `cargo xtask etcd-test`: the etcd IPAM store's tests against real etcd members.
 //!
-//! Installs what is missing (etcd, etcdctl, and protoc for etcd-client's build) with apt, then
-//! runs `cargo test -p underlay --features etcd --locked --test it ipam_etcd [args]`. The tests
+//! Installs what is missing (etcd, etcdctl, and protoc for etcd-client's build) with apt, lints
+//! the workspace with every `etcd` feature on (clippy `-D warnings`), then runs
+//! `cargo test -p underlay --features etcd --locked --test it ipam_etcd [args]`. The tests
 //! start their own members on free 127.0.0.1 ports and stop them by PID. Then, as root, the
 //! scenarios demo's etcd mode (`cargo run -p underlay-examples --features etcd --locked --bin
 //! scenarios -- --etcd`): both demo hosts on one etcd-backed pool, with its own member.
@@ -81,6 +82,17 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
         return Ok(1);
     }
     let cargo: OsString = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // The workspace's lint step builds without the feature: lint what it leaves out here (the
+    // store, its tests and bench, the Python binding's `EtcdStore`, the demo's etcd mode).
+    let features = "underlay/etcd,underlay-py/etcd,underlay-examples/etcd";
+    println!("==> etcd lints: cargo clippy --workspace --all-targets --features {features}");
+    let status = Command::new(&cargo)
+        .args(["clippy", "--workspace", "--all-targets", "--locked"])
+        .args(["--features", features, "--", "-D", "warnings"])
+        .status()?;
+    if !status.success() {
+        return Ok(status.code().unwrap_or(1));
+    }
     println!("==> etcd store: cargo test -p underlay --features etcd --locked --test it ipam_etcd");
     let status = Command::new(&cargo)
         .args([
