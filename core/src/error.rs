@@ -37,7 +37,8 @@ pub enum ErrorKind {
     Io = 11,
     /// The kernel refused the request for another reason; the errno says which.
     Kernel = 12,
-    /// A netlink reply could not be understood, or the connection broke.
+    /// A peer's reply could not be understood, or the connection broke: netlink, or an etcd
+    /// endpoint that answers but does not speak etcd's gRPC.
     Protocol = 13,
     /// A deadline passed before the operation finished.
     Timeout = 14,

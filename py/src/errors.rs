@@ -72,7 +72,7 @@ kinds! {
     Corrupt => Corrupt, "A stored file or record is unreadable or inconsistent (never silently reset).";
     IoError => Io, "An I/O error outside netlink (files, namespace mounts, threads).";
     KernelError => Kernel, "The kernel refused the request for another reason; errno says which.";
-    ProtocolError => Protocol, "A netlink reply could not be understood, or the connection broke.";
+    ProtocolError => Protocol, "A reply could not be understood, or the connection broke: netlink, or an etcd endpoint that does not speak etcd's gRPC.";
     Timeout => Timeout, "A deadline passed before the operation finished.";
     MultipleErrors => Multiple, "Several independent steps failed (teardown keeps going and reports them all); `errors` holds one exception per failure.";
 }

