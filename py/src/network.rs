@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use underlay::network::{
-    self as net, EndpointSpec, HostAccess, MacPolicy, NetworkSpec, ShimRoutes,
+    self as net, Announce, EndpointSpec, HostAccess, MacPolicy, NetworkSpec, ShimRoutes,
 };
 use underlay::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
@@ -379,11 +379,13 @@ impl Network {
     /// given, the next free otherwise), a link `ifname` made inside the namespace, up, with
     /// its addresses and a default route via the gateway. `mac`: None (random),
     /// "container-id" (derived from id and ifname, stable across restarts) or an address.
-    /// `target`: a handle already open in `netns` (saves opening one). `announce=False`
-    /// skips the gratuitous ARP / unsolicited neighbour advertisement sent once the link is
-    /// up. Undone as a whole if a step fails.
+    /// `target`: a handle already open in `netns` (saves opening one). `announce`: whom the
+    /// gratuitous ARP / unsolicited neighbour advertisement sent once the link is up reaches:
+    /// True or "wire" (out of the parent: the network beyond the host), "segment" (from inside:
+    /// this host's other endpoints too, O(endpoints) per connect), False or "off" (none).
+    /// Undone as a whole if a step fails.
     #[pyo3(signature = (netns, container_id, *, ifname = "eth0", ip = None, mac = None,
-        target = None, announce = true))]
+        target = None, announce = AnnounceArg::On(true)))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
@@ -394,11 +396,25 @@ impl Network {
         ip: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         target: Option<&Handle>,
-        announce: bool,
+        announce: AnnounceArg,
     ) -> PyResult<Endpoint> {
+        let announce = match announce {
+            AnnounceArg::On(true) => Announce::Wire,
+            AnnounceArg::On(false) => Announce::Off,
+            AnnounceArg::Whom(whom) => match whom.as_str() {
+                "wire" => Announce::Wire,
+                "segment" => Announce::Segment,
+                "off" => Announce::Off,
+                _ => {
+                    return Err(invalid(format!(
+                        "announce={whom:?}: give True, False, \"wire\", \"segment\" or \"off\""
+                    )))
+                }
+            },
+        };
         let mut spec = EndpointSpec::new(container_id)
             .ifname(ifname)
-            .announce(announce);
+            .announce_to(announce);
         if let Some(ip) = conv::opt_ip(ip)? {
             spec = spec.ip(ip);
         }
@@ -622,4 +638,11 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ENDPOINT_GROUP", net::ENDPOINT_GROUP)?;
     m.add("DEFAULT_ROOT", net::DEFAULT_ROOT)?;
     Ok(())
+}
+
+/// `announce=` of `Network.connect`: a bool or a name.
+#[derive(FromPyObject)]
+enum AnnounceArg {
+    On(bool),
+    Whom(String),
 }

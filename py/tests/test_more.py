@@ -154,6 +154,12 @@ def test_networks_store_export_disconnect(netns: underlay.Netns, handle: underla
         n2.export("ifupdown")
     assert "not a VLAN" in str(e.value)
     assert os.path.isdir(os.path.join(tmpdir_path, "i2"))
+    with underlay.Netns.create(unique("ctr")) as c2:
+        with pytest.raises(underlay.InvalidArgument):
+            n2.connect(c2, "c2", announce="loud")  # type: ignore[arg-type]
+        assert n2.endpoint("c2") is None, "nothing left by the refused connect"
+        n2.connect(c2, "c2", announce="segment")
+        n2.disconnect_for_netns_deletion("c2")
     report = other.reconcile()
     assert report.is_clean() and report.gone_endpoints == [] and "ReconcileReport" in repr(report)
     other.delete("plain")

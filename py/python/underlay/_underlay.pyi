@@ -3,7 +3,7 @@
 import ipaddress
 import os
 from types import TracebackType
-from typing import ClassVar, Mapping, Sequence, Union, final
+from typing import ClassVar, Literal, Mapping, Sequence, Union, final
 
 from typing_extensions import Self
 
@@ -725,7 +725,7 @@ class Network:
         ip: _IpLike | None = None,
         mac: str | None = None,
         target: Handle | None = None,
-        announce: bool = True,
+        announce: bool | Literal["wire", "segment", "off"] = ...,
     ) -> Endpoint: ...
     def disconnect(self, container_id: str, ifname: str = "eth0") -> None: ...
     def disconnect_for_netns_deletion(self, container_id: str, ifname: str = "eth0") -> None: ...
