@@ -28,7 +28,9 @@ async fn main() {
         },
         link_deletes: !args.iter().any(|a| a == "--no-link-deletes"),
         cold: args.iter().any(|a| a == "--cold"),
-        state: std::env::temp_dir().join(format!("ulb{}-state", std::process::id())),
+        // One state directory across runs, as a host keeps /var/lib/underlay (`--cold` for a
+        // fresh one per row).
+        state: std::env::temp_dir().join("underlay-bench-state"),
         only: args
             .iter()
             .find_map(|a| a.strip_prefix("--only=").map(str::to_string)),
@@ -68,7 +70,9 @@ async fn main() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&opts.state);
+    if opts.cold {
+        let _ = std::fs::remove_dir_all(&opts.state);
+    }
 }
 
 /// Command-line options: `--no-announce` (no gratuitous ARP), `--announce-segment` (from
@@ -120,14 +124,18 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) ->
     if opts.cold {
         let _ = std::fs::remove_dir_all(dir);
     }
-    let nets = Networks::open(&host, &dir).await.expect("state");
-    let net: Network = nets
-        .create(
-            NetworkSpec::macvlan("bench", "ens192", MacvlanMode::Bridge)
-                .pool("10.0.0.0/16 gateway=10.0.0.1".parse().unwrap()),
-        )
-        .await
-        .expect("network");
+    let spec = NetworkSpec::macvlan("bench", "ens192", MacvlanMode::Bridge)
+        .pool("10.0.0.0/16 gateway=10.0.0.1".parse().unwrap());
+    let mut nets = Networks::open(&host, &dir).await.expect("state");
+    let net: Network = match nets.create(spec.clone()).await {
+        Ok(n) => n,
+        // A run that died left its network: start from a clean directory.
+        Err(_) => {
+            let _ = std::fs::remove_dir_all(dir);
+            nets = Networks::open(&host, &dir).await.expect("state");
+            nets.create(spec).await.expect("network")
+        }
+    };
     let names: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
     let mut pre: Vec<Option<(Netns, Handle)>> = Vec::new();
     for name in &names {
@@ -197,5 +205,8 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) ->
 }
 
 fn in_flight_limit() -> usize {
-    std::env::var("UL_IN_FLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    std::env::var("UL_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
 }

@@ -77,8 +77,9 @@ impl Netns {
         finish_create(name, path, made)
     }
 
-    /// Like [`Netns::create_with`], without blocking the async caller (namespace creation is
-    /// kernel-bound, ~0.6 ms: many can run at once on their own threads).
+    /// Like [`Netns::create_with`], without blocking the async caller: the work is done by
+    /// one of a few long-lived threads ([`makers`]), as many as CPUs (namespace creation is
+    /// kernel-bound, ~0.6 ms, and more at once only contend for the kernel's locks).
     pub(crate) async fn create_with_async<T: Send + 'static>(
         name: Option<&str>,
         inside: impl FnOnce() -> Result<T> + Send + 'static,
@@ -86,19 +87,17 @@ impl Netns {
         let path = name.map(claim_name).transpose()?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let p = path.clone();
-        let spawned = std::thread::Builder::new()
-            .name("underlay-netns-new".into())
-            .spawn(move || {
-                let _ = tx.send(namespace_here(p.as_deref()).and_then(|fd| Ok((fd, inside()?))));
-            });
-        let made = match spawned {
-            Ok(_) => rx.await.unwrap_or_else(|_| {
+        let submitted = makers::submit(Box::new(move || {
+            let _ = tx.send(namespace_here(p.as_deref()).and_then(|fd| Ok((fd, inside()?))));
+        }));
+        let made = match submitted {
+            Ok(()) => rx.await.unwrap_or_else(|_| {
                 Err(Error::new(
                     ErrorKind::Io,
                     "namespace creation thread panicked",
                 ))
             }),
-            Err(e) => Err(Error::io("cannot spawn a thread to create a namespace", e)),
+            Err(e) => Err(e),
         };
         finish_create(name, path, made)
     }
@@ -574,6 +573,87 @@ fn permission_or_io(what: &str, err: std::io::Error) -> Error {
         .with_errno(libc::EPERM)
     } else {
         Error::io(what, err)
+    }
+}
+
+/// The threads that make namespaces for [`Netns::create_with_async`]. Each unshares into the
+/// new namespace, does the job there, then returns to the namespace it started in (`setns`),
+/// ready for the next job: a thread per namespace cost a clone, a stack and an exit each. A
+/// thread that cannot return ends; another is started on demand.
+mod makers {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc::{channel, Receiver, Sender};
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use super::*;
+
+    pub(super) type Job = Box<dyn FnOnce() + Send>;
+
+    struct Pool {
+        tx: Mutex<Sender<Job>>,
+        rx: Arc<Mutex<Receiver<Job>>>,
+        alive: Arc<AtomicUsize>,
+        max: usize,
+    }
+
+    fn pool() -> &'static Pool {
+        static POOL: OnceLock<Pool> = OnceLock::new();
+        POOL.get_or_init(|| {
+            let (tx, rx) = channel();
+            Pool {
+                tx: Mutex::new(tx),
+                rx: Arc::new(Mutex::new(rx)),
+                alive: Arc::new(AtomicUsize::new(0)),
+                max: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            }
+        })
+    }
+
+    /// Counts a thread down when it ends, however it ends.
+    struct Alive(Arc<AtomicUsize>);
+
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    pub(super) fn submit(job: Job) -> Result<()> {
+        let p = pool();
+        if p.alive.fetch_add(1, Ordering::SeqCst) < p.max {
+            let (rx, alive) = (p.rx.clone(), Alive(p.alive.clone()));
+            let spawned = std::thread::Builder::new()
+                .name("underlay-nsmake".into())
+                .spawn(move || work(&rx, alive));
+            if let Err(e) = spawned {
+                p.alive.fetch_sub(1, Ordering::SeqCst);
+                return Err(Error::io("cannot spawn a thread to create a namespace", e));
+            }
+        } else {
+            p.alive.fetch_sub(1, Ordering::SeqCst);
+        }
+        p.tx.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .map_err(|_| Error::new(ErrorKind::Io, "the namespace creation threads are gone"))
+    }
+
+    fn work(rx: &Mutex<Receiver<Job>>, _alive: Alive) {
+        let Ok(home) = open_ns_file(Path::new("/proc/thread-self/ns/net")) else {
+            return;
+        };
+        loop {
+            let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            };
+            // A panicking job drops its answer channel (its caller is told); the thread goes on.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            // SAFETY: setns on this thread, which only ever runs these jobs.
+            if unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return;
+            }
+        }
     }
 }
 

@@ -798,6 +798,52 @@ async fn netns_mount_points_share_an_inode() {
     assert!(!std::path::Path::new(&format!("/run/netns/{c}")).exists());
 }
 
+/// The threads that make namespaces go back to their own namespace after each one (they
+/// would keep a deleted namespace alive otherwise), and are reused.
+#[tokio::test]
+async fn namespace_makers_return_home() {
+    root_or_skip!("namespace_makers_return_home");
+    let ns_of =
+        |path: &str| std::fs::metadata(path).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let home = ns_of("/proc/self/ns/net").unwrap();
+    let tag = format!("ult-mk-{}", std::process::id());
+    let mut made = Vec::new();
+    for i in 0..8 {
+        let (ns, _h) = Handle::create_netns(&format!("{tag}-{i}")).await.unwrap();
+        made.push(ns.inode());
+        Netns::delete(&format!("{tag}-{i}")).unwrap();
+    }
+    let makers = || -> Vec<u64> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| t.ok())
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "underlay-nsmake")
+            })
+            .filter_map(|t| ns_of(&t.path().join("ns/net").to_string_lossy()).ok())
+            .collect()
+    };
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let n = makers().len();
+    assert!(n >= 1 && n <= cpus, "{n} maker threads for {cpus} CPUs");
+    // Other tests of this binary make namespaces meanwhile: wait for a moment all are home.
+    let mut last = Vec::new();
+    let home_again = (0..250).any(|_| {
+        last = makers();
+        let all_home = last.iter().all(|ns| *ns == home);
+        if !all_home {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        all_home
+    });
+    assert!(
+        home_again,
+        "maker threads stayed away: {last:?} (home {home})"
+    );
+    assert!(!last.iter().any(|ns| made.contains(ns)));
+}
+
 #[tokio::test]
 async fn ping_probe_between_namespaces() {
     root_or_skip!("ping_probe_between_namespaces");
