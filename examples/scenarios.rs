@@ -20,8 +20,10 @@
 //! etcd-backed pool (../shared/SCENARIOS.md S5): the demo starts a single etcd member on free
 //! 127.0.0.1 ports (data in a temporary directory, killed by PID when the demo ends) and the
 //! containers get distinct addresses from the one pool without static IPs or a hand-made
-//! split. Needs no 8021q: `cargo run -p underlay-examples --features etcd --bin scenarios --
-//! --etcd`.
+//! split, each host inside its own node slices. Both hosts use plain `Networks` over their
+//! `EtcdStore`: the second host joins the network the first defined, and the definition goes
+//! with the last host that deletes it. Needs no 8021q: `cargo run -p underlay-examples
+//! --features etcd --bin scenarios -- --etcd`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -431,7 +433,7 @@ mod etcd {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use underlay::ipam::{self, Change, EtcdConfig, EtcdStore, Snapshot, Store, StoreFuture};
+    use underlay::ipam::{EtcdConfig, EtcdStore, Store};
     use underlay::network::{EndpointSpec, HostAccess, NetworkSpec, Networks};
     use underlay::MacvlanMode;
 
@@ -484,58 +486,11 @@ mod etcd {
         }
     }
 
-    /// The one etcd store seen by a host of the demo. `Networks::create` joins the definition
-    /// the other host made; deleting here leaves the cluster-wide definition to whoever retires
-    /// the network for the whole cluster (the demo, at its end), because `Networks::delete` does
-    /// not yet count the hosts that use a shared definition.
-    #[derive(Debug)]
-    struct Shared(Arc<EtcdStore>);
-
-    impl Store for Shared {
-        fn networks(&self) -> StoreFuture<'_, Vec<ipam::Network>> {
-            self.0.networks()
-        }
-
-        fn create_network<'a>(&'a self, network: &'a ipam::Network) -> StoreFuture<'a, ()> {
-            self.0.create_network(network)
-        }
-
-        fn delete_network<'a>(&'a self, _name: &'a str) -> StoreFuture<'a, ()> {
-            Box::pin(async { Ok(()) })
-        }
-
-        fn load<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Snapshot> {
-            self.0.load(name)
-        }
-
-        fn version<'a>(&'a self, name: &'a str) -> StoreFuture<'a, u64> {
-            self.0.version(name)
-        }
-
-        fn changes_since<'a>(
-            &'a self,
-            name: &'a str,
-            version: u64,
-        ) -> StoreFuture<'a, Option<(Vec<Change>, u64)>> {
-            self.0.changes_since(name, version)
-        }
-
-        fn keeps_boot_ids(&self) -> bool {
-            self.0.keeps_boot_ids()
-        }
-
-        fn commit<'a>(
-            &'a self,
-            name: &'a str,
-            expected: u64,
-            changes: &'a [Change],
-        ) -> StoreFuture<'a, u64> {
-            self.0.commit(name, expected, changes)
-        }
-    }
-
     const POOL: &str = "172.22.16.0/24 gateway=172.22.16.1 reserve=exclude_host1=172.22.16.21 \
                         reserve=exclude_host2=172.22.16.22";
+
+    /// Each host allocates inside its own blocks of this many addresses (node slices).
+    const SLICE: u32 = 16;
 
     async fn host(
         lab: &mut Lab,
@@ -558,13 +513,14 @@ mod etcd {
             EtcdStore::connect(
                 EtcdConfig::new([endpoint])
                     .host(name)
+                    .slices(SLICE)
                     .retry_for(Duration::from_secs(20)),
             )
             .await?,
         );
-        let nets = Networks::with_store(&h, lab.dir(name), Arc::new(Shared(store.clone()))).await?;
+        let nets = Networks::with_store(&h, lab.dir(name), store.clone()).await?;
         // S1 with one pool for the whole cluster: the same definition on both hosts, both
-        // hosts' own addresses excluded.
+        // hosts' own addresses excluded. The first host defines it in etcd, the second joins.
         let lan = nets
             .create(
                 NetworkSpec::macvlan("mac_net1", "ens192", MacvlanMode::Bridge).pool(POOL.parse()?),
@@ -606,7 +562,11 @@ mod etcd {
             host(lab, &sw, "host1", "p1", "172.22.16.21", &member.endpoint).await?;
         let (_h2_ns, s2, nets2, lan2) =
             host(lab, &sw, "host2", "p2", "172.22.16.22", &member.endpoint).await?;
-        println!("host1, host2: mac_net1 on ens192, one pool for both: {POOL}\n");
+        println!("host1, host2: mac_net1 on ens192, one pool for both: {POOL}");
+        println!(
+            "   defined in etcd by host1, joined by host2; used by: {}\n",
+            s1.members("mac_net1").await?.join(", ")
+        );
         println!("1. Containers on both hosts, interleaved, no static addresses:");
         let mut nodes = vec![Node {
             label: "host1 (its own LAN address)".into(),
@@ -639,6 +599,10 @@ mod etcd {
                 .map(|r| format!("{} {}", r.addr, r.owner))
                 .collect();
             println!("   etcd says {host} holds: {}", list.join(", "));
+        }
+        for (host, slices) in s1.slices_by_host("mac_net1").await? {
+            let list: Vec<String> = slices.iter().map(|(f, n)| format!("{f} (+{n})")).collect();
+            println!("   {host}'s node slices: {}", list.join(", "));
         }
 
         let host1_own = |n: &Node| n.label.starts_with("host1 (its");
@@ -686,9 +650,30 @@ mod etcd {
         );
         all_ok &= left.is_empty();
         nets1.delete("mac_net1").await?;
+        let kept = s2.networks().await?.iter().any(|n| n.name() == "mac_net1");
+        println!(
+            "   mac_net1 deleted on host1: {}",
+            if kept {
+                format!(
+                    "the definition stays for {}",
+                    s2.members("mac_net1").await?.join(", ")
+                )
+            } else {
+                "!! the definition went with it".to_string()
+            }
+        );
+        all_ok &= kept;
         nets2.delete("mac_net1").await?;
-        s1.delete_network("mac_net1").await?;
-        println!("   mac_net1 deleted on both hosts, then its cluster-wide definition");
+        let gone = s1.networks().await?.is_empty();
+        println!(
+            "   mac_net1 deleted on host2, the last host: {}",
+            if gone {
+                "its definition is gone from etcd"
+            } else {
+                "!! its definition is still in etcd"
+            }
+        );
+        all_ok &= gone;
         println!(
             "\n{}",
             if all_ok {

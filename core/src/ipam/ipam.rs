@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use super::lease::{BootId, Lease, Owner, Request};
 use super::network::{check_name, Network};
 use super::state::NetState;
-use super::store::{Change, MemoryStore, Store};
+use super::store::{Change, Joined, Left, MemoryStore, Stamp, Store};
 
 /// How many times a batch is recomputed when other writers keep moving the version.
 const MAX_ATTEMPTS: u32 = 10_000;
@@ -116,7 +116,8 @@ impl Ipam {
         };
         let snap = store.load(name).await?;
         let network = Arc::new(snap.network.clone());
-        let state = NetState::from_snapshot(snap, network.clone())?;
+        let mut state = NetState::from_snapshot(snap, network.clone())?;
+        state.set_slices(store.host_slices(name).await?);
         Ok(Ipam {
             inner: Arc::new(Inner {
                 network,
@@ -152,6 +153,33 @@ impl Ipam {
             ));
         }
         Ok(ipam)
+    }
+
+    /// Defines `network` for this host, or joins the identical definition the store holds
+    /// already (on a store shared by hosts: defined by another host), and opens it. A shared
+    /// store counts this host as a member until [`Ipam::leave`]. [`ErrorKind::Conflict`] if
+    /// the store holds another definition under that name. See [`Store::join_network`].
+    pub async fn join(store: Arc<dyn Store>, network: Network) -> Result<(Ipam, Joined)> {
+        let joined = store.join_network(&network).await?;
+        let ipam = Ipam::open(store, network.name()).await?;
+        if *ipam.inner.network != network {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "network `{}` was redefined in the store while this host joined it: \
+                     join again",
+                    network.name()
+                ),
+            ));
+        }
+        Ok((ipam, joined))
+    }
+
+    /// Ends this host's use of network `name`: deletes it if no other host of the store uses
+    /// it, else only this host's membership ([`ErrorKind::Busy`] while this host holds leases
+    /// in it). See [`Store::leave_network`].
+    pub async fn leave(store: &dyn Store, name: &str) -> Result<Left> {
+        store.leave_network(name).await
     }
 
     /// A network in a fresh [`MemoryStore`] (nothing persists).
@@ -250,7 +278,8 @@ impl Ipam {
     }
 
     async fn load(&self) -> Result<NetState> {
-        let snap = self.inner.store.load(self.inner.network.name()).await?;
+        let name = self.inner.network.name();
+        let snap = self.inner.store.load(name).await?;
         if snap.network != *self.inner.network {
             return Err(Error::new(
                 ErrorKind::Conflict,
@@ -260,24 +289,47 @@ impl Ipam {
                 ),
             ));
         }
-        NetState::from_snapshot(snap, self.inner.network.clone())
+        let mut state = NetState::from_snapshot(snap, self.inner.network.clone())?;
+        state.set_slices(self.inner.store.host_slices(name).await?);
+        Ok(state)
     }
 
-    /// Runs `f` on a state at least as new as the store's version at call time.
+    /// Runs `f` on a state at least as new as the store's at call time.
     async fn read<T>(&self, f: impl FnOnce(&NetState) -> T) -> Result<T> {
         let mut slot = self.inner.state.lock().await;
-        let version = self.inner.store.version(self.inner.network.name()).await?;
-        let fresh = matches!(&*slot, Some(s) if s.version == version);
-        if !fresh {
-            self.catch_up(&mut slot).await;
-            if slot.is_none() {
-                *slot = Some(self.load().await?);
-            }
-        }
+        self.confirm(&mut slot).await?;
         match &*slot {
             Some(s) => Ok(f(s)),
-            None => unreachable!("state loaded above"),
+            None => unreachable!("state loaded by confirm"),
         }
+    }
+
+    /// Makes the cached state current with the store's [`Stamp`]: catches up through the
+    /// changes since its version, or reloads when that does not make it match (addresses freed
+    /// by an expiry, claims made in another host's node slices, history trimmed).
+    async fn confirm(&self, slot: &mut Option<NetState>) -> Result<()> {
+        let name = self.inner.network.name();
+        let mut stamp: Stamp = self.inner.store.stamp(name).await?;
+        for round in 0..2 {
+            let Some(s) = slot.as_ref() else { break };
+            if s.matches(&stamp) {
+                return Ok(());
+            }
+            if s.version == stamp.version {
+                break; // same version, yet different: only a reload tells what changed
+            }
+            self.catch_up(slot).await;
+            match slot.as_ref() {
+                Some(s) if s.matches(&stamp) => return Ok(()),
+                // Caught up past the stamp (more commits meanwhile): compare with a new one.
+                Some(s) if s.version != stamp.version && round == 0 => {
+                    stamp = self.inner.store.stamp(name).await?;
+                }
+                _ => break,
+            }
+        }
+        *slot = Some(self.load().await?);
+        Ok(())
     }
 
     /// Brings the cached state up to the store's version from the changes since, or empties
@@ -288,7 +340,20 @@ impl Ipam {
         };
         let name = self.inner.network.name();
         match self.inner.store.changes_since(name, state.version).await {
-            Ok(Some((changes, v))) if state.apply_external(&changes).is_ok() => state.version = v,
+            Ok(Some((changes, v))) => {
+                // Replaying versioned commits over addresses of this host's slices may undo
+                // a later commit made in the slices (their order is unknown here): the next
+                // check against the store reloads.
+                let touches = state.touches_slices(&changes);
+                if state.apply_external(&changes).is_ok() {
+                    state.version = v;
+                    if touches {
+                        state.slice_writes = None;
+                    }
+                } else {
+                    *slot = None;
+                }
+            }
             _ => *slot = None,
         }
     }
@@ -339,15 +404,23 @@ impl Ipam {
     }
 
     /// Computes `ops` on the cached state and commits their changes as one batch.
+    ///
+    /// An answer either rests on a commit that succeeded, or on a cache confirmed current with
+    /// the store within this batch: an allocation refused because the cache holds an address
+    /// or finds the pool full, an owner found to hold nothing, a lease given back as it is, a
+    /// gc, are answered only after [`Ipam::confirm`] (so addresses freed by an etcd lease
+    /// expiry or changed in another host's node slices are seen before "exhausted").
     async fn execute(&self, slot: &mut Option<NetState>, ops: &[Op]) -> Vec<Result<Reply>> {
         let boot = self.boot_id();
         let name = self.inner.network.name();
         let mut attempt = 0;
+        let mut confirmed = false;
+        let fail = |e: &Error| ops.iter().map(|_| Err(copy_err(e))).collect::<Vec<_>>();
         loop {
             if slot.is_none() {
                 match self.load().await {
                     Ok(s) => *slot = Some(s),
-                    Err(e) => return ops.iter().map(|_| Err(copy_err(&e))).collect(),
+                    Err(e) => return fail(&e),
                 }
             }
             // Out of the slot while the batch is in flight: if this future is dropped before
@@ -357,40 +430,113 @@ impl Ipam {
             };
             let cursors = state.cursors();
             let mut changes: Vec<Change> = Vec::new();
-            let mut replies: Vec<Result<Reply>> = ops
-                .iter()
-                .map(|op| match op {
+            let mut cache_only = false;
+            let mut replies: Vec<Result<Reply>> = Vec::with_capacity(ops.len());
+            for op in ops {
+                let before = changes.len();
+                let r = match op {
                     Op::Allocate(o, r) => {
                         state.allocate(o, r, &boot, &mut changes).map(Reply::Lease)
                     }
                     Op::Release(o) => Ok(Reply::Released(state.release(o, &mut changes))),
-                    Op::Gc(valid) => Ok(Reply::Many(
-                        state.release_where(|o, _| !valid.contains(o), &mut changes),
-                    )),
-                    Op::ReleaseStale => Ok(Reply::Many(match &boot {
-                        Some(b) => state.release_where(
-                            |_, r| matches!(&r.boot_id, Some(x) if x != b),
-                            &mut changes,
-                        ),
-                        None => Vec::new(),
-                    })),
-                })
-                .collect();
+                    Op::Gc(valid) => {
+                        cache_only = true; // it needs every lease
+                        Ok(Reply::Many(
+                            state.release_where(|o, _| !valid.contains(o), &mut changes),
+                        ))
+                    }
+                    Op::ReleaseStale => {
+                        cache_only = true;
+                        Ok(Reply::Many(match &boot {
+                            Some(b) => state.release_where(
+                                |_, r| matches!(&r.boot_id, Some(x) if x != b),
+                                &mut changes,
+                            ),
+                            None => Vec::new(),
+                        }))
+                    }
+                };
+                cache_only |= match &r {
+                    Ok(_) => changes.len() == before,
+                    Err(e) => matches!(
+                        e.kind(),
+                        ErrorKind::PoolExhausted | ErrorKind::AlreadyExists | ErrorKind::Conflict
+                    ),
+                };
+                replies.push(r);
+            }
+            let wants = state.take_slice_wants();
+            if (cache_only || !wants.is_empty()) && !confirmed {
+                // Take the batch back, make sure the cache is current, compute again.
+                confirmed = true;
+                if state.undo(&changes, cursors).is_ok() {
+                    *slot = Some(state);
+                }
+                if let Err(e) = self.confirm(slot).await {
+                    return fail(&e);
+                }
+                continue;
+            }
+            if !wants.is_empty() && attempt < MAX_ATTEMPTS {
+                // This host's slices of a pool are full: take another slice (or, none being
+                // left, allocate in that pool as without slices), compute again.
+                attempt += 1;
+                let undone = state.undo(&changes, cursors).is_ok();
+                for pool in wants {
+                    match self.inner.store.take_slice(name, pool).await {
+                        Ok(r) => state.add_slice(r),
+                        Err(e) if e.kind() == ErrorKind::PoolExhausted => {
+                            state.slices_exhausted(pool)
+                        }
+                        Err(e) => {
+                            if undone {
+                                *slot = Some(state);
+                            }
+                            return fail(&e);
+                        }
+                    }
+                }
+                if undone {
+                    *slot = Some(state);
+                }
+                continue;
+            }
             if changes.is_empty() {
                 *slot = Some(state);
                 return replies;
             }
-            match self.inner.store.commit(name, state.version, &changes).await {
-                Ok(v) => {
-                    state.version = v;
+            // Claims and releases inside this host's node slices commit without the network's
+            // version (no contention with other hosts); anything else through it.
+            let in_slices = state.all_in_slices(&changes);
+            let committed = if in_slices {
+                self.inner
+                    .store
+                    .commit_in_slices(name, &changes)
+                    .await
+                    .map(|w| {
+                        state.slice_writes = match (w, state.slice_writes) {
+                            (Some((prev, now)), Some(mine)) if prev == mine => Some(now),
+                            _ => None, // others wrote in their slices meanwhile
+                        };
+                    })
+            } else {
+                self.inner
+                    .store
+                    .commit(name, state.version, &changes)
+                    .await
+                    .map(|v| state.version = v)
+            };
+            match committed {
+                Ok(()) => {
                     *slot = Some(state);
                     return replies;
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => {
                     // Another writer went first: take back this batch, catch up, recompute.
                     attempt += 1;
+                    confirmed = false;
                     let before = state.version;
-                    if state.undo(&changes, cursors).is_ok() {
+                    if state.undo(&changes, cursors).is_ok() && !in_slices {
                         *slot = Some(state);
                         self.catch_up(slot).await;
                         if matches!(slot, Some(s) if s.version == before) {
@@ -398,6 +544,9 @@ impl Ipam {
                             *slot = None;
                         }
                     }
+                    // A commit in the slices refused: an address there was taken (by another
+                    // process of this host, or a host without slices) or a slice was lost;
+                    // the slot stays empty: reload, slices included.
                     tokio::task::yield_now().await;
                 }
                 Err(e) => {

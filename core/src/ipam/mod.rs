@@ -23,4 +23,7 @@ pub use pool::{AllocRange, Pool, PoolBuilder, Reserved};
 #[cfg(feature = "etcd")]
 pub use store::etcd::{EtcdConfig, EtcdStore};
 pub(crate) use store::fsutil;
-pub use store::{Change, HostLocalStore, LocalStore, MemoryStore, Snapshot, Store, StoreFuture};
+pub use store::{
+    Change, HostLocalStore, Joined, Left, LocalStore, MemoryStore, Snapshot, Stamp, Store,
+    StoreFuture,
+};

@@ -94,7 +94,7 @@ impl AllocRange {
     }
 
     /// First and last address as numbers.
-    fn bounds(&self) -> (u128, u128) {
+    pub(crate) fn bounds(&self) -> (u128, u128) {
         match *self {
             AllocRange::Cidr(net) => (ip_to_u128(net.network()), ip_to_u128(net.broadcast())),
             AllocRange::Span { start, end } => (ip_to_u128(start), ip_to_u128(end)),

@@ -12,8 +12,8 @@ use crate::error::{Error, ErrorKind, Result};
 use super::intervals::IntervalSet;
 use super::lease::{BootId, Lease, LeasedAddress, Owner, Record, Request};
 use super::network::Network;
-use super::pool::{span_index, Pool};
-use super::store::{Change, Snapshot};
+use super::pool::{ip_to_u128, span_index, u128_to_ip, AllocRange, Pool};
+use super::store::{Change, Snapshot, Stamp};
 
 /// FxHash (rustc's): much faster than SipHash on short keys; the keys (addresses, container
 /// ids) come from the container runtime, not from untrusted peers.
@@ -58,6 +58,25 @@ struct PoolState {
     /// Leased and excluded offsets.
     used: IntervalSet,
     cursor: Option<u128>,
+    /// This host's node slices in the pool, as sorted offset ranges (empty without slices).
+    slices: Vec<(u128, u128)>,
+    /// The last pick inside the slices (in memory only: the slices are this host's).
+    slice_cursor: Option<u128>,
+    /// No slice of the pool was left to take: pick anywhere (next-fit), as without slices.
+    slices_exhausted: bool,
+    /// An allocation found this host's slices of the pool full: take another one.
+    wants_slice: bool,
+}
+
+/// Where an allocation's address of one pool came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pick {
+    /// Asked for by the request.
+    Fixed,
+    /// Next-fit over the whole pool (moves the stored cursor).
+    NextFit,
+    /// Inside this host's node slices.
+    Slice,
 }
 
 #[derive(Debug, Clone)]
@@ -67,7 +86,15 @@ pub(crate) struct NetState {
     records: FxMap<IpAddr, Record>,
     by_owner: FxMap<Owner, Vec<(usize, IpAddr)>>,
     pub(crate) version: u64,
+    /// The store's slice writes this state reflects ([`Stamp::slice_writes`]); `None` when
+    /// unknown: the next check against the store reloads.
+    pub(crate) slice_writes: Option<u64>,
+    /// Whether the store gives this host node slices (allocate inside them).
+    sliced: bool,
 }
+
+/// Cursors to restore with [`NetState::undo`]: per pool, the stored one and the slice one.
+pub(crate) type Cursors = Vec<(Option<u128>, Option<u128>)>;
 
 impl NetState {
     pub(crate) fn from_snapshot(snap: Snapshot, network: Arc<Network>) -> Result<NetState> {
@@ -88,7 +115,14 @@ impl NetState {
                     .flatten()
                     .filter(|ip| p.contains(*ip))
                     .map(|ip| p.offset(ip));
-                PoolState { used, cursor }
+                PoolState {
+                    used,
+                    cursor,
+                    slices: Vec::new(),
+                    slice_cursor: None,
+                    slices_exhausted: false,
+                    wants_slice: false,
+                }
             })
             .collect();
         let mut records = FxMap::default();
@@ -122,7 +156,103 @@ impl NetState {
             records,
             by_owner,
             version: snap.version,
+            slice_writes: Some(snap.slice_writes),
+            sliced: false,
         })
+    }
+
+    /// Whether this state is current with `stamp` (see [`Stamp`]).
+    pub(crate) fn matches(&self, stamp: &Stamp) -> bool {
+        self.version == stamp.version
+            && self.slice_writes == Some(stamp.slice_writes)
+            && stamp
+                .leased
+                .is_none_or(|n| n == self.records.len() as u64)
+    }
+
+    /// Sets this host's node slices (`None`: the store does not slice). Ranges outside every
+    /// pool are ignored.
+    pub(crate) fn set_slices(&mut self, slices: Option<Vec<AllocRange>>) {
+        self.sliced = slices.is_some();
+        for p in &mut self.pools {
+            p.slices.clear();
+        }
+        for r in slices.into_iter().flatten() {
+            self.add_slice(r);
+        }
+    }
+
+    /// Adds one slice of this host (ignored if it lies in no pool).
+    pub(crate) fn add_slice(&mut self, range: AllocRange) {
+        let (lo, hi) = range.bounds();
+        let v6 = matches!(
+            range,
+            AllocRange::Span {
+                start: IpAddr::V6(_),
+                ..
+            } | AllocRange::Cidr(IpNet::V6(_))
+        );
+        let pools = self.network.pools();
+        let Some(i) = pools.iter().position(|p| p.contains(u128_to_ip(lo, v6))) else {
+            return;
+        };
+        let base = ip_to_u128(pools[i].subnet().network());
+        let last = ip_to_u128(pools[i].subnet().broadcast()) - base;
+        let r = (lo - base, (hi - base).min(last));
+        let v = &mut self.pools[i].slices;
+        if !v.contains(&r) {
+            v.push(r);
+            v.sort_unstable();
+        }
+    }
+
+    /// No slice of pool `pool` is left: allocate anywhere in it from now on.
+    pub(crate) fn slices_exhausted(&mut self, pool: usize) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.slices_exhausted = true;
+        }
+    }
+
+    /// The pools whose slices an allocation found full (and forgets that).
+    pub(crate) fn take_slice_wants(&mut self) -> Vec<usize> {
+        let mut v = Vec::new();
+        for (i, p) in self.pools.iter_mut().enumerate() {
+            if std::mem::take(&mut p.wants_slice) {
+                v.push(i);
+            }
+        }
+        v
+    }
+
+    /// Whether `ip` lies in one of this host's slices.
+    pub(crate) fn in_slices(&self, ip: IpAddr) -> bool {
+        let pools = self.network.pools();
+        let Some(i) = pools.iter().position(|p| p.contains(ip)) else {
+            return false;
+        };
+        let off = pools[i].offset(ip);
+        let s = &self.pools[i].slices;
+        let j = s.partition_point(|r| r.1 < off);
+        j < s.len() && s[j].0 <= off
+    }
+
+    /// Whether `changes` are claims and releases inside this host's slices only (a commit
+    /// that [`super::store::Store::commit_in_slices`] takes).
+    pub(crate) fn all_in_slices(&self, changes: &[Change]) -> bool {
+        self.sliced
+            && changes.iter().all(|c| match c {
+                Change::Claim(r) | Change::Release(r) => self.in_slices(r.addr),
+                Change::Cursor { .. } => false,
+            })
+    }
+
+    /// Whether any of `changes` touches an address in this host's slices.
+    pub(crate) fn touches_slices(&self, changes: &[Change]) -> bool {
+        self.sliced
+            && changes.iter().any(|c| match c {
+                Change::Claim(r) | Change::Release(r) => self.in_slices(r.addr),
+                Change::Cursor { .. } => false,
+            })
     }
 
     fn lease_of(&self, owner: &Owner, addrs: &[(usize, IpAddr)]) -> Lease {
@@ -184,13 +314,16 @@ impl NetState {
         }
     }
 
-    /// The next-fit cursors, to restore with [`NetState::undo`].
-    pub(crate) fn cursors(&self) -> Vec<Option<u128>> {
-        self.pools.iter().map(|p| p.cursor).collect()
+    /// The cursors, to restore with [`NetState::undo`].
+    pub(crate) fn cursors(&self) -> Cursors {
+        self.pools
+            .iter()
+            .map(|p| (p.cursor, p.slice_cursor))
+            .collect()
     }
 
     /// Reverts `changes` made by this state's own operations.
-    pub(crate) fn undo(&mut self, changes: &[Change], cursors: Vec<Option<u128>>) -> Result<()> {
+    pub(crate) fn undo(&mut self, changes: &[Change], cursors: Cursors) -> Result<()> {
         for c in changes.iter().rev() {
             match c {
                 Change::Claim(r) => self.drop_record(r.addr),
@@ -198,8 +331,9 @@ impl NetState {
                 Change::Cursor { .. } => {}
             }
         }
-        for (p, c) in self.pools.iter_mut().zip(cursors) {
+        for (p, (c, s)) in self.pools.iter_mut().zip(cursors) {
             p.cursor = c;
+            p.slice_cursor = s;
         }
         Ok(())
     }
@@ -279,6 +413,37 @@ impl NetState {
         None
     }
 
+    /// The next free offset of pool `i` inside this host's slices after the last one picked
+    /// there, wrapping around; `None` when they are full.
+    fn pick_in_slices(&self, i: usize) -> Option<u128> {
+        let spans = self.network.pools()[i].spans();
+        let ps = &self.pools[i];
+        let free_in = |lo: u128, hi: u128| -> Option<u128> {
+            let mut j = spans.partition_point(|s| s.1 < lo);
+            while j < spans.len() && spans[j].0 <= hi {
+                let (start, end) = (lo.max(spans[j].0), hi.min(spans[j].1));
+                if start <= end {
+                    let f = ps.used.first_free_from(start);
+                    if f <= end {
+                        return Some(f);
+                    }
+                }
+                j += 1;
+            }
+            None
+        };
+        if let Some(c) = ps.slice_cursor {
+            for &(lo, hi) in &ps.slices {
+                if hi > c {
+                    if let Some(f) = free_in(lo.max(c + 1), hi) {
+                        return Some(f);
+                    }
+                }
+            }
+        }
+        ps.slices.iter().find_map(|&(lo, hi)| free_in(lo, hi))
+    }
+
     pub(crate) fn allocate(
         &mut self,
         owner: &Owner,
@@ -306,7 +471,7 @@ impl NetState {
             return Ok(self.lease_of(owner, held));
         }
         let pools = self.network.pools();
-        let mut picks: Vec<(Option<u128>, bool)> = vec![(None, false); pools.len()];
+        let mut picks: Vec<(Option<u128>, Pick)> = vec![(None, Pick::Fixed); pools.len()];
         for &ip in req.ips() {
             let Some(i) = pools.iter().position(|p| p.contains(ip)) else {
                 let subnets: Vec<String> = pools.iter().map(|p| p.subnet().to_string()).collect();
@@ -339,12 +504,28 @@ impl NetState {
                     ),
                 ));
             }
-            picks[i] = (Some(pool.offset(ip)), false);
+            picks[i] = (Some(pool.offset(ip)), Pick::Fixed);
         }
         for i in 0..pools.len() {
+            if picks[i].0.is_none() && self.sliced && !self.pools[i].slices_exhausted {
+                match self.pick_in_slices(i) {
+                    Some(off) => picks[i] = (Some(off), Pick::Slice),
+                    None => {
+                        self.pools[i].wants_slice = true;
+                        return Err(Error::new(
+                            ErrorKind::PoolExhausted,
+                            format!(
+                                "this host's node slices of pool {} in network `{name}` are \
+                                 full and no new one could be taken: retry",
+                                pools[i].subnet()
+                            ),
+                        ));
+                    }
+                }
+            }
             if picks[i].0.is_none() {
                 match self.next_fit(i) {
-                    Some(off) => picks[i] = (Some(off), true),
+                    Some(off) => picks[i] = (Some(off), Pick::NextFit),
                     None => {
                         let p = &pools[i];
                         return Err(Error::new(
@@ -361,7 +542,7 @@ impl NetState {
             }
         }
         let mut addrs = Vec::with_capacity(pools.len());
-        for (i, (off, dynamic)) in picks.into_iter().enumerate() {
+        for (i, (off, pick)) in picks.into_iter().enumerate() {
             let off = off.expect("every pool picked");
             let ip = pools[i].addr_at(off);
             self.pools[i].used.insert(off);
@@ -372,9 +553,13 @@ impl NetState {
             };
             changes.push(Change::Claim(rec.clone()));
             self.records.insert(ip, rec);
-            if dynamic {
-                self.pools[i].cursor = Some(off);
-                changes.push(Change::Cursor { pool: i, addr: ip });
+            match pick {
+                Pick::NextFit => {
+                    self.pools[i].cursor = Some(off);
+                    changes.push(Change::Cursor { pool: i, addr: ip });
+                }
+                Pick::Slice => self.pools[i].slice_cursor = Some(off),
+                Pick::Fixed => {}
             }
             addrs.push((i, ip));
         }
@@ -448,6 +633,7 @@ mod tests {
             records: vec![],
             cursors: vec![None; n],
             version: 0,
+            slice_writes: 0,
         };
         NetState::from_snapshot(snap, Arc::new(net)).unwrap()
     }

@@ -168,33 +168,10 @@ impl Networks {
         }
         let ipam_net = ipam::Network::new(spec.name.clone(), spec.pools.clone())?;
         // On a store shared by several hosts (etcd), another host may have defined the network
-        // already: an identical definition is joined, a different one refused.
-        let (ipam, defined_here) = match Ipam::create(self.inner.store.clone(), ipam_net.clone())
-            .await
-        {
-            Ok(i) => (i, true),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                match Ipam::open(self.inner.store.clone(), &spec.name).await {
-                    Ok(i) if i.network() == &ipam_net => (i, false),
-                    Ok(_) => {
-                        let _ = undo_lower().await;
-                        return Err(Error::new(
-                            ErrorKind::Conflict,
-                            format!(
-                                "network `{}` is defined differently in the IPAM store (by another host?): use the same pools, or another name",
-                                spec.name
-                            ),
-                        ));
-                    }
-                    Err(e2) => {
-                        let _ = undo_lower().await;
-                        return Err(Error::multiple(
-                            format!("network `{}`", spec.name),
-                            vec![e, e2],
-                        ));
-                    }
-                }
-            }
+        // already: an identical definition is joined (this host counted as one of its users),
+        // a different one refused.
+        let ipam = match Ipam::join(self.inner.store.clone(), ipam_net).await {
+            Ok((i, _)) => i,
             Err(e) => {
                 let _ = undo_lower().await;
                 return Err(e.context(format!("network `{}`", spec.name)));
@@ -209,9 +186,7 @@ impl Networks {
             shim: None,
         };
         if let Err(e) = self.write_record(&record) {
-            if defined_here {
-                let _ = Ipam::delete(self.inner.store.as_ref(), &spec.name).await;
-            }
+            let _ = Ipam::leave(self.inner.store.as_ref(), &spec.name).await;
             let _ = undo_lower().await;
             return Err(e);
         }
@@ -241,7 +216,8 @@ impl Networks {
 
     /// Deletes network `name`: refuses while it has endpoints (disconnect them first), removes
     /// the host shim, the pools, and the VLAN parent if underlay made it and this was its last
-    /// network.
+    /// network. On an IPAM store shared by hosts (etcd) the pools stay while other hosts use
+    /// the network: only this host's use of it ends ([`Ipam::leave`]).
     pub async fn delete(&self, name: &str) -> Result<()> {
         let net = self.get(name).await?;
         let eps = net.endpoints()?;
@@ -264,15 +240,23 @@ impl Networks {
         let _lock = self.lock()?;
         let h = &self.inner.host;
         let mut errors = Vec::new();
-        // Stray leases (no endpoint file) would keep the IPAM network busy: drop them.
-        if let Ok(leases) = net.ipam.list().await {
-            for l in leases {
-                if let Err(e) = net.ipam.release(&l.owner).await {
-                    errors.push(e);
+        // Stray leases (no endpoint file) would keep the IPAM network busy: drop them. Only
+        // this host's: on a shared store the other hosts' leases are theirs.
+        match self.inner.store.host_records(name).await {
+            Ok(records) => {
+                let mut owners: Vec<ipam::Owner> = records.into_iter().map(|r| r.owner).collect();
+                owners.sort();
+                owners.dedup();
+                for o in owners {
+                    if let Err(e) = net.ipam.release(&o).await {
+                        errors.push(e);
+                    }
                 }
             }
+            Err(e) if e.kind() != ErrorKind::NotFound => errors.push(e),
+            Err(_) => {}
         }
-        if let Err(e) = Ipam::delete(self.inner.store.as_ref(), name).await {
+        if let Err(e) = Ipam::leave(self.inner.store.as_ref(), name).await {
             if e.kind() != ErrorKind::NotFound {
                 errors.push(e);
             }

@@ -3,6 +3,7 @@
 
 mod codec;
 mod lease;
+mod members;
 mod slices;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +23,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ipam::lease::{Owner, Record};
 use crate::ipam::network::{check_name, Network};
 
-use super::{Change, Snapshot, Store, StoreFuture};
+use super::{Change, Joined, Left, Snapshot, Stamp, Store, StoreFuture};
+use crate::ipam::pool::AllocRange;
 use codec::{corrupt, Keys, LOG_KEEP};
 use lease::HostLease;
 
@@ -52,6 +54,7 @@ pub struct EtcdConfig {
     tls_domain: Option<String>,
     max_txn_ops: usize,
     host_lease: Option<Duration>,
+    slices: Option<u32>,
 }
 
 impl std::fmt::Debug for EtcdConfig {
@@ -67,6 +70,7 @@ impl std::fmt::Debug for EtcdConfig {
             .field("ca", &self.ca)
             .field("client_cert", &self.client_cert)
             .field("host_lease", &self.host_lease)
+            .field("slices", &self.slices)
             .finish()
     }
 }
@@ -92,6 +96,7 @@ impl EtcdConfig {
             tls_domain: None,
             max_txn_ops: 128,
             host_lease: None,
+            slices: None,
         }
     }
 
@@ -177,7 +182,24 @@ impl EtcdConfig {
         self
     }
 
+    /// Gives this host node slices of `size` addresses (whereabouts' idea): it reserves an
+    /// aligned block of a pool at a time, picks its addresses inside its blocks, and commits
+    /// claims and releases there without comparing or moving the network's version, so hosts
+    /// allocating at once do not contend. Every host of a network uses one size (the first
+    /// slice fixes it). [`crate::ipam::Ipam`] (and so [`crate::network::Networks`]) uses
+    /// them by itself. Off by default. See docs/ipam-etcd.md.
+    pub fn slices(mut self, size: u32) -> EtcdConfig {
+        self.slices = Some(size);
+        self
+    }
+
     fn validate(&self) -> Result<()> {
+        if self.slices == Some(0) {
+            return Err(Error::invalid(
+                "a node slice needs at least one address: give EtcdConfig::slices a size of 1 \
+                 or more (e.g. 16)",
+            ));
+        }
         if self.endpoints.is_empty() {
             return Err(Error::invalid(
                 "the etcd store needs at least one endpoint, e.g. http://127.0.0.1:2379",
@@ -268,7 +290,10 @@ pub struct EtcdStore {
     retry_for: Duration,
     max_txn_ops: usize,
     lease: Option<Arc<HostLease>>,
-    /// This host's slices per network (see `slices`), shared by the clones.
+    /// The size of this host's node slices ([`EtcdConfig::slices`]).
+    slice_size: Option<u32>,
+    /// This host's slices per network as last read or taken (see `slices`), shared by the
+    /// clones; a commit in slices compares each slice key, so a stale entry only costs a retry.
     slices: Arc<std::sync::Mutex<HashMap<String, Vec<slices::Slice>>>>,
 }
 
@@ -307,6 +332,11 @@ fn get_kvs(r: &TxnOpResponse) -> &[etcd_client::KeyValue] {
         TxnOpResponse::Get(g) => g.kvs(),
         _ => &[],
     }
+}
+
+/// A key's last modification revision (0 when absent), as a [`Stamp::slice_writes`].
+fn revision(kv: Option<&etcd_client::KeyValue>) -> u64 {
+    kv.map_or(0, |kv| kv.mod_revision().unsigned_abs())
 }
 
 impl EtcdStore {
@@ -350,6 +380,7 @@ impl EtcdStore {
             retry_for: config.retry_for,
             max_txn_ops: config.max_txn_ops,
             lease: None,
+            slice_size: config.slices,
             slices: Arc::default(),
         };
         // Fail now, not at the first allocation, when etcd is unreachable or refuses us.
@@ -388,8 +419,8 @@ impl EtcdStore {
         Ok(self)
     }
 
-    /// Re-attaches every address key and slice claimed by this host to its current lease (a
-    /// restarted host keeps its claims if it comes back within the old lease's TTL).
+    /// Re-attaches every address key, slice and membership of this host to its current lease
+    /// (a restarted host keeps its claims if it comes back within the old lease's TTL).
     async fn adopt(&self) -> Result<()> {
         let Some(lease) = &self.lease else {
             return Ok(());
@@ -398,7 +429,8 @@ impl EtcdStore {
         let prefixes = nets.iter().flat_map(|n| {
             [
                 self.keys.addrs(n.name()),
-                format!("{}slice/", self.keys.data(n.name())),
+                self.keys.slices(n.name()),
+                self.keys.members(n.name()),
             ]
         });
         for prefix in prefixes {
@@ -414,7 +446,7 @@ impl EtcdStore {
                 let mut compares = Vec::new();
                 let mut ops = Vec::new();
                 for kv in r.kvs() {
-                    // Both an address's value and a slice's carry a `host=` field.
+                    // An address's value, a slice's and a membership's carry a `host=` field.
                     let host = codec::text(kv.key(), kv.value())?
                         .split(' ')
                         .find_map(|w| w.strip_prefix("host="));
@@ -520,6 +552,36 @@ impl EtcdStore {
             std::process::id(),
             NONCE.fetch_add(1, Ordering::Relaxed)
         )
+    }
+
+    /// The host's lease for a put, if claims carry one.
+    fn lease_opts(&self) -> Option<PutOptions> {
+        self.lease
+            .as_ref()
+            .map(|l| PutOptions::new().with_lease(l.id()))
+    }
+
+    /// The definition of network `name` alone.
+    async fn read_network(&self, name: &str) -> Result<Network> {
+        check_name(name)?;
+        let key = self.keys.net(name);
+        let r = self
+            .call("read a network's definition", move |mut kv| {
+                let k = key.clone();
+                async move { kv.get(k, None).await }
+            })
+            .await?;
+        let Some(kv) = r.kvs().first() else {
+            return Err(self.not_found(name));
+        };
+        let net = self.decode_net(kv.key(), kv.value())?;
+        if net.name() != name {
+            return Err(corrupt(
+                kv.key(),
+                format_args!("it defines network `{}`", net.name()),
+            ));
+        }
+        Ok(net)
     }
 
     fn not_found(&self, name: &str) -> Error {
@@ -678,6 +740,7 @@ impl EtcdStore {
             TxnOp::get(k.version(name), None),
             TxnOp::get(k.addrs(name), Some(GetOptions::new().with_prefix())),
             TxnOp::get(k.cursors(name), Some(GetOptions::new().with_prefix())),
+            TxnOp::get(k.slice_writes(name), None),
         ]);
         let r = self.txn("load a network", txn).await?;
         let ops = r.op_responses();
@@ -723,12 +786,14 @@ impl EtcdStore {
                 None => return Err(corrupt(kv.key(), "the network has no such pool")),
             }
         }
+        let slice_writes = revision(get_kvs(&ops[4]).first());
         Ok((
             Snapshot {
                 network,
                 records,
                 cursors,
                 version,
+                slice_writes,
             },
             hosts,
         ))
@@ -756,91 +821,67 @@ impl EtcdStore {
         if next > LOG_KEEP {
             ops.push(TxnOp::delete(k.log(name, next - LOG_KEEP), None));
         }
-        // etcd refuses a key twice in one transaction: fold the batch per key first.
-        enum Pre {
-            Absent,
-            HeldBy(Owner),
+        let (per_addr, cursors) = fold(name, changes)?;
+        self.address_ops(name, &per_addr, &mut compares, &mut ops);
+        for (pool, addr) in cursors {
+            ops.push(TxnOp::put(k.cursor(name, pool), addr.to_string(), None));
         }
-        let mut per_addr: BTreeMap<IpAddr, (Pre, Option<&Record>)> = BTreeMap::new();
-        let mut cursors: BTreeMap<usize, IpAddr> = BTreeMap::new();
-        let refuse = |addr: IpAddr, what: &str| {
-            Error::new(
-                ErrorKind::Conflict,
-                format!("address {addr} in network `{name}` {what} earlier in the same batch: reload and retry"),
-            )
-        };
-        for c in changes {
-            match c {
-                Change::Claim(r) => match per_addr.get_mut(&r.addr) {
-                    Some((_, now @ None)) => *now = Some(r),
-                    Some((_, Some(_))) => return Err(refuse(r.addr, "was claimed")),
-                    None => {
-                        per_addr.insert(r.addr, (Pre::Absent, Some(r)));
-                    }
-                },
-                Change::Release(r) => match per_addr.get_mut(&r.addr) {
-                    Some((_, now)) => {
-                        if now.is_some_and(|h| h.owner == r.owner) {
-                            *now = None;
-                        } else {
-                            return Err(refuse(r.addr, "is not held by its releaser"));
-                        }
-                    }
-                    None => {
-                        per_addr.insert(r.addr, (Pre::HeldBy(r.owner.clone()), None));
-                    }
-                },
-                Change::Cursor { pool, addr } => {
-                    cursors.insert(*pool, *addr);
-                }
-            }
-        }
-        // The version compare alone makes the commit safe (the batch was computed on that
-        // version); the per-key compares also guard against a caller's wrong cache, as far as
-        // etcd's limit on a transaction's length (`--max-txn-ops`) allows.
-        let mut budget = self.max_txn_ops.saturating_sub(1);
+        self.check_txn_size(name, compares.len(), ops.len())?;
+        Ok(Txn::new()
+            .when(compares)
+            .and_then(ops)
+            .or_else(vec![TxnOp::get(k.version(name), None)]))
+    }
+
+    /// The compares and writes of a folded batch's addresses. Every address is compared, even
+    /// in a versioned commit: claims in node slices do not move the version, so the version
+    /// alone no longer proves the batch's view of an address right.
+    fn address_ops(
+        &self,
+        name: &str,
+        per_addr: &BTreeMap<IpAddr, (Pre, Option<&Record>)>,
+        compares: &mut Vec<Compare>,
+        ops: &mut Vec<TxnOp>,
+    ) {
         for (addr, (pre, now)) in per_addr {
-            let key = k.addr(name, addr);
+            let key = self.keys.addr(name, *addr);
             match pre {
-                Pre::Absent if budget >= 1 => {
-                    budget -= 1;
-                    compares.push(Compare::version(key.clone(), CompareOp::Equal, 0));
-                }
-                Pre::HeldBy(o) if budget >= 2 => {
-                    budget -= 2;
-                    let (lo, hi) = codec::owner_range(&o);
+                Pre::Absent => compares.push(Compare::version(key.clone(), CompareOp::Equal, 0)),
+                Pre::HeldBy(o) => {
+                    let (lo, hi) = codec::owner_range(o);
                     compares.push(Compare::value(key.clone(), CompareOp::Greater, lo));
                     compares.push(Compare::value(key.clone(), CompareOp::Less, hi));
                 }
-                _ => {}
             }
             match now {
                 Some(r) => ops.push(TxnOp::put(
                     key,
                     codec::encode_record(r, &self.host),
-                    self.lease
-                        .as_ref()
-                        .map(|l| PutOptions::new().with_lease(l.id())),
+                    self.lease_opts(),
                 )),
                 None => ops.push(TxnOp::delete(key, None)),
             }
         }
-        for (pool, addr) in cursors {
-            ops.push(TxnOp::put(k.cursor(name, pool), addr.to_string(), None));
-        }
-        if ops.len() > self.max_txn_ops {
+    }
+
+    /// Refuses a transaction longer than etcd takes (`--max-txn-ops` bounds the compares and
+    /// the writes each).
+    fn check_txn_size(&self, name: &str, compares: usize, ops: usize) -> Result<()> {
+        let (what, n) = if compares > ops {
+            ("compares", compares)
+        } else {
+            ("writes", ops)
+        };
+        if n > self.max_txn_ops {
             return Err(Error::invalid(format!(
-                "a commit to network `{name}` writes {} keys, more than the {} etcd takes in one \
-                 transaction: raise `--max-txn-ops` on every etcd member and \
-                 EtcdConfig::max_txn_ops to match, or release in smaller batches",
-                ops.len(),
+                "a commit to network `{name}` {what} {n} keys, more than the {} etcd takes in \
+                 one transaction (a claim takes one compare, a release two): raise \
+                 `--max-txn-ops` on every etcd member and EtcdConfig::max_txn_ops to match, or \
+                 release in smaller batches",
                 self.max_txn_ops
             )));
         }
-        Ok(Txn::new()
-            .when(compares)
-            .and_then(ops)
-            .or_else(vec![TxnOp::get(k.version(name), None)]))
+        Ok(())
     }
 
     async fn do_commit(&self, name: &str, expected: u64, changes: &[Change]) -> Result<u64> {
@@ -974,6 +1015,42 @@ impl EtcdStore {
         }
     }
 
+    /// The version, the revision of the last commit in slices and the number of address keys,
+    /// in one read: a cache compares them to see expiries and other hosts' slice commits.
+    async fn do_stamp(&self, name: &str) -> Result<Stamp> {
+        check_name(name)?;
+        let k = &self.keys;
+        let txn = Txn::new().and_then(vec![
+            TxnOp::get(k.version(name), None),
+            TxnOp::get(k.slice_writes(name), None),
+            TxnOp::get(k.addrs(name), Some(GetOptions::new().with_prefix().with_count_only())),
+        ]);
+        let r = self.txn("read a network's stamp", txn).await?;
+        let ops = r.op_responses();
+        let Some(v) = get_kvs(&ops[0]).first() else {
+            return Err(self.not_found(name));
+        };
+        let leased = match &ops[2] {
+            TxnOpResponse::Get(g) => g.count().unsigned_abs(),
+            _ => 0,
+        };
+        Ok(Stamp {
+            version: codec::parse_version(v.key(), v.value())?,
+            slice_writes: revision(get_kvs(&ops[1]).first()),
+            leased: Some(leased),
+        })
+    }
+
+    /// The leases of network `name` claimed by this host.
+    async fn do_host_records(&self, name: &str) -> Result<Vec<Record>> {
+        let (snap, hosts) = self.load_inner(name).await?;
+        Ok(snap
+            .records
+            .into_iter()
+            .filter(|r| hosts.get(&r.addr) == Some(&self.host))
+            .collect())
+    }
+
     /// Every leased address of network `name`, grouped by the host that claimed it (its
     /// [`EtcdConfig::host`]).
     pub async fn addresses_by_host(&self, name: &str) -> Result<BTreeMap<String, Vec<Record>>> {
@@ -1012,6 +1089,63 @@ impl EtcdStore {
             }
         }
     }
+}
+
+/// What a batch expects of an address before it applies.
+enum Pre {
+    Absent,
+    HeldBy(Owner),
+}
+
+/// Addresses changed by a batch, each with what it expects before and what it leaves (etcd
+/// refuses a key twice in one transaction, and a group commit may claim and release one
+/// address, or move a pool's cursor many times), and the last cursor per pool.
+#[allow(clippy::type_complexity)]
+fn fold<'c>(
+    name: &str,
+    changes: &'c [Change],
+) -> Result<(
+    BTreeMap<IpAddr, (Pre, Option<&'c Record>)>,
+    BTreeMap<usize, IpAddr>,
+)> {
+    let mut per_addr: BTreeMap<IpAddr, (Pre, Option<&Record>)> = BTreeMap::new();
+    let mut cursors: BTreeMap<usize, IpAddr> = BTreeMap::new();
+    let refuse = |addr: IpAddr, what: &str| {
+        Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "address {addr} in network `{name}` {what} earlier in the same batch: reload and \
+                 retry"
+            ),
+        )
+    };
+    for c in changes {
+        match c {
+            Change::Claim(r) => match per_addr.get_mut(&r.addr) {
+                Some((_, now @ None)) => *now = Some(r),
+                Some((_, Some(_))) => return Err(refuse(r.addr, "was claimed")),
+                None => {
+                    per_addr.insert(r.addr, (Pre::Absent, Some(r)));
+                }
+            },
+            Change::Release(r) => match per_addr.get_mut(&r.addr) {
+                Some((_, now)) => {
+                    if now.is_some_and(|h| h.owner == r.owner) {
+                        *now = None;
+                    } else {
+                        return Err(refuse(r.addr, "is not held by its releaser"));
+                    }
+                }
+                None => {
+                    per_addr.insert(r.addr, (Pre::HeldBy(r.owner.clone()), None));
+                }
+            },
+            Change::Cursor { pool, addr } => {
+                cursors.insert(*pool, *addr);
+            }
+        }
+    }
+    Ok((per_addr, cursors))
 }
 
 fn timeout_err(endpoints: &str, what: &str, after: Duration, last: &str) -> Error {
@@ -1138,5 +1272,37 @@ impl Store for EtcdStore {
         changes: &'a [Change],
     ) -> StoreFuture<'a, u64> {
         Box::pin(self.do_commit(name, expected, changes))
+    }
+
+    fn join_network<'a>(&'a self, network: &'a Network) -> StoreFuture<'a, Joined> {
+        Box::pin(self.do_join(network))
+    }
+
+    fn leave_network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Left> {
+        Box::pin(self.do_leave(name))
+    }
+
+    fn host_records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<Record>> {
+        Box::pin(self.do_host_records(name))
+    }
+
+    fn stamp<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Stamp> {
+        Box::pin(self.do_stamp(name))
+    }
+
+    fn host_slices<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Vec<AllocRange>>> {
+        Box::pin(self.do_host_slices(name))
+    }
+
+    fn take_slice<'a>(&'a self, name: &'a str, pool: usize) -> StoreFuture<'a, AllocRange> {
+        Box::pin(self.do_take_slice(name, pool))
+    }
+
+    fn commit_in_slices<'a>(
+        &'a self,
+        name: &'a str,
+        changes: &'a [Change],
+    ) -> StoreFuture<'a, Option<(u64, u64)>> {
+        Box::pin(self.do_commit_in_slices(name, changes))
     }
 }

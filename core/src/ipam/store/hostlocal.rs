@@ -260,6 +260,7 @@ impl Inner {
             records: d.records.into_values().collect(),
             cursors: d.cursors,
             version: d.version,
+            slice_writes: 0,
         })
     }
 

@@ -6,6 +6,12 @@
 //! version is still the one the caller read, else fails with [`ErrorKind::Conflict`] and the
 //! caller reloads and recomputes. A file store does this under a file lock; an etcd store as one
 //! transaction comparing a version key (or each address key's `create_revision == 0`).
+//!
+//! A store shared by several hosts (etcd) adds three things, all with single-host defaults:
+//! membership ([`Store::join_network`], [`Store::leave_network`]: the definition goes with the
+//! last host), changes outside the version ([`Stamp`]: leases that expire, claims inside a
+//! host's node slice), and node slices ([`Store::host_slices`], [`Store::take_slice`],
+//! [`Store::commit_in_slices`]).
 
 #[cfg(feature = "etcd")]
 pub(crate) mod etcd;
@@ -25,6 +31,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 use super::lease::Record;
 use super::network::Network;
+use super::pool::AllocRange;
 
 pub use hostlocal::HostLocalStore;
 pub use local::LocalStore;
@@ -44,6 +51,42 @@ pub struct Snapshot {
     pub cursors: Vec<Option<IpAddr>>,
     /// The version this snapshot was read at; pass it to [`Store::commit`].
     pub version: u64,
+    /// The store's [`Stamp::slice_writes`] at the same moment (0 for stores without slices).
+    pub slice_writes: u64,
+}
+
+/// How current a cached network is, read in one go by [`Store::stamp`]. A cache is current if
+/// its version and slice writes match and, where the store counts them, it holds as many
+/// leased addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    /// The network's version (moved by every [`Store::commit`]).
+    pub version: u64,
+    /// Moved by every [`Store::commit_in_slices`] (etcd: the revision of the last one); 0 for
+    /// stores without node slices.
+    pub slice_writes: u64,
+    /// The number of leased addresses, from a store where leases can vanish without a commit
+    /// (etcd's per-host leases expire); `None` where the version alone tells.
+    pub leased: Option<u64>,
+}
+
+/// How [`Store::join_network`] found the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// It was not defined: this host defined it.
+    Created,
+    /// It was defined identically (by another host of a shared store, or by an earlier run of
+    /// this one): this host joined it.
+    Existing,
+}
+
+/// What [`Store::leave_network`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Left {
+    /// This host was the last one using the network: its definition is deleted.
+    Deleted,
+    /// Other hosts still use the network (their names): only this host's membership is gone.
+    Kept(Vec<String>),
 }
 
 /// One step of a commit. A commit applies all its changes, in order, or none.
@@ -110,6 +153,105 @@ pub trait Store: Send + Sync + fmt::Debug {
         expected: u64,
         changes: &'a [Change],
     ) -> StoreFuture<'a, u64>;
+
+    /// Defines `network` for this host, or joins it when the store holds the same definition
+    /// (a store shared by hosts: another host defined it); a different definition under that
+    /// name is [`ErrorKind::Conflict`]. A shared store records this host as a member, in the
+    /// same step, so that the definition stays until the last member leaves. Default (one
+    /// host): [`Store::create_network`], taking an identical stored definition as it is.
+    fn join_network<'a>(&'a self, network: &'a Network) -> StoreFuture<'a, Joined> {
+        Box::pin(async move {
+            match self.create_network(network).await {
+                Ok(()) => Ok(Joined::Created),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    let stored = self.load(network.name()).await?.network;
+                    if stored == *network {
+                        Ok(Joined::Existing)
+                    } else {
+                        Err(defined_differently(network.name(), &stored, network))
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Ends this host's use of network `name`: [`ErrorKind::Busy`] while this host holds
+    /// leases in it; deletes the definition if no other host uses it ([`Left::Deleted`]),
+    /// else drops only this host's membership ([`Left::Kept`]). Default (one host):
+    /// [`Store::delete_network`].
+    fn leave_network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Left> {
+        Box::pin(async move {
+            self.delete_network(name).await?;
+            Ok(Left::Deleted)
+        })
+    }
+
+    /// The leases of network `name` claimed through this host (on a shared store, the other
+    /// hosts' leases are theirs to release). Default (one host): every lease.
+    fn host_records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<Record>> {
+        Box::pin(async move { Ok(self.load(name).await?.records) })
+    }
+
+    /// The network's [`Stamp`], read at one point in time. Default: the version alone.
+    fn stamp<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Stamp> {
+        Box::pin(async move {
+            Ok(Stamp {
+                version: self.version(name).await?,
+                ..Stamp::default()
+            })
+        })
+    }
+
+    /// This host's node slices in network `name`: blocks of addresses reserved for it, where
+    /// [`super::Ipam`] picks its addresses and commits them with
+    /// [`Store::commit_in_slices`]. `None` (the default): the store does not slice, pick
+    /// anywhere.
+    fn host_slices<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Vec<AllocRange>>> {
+        let _ = name;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Reserves one more node slice in pool `pool` (index into [`Network::pools`]) of network
+    /// `name` for this host. [`ErrorKind::PoolExhausted`] when no block of the pool is free.
+    fn take_slice<'a>(&'a self, name: &'a str, pool: usize) -> StoreFuture<'a, AllocRange> {
+        let _ = pool;
+        Box::pin(async move { Err(no_slices(name)) })
+    }
+
+    /// Applies `changes` (claims and releases only, every address inside one of this host's
+    /// slices) without comparing or moving the version: each claimed address must be free,
+    /// each released one held by its owner, each slice still this host's; else
+    /// [`ErrorKind::Conflict`]. Returns the [`Stamp::slice_writes`] just before and just after
+    /// the commit (a cache holding the first is current with the second), or `None` when the
+    /// store cannot tell (the reply was lost, yet the changes are known to be applied).
+    fn commit_in_slices<'a>(
+        &'a self,
+        name: &'a str,
+        changes: &'a [Change],
+    ) -> StoreFuture<'a, Option<(u64, u64)>> {
+        let _ = changes;
+        Box::pin(async move { Err(no_slices(name)) })
+    }
+}
+
+fn no_slices(name: &str) -> Error {
+    Error::invalid(format!(
+        "network `{name}`: this IPAM store has no node slices (only the etcd store with \
+         EtcdConfig::slices has): allocate without them"
+    ))
+}
+
+/// The error for joining a network defined otherwise.
+pub(crate) fn defined_differently(name: &str, stored: &Network, given: &Network) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "network `{name}` is defined differently in the IPAM store (by another host?):\n\
+             {stored}which differs from the one given:\n{given}use the same pools, or another \
+             name"
+        ),
+    )
 }
 
 /// A network's state as the in-process stores keep it.
@@ -144,6 +286,7 @@ impl Table {
             records: self.records.values().cloned().collect(),
             cursors: self.cursors.clone(),
             version: self.version,
+            slice_writes: 0,
         }
     }
 

@@ -10,6 +10,10 @@
 //! | `P ipam/data/<name>/addr/<ip>` | `<container>/<ifname> host=<host>[ boot=<id>]` |
 //! | `P ipam/data/<name>/cursor/<pool>` | the pool's next-fit cursor |
 //! | `P ipam/data/<name>/log/<version, 20 digits>` | the commit that led to that version |
+//! | `P ipam/data/<name>/member/<host>` | `host=<host>`: the host uses the network |
+//! | `P ipam/data/<name>/slice/<first ip>` | `host=<host> size=<n>`: a node slice |
+//! | `P ipam/data/<name>/slicesize` | the network's one slice size, decimal |
+//! | `P ipam/data/<name>/slicewrites` | the host of the last commit in slices (its revision counts) |
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -72,6 +76,30 @@ impl Keys {
 
     pub(super) fn log(&self, name: &str, version: u64) -> String {
         format!("{}log/{version:020}", self.data(name))
+    }
+
+    pub(super) fn members(&self, name: &str) -> String {
+        format!("{}member/", self.data(name))
+    }
+
+    pub(super) fn member(&self, name: &str, host: &str) -> String {
+        format!("{}member/{host}", self.data(name))
+    }
+
+    pub(super) fn slices(&self, name: &str) -> String {
+        format!("{}slice/", self.data(name))
+    }
+
+    pub(super) fn slice(&self, name: &str, first: IpAddr) -> String {
+        format!("{}slice/{first}", self.data(name))
+    }
+
+    pub(super) fn slice_size(&self, name: &str) -> String {
+        format!("{}slicesize", self.data(name))
+    }
+
+    pub(super) fn slice_writes(&self, name: &str) -> String {
+        format!("{}slicewrites", self.data(name))
     }
 
     /// The end of the log's key range (`log0`: `0` follows `/`).
