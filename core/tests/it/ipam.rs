@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use underlay::ipam::{BootId, Ipam, LocalStore, MemoryStore, Network, Owner, Pool, Request, Store};
+use underlay::ipam::{
+    BootId, HostLocalStore, Ipam, Joined, Left, LocalStore, MemoryStore, Network, Owner, Pool,
+    Request, Store,
+};
 use underlay::ErrorKind;
 
 /// A directory removed on drop.
@@ -155,6 +158,67 @@ async fn local_store_persists_and_is_private() {
     Ipam::delete(&*store2, "mac_net1").await.unwrap();
     let e = Ipam::open(store2, "mac_net1").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+}
+
+/// One host per store: joining creates or takes the identical definition, leaving deletes it.
+#[tokio::test]
+async fn single_host_stores_join_and_leave() {
+    let dir = TempDir::new("join");
+    let stores: Vec<Arc<dyn Store>> = vec![
+        Arc::new(LocalStore::open(dir.path().join("local")).unwrap()),
+        Arc::new(HostLocalStore::open(dir.path().join("hostlocal")).unwrap()),
+        Arc::new(MemoryStore::new()),
+    ];
+    for store in stores {
+        let n = net("j", &["10.5.0.0/24"]);
+        let (ipam, how) = Ipam::join(store.clone(), n.clone()).await.unwrap();
+        assert_eq!(how, Joined::Created);
+        let (_, how) = Ipam::join(store.clone(), n.clone()).await.unwrap();
+        assert_eq!(how, Joined::Existing);
+        let e = Ipam::join(store.clone(), net("j", &["10.5.0.0/25"]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        assert!(e.message().contains("network `j`"), "{e}");
+        ipam.allocate(&owner("a"), &Request::any()).await.unwrap();
+        let mine = store.host_records("j").await.unwrap();
+        assert_eq!(mine.len(), 1, "one host: every lease is its own");
+        let e = Ipam::leave(&*store, "j").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+        ipam.release(&owner("a")).await.unwrap();
+        assert_eq!(Ipam::leave(&*store, "j").await.unwrap(), Left::Deleted);
+        assert!(store.networks().await.unwrap().is_empty());
+        let e = Ipam::leave(&*store, "j").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    }
+}
+
+/// An answer from the cache alone (pool exhausted, owner unknown, lease given back as it is)
+/// is confirmed with the store first: another handle's changes are seen without a reload.
+#[tokio::test]
+async fn cache_only_answers_are_confirmed_with_the_store() {
+    let dir = TempDir::new("confirm");
+    let store = Arc::new(LocalStore::open(dir.path()).unwrap());
+    // .2 .. .6 usable.
+    let a = Ipam::create(store.clone(), net("c", &["10.6.0.0/29"]))
+        .await
+        .unwrap();
+    let b = Ipam::open(store.clone(), "c").await.unwrap();
+    for i in 0..5 {
+        a.allocate(&owner(i), &Request::any()).await.unwrap();
+    }
+    let e = a.allocate(&owner(9), &Request::any()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PoolExhausted, "{e}");
+    // `b` (opened before any lease) releases one: `a` finds it although its cache is full.
+    let gone = b.release(&owner(2)).await.unwrap().unwrap();
+    let l = a.allocate(&owner(9), &Request::any()).await.unwrap();
+    assert_eq!(l.ips(), gone.ips());
+    // `b` gives `owner(9)`'s lease back as `a` made it, and releases `owner(9)` although its
+    // cache never saw it.
+    assert_eq!(b.allocate(&owner(9), &Request::any()).await.unwrap(), l);
+    b.gc(&[]).await.unwrap();
+    assert!(a.release(&owner(0)).await.unwrap().is_none());
+    assert!(a.list().await.unwrap().is_empty());
 }
 
 #[tokio::test]

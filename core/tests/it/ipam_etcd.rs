@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use underlay::ipam::{Change, EtcdConfig, EtcdStore, Ipam, Owner, Record, Request, Store};
+use underlay::ipam::{
+    AllocRange, Change, EtcdConfig, EtcdStore, Ipam, Joined, Left, Owner, Record, Request, Store,
+};
 use underlay::ErrorKind;
 
 use super::ipam::{check, ip, net, owner};
@@ -386,6 +388,9 @@ fn tls_with_client_certificates() {
 
 /// The child's body: allocate `COUNT` owners `PREFIX-i` from network `shared` with `INFLIGHT`
 /// at once as host `HOST`, printing `@@ ack OWNER IP` once each allocation is acknowledged.
+/// Optional: `LEASE_TTL` (a host lease), `SLICES` (node slices of that size), `RELEASE_EVERY`
+/// (then release every n-th owner, printing `@@ rel OWNER` once acknowledged), `HOLD` (keep
+/// running until killed).
 #[test]
 fn child() {
     let Ok(endpoints) = std::env::var(CHILD) else {
@@ -404,6 +409,9 @@ fn child() {
         if let Ok(ttl) = std::env::var("LEASE_TTL") {
             cfg = cfg.host_lease(Duration::from_secs(ttl.parse().unwrap()));
         }
+        if let Ok(n) = std::env::var("SLICES") {
+            cfg = cfg.slices(n.parse().unwrap());
+        }
         let store = Arc::new(EtcdStore::connect(cfg).await.unwrap());
         let ipam = Ipam::open(store, "shared").await.unwrap();
         futures::stream::iter(0..count)
@@ -419,6 +427,22 @@ fn child() {
             .buffer_unordered(inflight)
             .collect::<Vec<()>>()
             .await;
+        if let Ok(k) = std::env::var("RELEASE_EVERY") {
+            let k: usize = k.parse().unwrap();
+            futures::stream::iter((0..count).step_by(k))
+                .map(|i| {
+                    let ipam = ipam.clone();
+                    let prefix = prefix.clone();
+                    async move {
+                        let o = owner(format!("{prefix}-{i}"));
+                        ipam.release(&o).await.unwrap().unwrap();
+                        println!("@@ rel {o}");
+                    }
+                })
+                .buffer_unordered(inflight)
+                .collect::<Vec<()>>()
+                .await;
+        }
         if std::env::var("HOLD").is_ok() {
             // Keep running (and the lease alive) until killed.
             println!("@@ holding");
@@ -491,8 +515,13 @@ impl Acks {
         for r in self.readers {
             r.join().unwrap();
         }
+        // Each child's lines are in its order (one reader per child); owners are per child.
         let mut held = HashMap::new();
         for line in self.lines.lock().unwrap().iter() {
+            if let Some(i) = line.find("@@ rel ") {
+                assert!(held.remove(line[i + 7..].trim()).is_some(), "{line}");
+                continue;
+            }
             let Some(i) = line.find("@@ ack ") else {
                 continue;
             };
@@ -546,6 +575,66 @@ fn processes_as_hosts_race_on_one_pool() {
     let held = acks.finish(children);
     assert_eq!(held.len(), 4 * 150);
     rt().block_on(verify(&c, &held));
+}
+
+/// Hosts with node slices race with a host without, allocating and releasing: no address
+/// owned twice, every acknowledged claim (and release) stored, each sliced host's addresses
+/// inside its own slices, and only the host without slices moved the network's version.
+#[test]
+fn processes_as_hosts_race_in_slices() {
+    if skip("processes_as_hosts_race_in_slices") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        Ipam::create(store(&c, "h").await, net("shared", &["10.84.0.0/22"]))
+            .await
+            .unwrap();
+    });
+    let mut children: Vec<Child> = (0..4)
+        .map(|i| {
+            let mut cmd = child_cmd(&c, &format!("h{i}"), 150, 8);
+            if i < 3 {
+                cmd.env("SLICES", "16").env("RELEASE_EVERY", "4");
+            }
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let acks = Acks::follow(&mut children);
+    let held = acks.finish(children);
+    assert_eq!(held.len(), 4 * 150 - 3 * 150usize.div_ceil(4));
+    rt().block_on(async {
+        verify(&c, &held).await;
+        let s = store(&c, "verifier").await;
+        let slices = s.slices_by_host("shared").await.unwrap();
+        assert!(!slices.contains_key("h3"), "h3 has no slices");
+        let mut blocks: Vec<(u32, u32)> = slices
+            .values()
+            .flatten()
+            .map(|(f, n)| (u32::from(as_v4(*f)), *n))
+            .collect();
+        blocks.sort();
+        for w in blocks.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0, "slices overlap: {blocks:?}");
+        }
+        for (o, ip) in &held {
+            let host = o.split('-').next().unwrap();
+            if host == "h3" {
+                continue;
+            }
+            let i = u32::from(as_v4(*ip));
+            assert!(
+                slices[host].iter().any(|(f, n)| {
+                    let f = u32::from(as_v4(*f));
+                    (f..f + n).contains(&i)
+                }),
+                "{o} {ip} outside {host}'s slices {slices:?}"
+            );
+        }
+        // Only h3's 150 claims (in group-committed batches) went through the version.
+        let v = s.version("shared").await.unwrap();
+        assert!((1..=150).contains(&v), "version {v}");
+    });
 }
 
 #[test]
@@ -609,7 +698,31 @@ fn three_members_survive_a_leader_killed_mid_run() {
 
 /// Runs `cmd` (a child holding on after its claims) until it prints `@@ holding`, then
 /// SIGKILLs it by PID and returns the addresses it acknowledged.
-fn claim_then_kill(mut cmd: Command) -> HashSet<IpAddr> {
+fn claim_then_kill(cmd: Command) -> HashSet<IpAddr> {
+    let (child, addrs) = claim_and_hold(cmd);
+    child.kill(); // SIGKILL: no goodbye to etcd
+    addrs
+}
+
+/// A child process that is SIGKILLed by PID when dropped, also when the test fails.
+struct Held(Child);
+
+impl Held {
+    fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `cmd` until it prints `@@ holding`; returns the running child and the addresses it
+/// acknowledged.
+fn claim_and_hold(mut cmd: Command) -> (Held, HashSet<IpAddr>) {
     let mut child = cmd.env("HOLD", "1").spawn().unwrap();
     let out = BufReader::new(child.stdout.take().unwrap());
     let mut addrs = HashSet::new();
@@ -621,9 +734,7 @@ fn claim_then_kill(mut cmd: Command) -> HashSet<IpAddr> {
             break;
         }
     }
-    child.kill().unwrap(); // SIGKILL: no goodbye to etcd
-    child.wait().unwrap();
-    addrs
+    (Held(child), addrs)
 }
 
 #[test]
@@ -707,14 +818,18 @@ fn host_lease_is_kept_alive_and_adopted_on_reconnect() {
     }
     let c = Cluster::start(1);
     rt().block_on(async {
-        let cfg = || config(&c, "h1").host_lease(Duration::from_secs(2));
+        let cfg = || {
+            config(&c, "h1")
+                .host_lease(Duration::from_secs(2))
+                .slices(4)
+        };
         let s = Arc::new(EtcdStore::connect(cfg()).await.unwrap());
         assert_eq!(s.host_lease_ttl(), Some(Duration::from_secs(2)));
-        let ipam = Ipam::create(s.clone(), net("n", &["10.79.0.0/28"]))
+        let (ipam, _) = Ipam::join(s.clone(), net("n", &["10.79.0.0/28"]))
             .await
             .unwrap();
         let a = ipam.allocate(&owner("a"), &Request::any()).await.unwrap();
-        let b = s.allocate_in_slice(&ipam, &owner("b"), 4).await.unwrap();
+        let b = ipam.allocate(&owner("b"), &Request::any()).await.unwrap();
         // Well past the TTL: kept alive by the store's task.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let by_host = s.addresses_by_host("n").await.unwrap();
@@ -735,6 +850,7 @@ fn host_lease_is_kept_alive_and_adopted_on_reconnect() {
             Some(b.ips()[0])
         );
         assert_eq!(s2.slices_by_host("n").await.unwrap()["h1"].len(), 1);
+        assert_eq!(s2.members("n").await.unwrap(), ["h1"], "membership adopted too");
         // Settings are checked.
         let e = EtcdStore::connect(config(&c, "h1").host_lease(Duration::from_millis(10)))
             .await
@@ -752,28 +868,33 @@ fn node_slices_never_overlap_refill_and_gc() {
     }
     let c = Cluster::start(1);
     rt().block_on(async {
-        let (s1, s2) = (store(&c, "h1").await, store(&c, "h2").await);
-        let ipam1 = Ipam::create(s1.clone(), net("sl", &["10.80.0.0/24"]))
+        let sliced = |host: &str| {
+            let cfg = config(&c, host).slices(16);
+            async move { Arc::new(EtcdStore::connect(cfg).await.unwrap()) }
+        };
+        let (s1, s2) = (sliced("h1").await, sliced("h2").await);
+        let (ipam1, _) = Ipam::join(s1.clone(), net("sl", &["10.80.0.0/24"]))
             .await
             .unwrap();
-        let ipam2 = Ipam::open(s2.clone(), "sl").await.unwrap();
-        // Two hosts allocate at once, 40 each, in slices of 16: each exhausts slices and
-        // takes more.
-        let run = |s: Arc<EtcdStore>, ipam: Ipam, host: &'static str| async move {
-            let mut got = Vec::new();
-            for i in 0..40 {
-                let l = s
-                    .allocate_in_slice(&ipam, &owner(format!("{host}-{i}")), 16)
-                    .await
-                    .unwrap();
-                got.push(l.ips()[0]);
-            }
-            got
+        let (ipam2, _) = Ipam::join(s2.clone(), net("sl", &["10.80.0.0/24"]))
+            .await
+            .unwrap();
+        // Two hosts allocate at once, 40 each (8 in flight), in slices of 16: each fills
+        // slices and takes more.
+        let run = |ipam: Ipam, host: &'static str| async move {
+            futures::stream::iter(0..40)
+                .map(|i| {
+                    let ipam = ipam.clone();
+                    async move {
+                        let o = owner(format!("{host}-{i}"));
+                        ipam.allocate(&o, &Request::any()).await.unwrap().ips()[0]
+                    }
+                })
+                .buffer_unordered(8)
+                .collect::<Vec<IpAddr>>()
+                .await
         };
-        let (a1, a2) = futures::join!(
-            run(s1.clone(), ipam1.clone(), "h1"),
-            run(s2.clone(), ipam2.clone(), "h2")
-        );
+        let (a1, a2) = futures::join!(run(ipam1.clone(), "h1"), run(ipam2.clone(), "h2"));
         let all: HashSet<IpAddr> = a1.iter().chain(&a2).copied().collect();
         assert_eq!(all.len(), 80, "an address was handed out twice");
         let slices = s1.slices_by_host("sl").await.unwrap();
@@ -795,7 +916,8 @@ fn node_slices_never_overlap_refill_and_gc() {
             slices["h1"].len() >= 3 && slices["h2"].len() >= 3,
             "{slices:?}"
         );
-        // The store (and etcd, checked with etcdctl) holds every claim as an address key.
+        // etcd (etcdctl is the oracle) holds every claim as an address key, and the claims
+        // in slices never moved the network's version: no contention on it.
         let keys = c.ctl(&[
             "get",
             "--prefix",
@@ -803,16 +925,34 @@ fn node_slices_never_overlap_refill_and_gc() {
             "/underlay/ipam/data/sl/addr/",
         ]);
         assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 80);
-        // One size per network.
-        let e = s1.take_slice("sl", 8).await.unwrap_err();
+        let version = c.ctl(&[
+            "get",
+            "/underlay/ipam/data/sl/version",
+            "--print-value-only",
+        ]);
+        assert_eq!(version.trim(), "0");
+        // Each host sees the other's claims (its cache learns of them by the slice writes).
+        assert_eq!(check(&ipam1).await, check(&ipam2).await);
+        // Releases in slices: also without the version, seen by the other host.
+        for i in 0..10 {
+            ipam1.release(&owner(format!("h1-{i}"))).await.unwrap().unwrap();
+        }
+        assert_eq!(ipam2.list().await.unwrap().len(), 70);
+        assert_eq!(s1.version("sl").await.unwrap(), 0);
+        // One size per network: a host asking for another is told which.
+        let s8 = Arc::new(
+            EtcdStore::connect(config(&c, "h8").slices(8))
+                .await
+                .unwrap(),
+        );
+        let ipam8 = Ipam::open(s8.clone(), "sl").await.unwrap();
+        let e = ipam8.allocate(&owner("x"), &Request::any()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.message().contains("slices(16)"), "{e}");
         // A host that dies: its leases are collected, then its now empty slices.
-        let s3 = store(&c, "h3").await;
+        let s3 = sliced("h3").await;
         let ipam3 = Ipam::open(s3.clone(), "sl").await.unwrap();
-        let l3 = s3
-            .allocate_in_slice(&ipam3, &owner("h3-0"), 16)
-            .await
-            .unwrap();
+        let l3 = ipam3.allocate(&owner("h3-0"), &Request::any()).await.unwrap();
         drop((ipam3, s3));
         assert!(
             s1.gc_slices("sl", "h3").await.unwrap().is_empty(),
@@ -823,11 +963,209 @@ fn node_slices_never_overlap_refill_and_gc() {
         assert_eq!(freed.len(), 1);
         assert!(!s1.slices_by_host("sl").await.unwrap().contains_key("h3"));
         // The freed block is the first free one: the next slice taken is that one.
-        let (first, _) = s2.take_slice("sl", 16).await.unwrap();
-        assert_eq!(first, freed[0]);
-        let f = u32::from(as_v4(first));
+        let range = s2.take_slice("sl", 0).await.unwrap();
+        let f = u32::from(as_v4(freed[0]));
+        assert_eq!(range, AllocRange::span(freed[0], ip(&std::net::Ipv4Addr::from(f + 15).to_string())).unwrap());
         assert!((f..f + 16).contains(&u32::from(as_v4(l3.ips()[0]))));
     });
+}
+
+/// Claims and releases in one host's slices do not move the version; another host's reads,
+/// a cluster-wide gc, and a host without slices picking anywhere all still see them, and no
+/// address is ever owned twice.
+#[test]
+fn slice_commits_are_seen_by_every_host() {
+    if skip("slice_commits_are_seen_by_every_host") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        let b = Arc::new(
+            EtcdStore::connect(config(&c, "b").slices(8))
+                .await
+                .unwrap(),
+        );
+        let (a, plain) = (store(&c, "a").await, store(&c, "plain").await);
+        let n = net("sw", &["10.81.0.0/26"]);
+        let (ia, _) = Ipam::join(a.clone(), n.clone()).await.unwrap();
+        let (ib, _) = Ipam::join(b.clone(), n.clone()).await.unwrap();
+        let (ip_, _) = Ipam::join(plain.clone(), n).await.unwrap();
+        assert!(ia.list().await.unwrap().is_empty());
+        for i in 0..10 {
+            ib.allocate(&owner(format!("b-{i}")), &Request::any())
+                .await
+                .unwrap();
+        }
+        assert_eq!(b.version("sw").await.unwrap(), 0);
+        // `ia`, opened before, reads them all (its stamp's slice writes moved).
+        assert_eq!(ia.list().await.unwrap().len(), 10);
+        assert!(ia.lookup(&owner("b-3")).await.unwrap().is_some());
+        // A cluster-wide gc from `a` sees them and releases those not valid.
+        let valid: Vec<Owner> = (0..5).map(|i| owner(format!("b-{i}"))).collect();
+        assert_eq!(ia.gc(&valid).await.unwrap().len(), 5);
+        // The host without slices allocates next-fit from the pool's start, into `b`'s
+        // slices where `a`'s gc freed addresses; `b` keeps allocating in them, its cache
+        // stale: conflicts are retried, nothing is doubled.
+        let both = futures::join!(
+            async {
+                let mut v = Vec::new();
+                for i in 0..20 {
+                    let l = ip_.allocate(&owner(format!("p-{i}")), &Request::any()).await;
+                    v.push(l.unwrap().ips()[0]);
+                }
+                v
+            },
+            async {
+                let mut v = Vec::new();
+                for i in 10..30 {
+                    let l = ib.allocate(&owner(format!("b-{i}")), &Request::any()).await;
+                    v.push(l.unwrap().ips()[0]);
+                }
+                v
+            }
+        );
+        let mut all: Vec<IpAddr> = both.0.iter().chain(&both.1).copied().collect();
+        all.sort();
+        let n_all = all.len();
+        all.dedup();
+        assert_eq!(all.len(), n_all, "an address was handed out twice");
+        let held = check(&ia).await;
+        assert_eq!(held.len(), 5 + 20 + 20);
+        assert_eq!(check(&ib).await, held);
+        assert_eq!(check(&ip_).await, held);
+        let keys = c.ctl(&["get", "--prefix", "--keys-only", "/underlay/ipam/data/sw/addr/"]);
+        assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), held.len());
+    });
+}
+
+/// A network shared by two hosts stays defined until the last one leaves; each host's leave
+/// needs only its own leases gone.
+#[test]
+fn shared_definition_stays_until_the_last_host_leaves() {
+    if skip("shared_definition_stays_until_the_last_host_leaves") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        let (a, b) = (store(&c, "ha").await, store(&c, "hb").await);
+        let n = net("m", &["10.82.0.0/24"]);
+        let (ia, how) = Ipam::join(a.clone(), n.clone()).await.unwrap();
+        assert_eq!(how, Joined::Created);
+        let (ib, how) = Ipam::join(b.clone(), n.clone()).await.unwrap();
+        assert_eq!(how, Joined::Existing);
+        let e = Ipam::join(b.clone(), net("m", &["10.82.0.0/25"]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        assert!(e.message().contains("defined differently"), "{e}");
+        let members = || {
+            c.ctl(&["get", "--prefix", "--keys-only", "/underlay/ipam/data/m/member/"])
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            members(),
+            ["/underlay/ipam/data/m/member/ha", "/underlay/ipam/data/m/member/hb"]
+        );
+        assert_eq!(a.members("m").await.unwrap(), ["ha", "hb"]);
+        ia.allocate(&owner("a1"), &Request::any()).await.unwrap();
+        ib.allocate(&owner("b1"), &Request::any()).await.unwrap();
+        assert_eq!(a.host_records("m").await.unwrap().len(), 1);
+        // `ha` leaves while it holds a lease: refused, naming the host.
+        let e = Ipam::leave(&*a, "m").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+        assert!(e.message().contains("`ha`"), "{e}");
+        ia.release(&owner("a1")).await.unwrap().unwrap();
+        // Now it leaves; the definition stays for `hb`, whose lease is untouched.
+        assert_eq!(
+            Ipam::leave(&*a, "m").await.unwrap(),
+            Left::Kept(vec!["hb".to_string()])
+        );
+        assert_eq!(members(), ["/underlay/ipam/data/m/member/hb"]);
+        let def = c.ctl(&["get", "/underlay/ipam/net/m", "--print-value-only"]);
+        assert!(def.contains("10.82.0.0/24"), "{def}");
+        assert!(ib.lookup(&owner("b1")).await.unwrap().is_some());
+        ib.allocate(&owner("b2"), &Request::any()).await.unwrap();
+        // Leaving twice is harmless.
+        assert!(matches!(Ipam::leave(&*a, "m").await.unwrap(), Left::Kept(_)));
+        // `hb` is the last: its leases block the delete, then it goes with everything.
+        let e = Ipam::leave(&*b, "m").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+        assert!(e.message().contains("2 of host `hb`"), "{e}");
+        ib.gc(&[]).await.unwrap();
+        assert_eq!(Ipam::leave(&*b, "m").await.unwrap(), Left::Deleted);
+        let left = c.ctl(&["get", "--prefix", "/underlay/ipam/", "--keys-only"]);
+        let left: Vec<&str> = left.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(left, ["/underlay/ipam/catalog"], "keys left after the last leave");
+        let e = Ipam::leave(&*b, "m").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        // Joined again from scratch: defined anew.
+        let (_, how) = Ipam::join(b.clone(), net("m", &["10.82.0.0/25"])).await.unwrap();
+        assert_eq!(how, Joined::Created);
+    });
+}
+
+// ---- lease expiry seen by a running host ------------------------------------------------
+
+/// A host whose `Ipam` was opened before another host's lease expired gets the freed
+/// addresses without reopening: on exhaustion it confirms with etcd (the count of address
+/// keys fell) and reloads; its reads see the expiry too.
+#[test]
+fn a_running_host_sees_addresses_freed_by_an_expiry() {
+    if skip("a_running_host_sees_addresses_freed_by_an_expiry") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        Ipam::create(store(&c, "h").await, net("shared", &["10.83.0.0/28"]))
+            .await
+            .unwrap();
+    });
+    // 13 usable addresses (.2 .. .14): 5 for a host with a 2 s lease, 5 without.
+    let mut leased_cmd = child_cmd(&c, "leased", 5, 2);
+    leased_cmd.env("LEASE_TTL", "2");
+    let (leased_child, leased) = claim_and_hold(leased_cmd);
+    let (plain_child, plain) = claim_and_hold(child_cmd(&c, "plain", 5, 2));
+    rt().block_on(async {
+        let s = store(&c, "running").await;
+        let alloc = Ipam::open(s.clone(), "shared").await.unwrap();
+        let reader = Ipam::open(s.clone(), "shared").await.unwrap();
+        // The pool fills up.
+        let mut mine = HashSet::new();
+        for i in 0..3 {
+            let l = alloc.allocate(&owner(format!("r-{i}")), &Request::any()).await;
+            mine.insert(l.unwrap().ips()[0]);
+        }
+        let e = alloc.allocate(&owner("r-x"), &Request::any()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PoolExhausted, "{e}");
+        assert_eq!(reader.list().await.unwrap().len(), 13);
+        // The leased host dies; etcd (etcdctl is the oracle) drops its keys after the TTL.
+        leased_child.kill();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = c.ctl(&["get", "--prefix", "/underlay/ipam/data/shared/addr/"]);
+            if !out.contains("host=leased") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the leased claims never expired");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The expiry moved no version; the running Ipams see it anyway.
+        assert_eq!(reader.list().await.unwrap().len(), 8);
+        assert!(reader.lookup(&owner("leased-0")).await.unwrap().is_none());
+        let mut got = HashSet::new();
+        for i in 0..5 {
+            let l = alloc.allocate(&owner(format!("r2-{i}")), &Request::any()).await;
+            got.insert(l.unwrap().ips()[0]);
+        }
+        assert_eq!(got, leased, "the freed addresses, and only those");
+        let e = alloc.allocate(&owner("r-y"), &Request::any()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PoolExhausted, "{e}");
+        assert!(plain.is_disjoint(&got) && mine.is_disjoint(&got));
+    });
+    plain_child.kill();
 }
 
 fn as_v4(ip: IpAddr) -> std::net::Ipv4Addr {
