@@ -466,28 +466,17 @@ impl Ipam {
                 replies.push(r);
             }
             let wants = state.take_slice_wants();
-            if (cache_only || !wants.is_empty()) && !confirmed {
-                // Take the batch back, make sure the cache is current, compute again.
-                confirmed = true;
-                if state.undo(&changes, cursors).is_ok() {
-                    *slot = Some(state);
-                }
-                if let Err(e) = self.confirm(slot).await {
-                    return fail(&e);
-                }
-                continue;
-            }
             if !wants.is_empty() && attempt < MAX_ATTEMPTS {
-                // This host's slices of a pool are full: take another slice (or, none being
-                // left, allocate in that pool as without slices), compute again.
+                // This host's slices of a pool are full: take another slice, compute again.
+                // None left: confirm the cache first (an address in the slices may have come
+                // free meanwhile), then allocate in that pool as without slices.
                 attempt += 1;
                 let undone = state.undo(&changes, cursors).is_ok();
+                let mut exhausted = Vec::new();
                 for pool in wants {
                     match self.inner.store.take_slice(name, pool).await {
                         Ok(r) => state.add_slice(r),
-                        Err(e) if e.kind() == ErrorKind::PoolExhausted => {
-                            state.slices_exhausted(pool)
-                        }
+                        Err(e) if e.kind() == ErrorKind::PoolExhausted => exhausted.push(pool),
                         Err(e) => {
                             if undone {
                                 *slot = Some(state);
@@ -496,8 +485,32 @@ impl Ipam {
                         }
                     }
                 }
+                if !confirmed && !exhausted.is_empty() {
+                    confirmed = true;
+                    if undone {
+                        *slot = Some(state);
+                    }
+                    if let Err(e) = self.confirm(slot).await {
+                        return fail(&e);
+                    }
+                    continue;
+                }
+                for pool in exhausted {
+                    state.slices_exhausted(pool);
+                }
                 if undone {
                     *slot = Some(state);
+                }
+                continue;
+            }
+            if cache_only && !confirmed {
+                // Take the batch back, make sure the cache is current, compute again.
+                confirmed = true;
+                if state.undo(&changes, cursors).is_ok() {
+                    *slot = Some(state);
+                }
+                if let Err(e) = self.confirm(slot).await {
+                    return fail(&e);
                 }
                 continue;
             }

@@ -782,6 +782,49 @@ mod tests {
     }
 
     #[test]
+    fn slices_are_picked_in_order_wrap_and_ask_for_more() {
+        let mut s = state(&["10.0.0.0/24", "fd00::/120"]);
+        let span = |a: &str, b: &str| AllocRange::span(ip(a), ip(b)).unwrap();
+        s.set_slices(Some(vec![span("10.0.0.16", "10.0.0.19"), span("10.0.0.0", "10.0.0.3")]));
+        s.add_slice(span("fd00::10", "fd00::13"));
+        s.add_slice(span("192.168.0.0", "192.168.0.3")); // in no pool: ignored
+        assert!(s.in_slices(ip("10.0.0.17")) && !s.in_slices(ip("10.0.0.4")));
+        // First block first (.0 network, .1 gateway excluded), v6 in its own slice.
+        let mut ch = vec![];
+        let l = s.allocate(&owner(0), &Request::any(), &None, &mut ch).unwrap();
+        assert_eq!(l.ips(), vec![ip("10.0.0.2"), ip("fd00::10")]);
+        assert!(s.all_in_slices(&ch), "{ch:?}: no cursor move, all inside");
+        let got: Vec<IpAddr> = (1..=3).map(|i| alloc(&mut s, i).unwrap()).collect();
+        let want = ["10.0.0.3", "10.0.0.16", "10.0.0.17"];
+        assert_eq!(got, want.iter().map(|a| ip(a)).collect::<Vec<_>>());
+        // The v6 slice (4 addresses) ran out: the pool asks for a slice, nothing changed.
+        let e = alloc(&mut s, 4).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PoolExhausted, "{e}");
+        assert_eq!(s.take_slice_wants(), vec![1]);
+        s.add_slice(span("fd00::20", "fd00::23"));
+        assert_eq!(alloc(&mut s, 4).unwrap(), ip("10.0.0.18"));
+        assert_eq!(alloc(&mut s, 5).unwrap(), ip("10.0.0.19"));
+        s.release(&owner(1), &mut vec![]).unwrap(); // .3 free again
+        // After the cursor (.19) the slices wrap around to the freed .3.
+        assert_eq!(alloc(&mut s, 6).unwrap(), ip("10.0.0.3"));
+        // No slice left in the v4 pool: next-fit anywhere, with a stored cursor move.
+        alloc(&mut s, 7).unwrap_err();
+        assert_eq!(s.take_slice_wants(), vec![0]);
+        s.slices_exhausted(0);
+        let mut ch = vec![];
+        let l = s.allocate(&owner(8), &Request::any(), &None, &mut ch).unwrap();
+        assert_eq!(l.ips(), vec![ip("10.0.0.4"), ip("fd00::23")]);
+        assert!(!s.all_in_slices(&ch) && s.touches_slices(&ch));
+        // Undo restores the slice cursor too.
+        let c = s.cursors();
+        let mut ch = vec![];
+        s.release(&owner(5), &mut ch).unwrap();
+        let before = s.cursors();
+        s.undo(&ch, c.clone()).unwrap();
+        assert_eq!(before, c);
+    }
+
+    #[test]
     fn gc_and_stale() {
         let mut s = state(&["10.0.0.0/24"]);
         let old = BootId::new("old").unwrap();

@@ -18,8 +18,12 @@ use underlay::ipam::{
 };
 use underlay::ErrorKind;
 
+use super::common::{ip_addrs, privileged, TestNs};
 use super::ipam::{check, ip, net, owner};
+use super::network::TempDir;
 use cluster::Cluster;
+use underlay::network::{EndpointSpec, NetworkSpec, Networks};
+use underlay::MacvlanMode;
 
 const CHILD: &str = "UNDERLAY_ETCD_CHILD";
 
@@ -1104,6 +1108,98 @@ fn shared_definition_stays_until_the_last_host_leaves() {
         // Joined again from scratch: defined anew.
         let (_, how) = Ipam::join(b.clone(), net("m", &["10.82.0.0/25"])).await.unwrap();
         assert_eq!(how, Joined::Created);
+    });
+}
+
+/// `Networks` on two hosts over one etcd: the second joins the definition the first made
+/// (another definition is refused), endpoints allocate in each host's node slices, deleting
+/// the network on one host leaves the other's definition, leases and slices alone, and the
+/// last host's delete (stray lease included) leaves nothing in etcd. Kernel side: throwaway
+/// namespaces, checked with iproute2.
+#[test]
+fn networks_on_two_hosts_share_one_definition() {
+    let name = "networks_on_two_hosts_share_one_definition";
+    if skip(name) || !privileged(name) {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        let sliced = |host: &str| {
+            let cfg = config(&c, host).slices(8);
+            async move { Arc::new(EtcdStore::connect(cfg).await.unwrap()) }
+        };
+        let (s1, s2) = (sliced("n1").await, sliced("n2").await);
+        let h1 = TestNs::with_veth("en1", "ens192", "wire0").await;
+        let h2 = TestNs::with_veth("en2", "ens192", "wire0").await;
+        let (d1, d2) = (TempDir::new("etcd-n1"), TempDir::new("etcd-n2"));
+        let nets1 = Networks::with_store(&h1.handle, &d1.0, s1.clone())
+            .await
+            .unwrap();
+        let nets2 = Networks::with_store(&h2.handle, &d2.0, s2.clone())
+            .await
+            .unwrap();
+        let spec = |pool: &str| {
+            NetworkSpec::macvlan("mac_net1", "ens192", MacvlanMode::Bridge)
+                .pool(pool.parse().unwrap())
+        };
+        let pool = "172.22.16.0/24 gateway=172.22.16.1";
+        let net1 = nets1.create(spec(pool)).await.unwrap();
+        let e = nets2
+            .create(spec("172.22.16.0/25 gateway=172.22.16.1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        assert!(nets2.list().await.unwrap().is_empty());
+        let net2 = nets2.create(spec(pool)).await.unwrap();
+        assert_eq!(s1.members("mac_net1").await.unwrap(), ["n1", "n2"]);
+
+        let (c1, c2, c3) = (
+            TestNs::new("ec1").await,
+            TestNs::new("ec2").await,
+            TestNs::new("ec3").await,
+        );
+        let ep1 = net1.connect(&c1.ns, EndpointSpec::new("c1")).await.unwrap();
+        let ep2 = net2.connect(&c2.ns, EndpointSpec::new("c2")).await.unwrap();
+        assert_ne!(ep1.addresses, ep2.addresses);
+        assert!(ip_addrs(&c1, "eth0").contains(&ep1.addresses[0].to_string()));
+        assert!(ip_addrs(&c2, "eth0").contains(&ep2.addresses[0].to_string()));
+        let slices = s1.slices_by_host("mac_net1").await.unwrap();
+        let inside = |ip: IpAddr, host: &str| {
+            slices[host].iter().any(|(f, n)| {
+                let (f, i) = (u32::from(as_v4(*f)), u32::from(as_v4(ip)));
+                (f..f + n).contains(&i)
+            })
+        };
+        assert!(inside(ep1.addresses[0].addr(), "n1"), "{slices:?}");
+        assert!(inside(ep2.addresses[0].addr(), "n2"), "{slices:?}");
+        // A stray lease on host 2 (no endpoint behind it).
+        net2.ipam()
+            .allocate(&owner("stray"), &Request::any())
+            .await
+            .unwrap();
+
+        // Host 1 deletes the network: only its own use of it ends.
+        net1.disconnect("c1", "eth0").await.unwrap();
+        nets1.delete("mac_net1").await.unwrap();
+        assert!(h1.ip_link("ens192").is_some(), "the user's parent stays");
+        let def = c.ctl(&["get", "/underlay/ipam/net/mac_net1", "--print-value-only"]);
+        assert!(def.contains("172.22.16.0/24"), "definition gone: {def:?}");
+        assert_eq!(s2.members("mac_net1").await.unwrap(), ["n2"]);
+        let by_host = s2.addresses_by_host("mac_net1").await.unwrap();
+        assert_eq!(by_host.keys().collect::<Vec<_>>(), ["n2"]);
+        assert_eq!(by_host["n2"].len(), 2, "host 2's leases untouched");
+        let slices = s2.slices_by_host("mac_net1").await.unwrap();
+        assert_eq!(slices.keys().collect::<Vec<_>>(), ["n2"], "host 1's slices freed");
+        // Host 2 keeps allocating.
+        let ep3 = net2.connect(&c3.ns, EndpointSpec::new("c3")).await.unwrap();
+        assert!(ip_addrs(&c3, "eth0").contains(&ep3.addresses[0].to_string()));
+        net2.disconnect("c2", "eth0").await.unwrap();
+        net2.disconnect("c3", "eth0").await.unwrap();
+        // The last host's delete takes the stray lease and the definition with it.
+        nets2.delete("mac_net1").await.unwrap();
+        let left = c.ctl(&["get", "--prefix", "/underlay/ipam/", "--keys-only"]);
+        let left: Vec<&str> = left.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(left, ["/underlay/ipam/catalog"], "keys left after the last delete");
     });
 }
 
