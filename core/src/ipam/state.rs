@@ -165,9 +165,7 @@ impl NetState {
     pub(crate) fn matches(&self, stamp: &Stamp) -> bool {
         self.version == stamp.version
             && self.slice_writes == Some(stamp.slice_writes)
-            && stamp
-                .leased
-                .is_none_or(|n| n == self.records.len() as u64)
+            && stamp.leased.is_none_or(|n| n == self.records.len() as u64)
     }
 
     /// Sets this host's node slices (`None`: the store does not slice). Ranges outside every
@@ -785,13 +783,18 @@ mod tests {
     fn slices_are_picked_in_order_wrap_and_ask_for_more() {
         let mut s = state(&["10.0.0.0/24", "fd00::/120"]);
         let span = |a: &str, b: &str| AllocRange::span(ip(a), ip(b)).unwrap();
-        s.set_slices(Some(vec![span("10.0.0.16", "10.0.0.19"), span("10.0.0.0", "10.0.0.3")]));
+        s.set_slices(Some(vec![
+            span("10.0.0.16", "10.0.0.19"),
+            span("10.0.0.0", "10.0.0.3"),
+        ]));
         s.add_slice(span("fd00::10", "fd00::13"));
         s.add_slice(span("192.168.0.0", "192.168.0.3")); // in no pool: ignored
         assert!(s.in_slices(ip("10.0.0.17")) && !s.in_slices(ip("10.0.0.4")));
         // First block first (.0 network, .1 gateway excluded), v6 in its own slice.
         let mut ch = vec![];
-        let l = s.allocate(&owner(0), &Request::any(), &None, &mut ch).unwrap();
+        let l = s
+            .allocate(&owner(0), &Request::any(), &None, &mut ch)
+            .unwrap();
         assert_eq!(l.ips(), vec![ip("10.0.0.2"), ip("fd00::10")]);
         assert!(s.all_in_slices(&ch), "{ch:?}: no cursor move, all inside");
         let got: Vec<IpAddr> = (1..=3).map(|i| alloc(&mut s, i).unwrap()).collect();
@@ -805,14 +808,16 @@ mod tests {
         assert_eq!(alloc(&mut s, 4).unwrap(), ip("10.0.0.18"));
         assert_eq!(alloc(&mut s, 5).unwrap(), ip("10.0.0.19"));
         s.release(&owner(1), &mut vec![]).unwrap(); // .3 free again
-        // After the cursor (.19) the slices wrap around to the freed .3.
+                                                    // After the cursor (.19) the slices wrap around to the freed .3.
         assert_eq!(alloc(&mut s, 6).unwrap(), ip("10.0.0.3"));
         // No slice left in the v4 pool: next-fit anywhere, with a stored cursor move.
         alloc(&mut s, 7).unwrap_err();
         assert_eq!(s.take_slice_wants(), vec![0]);
         s.slices_exhausted(0);
         let mut ch = vec![];
-        let l = s.allocate(&owner(8), &Request::any(), &None, &mut ch).unwrap();
+        let l = s
+            .allocate(&owner(8), &Request::any(), &None, &mut ch)
+            .unwrap();
         assert_eq!(l.ips(), vec![ip("10.0.0.4"), ip("fd00::23")]);
         assert!(!s.all_in_slices(&ch) && s.touches_slices(&ch));
         // Undo restores the slice cursor too.

@@ -854,7 +854,11 @@ fn host_lease_is_kept_alive_and_adopted_on_reconnect() {
             Some(b.ips()[0])
         );
         assert_eq!(s2.slices_by_host("n").await.unwrap()["h1"].len(), 1);
-        assert_eq!(s2.members("n").await.unwrap(), ["h1"], "membership adopted too");
+        assert_eq!(
+            s2.members("n").await.unwrap(),
+            ["h1"],
+            "membership adopted too"
+        );
         // Settings are checked.
         let e = EtcdStore::connect(config(&c, "h1").host_lease(Duration::from_millis(10)))
             .await
@@ -939,7 +943,11 @@ fn node_slices_never_overlap_refill_and_gc() {
         assert_eq!(check(&ipam1).await, check(&ipam2).await);
         // Releases in slices: also without the version, seen by the other host.
         for i in 0..10 {
-            ipam1.release(&owner(format!("h1-{i}"))).await.unwrap().unwrap();
+            ipam1
+                .release(&owner(format!("h1-{i}")))
+                .await
+                .unwrap()
+                .unwrap();
         }
         assert_eq!(ipam2.list().await.unwrap().len(), 70);
         assert_eq!(s1.version("sl").await.unwrap(), 0);
@@ -950,13 +958,19 @@ fn node_slices_never_overlap_refill_and_gc() {
                 .unwrap(),
         );
         let ipam8 = Ipam::open(s8.clone(), "sl").await.unwrap();
-        let e = ipam8.allocate(&owner("x"), &Request::any()).await.unwrap_err();
+        let e = ipam8
+            .allocate(&owner("x"), &Request::any())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
         assert!(e.message().contains("slices(16)"), "{e}");
         // A host that dies: its leases are collected, then its now empty slices.
         let s3 = sliced("h3").await;
         let ipam3 = Ipam::open(s3.clone(), "sl").await.unwrap();
-        let l3 = ipam3.allocate(&owner("h3-0"), &Request::any()).await.unwrap();
+        let l3 = ipam3
+            .allocate(&owner("h3-0"), &Request::any())
+            .await
+            .unwrap();
         drop((ipam3, s3));
         assert!(
             s1.gc_slices("sl", "h3").await.unwrap().is_empty(),
@@ -969,7 +983,10 @@ fn node_slices_never_overlap_refill_and_gc() {
         // The freed block is the first free one: the next slice taken is that one.
         let range = s2.take_slice("sl", 0).await.unwrap();
         let f = u32::from(as_v4(freed[0]));
-        assert_eq!(range, AllocRange::span(freed[0], ip(&std::net::Ipv4Addr::from(f + 15).to_string())).unwrap());
+        assert_eq!(
+            range,
+            AllocRange::span(freed[0], ip(&std::net::Ipv4Addr::from(f + 15).to_string())).unwrap()
+        );
         assert!((f..f + 16).contains(&u32::from(as_v4(l3.ips()[0]))));
     });
 }
@@ -984,11 +1001,7 @@ fn slice_commits_are_seen_by_every_host() {
     }
     let c = Cluster::start(1);
     rt().block_on(async {
-        let b = Arc::new(
-            EtcdStore::connect(config(&c, "b").slices(8))
-                .await
-                .unwrap(),
-        );
+        let b = Arc::new(EtcdStore::connect(config(&c, "b").slices(8)).await.unwrap());
         let (a, plain) = (store(&c, "a").await, store(&c, "plain").await);
         let n = net("sw", &["10.81.0.0/26"]);
         let (ia, _) = Ipam::join(a.clone(), n.clone()).await.unwrap();
@@ -1014,7 +1027,9 @@ fn slice_commits_are_seen_by_every_host() {
             async {
                 let mut v = Vec::new();
                 for i in 0..20 {
-                    let l = ip_.allocate(&owner(format!("p-{i}")), &Request::any()).await;
+                    let l = ip_
+                        .allocate(&owner(format!("p-{i}")), &Request::any())
+                        .await;
                     v.push(l.unwrap().ips()[0]);
                 }
                 v
@@ -1037,7 +1052,12 @@ fn slice_commits_are_seen_by_every_host() {
         assert_eq!(held.len(), 5 + 20 + 20);
         assert_eq!(check(&ib).await, held);
         assert_eq!(check(&ip_).await, held);
-        let keys = c.ctl(&["get", "--prefix", "--keys-only", "/underlay/ipam/data/sw/addr/"]);
+        let keys = c.ctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/underlay/ipam/data/sw/addr/",
+        ]);
         assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), held.len());
     });
 }
@@ -1063,15 +1083,23 @@ fn shared_definition_stays_until_the_last_host_leaves() {
         assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
         assert!(e.message().contains("defined differently"), "{e}");
         let members = || {
-            c.ctl(&["get", "--prefix", "--keys-only", "/underlay/ipam/data/m/member/"])
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect::<Vec<_>>()
+            c.ctl(&[
+                "get",
+                "--prefix",
+                "--keys-only",
+                "/underlay/ipam/data/m/member/",
+            ])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
         };
         assert_eq!(
             members(),
-            ["/underlay/ipam/data/m/member/ha", "/underlay/ipam/data/m/member/hb"]
+            [
+                "/underlay/ipam/data/m/member/ha",
+                "/underlay/ipam/data/m/member/hb"
+            ]
         );
         assert_eq!(a.members("m").await.unwrap(), ["ha", "hb"]);
         ia.allocate(&owner("a1"), &Request::any()).await.unwrap();
@@ -1093,7 +1121,10 @@ fn shared_definition_stays_until_the_last_host_leaves() {
         assert!(ib.lookup(&owner("b1")).await.unwrap().is_some());
         ib.allocate(&owner("b2"), &Request::any()).await.unwrap();
         // Leaving twice is harmless.
-        assert!(matches!(Ipam::leave(&*a, "m").await.unwrap(), Left::Kept(_)));
+        assert!(matches!(
+            Ipam::leave(&*a, "m").await.unwrap(),
+            Left::Kept(_)
+        ));
         // `hb` is the last: its leases block the delete, then it goes with everything.
         let e = Ipam::leave(&*b, "m").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
@@ -1102,11 +1133,17 @@ fn shared_definition_stays_until_the_last_host_leaves() {
         assert_eq!(Ipam::leave(&*b, "m").await.unwrap(), Left::Deleted);
         let left = c.ctl(&["get", "--prefix", "/underlay/ipam/", "--keys-only"]);
         let left: Vec<&str> = left.lines().filter(|l| !l.is_empty()).collect();
-        assert_eq!(left, ["/underlay/ipam/catalog"], "keys left after the last leave");
+        assert_eq!(
+            left,
+            ["/underlay/ipam/catalog"],
+            "keys left after the last leave"
+        );
         let e = Ipam::leave(&*b, "m").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
         // Joined again from scratch: defined anew.
-        let (_, how) = Ipam::join(b.clone(), net("m", &["10.82.0.0/25"])).await.unwrap();
+        let (_, how) = Ipam::join(b.clone(), net("m", &["10.82.0.0/25"]))
+            .await
+            .unwrap();
         assert_eq!(how, Joined::Created);
     });
 }
@@ -1189,7 +1226,11 @@ fn networks_on_two_hosts_share_one_definition() {
         assert_eq!(by_host.keys().collect::<Vec<_>>(), ["n2"]);
         assert_eq!(by_host["n2"].len(), 2, "host 2's leases untouched");
         let slices = s2.slices_by_host("mac_net1").await.unwrap();
-        assert_eq!(slices.keys().collect::<Vec<_>>(), ["n2"], "host 1's slices freed");
+        assert_eq!(
+            slices.keys().collect::<Vec<_>>(),
+            ["n2"],
+            "host 1's slices freed"
+        );
         // Host 2 keeps allocating.
         let ep3 = net2.connect(&c3.ns, EndpointSpec::new("c3")).await.unwrap();
         assert!(ip_addrs(&c3, "eth0").contains(&ep3.addresses[0].to_string()));
@@ -1199,7 +1240,11 @@ fn networks_on_two_hosts_share_one_definition() {
         nets2.delete("mac_net1").await.unwrap();
         let left = c.ctl(&["get", "--prefix", "/underlay/ipam/", "--keys-only"]);
         let left: Vec<&str> = left.lines().filter(|l| !l.is_empty()).collect();
-        assert_eq!(left, ["/underlay/ipam/catalog"], "keys left after the last delete");
+        assert_eq!(
+            left,
+            ["/underlay/ipam/catalog"],
+            "keys left after the last delete"
+        );
     });
 }
 
@@ -1231,10 +1276,15 @@ fn a_running_host_sees_addresses_freed_by_an_expiry() {
         // The pool fills up.
         let mut mine = HashSet::new();
         for i in 0..3 {
-            let l = alloc.allocate(&owner(format!("r-{i}")), &Request::any()).await;
+            let l = alloc
+                .allocate(&owner(format!("r-{i}")), &Request::any())
+                .await;
             mine.insert(l.unwrap().ips()[0]);
         }
-        let e = alloc.allocate(&owner("r-x"), &Request::any()).await.unwrap_err();
+        let e = alloc
+            .allocate(&owner("r-x"), &Request::any())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PoolExhausted, "{e}");
         assert_eq!(reader.list().await.unwrap().len(), 13);
         // The leased host dies; etcd (etcdctl is the oracle) drops its keys after the TTL.
@@ -1253,11 +1303,16 @@ fn a_running_host_sees_addresses_freed_by_an_expiry() {
         assert!(reader.lookup(&owner("leased-0")).await.unwrap().is_none());
         let mut got = HashSet::new();
         for i in 0..5 {
-            let l = alloc.allocate(&owner(format!("r2-{i}")), &Request::any()).await;
+            let l = alloc
+                .allocate(&owner(format!("r2-{i}")), &Request::any())
+                .await;
             got.insert(l.unwrap().ips()[0]);
         }
         assert_eq!(got, leased, "the freed addresses, and only those");
-        let e = alloc.allocate(&owner("r-y"), &Request::any()).await.unwrap_err();
+        let e = alloc
+            .allocate(&owner("r-y"), &Request::any())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PoolExhausted, "{e}");
         assert!(plain.is_disjoint(&got) && mine.is_disjoint(&got));
     });

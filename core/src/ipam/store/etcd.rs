@@ -1023,7 +1023,10 @@ impl EtcdStore {
         let txn = Txn::new().and_then(vec![
             TxnOp::get(k.version(name), None),
             TxnOp::get(k.slice_writes(name), None),
-            TxnOp::get(k.addrs(name), Some(GetOptions::new().with_prefix().with_count_only())),
+            TxnOp::get(
+                k.addrs(name),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            ),
         ]);
         let r = self.txn("read a network's stamp", txn).await?;
         let ops = r.op_responses();

@@ -103,16 +103,20 @@ impl EtcdStore {
             let addrs = k.addrs(name);
             let mut held: BTreeMap<String, usize> = BTreeMap::new();
             for kv in get_kvs(&got[4]) {
-                let ip: IpAddr = codec::suffix(kv.key(), &addrs)?
-                    .parse()
-                    .map_err(|_| codec::corrupt(kv.key(), "the key does not end in an IP address"))?;
-                *held.entry(codec::decode_record(kv.key(), ip, kv.value())?.1).or_default() += 1;
+                let ip: IpAddr = codec::suffix(kv.key(), &addrs)?.parse().map_err(|_| {
+                    codec::corrupt(kv.key(), "the key does not end in an IP address")
+                })?;
+                *held
+                    .entry(codec::decode_record(kv.key(), ip, kv.value())?.1)
+                    .or_default() += 1;
             }
             let catalog = Compare::mod_revision(k.catalog(), CompareOp::Equal, catalog_rev);
             if others.is_empty() {
                 if !held.is_empty() {
-                    let per_host: Vec<String> =
-                        held.iter().map(|(h, n)| format!("{n} of host `{h}`")).collect();
+                    let per_host: Vec<String> = held
+                        .iter()
+                        .map(|(h, n)| format!("{n} of host `{h}`"))
+                        .collect();
                     return Err(Error::new(
                         ErrorKind::Busy,
                         format!(
@@ -152,9 +156,12 @@ impl EtcdStore {
             // This host's slices go back to the pool: it holds no lease in them any more.
             let slice_prefix = k.slices(name);
             for kv in get_kvs(&got[3]) {
-                let first: IpAddr = codec::suffix(kv.key(), &slice_prefix)?
-                    .parse()
-                    .map_err(|_| codec::corrupt(kv.key(), "the key does not end in an IP address"))?;
+                let first: IpAddr =
+                    codec::suffix(kv.key(), &slice_prefix)?
+                        .parse()
+                        .map_err(|_| {
+                            codec::corrupt(kv.key(), "the key does not end in an IP address")
+                        })?;
                 if slices::decode(kv.key(), first, kv.value())?.host == self.host {
                     compares.push(Compare::mod_revision(
                         kv.key(),

@@ -13,9 +13,9 @@ use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipam::lease::Record;
-use crate::ipam::store::Change;
 use crate::ipam::network::{check_name, Network};
 use crate::ipam::pool::AllocRange;
+use crate::ipam::store::Change;
 
 use super::{codec, fold, get_kvs, revision, timeout_err, EtcdStore, Failure, Pre};
 
@@ -102,7 +102,11 @@ fn allocatable(net: &Network, ip: IpAddr) -> bool {
 
 impl EtcdStore {
     /// Every slice of network `name`, by first address, from the slice keys `kvs`.
-    fn parse_slices(&self, name: &str, kvs: &[etcd_client::KeyValue]) -> Result<BTreeMap<IpAddr, Slice>> {
+    fn parse_slices(
+        &self,
+        name: &str,
+        kvs: &[etcd_client::KeyValue],
+    ) -> Result<BTreeMap<IpAddr, Slice>> {
         let prefix = self.keys.slices(name);
         let mut out = BTreeMap::new();
         for kv in kvs {
@@ -251,7 +255,9 @@ impl EtcdStore {
         }
     }
 
-    pub(super) fn lock_slices(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Vec<Slice>>> {
+    pub(super) fn lock_slices(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Vec<Slice>>> {
         self.slices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
