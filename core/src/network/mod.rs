@@ -170,8 +170,8 @@ impl Networks {
         // On a store shared by several hosts (etcd), another host may have defined the network
         // already: an identical definition is joined (this host counted as one of its users),
         // a different one refused.
-        let ipam = match Ipam::join(self.inner.store.clone(), ipam_net).await {
-            Ok((i, _)) => i,
+        let (ipam, joined) = match Ipam::join(self.inner.store.clone(), ipam_net).await {
+            Ok(j) => j,
             Err(e) => {
                 let _ = undo_lower().await;
                 return Err(e.context(format!("network `{}`", spec.name)));
@@ -186,7 +186,10 @@ impl Networks {
             shim: None,
         };
         if let Err(e) = self.write_record(&record) {
-            let _ = Ipam::leave(self.inner.store.as_ref(), &spec.name).await;
+            // Undo the join: the definition if this host made it, the membership if recorded.
+            if joined == ipam::Joined::Created || self.inner.store.is_shared() {
+                let _ = Ipam::leave(self.inner.store.as_ref(), &spec.name).await;
+            }
             let _ = undo_lower().await;
             return Err(e);
         }

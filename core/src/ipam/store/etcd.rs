@@ -1277,6 +1277,10 @@ impl Store for EtcdStore {
         Box::pin(self.do_commit(name, expected, changes))
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn join_network<'a>(&'a self, network: &'a Network) -> StoreFuture<'a, Joined> {
         Box::pin(self.do_join(network))
     }

@@ -154,6 +154,13 @@ pub trait Store: Send + Sync + fmt::Debug {
         changes: &'a [Change],
     ) -> StoreFuture<'a, u64>;
 
+    /// Whether several hosts share this store: [`Store::join_network`] then records this host
+    /// as a member and [`Store::leave_network`] removes it (to undo a join that found the
+    /// network [`Joined::Existing`], leave it only on a shared store). Default: false.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Defines `network` for this host, or joins it when the store holds the same definition
     /// (a store shared by hosts: another host defined it); a different definition under that
     /// name is [`ErrorKind::Conflict`]. A shared store records this host as a member, in the
