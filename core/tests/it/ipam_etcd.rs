@@ -237,6 +237,22 @@ fn commits_are_compare_and_swap() {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
         assert!(e.message().contains("--max-txn-ops"), "{e}");
         assert_eq!(s.version("n").await.unwrap(), 2);
+        // Releasing 100 at once takes 200 owner compares, more than etcd's 128: in a network
+        // without slices the version compare covers them; in a sliced one it is refused.
+        let hundred: Vec<Record> = (0..100)
+            .map(|i| rec(&format!("10.1.0.{}", i + 10), &format!("o{i}")))
+            .collect();
+        let claims: Vec<Change> = hundred.iter().cloned().map(Change::Claim).collect();
+        let releases: Vec<Change> = hundred.iter().cloned().map(Change::Release).collect();
+        assert_eq!(s.commit("n", 2, &claims).await.unwrap(), 3);
+        assert_eq!(s.commit("n", 3, &releases).await.unwrap(), 4);
+        assert_eq!(s.commit("n", 4, &claims).await.unwrap(), 5);
+        c.ctl(&["put", "/underlay/ipam/data/n/slicesize", "16"]);
+        let e = s.commit("n", 5, &releases).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.message().contains("node slices"), "{e}");
+        c.ctl(&["del", "/underlay/ipam/data/n/slicesize"]);
+        assert_eq!(s.commit("n", 5, &releases).await.unwrap(), 6);
         let e = s.version("nope").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(e.message().contains("nope"), "{e}");

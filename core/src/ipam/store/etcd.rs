@@ -161,9 +161,11 @@ impl EtcdConfig {
         self
     }
 
-    /// The most operations etcd takes in one transaction: its `--max-txn-ops` (default 128).
-    /// A commit writes one key per address it changes plus three, so this bounds how many
-    /// addresses one batch (e.g. a gc) may release.
+    /// The most operations etcd takes in one transaction: its `--max-txn-ops` (default 128),
+    /// which bounds a transaction's compares and its writes each. A commit writes one key per
+    /// address it changes plus three, so this bounds how many addresses one batch (e.g. a gc)
+    /// may release; in a network sliced by some host ([`EtcdConfig::slices`]) each release is
+    /// also compared twice, which halves that. See docs/ipam-etcd.md.
     pub fn max_txn_ops(mut self, n: usize) -> EtcdConfig {
         self.max_txn_ops = n;
         self
@@ -269,6 +271,12 @@ impl EtcdConfig {
 /// Unavailable members and timeouts are retried for [`EtcdConfig::retry_for`]; a commit whose
 /// reply was lost is recognised by its nonce in the log, so a retry never applies a batch twice
 /// nor loses one.
+///
+/// Hosts join a network ([`Store::join_network`]) and leave it; the definition goes with the
+/// last one. With [`EtcdConfig::slices`] a host claims inside its own blocks of the pool,
+/// committing there without the version ([`Store::commit_in_slices`]), and [`Store::stamp`]
+/// tells every host's cache about such commits and about addresses freed by an expired
+/// [`EtcdConfig::host_lease`].
 ///
 /// ```no_run
 /// # async fn f() -> underlay::Result<()> {
@@ -799,14 +807,15 @@ impl EtcdStore {
         ))
     }
 
-    /// The commit's transaction: compares, then the writes.
+    /// The commit's transaction: compares, then the writes; and whether the released owners
+    /// went uncompared (too many for one transaction; the network must then have no slices).
     fn commit_txn(
         &self,
         name: &str,
         expected: u64,
         changes: &[Change],
         nonce: &str,
-    ) -> Result<Txn> {
+    ) -> Result<(Txn, bool)> {
         let k = &self.keys;
         let next = expected + 1;
         let mut compares = vec![Compare::value(
@@ -826,11 +835,26 @@ impl EtcdStore {
         for (pool, addr) in cursors {
             ops.push(TxnOp::put(k.cursor(name, pool), addr.to_string(), None));
         }
+        let unchecked = compares.len() > self.max_txn_ops;
+        if unchecked {
+            // Too many releases to compare each owner (two compares each). In a network no
+            // host slices (no `slicesize` key), every change of an address moves the version,
+            // so the version compare proves the releases right, as it did before slices: compare
+            // that instead. A sliced network refuses the batch below (see `do_commit`).
+            compares.truncate(1);
+            compares.push(Compare::version(k.slice_size(name), CompareOp::Equal, 0));
+            for (addr, (pre, _)) in &per_addr {
+                if matches!(pre, Pre::Absent) {
+                    compares.push(Compare::version(k.addr(name, *addr), CompareOp::Equal, 0));
+                }
+            }
+        }
         self.check_txn_size(name, compares.len(), ops.len())?;
-        Ok(Txn::new()
-            .when(compares)
-            .and_then(ops)
-            .or_else(vec![TxnOp::get(k.version(name), None)]))
+        let txn = Txn::new().when(compares).and_then(ops).or_else(vec![
+            TxnOp::get(k.version(name), None),
+            TxnOp::get(k.slice_size(name), None),
+        ]);
+        Ok((txn, unchecked))
     }
 
     /// The compares and writes of a folded batch's addresses. Every address is compared, even
@@ -891,7 +915,7 @@ impl EtcdStore {
         let mut delay = Duration::from_millis(20);
         loop {
             // Built per attempt: the host's lease may have been replaced meanwhile.
-            let txn = self.commit_txn(name, expected, changes, &nonce)?;
+            let (txn, unchecked) = self.commit_txn(name, expected, changes, &nonce)?;
             let last = match self.once(self.client.kv_client().txn(txn.clone())).await {
                 Ok(r) if r.succeeded() => return Ok(expected + 1),
                 Ok(r) => {
@@ -900,8 +924,19 @@ impl EtcdStore {
                         None => self.not_found(name),
                         Some(kv) => {
                             let now = codec::parse_version(kv.key(), kv.value())?;
+                            let sliced = get_kvs(&ops[1]).first().is_some();
                             if now != expected {
                                 super::memory::conflict(name, now, expected)
+                            } else if sliced && unchecked {
+                                Error::invalid(format!(
+                                    "a commit to network `{name}` releases more addresses than \
+                                     etcd can compare in one transaction ({} compares at most, \
+                                     two per release) and hosts use node slices in it, so each \
+                                     release must be compared: raise `--max-txn-ops` on every \
+                                     etcd member and EtcdConfig::max_txn_ops to match, or \
+                                     release in smaller batches",
+                                    self.max_txn_ops
+                                ))
                             } else {
                                 Error::new(
                                     ErrorKind::Conflict,

@@ -4,7 +4,7 @@
 //!
 //! | key | value |
 //! | --- | --- |
-//! | `P ipam/catalog` | nonce of the last network create/delete (serialises them) |
+//! | `P ipam/catalog` | nonce of the last network create, delete, join or leave (serialises them) |
 //! | `P ipam/net/<name>` | the definition, [`Network::to_text`] |
 //! | `P ipam/data/<name>/version` | the network's version, decimal |
 //! | `P ipam/data/<name>/addr/<ip>` | `<container>/<ifname> host=<host>[ boot=<id>]` |
