@@ -924,7 +924,7 @@ impl EtcdStore {
                         None => self.not_found(name),
                         Some(kv) => {
                             let now = codec::parse_version(kv.key(), kv.value())?;
-                            let sliced = get_kvs(&ops[1]).first().is_some();
+                            let sliced = !get_kvs(&ops[1]).is_empty();
                             if now != expected {
                                 super::memory::conflict(name, now, expected)
                             } else if sliced && unchecked {
