@@ -146,8 +146,8 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) ->
         });
     }
     // Let the kernel finish tearing down the previous row's namespaces (a background
-    // worker), so that each row is charged with its own work only.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // worker, seconds for a thousand), so that each row is charged with its own work only.
+    settle().await;
     let start = Instant::now();
     let announce = opts.announce;
     let jobs = names.iter().zip(pre).enumerate().map(|(i, (name, made))| {
@@ -209,4 +209,30 @@ fn in_flight_limit() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64)
+}
+
+/// Waits (at most 60 s) until the machine is nearly idle: under 10% busy over 250 ms.
+async fn settle() {
+    fn busy_idle() -> (u64, u64) {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let v: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+        (v.iter().sum::<u64>() - idle, idle)
+    }
+    for _ in 0..240 {
+        let (b0, i0) = busy_idle();
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let (b1, i1) = busy_idle();
+        let (busy, idle) = (b1 - b0, i1 - i0);
+        if busy * 10 < busy + idle {
+            return;
+        }
+    }
 }

@@ -558,7 +558,7 @@ impl Network {
         let files = self.nets.record_files();
         // The directory is made on the first record, and again if it went meanwhile.
         match files.write(&dir, &name, text.as_bytes()) {
-            Err(_) if !dir.is_dir() => {
+            Err(e) if e.errno() == Some(libc::ENOENT) => {
                 ipam::fsutil::mkdir(&dir)?;
                 files.write(&dir, &name, text.as_bytes())
             }
