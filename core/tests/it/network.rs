@@ -53,6 +53,39 @@ async fn host(tag: &str) -> (TestNs, TempDir, Networks) {
     (h, dir, nets)
 }
 
+/// Concurrent first connects on a network made again under the same name (its endpoint
+/// directory went with the first one) all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_connects_on_a_recreated_network() {
+    root_or_skip!("concurrent_first_connects_on_a_recreated_network");
+    let (_h, _dir, nets) = host("rc").await;
+    nets.create(mac_net("rc", "ens192")).await.unwrap();
+    nets.delete("rc").await.unwrap();
+    let net = nets.create(mac_net("rc", "ens192")).await.unwrap();
+    let mut spaces = Vec::new();
+    for i in 0..8 {
+        spaces.push(TestNs::new(&format!("rc{i}")).await);
+    }
+    let connects = spaces.iter().enumerate().map(|(i, t)| {
+        let (net, ns, h) = (net.clone(), t.ns.clone(), t.handle.clone());
+        tokio::spawn(async move {
+            net.connect(&ns, EndpointSpec::new(format!("c{i}")).target(&h))
+                .await
+        })
+    });
+    for r in futures::future::join_all(connects).await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(net.endpoints().unwrap().len(), 8);
+    for (i, t) in spaces.iter().enumerate() {
+        assert!(t.ip_link("eth0").is_some(), "c{i} has its link");
+        net.disconnect_for_netns_deletion(&format!("c{i}"), "eth0")
+            .await
+            .unwrap();
+    }
+    nets.delete("rc").await.unwrap();
+}
+
 #[tokio::test]
 async fn network_lifecycle_and_persistence() {
     root_or_skip!("network_lifecycle_and_persistence");
