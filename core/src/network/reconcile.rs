@@ -117,6 +117,29 @@ impl Networks {
                 }
                 Err(e) => errors.push(e),
             }
+            // Leases from an earlier boot whose record is gone too (records are not fsynced, and
+            // the namespaces died with that boot): on a store no other host uses (elsewhere
+            // another host's boot id is not a sign of death).
+            if !self.inner.store.is_shared() {
+                match net.ipam().release_stale().await {
+                    Ok(leases) => {
+                        for l in leases {
+                            let (id, ifname) = (l.owner.container_id(), l.owner.ifname().as_str());
+                            if !report.gone_endpoints.iter().any(|g| {
+                                g.network == r.name && g.container_id == id && g.ifname == ifname
+                            }) {
+                                report.gone_endpoints.push(GoneEndpoint {
+                                    network: r.name.clone(),
+                                    container_id: id.to_string(),
+                                    ifname: ifname.to_string(),
+                                    addresses: l.addresses.iter().map(|a| a.address).collect(),
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
             if let Some(shim) = &r.shim {
                 match net.restore_shim(shim).await {
                     Ok(true) => report.recreated_shims.push(shim.name.clone()),

@@ -488,6 +488,46 @@ async fn reconcile_repairs_and_is_idempotent() {
     assert!(again.is_clean(), "{again:?}");
 }
 
+/// After a reboot: a lease from the earlier boot whose endpoint record was lost (records are
+/// not fsynced) is released by reconcile; this boot's leases stay.
+#[tokio::test]
+async fn reconcile_releases_leases_of_an_earlier_boot() {
+    root_or_skip!("reconcile_releases_leases_of_an_earlier_boot");
+    let (_h, _dir, nets) = host("rb").await;
+    let net = nets.create(mac_net("rb", "ens192")).await.unwrap();
+    let stays = TestNs::new("rbstay").await;
+    net.connect(&stays.ns, EndpointSpec::new("stays"))
+        .await
+        .unwrap();
+    // A lease taken in "another boot", with no endpoint record.
+    let before = underlay::ipam::BootId::new("0b0e5a3c-0000-4000-8000-000000000001").unwrap();
+    net.ipam().set_boot_id(Some(before));
+    let ghost = net
+        .ipam()
+        .allocate(
+            &underlay::ipam::Owner::new("ghost", "eth0").unwrap(),
+            &underlay::ipam::Request::any(),
+        )
+        .await
+        .unwrap();
+    let report = nets.reconcile().await.unwrap();
+    assert_eq!(report.gone_endpoints.len(), 1, "{report:?}");
+    let gone = &report.gone_endpoints[0];
+    assert_eq!(
+        (gone.container_id.as_str(), gone.ifname.as_str()),
+        ("ghost", "eth0")
+    );
+    assert_eq!(gone.addresses, vec![ghost.addresses[0].address]);
+    let left = nets.get("rb").await.unwrap().ipam().list().await.unwrap();
+    assert_eq!(
+        left.iter()
+            .map(|l| l.owner.container_id())
+            .collect::<Vec<_>>(),
+        vec!["stays"]
+    );
+    assert!(nets.reconcile().await.unwrap().is_clean());
+}
+
 /// The child half of `reconcile_after_a_crash_midway`: connects and hangs after making the link.
 #[tokio::test]
 async fn crash_child() {
