@@ -190,6 +190,38 @@ fn socket(domain: i32, ty: i32, proto: i32, what: &str) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Sends `buf` on packet socket `fd` out of link `ifindex` to `dst` (protocol `ethertype`).
+fn send_on_link(
+    fd: &OwnedFd,
+    buf: &[u8],
+    ifindex: u32,
+    ethertype: u16,
+    dst: [u8; 6],
+) -> std::io::Result<()> {
+    // SAFETY: all-zero is a valid sockaddr_ll.
+    let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    ll.sll_family = libc::AF_PACKET as u16;
+    ll.sll_protocol = ethertype.to_be();
+    ll.sll_ifindex = ifindex as i32;
+    ll.sll_halen = 6;
+    ll.sll_addr[..6].copy_from_slice(&dst);
+    // SAFETY: buffers valid for their lengths.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            0,
+            (&ll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sends the announcements; the sockets used are pushed to `keep` (their caller decides when
 /// to pay for closing them).
 fn announce(ifindex: u32, mac: MacAddr, ips: &[IpAddr], keep: &mut Vec<OwnedFd>) -> Result<()> {
@@ -209,30 +241,8 @@ fn announce(ifindex: u32, mac: MacAddr, ips: &[IpAddr], keep: &mut Vec<OwnedFd>)
                 arp.extend_from_slice(&v4.octets());
                 arp.extend_from_slice(&[0; 6]);
                 arp.extend_from_slice(&v4.octets());
-                // SAFETY: all-zero is a valid sockaddr_ll.
-                let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-                ll.sll_family = libc::AF_PACKET as u16;
-                ll.sll_protocol = ETH_P_ARP.to_be();
-                ll.sll_ifindex = ifindex as i32;
-                ll.sll_halen = 6;
-                ll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-                // SAFETY: buffers valid for their lengths.
-                let n = unsafe {
-                    libc::sendto(
-                        s.as_raw_fd(),
-                        arp.as_ptr().cast(),
-                        arp.len(),
-                        0,
-                        (&ll as *const libc::sockaddr_ll).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                    )
-                };
-                if n < 0 {
-                    return Err(Error::io(
-                        format!("cannot send a gratuitous ARP for {ip}"),
-                        std::io::Error::last_os_error(),
-                    ));
-                }
+                send_on_link(&s, &arp, ifindex, ETH_P_ARP, [0xff; 6])
+                    .map_err(|e| Error::io(format!("cannot send a gratuitous ARP for {ip}"), e))?;
                 keep.push(s);
             }
             IpAddr::V6(v6) => {
@@ -415,30 +425,8 @@ impl WireAnnouncer {
     /// Sends the announcements of `ips` at `mac` out of link `ifindex`.
     pub(crate) fn send(&self, ifindex: u32, mac: MacAddr, ips: &[IpAddr]) -> Result<()> {
         for (ip, (dst, ethertype, frame)) in ips.iter().zip(announcement_frames(mac, ips)) {
-            // SAFETY: all-zero is a valid sockaddr_ll.
-            let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            ll.sll_family = libc::AF_PACKET as u16;
-            ll.sll_protocol = ethertype.to_be();
-            ll.sll_ifindex = ifindex as i32;
-            ll.sll_halen = 6;
-            ll.sll_addr[..6].copy_from_slice(&dst);
-            // SAFETY: buffers valid for their lengths.
-            let n = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&ll as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if n < 0 {
-                return Err(Error::io(
-                    format!("cannot announce {ip} on link {ifindex}"),
-                    std::io::Error::last_os_error(),
-                ));
-            }
+            send_on_link(&self.fd, &frame, ifindex, ethertype, dst)
+                .map_err(|e| Error::io(format!("cannot announce {ip} on link {ifindex}"), e))?;
         }
         Ok(())
     }

@@ -90,12 +90,14 @@ impl EtcdStore {
     /// (the name to check the server certificate against); `max_txn_ops` (etcd's
     /// `--max-txn-ops`, default 128); `host_lease`: the TTL in seconds of an etcd lease
     /// carrying this host's claims, kept alive while the store lives (off by default: see
-    /// docs/ipam-etcd.md for the trade-off).
+    /// docs/ipam-etcd.md for the trade-off); `slices`: node slices of that many addresses
+    /// (this host picks inside its own blocks of the pool and commits there without
+    /// contending with other hosts; off by default).
     #[staticmethod]
     #[pyo3(signature = (endpoints, *, prefix = None, host = None, request_timeout = None,
         connect_timeout = None, retry_for = None, user = None, password = None, ca = None,
         client_cert = None, client_key = None, tls_domain = None, max_txn_ops = None,
-        host_lease = None))]
+        host_lease = None, slices = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -113,6 +115,7 @@ impl EtcdStore {
         tls_domain: Option<String>,
         max_txn_ops: Option<usize>,
         host_lease: Option<f64>,
+        slices: Option<u32>,
     ) -> PyResult<EtcdStore> {
         let endpoints: Vec<String> = match endpoints.extract::<String>() {
             Ok(one) => vec![one],
@@ -157,6 +160,9 @@ impl EtcdStore {
         }
         if let Some(n) = max_txn_ops {
             cfg = cfg.max_txn_ops(n);
+        }
+        if let Some(n) = slices {
+            cfg = cfg.slices(n);
         }
         if let Some(t) = host_lease {
             cfg = cfg.host_lease(secs("host_lease", t)?);

@@ -236,6 +236,26 @@ def test_host_lease(etcd: Etcd, prefix: str) -> None:
     underlay.Ipam.delete(s, "leased")
 
 
+def test_node_slices(etcd: Etcd, prefix: str) -> None:
+    """With slices=16 each host picks in its own aligned blocks of 16 (etcdctl shows them)."""
+    with pytest.raises(underlay.InvalidArgument):
+        underlay.EtcdStore.connect(etcd.url, prefix=prefix, slices=0)
+    pools = [underlay.Pool("10.78.0.0/24")]
+    ipams = {}
+    for h in ("s1", "s2"):
+        st = underlay.EtcdStore.connect(etcd.url, prefix=prefix, host=h, slices=16)
+        ipams[h] = underlay.Ipam.open_or_create(st, "sliced", pools)
+    got = {h: [ipam.allocate(f"{h}-{i}").ips[0] for i in range(5)] for h, ipam in ipams.items()}
+    blocks = {h: {int(ip) // 16 for ip in ips} for h, ips in got.items()}
+    assert all(len(b) == 1 for b in blocks.values()), blocks
+    assert blocks["s1"] != blocks["s2"], "two hosts share a block"
+    keys = etcd.ctl("get", "--prefix", f"{prefix}ipam/data/sliced/slice/")
+    assert keys is not None and "host=s1 size=16" in keys and "host=s2 size=16" in keys, keys
+    for h, ipam in ipams.items():
+        for i in range(5):
+            ipam.release(f"{h}-{i}")
+
+
 def test_aio_over_etcd(etcd: Etcd, prefix: str) -> None:
     async def main() -> None:
         a = await aio.EtcdStore.connect(etcd.url, prefix=prefix, host="h1", retry_for=20.0)

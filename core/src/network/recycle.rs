@@ -5,9 +5,6 @@
 //! (`recently_deleted`), so a churn of a thousand connects and disconnects made each record
 //! dearer than the link it describes. The pool holds at most the peak number of records.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -95,13 +92,7 @@ impl Recycler {
         let path = dir.join(name);
         self.take(&tmp);
         let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(data)?;
+            crate::ipam::fsutil::write_file(&tmp, data, false)?;
             self.keep(&path);
             std::fs::rename(&tmp, &path)
         };

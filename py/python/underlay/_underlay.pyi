@@ -612,6 +612,7 @@ class EtcdStore:
         tls_domain: str | None = None,
         max_txn_ops: int | None = None,
         host_lease: float | None = None,
+        slices: int | None = None,
     ) -> EtcdStore: ...
     @property
     def host(self) -> str: ...

@@ -280,6 +280,7 @@ class EtcdStore:
         tls_domain: str | None = None,
         max_txn_ops: int | None = None,
         host_lease: float | None = None,
+        slices: int | None = None,
     ) -> EtcdStore:
         """Connects and checks that etcd answers (keywords as ``underlay.EtcdStore.connect``)."""
         return EtcdStore(
@@ -299,6 +300,7 @@ class EtcdStore:
                 tls_domain=tls_domain,
                 max_txn_ops=max_txn_ops,
                 host_lease=host_lease,
+                slices=slices,
             )
         )
 

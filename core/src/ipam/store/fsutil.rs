@@ -71,16 +71,7 @@ pub(crate) fn replace(dir: &Path, name: &str, data: &[u8], durable: bool) -> Res
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        if durable {
-            f.sync_data()?;
-        }
+        write_file(&tmp, data, durable)?;
         std::fs::rename(&tmp, &path)
     };
     if let Err(e) = write() {
@@ -95,6 +86,21 @@ pub(crate) fn replace(dir: &Path, name: &str, data: &[u8], durable: bool) -> Res
     }
     if durable {
         sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Writes `path` (created mode 0600, or truncated) with `data`, `fdatasync`ed when `durable`.
+pub(crate) fn write_file(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    if durable {
+        f.sync_data()?;
     }
     Ok(())
 }
