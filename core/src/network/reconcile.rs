@@ -4,7 +4,7 @@
 use ipnet::IpNet;
 
 use super::spec::Record;
-use super::{parent, Networks, MARK};
+use super::{parent, shim, Networks, MARK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::IfName;
 
@@ -118,22 +118,21 @@ impl Networks {
                 Err(e) => errors.push(e),
             }
             // Leases from an earlier boot whose record is gone too (records are not fsynced, and
-            // the namespaces died with that boot): on a store no other host uses (elsewhere
-            // another host's boot id is not a sign of death).
+            // the namespaces died with that boot), but not a shim's (the shim is made again):
+            // on a store no other host uses (elsewhere another host's boot id is no sign of
+            // death).
             if !self.inner.store.is_shared() {
-                match net.ipam().release_stale().await {
-                    Ok(leases) => {
-                        for l in leases {
-                            let (id, ifname) = (l.owner.container_id(), l.owner.ifname().as_str());
-                            if !report.gone_endpoints.iter().any(|g| {
-                                g.network == r.name && g.container_id == id && g.ifname == ifname
-                            }) {
-                                report.gone_endpoints.push(GoneEndpoint {
+                match net.ipam().stale().await {
+                    Ok(stale) => {
+                        for l in stale.into_iter().filter(|l| !shim::is_shim_owner(&l.owner)) {
+                            match net.ipam().release(&l.owner).await {
+                                Ok(_) => report.gone_endpoints.push(GoneEndpoint {
                                     network: r.name.clone(),
-                                    container_id: id.to_string(),
-                                    ifname: ifname.to_string(),
+                                    container_id: l.owner.container_id().to_string(),
+                                    ifname: l.owner.ifname().as_str().to_string(),
                                     addresses: l.addresses.iter().map(|a| a.address).collect(),
-                                });
+                                }),
+                                Err(e) => errors.push(e),
                             }
                         }
                     }

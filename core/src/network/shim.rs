@@ -69,7 +69,14 @@ impl HostAccess {
 
 /// The IPAM owner of a shim's address.
 fn shim_owner(network: &str, shim: &str) -> Result<Owner> {
-    Owner::new(format!("underlay-host-access:{network}"), shim)
+    Owner::new(format!("{SHIM_OWNER}{network}"), shim)
+}
+
+const SHIM_OWNER: &str = "underlay-host-access:";
+
+/// Whether `owner` is a shim's (its lease outlives a reboot: reconcile makes the shim again).
+pub(crate) fn is_shim_owner(owner: &Owner) -> bool {
+    owner.container_id().starts_with(SHIM_OWNER)
 }
 
 impl Network {

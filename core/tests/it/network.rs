@@ -499,9 +499,13 @@ async fn reconcile_releases_leases_of_an_earlier_boot() {
     net.connect(&stays.ns, EndpointSpec::new("stays"))
         .await
         .unwrap();
-    // A lease taken in "another boot", with no endpoint record.
+    // A lease taken in "another boot", with no endpoint record, and the host shim's address
+    // from that boot (the shim is made again: its address stays).
     let before = underlay::ipam::BootId::new("0b0e5a3c-0000-4000-8000-000000000001").unwrap();
     net.ipam().set_boot_id(Some(before));
+    net.enable_host_access(HostAccess::new().with_address())
+        .await
+        .unwrap();
     let ghost = net
         .ipam()
         .allocate(
@@ -523,7 +527,7 @@ async fn reconcile_releases_leases_of_an_earlier_boot() {
         left.iter()
             .map(|l| l.owner.container_id())
             .collect::<Vec<_>>(),
-        vec!["stays"]
+        vec!["stays", "underlay-host-access:rb"]
     );
     assert!(nets.reconcile().await.unwrap().is_clean());
 }
