@@ -15,7 +15,7 @@ use crate::ipam::network::{check_name, Network};
 use super::fsutil;
 use super::memory::conflict;
 use super::stateformat::{corrupt, decode_network, encode_network};
-use super::{blocking, Change, Snapshot, Store, StoreFuture};
+use super::{blocking, blocking_store_methods, Change, Snapshot, Store, StoreFuture};
 
 const DEF_FILE: &str = "underlay.network";
 const CURSOR_PREFIX: &str = "last_reserved_ip.";
@@ -355,44 +355,5 @@ impl Store for HostLocalStore {
         false
     }
 
-    fn networks(&self) -> StoreFuture<'_, Vec<Network>> {
-        let inner = self.inner.clone();
-        Box::pin(blocking(move || inner.networks()))
-    }
-
-    fn create_network<'a>(&'a self, network: &'a Network) -> StoreFuture<'a, ()> {
-        let inner = self.inner.clone();
-        let network = network.clone();
-        Box::pin(blocking(move || inner.create(&network)))
-    }
-
-    fn delete_network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()> {
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        Box::pin(blocking(move || inner.delete(&name)))
-    }
-
-    fn load<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Snapshot> {
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        Box::pin(blocking(move || inner.load(&name)))
-    }
-
-    fn version<'a>(&'a self, name: &'a str) -> StoreFuture<'a, u64> {
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        Box::pin(blocking(move || inner.version(&name)))
-    }
-
-    fn commit<'a>(
-        &'a self,
-        name: &'a str,
-        expected: u64,
-        changes: &'a [Change],
-    ) -> StoreFuture<'a, u64> {
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        let changes = changes.to_vec();
-        Box::pin(blocking(move || inner.commit(&name, expected, &changes)))
-    }
+    blocking_store_methods!();
 }

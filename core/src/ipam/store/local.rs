@@ -15,7 +15,7 @@ use super::stateformat::{
     corrupt, decode_blocks, decode_journal_head, decode_network, decode_state, encode_block,
     encode_journal_head, encode_network, encode_state,
 };
-use super::{blocking, Change, Snapshot, Store, StoreFuture, Table};
+use super::{blocking, blocking_store_methods, Change, Snapshot, Store, StoreFuture, Table};
 
 /// Compact the journal into a new snapshot once it is larger than this and than the snapshot.
 const COMPACT_AT: u64 = 256 * 1024;
@@ -425,34 +425,7 @@ impl LocalInner {
 }
 
 impl Store for LocalStore {
-    fn networks(&self) -> StoreFuture<'_, Vec<Network>> {
-        let inner = self.inner.clone();
-        Box::pin(blocking(move || inner.networks()))
-    }
-
-    fn create_network<'a>(&'a self, network: &'a Network) -> StoreFuture<'a, ()> {
-        let inner = self.inner.clone();
-        let network = network.clone();
-        Box::pin(blocking(move || inner.create(&network)))
-    }
-
-    fn delete_network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()> {
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        Box::pin(blocking(move || inner.delete(&name)))
-    }
-
-    fn load<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Snapshot> {
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        Box::pin(blocking(move || inner.load(&name)))
-    }
-
-    fn version<'a>(&'a self, name: &'a str) -> StoreFuture<'a, u64> {
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        Box::pin(blocking(move || inner.version(&name)))
-    }
+    blocking_store_methods!();
 
     fn changes_since<'a>(
         &'a self,
@@ -462,18 +435,6 @@ impl Store for LocalStore {
         let inner = self.inner.clone();
         let name = name.to_string();
         Box::pin(blocking(move || inner.changes_since(&name, version)))
-    }
-
-    fn commit<'a>(
-        &'a self,
-        name: &'a str,
-        expected: u64,
-        changes: &'a [Change],
-    ) -> StoreFuture<'a, u64> {
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        let changes = changes.to_vec();
-        Box::pin(blocking(move || inner.commit(&name, expected, &changes)))
     }
 }
 

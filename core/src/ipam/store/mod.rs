@@ -365,6 +365,54 @@ impl Table {
     }
 }
 
+/// The [`Store`] methods of a store whose work is blocking file I/O done by `self.inner` (an
+/// `Arc` of a type with the same methods, synchronous): each runs on tokio's blocking threads.
+macro_rules! blocking_store_methods {
+    () => {
+        fn networks(&self) -> StoreFuture<'_, Vec<Network>> {
+            let inner = self.inner.clone();
+            Box::pin(blocking(move || inner.networks()))
+        }
+
+        fn create_network<'a>(&'a self, network: &'a Network) -> StoreFuture<'a, ()> {
+            let inner = self.inner.clone();
+            let network = network.clone();
+            Box::pin(blocking(move || inner.create(&network)))
+        }
+
+        fn delete_network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()> {
+            let inner = self.inner.clone();
+            let name = name.to_string();
+            Box::pin(blocking(move || inner.delete(&name)))
+        }
+
+        fn load<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Snapshot> {
+            let inner = self.inner.clone();
+            let name = name.to_string();
+            Box::pin(blocking(move || inner.load(&name)))
+        }
+
+        fn version<'a>(&'a self, name: &'a str) -> StoreFuture<'a, u64> {
+            let inner = self.inner.clone();
+            let name = name.to_string();
+            Box::pin(blocking(move || inner.version(&name)))
+        }
+
+        fn commit<'a>(
+            &'a self,
+            name: &'a str,
+            expected: u64,
+            changes: &'a [Change],
+        ) -> StoreFuture<'a, u64> {
+            let inner = self.inner.clone();
+            let name = name.to_string();
+            let changes = changes.to_vec();
+            Box::pin(blocking(move || inner.commit(&name, expected, &changes)))
+        }
+    };
+}
+pub(crate) use blocking_store_methods;
+
 /// Runs blocking file work off the async workers (inline when there is no tokio runtime).
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
