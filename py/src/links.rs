@@ -90,6 +90,54 @@ macro_rules! apply {
     }};
 }
 
+/// The `#[pymethods]` of a link kind the core can move into a namespace: `$class`'s own methods
+/// and its `attach_to_netns` (`$what` names the link in the docstring). A macro because
+/// `#[pymethods]` only sees the methods written in its own `impl` block.
+macro_rules! pymethods_with_attach {
+    ($class:ident, $what:literal; $($methods:tt)*) => {
+        #[pymethods]
+        impl $class {
+            $($methods)*
+
+            #[doc = concat!(
+                "Moves an existing ",
+                $what,
+                " `link` of `handle`'s namespace into `netns` and configures"
+            )]
+            /// it there: renamed to `name`, `mtu`, `mac`, its `addresses` added (`nodad` skips IPv6
+            /// duplicate address detection), up, a default route through each of `gateways` (one per
+            /// IP version) and the extra `routes` (their `dev` defaults to the link). `target`: a
+            /// handle already open in `netns`. All or nothing: if a step after the move fails, the
+            /// link goes back under its old name and state and the error says what failed
+            /// (`MultipleErrors` if the undo failed too). Returns an `Attached`.
+            #[staticmethod]
+            #[pyo3(signature = (handle, link, netns, *, name = None, addresses = Vec::new(),
+                gateways = Vec::new(), routes = Vec::new(), mtu = None, mac = None, nodad = false,
+                target = None))]
+            #[allow(clippy::too_many_arguments)]
+            fn attach_to_netns(
+                py: Python<'_>,
+                handle: &Handle,
+                link: &Bound<'_, PyAny>,
+                netns: &Netns,
+                name: Option<String>,
+                addresses: Vec<Bound<'_, PyAny>>,
+                gateways: Vec<Bound<'_, PyAny>>,
+                routes: Vec<Bound<'_, Route>>,
+                mtu: Option<u32>,
+                mac: Option<&str>,
+                nodad: bool,
+                target: Option<&Handle>,
+            ) -> PyResult<Attached> {
+                AttachArgs::new(
+                    handle, link, netns, name, addresses, gateways, routes, mtu, mac, nodad, target,
+                )?
+                .run(py, underlay::$class::attach_to_netns)
+            }
+        }
+    };
+}
+
 fn macvlan_mode(s: &str) -> PyResult<MacvlanMode> {
     s.parse().map_err(to_py)
 }
@@ -107,8 +155,7 @@ fn ipvlan_flag(s: &str) -> PyResult<IpvlanFlag> {
 #[pyclass(module = "underlay", frozen)]
 pub(crate) struct Vlan;
 
-#[pymethods]
-impl Vlan {
+pymethods_with_attach! { Vlan, "VLAN link";
     /// Creates VLAN `vlan_id` (1..4094) on `parent`, named `<parent>.<id>` unless `name` is
     /// given. `protocol` is "802.1Q" (default) or "802.1ad". The VLAN flags: `reorder_hdr`
     /// (default on, the kernel's default), `gvrp`, `mvrp`, `loose_binding` (read back as
@@ -174,37 +221,6 @@ impl Vlan {
         Ok(Link { inner })
     }
 
-    /// Moves an existing VLAN link `link` of `handle`'s namespace into `netns` and configures
-    /// it there: renamed to `name`, `mtu`, `mac`, its `addresses` added (`nodad` skips IPv6
-    /// duplicate address detection), up, a default route through each of `gateways` (one per
-    /// IP version) and the extra `routes` (their `dev` defaults to the link). `target`: a
-    /// handle already open in `netns`. All or nothing: if a step after the move fails, the
-    /// link goes back under its old name and state and the error says what failed
-    /// (`MultipleErrors` if the undo failed too). Returns an `Attached`.
-    #[staticmethod]
-    #[pyo3(signature = (handle, link, netns, *, name = None, addresses = Vec::new(),
-        gateways = Vec::new(), routes = Vec::new(), mtu = None, mac = None, nodad = false,
-        target = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn attach_to_netns(
-        py: Python<'_>,
-        handle: &Handle,
-        link: &Bound<'_, PyAny>,
-        netns: &Netns,
-        name: Option<String>,
-        addresses: Vec<Bound<'_, PyAny>>,
-        gateways: Vec<Bound<'_, PyAny>>,
-        routes: Vec<Bound<'_, Route>>,
-        mtu: Option<u32>,
-        mac: Option<&str>,
-        nodad: bool,
-        target: Option<&Handle>,
-    ) -> PyResult<Attached> {
-        AttachArgs::new(
-            handle, link, netns, name, addresses, gateways, routes, mtu, mac, nodad, target,
-        )?
-        .run(py, underlay::Vlan::attach_to_netns)
-    }
 }
 
 /// A macvlan child of a parent NIC: its own MAC, in one of the modes of `MacvlanMode`
@@ -212,8 +228,7 @@ impl Vlan {
 #[pyclass(module = "underlay", frozen)]
 pub(crate) struct Macvlan;
 
-#[pymethods]
-impl Macvlan {
+pymethods_with_attach! { Macvlan, "macvlan";
     /// Creates macvlan `name` on `parent` in `mode` (a `MacvlanMode` or its value string).
     /// `tap`: a macvtap; `source_macs`: the MACs accepted in source mode; `nopromisc`: do not
     /// put the parent in promiscuous mode (passthru). Common keywords as `Vlan.create`.
@@ -265,37 +280,6 @@ impl Macvlan {
         Ok(Link { inner })
     }
 
-    /// Moves an existing macvlan `link` of `handle`'s namespace into `netns` and configures
-    /// it there: renamed to `name`, `mtu`, `mac`, its `addresses` added (`nodad` skips IPv6
-    /// duplicate address detection), up, a default route through each of `gateways` (one per
-    /// IP version) and the extra `routes` (their `dev` defaults to the link). `target`: a
-    /// handle already open in `netns`. All or nothing: if a step after the move fails, the
-    /// link goes back under its old name and state and the error says what failed
-    /// (`MultipleErrors` if the undo failed too). Returns an `Attached`.
-    #[staticmethod]
-    #[pyo3(signature = (handle, link, netns, *, name = None, addresses = Vec::new(),
-        gateways = Vec::new(), routes = Vec::new(), mtu = None, mac = None, nodad = false,
-        target = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn attach_to_netns(
-        py: Python<'_>,
-        handle: &Handle,
-        link: &Bound<'_, PyAny>,
-        netns: &Netns,
-        name: Option<String>,
-        addresses: Vec<Bound<'_, PyAny>>,
-        gateways: Vec<Bound<'_, PyAny>>,
-        routes: Vec<Bound<'_, Route>>,
-        mtu: Option<u32>,
-        mac: Option<&str>,
-        nodad: bool,
-        target: Option<&Handle>,
-    ) -> PyResult<Attached> {
-        AttachArgs::new(
-            handle, link, netns, name, addresses, gateways, routes, mtu, mac, nodad, target,
-        )?
-        .run(py, underlay::Macvlan::attach_to_netns)
-    }
 }
 
 /// An ipvlan child: shares the parent's MAC. The mode (`IpvlanMode`) belongs to the parent:
@@ -303,8 +287,7 @@ impl Macvlan {
 #[pyclass(module = "underlay", frozen)]
 pub(crate) struct Ipvlan;
 
-#[pymethods]
-impl Ipvlan {
+pymethods_with_attach! { Ipvlan, "ipvlan";
     /// Creates ipvlan `name` on `parent` in `mode` (`IpvlanMode`, default l2) with `flag`
     /// (`IpvlanFlag`, default bridge). Common keywords as `Vlan.create`.
     #[staticmethod]
@@ -341,37 +324,6 @@ impl Ipvlan {
         Ok(Link { inner })
     }
 
-    /// Moves an existing ipvlan `link` of `handle`'s namespace into `netns` and configures
-    /// it there: renamed to `name`, `mtu`, `mac`, its `addresses` added (`nodad` skips IPv6
-    /// duplicate address detection), up, a default route through each of `gateways` (one per
-    /// IP version) and the extra `routes` (their `dev` defaults to the link). `target`: a
-    /// handle already open in `netns`. All or nothing: if a step after the move fails, the
-    /// link goes back under its old name and state and the error says what failed
-    /// (`MultipleErrors` if the undo failed too). Returns an `Attached`.
-    #[staticmethod]
-    #[pyo3(signature = (handle, link, netns, *, name = None, addresses = Vec::new(),
-        gateways = Vec::new(), routes = Vec::new(), mtu = None, mac = None, nodad = false,
-        target = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn attach_to_netns(
-        py: Python<'_>,
-        handle: &Handle,
-        link: &Bound<'_, PyAny>,
-        netns: &Netns,
-        name: Option<String>,
-        addresses: Vec<Bound<'_, PyAny>>,
-        gateways: Vec<Bound<'_, PyAny>>,
-        routes: Vec<Bound<'_, Route>>,
-        mtu: Option<u32>,
-        mac: Option<&str>,
-        nodad: bool,
-        target: Option<&Handle>,
-    ) -> PyResult<Attached> {
-        AttachArgs::new(
-            handle, link, netns, name, addresses, gateways, routes, mtu, mac, nodad, target,
-        )?
-        .run(py, underlay::Ipvlan::attach_to_netns)
-    }
 }
 
 /// A VXLAN tunnel endpoint (24-bit VNI, UDP port 4789 by default).
@@ -438,8 +390,7 @@ impl Vxlan {
 #[pyclass(module = "underlay", frozen)]
 pub(crate) struct Veth;
 
-#[pymethods]
-impl Veth {
+pymethods_with_attach! { Veth, "veth end";
     /// Creates the pair `name` / `peer`; `peer_netns` creates the peer inside that namespace,
     /// `peer_up` brings it up, `peer_mac` sets its MAC. Returns the `name` end. Common
     /// keywords as `Vlan.create`.
@@ -485,37 +436,6 @@ impl Veth {
         Ok(Link { inner })
     }
 
-    /// Moves an existing veth end `link` of `handle`'s namespace into `netns` and configures
-    /// it there: renamed to `name`, `mtu`, `mac`, its `addresses` added (`nodad` skips IPv6
-    /// duplicate address detection), up, a default route through each of `gateways` (one per
-    /// IP version) and the extra `routes` (their `dev` defaults to the link). `target`: a
-    /// handle already open in `netns`. All or nothing: if a step after the move fails, the
-    /// link goes back under its old name and state and the error says what failed
-    /// (`MultipleErrors` if the undo failed too). Returns an `Attached`.
-    #[staticmethod]
-    #[pyo3(signature = (handle, link, netns, *, name = None, addresses = Vec::new(),
-        gateways = Vec::new(), routes = Vec::new(), mtu = None, mac = None, nodad = false,
-        target = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn attach_to_netns(
-        py: Python<'_>,
-        handle: &Handle,
-        link: &Bound<'_, PyAny>,
-        netns: &Netns,
-        name: Option<String>,
-        addresses: Vec<Bound<'_, PyAny>>,
-        gateways: Vec<Bound<'_, PyAny>>,
-        routes: Vec<Bound<'_, Route>>,
-        mtu: Option<u32>,
-        mac: Option<&str>,
-        nodad: bool,
-        target: Option<&Handle>,
-    ) -> PyResult<Attached> {
-        AttachArgs::new(
-            handle, link, netns, name, addresses, gateways, routes, mtu, mac, nodad, target,
-        )?
-        .run(py, underlay::Veth::attach_to_netns)
-    }
 }
 
 /// A Linux bridge (the switch in test rigs; the NAT alternative to the underlay).
