@@ -137,6 +137,8 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) ->
         }
     };
     let names: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
+    // Whatever happens (a panic included), the named namespaces go.
+    let _cleanup = Cleanup(names.clone());
     let mut pre: Vec<Option<(Netns, Handle)>> = Vec::new();
     for name in &names {
         pre.push(if ns_in_timed_part {
@@ -193,9 +195,6 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) ->
     in_flight(concurrent, jobs.collect()).await;
     let fast = (n - half) as f64 / start.elapsed().as_secs_f64();
     drop(kept);
-    for name in &names[..half] {
-        let _ = Netns::delete(name);
-    }
     nets.delete("bench").await.expect("delete network");
     drop(host_ns);
     if opts.cold {
@@ -233,6 +232,17 @@ async fn settle() {
         let (busy, idle) = (b1 - b0, i1 - i0);
         if busy * 10 < busy + idle {
             return;
+        }
+    }
+}
+
+/// Deletes the named namespaces left when dropped.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Netns::delete(name);
         }
     }
 }
