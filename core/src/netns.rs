@@ -53,50 +53,39 @@ impl Netns {
     ///
     /// Fails with [`ErrorKind::AlreadyExists`] when the name is taken.
     pub fn create(name: &str) -> Result<Netns> {
-        Ok(Netns::create_with(Some(name), || Ok(()))?.0)
+        Netns::create_blocking(Some(name))
     }
 
     /// Creates a namespace (named when `name` is given, as [`Netns::create`]; anonymous
-    /// otherwise) and runs `inside` in it on the same short-lived thread, which saves a thread
-    /// when, say, a socket must be opened inside. Blocks the caller until done.
-    pub(crate) fn create_with<T: Send>(
-        name: Option<&str>,
-        inside: impl FnOnce() -> Result<T> + Send,
-    ) -> Result<(Netns, T)> {
+    /// otherwise) on one of the namespace makers ([`makers`]), blocking the caller until done.
+    fn create_blocking(name: Option<&str>) -> Result<Netns> {
         let path = name.map(claim_name).transpose()?;
-        let made = std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .name("underlay-netns-new".into())
-                .spawn_scoped(s, || {
-                    namespace_here(path.as_deref()).and_then(|fd| Ok((fd, inside()?)))
-                })
-                .map_err(|e| Error::io("cannot spawn a thread to create a namespace", e))?
-                .join()
-                .map_err(|_| Error::new(ErrorKind::Io, "namespace creation thread panicked"))?
-        });
-        finish_create(name, path, made)
+        let (tx, rx) = std::sync::mpsc::channel();
+        let made = makers::submit(make_job(
+            path.clone(),
+            || Ok(()),
+            move |r| {
+                let _ = tx.send(r);
+            },
+        ))
+        .and_then(|()| rx.recv().unwrap_or_else(|_| Err(maker_panicked())));
+        Ok(finish_create(name, path, made)?.0)
     }
 
-    /// Like [`Netns::create_with`], without blocking the async caller: the work is done by
-    /// one of a few long-lived threads ([`makers`]), as many as CPUs (namespace creation is
-    /// kernel-bound, ~0.6 ms, and more at once only contend for the kernel's locks).
+    /// Creates a namespace as [`Netns::create_blocking`] does and runs `inside` in it on the
+    /// same thread (e.g. to open a socket there), without blocking the async caller. The
+    /// makers are as many as CPUs: namespace creation is kernel-bound (~0.6 ms), and more at
+    /// once only contend for the kernel's locks.
     pub(crate) async fn create_with_async<T: Send + 'static>(
         name: Option<&str>,
         inside: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<(Netns, T)> {
         let path = name.map(claim_name).transpose()?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let p = path.clone();
-        let submitted = makers::submit(Box::new(move || {
-            let _ = tx.send(namespace_here(p.as_deref()).and_then(|fd| Ok((fd, inside()?))));
-        }));
-        let made = match submitted {
-            Ok(()) => rx.await.unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::Io,
-                    "namespace creation thread panicked",
-                ))
-            }),
+        let made = match makers::submit(make_job(path.clone(), inside, move |r| {
+            let _ = tx.send(r);
+        })) {
+            Ok(()) => rx.await.unwrap_or_else(|_| Err(maker_panicked())),
             Err(e) => Err(e),
         };
         finish_create(name, path, made)
@@ -107,7 +96,7 @@ impl Netns {
     /// Cheaper than [`Netns::create`] (no mount) and gone when the last clone drops;
     /// iproute2 cannot name it.
     pub fn create_anonymous() -> Result<Netns> {
-        Ok(Netns::create_with(None, || Ok(()))?.0)
+        Netns::create_blocking(None)
     }
 
     /// Opens a named namespace (under `/run/netns`).
@@ -576,10 +565,25 @@ fn permission_or_io(what: &str, err: std::io::Error) -> Error {
     }
 }
 
-/// The threads that make namespaces for [`Netns::create_with_async`]. Each unshares into the
-/// new namespace, does the job there, then returns to the namespace it started in (`setns`),
-/// ready for the next job: a thread per namespace cost a clone, a stack and an exit each. A
-/// thread that cannot return ends; another is started on demand.
+/// The job a namespace maker runs: a new namespace (bind-mounted at `path` when given), then
+/// `inside` in it, the outcome handed to `answer`.
+fn make_job<T: Send + 'static>(
+    path: Option<PathBuf>,
+    inside: impl FnOnce() -> Result<T> + Send + 'static,
+    answer: impl FnOnce(Result<(OwnedFd, T)>) + Send + 'static,
+) -> makers::Job {
+    Box::new(move || answer(namespace_here(path.as_deref()).and_then(|fd| Ok((fd, inside()?)))))
+}
+
+fn maker_panicked() -> Error {
+    Error::new(ErrorKind::Io, "namespace creation panicked")
+}
+
+/// The threads that make namespaces (for [`Netns::create`] and
+/// [`crate::Handle::create_netns`]). Each unshares into the new namespace, does the job there,
+/// then returns to the process's namespace (`setns`), ready for the next job: a thread per
+/// namespace cost a clone, a stack and an exit each. A thread that cannot return ends;
+/// another is started on demand.
 mod makers {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc::{channel, Receiver, Sender};
@@ -639,7 +643,9 @@ mod makers {
     }
 
     fn work(rx: &Mutex<Receiver<Job>>, _alive: Alive) {
-        let Ok(home) = open_ns_file(Path::new("/proc/thread-self/ns/net")) else {
+        // Home is the process's namespace (its main thread's), not that of whichever thread
+        // happened to start this one (it may be inside a namespace for `Netns::run`).
+        let Ok(home) = open_ns_file(Path::new("/proc/self/ns/net")) else {
             return;
         };
         loop {
@@ -657,8 +663,6 @@ mod makers {
     }
 }
 
-/// Creates a new namespace on a fresh thread (unshare), bind-mounts it at `path` when given, and
-/// returns a descriptor on it. The caller's thread never changes namespace.
 /// Claims `/run/netns/NAME` exclusively (so two creators never share a name).
 fn claim_name(name: &str) -> Result<PathBuf> {
     let path = named_path(name)?;
@@ -713,8 +717,9 @@ fn finish_create<T>(
     })
 }
 
-/// On a thread underlay owns: moves it into a new namespace, bind-mounts that at `path` when
-/// given, and returns a descriptor on it.
+/// Moves this thread into a new namespace (unshare), bind-mounts it at `path` when given, and
+/// returns a descriptor on it. Only a namespace maker runs it: callers' threads never change
+/// namespace.
 fn namespace_here(path: Option<&Path>) -> Result<OwnedFd> {
     // SAFETY: unshare affects only this thread's namespace.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {

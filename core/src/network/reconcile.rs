@@ -124,8 +124,17 @@ impl Networks {
             if !self.inner.store.is_shared() {
                 match net.ipam().stale().await {
                     Ok(stale) => {
-                        for l in stale.into_iter().filter(|l| !shim::is_shim_owner(&l.owner)) {
-                            match net.ipam().release(&l.owner).await {
+                        let stale: Vec<_> = stale
+                            .into_iter()
+                            .filter(|l| !shim::is_shim_owner(&l.owner))
+                            .collect();
+                        // At once: the releases share the IPAM's group commits.
+                        let released = futures::future::join_all(
+                            stale.iter().map(|l| net.ipam().release(&l.owner)),
+                        )
+                        .await;
+                        for (l, outcome) in stale.into_iter().zip(released) {
+                            match outcome {
                                 Ok(_) => report.gone_endpoints.push(GoneEndpoint {
                                     network: r.name.clone(),
                                     container_id: l.owner.container_id().to_string(),
