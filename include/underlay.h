@@ -1251,6 +1251,13 @@ underlay_result underlay_endpoint_spec_set_target(underlay_endpoint_spec *spec,
                                                   const underlay_handle *target);
 
 /**
+ * Whether an endpoint given no IPv6 address keeps the kernel's IPv6 (link-local address,
+ * SLAAC from router advertisements). Default false: IPv6 is disabled on such an interface, as
+ * Docker does since 26.0.2.
+ */
+underlay_result underlay_endpoint_spec_set_keep_ipv6(underlay_endpoint_spec *spec, bool keep);
+
+/**
  * Frees a spec. NULL is a no-op.
  */
 void underlay_endpoint_spec_free(underlay_endpoint_spec *spec);

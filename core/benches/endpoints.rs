@@ -1,7 +1,8 @@
 //! Endpoint setup and teardown rates through the network layer: allocate (local store, durable),
-//! create the macvlan directly in the namespace, address, default route, up, announce, record.
+//! create the macvlan directly in the namespace, IPv6 off (the network is IPv4-only), address,
+//! default route, up, announce, record.
 //! Needs root; every namespace is made and deleted here. `cargo bench -p underlay --bench
-//! endpoints [-- N...] [--no-announce|--announce-segment] [--no-link-deletes] [--cold] [--only=seq-pre|seq-timed|conc-pre|conc-timed]`.
+//! endpoints [-- N...] [--no-announce|--announce-segment] [--no-link-deletes] [--keep-ipv6] [--cold] [--repeat=K] [--only=seq-pre|seq-timed|conc-pre|conc-timed]`.
 
 use std::time::Instant;
 
@@ -27,6 +28,7 @@ async fn main() {
             Announce::Wire
         },
         link_deletes: !args.iter().any(|a| a == "--no-link-deletes"),
+        keep_ipv6: args.iter().any(|a| a == "--keep-ipv6"),
         cold: args.iter().any(|a| a == "--cold"),
         // One state directory across runs, as a host keeps /var/lib/underlay (`--cold` for a
         // fresh one per row).
@@ -34,13 +36,18 @@ async fn main() {
         only: args
             .iter()
             .find_map(|a| a.strip_prefix("--only=").map(str::to_string)),
+        repeat: args
+            .iter()
+            .find_map(|a| a.strip_prefix("--repeat=").and_then(|r| r.parse().ok()))
+            .unwrap_or(3)
+            .max(1),
     };
     let sizes = if sizes.is_empty() {
         vec![100, 1000]
     } else {
         sizes
     };
-    println!("| N | mode | namespaces | connects/s | disconnects/s (link deleted) | disconnects/s (namespace deleted after) |");
+    println!("| N | mode | namespaces | connects/s: median (range) of {} | disconnects/s (link deleted) | disconnects/s (namespace deleted after) |", opts.repeat);
     println!("|---|---|---|---|---|---|");
     for &n in &sizes {
         for concurrent in [false, true] {
@@ -53,9 +60,19 @@ async fn main() {
                 if opts.only.as_ref().is_some_and(|o| *o != key) {
                     continue;
                 }
-                let (up, down, fast) = run(n, concurrent, ns_in_timed_part, &opts).await;
+                let mut runs = Vec::new();
+                for _ in 0..opts.repeat {
+                    runs.push(run(n, concurrent, ns_in_timed_part, &opts).await);
+                }
+                let median = |f: fn(&(f64, f64, f64)) -> f64| {
+                    let mut v: Vec<f64> = runs.iter().map(f).collect();
+                    v.sort_by(f64::total_cmp);
+                    (v[v.len() / 2], v[0], v[v.len() - 1])
+                };
+                let (up, lo, hi) = median(|r| r.0);
+                let (down, fast) = (median(|r| r.1).0, median(|r| r.2).0);
                 println!(
-                    "| {n} | {} | {} | {up:.0} | {down:.0} | {fast:.0} |",
+                    "| {n} | {} | {} | {up:.0} ({lo:.0}-{hi:.0}) | {down:.0} | {fast:.0} |",
                     if concurrent {
                         "concurrent (64 in flight)"
                     } else {
@@ -77,14 +94,19 @@ async fn main() {
 
 /// Command-line options: `--no-announce` (no gratuitous ARP), `--announce-segment` (from
 /// inside the endpoint, to its siblings too), `--no-link-deletes` (every
-/// endpoint goes with its namespace), `--cold` (a fresh state directory per row),
-/// `--only=seq-pre|seq-timed|conc-pre|conc-timed`.
+/// endpoint goes with its namespace), `--keep-ipv6` (IPv6 left on), `--cold` (a fresh state directory per row),
+/// `--only=seq-pre|seq-timed|conc-pre|conc-timed`, `--repeat=K` (runs per row, default 3; the
+/// table shows the median).
 struct Opts {
     announce: Announce,
     only: Option<String>,
     link_deletes: bool,
+    /// Leave the kernel's IPv6 on the (IPv4-only) endpoints.
+    keep_ipv6: bool,
     /// A fresh state directory per row instead of one for the whole run (as a host has).
     cold: bool,
+    /// Runs per row (`--repeat=K`, default 3): the table shows the median and the range.
+    repeat: usize,
     state: std::path::PathBuf,
 }
 
@@ -151,7 +173,7 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) ->
     // worker, seconds for a thousand), so that each row is charged with its own work only.
     settle().await;
     let start = Instant::now();
-    let announce = opts.announce;
+    let (announce, keep_ipv6) = (opts.announce, opts.keep_ipv6);
     let jobs = names.iter().zip(pre).enumerate().map(|(i, (name, made))| {
         let (net, name) = (net.clone(), name.clone());
         async move {
@@ -161,7 +183,8 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) ->
             };
             let spec = EndpointSpec::new(format!("c{i}"))
                 .target(&h)
-                .announce_to(announce);
+                .announce_to(announce)
+                .keep_ipv6(keep_ipv6);
             net.connect(&ns, spec).await.expect("connect");
             (ns, h)
         }

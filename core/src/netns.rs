@@ -282,6 +282,26 @@ impl Netns {
         })?
     }
 
+    /// Runs `f` inside this namespace on one of the namespace makers ([`makers`]), without
+    /// blocking the async caller and without a thread of its own: for short jobs (a sysctl),
+    /// not for ones whose cleanup waits (see [`Netns::run_async_then_drop`]).
+    pub(crate) async fn run_pooled<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let ns = self.clone();
+        makers::submit(Box::new(move || {
+            let _ = tx.send(ns.enter().map(|()| f()));
+        }))?;
+        rx.await.unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Io,
+                format!("code run inside {} panicked", self.label()),
+            ))
+        })
+    }
+
     /// Moves the calling thread into this namespace. Only for threads underlay owns.
     pub(crate) fn enter(&self) -> Result<()> {
         // SAFETY: the fd is a valid open nsfs descriptor for the lifetime of self.
@@ -580,8 +600,9 @@ fn maker_panicked() -> Error {
 }
 
 /// The threads that make namespaces (for [`Netns::create`] and
-/// [`crate::Handle::create_netns`]). Each unshares into the new namespace, does the job there,
-/// then returns to the process's namespace (`setns`), ready for the next job: a thread per
+/// [`crate::Handle::create_netns`]) and run short jobs inside one ([`Netns::run_pooled`]).
+/// Each unshares into the new namespace (or enters the given one), does the job there, then
+/// returns to the process's namespace (`setns`), ready for the next job: a thread per
 /// namespace cost a clone, a stack and an exit each. A thread that cannot return ends;
 /// another is started on demand.
 mod makers {

@@ -38,14 +38,17 @@ impl Netns {
 
     /// Writes a `net.*` sysctl in this namespace.
     pub fn set_sysctl(&self, key: &str, value: &str) -> Result<()> {
-        let path = sysctl_path(key)?;
-        if value.contains('\n') || value.is_empty() {
-            return Err(Error::invalid(format!(
-                "value {value:?} for sysctl `{key}` must be one non-empty line"
-            )));
-        }
-        let v = value.to_string();
+        let (path, v) = write_args(key, value)?;
         self.run(move || std::fs::write(&path, v.as_bytes()))?
+            .map_err(|e| sysctl_io(e, key, self, "write"))
+    }
+
+    /// Like [`Netns::set_sysctl`], without blocking the async caller (and without a thread of
+    /// its own: it runs on a pooled thread that enters the namespace).
+    pub async fn set_sysctl_async(&self, key: &str, value: &str) -> Result<()> {
+        let (path, v) = write_args(key, value)?;
+        self.run_pooled(move || std::fs::write(&path, v.as_bytes()))
+            .await?
             .map_err(|e| sysctl_io(e, key, self, "write"))
     }
 
@@ -112,6 +115,17 @@ fn sysctl_path(key: &str) -> Result<std::path::PathBuf> {
         )));
     }
     Ok(std::path::Path::new("/proc/sys").join(rel))
+}
+
+/// The file to write for `key`, and `value` checked to be one non-empty line.
+fn write_args(key: &str, value: &str) -> Result<(std::path::PathBuf, String)> {
+    let path = sysctl_path(key)?;
+    if value.contains('\n') || value.is_empty() {
+        return Err(Error::invalid(format!(
+            "value {value:?} for sysctl `{key}` must be one non-empty line"
+        )));
+    }
+    Ok((path, value.to_string()))
 }
 
 fn sysctl_io(e: std::io::Error, key: &str, ns: &Netns, op: &str) -> Error {

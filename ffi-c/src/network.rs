@@ -516,6 +516,17 @@ pub extern "C" fn underlay_endpoint_spec_set_target(
     edit_ep(spec, |x| Ok(x.target(&r(target, "target")?.inner)))
 }
 
+/// Whether an endpoint given no IPv6 address keeps the kernel's IPv6 (link-local address,
+/// SLAAC from router advertisements). Default false: IPv6 is disabled on such an interface, as
+/// Docker does since 26.0.2.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_spec_set_keep_ipv6(
+    spec: *mut underlay_endpoint_spec,
+    keep: bool,
+) -> underlay_result {
+    edit_ep(spec, |x| Ok(x.keep_ipv6(keep)))
+}
+
 /// Frees a spec. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn underlay_endpoint_spec_free(spec: *mut underlay_endpoint_spec) {

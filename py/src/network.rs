@@ -383,9 +383,11 @@ impl Network {
     /// gratuitous ARP / unsolicited neighbour advertisement sent once the link is up reaches:
     /// True or "wire" (out of the parent: the network beyond the host), "segment" (from inside:
     /// this host's other endpoints too, O(endpoints) per connect), False or "off" (none).
+    /// `keep_ipv6`: an endpoint given no IPv6 address keeps the kernel's IPv6 (link-local,
+    /// SLAAC from router advertisements); by default IPv6 is off on it, as Docker does.
     /// Undone as a whole if a step fails.
     #[pyo3(signature = (netns, container_id, *, ifname = "eth0", ip = None, mac = None,
-        target = None, announce = AnnounceArg::On(true)))]
+        target = None, announce = AnnounceArg::On(true), keep_ipv6 = false))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
@@ -397,6 +399,7 @@ impl Network {
         mac: Option<&str>,
         target: Option<&Handle>,
         announce: AnnounceArg,
+        keep_ipv6: bool,
     ) -> PyResult<Endpoint> {
         let announce = match announce {
             AnnounceArg::On(true) => Announce::Wire,
@@ -414,7 +417,8 @@ impl Network {
         };
         let mut spec = EndpointSpec::new(container_id)
             .ifname(ifname)
-            .announce_to(announce);
+            .announce_to(announce)
+            .keep_ipv6(keep_ipv6);
         if let Some(ip) = conv::opt_ip(ip)? {
             spec = spec.ip(ip);
         }

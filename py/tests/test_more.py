@@ -159,7 +159,15 @@ def test_networks_store_export_disconnect(netns: underlay.Netns, handle: underla
             n2.connect(c2, "c2", announce="loud")  # type: ignore[arg-type]
         assert n2.endpoint("c2") is None, "nothing left by the refused connect"
         n2.connect(c2, "c2", announce="segment")
+        # IPv4-only: IPv6 is off on the endpoint (as Docker does), unless kept.
+        assert c2.sysctl("net/ipv6/conf/eth0/disable_ipv6") == "1"
+        assert not [a for a in ip_json(c2, "addr", "show", "eth0")[0]["addr_info"] if a["family"] == "inet6"]
         n2.disconnect_for_netns_deletion("c2")
+    with underlay.Netns.create(unique("ctr")) as c3:
+        n2.connect(c3, "c3", keep_ipv6=True)
+        assert c3.sysctl("net/ipv6/conf/eth0/disable_ipv6") == "0"
+        assert any(a["local"].startswith("fe80:") for a in ip_json(c3, "addr", "show", "eth0")[0]["addr_info"])
+        n2.disconnect_for_netns_deletion("c3")
     report = other.reconcile()
     assert report.is_clean() and report.gone_endpoints == [] and "ReconcileReport" in repr(report)
     other.delete("plain")

@@ -79,6 +79,7 @@ pub struct EndpointSpec {
     mac: MacPolicy,
     target: Option<Handle>,
     announce: Announce,
+    keep_ipv6: bool,
     fail_after: Option<ConnectStep>,
     hang_after: Option<ConnectStep>,
 }
@@ -93,6 +94,7 @@ impl EndpointSpec {
             mac: MacPolicy::Random,
             target: None,
             announce: Announce::Wire,
+            keep_ipv6: false,
             fail_after: None,
             hang_after: None,
         }
@@ -132,6 +134,16 @@ impl EndpointSpec {
     /// Whom to announce the addresses to (default [`Announce::Wire`]).
     pub fn announce_to(mut self, whom: Announce) -> Self {
         self.announce = whom;
+        self
+    }
+
+    /// Whether an endpoint given no IPv6 address (its network has no IPv6 pool) keeps the
+    /// kernel's IPv6: a link-local address, and SLAAC addresses and routes from any router
+    /// advertisement on the wire. Off by default: IPv6 is disabled on such an interface
+    /// (`disable_ipv6`), as Docker does since 26.0.2 (CVE-2024-32473), so an IPv4-only
+    /// container is not reachable over IPv6 unawares. Endpoints with an IPv6 address keep it.
+    pub fn keep_ipv6(mut self, keep: bool) -> Self {
+        self.keep_ipv6 = keep;
         self
     }
 
@@ -257,7 +269,11 @@ impl Network {
             Some(t) => t.clone(),
             None => Handle::for_netns(netns).await?,
         };
-        let link = self.create_link(&target, spec).await?;
+        // IPv6 goes off before the link comes up, so the kernel never starts it (link-local
+        // address, duplicate detection, multicast reports) on an IPv4-only endpoint.
+        let ipv6_off =
+            !spec.keep_ipv6 && !lease.addresses.iter().any(|a| a.address.addr().is_ipv6());
+        let link = self.create_link(&target, spec, !ipv6_off).await?;
         let mut ep = Endpoint {
             network: self.name().to_string(),
             container_id: spec.container_id.clone(),
@@ -272,6 +288,10 @@ impl Network {
         };
         let mut host_routes = Vec::new();
         let steps = async {
+            if ipv6_off {
+                disable_ipv6(netns, &link.name).await?;
+                target.set_link(link.index).up().execute().await?;
+            }
             check_step(spec, ConnectStep::CreateLink)?;
             for a in &ep.addresses {
                 let opts = AddressOptions { nodad: a.addr().is_ipv6(), noprefixroute: false };
@@ -349,18 +369,23 @@ impl Network {
         self.nets.announcer()?.send(lower.index, mac, ips)
     }
 
-    async fn create_link(&self, target: &Handle, spec: &EndpointSpec) -> Result<Link> {
-        match self.create_link_once(target, spec).await {
+    async fn create_link(&self, target: &Handle, spec: &EndpointSpec, up: bool) -> Result<Link> {
+        match self.create_link_once(target, spec, up).await {
             // The parent was recreated (reconcile) since it was cached: read it again, once.
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 self.forget_lower();
-                self.create_link_once(target, spec).await
+                self.create_link_once(target, spec, up).await
             }
             other => other,
         }
     }
 
-    async fn create_link_once(&self, target: &Handle, spec: &EndpointSpec) -> Result<Link> {
+    async fn create_link_once(
+        &self,
+        target: &Handle,
+        spec: &EndpointSpec,
+        up: bool,
+    ) -> Result<Link> {
         let host = self.host();
         let lower = self.lower_link().await?;
         let index = lower.index;
@@ -370,8 +395,10 @@ impl Network {
                 let mut b = Macvlan::create(host, &spec.ifname, index, mode)
                     .parent_link(lower)
                     .target(target)
-                    .group(ENDPOINT_GROUP)
-                    .up();
+                    .group(ENDPOINT_GROUP);
+                if up {
+                    b = b.up();
+                }
                 if let Some(m) = self.mtu() {
                     b = b.mtu(m);
                 }
@@ -397,8 +424,10 @@ impl Network {
                     .flag(flag)
                     .parent_link(lower)
                     .target(target)
-                    .group(ENDPOINT_GROUP)
-                    .up();
+                    .group(ENDPOINT_GROUP);
+                if up {
+                    b = b.up();
+                }
                 if let Some(m) = self.mtu() {
                     b = b.mtu(m);
                 }
@@ -623,6 +652,23 @@ fn endpoint_file_name(container_id: &str, ifname: &str) -> String {
             .map(|(i, _)| i)
             .unwrap_or(100)]
     )
+}
+
+/// Disables IPv6 on interface `ifname` in `netns` (nothing to do on a kernel without IPv6).
+async fn disable_ipv6(netns: &Netns, ifname: &str) -> Result<()> {
+    let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
+    match netns.set_sysctl_async(&key, "1").await {
+        Err(e)
+            if e.kind() == ErrorKind::NotFound
+                && !std::path::Path::new("/proc/sys/net/ipv6").exists() =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.context(
+            "disabling IPv6 on an endpoint without an IPv6 address (EndpointSpec::keep_ipv6(true) leaves it on)",
+        )),
+        Ok(()) => Ok(()),
+    }
 }
 
 fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<Endpoint> {

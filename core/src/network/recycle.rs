@@ -52,24 +52,32 @@ impl Recycler {
         for _ in 0..2 {
             loop {
                 let Some(p) = self.known().pop() else { break };
-                // Another process may have taken it meanwhile: try the next.
-                if std::fs::rename(&p, to).is_ok() {
-                    return true;
+                match std::fs::rename(&p, to) {
+                    Ok(()) => return true,
+                    // Another process took it meanwhile: try the next.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            && to.parent().is_some_and(Path::is_dir) => {}
+                    // `to` cannot be made (its directory is missing): the file stays pooled.
+                    Err(_) => {
+                        self.known().push(p);
+                        return false;
+                    }
                 }
             }
-            // Files other processes retired.
-            let Ok(entries) = std::fs::read_dir(&self.dir) else {
-                return false;
-            };
-            let found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok())
-                .take(512)
-                .map(|e| e.path())
-                .collect();
-            if found.is_empty() {
-                return false;
+            // Files other processes retired, listed by one caller at a time and only when none
+            // are known: callers listing at once would each queue the same names, and all but
+            // one rename of each would fail.
+            let mut known = self.known();
+            if known.is_empty() {
+                let Ok(entries) = std::fs::read_dir(&self.dir) else {
+                    return false;
+                };
+                known.extend(entries.filter_map(|e| e.ok()).take(512).map(|e| e.path()));
+                if known.is_empty() {
+                    return false;
+                }
             }
-            self.known().extend(found);
         }
         false
     }
@@ -92,7 +100,7 @@ impl Recycler {
         let path = dir.join(name);
         self.take(&tmp);
         let write = || -> std::io::Result<()> {
-            crate::ipam::fsutil::write_file(&tmp, data, false)?;
+            overwrite(&tmp, data)?;
             self.keep(&path);
             std::fs::rename(&tmp, &path)
         };
@@ -125,6 +133,30 @@ impl Recycler {
     }
 }
 
+/// Writes `data` at the start of `path` (made if missing) without truncating it: a shorter
+/// record is padded with newlines (which readers skip) to the file's length. Truncating would
+/// free the file's block, and ext4 then allocates a new one and writes it out at once on close
+/// or on the rename over the old record (`auto_da_alloc`); overwriting dirties the page of the
+/// block it already has, written back later like any page.
+fn overwrite(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let len = f.metadata()?.len() as usize;
+    if len <= data.len() {
+        return f.write_all(data);
+    }
+    let mut padded = Vec::with_capacity(len);
+    padded.extend_from_slice(data);
+    padded.resize(len, b'\n');
+    f.write_all(&padded)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +176,8 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"final");
         pool.write(&dir, "b", b"other").unwrap();
         assert_eq!(std::fs::metadata(dir.join("b")).unwrap().ino(), first);
+        // The longer record it held is overwritten whole: the rest is newlines, not old bytes.
+        assert_eq!(std::fs::read(dir.join("b")).unwrap(), b"other\n\n");
         // Removing retires the file; no temporary names are left behind.
         let a = std::fs::metadata(dir.join("a")).unwrap().ino();
         pool.remove(&dir.join("a")).unwrap();
@@ -158,6 +192,13 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["b", "c"]);
+        // A destination whose directory is missing fails without losing the pooled file.
+        pool.remove(&dir.join("c")).unwrap();
+        let gone = root.join("gone");
+        assert!(pool.write(&gone, "x", b"y").is_err());
+        assert!(!root.join("gone").exists());
+        pool.write(&dir, "c", b"again").unwrap();
+        assert_eq!(std::fs::metadata(dir.join("c")).unwrap().ino(), a);
         // Another process's pool entries are found by listing the directory.
         let other = Recycler::new(root.join(".free")).unwrap();
         pool.remove(&dir.join("b")).unwrap();

@@ -872,3 +872,142 @@ async fn hosts_sharing_a_store_share_the_definition() {
         "one address handed out twice across hosts"
     );
 }
+
+/// An endpoint given no IPv6 address has IPv6 off (as Docker does since 26.0.2,
+/// CVE-2024-32473): no link-local address, and a router advertisement on the wire gives it no
+/// SLAAC address; `keep_ipv6(true)` leaves the kernel's IPv6 on, and the same advertisement
+/// gives that endpoint an address.
+#[tokio::test]
+async fn ipv4_only_endpoints_take_no_ipv6_from_the_wire() {
+    root_or_skip!("ipv4_only_endpoints_take_no_ipv6_from_the_wire");
+    let h = TestNs::new("v6off").await;
+    let wire = TestNs::new("v6offw").await;
+    underlay::Veth::create(&h.handle, "ens192", "wire0")
+        .peer_netns(&wire.ns)
+        .up()
+        .peer_up()
+        .execute()
+        .await
+        .unwrap();
+    // A router on the wire: a link-local source for its advertisements.
+    let nodad = underlay::AddressOptions {
+        nodad: true,
+        noprefixroute: false,
+    };
+    wire.handle
+        .add_address_with("wire0", "fe80::250/64".parse().unwrap(), nodad)
+        .await
+        .unwrap();
+    let dir = TempDir::new("v6off");
+    let nets = Networks::open(&h.handle, &dir.0).await.unwrap();
+    let net = nets.create(mac_net("v6off", "ens192")).await.unwrap();
+    let (off, kept) = (TestNs::new("v6offa").await, TestNs::new("v6offb").await);
+    net.connect(&off.ns, EndpointSpec::new("off"))
+        .await
+        .unwrap();
+    net.connect(&kept.ns, EndpointSpec::new("kept").keep_ipv6(true))
+        .await
+        .unwrap();
+    let v6 = |t: &TestNs| -> Vec<String> {
+        ip_addrs(t, "eth0")
+            .into_iter()
+            .filter(|a| a.contains(':'))
+            .collect()
+    };
+    // Oracle and readback: off has no IPv6 address and disable_ipv6 set; kept has its
+    // link-local address. Both are up with their IPv4 address.
+    assert_eq!(v6(&off), Vec::<String>::new());
+    assert!(
+        v6(&kept).iter().any(|a| a.starts_with("fe80:")),
+        "{:?}",
+        v6(&kept)
+    );
+    for (t, disabled) in [(&off, "1"), (&kept, "0")] {
+        assert_eq!(
+            t.ns.sysctl("net/ipv6/conf/eth0/disable_ipv6").unwrap(),
+            disabled
+        );
+        let j = t.ip_link("eth0").unwrap();
+        assert!(j["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+        assert!(ip_addrs(t, "eth0")
+            .iter()
+            .any(|a| a.starts_with("172.22.16.")));
+    }
+    // The router advertises an autonomous prefix.
+    let wire_index = wire.handle.link("wire0").await.unwrap().index;
+    wire.ns
+        .run(move || send_router_advertisement(wire_index, "2001:db8:5::".parse().unwrap()))
+        .unwrap()
+        .unwrap();
+    let slaac = |t: &TestNs| v6(t).iter().any(|a| a.starts_with("2001:db8:5:"));
+    assert!(
+        (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            slaac(&kept)
+        }),
+        "the endpoint that kept IPv6 never took the advertised prefix: {:?}",
+        v6(&kept)
+    );
+    assert!(!slaac(&off), "the IPv4-only endpoint took {:?}", v6(&off));
+}
+
+/// Sends one router advertisement (router lifetime 30 min, `prefix`/64 on-link and autonomous)
+/// to all nodes out of interface `ifindex`, from the calling thread's namespace.
+fn send_router_advertisement(ifindex: u32, prefix: std::net::Ipv6Addr) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut ra = vec![134u8, 0, 0, 0, 64, 0];
+    ra.extend(1800u16.to_be_bytes());
+    ra.extend([0u8; 8]);
+    // Prefix information: type 3, 4 x 8 bytes, /64, on-link and autonomous.
+    ra.extend([3u8, 4, 64, 0xc0]);
+    ra.extend(86400u32.to_be_bytes());
+    ra.extend(14400u32.to_be_bytes());
+    ra.extend([0u8; 4]);
+    ra.extend(prefix.octets());
+    // SAFETY: plain socket calls on a descriptor owned here; the pointers outlive the calls.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_INET6,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMPV6,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        // Neighbour discovery messages must arrive with hop limit 255.
+        let hops: libc::c_int = 255;
+        let index = ifindex as libc::c_int;
+        for (opt, value) in [
+            (libc::IPV6_MULTICAST_HOPS, &hops),
+            (libc::IPV6_MULTICAST_IF, &index),
+        ] {
+            if libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                opt,
+                value as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        let mut dst: libc::sockaddr_in6 = std::mem::zeroed();
+        dst.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        dst.sin6_addr.s6_addr = "ff02::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        dst.sin6_scope_id = ifindex;
+        let sent = libc::sendto(
+            fd.as_raw_fd(),
+            ra.as_ptr() as *const libc::c_void,
+            ra.len(),
+            0,
+            &dst as *const libc::sockaddr_in6 as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        );
+        if sent < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -279,6 +279,7 @@ static void test_null_parameters(void) {
   NUL(underlay_endpoint_spec_add_ip(NULL, "10.0.0.1"), "spec");
   NUL(underlay_endpoint_spec_set_mac(NULL, NULL), "spec");
   NUL(underlay_endpoint_spec_set_target(NULL, NULL), "spec");
+  NUL(underlay_endpoint_spec_set_keep_ipv6(NULL, true), "spec");
   NUL(underlay_network_connect(NULL, NULL, NULL, &ep), "network");
   NUL(underlay_network_disconnect(NULL, "c", "eth0"), "network");
   NUL(underlay_network_endpoint(NULL, "c", "eth0", &ep), "network");
@@ -357,6 +358,7 @@ static void test_bad_values(void) {
   OK(underlay_endpoint_spec_set_mac(es, NULL));
   OK(underlay_endpoint_spec_set_ifname(es, "eth1"));
   OK(underlay_endpoint_spec_add_ip(es, "172.16.10.101"));
+  OK(underlay_endpoint_spec_set_keep_ipv6(es, true));
   underlay_endpoint_spec_free(es);
 }
 
@@ -777,6 +779,13 @@ static void test_networks(void) {
   TRUE(underlay_endpoint_route_count(ep) >= 1 && underlay_endpoint_mac(ep) != NULL);
   TRUE(strcmp(underlay_endpoint_network(ep), "mac_net1") == 0);
   TRUE(strcmp(underlay_endpoint_container_id(ep), "c1") == 0);
+  {
+    /* An IPv4-only endpoint has IPv6 off (as Docker does). */
+    char *v6off = NULL;
+    OK(underlay_netns_sysctl_get(cn, "net/ipv6/conf/eth0/disable_ipv6", &v6off));
+    TRUE(v6off != NULL && strcmp(v6off, "1") == 0);
+    underlay_string_free(v6off);
+  }
   TRUE(underlay_endpoint_address(ep, 5) == NULL && underlay_endpoint_route(ep, 0) != NULL);
   underlay_endpoint_free(ep);
   ep = NULL;
