@@ -190,9 +190,10 @@ pub struct Endpoint {
 
 impl Network {
     /// Connects a namespace: allocates the address (or takes the requested one), creates the
-    /// link directly inside the namespace (named, MAC, MTU, up: one request), sets the
-    /// addresses and the default routes, announces the addresses (gratuitous ARP / unsolicited
-    /// NA) and records the endpoint. Any failure undoes every earlier step.
+    /// link directly inside the namespace (named, MAC, MTU, up: one request; without an IPv6
+    /// address, IPv6 is turned off before it comes up, see [`EndpointSpec::keep_ipv6`]), sets
+    /// the addresses and the default routes, announces the addresses (gratuitous ARP /
+    /// unsolicited NA) and records the endpoint. Any failure undoes every earlier step.
     pub async fn connect(&self, netns: &Netns, spec: EndpointSpec) -> Result<Endpoint> {
         let owner = Owner::new(spec.container_id.clone(), &spec.ifname)?;
         if let Some(ep) = self.endpoint(&spec.container_id, &spec.ifname)? {
