@@ -4,8 +4,11 @@
 
 use std::time::Instant;
 
-use futures::stream::{self, StreamExt};
 use underlay::{Handle, Macvlan, MacvlanMode, Netns, Route, Veth};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{in_flight, settle};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -49,6 +52,7 @@ async fn main() {
     }
 }
 
+#[derive(Clone)]
 struct Host {
     _ns: Netns,
     handle: Handle,
@@ -115,33 +119,22 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool) -> f64 {
             pre.push(container(None).await);
         }
     }
+    // The previous row's namespaces are torn down by a kernel worker: not this row's work.
+    settle().await;
     let start = Instant::now();
-    let one = |i: usize, made: Option<(Netns, Handle)>| {
-        let host = &host;
+    let mut pre = pre.into_iter();
+    let jobs = (0..n).map(|i| {
+        let (host, made) = (host.clone(), pre.next());
         async move {
             let (ns, h) = match made {
                 Some(m) => m,
                 None => container(None).await,
             };
-            setup(host, &h, i).await;
+            setup(&host, &h, i).await;
             (ns, h)
         }
-    };
-    let mut pre = pre.into_iter();
-    let inputs: Vec<(usize, Option<(Netns, Handle)>)> = (0..n).map(|i| (i, pre.next())).collect();
-    let kept: Vec<(Netns, Handle)> = if concurrent {
-        stream::iter(inputs)
-            .map(|(i, m)| one(i, m))
-            .buffer_unordered(64)
-            .collect()
-            .await
-    } else {
-        let mut v = Vec::with_capacity(n);
-        for (i, m) in inputs {
-            v.push(one(i, m).await);
-        }
-        v
-    };
+    });
+    let kept = in_flight(concurrent, jobs.collect()).await;
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(kept.len(), n);
     drop(kept); // namespaces (and their links) go with their last descriptor
