@@ -5,7 +5,10 @@ use futures::stream::{self, StreamExt};
 
 /// Runs `items` one after the other, or 64 at a time as tasks of the runtime (spread over its
 /// worker threads, as a server's requests would be).
-pub(crate) async fn in_flight<T: Send + 'static, F: std::future::Future<Output = T> + Send + 'static>(
+pub(crate) async fn in_flight<
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+>(
     concurrent: bool,
     items: Vec<F>,
 ) -> Vec<T> {

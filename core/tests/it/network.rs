@@ -704,15 +704,11 @@ async fn reconcile_never_deletes_a_link_underlay_did_not_make() {
     assert!(net.ipam().list().await.unwrap().is_empty());
 }
 
-/// Announcements: by default they leave through the parent, so a neighbour beyond it learns
-/// the address and MAC at once (IPv4 and IPv6) while siblings on the parent are not told;
-/// `Announce::Segment` tells the siblings too; `announce(false)` sends nothing.
-#[tokio::test]
-async fn connect_announces_to_the_wire_or_the_segment() {
-    root_or_skip!("connect_announces_to_the_wire_or_the_segment");
-    // The host's parent is one end of a veth whose other end is a neighbour on the wire.
-    let h = TestNs::new("ann").await;
-    let wire = TestNs::new("annw").await;
+/// A host namespace whose parent `ens192` is one end of a veth, and a neighbour on the wire
+/// holding the other end, `wire0`, with IPv6 address `v6` (usable at once: no DAD).
+async fn host_and_wire(tag: &str, v6: &str) -> (TestNs, TestNs) {
+    let h = TestNs::new(tag).await;
+    let wire = TestNs::new(&format!("{tag}w")).await;
     underlay::Veth::create(&h.handle, "ens192", "wire0")
         .peer_netns(&wire.ns)
         .up()
@@ -720,19 +716,26 @@ async fn connect_announces_to_the_wire_or_the_segment() {
         .execute()
         .await
         .unwrap();
+    let nodad = underlay::AddressOptions {
+        nodad: true,
+        noprefixroute: false,
+    };
     wire.handle
-        .add_address("wire0", "172.22.16.250/24".parse().unwrap())
+        .add_address_with("wire0", v6.parse().unwrap(), nodad)
         .await
         .unwrap();
+    (h, wire)
+}
+
+/// Announcements: by default they leave through the parent, so a neighbour beyond it learns
+/// the address and MAC at once (IPv4 and IPv6) while siblings on the parent are not told;
+/// `Announce::Segment` tells the siblings too; `announce(false)` sends nothing.
+#[tokio::test]
+async fn connect_announces_to_the_wire_or_the_segment() {
+    root_or_skip!("connect_announces_to_the_wire_or_the_segment");
+    let (h, wire) = host_and_wire("ann", "fd22::250/64").await;
     wire.handle
-        .add_address_with(
-            "wire0",
-            "fd22::250/64".parse().unwrap(),
-            underlay::AddressOptions {
-                nodad: true,
-                noprefixroute: false,
-            },
-        )
+        .add_address("wire0", "172.22.16.250/24".parse().unwrap())
         .await
         .unwrap();
     wire.ns
@@ -880,24 +883,8 @@ async fn hosts_sharing_a_store_share_the_definition() {
 #[tokio::test]
 async fn ipv4_only_endpoints_take_no_ipv6_from_the_wire() {
     root_or_skip!("ipv4_only_endpoints_take_no_ipv6_from_the_wire");
-    let h = TestNs::new("v6off").await;
-    let wire = TestNs::new("v6offw").await;
-    underlay::Veth::create(&h.handle, "ens192", "wire0")
-        .peer_netns(&wire.ns)
-        .up()
-        .peer_up()
-        .execute()
-        .await
-        .unwrap();
     // A router on the wire: a link-local source for its advertisements.
-    let nodad = underlay::AddressOptions {
-        nodad: true,
-        noprefixroute: false,
-    };
-    wire.handle
-        .add_address_with("wire0", "fe80::250/64".parse().unwrap(), nodad)
-        .await
-        .unwrap();
+    let (h, wire) = host_and_wire("v6off", "fe80::250/64").await;
     let dir = TempDir::new("v6off");
     let nets = Networks::open(&h.handle, &dir.0).await.unwrap();
     let net = nets.create(mac_net("v6off", "ens192")).await.unwrap();
