@@ -226,7 +226,24 @@ impl Network {
             netns_inode: netns.inode(),
             pending: Some(crate::sys::process_identity()),
         };
-        self.write_endpoint(&pending)?;
+        // Placed only if no record is there: of two connects of one container racing, exactly
+        // one goes on (the IPAM would give both the owner's one address).
+        if let Err(e) = self.write_endpoint(&pending, false) {
+            return Err(if e.errno() == Some(libc::EEXIST) {
+                Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "container `{}` is being connected to network `{}` as `{}` by another call: wait for it, then disconnect it if it is not wanted",
+                        spec.container_id,
+                        self.name(),
+                        spec.ifname
+                    ),
+                )
+                .with_errno(libc::EEXIST)
+            } else {
+                e
+            });
+        }
         let lease = match self.ipam.allocate(&owner, &request).await {
             Ok(l) => l,
             Err(e) => {
@@ -317,7 +334,7 @@ impl Network {
                 }
             }
             check_step(spec, ConnectStep::Announce)?;
-            self.write_endpoint(&ep)?;
+            self.write_endpoint(&ep, true)?;
             check_step(spec, ConnectStep::Record)?;
             if let Some(shim) = self.shim_for_endpoints() {
                 for a in &ep.addresses {
@@ -558,7 +575,9 @@ impl Network {
             .join(endpoint_file_name(container_id, ifname))
     }
 
-    fn write_endpoint(&self, ep: &Endpoint) -> Result<()> {
+    /// Writes `ep`'s record: replacing the one there, or only if there is none (`replace`
+    /// false: `EEXIST` otherwise).
+    fn write_endpoint(&self, ep: &Endpoint, replace: bool) -> Result<()> {
         let dir = self.nets.endpoints_dir(self.name());
         let mut text = format!(
             "# underlay endpoint v1\ncontainer={}\nifname={}\n",
@@ -587,10 +606,10 @@ impl Network {
         let name = endpoint_file_name(&ep.container_id, &ep.ifname);
         let files = self.nets.record_files();
         // The directory is made on the first record, and again if it went meanwhile.
-        match files.write(&dir, &name, text.as_bytes()) {
+        match files.write(&dir, &name, text.as_bytes(), replace) {
             Err(e) if e.errno() == Some(libc::ENOENT) => {
                 ipam::fsutil::mkdir(&dir)?;
-                files.write(&dir, &name, text.as_bytes())
+                files.write(&dir, &name, text.as_bytes(), replace)
             }
             other => other,
         }

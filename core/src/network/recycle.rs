@@ -93,16 +93,26 @@ impl Recycler {
         }
     }
 
-    /// Writes `data` as `dir/name` (atomically replacing it: readers see the old or the new
-    /// whole file), on a pooled file when there is one. Not fsynced.
-    pub(crate) fn write(&self, dir: &Path, name: &str, data: &[u8]) -> Result<()> {
-        let tmp = dir.join(format!(".{name}.tmp"));
+    /// Writes `data` as `dir/name`, on a pooled file when there is one. Not fsynced. With
+    /// `replace`, atomically replaces any file there (readers see the old or the new whole
+    /// file); without, fails with `EEXIST` when `name` exists (so that of two writers racing
+    /// for a name exactly one wins).
+    pub(crate) fn write(&self, dir: &Path, name: &str, data: &[u8], replace: bool) -> Result<()> {
+        // Racing writers of one name each write their own temporary file.
+        let tmp = dir.join(format!(
+            ".{name}.{}.tmp",
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        ));
         let path = dir.join(name);
         self.take(&tmp);
         let write = || -> std::io::Result<()> {
             overwrite(&tmp, data)?;
-            self.keep(&path);
-            std::fs::rename(&tmp, &path)
+            if replace {
+                self.keep(&path);
+                std::fs::rename(&tmp, &path)
+            } else {
+                rename_noreplace(&tmp, &path)
+            }
         };
         write().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
@@ -130,6 +140,39 @@ impl Recycler {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists (`EEXIST` then), atomically.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    };
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: both paths are NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        // A filesystem without renameat2 flags: a hard link is exclusive too.
+        Some(libc::EINVAL | libc::ENOSYS) => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        _ => Err(err),
     }
 }
 
@@ -169,21 +212,25 @@ mod tests {
         std::fs::create_dir_all(root.join("net")).unwrap();
         let pool = Recycler::new(root.join(".free")).unwrap();
         let dir = root.join("net");
-        pool.write(&dir, "a", b"pending").unwrap();
+        pool.write(&dir, "a", b"pending", false).unwrap();
         let first = std::fs::metadata(dir.join("a")).unwrap().ino();
         // Replacing keeps the old inode in the pool; the next record takes it.
-        pool.write(&dir, "a", b"final").unwrap();
+        pool.write(&dir, "a", b"final", true).unwrap();
         assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"final");
-        pool.write(&dir, "b", b"other").unwrap();
+        pool.write(&dir, "b", b"other", false).unwrap();
         assert_eq!(std::fs::metadata(dir.join("b")).unwrap().ino(), first);
         // The longer record it held is overwritten whole: the rest is newlines, not old bytes.
+        assert_eq!(std::fs::read(dir.join("b")).unwrap(), b"other\n\n");
+        // Without `replace`, an existing name is refused and left as it was.
+        let e = pool.write(&dir, "b", b"second", false).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EEXIST));
         assert_eq!(std::fs::read(dir.join("b")).unwrap(), b"other\n\n");
         // Removing retires the file; no temporary names are left behind.
         let a = std::fs::metadata(dir.join("a")).unwrap().ino();
         pool.remove(&dir.join("a")).unwrap();
         pool.remove(&dir.join("a")).unwrap();
         assert!(!dir.join("a").exists());
-        pool.write(&dir, "c", b"third").unwrap();
+        pool.write(&dir, "c", b"third", false).unwrap();
         assert_eq!(std::fs::metadata(dir.join("c")).unwrap().ino(), a);
         assert_eq!(std::fs::read(dir.join("c")).unwrap(), b"third");
         let mut names: Vec<String> = std::fs::read_dir(&dir)
@@ -195,14 +242,14 @@ mod tests {
         // A destination whose directory is missing fails without losing the pooled file.
         pool.remove(&dir.join("c")).unwrap();
         let gone = root.join("gone");
-        assert!(pool.write(&gone, "x", b"y").is_err());
+        assert!(pool.write(&gone, "x", b"y", false).is_err());
         assert!(!root.join("gone").exists());
-        pool.write(&dir, "c", b"again").unwrap();
+        pool.write(&dir, "c", b"again", false).unwrap();
         assert_eq!(std::fs::metadata(dir.join("c")).unwrap().ino(), a);
         // Another process's pool entries are found by listing the directory.
         let other = Recycler::new(root.join(".free")).unwrap();
         pool.remove(&dir.join("b")).unwrap();
-        other.write(&dir, "d", b"x").unwrap();
+        other.write(&dir, "d", b"x", false).unwrap();
         assert_eq!(std::fs::read_dir(root.join(".free")).unwrap().count(), 0);
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -359,6 +359,54 @@ async fn concurrent_connects_never_share_an_address() {
     }
 }
 
+/// Two connects of one container at once (an orchestrator's retry): one wins, the other is
+/// refused without touching what the winner made: one link, one lease, one final record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_connects_of_one_container_leave_one_endpoint() {
+    root_or_skip!("racing_connects_of_one_container_leave_one_endpoint");
+    let (_h, _dir, nets) = host("race").await;
+    let net = nets.create(mac_net("race", "ens192")).await.unwrap();
+    for round in 0..10 {
+        let (a, b) = (TestNs::new("racea").await, TestNs::new("raceb").await);
+        let id = format!("dup{round}");
+        let go = |t: &TestNs| {
+            let (net, ns, h, id) = (net.clone(), t.ns.clone(), t.handle.clone(), id.clone());
+            tokio::spawn(async move { net.connect(&ns, EndpointSpec::new(id).target(&h)).await })
+        };
+        let (ra, rb) = (go(&a), go(&b));
+        let (ra, rb) = (ra.await.unwrap(), rb.await.unwrap());
+        let (won, lost, winner, loser) = match (ra, rb) {
+            (Ok(ep), Err(e)) => (ep, e, &a, &b),
+            (Err(e), Ok(ep)) => (ep, e, &b, &a),
+            (ra, rb) => panic!("round {round}: want one success and one refusal: {ra:?} {rb:?}"),
+        };
+        assert_eq!(
+            lost.kind(),
+            ErrorKind::AlreadyExists,
+            "round {round}: {lost}"
+        );
+        assert!(lost.to_string().contains(&id), "{lost}");
+        assert!(
+            loser.ip_link("eth0").is_none(),
+            "round {round}: the loser left a link"
+        );
+        assert!(ip_addrs(winner, "eth0").contains(&won.addresses[0].to_string()));
+        let leases = net.ipam().list().await.unwrap();
+        assert_eq!(leases.len(), 1, "round {round}: {leases:?}");
+        assert_eq!(leases[0].addresses[0].address, won.addresses[0]);
+        let record = net
+            .endpoint(&id, "eth0")
+            .unwrap()
+            .expect("the winner's record");
+        assert_eq!(
+            (&record.netns, record.mac, &record.addresses),
+            (&won.netns, won.mac, &won.addresses),
+            "round {round}: the record is the winner's"
+        );
+        net.disconnect(&id, "eth0").await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn host_shim_reaches_the_containers() {
     root_or_skip!("host_shim_reaches_the_containers");
