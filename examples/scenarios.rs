@@ -70,6 +70,12 @@ async fn main() -> ExitCode {
     let mut lab = Lab::default();
     let result = run(&mut lab).await;
     drop(lab);
+    exit_code(result)
+}
+
+/// The exit status of a run: 0 when every result is as the scenarios say, 1 when some differ,
+/// 2 when the run failed.
+fn exit_code(result: Result<bool, impl std::fmt::Display>) -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
@@ -410,17 +416,7 @@ async fn etcd_mode() -> ExitCode {
         Err(e) => Err(e),
     };
     drop(lab);
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("scenarios: some results differ from what the scenarios say (marked !!)");
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            eprintln!("scenarios: {e}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code(result)
 }
 
 /// `--etcd`: S1 and S3 with both hosts on one etcd-backed pool.

@@ -231,12 +231,7 @@ impl Netns {
                     Ok(f())
                 })
                 .map_err(|e| Error::io("cannot spawn a thread to enter a namespace", e))?;
-            handle.join().map_err(|_| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!("code run inside {} panicked", self.label()),
-                )
-            })?
+            handle.join().map_err(|_| self.panicked_inside())?
         })
     }
 
@@ -274,12 +269,7 @@ impl Netns {
                 }
             })
             .map_err(|e| Error::io("cannot spawn a thread to enter a namespace", e))?;
-        rx.await.map_err(|_| {
-            Error::new(
-                ErrorKind::Io,
-                format!("code run inside {} panicked", self.label()),
-            )
-        })?
+        rx.await.map_err(|_| self.panicked_inside())?
     }
 
     /// Runs `f` inside this namespace on one of the namespace makers ([`makers`]), without
@@ -294,12 +284,15 @@ impl Netns {
         makers::submit(Box::new(move || {
             let _ = tx.send(ns.enter().map(|()| f()));
         }))?;
-        rx.await.unwrap_or_else(|_| {
-            Err(Error::new(
-                ErrorKind::Io,
-                format!("code run inside {} panicked", self.label()),
-            ))
-        })
+        rx.await.unwrap_or_else(|_| Err(self.panicked_inside()))
+    }
+
+    /// What a caller gets when the code it ran inside this namespace panicked.
+    fn panicked_inside(&self) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            format!("code run inside {} panicked", self.label()),
+        )
     }
 
     /// Moves the calling thread into this namespace. Only for threads underlay owns.

@@ -7,6 +7,8 @@ import itertools
 import os
 import shutil
 import tempfile
+import threading
+from contextlib import contextmanager
 from typing import Iterator
 
 import pytest
@@ -61,3 +63,28 @@ def tmpdir_path() -> Iterator[str]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+class Spinner:
+    """A counter another Python thread keeps raising: it only rises while the GIL is free."""
+
+    count = 0
+
+
+@contextmanager
+def spinning() -> Iterator[Spinner]:
+    """Runs a thread that counts up in a loop for the duration of the block."""
+    spinner = Spinner()
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            spinner.count += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        yield spinner
+    finally:
+        stop.set()
+        t.join()

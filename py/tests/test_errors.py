@@ -14,7 +14,7 @@ import time
 import pytest
 
 import underlay
-from conftest import ROOT, needs_root, unique
+from conftest import ROOT, needs_root, spinning, unique
 
 
 def test_every_kind_maps_to_a_distinct_class() -> None:
@@ -221,24 +221,14 @@ def test_timeout_when_no_etcd_answers() -> None:
     """Nothing listens on the endpoint: `Timeout` naming it, after retrying for (at most)
     retry_for and not much longer; the GIL is released meanwhile."""
     url = _closed_port()
-    counter = 0
-    stop = threading.Event()
-
-    def spin() -> None:
-        nonlocal counter
-        while not stop.is_set():
-            counter += 1
-
-    t = threading.Thread(target=spin)
-    t.start()
-    start = time.monotonic()
-    try:
-        with pytest.raises(underlay.Timeout) as e:
-            underlay.EtcdStore.connect(url, request_timeout=0.3, connect_timeout=0.2, retry_for=1.0)
-    finally:
-        elapsed = time.monotonic() - start
-        stop.set()
-        t.join()
+    with spinning() as spinner:
+        start = time.monotonic()
+        try:
+            with pytest.raises(underlay.Timeout) as e:
+                underlay.EtcdStore.connect(url, request_timeout=0.3, connect_timeout=0.2, retry_for=1.0)
+        finally:
+            elapsed = time.monotonic() - start
+    counter = spinner.count
     assert e.value.errno is None
     assert url in str(e.value), str(e.value)
     assert "did not answer" in str(e.value)

@@ -8,7 +8,7 @@ import time
 
 import underlay
 import underlay.aio as aio
-from conftest import needs_root, unique
+from conftest import needs_root, spinning, unique
 
 
 @needs_root
@@ -17,27 +17,14 @@ def test_gil_released_during_kernel_call(netns: underlay.Netns) -> None:
     h = netns.handle()
     underlay.Veth.create(h, "g0", "g1", up=True, peer_up=True)
     h.add_address("g0", "192.0.2.1/24")
-    counter = 0
-    stop = threading.Event()
-
-    def spin() -> None:
-        nonlocal counter
-        while not stop.is_set():
-            counter += 1
-
-    t = threading.Thread(target=spin)
-    t.start()
-    try:
+    with spinning() as spinner:
         time.sleep(0.05)
-        before = counter
+        before = spinner.count
         start = time.monotonic()
         # An address on a link nobody answers on: the echo waits its full second.
         assert netns.ping("192.0.2.9", timeout=1.0) is None
         elapsed = time.monotonic() - start
-        during = counter - before
-    finally:
-        stop.set()
-        t.join()
+        during = spinner.count - before
     assert elapsed >= 0.5
     assert during > 1000, f"the other thread only counted {during} during {elapsed:.2f} s"
 
