@@ -391,6 +391,87 @@ impl fmt::Display for Netns {
     }
 }
 
+/// Where each live network namespace of this host can be opened, by nsfs inode: a path for
+/// every namespace that a process is in (or one of its threads), that a process holds open, or
+/// that is bind-mounted in this mount namespace. A namespace missing here is kept alive only by
+/// something that cannot be named (a socket, another mount namespace's mount), if at all.
+pub(crate) fn live_netns_paths() -> std::collections::HashMap<u64, PathBuf> {
+    let mut found = std::collections::HashMap::new();
+    let mut note = |link: &Path| {
+        if let Some(ino) = std::fs::read_link(link)
+            .ok()
+            .and_then(|t| netns_inode_of_link(&t.to_string_lossy()))
+        {
+            found.entry(ino).or_insert_with(|| link.to_path_buf());
+        }
+    };
+    let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    for p in procs.filter(|p| p.file_name().to_string_lossy().parse::<u32>().is_ok()) {
+        let dir = p.path();
+        note(&dir.join("ns/net"));
+        for t in std::fs::read_dir(dir.join("task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            note(&t.path().join("ns/net"));
+        }
+        for fd in std::fs::read_dir(dir.join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            note(&fd.path());
+        }
+    }
+    // Bind mounts: `ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - nsfs ...`, ROOT `net:[INODE]`.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mounts.lines().filter(|l| l.contains(" - nsfs ")) {
+        let mut fields = line.split(' ').skip(3);
+        if let (Some(root), Some(point)) = (fields.next(), fields.next()) {
+            if let Some(ino) = netns_inode_of_link(root) {
+                found
+                    .entry(ino)
+                    .or_insert_with(|| PathBuf::from(unescape_mountinfo(point)));
+            }
+        }
+    }
+    found
+}
+
+/// The inode in a namespace link's target, `net:[4026531840]`.
+fn netns_inode_of_link(target: &str) -> Option<u64> {
+    target
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                let v = d.iter().fold(0u16, |v, c| v * 8 + u16::from(c - b'0'));
+                out.push(v as u8);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn named_path(name: &str) -> Result<PathBuf> {
     if name.is_empty()
         || name == "."

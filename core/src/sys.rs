@@ -40,11 +40,6 @@ pub(crate) fn process_identity() -> (u32, u64) {
     }
 }
 
-/// Whether process `pid` that started at `start` still runs.
-pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
-    start_time(pid).is_some_and(|s| s == start || start == 0)
-}
-
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 22, counted after the parenthesised command name (which may hold spaces).

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
+use super::records::{self, EndpointLock};
 use super::{Network, ENDPOINT_GROUP};
 use crate::addr::AddressOptions;
 use crate::error::{Error, ErrorKind, Result};
@@ -196,24 +197,35 @@ impl Network {
     /// unsolicited NA) and records the endpoint. Any failure undoes every earlier step.
     pub async fn connect(&self, netns: &Netns, spec: EndpointSpec) -> Result<Endpoint> {
         let owner = Owner::new(spec.container_id.clone(), &spec.ifname)?;
+        // One call at a time per endpoint, from here to the last record write: a disconnect
+        // or a reconcile of this container waits, and sees the record as it is now.
+        let held = self.lock_endpoint(&spec.container_id, &spec.ifname).await?;
+        // A network deleted since this handle was made (its records went with it).
+        self.current_record()?;
         if let Some(ep) = self.endpoint(&spec.container_id, &spec.ifname)? {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!(
-                    "container `{}` already has endpoint `{}` on network `{}` ({}): disconnect it first",
-                    ep.container_id,
-                    ep.ifname,
-                    self.name(),
-                    ep.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
-                ),
-            ));
+            if ep.pending.is_none() {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "container `{}` already has endpoint `{}` on network `{}` ({}): disconnect it first",
+                        ep.container_id,
+                        ep.ifname,
+                        self.name(),
+                        ep.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            // A connect that is over (its lock is ours) but left its pending record: its
+            // process died midway. Undo what it did, then go on.
+            self.disconnect_locked(&ep.container_id, &ep.ifname, true, &held)
+                .await?;
         }
         let mut request = Request::any();
         for ip in &spec.ips {
             request = request.and_ip(*ip);
         }
         // A pending record before anything else: if this process dies midway, reconcile finds
-        // it (the process is gone) and undoes what was done: the lease, the link.
+        // it (its lock is free) and undoes what was done: the lease, the link.
         let pending = Endpoint {
             network: self.name().to_string(),
             container_id: spec.container_id.clone(),
@@ -226,34 +238,17 @@ impl Network {
             netns_inode: netns.inode(),
             pending: Some(crate::sys::process_identity()),
         };
-        // Placed only if no record is there: of two connects of one container racing, exactly
-        // one goes on (the IPAM would give both the owner's one address).
-        if let Err(e) = self.write_endpoint(&pending, false) {
-            return Err(if e.errno() == Some(libc::EEXIST) {
-                Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!(
-                        "container `{}` is being connected to network `{}` as `{}` by another call: wait for it, then disconnect it if it is not wanted",
-                        spec.container_id,
-                        self.name(),
-                        spec.ifname
-                    ),
-                )
-                .with_errno(libc::EEXIST)
-            } else {
-                e
-            });
-        }
+        self.write_endpoint(&pending, false, &held)?;
         let lease = match self.ipam.allocate(&owner, &request).await {
             Ok(l) => l,
             Err(e) => {
-                let _ = self.remove_endpoint_file(&spec.container_id, &spec.ifname);
+                let _ = self.remove_endpoint_file(&spec.container_id, &spec.ifname, &held);
                 return Err(e);
             }
         };
         let result = async {
             check_step(&spec, ConnectStep::Allocate)?;
-            self.connect_steps(netns, &spec, &lease).await
+            self.connect_steps(netns, &spec, &lease, &held).await
         }
         .await;
         match result {
@@ -263,7 +258,7 @@ impl Network {
                 if let Err(e) = self.ipam.release(&owner).await {
                     errors.push(e);
                 }
-                if let Err(e) = self.remove_endpoint_file(&spec.container_id, &spec.ifname) {
+                if let Err(e) = self.remove_endpoint_file(&spec.container_id, &spec.ifname, &held) {
                     errors.push(e);
                 }
                 Err(Error::multiple(
@@ -282,6 +277,7 @@ impl Network {
         netns: &Netns,
         spec: &EndpointSpec,
         lease: &Lease,
+        held: &EndpointLock,
     ) -> Result<Endpoint> {
         let target = match &spec.target {
             Some(t) => t.clone(),
@@ -334,7 +330,7 @@ impl Network {
                 }
             }
             check_step(spec, ConnectStep::Announce)?;
-            self.write_endpoint(&ep, true)?;
+            self.write_endpoint(&ep, true, held)?;
             check_step(spec, ConnectStep::Record)?;
             if let Some(shim) = self.shim_for_endpoints() {
                 for a in &ep.addresses {
@@ -354,9 +350,8 @@ impl Network {
                     errors.push(e);
                 }
             }
-            if let Err(e) = self.remove_endpoint_file(&spec.container_id, &link.name) {
-                errors.push(e);
-            }
+            // The record goes after the lease, in `connect`: a crash in between leaves a
+            // pending record that reconcile finds, never a lease without one.
             if let Err(e) = target.delete_link(link.index).await {
                 errors.push(e);
             }
@@ -483,25 +478,29 @@ impl Network {
         ifname: &str,
         delete_link: bool,
     ) -> Result<()> {
+        Owner::new(container_id, ifname)?;
+        let held = self.lock_endpoint(container_id, ifname).await?;
+        self.disconnect_locked(container_id, ifname, delete_link, &held)
+            .await
+            .map(|_| ())
+    }
+
+    /// Disconnects under the endpoint's lock; returns the addresses given back to the pools.
+    pub(crate) async fn disconnect_locked(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        delete_link: bool,
+        held: &EndpointLock,
+    ) -> Result<Vec<IpNet>> {
         let owner = Owner::new(container_id, ifname)?;
         let ep = self.endpoint(container_id, ifname)?;
         let mut errors = Vec::new();
         if let Some(ep) = &ep {
-            if let Some(ns) = ep.open_netns().filter(|_| delete_link) {
-                // Only a link underlay made (a crashed connect may have stopped before making
-                // it, and the name may be the container's own).
-                match Handle::for_netns(&ns).await {
-                    Ok(h) => match h.link(ifname).await {
-                        Ok(l) if l.group == ENDPOINT_GROUP => {
-                            if let Err(e) = h.delete_link(l.index).await {
-                                errors.push(e);
-                            }
-                        }
-                        Err(e) if e.kind() != ErrorKind::NotFound => errors.push(e),
-                        _ => {}
-                    },
-                    Err(e) => errors.push(e),
-                }
+            if delete_link {
+                // Kept as it is (lease and record too) when its link cannot be deleted: the
+                // address is still in use.
+                self.delete_endpoint_link(ep).await?;
             }
             if let Some(shim) = self.shim_for_endpoints() {
                 for a in &ep.addresses {
@@ -512,16 +511,24 @@ impl Network {
                 }
             }
         }
-        if let Err(e) = self.ipam.release(&owner).await {
-            errors.push(e);
-        }
-        if ep.is_some() {
-            if let Err(e) = self.remove_endpoint_file(container_id, ifname) {
+        // With the lock held, a lease without a record is no connect's under way: a leftover.
+        let released = match self.ipam.release(&owner).await {
+            Ok(l) => l
+                .map(|l| l.addresses.iter().map(|a| a.address).collect())
+                .unwrap_or_default(),
+            Err(e) => {
+                errors.push(e);
+                Vec::new()
+            }
+        };
+        // The record goes last: if this process dies before, the next call finds it.
+        if errors.is_empty() && ep.is_some() {
+            if let Err(e) = self.remove_endpoint_file(container_id, ifname, held) {
                 errors.push(e);
             }
         }
         if errors.is_empty() {
-            Ok(())
+            Ok(released)
         } else {
             Err(Error::multiple(
                 format!(
@@ -533,9 +540,50 @@ impl Network {
         }
     }
 
+    /// Deletes the endpoint's own link: in its namespace (if that still exists), with its
+    /// index (when recorded), its name and underlay's link group, so that nothing else of the
+    /// container's is ever touched.
+    async fn delete_endpoint_link(&self, ep: &Endpoint) -> Result<()> {
+        let Some(ns) = ep.locate_netns(&mut None) else {
+            return Ok(());
+        };
+        let h = Handle::for_netns(&ns).await?;
+        match ep.own_link(&h, &self.ipam).await? {
+            Some(l) => match h.delete_link(l.index).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the lock of endpoint `container_id`/`ifname` of this network.
+    pub(crate) async fn lock_endpoint(
+        &self,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<EndpointLock> {
+        self.nets
+            .record_files()
+            .lock(
+                self.name(),
+                &endpoint_file_name(container_id, ifname),
+                &format!(
+                    "endpoint `{container_id}`/{ifname} of network `{}`",
+                    self.name()
+                ),
+            )
+            .await
+    }
+
     /// The endpoint of `container_id`/`ifname`, if connected.
     pub fn endpoint(&self, container_id: &str, ifname: &str) -> Result<Option<Endpoint>> {
-        let path = self.endpoint_path(container_id, ifname);
+        self.read_endpoint_file(&endpoint_file_name(container_id, ifname))
+    }
+
+    /// The record in file `name` of this network's directory, if there.
+    pub(crate) fn read_endpoint_file(&self, name: &str) -> Result<Option<Endpoint>> {
+        let path = self.nets.endpoints_dir(self.name()).join(name);
         match std::fs::read_to_string(&path) {
             Ok(text) => parse_endpoint(&text, self.name(), &path).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -546,24 +594,18 @@ impl Network {
         }
     }
 
-    /// Every recorded endpoint.
+    /// The names of this network's record files.
+    pub(crate) fn endpoint_files(&self) -> Result<Vec<String>> {
+        let mut names = records::list(&self.nets.endpoints_dir(self.name()))?;
+        names.retain(|n| !n.starts_with('.'));
+        Ok(names)
+    }
+
+    /// Every recorded endpoint (a record that goes away meanwhile is not listed).
     pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
-        let dir = self.nets.endpoints_dir(self.name());
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), e)),
-        };
         let mut out = Vec::new();
-        for entry in entries.filter_map(|e| e.ok()) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-            out.push(parse_endpoint(&text, self.name(), &path)?);
+        for name in self.endpoint_files()? {
+            out.extend(self.read_endpoint_file(&name)?);
         }
         out.sort_by(|a, b| (&a.container_id, &a.ifname).cmp(&(&b.container_id, &b.ifname)));
         Ok(out)
@@ -575,9 +617,9 @@ impl Network {
             .join(endpoint_file_name(container_id, ifname))
     }
 
-    /// Writes `ep`'s record: replacing the one there, or only if there is none (`replace`
-    /// false: `EEXIST` otherwise).
-    fn write_endpoint(&self, ep: &Endpoint, replace: bool) -> Result<()> {
+    /// Writes `ep`'s record, under its lock: replacing the one there, or only if there is none
+    /// (`replace` false: `EEXIST` otherwise).
+    fn write_endpoint(&self, ep: &Endpoint, replace: bool, held: &EndpointLock) -> Result<()> {
         let dir = self.nets.endpoints_dir(self.name());
         let mut text = format!(
             "# underlay endpoint v1\ncontainer={}\nifname={}\n",
@@ -587,6 +629,9 @@ impl Network {
             text.push_str(&format!("netns={}\n", p.display()));
         }
         text.push_str(&format!("inode={}\n", ep.netns_inode));
+        if ep.index != 0 {
+            text.push_str(&format!("index={}\n", ep.index));
+        }
         if let Some((pid, start)) = ep.pending {
             text.push_str(&format!("pending={pid}:{start}\n"));
         }
@@ -605,34 +650,80 @@ impl Network {
         // atomic rename survives a process crash.
         let name = endpoint_file_name(&ep.container_id, &ep.ifname);
         let files = self.nets.record_files();
-        // The directory is made on the first record, and again if it went meanwhile.
-        match files.write(&dir, &name, text.as_bytes(), replace) {
+        // The directory is made on the first record (a deleted network's went with it, and
+        // `connect` checked under the lock that this one still exists).
+        match files.write(&dir, &name, text.as_bytes(), replace, held) {
             Err(e) if e.errno() == Some(libc::ENOENT) => {
                 ipam::fsutil::mkdir(&dir)?;
-                files.write(&dir, &name, text.as_bytes(), replace)
+                files.write(&dir, &name, text.as_bytes(), replace, held)
             }
             other => other,
         }
     }
 
-    fn remove_endpoint_file(&self, container_id: &str, ifname: &str) -> Result<()> {
+    fn remove_endpoint_file(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        held: &EndpointLock,
+    ) -> Result<()> {
         self.nets
             .record_files()
-            .remove(&self.endpoint_path(container_id, ifname))
+            .remove(&self.endpoint_path(container_id, ifname), held)
     }
 }
 
 impl Endpoint {
-    /// A connect of this endpoint is under way in a process that is gone.
-    pub(crate) fn abandoned(&self) -> bool {
-        self.pending
-            .is_some_and(|(pid, start)| !crate::sys::process_alive(pid, start))
+    /// The endpoint's namespace if it still exists: at its recorded path, or (when it has
+    /// none, or another namespace is there now) wherever this host can still open it (`live`,
+    /// from `live_netns_paths`, looked up on first need and kept for the next call).
+    pub(crate) fn locate_netns(
+        &self,
+        live: &mut Option<std::collections::HashMap<u64, PathBuf>>,
+    ) -> Option<Netns> {
+        let same = |ns: Netns| (ns.inode() == self.netns_inode).then_some(ns);
+        if let Some(ns) = self.netns.as_ref().and_then(|p| Netns::open_path(p).ok()) {
+            if let Some(ns) = same(ns) {
+                return Some(ns);
+            }
+        }
+        let live = live.get_or_insert_with(crate::netns::live_netns_paths);
+        same(Netns::open_path(live.get(&self.netns_inode)?).ok()?)
     }
 
-    /// The endpoint's namespace if it still exists (same path, same namespace).
-    pub(crate) fn open_netns(&self) -> Option<Netns> {
-        let ns = Netns::open_path(self.netns.as_ref()?).ok()?;
-        (ns.inode() == self.netns_inode).then_some(ns)
+    /// The endpoint's own link in its namespace (`h`): the recorded index (or, in records
+    /// without one, the name), underlay's link group, and the recorded MAC. A pending record
+    /// has no index yet: a link of that name is its own only if it carries no address but
+    /// those leased to this endpoint in `ipam` (another network's endpoint of the container
+    /// may have the name).
+    pub(crate) async fn own_link(&self, h: &Handle, ipam: &ipam::Ipam) -> Result<Option<Link>> {
+        let found = if self.index != 0 {
+            h.link(self.index).await
+        } else {
+            h.link(self.ifname.as_str()).await
+        };
+        let link = match found {
+            Ok(l) if l.group == ENDPOINT_GROUP && (self.mac.is_none() || l.mac == self.mac) => l,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if self.index != 0 || self.pending.is_none() {
+            return Ok(Some(link));
+        }
+        let owner = Owner::new(self.container_id.as_str(), &self.ifname)?;
+        let Some(lease) = ipam.lookup(&owner).await? else {
+            // The link is made after the lease: without one, the link is another's.
+            return Ok(None);
+        };
+        let carried = h.addresses(Some(link.index.into())).await?;
+        let own = carried.iter().filter(|a| a.scope != "link").all(|a| {
+            lease
+                .addresses
+                .iter()
+                .any(|l| l.address.addr() == a.address.addr())
+        });
+        Ok(own.then_some(link))
     }
 }
 
@@ -726,6 +817,7 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
             "ifname" => ep.ifname = v.to_string(),
             "netns" => ep.netns = Some(PathBuf::from(v)),
             "inode" => ep.netns_inode = v.parse().map_err(|_| corrupt("bad inode"))?,
+            "index" => ep.index = v.parse().map_err(|_| corrupt("bad index"))?,
             "mac" => ep.mac = Some(v.parse().map_err(|_| corrupt("bad mac"))?),
             "address" => ep
                 .addresses

@@ -10,7 +10,7 @@ mod endpoint;
 mod export;
 mod parent;
 mod reconcile;
-mod recycle;
+mod records;
 mod shim;
 mod spec;
 
@@ -70,8 +70,8 @@ struct Inner {
     host: Handle,
     root: PathBuf,
     store: Arc<dyn Store>,
-    /// Endpoint record files, recycled (`root/endpoints/.free`).
-    records: recycle::Recycler,
+    /// Endpoint record files and their locks (`root/endpoints/.lock`).
+    records: records::Records,
     /// The packet socket announcing endpoints on their parents, opened on first use.
     announcer: std::sync::OnceLock<crate::probe::WireAnnouncer>,
 }
@@ -110,7 +110,9 @@ impl Networks {
         for d in [root.clone(), root.join("networks"), root.join("endpoints")] {
             ipam::fsutil::mkdir(&d)?;
         }
-        let records = recycle::Recycler::new(root.join("endpoints").join(".free"))?;
+        let records = records::Records::new(&root.join("endpoints"))?;
+        // The record pool of earlier versions: records are no longer recycled.
+        let _ = std::fs::remove_dir_all(root.join("endpoints").join(".free"));
         Ok(Networks {
             inner: Arc::new(Inner {
                 host: host.clone(),
@@ -223,6 +225,9 @@ impl Networks {
     /// the network: only this host's use of it ends ([`Ipam::leave`]).
     pub async fn delete(&self, name: &str) -> Result<()> {
         let net = self.get(name).await?;
+        // No connect or disconnect of this network runs while it goes (a connect that waited
+        // finds the network gone).
+        let _endpoints = self.inner.records.lock_network(name).await?;
         let eps = net.endpoints()?;
         if !eps.is_empty() {
             let ids: Vec<String> = eps
@@ -275,7 +280,16 @@ impl Networks {
                 _ => {}
             },
         }
-        let _ = std::fs::remove_dir(self.endpoints_dir(name));
+        // Killed writers' temporary files first, so that the directory is empty.
+        let dir = self.endpoints_dir(name);
+        for tmp in records::list(&dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.starts_with('.'))
+        {
+            let _ = std::fs::remove_file(dir.join(tmp));
+        }
+        let _ = std::fs::remove_dir(&dir);
         if let Err(e) = std::fs::remove_file(self.record_path(name)) {
             errors.push(Error::io(
                 format!("cannot remove network file of `{name}`"),
@@ -422,7 +436,7 @@ impl Networks {
         Ok(self.inner.announcer.get_or_init(|| a))
     }
 
-    pub(crate) fn record_files(&self) -> &recycle::Recycler {
+    pub(crate) fn record_files(&self) -> &records::Records {
         &self.inner.records
     }
 

@@ -1,6 +1,9 @@
 //! Recovery after a reboot or a crash: make the kernel match the records, and the records match
 //! the kernel, without touching anything that is not underlay's.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+
 use ipnet::IpNet;
 
 use super::spec::Record;
@@ -8,7 +11,8 @@ use super::{parent, shim, Networks, MARK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::IfName;
 
-/// An endpoint whose namespace is gone (or whose connect died midway); its link, lease and
+/// An endpoint whose namespace is gone, whose link is gone from its namespace (its parent was
+/// deleted, or a disconnect died midway), or whose connect died midway; its link, lease and
 /// record were removed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -44,6 +48,81 @@ impl ReconcileReport {
             && self.recreated_shims.is_empty()
             && self.gone_endpoints.is_empty()
             && self.removed_links.is_empty()
+    }
+}
+
+impl super::Network {
+    /// Undoes every endpoint of this network that is gone, each judged and undone under its
+    /// lock (so never one that a connect or disconnect is changing, nor a record put there
+    /// after it was judged); removes temporary files of killed writers. `live` caches where
+    /// namespaces can be opened.
+    async fn repair_endpoints(
+        &self,
+        live: &mut Option<HashMap<u64, PathBuf>>,
+    ) -> Result<(Vec<GoneEndpoint>, Vec<Error>)> {
+        let mut gone = Vec::new();
+        let mut errors = Vec::new();
+        let files = self.nets.record_files();
+        for name in self.endpoint_files()? {
+            // Held by a call under way: that call decides.
+            let Some(held) = files.try_lock(self.name(), &name)? else {
+                continue;
+            };
+            let ep = match self.read_endpoint_file(&name) {
+                Ok(Some(ep)) => ep,
+                Ok(None) => continue,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            match self.is_gone(&ep, live).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            }
+            match self
+                .disconnect_locked(&ep.container_id, &ep.ifname, true, &held)
+                .await
+            {
+                Ok(released) => gone.push(GoneEndpoint {
+                    network: self.name().to_string(),
+                    container_id: ep.container_id,
+                    ifname: ep.ifname,
+                    addresses: if released.is_empty() {
+                        ep.addresses
+                    } else {
+                        released
+                    },
+                }),
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Err(e) = files.sweep(self.name(), &self.nets.endpoints_dir(self.name())) {
+            errors.push(e);
+        }
+        Ok((gone, errors))
+    }
+
+    /// Whether `ep` (read under its lock) is gone: a pending record (its connect is over, the
+    /// lock being free), a namespace that no longer exists anywhere on this host, or a
+    /// namespace without the endpoint's link.
+    async fn is_gone(
+        &self,
+        ep: &super::Endpoint,
+        live: &mut Option<HashMap<u64, PathBuf>>,
+    ) -> Result<bool> {
+        if ep.pending.is_some() {
+            return Ok(true);
+        }
+        let Some(ns) = ep.locate_netns(live) else {
+            return Ok(true);
+        };
+        let h = crate::handle::Handle::for_netns(&ns).await?;
+        Ok(ep.own_link(&h, self.ipam()).await?.is_none())
     }
 }
 
@@ -88,7 +167,9 @@ impl Networks {
             }
         }
 
-        // 2. Endpoints whose namespace is gone, then 3. shims (their routes follow endpoints).
+        // 2. Endpoints whose namespace or link is gone, then 3. shims (their routes follow
+        // endpoints). Where namespaces can be opened is looked up once, if a record needs it.
+        let mut live = None;
         for r in &records {
             let net = match self.get(&r.name).await {
                 Ok(n) => n,
@@ -97,23 +178,10 @@ impl Networks {
                     continue;
                 }
             };
-            match net.endpoints() {
-                Ok(eps) => {
-                    // Gone: the namespace is, or the connect's process died midway.
-                    for ep in eps
-                        .into_iter()
-                        .filter(|ep| ep.abandoned() || ep.open_netns().is_none())
-                    {
-                        match net.disconnect(&ep.container_id, &ep.ifname).await {
-                            Ok(()) => report.gone_endpoints.push(GoneEndpoint {
-                                network: r.name.clone(),
-                                container_id: ep.container_id,
-                                ifname: ep.ifname,
-                                addresses: ep.addresses,
-                            }),
-                            Err(e) => errors.push(e),
-                        }
-                    }
+            match net.repair_endpoints(&mut live).await {
+                Ok((gone, errs)) => {
+                    report.gone_endpoints.extend(gone);
+                    errors.extend(errs);
                 }
                 Err(e) => errors.push(e),
             }

@@ -1,6 +1,7 @@
 //! Integration tests of the `underlay` crate: one binary, one module per feature.
 //! Kernel tests run as root, each in throwaway namespaces it makes; see `common`.
 
+mod churn;
 mod common;
 mod ipam;
 #[cfg(feature = "etcd")]

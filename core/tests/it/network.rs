@@ -636,6 +636,11 @@ async fn reconcile_after_a_crash_midway() {
     );
     let report = nets.reconcile().await.unwrap();
     assert_eq!(report.gone_endpoints.len(), 1, "{report:?}");
+    assert_eq!(
+        report.gone_endpoints[0].addresses.len(),
+        1,
+        "the released address is reported: {report:?}"
+    );
     assert!(c.ip_link("eth0").is_none(), "its link is gone");
     assert!(
         net.ipam().list().await.unwrap().is_empty(),
@@ -1045,4 +1050,130 @@ fn send_router_advertisement(ifindex: u32, prefix: std::net::Ipv6Addr) -> std::i
         }
     }
     Ok(())
+}
+
+/// Endpoints in namespaces that have no path (anonymous, or a path another namespace took) are
+/// live as long as the namespace is: reconcile finds them where the host can still open them,
+/// and releases them only once the namespace is really gone.
+#[tokio::test]
+async fn reconcile_tells_gone_from_unnamed() {
+    root_or_skip!("reconcile_tells_gone_from_unnamed");
+    let (_h, _dir, nets) = host("anon").await;
+    let net = nets.create(mac_net("anon", "ens192")).await.unwrap();
+    let anon = Netns::create_anonymous().unwrap();
+    let ep = net.connect(&anon, EndpointSpec::new("anon")).await.unwrap();
+    assert!(ep.netns.is_none());
+    let report = nets.reconcile().await.unwrap();
+    assert!(
+        report.is_clean(),
+        "a live endpoint is left alone: {report:?}"
+    );
+    assert_eq!(net.ipam().list().await.unwrap().len(), 1, "its lease stays");
+    // The namespace goes with its last holder: now the endpoint is gone.
+    drop(anon);
+    let report = nets.reconcile().await.unwrap();
+    assert_eq!(report.gone_endpoints.len(), 1, "{report:?}");
+    assert_eq!(report.gone_endpoints[0].addresses, ep.addresses);
+    assert!(net.ipam().list().await.unwrap().is_empty());
+    assert!(net.endpoints().unwrap().is_empty());
+}
+
+/// Reconcile mends endpoints whose link is gone while their namespace lives: the parent NIC
+/// was deleted (the kernel takes the endpoint links with it), or a disconnect died after
+/// deleting the link. A killed writer's temporary file goes too, and delete leaves no
+/// directory behind.
+#[tokio::test]
+async fn reconcile_mends_endpoints_without_their_link() {
+    root_or_skip!("reconcile_mends_endpoints_without_their_link");
+    let (h, dir, nets) = host("nolink").await;
+    let net = nets.create(mac_net("nolink", "ens192")).await.unwrap();
+    let a = TestNs::new("nla").await;
+    let b = TestNs::new("nlb").await;
+    let c = TestNs::new("nlc").await;
+    let ep_a = net.connect(&a.ns, EndpointSpec::new("a")).await.unwrap();
+    net.connect(&b.ns, EndpointSpec::new("b")).await.unwrap();
+    // The parent goes and comes back (a driver reload): the endpoint links are gone.
+    h.handle.delete_link("ens192").await.unwrap();
+    underlay::Veth::create(&h.handle, "ens192", "wire0")
+        .up()
+        .peer_up()
+        .execute()
+        .await
+        .unwrap();
+    assert!(a.ip_link("eth0").is_none() && b.ip_link("eth0").is_none());
+    // A third endpoint made on the new parent, whose link then goes as a dying disconnect
+    // would leave it (record and lease still there).
+    net.connect(&c.ns, EndpointSpec::new("c")).await.unwrap();
+    c.handle.delete_link("eth0").await.unwrap();
+    // A writer killed between its temporary file and the rename.
+    let eps_dir = dir.0.join("endpoints").join("nolink");
+    std::fs::write(eps_dir.join(".eth0:dead.tmp"), b"half a record").unwrap();
+    let report = nets.reconcile().await.unwrap();
+    let mut gone: Vec<_> = report
+        .gone_endpoints
+        .iter()
+        .map(|g| g.container_id.as_str())
+        .collect();
+    gone.sort();
+    assert_eq!(gone, ["a", "b", "c"], "{report:?}");
+    let a_report = report.gone_endpoints.iter().find(|g| g.container_id == "a");
+    assert_eq!(a_report.unwrap().addresses, ep_a.addresses);
+    assert!(net.ipam().list().await.unwrap().is_empty());
+    assert!(net.endpoints().unwrap().is_empty());
+    assert!(
+        !eps_dir.join(".eth0:dead.tmp").exists(),
+        "the temporary file went"
+    );
+    assert!(nets.reconcile().await.unwrap().is_clean());
+    // The containers connect again on the new parent.
+    net.connect(&a.ns, EndpointSpec::new("a")).await.unwrap();
+    assert!(a.ip_link("eth0").is_some());
+    net.disconnect("a", "eth0").await.unwrap();
+    std::fs::write(eps_dir.join(".eth0:dead2.tmp"), b"half").unwrap();
+    nets.delete("nolink").await.unwrap();
+    assert!(!eps_dir.exists(), "delete leaves no endpoint directory");
+}
+
+/// A `Network` kept after its network was deleted cannot connect (it used to make the
+/// endpoint directory again and hand out an address from the deleted pools).
+#[tokio::test]
+async fn a_deleted_network_does_not_connect() {
+    root_or_skip!("a_deleted_network_does_not_connect");
+    let (_h, dir, nets) = host("stale").await;
+    let net = nets.create(mac_net("stale", "ens192")).await.unwrap();
+    nets.delete("stale").await.unwrap();
+    let c = TestNs::new("stalec").await;
+    let e = net
+        .connect(&c.ns, EndpointSpec::new("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("stale"), "{e}");
+    assert!(!dir.0.join("endpoints").join("stale").exists());
+    assert!(c.ip_link("eth0").is_none());
+}
+
+/// A disconnect touches only its own endpoint's link: another network's endpoint of the same
+/// container under the same name (its own link deleted from under it meanwhile) stays.
+#[tokio::test]
+async fn disconnect_deletes_only_its_own_link() {
+    root_or_skip!("disconnect_deletes_only_its_own_link");
+    let (_h, _dir, nets) = host("own").await;
+    let one = nets.create(mac_net("own1", "ens192")).await.unwrap();
+    let two = nets
+        .create(
+            NetworkSpec::macvlan("own2", "ens192", MacvlanMode::Bridge)
+                .pool("172.22.18.0/24".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let c = TestNs::new("ownc").await;
+    one.connect(&c.ns, EndpointSpec::new("x")).await.unwrap();
+    c.handle.delete_link("eth0").await.unwrap();
+    let ep2 = two.connect(&c.ns, EndpointSpec::new("x")).await.unwrap();
+    one.disconnect("x", "eth0").await.unwrap();
+    let link = c.ip_link("eth0").expect("own2's eth0 stays");
+    assert_eq!(link["ifindex"], ep2.index);
+    two.disconnect("x", "eth0").await.unwrap();
+    assert!(c.ip_link("eth0").is_none());
 }
