@@ -191,3 +191,30 @@ def test_reconcile_reports_gone_endpoints(handle: underlay.Handle, nic: str, tmp
     assert gone.addresses == [ipaddress.ip_interface("10.72.0.9/24")]
     assert net.endpoints() == []
     nets.delete("g")
+
+
+@needs_root
+def test_reconcile_keeps_endpoints_in_anonymous_namespaces(
+    handle: underlay.Handle, nic: str, tmpdir_path: str
+) -> None:
+    nets = underlay.Networks(handle, tmpdir_path)
+    net = nets.create("anon", parent=nic, pools=[underlay.Pool("10.73.0.0/24")])
+    ns = underlay.Netns.anonymous()
+    net.connect(ns, "ctr-anon", ip="10.73.0.9")
+    # Live, though it has no path: reconcile leaves it and its lease alone.
+    assert nets.reconcile().is_clean()
+    assert net.endpoint("ctr-anon") is not None
+    other = underlay.Netns.anonymous()
+    with pytest.raises(underlay.UnderlayError):
+        net.connect(other, "ctr-other", ip="10.73.0.9")  # still leased
+    del other
+    # Gone with its last holder: now reconcile releases it.
+    del ns
+    (gone,) = nets.reconcile().gone_endpoints
+    assert gone.container_id == "ctr-anon"
+    assert gone.addresses == [ipaddress.ip_interface("10.73.0.9/24")]
+    assert net.endpoints() == []
+    again = underlay.Netns.anonymous()
+    net.connect(again, "ctr-other", ip="10.73.0.9")  # the address is free again
+    net.disconnect("ctr-other")
+    nets.delete("anon")

@@ -745,7 +745,7 @@ pub(crate) fn host_route(ip: IpAddr, shim: &str) -> Route {
     Route::new(IpNet::from(ip)).dev(shim)
 }
 
-fn endpoint_file_name(container_id: &str, ifname: &str) -> String {
+pub(super) fn endpoint_file_name(container_id: &str, ifname: &str) -> String {
     let name = format!("{ifname}:{container_id}");
     if name.len() <= 200 {
         return name;

@@ -242,10 +242,10 @@ impl Networks {
                 ),
             ));
         }
-        if net.record.shim.is_some() {
-            net.disable_host_access().await?;
-        }
         let _lock = self.lock()?;
+        if net.record.shim.is_some() {
+            net.disable_host_access_locked().await?;
+        }
         let h = &self.inner.host;
         let mut errors = Vec::new();
         // Stray leases (no endpoint file) would keep the IPAM network busy: drop them. Only

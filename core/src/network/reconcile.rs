@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
+use super::endpoint::endpoint_file_name;
 use super::spec::Record;
 use super::{parent, shim, Networks, MARK};
 use crate::error::{Error, ErrorKind, Result};
@@ -107,6 +108,45 @@ impl super::Network {
         Ok((gone, errors))
     }
 
+    /// Releases the leases of an earlier boot that no endpoint uses: not a shim's (the shim is
+    /// made again), and only under the endpoint's lock with no record there (a container
+    /// restarted under its id after the reboot may have connected with that lease).
+    async fn release_stale_leases(&self) -> Result<(Vec<GoneEndpoint>, Vec<Error>)> {
+        let files = self.nets.record_files();
+        let mut held = Vec::new();
+        let mut stale = Vec::new();
+        for l in self.ipam().stale().await? {
+            if shim::is_shim_owner(&l.owner) {
+                continue;
+            }
+            let name = endpoint_file_name(l.owner.container_id(), l.owner.ifname().as_str());
+            if let Some(lock) = files.try_lock(self.name(), &name)? {
+                if self.read_endpoint_file(&name)?.is_none() {
+                    held.push(lock);
+                    stale.push(l);
+                }
+            }
+        }
+        // At once: the releases share the IPAM's group commits.
+        let released =
+            futures::future::join_all(stale.iter().map(|l| self.ipam().release(&l.owner))).await;
+        let mut gone = Vec::new();
+        let mut errors = Vec::new();
+        for (l, outcome) in stale.into_iter().zip(released) {
+            match outcome {
+                Ok(_) => gone.push(GoneEndpoint {
+                    network: self.name().to_string(),
+                    container_id: l.owner.container_id().to_string(),
+                    ifname: l.owner.ifname().as_str().to_string(),
+                    addresses: l.addresses.iter().map(|a| a.address).collect(),
+                }),
+                Err(e) => errors.push(e),
+            }
+        }
+        drop(held);
+        Ok((gone, errors))
+    }
+
     /// Whether `ep` (read under its lock) is gone: a pending record (its connect is over, the
     /// lock being free), a namespace that no longer exists anywhere on this host, or a
     /// namespace without the endpoint's link.
@@ -190,28 +230,10 @@ impl Networks {
             // on a store no other host uses (elsewhere another host's boot id is no sign of
             // death).
             if !self.inner.store.is_shared() {
-                match net.ipam().stale().await {
-                    Ok(stale) => {
-                        let stale: Vec<_> = stale
-                            .into_iter()
-                            .filter(|l| !shim::is_shim_owner(&l.owner))
-                            .collect();
-                        // At once: the releases share the IPAM's group commits.
-                        let released = futures::future::join_all(
-                            stale.iter().map(|l| net.ipam().release(&l.owner)),
-                        )
-                        .await;
-                        for (l, outcome) in stale.into_iter().zip(released) {
-                            match outcome {
-                                Ok(_) => report.gone_endpoints.push(GoneEndpoint {
-                                    network: r.name.clone(),
-                                    container_id: l.owner.container_id().to_string(),
-                                    ifname: l.owner.ifname().as_str().to_string(),
-                                    addresses: l.addresses.iter().map(|a| a.address).collect(),
-                                }),
-                                Err(e) => errors.push(e),
-                            }
-                        }
+                match net.release_stale_leases().await {
+                    Ok((gone, errs)) => {
+                        report.gone_endpoints.extend(gone);
+                        errors.extend(errs);
                     }
                     Err(e) => errors.push(e),
                 }

@@ -85,6 +85,9 @@ impl Network {
     /// from the pools, and routes the endpoints' addresses (or the pools' ranges) through it.
     /// Idempotent: returns the shim's name when host access is already on.
     pub async fn enable_host_access(&self, spec: HostAccess) -> Result<String> {
+        // No connect or disconnect meanwhile: each either sees the shim and routes itself, or
+        // is listed here and routed.
+        let _endpoints = self.nets.record_files().lock_network(self.name()).await?;
         let _lock = self.nets.lock()?;
         let mut record = self.current_record()?;
         if let Some(s) = &record.shim {
@@ -201,7 +204,14 @@ impl Network {
 
     /// Removes the shim (its routes go with it) and releases its address. Idempotent.
     pub async fn disable_host_access(&self) -> Result<()> {
+        let _endpoints = self.nets.record_files().lock_network(self.name()).await?;
         let _lock = self.nets.lock()?;
+        self.disable_host_access_locked().await
+    }
+
+    /// [`Network::disable_host_access`] for a caller holding the network's endpoints and the
+    /// networks' lock (in that order, as every caller takes them).
+    pub(crate) async fn disable_host_access_locked(&self) -> Result<()> {
         let mut record = self.current_record()?;
         let Some(shim) = record.shim.take() else {
             return Ok(());

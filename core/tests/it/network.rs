@@ -562,6 +562,21 @@ async fn reconcile_releases_leases_of_an_earlier_boot() {
         )
         .await
         .unwrap();
+    // A container restarted under its id after the reboot connects with its lease of then:
+    // in use, so it stays.
+    let restarted = underlay::ipam::Owner::new("restarted", "eth0").unwrap();
+    let old = net
+        .ipam()
+        .allocate(&restarted, &underlay::ipam::Request::any())
+        .await
+        .unwrap();
+    let now = nets.get("rb").await.unwrap();
+    let back = TestNs::new("rbback").await;
+    let ep = now
+        .connect(&back.ns, EndpointSpec::new("restarted"))
+        .await
+        .unwrap();
+    assert_eq!(ep.addresses, vec![old.addresses[0].address]);
     let report = nets.reconcile().await.unwrap();
     assert_eq!(report.gone_endpoints.len(), 1, "{report:?}");
     let gone = &report.gone_endpoints[0];
@@ -575,7 +590,7 @@ async fn reconcile_releases_leases_of_an_earlier_boot() {
         left.iter()
             .map(|l| l.owner.container_id())
             .collect::<Vec<_>>(),
-        vec!["stays", "underlay-host-access:rb"]
+        vec!["restarted", "stays", "underlay-host-access:rb"]
     );
     assert!(nets.reconcile().await.unwrap().is_clean());
 }
