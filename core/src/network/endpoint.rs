@@ -195,6 +195,11 @@ impl Network {
     /// address, IPv6 is turned off before it comes up, see [`EndpointSpec::keep_ipv6`]), sets
     /// the addresses and the default routes, announces the addresses (gratuitous ARP /
     /// unsolicited NA) and records the endpoint. Any failure undoes every earlier step.
+    ///
+    /// Calls on one endpoint (container id and interface, from any process) run one at a
+    /// time: a connect, disconnect or reconcile of it waits for the one under way (60 s at
+    /// most, then [`ErrorKind::Busy`]). A connect that died midway (its record still pending)
+    /// is undone by the next connect of the endpoint, or by [`super::Networks::reconcile`].
     pub async fn connect(&self, netns: &Netns, spec: EndpointSpec) -> Result<Endpoint> {
         let owner = Owner::new(spec.container_id.clone(), &spec.ifname)?;
         // One call at a time per endpoint, from here to the last record write: a disconnect
@@ -255,10 +260,13 @@ impl Network {
             Ok(ep) => Ok(ep),
             Err(e) => {
                 let mut errors = vec![e];
+                // The record goes only with the lease: if the lease stays, so does the pending
+                // record that lets reconcile (or the next connect) release it.
                 if let Err(e) = self.ipam.release(&owner).await {
                     errors.push(e);
-                }
-                if let Err(e) = self.remove_endpoint_file(&spec.container_id, &spec.ifname, &held) {
+                } else if let Err(e) =
+                    self.remove_endpoint_file(&spec.container_id, &spec.ifname, &held)
+                {
                     errors.push(e);
                 }
                 Err(Error::multiple(
