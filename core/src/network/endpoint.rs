@@ -195,7 +195,7 @@ impl Network {
     /// the addresses and the default routes, announces the addresses (gratuitous ARP /
     /// unsolicited NA) and records the endpoint. Any failure undoes every earlier step.
     pub async fn connect(&self, netns: &Netns, spec: EndpointSpec) -> Result<Endpoint> {
-        let owner = Owner::new(spec.container_id.clone(), &spec.ifname)?;
+        let owner = check_endpoint_key(&spec.container_id, &spec.ifname)?;
         if let Some(ep) = self.endpoint(&spec.container_id, &spec.ifname)? {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
@@ -483,7 +483,7 @@ impl Network {
         ifname: &str,
         delete_link: bool,
     ) -> Result<()> {
-        let owner = Owner::new(container_id, ifname)?;
+        let owner = check_endpoint_key(container_id, ifname)?;
         let ep = self.endpoint(container_id, ifname)?;
         let mut errors = Vec::new();
         if let Some(ep) = &ep {
@@ -533,8 +533,10 @@ impl Network {
         }
     }
 
-    /// The endpoint of `container_id`/`ifname`, if connected.
+    /// The endpoint of `container_id`/`ifname`, if connected. An id or name that no endpoint
+    /// can have fails with [`ErrorKind::InvalidArgument`] saying what is allowed.
     pub fn endpoint(&self, container_id: &str, ifname: &str) -> Result<Option<Endpoint>> {
+        check_endpoint_key(container_id, ifname)?;
         let path = self.endpoint_path(container_id, ifname);
         match std::fs::read_to_string(&path) {
             Ok(text) => parse_endpoint(&text, self.name(), &path).map(Some),
@@ -654,9 +656,20 @@ pub(crate) fn host_route(ip: IpAddr, shim: &str) -> Route {
     Route::new(IpNet::from(ip)).dev(shim)
 }
 
+/// Longest endpoint record file name: with the recycler's temporary name
+/// (`.{name}.{seq}.tmp`) it stays well inside `NAME_MAX` (255 bytes).
+const MAX_FILE_NAME: usize = 200;
+
+/// The record file name of `container_id`/`ifname` (both checked, see [`check_endpoint_key`]):
+/// `ifname:container_id`, or, when that is longer than [`MAX_FILE_NAME`] bytes, the id's
+/// first 100 characters (fewer, cut at a character boundary, if they do not fit) and a hash
+/// of the whole id. A name whose interface name starts with `.` gets a leading `:` (no
+/// interface name holds one), so that it is not taken for a hidden file (the record pool,
+/// temporary files).
 fn endpoint_file_name(container_id: &str, ifname: &str) -> String {
-    let name = format!("{ifname}:{container_id}");
-    if name.len() <= 200 {
+    let lead = if ifname.starts_with('.') { ":" } else { "" };
+    let name = format!("{lead}{ifname}:{container_id}");
+    if name.len() <= MAX_FILE_NAME {
         return name;
     }
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -664,14 +677,25 @@ fn endpoint_file_name(container_id: &str, ifname: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!(
-        "{ifname}:{}~{h:016x}",
-        &container_id[..container_id
-            .char_indices()
-            .nth(100)
-            .map(|(i, _)| i)
-            .unwrap_or(100)]
-    )
+    // `~` and 16 hex digits follow the prefix.
+    let room = MAX_FILE_NAME.saturating_sub(lead.len() + ifname.len() + 1 + 17);
+    let mut cut = container_id
+        .char_indices()
+        .nth(100)
+        .map_or(container_id.len(), |(i, _)| i)
+        .min(room);
+    while !container_id.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{lead}{ifname}:{}~{h:016x}", &container_id[..cut])
+}
+
+/// Checks what names an endpoint (its record file and its lease) before it is used: the
+/// container id as an IPAM owner's ([`Owner::new`]: 1 to 256 bytes of UTF-8 without
+/// whitespace, control characters or `/`, so CNI's and Docker's ids all fit), the interface
+/// name as an [`crate::IfName`].
+fn check_endpoint_key(container_id: &str, ifname: &str) -> Result<Owner> {
+    Owner::new(container_id, ifname)
 }
 
 /// Disables IPv6 on interface `ifname` in `netns` (nothing to do on a kernel without IPv6).
@@ -747,4 +771,62 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
         return Err(corrupt("container or ifname missing"));
     }
     Ok(ep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_fit_and_never_split_a_character() {
+        for unit in ["c", "é", "€", "𝄞"] {
+            for n in 1..=256 / unit.len() {
+                let id = unit.repeat(n);
+                for ifname in ["eth0", "a-name-15-bytes", ".x"] {
+                    let name = endpoint_file_name(&id, ifname);
+                    assert!(name.len() <= MAX_FILE_NAME, "{unit} x {n}: {name}");
+                    assert!(!name.starts_with('.') && !name.contains('/'), "{name}");
+                }
+            }
+        }
+        // Names as they always were: short ones whole, long ASCII ones cut after 100.
+        assert_eq!(endpoint_file_name("c1", "eth0"), "eth0:c1");
+        let long = "a".repeat(256);
+        let name = endpoint_file_name(&long, "eth0");
+        assert!(
+            name.starts_with(&format!("eth0:{}~", "a".repeat(100))),
+            "{name}"
+        );
+        assert_eq!(name.len(), 5 + 100 + 17);
+        // Different long ids, different names.
+        assert_ne!(
+            endpoint_file_name(&"€".repeat(70), "eth0"),
+            endpoint_file_name(&"€".repeat(71), "eth0")
+        );
+    }
+
+    #[test]
+    fn endpoint_keys_are_checked() {
+        for (id, ifname) in [
+            ("c", "i".repeat(201)),
+            ("c", String::new()),
+            ("c", "a/b".into()),
+            ("", "eth0".into()),
+            ("a\nb", "eth0".into()),
+            ("a/b", "eth0".into()),
+            ("a\0b", "eth0".into()),
+            ("a b", "eth0".into()),
+        ] {
+            let e = check_endpoint_key(id, &ifname).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{id:?} {ifname:?}");
+        }
+        let e = check_endpoint_key(&"x".repeat(257), "eth0").unwrap_err();
+        assert!(
+            e.to_string().contains("257 bytes") && e.to_string().contains("256"),
+            "{e}"
+        );
+        check_endpoint_key(&"€".repeat(67), "eth0").unwrap();
+        check_endpoint_key(&"0123456789abcdef".repeat(4), "eth0").unwrap();
+        check_endpoint_key("k8s_pod-1.ns=x:y", "eth0").unwrap();
+    }
 }

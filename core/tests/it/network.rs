@@ -326,6 +326,95 @@ async fn failure_at_each_connect_step_leaves_nothing() {
         .unwrap();
 }
 
+/// Container ids and interface names that no endpoint can have are refused up front (they
+/// used to panic while naming the record file); long and non-ASCII ids work.
+#[tokio::test]
+async fn endpoint_keys_are_checked_and_long_ids_work() {
+    root_or_skip!("endpoint_keys_are_checked_and_long_ids_work");
+    let (_h, _dir, nets) = host("ek").await;
+    let net = nets.create(mac_net("ek", "ens192")).await.unwrap();
+    let c = TestNs::new("ekc").await;
+    let long_if = "i".repeat(201);
+    let too_long = "x".repeat(257);
+    for (id, ifname, says) in [
+        ("c", long_if.as_str(), "15"),
+        ("c", "", "empty"),
+        ("", "eth0", "empty"),
+        ("a\nb", "eth0", "control"),
+        ("a/b", "eth0", "`/`"),
+        ("a\0b", "eth0", "control"),
+        (too_long.as_str(), "eth0", "257 bytes"),
+    ] {
+        let e = net.endpoint(id, ifname).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidArgument,
+            "{id:?}/{ifname:?}: {e}"
+        );
+        assert!(e.to_string().contains(says), "{e}");
+        let spec = EndpointSpec::new(id).ifname(ifname).target(&c.handle);
+        let e = net.connect(&c.ns, spec).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidArgument,
+            "{id:?}/{ifname:?}: {e}"
+        );
+        let e = net.disconnect(id, ifname).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidArgument,
+            "{id:?}/{ifname:?}: {e}"
+        );
+    }
+    assert!(net.endpoints().unwrap().is_empty());
+    assert!(net.ipam().list().await.unwrap().is_empty());
+    // More bytes than characters, up to the limit, and ASCII past the 200-byte file name.
+    let ids = [
+        "€".repeat(67),
+        "€".repeat(85),
+        "𝄞".repeat(64),
+        "a".repeat(256),
+    ];
+    for id in &ids {
+        let ep = net
+            .connect(&c.ns, EndpointSpec::new(id.clone()).target(&c.handle))
+            .await
+            .unwrap();
+        assert_eq!(&ep.container_id, id);
+        let j = c.ip_link("eth0").expect("the endpoint's link (oracle)");
+        assert_eq!(j["linkinfo"]["info_kind"], "macvlan");
+        assert!(ip_addrs(&c, "eth0").contains(&ep.addresses[0].to_string()));
+        let again = net.endpoint(id, "eth0").unwrap().expect("its record");
+        assert_eq!(&again.container_id, id);
+        assert_eq!(net.endpoints().unwrap().len(), 1);
+        net.disconnect(id, "eth0").await.unwrap();
+        assert!(c.ip_link("eth0").is_none());
+        assert!(net.endpoint(id, "eth0").unwrap().is_none());
+    }
+    // An interface name starting with `.` is a valid name; its record is not a hidden file.
+    let ep = net
+        .connect(
+            &c.ns,
+            EndpointSpec::new("dot").ifname(".e0").target(&c.handle),
+        )
+        .await
+        .unwrap();
+    assert!(c.ip_link(".e0").is_some());
+    let listed = net.endpoints().unwrap();
+    assert_eq!(listed.len(), 1, "the record is listed");
+    assert_eq!(
+        (&listed[0].container_id, &listed[0].ifname),
+        (&ep.container_id, &ep.ifname)
+    );
+    assert_eq!(
+        nets.delete("ek").await.unwrap_err().kind(),
+        ErrorKind::Busy,
+        "the endpoint is seen"
+    );
+    net.disconnect("dot", ".e0").await.unwrap();
+    nets.delete("ek").await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_connects_never_share_an_address() {
     root_or_skip!("concurrent_connects_never_share_an_address");
