@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 
 import pytest
 
@@ -48,3 +49,26 @@ def test_endpoint_keys(handle: underlay.Handle, nic: str, tmpdir_path: str) -> N
         net.disconnect(euros)
         assert net.endpoint(euros) is None
     nets.delete("keys")
+
+
+@needs_root
+def test_oversized_request_keeps_the_handle(netns: underlay.Netns, handle: underlay.Handle, nic: str) -> None:
+    def macs(n: int) -> list[str]:
+        return [f"02:00:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}" for i in range(n)]
+
+    for n in (5_400, 5_500):
+        with pytest.raises(underlay.InvalidArgument, match=str(underlay.Macvlan.MAX_SOURCE_MACS)):
+            underlay.Macvlan.create(handle, "ms0", nic, "source", source_macs=macs(n))
+        assert "ms0" not in [x["ifname"] for x in ip_json(netns, "link", "show")], "nothing left behind"
+        # The handle still works, from another thread too.
+        seen: list[str] = []
+        t = threading.Thread(target=lambda: seen.append(handle.link(nic).name))
+        t.start()
+        t.join()
+        assert seen == [nic] and handle.link(nic).name == nic
+    most = underlay.Macvlan.MAX_SOURCE_MACS
+    link = underlay.Macvlan.create(handle, "ms1", nic, "source", source_macs=macs(most))
+    assert link.name == "ms1"
+    (j,) = ip_json(netns, "link", "show", "ms1")
+    assert j["linkinfo"]["info_data"]["macaddr_count"] == most
+    assert "ms1" in [x.name for x in handle.links()]

@@ -451,6 +451,75 @@ async fn create_directly_in_target_namespace() {
     assert!(c1.ip_link("net1").is_some() && c1.ip_link("eth1").is_none());
 }
 
+/// A request too big for netlink is refused before it is sent, naming the limit; the handle
+/// (shared by every clone) keeps working; a list that fits is made and read back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_is_refused_and_the_handle_lives_on() {
+    root_or_skip!("oversized_request_is_refused_and_the_handle_lives_on");
+    let t = TestNs::with_veth("big", "par0", "par1").await;
+    let h = &t.handle;
+    let macs = |n: usize| -> Vec<MacAddr> {
+        (0..n)
+            .map(|i| MacAddr::new([0x02, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]))
+            .collect()
+    };
+    for n in [5_400, 5_500, 100_000] {
+        let r = Macvlan::create(h, "ms0", "par0", MacvlanMode::Source)
+            .source_macs(macs(n))
+            .execute()
+            .await;
+        match r {
+            // What fits is made whole.
+            Ok(link) => {
+                let j = t.ip_link("ms0").expect("oracle sees the link");
+                assert_eq!(info(&j).1["macaddr_count"], n, "{n} MACs");
+                assert_eq!(link.name, "ms0");
+                h.delete_link("ms0").await.unwrap();
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{n} MACs: {e}");
+                let m = e.to_string();
+                assert!(m.contains("ms0") && m.contains("at most"), "{m}");
+                assert!(t.ip_link("ms0").is_none(), "{n} MACs: nothing left behind");
+            }
+        }
+        // The shared handle still works, from another task too.
+        let h2 = h.clone();
+        tokio::spawn(async move { h2.link("par0").await.unwrap() })
+            .await
+            .unwrap();
+        assert_eq!(h.link("par0").await.unwrap().name, "par0");
+    }
+    // The limit, exactly: the largest list that fits is made.
+    let max = Macvlan::MAX_SOURCE_MACS;
+    Macvlan::create(h, "ms1", "par0", MacvlanMode::Source)
+        .source_macs(macs(max))
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(info(&t.ip_link("ms1").unwrap()).1["macaddr_count"], max);
+    // A dump of the namespace still reads every link, this one included.
+    let names: Vec<String> = h
+        .links()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "ms1") && names.iter().any(|n| n == "par0"),
+        "{names:?}"
+    );
+    let e = Macvlan::create(h, "ms2", "par0", MacvlanMode::Source)
+        .source_macs(macs(max + 1))
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains(&max.to_string()), "{e}");
+    assert!(t.ip_link("ms2").is_none());
+}
+
 #[tokio::test]
 async fn move_existing_link_and_attach() {
     root_or_skip!("move_existing_link_and_attach");
