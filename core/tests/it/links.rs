@@ -615,6 +615,60 @@ async fn attach_rolls_back_when_a_later_step_fails() {
     );
 }
 
+/// The kernel moves a link before it renames it, in one request: a name taken in the target
+/// (`lo`) fails the rename after the move. The link comes back, as the docs promise; and an
+/// undo restores the MTU and MAC an attach had changed.
+#[tokio::test]
+async fn attach_undoes_a_refused_rename_and_restores_mtu_and_mac() {
+    root_or_skip!("attach_undoes_a_refused_rename_and_restores_mtu_and_mac");
+    let host = TestNs::with_veth("arh", "x0", "x1").await;
+    let c1 = TestNs::new("arc").await;
+    let names = |t: &TestNs| -> Vec<String> {
+        t.ip(&["link", "show"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["ifname"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = host.ip_link("x0").unwrap();
+    let e = Veth::attach_to_netns(&host.handle, "x0", &c1.ns)
+        .name("lo")
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(e.to_string().contains("undone"), "{e}");
+    assert_eq!(names(&c1), ["lo"], "nothing left in the target");
+    let back = host.ip_link("x0").expect("x0 is back under its name");
+    assert!(back["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    assert_eq!(back["address"], before["address"]);
+    assert_eq!(host.handle.link("x0").await.unwrap().name, "x0");
+    // A later step fails (a gateway no address reaches) after the MTU and MAC were set.
+    let e = Veth::attach_to_netns(&host.handle, "x0", &c1.ns)
+        .name("eth0")
+        .mtu(1400)
+        .mac(MacAddr::new([0x02, 0, 0, 0, 0x14, 0]))
+        .gateway("192.0.2.1".parse().unwrap())
+        .execute()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("undone"), "{e}");
+    assert_eq!(names(&c1), ["lo"]);
+    let back = host.ip_link("x0").expect("x0 is back");
+    assert_eq!(back["mtu"], before["mtu"], "MTU restored");
+    assert_eq!(back["address"], before["address"], "MAC restored");
+    assert!(back["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    // And the attach works once the name is free.
+    let done = Veth::attach_to_netns(&host.handle, "x0", &c1.ns)
+        .name("eth0")
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(done.link.name, "eth0");
+    assert_eq!(names(&c1), ["lo", "eth0"]);
+}
+
 #[tokio::test]
 async fn addresses_and_routes() {
     root_or_skip!("addresses_and_routes");
