@@ -82,6 +82,7 @@ pub struct EndpointSpec {
     keep_ipv6: bool,
     fail_after: Option<ConnectStep>,
     hang_after: Option<ConnectStep>,
+    delete_link_after: Option<ConnectStep>,
 }
 
 impl EndpointSpec {
@@ -97,6 +98,7 @@ impl EndpointSpec {
             keep_ipv6: false,
             fail_after: None,
             hang_after: None,
+            delete_link_after: None,
         }
     }
 
@@ -151,6 +153,13 @@ impl EndpointSpec {
     #[doc(hidden)]
     pub fn fail_after(mut self, step: ConnectStep) -> Self {
         self.fail_after = Some(step);
+        self
+    }
+
+    /// Test hook: delete the endpoint's link right after `step`, as another process might.
+    #[doc(hidden)]
+    pub fn delete_link_after(mut self, step: ConnectStep) -> Self {
+        self.delete_link_after = Some(step);
         self
     }
 
@@ -305,23 +314,31 @@ impl Network {
             pending: None,
         };
         let mut host_routes = Vec::new();
+        let (target_ref, index) = (&target, link.index);
+        let step = |s: ConnectStep| async move {
+            check_step(spec, s)?;
+            if spec.delete_link_after == Some(s) {
+                target_ref.delete_link(index).await?;
+            }
+            Ok::<(), Error>(())
+        };
         let steps = async {
             if ipv6_off {
                 disable_ipv6(netns, &link.name).await?;
                 target.set_link(link.index).up().execute().await?;
             }
-            check_step(spec, ConnectStep::CreateLink)?;
+            step(ConnectStep::CreateLink).await?;
             for a in &ep.addresses {
                 let opts = AddressOptions { nodad: a.addr().is_ipv6(), noprefixroute: false };
                 target.add_address_with(link.index, *a, opts).await?;
             }
-            check_step(spec, ConnectStep::Addresses)?;
+            step(ConnectStep::Addresses).await?;
             for gw in lease.addresses.iter().filter_map(|a| a.gateway) {
                 let r = Route::default_via(gw).dev(link.index);
                 target.add_route(&r).await?;
                 ep.routes.push(r);
             }
-            check_step(spec, ConnectStep::Routes)?;
+            step(ConnectStep::Routes).await?;
             if let Some(mac) = link.mac {
                 let ips: Vec<IpAddr> = ep.addresses.iter().map(|a| a.addr()).collect();
                 let sent = match spec.announce {
@@ -333,9 +350,9 @@ impl Network {
                     tracing::warn!(endpoint = %spec.container_id, error = %e, "announcing the endpoint's addresses failed");
                 }
             }
-            check_step(spec, ConnectStep::Announce)?;
+            step(ConnectStep::Announce).await?;
             self.write_endpoint(&ep, true)?;
-            check_step(spec, ConnectStep::Record)?;
+            step(ConnectStep::Record).await?;
             if let Some(shim) = self.shim_for_endpoints() {
                 for a in &ep.addresses {
                     let r = host_route(a.addr(), &shim);
@@ -343,11 +360,26 @@ impl Network {
                     host_routes.push(r);
                 }
             }
-            check_step(spec, ConnectStep::HostRoute)?;
+            step(ConnectStep::HostRoute).await?;
             Ok::<(), Error>(())
         }
         .await;
         if let Err(e) = steps {
+            // A link deleted from under the connect makes the next step fail in a misleading
+            // way (an unreachable gateway, a missing device): say what happened instead.
+            let gone =
+                matches!(target.link(link.index).await, Err(g) if g.kind() == ErrorKind::NotFound);
+            let e = if gone {
+                Error::not_found(format!(
+                    "the endpoint's link `{}` in {} was deleted by another process during connect \
+                     (the next step then failed: {e}); nothing of the endpoint is left: connect again",
+                    link.name,
+                    target.netns_label()
+                ))
+                .with_errno(libc::ENODEV)
+            } else {
+                e
+            };
             let mut errors = vec![e];
             for r in &host_routes {
                 if let Err(e) = self.host().delete_route(r).await {
@@ -357,8 +389,10 @@ impl Network {
             if let Err(e) = self.remove_endpoint_file(&spec.container_id, &link.name) {
                 errors.push(e);
             }
-            if let Err(e) = target.delete_link(link.index).await {
-                errors.push(e);
+            if !gone {
+                if let Err(e) = target.delete_link(link.index).await {
+                    errors.push(e);
+                }
             }
             let first = errors.remove(0);
             return Err(if errors.is_empty() {

@@ -415,6 +415,39 @@ async fn endpoint_keys_are_checked_and_long_ids_work() {
     nets.delete("ek").await.unwrap();
 }
 
+/// A connect whose link another process deletes midway fails saying so (not with the step
+/// that then failed, such as an unreachable gateway), and leaves nothing behind.
+#[tokio::test]
+async fn connect_says_when_its_link_was_deleted_midway() {
+    root_or_skip!("connect_says_when_its_link_was_deleted_midway");
+    let (_h, _dir, nets) = host("dl").await;
+    let net = nets.create(mac_net("dl", "ens192")).await.unwrap();
+    let c = TestNs::new("dlc").await;
+    for step in [ConnectStep::CreateLink, ConnectStep::Addresses] {
+        let spec = EndpointSpec::new("victim")
+            .target(&c.handle)
+            .delete_link_after(step);
+        let e = net.connect(&c.ns, spec).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{step:?}: {e}");
+        let m = e.to_string();
+        assert!(
+            m.contains("`eth0`") && m.contains("deleted by another process during connect"),
+            "{step:?}: {m}"
+        );
+        assert!(m.contains(&c.name), "names the namespace: {m}");
+        assert!(c.ip_link("eth0").is_none(), "{step:?}");
+        assert!(
+            net.ipam().list().await.unwrap().is_empty(),
+            "{step:?}: lease left"
+        );
+        assert!(net.endpoints().unwrap().is_empty(), "{step:?}: record left");
+    }
+    net.connect(&c.ns, EndpointSpec::new("victim").target(&c.handle))
+        .await
+        .unwrap();
+    assert!(c.ip_link("eth0").is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_connects_never_share_an_address() {
     root_or_skip!("concurrent_connects_never_share_an_address");
