@@ -667,6 +667,20 @@ async fn attach_undoes_a_refused_rename_and_restores_mtu_and_mac() {
         .unwrap();
     assert_eq!(done.link.name, "eth0");
     assert_eq!(names(&c1), ["lo", "eth0"]);
+    // The one-request primitive cannot undo, but says where the link went.
+    let e = host
+        .handle
+        .set_link("x1")
+        .netns(&c1.ns)
+        .name("lo")
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(e.to_string().contains("moved the link into"), "{e}");
+    let mut inside = names(&c1);
+    inside.sort();
+    assert_eq!(inside, ["eth0", "lo", "x1"]);
 }
 
 #[tokio::test]
