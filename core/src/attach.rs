@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::addr::AddressOptions;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::handle::Handle;
 use crate::link::{Link, LinkRef};
 use crate::netns::Netns;
@@ -14,7 +14,9 @@ use crate::types::{check_mtu, IfName, MacAddr};
 
 /// Moves a link into a namespace, names it, sets its addresses, brings it up and adds routes.
 /// If a step after the move fails, the link goes back where it came from, under its old name
-/// and state, and the error says what failed (and whether the undo failed too).
+/// and state (up or down, MTU, MAC), and the error says what failed (and whether the undo
+/// failed too). That includes the rename sent with the move: the kernel moves the link
+/// first, so a name taken inside fails the request with the link already moved.
 ///
 /// Obtained from `Macvlan::attach_to_netns`, `Ipvlan::attach_to_netns`, `Vlan::attach_to_netns`
 /// or `Veth::attach_to_netns`.
@@ -155,18 +157,26 @@ impl Attach {
         let name = new_name
             .map(|n| n.as_str().to_string())
             .unwrap_or_else(|| orig.name.clone());
-        self.handle
+        let moved = self
+            .handle
             .set_link(orig.index)
             .netns(&self.netns)
             .name(name.clone())
             .execute()
-            .await
-            .map_err(|e| {
-                e.context(format!(
-                    "cannot move link `{}` into {}",
-                    orig.name, self.netns
-                ))
-            })?;
+            .await;
+        if let Err(e) = moved {
+            let e = e.context(format!(
+                "cannot move link `{}` into {}",
+                orig.name, self.netns
+            ));
+            // One request, two steps in the kernel: it moves the link, then renames it. A
+            // refused rename (the name is taken inside) leaves the link moved, under its old
+            // name.
+            return Err(match self.moved_anyway(&orig).await {
+                Some(t) => self.undo_from_inside(Some(&t), &orig.name, &orig, e).await,
+                None => e,
+            });
+        }
         let target = match &self.target {
             Some(t) => t.clone(),
             None => match Handle::for_netns(&self.netns).await {
@@ -222,7 +232,24 @@ impl Attach {
         })
     }
 
-    /// Moves the link back under its old name and state; returns `err` with what happened.
+    /// After a failed move request: a handle in the target if the link is there anyway (gone
+    /// from here, and there under its old name with its MAC).
+    async fn moved_anyway(&self, orig: &Link) -> Option<Handle> {
+        match self.handle.link(orig.index).await {
+            Ok(here) if here.name == orig.name => return None,
+            Err(e) if e.kind() != ErrorKind::NotFound => return None,
+            _ => {}
+        }
+        let t = match &self.target {
+            Some(t) => t.clone(),
+            None => Handle::for_netns(&self.netns).await.ok()?,
+        };
+        let there = t.link(orig.name.as_str()).await.ok()?;
+        (there.mac == orig.mac).then_some(t)
+    }
+
+    /// Moves the link back under its old name and state (up, MTU, MAC); returns `err` with
+    /// what happened.
     async fn undo_from_inside(
         &self,
         target: Option<&Handle>,
@@ -249,12 +276,27 @@ impl Attach {
             .execute()
             .await;
         let back = match back {
-            Ok(()) if orig.up => {
-                self.handle
-                    .set_link(orig.name.as_str())
-                    .up()
-                    .execute()
-                    .await
+            Ok(()) => {
+                // Moving took it down; the attach may have changed its MTU and MAC.
+                let mut restore = self.handle.set_link(orig.name.as_str());
+                let mut changed = false;
+                if orig.up {
+                    restore = restore.up();
+                    changed = true;
+                }
+                if self.mtu.is_some_and(|m| m != orig.mtu) {
+                    restore = restore.mtu(orig.mtu);
+                    changed = true;
+                }
+                if let (Some(_), Some(mac)) = (self.mac, orig.mac) {
+                    restore = restore.mac(mac);
+                    changed = true;
+                }
+                if changed {
+                    restore.execute().await
+                } else {
+                    Ok(())
+                }
             }
             other => other,
         };

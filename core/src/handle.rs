@@ -1,14 +1,14 @@
 //! [`Handle`]: one rtnetlink connection bound to one network namespace.
 
 use std::fmt;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR,
-    NLM_F_REQUEST,
+    Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla, NLM_F_ACK, NLM_F_DUMP,
+    NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_proto::sys::{protocols::NETLINK_ROUTE, SocketAddr, TokioSocket};
@@ -23,6 +23,11 @@ const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 /// How often a dump the kernel flagged as interrupted (NLM_F_DUMP_INTR) is retried.
 const DUMP_RETRIES: usize = 16;
+/// The largest netlink attribute: its length field is 16 bits (header included).
+pub(crate) const MAX_ATTRIBUTE: usize = u16::MAX as usize;
+/// Where the socket's send buffer cannot be read: the kernel's usual default
+/// (`net.core.wmem_default`, 212992) less the 32 bytes it keeps.
+const DEFAULT_MAX_REQUEST: usize = 212_992 - 32;
 
 /// A netlink (rtnetlink) connection bound to one network namespace.
 ///
@@ -51,6 +56,9 @@ struct Inner {
     conn: ConnectionHandle<RouteNetlinkMessage>,
     netns: Netns,
     label: String,
+    /// The largest request the kernel takes on this socket (its send buffer less 32 bytes):
+    /// a larger one fails to send, and a failed send closes the connection for every clone.
+    max_request: usize,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -120,6 +128,9 @@ impl Handle {
             )
         })?;
         let _guard = runtime.enter();
+        let max_request = send_buffer(&socket)
+            .map_or(DEFAULT_MAX_REQUEST, |b| b.saturating_sub(32))
+            .max(4096);
         // SAFETY: the fd comes from a socket we own and hand over whole.
         let tokio_socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
         let (conn, handle, _unsolicited) = netlink_proto::from_socket_with_codec::<
@@ -133,6 +144,7 @@ impl Handle {
                 conn: handle,
                 netns,
                 label,
+                max_request,
                 task,
             }),
         })
@@ -212,6 +224,13 @@ impl Handle {
         what: &'static str,
         object: &str,
     ) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
+        check_size(
+            &msg,
+            self.inner.max_request,
+            what,
+            object,
+            &self.inner.label,
+        )?;
         let mut header = NetlinkHeader::default();
         header.flags = flags;
         let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
@@ -254,6 +273,70 @@ impl Handle {
         }
         Ok((out, interrupted))
     }
+}
+
+/// Refuses a request netlink cannot carry, before it reaches the connection: an attribute
+/// longer than a 16-bit length field holds (encoding it would panic inside the connection's
+/// task and close the connection for every clone), or a message larger than the socket's send
+/// buffer (the send fails, which closes the connection too). Nested attributes lie inside a
+/// top-level one, so checking those covers them.
+fn check_size(
+    msg: &RouteNetlinkMessage,
+    max_request: usize,
+    what: &str,
+    object: &str,
+    netns: &str,
+) -> Result<()> {
+    fn largest<A: Nla>(attrs: &[A]) -> Option<(u16, usize)> {
+        attrs
+            .iter()
+            .map(|a| (a.kind(), a.value_len() + 4))
+            .max_by_key(|(_, len)| *len)
+    }
+    use RouteNetlinkMessage as M;
+    let attr = match msg {
+        M::NewLink(m) | M::DelLink(m) | M::GetLink(m) | M::SetLink(m) => largest(&m.attributes),
+        M::NewAddress(m) | M::DelAddress(m) | M::GetAddress(m) => largest(&m.attributes),
+        M::NewRoute(m) | M::DelRoute(m) | M::GetRoute(m) => largest(&m.attributes),
+        // underlay sends no other message; the total size below still applies.
+        _ => None,
+    };
+    let too_big = |detail: String| {
+        Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{what} {object} in {netns}: the request is too large for netlink: {detail}; make it smaller"),
+        )
+        .with_errno(libc::EMSGSIZE))
+    };
+    if let Some((kind, len)) = attr.filter(|(_, len)| *len > MAX_ATTRIBUTE) {
+        return too_big(format!(
+            "its attribute {kind} would be {len} bytes, and an attribute holds at most {MAX_ATTRIBUTE}"
+        ));
+    }
+    let total = 16 + msg.buffer_len();
+    if total > max_request {
+        return too_big(format!(
+            "it would be {total} bytes, and this socket sends at most {max_request}"
+        ));
+    }
+    Ok(())
+}
+
+/// The socket's send buffer (`SO_SNDBUF`, as the kernel accounts it).
+fn send_buffer(socket: &Socket) -> Option<usize> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid fd, and a buffer of the size given.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| usize::try_from(value).ok()).flatten()
 }
 
 fn trace_request<T>(what: &str, object: &str, ns: &str, start: Instant, result: &Result<T>) {
@@ -359,6 +442,31 @@ pub(crate) fn kernel_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+
+    #[test]
+    fn oversized_requests_are_refused_naming_the_limit() {
+        let with = |attrs: Vec<LinkAttribute>| {
+            let mut m = LinkMessage::default();
+            m.attributes = attrs;
+            RouteNetlinkMessage::NewLink(m)
+        };
+        let check =
+            |m: &RouteNetlinkMessage| check_size(m, 200_000, "create", "link `x`", "netns `t`");
+        check(&with(vec![LinkAttribute::IfAlias("a".repeat(65_531 - 1))])).unwrap();
+        let e = check(&with(vec![LinkAttribute::IfAlias("a".repeat(65_531))])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(e.errno(), Some(libc::EMSGSIZE));
+        assert!(
+            e.to_string().contains("65535") && e.to_string().contains("link `x`"),
+            "{e}"
+        );
+        let many = (0..4)
+            .map(|_| LinkAttribute::IfAlias("a".repeat(60_000)))
+            .collect();
+        let e = check(&with(many)).unwrap_err();
+        assert!(e.to_string().contains("at most 200000"), "{e}");
+    }
 
     #[test]
     fn extack_capped() {

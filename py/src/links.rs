@@ -229,6 +229,10 @@ pymethods_with_attach! { Vlan, "VLAN link";
 pub(crate) struct Macvlan;
 
 pymethods_with_attach! { Macvlan, "macvlan";
+    /// The most `source_macs` one create takes (more fail with `InvalidArgument`).
+    #[classattr]
+    const MAX_SOURCE_MACS: usize = underlay::Macvlan::MAX_SOURCE_MACS;
+
     /// Creates macvlan `name` on `parent` in `mode` (a `MacvlanMode` or its value string).
     /// `tap`: a macvtap; `source_macs`: the MACs accepted in source mode; `nopromisc`: do not
     /// put the parent in promiscuous mode (passthru). Common keywords as `Vlan.create`.

@@ -129,3 +129,15 @@ def test_attach_async(handle: underlay.Handle, nic: str, target: underlay.Netns)
     done = asyncio.run(main())
     assert done.link.name == "eth7"
     assert ip_json(target, "link", "show", "eth7")[0]["ifname"] == "eth7"
+
+
+@needs_root
+def test_attach_refused_rename_goes_back(netns: underlay.Netns, handle: underlay.Handle, target: underlay.Netns) -> None:
+    """The kernel moves the link, then refuses the rename (`lo` is taken inside): it comes back."""
+    underlay.Veth.create(handle, "x0", "x1", up=True)
+    with pytest.raises(underlay.AlreadyExists) as e:
+        underlay.Veth.attach_to_netns(handle, "x0", target, name="lo")
+    assert "undone" in str(e.value)
+    assert [x["ifname"] for x in ip_json(target, "link", "show")] == ["lo"]
+    (back,) = ip_json(netns, "link", "show", "x0")
+    assert "UP" in back["flags"] and handle.link("x0").name == "x0"

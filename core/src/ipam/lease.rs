@@ -35,15 +35,22 @@ impl Owner {
     /// or `/`; the interface name is a valid [`IfName`].
     pub fn new(container_id: impl Into<String>, ifname: &str) -> Result<Owner> {
         let container_id = container_id.into();
-        if container_id.is_empty()
-            || container_id.len() > Self::MAX_ID_LEN
-            || container_id
+        let why = if container_id.is_empty() {
+            Some("it is empty".to_string())
+        } else if container_id.len() > Self::MAX_ID_LEN {
+            Some(format!("it is {} bytes long", container_id.len()))
+        } else {
+            container_id
                 .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '/')
-        {
+                .find(|c| c.is_whitespace() || c.is_control() || *c == '/')
+                .map(|c| format!("it contains {c:?}"))
+        };
+        if let Some(why) = why {
             return Err(Error::invalid(format!(
-                "container id `{}` is invalid: use 1 to 256 characters without whitespace or `/`",
-                container_id.escape_debug()
+                "container id `{}` is invalid: {why}; use 1 to {} bytes without whitespace, \
+                 control characters or `/` (a Docker id, a CNI id: letters, digits, `_`, `-`, `.`)",
+                shortened(&container_id),
+                Self::MAX_ID_LEN
             )));
         }
         let ifname =
@@ -71,6 +78,20 @@ impl fmt::Display for Owner {
     }
 }
 
+/// `text` for a message: escaped, and cut after 64 characters.
+fn shortened(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .escape_debug()
+        .collect();
+    if text.chars().nth(64).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// A boot id (`/proc/sys/kernel/random/boot_id`): leases stamped with one made before the
 /// last reboot are stale. Cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,13 +101,13 @@ impl BootId {
     /// Where Linux publishes the current boot id.
     pub const PATH: &'static str = "/proc/sys/kernel/random/boot_id";
 
-    /// Validates `id`: 1 to 64 characters without whitespace or control characters.
+    /// Validates `id`: 1 to 64 bytes without whitespace or control characters.
     pub fn new(id: &str) -> Result<BootId> {
         if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(Error::invalid(format!(
-                "boot id `{}` is invalid: use 1 to 64 characters without whitespace",
-                id.escape_debug()
+                "boot id `{}` is invalid: use 1 to 64 bytes without whitespace",
+                shortened(id)
             )));
         }
         Ok(BootId(id.into()))

@@ -202,7 +202,12 @@ impl<K: LinkSpec> LinkBuilder<K> {
     /// Sends the create request and returns the new link as the kernel reports it.
     pub async fn execute(mut self) -> Result<Link> {
         let kind = self.spec.kind_name();
-        self.spec.validate()?;
+        self.spec.validate().map_err(|e| {
+            e.context(format_args!(
+                "new {kind} `{}`",
+                self.name.as_deref().unwrap_or("?")
+            ))
+        })?;
         if let Some(mtu) = self.mtu {
             check_mtu(mtu, &format!("new {kind}"))?;
         }
@@ -351,7 +356,23 @@ impl<K: LinkSpec> LinkBuilder<K> {
             let _ = reader.delete_link(name.as_str()).await;
             return Err(e);
         }
-        reader.link(name.as_str()).await
+        // A link that cannot be read back is not handed out half-known: it goes.
+        match reader.link(name.as_str()).await {
+            Ok(link) => Ok(link),
+            Err(e) => {
+                let e = e.context(format_args!(
+                    "the new {kind} `{name}` in {where_} could not be read back (it is not left behind)"
+                ));
+                match reader.delete_link(name.as_str()).await {
+                    Ok(()) => Err(e),
+                    Err(e2) if e2.kind() == ErrorKind::NotFound => Err(e),
+                    Err(e2) => Err(Error::multiple(
+                        format!("the new {kind} `{name}` in {where_} could not be read back nor deleted"),
+                        vec![e, e2],
+                    )),
+                }
+            }
+        }
     }
 
     fn unsupported(&self, e: Error) -> Error {

@@ -114,6 +114,12 @@ pub struct Macvlan {
 }
 
 impl Macvlan {
+    /// The most source MACs (mode source) one create request takes. The kernel's reply that
+    /// describes the link lists them all (12 bytes each) and must fit in one 64 KiB netlink
+    /// message, with room for the link's other attributes (about 1.5 KiB here): more would
+    /// make a link that cannot be read back.
+    pub const MAX_SOURCE_MACS: usize = 5_000;
+
     /// A builder for macvlan `name` on `parent` in `mode`.
     pub fn create(
         handle: &Handle,
@@ -155,7 +161,9 @@ impl Macvlan {
 }
 
 impl LinkBuilder<Macvlan> {
-    /// In source mode: the source MACs whose frames this child accepts.
+    /// In source mode: the source MACs whose frames this child accepts (at most
+    /// [`Macvlan::MAX_SOURCE_MACS`]; more fail at `execute` with
+    /// [`ErrorKind::InvalidArgument`]).
     pub fn source_macs(mut self, macs: impl IntoIterator<Item = MacAddr>) -> Self {
         self.spec.source_macs = macs.into_iter().collect();
         self
@@ -185,6 +193,16 @@ impl Spec for Macvlan {
                 "source MACs are only for macvlan mode source, not {}: drop them or use MacvlanMode::Source",
                 self.mode
             )));
+        }
+        if self.source_macs.len() > Macvlan::MAX_SOURCE_MACS {
+            return Err(Error::invalid(format!(
+                "{} source MACs given, and at most {} fit in one request (the kernel's \
+                 description of the link lists them all in one 64 KiB netlink message): \
+                 give fewer",
+                self.source_macs.len(),
+                Macvlan::MAX_SOURCE_MACS
+            ))
+            .with_errno(libc::EMSGSIZE));
         }
         if self.nopromisc && self.mode != MacvlanMode::Passthru {
             return Err(Error::invalid(

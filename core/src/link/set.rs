@@ -86,7 +86,9 @@ impl LinkSet {
         self
     }
 
-    /// Rename (with [`LinkSet::netns`]: the name in the target namespace).
+    /// Rename (with [`LinkSet::netns`]: the name in the target namespace). The kernel moves the
+    /// link first: if the name is taken in the target, the request fails with the link moved,
+    /// under its old name, and the error says so ([`crate::Attach`] moves it back).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -188,26 +190,38 @@ impl LinkSet {
         } else {
             "change"
         };
-        self.handle
+        let sent = self
+            .handle
             .request(RouteNetlinkMessage::SetLink(msg), 0, what, &object)
-            .await
-            .map_err(|e| match e.kind() {
-                ErrorKind::NotFound => self.handle.missing_link(&self.link),
-                ErrorKind::AlreadyExists => {
-                    let place = self.netns.as_ref().map(|n| n.to_string());
-                    Error::new(
-                        ErrorKind::AlreadyExists,
-                        format!(
-                            "cannot rename link {} to `{}`: the name is taken in {}; pick another name",
-                            self.link,
-                            new_name.as_ref().map(|n| n.as_str()).unwrap_or("?"),
-                            place.as_deref().unwrap_or(self.handle.netns_label())
-                        ),
+            .await;
+        let Err(e) = sent else { return Ok(()) };
+        Err(match e.kind() {
+            ErrorKind::NotFound => self.handle.missing_link(&self.link),
+            ErrorKind::AlreadyExists => {
+                let place = self.netns.as_ref().map(|n| n.to_string());
+                // The kernel moves a link before it renames it: a name taken in the target
+                // fails the request with the link moved already. Say where it is.
+                let moved = match &self.netns {
+                    Some(ns) if index != 0 => matches!(
+                        self.handle.link(index).await,
+                        Err(g) if g.kind() == ErrorKind::NotFound
                     )
-                    .with_errno(libc::EEXIST)
-                }
-                _ => e,
-            })?;
-        Ok(())
+                    .then(|| format!(" (the kernel moved the link into {ns} before refusing the rename: it is there under its old name)")),
+                    _ => None,
+                };
+                Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "cannot rename link {} to `{}`: the name is taken in {}; pick another name{}",
+                        self.link,
+                        new_name.as_ref().map(|n| n.as_str()).unwrap_or("?"),
+                        place.as_deref().unwrap_or(self.handle.netns_label()),
+                        moved.unwrap_or_default()
+                    ),
+                )
+                .with_errno(libc::EEXIST)
+            }
+            _ => e,
+        })
     }
 }

@@ -83,6 +83,7 @@ pub struct EndpointSpec {
     keep_ipv6: bool,
     fail_after: Option<ConnectStep>,
     hang_after: Option<ConnectStep>,
+    delete_link_after: Option<ConnectStep>,
 }
 
 impl EndpointSpec {
@@ -98,6 +99,7 @@ impl EndpointSpec {
             keep_ipv6: false,
             fail_after: None,
             hang_after: None,
+            delete_link_after: None,
         }
     }
 
@@ -155,6 +157,13 @@ impl EndpointSpec {
         self
     }
 
+    /// Test hook: delete the endpoint's link right after `step`, as another process might.
+    #[doc(hidden)]
+    pub fn delete_link_after(mut self, step: ConnectStep) -> Self {
+        self.delete_link_after = Some(step);
+        self
+    }
+
     /// Test hook: stop (sleep) right after `step`, for crash tests that kill the process there.
     #[doc(hidden)]
     pub fn hang_after(mut self, step: ConnectStep) -> Self {
@@ -201,7 +210,7 @@ impl Network {
     /// most, then [`ErrorKind::Busy`]). A connect that died midway (its record still pending)
     /// is undone by the next connect of the endpoint, or by [`super::Networks::reconcile`].
     pub async fn connect(&self, netns: &Netns, spec: EndpointSpec) -> Result<Endpoint> {
-        let owner = Owner::new(spec.container_id.clone(), &spec.ifname)?;
+        let owner = check_endpoint_key(&spec.container_id, &spec.ifname)?;
         // One call at a time per endpoint, from here to the last record write: a disconnect
         // or a reconcile of this container waits, and sees the record as it is now.
         let held = self.lock_endpoint(&spec.container_id, &spec.ifname).await?;
@@ -309,23 +318,31 @@ impl Network {
             pending: None,
         };
         let mut host_routes = Vec::new();
+        let (target_ref, index) = (&target, link.index);
+        let step = |s: ConnectStep| async move {
+            check_step(spec, s)?;
+            if spec.delete_link_after == Some(s) {
+                target_ref.delete_link(index).await?;
+            }
+            Ok::<(), Error>(())
+        };
         let steps = async {
             if ipv6_off {
                 disable_ipv6(netns, &link.name).await?;
                 target.set_link(link.index).up().execute().await?;
             }
-            check_step(spec, ConnectStep::CreateLink)?;
+            step(ConnectStep::CreateLink).await?;
             for a in &ep.addresses {
                 let opts = AddressOptions { nodad: a.addr().is_ipv6(), noprefixroute: false };
                 target.add_address_with(link.index, *a, opts).await?;
             }
-            check_step(spec, ConnectStep::Addresses)?;
+            step(ConnectStep::Addresses).await?;
             for gw in lease.addresses.iter().filter_map(|a| a.gateway) {
                 let r = Route::default_via(gw).dev(link.index);
                 target.add_route(&r).await?;
                 ep.routes.push(r);
             }
-            check_step(spec, ConnectStep::Routes)?;
+            step(ConnectStep::Routes).await?;
             if let Some(mac) = link.mac {
                 let ips: Vec<IpAddr> = ep.addresses.iter().map(|a| a.addr()).collect();
                 let sent = match spec.announce {
@@ -337,9 +354,9 @@ impl Network {
                     tracing::warn!(endpoint = %spec.container_id, error = %e, "announcing the endpoint's addresses failed");
                 }
             }
-            check_step(spec, ConnectStep::Announce)?;
+            step(ConnectStep::Announce).await?;
             self.write_endpoint(&ep, true, held)?;
-            check_step(spec, ConnectStep::Record)?;
+            step(ConnectStep::Record).await?;
             if let Some(shim) = self.shim_for_endpoints() {
                 for a in &ep.addresses {
                     let r = host_route(a.addr(), &shim);
@@ -347,11 +364,26 @@ impl Network {
                     host_routes.push(r);
                 }
             }
-            check_step(spec, ConnectStep::HostRoute)?;
+            step(ConnectStep::HostRoute).await?;
             Ok::<(), Error>(())
         }
         .await;
         if let Err(e) = steps {
+            // A link deleted from under the connect makes the next step fail in a misleading
+            // way (an unreachable gateway, a missing device): say what happened instead.
+            let gone =
+                matches!(target.link(link.index).await, Err(g) if g.kind() == ErrorKind::NotFound);
+            let e = if gone {
+                Error::not_found(format!(
+                    "the endpoint's link `{}` in {} was deleted by another process during connect \
+                     (the next step then failed: {e}); nothing of the endpoint is left: connect again",
+                    link.name,
+                    target.netns_label()
+                ))
+                .with_errno(libc::ENODEV)
+            } else {
+                e
+            };
             let mut errors = vec![e];
             for r in &host_routes {
                 if let Err(e) = self.host().delete_route(r).await {
@@ -360,8 +392,10 @@ impl Network {
             }
             // The record goes after the lease, in `connect`: a crash in between leaves a
             // pending record that reconcile finds, never a lease without one.
-            if let Err(e) = target.delete_link(link.index).await {
-                errors.push(e);
+            if !gone {
+                if let Err(e) = target.delete_link(link.index).await {
+                    errors.push(e);
+                }
             }
             let first = errors.remove(0);
             return Err(if errors.is_empty() {
@@ -486,7 +520,7 @@ impl Network {
         ifname: &str,
         delete_link: bool,
     ) -> Result<()> {
-        Owner::new(container_id, ifname)?;
+        check_endpoint_key(container_id, ifname)?;
         let held = self.lock_endpoint(container_id, ifname).await?;
         self.disconnect_locked(container_id, ifname, delete_link, &held)
             .await
@@ -501,7 +535,7 @@ impl Network {
         delete_link: bool,
         held: &EndpointLock,
     ) -> Result<Vec<IpNet>> {
-        let owner = Owner::new(container_id, ifname)?;
+        let owner = check_endpoint_key(container_id, ifname)?;
         let ep = self.endpoint(container_id, ifname)?;
         let mut errors = Vec::new();
         if let Some(ep) = &ep {
@@ -584,8 +618,10 @@ impl Network {
             .await
     }
 
-    /// The endpoint of `container_id`/`ifname`, if connected.
+    /// The endpoint of `container_id`/`ifname`, if connected. An id or name that no endpoint
+    /// can have fails with [`ErrorKind::InvalidArgument`] saying what is allowed.
     pub fn endpoint(&self, container_id: &str, ifname: &str) -> Result<Option<Endpoint>> {
+        check_endpoint_key(container_id, ifname)?;
         self.read_endpoint_file(&endpoint_file_name(container_id, ifname))
     }
 
@@ -753,9 +789,20 @@ pub(crate) fn host_route(ip: IpAddr, shim: &str) -> Route {
     Route::new(IpNet::from(ip)).dev(shim)
 }
 
+/// Longest endpoint record file name: with its temporary name (`.{name}.tmp`) it stays well
+/// inside `NAME_MAX` (255 bytes).
+const MAX_FILE_NAME: usize = 200;
+
+/// The record file name of `container_id`/`ifname` (both checked, see [`check_endpoint_key`]):
+/// `ifname:container_id`, or, when that is longer than [`MAX_FILE_NAME`] bytes, the id's
+/// first 100 characters (fewer, cut at a character boundary, if they do not fit) and a hash
+/// of the whole id. A name whose interface name starts with `.` gets a leading `:` (no
+/// interface name holds one), so that it is not taken for a hidden file (the lock file,
+/// temporary files).
 pub(super) fn endpoint_file_name(container_id: &str, ifname: &str) -> String {
-    let name = format!("{ifname}:{container_id}");
-    if name.len() <= 200 {
+    let lead = if ifname.starts_with('.') { ":" } else { "" };
+    let name = format!("{lead}{ifname}:{container_id}");
+    if name.len() <= MAX_FILE_NAME {
         return name;
     }
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -763,14 +810,25 @@ pub(super) fn endpoint_file_name(container_id: &str, ifname: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!(
-        "{ifname}:{}~{h:016x}",
-        &container_id[..container_id
-            .char_indices()
-            .nth(100)
-            .map(|(i, _)| i)
-            .unwrap_or(100)]
-    )
+    // `~` and 16 hex digits follow the prefix.
+    let room = MAX_FILE_NAME.saturating_sub(lead.len() + ifname.len() + 1 + 17);
+    let mut cut = container_id
+        .char_indices()
+        .nth(100)
+        .map_or(container_id.len(), |(i, _)| i)
+        .min(room);
+    while !container_id.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{lead}{ifname}:{}~{h:016x}", &container_id[..cut])
+}
+
+/// Checks what names an endpoint (its record file and its lease) before it is used: the
+/// container id as an IPAM owner's ([`Owner::new`]: 1 to 256 bytes of UTF-8 without
+/// whitespace, control characters or `/`, so CNI's and Docker's ids all fit), the interface
+/// name as an [`crate::IfName`].
+fn check_endpoint_key(container_id: &str, ifname: &str) -> Result<Owner> {
+    Owner::new(container_id, ifname)
 }
 
 /// Disables IPv6 on interface `ifname` in `netns` (nothing to do on a kernel without IPv6).
@@ -847,4 +905,62 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
         return Err(corrupt("container or ifname missing"));
     }
     Ok(ep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_fit_and_never_split_a_character() {
+        for unit in ["c", "é", "€", "𝄞"] {
+            for n in 1..=256 / unit.len() {
+                let id = unit.repeat(n);
+                for ifname in ["eth0", "a-name-15-bytes", ".x"] {
+                    let name = endpoint_file_name(&id, ifname);
+                    assert!(name.len() <= MAX_FILE_NAME, "{unit} x {n}: {name}");
+                    assert!(!name.starts_with('.') && !name.contains('/'), "{name}");
+                }
+            }
+        }
+        // Names as they always were: short ones whole, long ASCII ones cut after 100.
+        assert_eq!(endpoint_file_name("c1", "eth0"), "eth0:c1");
+        let long = "a".repeat(256);
+        let name = endpoint_file_name(&long, "eth0");
+        assert!(
+            name.starts_with(&format!("eth0:{}~", "a".repeat(100))),
+            "{name}"
+        );
+        assert_eq!(name.len(), 5 + 100 + 17);
+        // Different long ids, different names.
+        assert_ne!(
+            endpoint_file_name(&"€".repeat(70), "eth0"),
+            endpoint_file_name(&"€".repeat(71), "eth0")
+        );
+    }
+
+    #[test]
+    fn endpoint_keys_are_checked() {
+        for (id, ifname) in [
+            ("c", "i".repeat(201)),
+            ("c", String::new()),
+            ("c", "a/b".into()),
+            ("", "eth0".into()),
+            ("a\nb", "eth0".into()),
+            ("a/b", "eth0".into()),
+            ("a\0b", "eth0".into()),
+            ("a b", "eth0".into()),
+        ] {
+            let e = check_endpoint_key(id, &ifname).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{id:?} {ifname:?}");
+        }
+        let e = check_endpoint_key(&"x".repeat(257), "eth0").unwrap_err();
+        assert!(
+            e.to_string().contains("257 bytes") && e.to_string().contains("256"),
+            "{e}"
+        );
+        check_endpoint_key(&"€".repeat(67), "eth0").unwrap();
+        check_endpoint_key(&"0123456789abcdef".repeat(4), "eth0").unwrap();
+        check_endpoint_key("k8s_pod-1.ns=x:y", "eth0").unwrap();
+    }
 }

@@ -146,18 +146,23 @@ impl Networks {
         }
         let others = self.records()?;
         let h = &self.inner.host;
-        let lower = match &parent {
+        let (lower, brought_up) = match &parent {
             Some(p) => {
                 self.check_parent_conflicts(&spec, p, &others).await?;
-                parent::acquire(h, p, spec.bring_parent_up).await?
+                let got = parent::acquire(h, p, spec.bring_parent_up).await?;
+                (got.link, got.brought_up)
             }
-            None => self.make_internal_lower(&spec.name).await?,
+            None => (self.make_internal_lower(&spec.name).await?, None),
         };
+        // Undoes the parent's acquisition: a user fewer (a VLAN made for it goes), and a
+        // parent (or NIC) that was down is down again.
         let undo_lower = || async {
-            match &parent {
+            let released = match &parent {
                 Some(p) => parent::release(h, p).await,
                 None => h.delete_link(lower.index).await,
-            }
+            };
+            let downed = parent::bring_down(h, brought_up).await;
+            released.and(downed)
         };
         if let Some(mtu) = spec.mtu {
             if mtu > lower.mtu {

@@ -32,18 +32,32 @@ pub(crate) fn vlan_of(name: &str) -> Option<(IfName, VlanId)> {
     Some((IfName::new(base).ok()?, VlanId::new(id).ok()?))
 }
 
+/// What [`acquire`] got: the parent, and the link it brought up (the parent, or the NIC a new
+/// VLAN sits on), to be brought down again if the network is not made after all.
+pub(crate) struct Acquired {
+    pub(crate) link: Link,
+    pub(crate) brought_up: Option<u32>,
+}
+
 /// Makes sure `name` exists and is up (creating the VLAN sub-interface when the name asks for
 /// one), and counts one more user if underlay made it. `bring_up`: bring a down parent up
-/// instead of failing.
-pub(crate) async fn acquire(h: &Handle, name: &IfName, bring_up: bool) -> Result<Link> {
+/// instead of failing. On failure, a link it brought up is down again.
+pub(crate) async fn acquire(h: &Handle, name: &IfName, bring_up: bool) -> Result<Acquired> {
     match h.link(name).await {
         Ok(link) => {
             let users = users_of(link.alias.as_deref());
             ensure_up(h, &link, bring_up).await?;
-            if let Some(n) = users {
-                h.set_link(link.index).alias(mark(n + 1)).execute().await?;
+            let brought_up = (!link.up).then_some(link.index);
+            let counted = async {
+                if let Some(n) = users {
+                    h.set_link(link.index).alias(mark(n + 1)).execute().await?;
+                }
+                h.link(link.index).await
+            };
+            match counted.await {
+                Ok(link) => Ok(Acquired { link, brought_up }),
+                Err(e) => Err(put_down(h, brought_up, e).await),
             }
-            h.link(link.index).await
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {
             let Some((base, id)) = vlan_of(name.as_str()) else {
@@ -64,14 +78,35 @@ pub(crate) async fn acquire(h: &Handle, name: &IfName, bring_up: bool) -> Result
                 }
             })?;
             ensure_up(h, &base_link, bring_up).await?;
-            Vlan::create(h, base_link.index, id)
+            let brought_up = (!base_link.up).then_some(base_link.index);
+            match Vlan::create(h, base_link.index, id)
                 .name(name.as_str())
                 .alias(mark(1))
                 .up()
                 .execute()
                 .await
+            {
+                Ok(link) => Ok(Acquired { link, brought_up }),
+                Err(e) => Err(put_down(h, brought_up, e).await),
+            }
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Brings the link [`acquire`] brought up down again (nothing if it brought none up).
+pub(crate) async fn bring_down(h: &Handle, brought_up: Option<u32>) -> Result<()> {
+    match brought_up {
+        Some(index) => h.set_link(index).down().execute().await,
+        None => Ok(()),
+    }
+}
+
+/// `err`, after bringing down what [`acquire`] brought up (and with that failure too).
+async fn put_down(h: &Handle, brought_up: Option<u32>, err: Error) -> Error {
+    match bring_down(h, brought_up).await {
+        Ok(()) => err,
+        Err(e2) => Error::multiple("and the link brought up for it is still up", vec![err, e2]),
     }
 }
 

@@ -451,6 +451,75 @@ async fn create_directly_in_target_namespace() {
     assert!(c1.ip_link("net1").is_some() && c1.ip_link("eth1").is_none());
 }
 
+/// A request too big for netlink is refused before it is sent, naming the limit; the handle
+/// (shared by every clone) keeps working; a list that fits is made and read back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_is_refused_and_the_handle_lives_on() {
+    root_or_skip!("oversized_request_is_refused_and_the_handle_lives_on");
+    let t = TestNs::with_veth("big", "par0", "par1").await;
+    let h = &t.handle;
+    let macs = |n: usize| -> Vec<MacAddr> {
+        (0..n)
+            .map(|i| MacAddr::new([0x02, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]))
+            .collect()
+    };
+    for n in [5_400, 5_500, 100_000] {
+        let r = Macvlan::create(h, "ms0", "par0", MacvlanMode::Source)
+            .source_macs(macs(n))
+            .execute()
+            .await;
+        match r {
+            // What fits is made whole.
+            Ok(link) => {
+                let j = t.ip_link("ms0").expect("oracle sees the link");
+                assert_eq!(info(&j).1["macaddr_count"], n, "{n} MACs");
+                assert_eq!(link.name, "ms0");
+                h.delete_link("ms0").await.unwrap();
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{n} MACs: {e}");
+                let m = e.to_string();
+                assert!(m.contains("ms0") && m.contains("at most"), "{m}");
+                assert!(t.ip_link("ms0").is_none(), "{n} MACs: nothing left behind");
+            }
+        }
+        // The shared handle still works, from another task too.
+        let h2 = h.clone();
+        tokio::spawn(async move { h2.link("par0").await.unwrap() })
+            .await
+            .unwrap();
+        assert_eq!(h.link("par0").await.unwrap().name, "par0");
+    }
+    // The limit, exactly: the largest list that fits is made.
+    let max = Macvlan::MAX_SOURCE_MACS;
+    Macvlan::create(h, "ms1", "par0", MacvlanMode::Source)
+        .source_macs(macs(max))
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(info(&t.ip_link("ms1").unwrap()).1["macaddr_count"], max);
+    // A dump of the namespace still reads every link, this one included.
+    let names: Vec<String> = h
+        .links()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "ms1") && names.iter().any(|n| n == "par0"),
+        "{names:?}"
+    );
+    let e = Macvlan::create(h, "ms2", "par0", MacvlanMode::Source)
+        .source_macs(macs(max + 1))
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains(&max.to_string()), "{e}");
+    assert!(t.ip_link("ms2").is_none());
+}
+
 #[tokio::test]
 async fn move_existing_link_and_attach() {
     root_or_skip!("move_existing_link_and_attach");
@@ -544,6 +613,74 @@ async fn attach_rolls_back_when_a_later_step_fails() {
             .any(|a| a.starts_with("172.22.")),
         "no address left on it"
     );
+}
+
+/// The kernel moves a link before it renames it, in one request: a name taken in the target
+/// (`lo`) fails the rename after the move. The link comes back, as the docs promise; and an
+/// undo restores the MTU and MAC an attach had changed.
+#[tokio::test]
+async fn attach_undoes_a_refused_rename_and_restores_mtu_and_mac() {
+    root_or_skip!("attach_undoes_a_refused_rename_and_restores_mtu_and_mac");
+    let host = TestNs::with_veth("arh", "x0", "x1").await;
+    let c1 = TestNs::new("arc").await;
+    let names = |t: &TestNs| -> Vec<String> {
+        t.ip(&["link", "show"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["ifname"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = host.ip_link("x0").unwrap();
+    let e = Veth::attach_to_netns(&host.handle, "x0", &c1.ns)
+        .name("lo")
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(e.to_string().contains("undone"), "{e}");
+    assert_eq!(names(&c1), ["lo"], "nothing left in the target");
+    let back = host.ip_link("x0").expect("x0 is back under its name");
+    assert!(back["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    assert_eq!(back["address"], before["address"]);
+    assert_eq!(host.handle.link("x0").await.unwrap().name, "x0");
+    // A later step fails (a gateway no address reaches) after the MTU and MAC were set.
+    let e = Veth::attach_to_netns(&host.handle, "x0", &c1.ns)
+        .name("eth0")
+        .mtu(1400)
+        .mac(MacAddr::new([0x02, 0, 0, 0, 0x14, 0]))
+        .gateway("192.0.2.1".parse().unwrap())
+        .execute()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("undone"), "{e}");
+    assert_eq!(names(&c1), ["lo"]);
+    let back = host.ip_link("x0").expect("x0 is back");
+    assert_eq!(back["mtu"], before["mtu"], "MTU restored");
+    assert_eq!(back["address"], before["address"], "MAC restored");
+    assert!(back["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    // And the attach works once the name is free.
+    let done = Veth::attach_to_netns(&host.handle, "x0", &c1.ns)
+        .name("eth0")
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(done.link.name, "eth0");
+    assert_eq!(names(&c1), ["lo", "eth0"]);
+    // The one-request primitive cannot undo, but says where the link went.
+    let e = host
+        .handle
+        .set_link("x1")
+        .netns(&c1.ns)
+        .name("lo")
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(e.to_string().contains("moved the link into"), "{e}");
+    let mut inside = names(&c1);
+    inside.sort();
+    assert_eq!(inside, ["eth0", "lo", "x1"]);
 }
 
 #[tokio::test]

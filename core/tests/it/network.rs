@@ -214,6 +214,39 @@ async fn preflight_checks() {
     }
 }
 
+/// A network create that fails after bringing its parent up (`bring_parent_up`) leaves the
+/// parent down as it found it.
+#[tokio::test]
+async fn failed_create_leaves_a_down_parent_down() {
+    root_or_skip!("failed_create_leaves_a_down_parent_down");
+    let (h, _dir, nets) = host("pd").await;
+    let is_up = |name: &str| {
+        let j = h.ip_link(name).unwrap();
+        j["flags"].as_array().unwrap().iter().any(|f| f == "UP")
+    };
+    h.handle.set_link("ens192").down().execute().await.unwrap();
+    let e = nets
+        .create(mac_net("a", "ens192").bring_parent_up().mtu(9000))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(!is_up("ens192"), "the parent is down again");
+    assert!(!h.handle.link("ens192").await.unwrap().up);
+    // A VLAN parent made on demand on a down NIC: where the kernel has no 8021q (this CI
+    // host) the VLAN cannot be made, and the NIC is left down.
+    match nets
+        .create(mac_net("v", "ens192.10").bring_parent_up())
+        .await
+    {
+        Ok(_) => nets.delete("v").await.unwrap(),
+        Err(e) => {
+            assert!(!is_up("ens192"), "{e}: the NIC is down again");
+            assert!(h.ip_link("ens192.10").is_none(), "{e}");
+        }
+    }
+    assert!(nets.list().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn connect_and_disconnect() {
     root_or_skip!("connect_and_disconnect");
@@ -324,6 +357,128 @@ async fn failure_at_each_connect_step_leaves_nothing() {
     net.connect(&c.ns, EndpointSpec::new("victim"))
         .await
         .unwrap();
+}
+
+/// Container ids and interface names that no endpoint can have are refused up front (they
+/// used to panic while naming the record file); long and non-ASCII ids work.
+#[tokio::test]
+async fn endpoint_keys_are_checked_and_long_ids_work() {
+    root_or_skip!("endpoint_keys_are_checked_and_long_ids_work");
+    let (_h, _dir, nets) = host("ek").await;
+    let net = nets.create(mac_net("ek", "ens192")).await.unwrap();
+    let c = TestNs::new("ekc").await;
+    let long_if = "i".repeat(201);
+    let too_long = "x".repeat(257);
+    for (id, ifname, says) in [
+        ("c", long_if.as_str(), "15"),
+        ("c", "", "empty"),
+        ("", "eth0", "empty"),
+        ("a\nb", "eth0", "control"),
+        ("a/b", "eth0", "`/`"),
+        ("a\0b", "eth0", "control"),
+        (too_long.as_str(), "eth0", "257 bytes"),
+    ] {
+        let e = net.endpoint(id, ifname).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidArgument,
+            "{id:?}/{ifname:?}: {e}"
+        );
+        assert!(e.to_string().contains(says), "{e}");
+        let spec = EndpointSpec::new(id).ifname(ifname).target(&c.handle);
+        let e = net.connect(&c.ns, spec).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidArgument,
+            "{id:?}/{ifname:?}: {e}"
+        );
+        let e = net.disconnect(id, ifname).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidArgument,
+            "{id:?}/{ifname:?}: {e}"
+        );
+    }
+    assert!(net.endpoints().unwrap().is_empty());
+    assert!(net.ipam().list().await.unwrap().is_empty());
+    // More bytes than characters, up to the limit, and ASCII past the 200-byte file name.
+    let ids = [
+        "€".repeat(67),
+        "€".repeat(85),
+        "𝄞".repeat(64),
+        "a".repeat(256),
+    ];
+    for id in &ids {
+        let ep = net
+            .connect(&c.ns, EndpointSpec::new(id.clone()).target(&c.handle))
+            .await
+            .unwrap();
+        assert_eq!(&ep.container_id, id);
+        let j = c.ip_link("eth0").expect("the endpoint's link (oracle)");
+        assert_eq!(j["linkinfo"]["info_kind"], "macvlan");
+        assert!(ip_addrs(&c, "eth0").contains(&ep.addresses[0].to_string()));
+        let again = net.endpoint(id, "eth0").unwrap().expect("its record");
+        assert_eq!(&again.container_id, id);
+        assert_eq!(net.endpoints().unwrap().len(), 1);
+        net.disconnect(id, "eth0").await.unwrap();
+        assert!(c.ip_link("eth0").is_none());
+        assert!(net.endpoint(id, "eth0").unwrap().is_none());
+    }
+    // An interface name starting with `.` is a valid name; its record is not a hidden file.
+    let ep = net
+        .connect(
+            &c.ns,
+            EndpointSpec::new("dot").ifname(".e0").target(&c.handle),
+        )
+        .await
+        .unwrap();
+    assert!(c.ip_link(".e0").is_some());
+    let listed = net.endpoints().unwrap();
+    assert_eq!(listed.len(), 1, "the record is listed");
+    assert_eq!(
+        (&listed[0].container_id, &listed[0].ifname),
+        (&ep.container_id, &ep.ifname)
+    );
+    assert_eq!(
+        nets.delete("ek").await.unwrap_err().kind(),
+        ErrorKind::Busy,
+        "the endpoint is seen"
+    );
+    net.disconnect("dot", ".e0").await.unwrap();
+    nets.delete("ek").await.unwrap();
+}
+
+/// A connect whose link another process deletes midway fails saying so (not with the step
+/// that then failed, such as an unreachable gateway), and leaves nothing behind.
+#[tokio::test]
+async fn connect_says_when_its_link_was_deleted_midway() {
+    root_or_skip!("connect_says_when_its_link_was_deleted_midway");
+    let (_h, _dir, nets) = host("dl").await;
+    let net = nets.create(mac_net("dl", "ens192")).await.unwrap();
+    let c = TestNs::new("dlc").await;
+    for step in [ConnectStep::CreateLink, ConnectStep::Addresses] {
+        let spec = EndpointSpec::new("victim")
+            .target(&c.handle)
+            .delete_link_after(step);
+        let e = net.connect(&c.ns, spec).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{step:?}: {e}");
+        let m = e.to_string();
+        assert!(
+            m.contains("`eth0`") && m.contains("deleted by another process during connect"),
+            "{step:?}: {m}"
+        );
+        assert!(m.contains(&c.name), "names the namespace: {m}");
+        assert!(c.ip_link("eth0").is_none(), "{step:?}");
+        assert!(
+            net.ipam().list().await.unwrap().is_empty(),
+            "{step:?}: lease left"
+        );
+        assert!(net.endpoints().unwrap().is_empty(), "{step:?}: record left");
+    }
+    net.connect(&c.ns, EndpointSpec::new("victim").target(&c.handle))
+        .await
+        .unwrap();
+    assert!(c.ip_link("eth0").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -794,6 +794,25 @@ static void test_networks(void) {
   underlay_endpoint_free(ep);
   OK(underlay_network_endpoint(net, "nobody", "eth0", &ep));
   TRUE(ep == NULL);
+  {
+    /* Keys no endpoint can have are refused, never a panic (issue 12); a container id with
+       more bytes than characters is a valid one. */
+    char long_if[202], euros[67 * 3 + 1];
+    memset(long_if, 'i', 201);
+    long_if[201] = 0;
+    for (int i = 0; i < 67; i++)
+      memcpy(euros + 3 * i, "\xe2\x82\xac", 3);
+    euros[67 * 3] = 0;
+    EXPECT(underlay_network_endpoint(net, "c", long_if, &ep), UNDERLAY_RESULT_INVALID_ARGUMENT,
+           "15");
+    EXPECT(underlay_network_endpoint(net, "a\nb", "eth0", &ep),
+           UNDERLAY_RESULT_INVALID_ARGUMENT, "control characters");
+    EXPECT(underlay_network_disconnect(net, "c", long_if), UNDERLAY_RESULT_INVALID_ARGUMENT,
+           "15");
+    TRUE(ep == NULL);
+    OK(underlay_network_endpoint(net, euros, "eth0", &ep));
+    TRUE(ep == NULL);
+  }
   OK(underlay_network_endpoints(net, &el));
   TRUE(underlay_endpoint_list_count(el) == 1);
   underlay_endpoint_list_free(el);

@@ -354,6 +354,8 @@ class Vlan:
 class Macvlan:
     """A macvlan (or macvtap) child."""
 
+    MAX_SOURCE_MACS: ClassVar[int]
+
     @staticmethod
     def create(
         handle: Handle,
