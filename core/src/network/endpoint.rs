@@ -118,7 +118,8 @@ impl EndpointSpec {
         self
     }
 
-    /// A handle already open in the namespace (saves opening a socket there).
+    /// A handle already open in the namespace (saves opening a socket there). A handle in
+    /// another namespace than the one connected is refused ([`ErrorKind::InvalidArgument`]).
     pub fn target(mut self, handle: &Handle) -> Self {
         self.target = Some(handle.clone());
         self
@@ -195,6 +196,9 @@ impl Network {
     /// the addresses and the default routes, announces the addresses (gratuitous ARP /
     /// unsolicited NA) and records the endpoint. Any failure undoes every earlier step.
     pub async fn connect(&self, netns: &Netns, spec: EndpointSpec) -> Result<Endpoint> {
+        if let Some(target) = &spec.target {
+            check_target(netns, target)?;
+        }
         let owner = Owner::new(spec.container_id.clone(), &spec.ifname)?;
         if let Some(ep) = self.endpoint(&spec.container_id, &spec.ifname)? {
             return Err(Error::new(
@@ -634,6 +638,21 @@ impl Endpoint {
         let ns = Netns::open_path(self.netns.as_ref()?).ok()?;
         (ns.inode() == self.netns_inode).then_some(ns)
     }
+}
+
+/// Refuses a target handle that works in another namespace than the one being connected: the
+/// link would be made there and recorded here, and a disconnect would then delete this
+/// namespace's link of the same name (another container's).
+fn check_target(netns: &Netns, target: &Handle) -> Result<()> {
+    let theirs = target.netns();
+    if theirs.inode() == netns.inode() {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "the target handle works in {theirs} (namespace inode {}), not in {netns} (inode {}) that is being connected: pass a handle opened in {netns}, or none",
+        theirs.inode(),
+        netns.inode()
+    )))
 }
 
 fn check_step(spec: &EndpointSpec, step: ConnectStep) -> Result<()> {
