@@ -52,6 +52,9 @@ struct Inner {
     netns: Netns,
     label: String,
     task: tokio::task::JoinHandle<()>,
+    /// Taken by each dump: the kernel runs one dump at a time per socket and refuses another
+    /// started meanwhile (`EBUSY`), so dumps on one handle (and its clones) take turns.
+    dumps: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -134,6 +137,7 @@ impl Handle {
                 netns,
                 label,
                 task,
+                dumps: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -165,13 +169,15 @@ impl Handle {
         result.map(|(msgs, _)| msgs)
     }
 
-    /// A dump request, retried when the kernel flags it interrupted (NLM_F_DUMP_INTR).
+    /// A dump request, retried when the kernel flags it interrupted (NLM_F_DUMP_INTR); one at
+    /// a time on this socket.
     pub(crate) async fn dump(
         &self,
         msg: RouteNetlinkMessage,
         what: &'static str,
         object: &str,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        let _turn = self.inner.dumps.lock().await;
         let start = Instant::now();
         let mut attempt = 0;
         loop {
