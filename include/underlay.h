@@ -1258,6 +1258,18 @@ underlay_result underlay_endpoint_spec_set_target(underlay_endpoint_spec *spec,
 underlay_result underlay_endpoint_spec_set_keep_ipv6(underlay_endpoint_spec *spec, bool keep);
 
 /**
+ * Whether the container gets a default route through the network's gateway (one per IP
+ * version with a gateway), for containers on several networks. `mode`: "auto" (the default:
+ * unless the namespace has a default route of that IP version already, another network's,
+ * as Docker gives one endpoint the gateway), "metric" (always, with metric `metric`, lower
+ * wins: give each network its own, as netavark does, so they coexist) or "none" (never).
+ * `metric` must be 0 unless `mode` is "metric".
+ */
+underlay_result underlay_endpoint_spec_set_default_route(underlay_endpoint_spec *spec,
+                                                         const char *mode,
+                                                         uint32_t metric);
+
+/**
  * Frees a spec. NULL is a no-op.
  */
 void underlay_endpoint_spec_free(underlay_endpoint_spec *spec);

@@ -60,6 +60,9 @@ struct Inner {
     /// a larger one fails to send, and a failed send closes the connection for every clone.
     max_request: usize,
     task: tokio::task::JoinHandle<()>,
+    /// Taken by each dump: the kernel runs one dump at a time per socket and refuses another
+    /// started meanwhile (`EBUSY`), so dumps on one handle (and its clones) take turns.
+    dumps: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -146,6 +149,7 @@ impl Handle {
                 label,
                 max_request,
                 task,
+                dumps: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -177,13 +181,15 @@ impl Handle {
         result.map(|(msgs, _)| msgs)
     }
 
-    /// A dump request, retried when the kernel flags it interrupted (NLM_F_DUMP_INTR).
+    /// A dump request, retried when the kernel flags it interrupted (NLM_F_DUMP_INTR); one at
+    /// a time on this socket.
     pub(crate) async fn dump(
         &self,
         msg: RouteNetlinkMessage,
         what: &'static str,
         object: &str,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        let _turn = self.inner.dumps.lock().await;
         let start = Instant::now();
         let mut attempt = 0;
         loop {

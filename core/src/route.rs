@@ -145,6 +145,9 @@ impl std::fmt::Display for Route {
         if let Some(d) = &self.dev {
             write!(f, " dev {d}")?;
         }
+        if let Some(m) = self.metric {
+            write!(f, " metric {m}")?;
+        }
         if self.table != TABLE_MAIN {
             write!(f, " table {}", self.table)?;
         }

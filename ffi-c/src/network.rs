@@ -5,7 +5,8 @@ use std::ffi::CString;
 use std::os::raw::c_char;
 
 use underlay::network::{
-    Endpoint, EndpointSpec, HostAccess, MacPolicy, Network, NetworkSpec, Networks, ShimRoutes,
+    DefaultRoute, Endpoint, EndpointSpec, HostAccess, MacPolicy, Network, NetworkSpec, Networks,
+    ShimRoutes,
 };
 use underlay::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
@@ -525,6 +526,38 @@ pub extern "C" fn underlay_endpoint_spec_set_keep_ipv6(
     keep: bool,
 ) -> underlay_result {
     edit_ep(spec, |x| Ok(x.keep_ipv6(keep)))
+}
+
+/// Whether the container gets a default route through the network's gateway (one per IP
+/// version with a gateway), for containers on several networks. `mode`: "auto" (the default:
+/// unless the namespace has a default route of that IP version already, another network's,
+/// as Docker gives one endpoint the gateway), "metric" (always, with metric `metric`, lower
+/// wins: give each network its own, as netavark does, so they coexist) or "none" (never).
+/// `metric` must be 0 unless `mode` is "metric".
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_spec_set_default_route(
+    spec: *mut underlay_endpoint_spec,
+    mode: *const c_char,
+    metric: u32,
+) -> underlay_result {
+    edit_ep(spec, |x| {
+        let mode = match s(mode, "mode")? {
+            "metric" => DefaultRoute::Metric(metric),
+            _ if metric != 0 => {
+                return Err(invalid(format!(
+                    "default route metric {metric} needs mode \"metric\""
+                )))
+            }
+            "auto" => DefaultRoute::Auto,
+            "none" => DefaultRoute::None,
+            other => {
+                return Err(invalid(format!(
+                    "default route mode `{other}` is unknown: use \"auto\", \"metric\" or \"none\""
+                )))
+            }
+        };
+        Ok(x.default_route(mode))
+    })
 }
 
 /// Frees a spec. NULL is a no-op.

@@ -51,6 +51,27 @@ pub enum Announce {
     Off,
 }
 
+/// Whether a connect gives the container a default route through the network's gateway (one
+/// per pool with a gateway: IPv4, IPv6), for containers on several networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DefaultRoute {
+    /// Through the gateway, unless the namespace has a default route of that IP version
+    /// already (another network's): then none, as Docker gives one endpoint the gateway. Two
+    /// connects racing cannot both add it: the kernel refuses the second (`EEXIST`), which
+    /// means "taken" too. So the first network connected carries the container's traffic;
+    /// when its endpoint is disconnected, the others do not take over (use
+    /// [`DefaultRoute::Metric`] for that).
+    #[default]
+    Auto,
+    /// Always, with this metric (lower wins), as netavark does: each network its own metric,
+    /// so their default routes coexist, the lowest carries the traffic and the next takes over
+    /// when it goes. A default route of the same IP version and metric already there is
+    /// refused ([`ErrorKind::AlreadyExists`]). On IPv6 the kernel reads metric 0 as 1024.
+    Metric(u32),
+    /// Never: the container reaches only the network's subnets (and what other routes give).
+    None,
+}
+
 /// The steps of [`Network::connect`], for tests that inject a failure after one of them.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +102,7 @@ pub struct EndpointSpec {
     target: Option<Handle>,
     announce: Announce,
     keep_ipv6: bool,
+    default_route: DefaultRoute,
     fail_after: Option<ConnectStep>,
     hang_after: Option<ConnectStep>,
     delete_link_after: Option<ConnectStep>,
@@ -97,6 +119,7 @@ impl EndpointSpec {
             target: None,
             announce: Announce::Wire,
             keep_ipv6: false,
+            default_route: DefaultRoute::Auto,
             fail_after: None,
             hang_after: None,
             delete_link_after: None,
@@ -121,7 +144,8 @@ impl EndpointSpec {
         self
     }
 
-    /// A handle already open in the namespace (saves opening a socket there).
+    /// A handle already open in the namespace (saves opening a socket there). A handle in
+    /// another namespace than the one connected is refused ([`ErrorKind::InvalidArgument`]).
     pub fn target(mut self, handle: &Handle) -> Self {
         self.target = Some(handle.clone());
         self
@@ -147,6 +171,13 @@ impl EndpointSpec {
     /// container is not reachable over IPv6 unawares. Endpoints with an IPv6 address keep it.
     pub fn keep_ipv6(mut self, keep: bool) -> Self {
         self.keep_ipv6 = keep;
+        self
+    }
+
+    /// Whether the container gets a default route through the network's gateway (default
+    /// [`DefaultRoute::Auto`]: unless it has one already, from another network).
+    pub fn default_route(mut self, mode: DefaultRoute) -> Self {
+        self.default_route = mode;
         self
     }
 
@@ -188,7 +219,8 @@ pub struct Endpoint {
     pub mac: Option<MacAddr>,
     /// Addresses (with the pools' prefix lengths).
     pub addresses: Vec<IpNet>,
-    /// Routes added inside (default routes via the gateways).
+    /// Routes added inside: the default routes via the gateways this connect added (see
+    /// [`DefaultRoute`]), no others.
     pub routes: Vec<Route>,
     /// The namespace, as a path when it has one (`/run/netns/NAME`, `/proc/PID/ns/net`).
     pub netns: Option<PathBuf>,
@@ -210,6 +242,9 @@ impl Network {
     /// most, then [`ErrorKind::Busy`]). A connect that died midway (its record still pending)
     /// is undone by the next connect of the endpoint, or by [`super::Networks::reconcile`].
     pub async fn connect(&self, netns: &Netns, spec: EndpointSpec) -> Result<Endpoint> {
+        if let Some(target) = &spec.target {
+            check_target(netns, target)?;
+        }
         let owner = check_endpoint_key(&spec.container_id, &spec.ifname)?;
         // One call at a time per endpoint, from here to the last record write: a disconnect
         // or a reconcile of this container waits, and sees the record as it is now.
@@ -337,11 +372,7 @@ impl Network {
                 target.add_address_with(link.index, *a, opts).await?;
             }
             step(ConnectStep::Addresses).await?;
-            for gw in lease.addresses.iter().filter_map(|a| a.gateway) {
-                let r = Route::default_via(gw).dev(link.index);
-                target.add_route(&r).await?;
-                ep.routes.push(r);
-            }
+            ep.routes = add_default_routes(&target, spec.default_route, lease, link.index).await?;
             step(ConnectStep::Routes).await?;
             if let Some(mac) = link.mac {
                 let ips: Vec<IpAddr> = ep.addresses.iter().map(|a| a.addr()).collect();
@@ -688,6 +719,9 @@ impl Network {
         for r in &ep.routes {
             if let Some(g) = r.gateway {
                 text.push_str(&format!("gateway={g}\n"));
+                if let Some(m) = r.metric {
+                    text.push_str(&format!("metric={m}\n"));
+                }
             }
         }
         // Not fsynced: endpoints do not outlive a reboot (their namespaces do not), and an
@@ -769,6 +803,74 @@ impl Endpoint {
         });
         Ok(own.then_some(link))
     }
+}
+
+/// Adds the default routes through `lease`'s gateways out of link `index` as `mode` says, and
+/// returns those it added (only they are the endpoint's: they go with its link).
+async fn add_default_routes(
+    target: &Handle,
+    mode: DefaultRoute,
+    lease: &Lease,
+    index: u32,
+) -> Result<Vec<Route>> {
+    let gateways: Vec<IpAddr> = lease.addresses.iter().filter_map(|a| a.gateway).collect();
+    if gateways.is_empty() || mode == DefaultRoute::None {
+        return Ok(Vec::new());
+    }
+    // Auto: the IP versions with a default route already (another network's), in the main
+    // table, where these go.
+    let taken: Vec<bool> = if mode == DefaultRoute::Auto {
+        target
+            .routes(None)
+            .await?
+            .iter()
+            .filter(|r| r.destination.prefix_len() == 0)
+            .map(|r| r.destination.addr().is_ipv6())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut added = Vec::new();
+    for gw in gateways {
+        let mut r = Route::default_via(gw).dev(index);
+        if let DefaultRoute::Metric(m) = mode {
+            r = r.metric(m);
+        } else if taken.contains(&gw.is_ipv6()) {
+            continue;
+        }
+        match target.add_route(&r).await {
+            Ok(()) => added.push(r),
+            // Another network's connect added one meanwhile.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && mode == DefaultRoute::Auto => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "default route {r} in {}: one of that metric is there already (another network's?): give each network its own metric",
+                        target.netns_label()
+                    ),
+                )
+                .with_errno(libc::EEXIST))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(added)
+}
+
+/// Refuses a target handle that works in another namespace than the one being connected: the
+/// link would be made there and recorded here, and a disconnect would then delete this
+/// namespace's link of the same name (another container's).
+fn check_target(netns: &Netns, target: &Handle) -> Result<()> {
+    let theirs = target.netns();
+    if theirs.inode() == netns.inode() {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "the target handle works in {theirs} (namespace inode {}), not in {netns} (inode {}) that is being connected: pass a handle opened in {netns}, or none",
+        theirs.inode(),
+        netns.inode()
+    )))
 }
 
 fn check_step(spec: &EndpointSpec, step: ConnectStep) -> Result<()> {
@@ -891,6 +993,15 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
             "gateway" => ep.routes.push(Route::default_via(
                 v.parse().map_err(|_| corrupt("bad gateway"))?,
             )),
+            // The metric of the route on the line before.
+            "metric" => {
+                let m = v.parse().map_err(|_| corrupt("bad metric"))?;
+                let r = ep
+                    .routes
+                    .last_mut()
+                    .ok_or_else(|| corrupt("metric before gateway"))?;
+                r.metric = Some(m);
+            }
             "pending" => {
                 let (p, t) = v.split_once(':').ok_or_else(|| corrupt("bad pending"))?;
                 ep.pending = Some((

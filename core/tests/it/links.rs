@@ -844,6 +844,38 @@ async fn two_hundred_links_concurrently_on_one_handle() {
     );
 }
 
+/// Dumps at once on one handle (the kernel refuses a second dump on a socket while one runs,
+/// `EBUSY`): they take turns, and all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_dumps_on_one_handle() {
+    root_or_skip!("concurrent_dumps_on_one_handle");
+    let t = TestNs::with_veth("dumps", "p0", "p1").await;
+    for i in 0..50u32 {
+        let r = underlay::Route::new(
+            format!("10.{}.{}.0/24", 60 + i / 200, i % 200)
+                .parse()
+                .unwrap(),
+        )
+        .dev("p0");
+        t.handle.add_route(&r).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let h = t.handle.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                h.routes(None).await.map(|r| r.len())
+            } else {
+                h.links().await.map(|l| l.len())
+            }
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let n = task.await.unwrap().unwrap();
+        assert!(n >= if i % 2 == 0 { 50 } else { 3 }, "dump {i}: {n}");
+    }
+}
+
 #[tokio::test]
 async fn netns_create_open_list_delete() {
     root_or_skip!("netns_create_open_list_delete");

@@ -8,4 +8,5 @@ mod ipam;
 mod ipam_etcd;
 mod links;
 mod network;
+mod network_routes;
 mod observability;

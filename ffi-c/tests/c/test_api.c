@@ -280,6 +280,7 @@ static void test_null_parameters(void) {
   NUL(underlay_endpoint_spec_set_mac(NULL, NULL), "spec");
   NUL(underlay_endpoint_spec_set_target(NULL, NULL), "spec");
   NUL(underlay_endpoint_spec_set_keep_ipv6(NULL, true), "spec");
+  NUL(underlay_endpoint_spec_set_default_route(NULL, "auto", 0), "spec");
   NUL(underlay_network_connect(NULL, NULL, NULL, &ep), "network");
   NUL(underlay_network_disconnect(NULL, "c", "eth0"), "network");
   NUL(underlay_network_endpoint(NULL, "c", "eth0", &ep), "network");
@@ -359,6 +360,16 @@ static void test_bad_values(void) {
   OK(underlay_endpoint_spec_set_ifname(es, "eth1"));
   OK(underlay_endpoint_spec_add_ip(es, "172.16.10.101"));
   OK(underlay_endpoint_spec_set_keep_ipv6(es, true));
+  NUL(underlay_endpoint_spec_set_default_route(es, NULL, 0), "mode");
+  EXPECT(underlay_endpoint_spec_set_default_route(es, BAD_UTF8, 0), UNDERLAY_RESULT_INVALID_UTF8,
+         "mode");
+  EXPECT(underlay_endpoint_spec_set_default_route(es, "sideways", 0),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "sideways");
+  EXPECT(underlay_endpoint_spec_set_default_route(es, "auto", 100),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "100");
+  OK(underlay_endpoint_spec_set_default_route(es, "metric", 100));
+  OK(underlay_endpoint_spec_set_default_route(es, "none", 0));
+  OK(underlay_endpoint_spec_set_default_route(es, "auto", 0));
   underlay_endpoint_spec_free(es);
 }
 
@@ -856,6 +867,126 @@ out:
   }
 }
 
+/* The oracle: how many IPv4 default routes namespace `name` has (`ip -4 route show default`). */
+static int default_routes(const char *name) {
+  char cmd[160], line[256];
+  int n = 0;
+  snprintf(cmd, sizeof cmd, "ip -n '%s' -4 route show default", name);
+  FILE *p = popen(cmd, "r");
+  if (p == NULL)
+    return -1;
+  while (fgets(line, sizeof line, p) != NULL)
+    n++;
+  if (pclose(p) != 0)
+    return -1;
+  return n;
+}
+
+/* Connects `ctr` to `net` as `ifname` with default route `mode`/`metric`; returns the
+   endpoint's route count (-1 on failure). */
+static int connect_with_default_route(underlay_network *net, underlay_netns *ctr,
+                                      const char *ifname, const char *mode, uint32_t metric,
+                                      char *route, size_t route_size) {
+  underlay_endpoint_spec *es = NULL;
+  underlay_endpoint *ep = NULL;
+  int n = -1;
+  OK(underlay_endpoint_spec_new("c1", &es));
+  OK(underlay_endpoint_spec_set_ifname(es, ifname));
+  OK(underlay_endpoint_spec_set_default_route(es, mode, metric));
+  OK(underlay_network_connect(net, ctr, es, &ep));
+  underlay_endpoint_spec_free(es);
+  if (ep != NULL) {
+    n = (int)underlay_endpoint_route_count(ep);
+    if (route != NULL && n > 0)
+      snprintf(route, route_size, "%s", underlay_endpoint_route(ep, 0));
+  }
+  underlay_endpoint_free(ep);
+  return n;
+}
+
+/* A container on two networks with gateways: the default route modes, and a target handle
+   in another namespace refused. */
+static void test_several_networks(void) {
+  char host_name[64], ctr_name[64], root[128], route[128] = "";
+  underlay_netns *hn = NULL, *cn = NULL;
+  underlay_handle *hh = NULL, *ch = NULL;
+  underlay_link_builder *b = NULL;
+  underlay_networks *nets = NULL;
+  underlay_network_spec *sp = NULL;
+  underlay_network *net[2] = {NULL, NULL};
+  underlay_endpoint_spec *es = NULL;
+  underlay_endpoint *ep = NULL;
+
+  snprintf(host_name, sizeof host_name, "ulct-h2-%d", (int)getpid());
+  snprintf(ctr_name, sizeof ctr_name, "ulct-c2-%d", (int)getpid());
+  snprintf(root, sizeof root, "/tmp/ulct-root2-%d", (int)getpid());
+  OK(underlay_handle_create_netns(host_name, &hn, &hh));
+  OK(underlay_handle_create_netns(ctr_name, &cn, &ch));
+  if (hh == NULL || ch == NULL)
+    goto out;
+  OK(underlay_networks_open(hh, root, &nets));
+  for (int i = 0; i < 2; i++) {
+    char parent[16], wire[16], name[16], pool[64];
+    snprintf(parent, sizeof parent, "ens%d", 33 + i);
+    snprintf(wire, sizeof wire, "wire%d", i);
+    snprintf(name, sizeof name, "gw%d", i);
+    snprintf(pool, sizeof pool, "172.22.%d.0/24 gateway=172.22.%d.1", 30 + i, 30 + i);
+    OK(underlay_link_builder_veth(hh, parent, wire, &b));
+    OK(underlay_link_builder_set_up(b));
+    underlay_link_free(make(b));
+    OK(underlay_network_spec_macvlan(name, parent, "bridge", &sp));
+    OK(underlay_network_spec_add_pool(sp, pool));
+    OK(underlay_networks_create(nets, sp, &net[i]));
+    underlay_network_spec_free(sp);
+    sp = NULL;
+  }
+  if (net[0] == NULL || net[1] == NULL)
+    goto out;
+  /* A handle in the host namespace as the target of the container's connect: refused. */
+  OK(underlay_endpoint_spec_new("c1", &es));
+  OK(underlay_endpoint_spec_set_target(es, hh));
+  EXPECT(underlay_network_connect(net[0], cn, es, &ep), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         host_name);
+  TRUE(ep == NULL);
+  underlay_endpoint_spec_free(es);
+  /* Auto: the first network gives the default route, the second none (it used to fail). */
+  TRUE(connect_with_default_route(net[0], cn, "eth0", "auto", 0, NULL, 0) == 1);
+  TRUE(connect_with_default_route(net[1], cn, "eth1", "auto", 0, NULL, 0) == 0);
+  TRUE(default_routes(ctr_name) == 1);
+  OK(underlay_network_disconnect(net[1], "c1", "eth1"));
+  /* Metric: its own, beside the first. */
+  TRUE(connect_with_default_route(net[1], cn, "eth1", "metric", 100, route, sizeof route) == 1);
+  TRUE(strstr(route, "via 172.22.31.1") != NULL && strstr(route, "metric 100") != NULL);
+  TRUE(default_routes(ctr_name) == 2);
+  OK(underlay_network_endpoint(net[1], "c1", "eth1", &ep));
+  TRUE(ep != NULL && underlay_endpoint_route_count(ep) == 1 &&
+       strstr(underlay_endpoint_route(ep, 0), "metric 100") != NULL);
+  underlay_endpoint_free(ep);
+  OK(underlay_network_disconnect(net[1], "c1", "eth1"));
+  TRUE(default_routes(ctr_name) == 1);
+  /* None: never. */
+  TRUE(connect_with_default_route(net[1], cn, "eth1", "none", 0, NULL, 0) == 0);
+  OK(underlay_network_disconnect(net[1], "c1", "eth1"));
+  OK(underlay_network_disconnect(net[0], "c1", "eth0"));
+  TRUE(default_routes(ctr_name) == 0);
+out:
+  underlay_network_free(net[0]);
+  underlay_network_free(net[1]);
+  underlay_networks_free(nets);
+  underlay_handle_free(ch);
+  underlay_handle_free(hh);
+  underlay_netns_free(cn);
+  underlay_netns_free(hn);
+  underlay_netns_delete(ctr_name);
+  underlay_netns_delete(host_name);
+  {
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd) != 0)
+      fprintf(stderr, "cleanup of %s failed\n", root);
+  }
+}
+
 int main(void) {
   test_basics();
   test_free_null();
@@ -872,6 +1003,7 @@ int main(void) {
     if (ns_b[0] != 0)
       underlay_netns_delete(ns_b);
     test_networks();
+    test_several_networks();
   } else {
     printf("SKIPPED: kernel cases need root (namespaces, links); CI runs them as root\n");
   }
