@@ -171,10 +171,12 @@ impl EtcdConfig {
         self
     }
 
-    /// Attaches this host's claims to an etcd lease of time to live `ttl` (whole seconds, at
-    /// least etcd's minimum of about 2 s), kept alive by a background task while the store (any
-    /// clone of it) lives: when the host dies, its addresses come free after `ttl` without a
-    /// gc. Off by default.
+    /// Attaches this host's claims to the host's etcd lease of time to live `ttl` (whole
+    /// seconds, at least etcd's minimum of about 2 s), kept alive by a background task while the
+    /// store (any clone of it) lives: when the host dies, its addresses come free after `ttl`
+    /// without a gc. Every process of one host name shares that one lease (joined at connect,
+    /// made only when none is alive; claims never move between leases), so a short-lived
+    /// process never takes the host's claims with it. Off by default.
     ///
     /// The trade-off: a host cut off from etcd (partition, stall, a stopped daemon) for longer
     /// than `ttl` loses its claims although its containers still use the addresses, and
@@ -405,88 +407,28 @@ impl EtcdStore {
         store.start_lease(ttl).await
     }
 
-    /// Grants the host's lease, starts keeping it alive, and attaches the claims this host
-    /// made earlier (under another lease, or none) to it.
+    /// Joins the host's lease (the one every process of this host name shares), or makes it
+    /// when there is none alive, and starts keeping it alive. Claims made under another lease
+    /// (or none) stay where they are: see lease.rs.
     async fn start_lease(mut self, ttl: Duration) -> Result<EtcdStore> {
         let secs = lease::ttl_secs(ttl);
-        let client = self.client.clone();
-        let granted = self
-            .call("grant the host's lease", move |_| {
-                let mut lc = client.lease_client();
-                async move { lc.grant(secs, None).await }
+        let key = self.keys.host_lease(&self.host);
+        let (client, k) = (self.client.clone(), key.clone());
+        let (id, granted) = self
+            .call("join or make the host's lease", move |_| {
+                let (client, k) = (client.clone(), k.clone());
+                async move { lease::join_or_make(&client, &k, secs).await }
             })
             .await?;
-        let ttl = Duration::from_secs(granted.ttl().max(secs).unsigned_abs());
+        let ttl = Duration::from_secs(granted.max(1).unsigned_abs());
         self.lease = Some(Arc::new(HostLease::start(
             self.client.clone(),
-            granted.id(),
+            id,
             ttl,
             self.host.clone(),
+            key,
         )));
-        self.adopt().await?;
         Ok(self)
-    }
-
-    /// Re-attaches every address key, slice and membership of this host to its current lease
-    /// (a restarted host keeps its claims if it comes back within the old lease's TTL).
-    async fn adopt(&self) -> Result<()> {
-        let Some(lease) = &self.lease else {
-            return Ok(());
-        };
-        let (nets, _) = self.read_networks().await?;
-        let prefixes = nets.iter().flat_map(|n| {
-            [
-                self.keys.addrs(n.name()),
-                self.keys.slices(n.name()),
-                self.keys.members(n.name()),
-            ]
-        });
-        for prefix in prefixes {
-            loop {
-                let id = lease.id();
-                let addrs = prefix.clone();
-                let r = self
-                    .call("read this host's claims", move |mut kv| {
-                        let k = addrs.clone();
-                        async move { kv.get(k, Some(GetOptions::new().with_prefix())).await }
-                    })
-                    .await?;
-                let mut compares = Vec::new();
-                let mut ops = Vec::new();
-                for kv in r.kvs() {
-                    // An address's value, a slice's and a membership's carry a `host=` field.
-                    let host = codec::text(kv.key(), kv.value())?
-                        .split(' ')
-                        .find_map(|w| w.strip_prefix("host="));
-                    if host != Some(self.host.as_str()) || kv.lease() == id {
-                        continue;
-                    }
-                    if ops.len() + 1 > self.max_txn_ops / 2 {
-                        break;
-                    }
-                    compares.push(Compare::mod_revision(
-                        kv.key(),
-                        CompareOp::Equal,
-                        kv.mod_revision(),
-                    ));
-                    ops.push(TxnOp::put(
-                        kv.key(),
-                        kv.value(),
-                        Some(PutOptions::new().with_lease(id)),
-                    ));
-                }
-                if ops.is_empty() {
-                    break;
-                }
-                // A failed compare (the key changed meanwhile) is read again by the next round.
-                self.txn(
-                    "attach this host's claims to its lease",
-                    Txn::new().when(compares).and_then(ops),
-                )
-                .await?;
-            }
-        }
-        Ok(())
     }
 
     /// The TTL of this host's lease, if its claims carry one ([`EtcdConfig::host_lease`]).
