@@ -4,6 +4,7 @@
 //! loudly when etcd is not installed (`cargo xtask etcd-test` installs it).
 
 mod cluster;
+mod gc_batches;
 mod one_host_many_processes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -163,9 +163,10 @@ impl EtcdConfig {
 
     /// The most operations etcd takes in one transaction: its `--max-txn-ops` (default 128),
     /// which bounds a transaction's compares and its writes each. A commit writes one key per
-    /// address it changes plus three, so this bounds how many addresses one batch (e.g. a gc)
-    /// may release; in a network sliced by some host ([`EtcdConfig::slices`]) each release is
-    /// also compared twice, which halves that. See docs/ipam-etcd.md.
+    /// address it changes plus three, so this bounds how many addresses one batch may release;
+    /// in a network sliced by some host ([`EtcdConfig::slices`]) each release is also compared
+    /// twice, which halves that. The gcs commit in batches of a quarter of it. See
+    /// docs/ipam-etcd.md.
     pub fn max_txn_ops(mut self, n: usize) -> EtcdConfig {
         self.max_txn_ops = n;
         self
@@ -1050,24 +1051,52 @@ impl EtcdStore {
     /// [`crate::ipam::Ipam::gc`] over this store is the cluster-wide form: it releases every
     /// lease whose owner is not in `valid`, whichever host claimed it.
     pub async fn gc_host(&self, name: &str, host: &str, valid: &[Owner]) -> Result<Vec<Record>> {
+        let mut released: Vec<Record> = Vec::new();
         loop {
             let (snap, hosts) = self.load_inner(name).await?;
-            let gone: Vec<Record> = snap
+            let mut gone: Vec<Record> = snap
                 .records
                 .into_iter()
                 .filter(|r| hosts.get(&r.addr).map(String::as_str) == Some(host))
                 .filter(|r| !valid.contains(&r.owner))
                 .collect();
             if gone.is_empty() {
-                return Ok(gone);
+                return Ok(released);
             }
+            // In batches that fit one transaction, each a commit safe on its own, and each
+            // releasing an owner's addresses together.
+            gone.sort_by(|a, b| (&a.owner, a.addr).cmp(&(&b.owner, b.addr)));
+            let mut cut = gone.len().min(self.release_batch());
+            while cut < gone.len() && gone[cut].owner == gone[cut - 1].owner {
+                cut += 1;
+            }
+            let last = cut == gone.len();
+            gone.truncate(cut);
             let changes: Vec<Change> = gone.iter().cloned().map(Change::Release).collect();
             match self.do_commit(name, snap.version, &changes).await {
-                Ok(_) => return Ok(gone),
+                Ok(_) if last => {
+                    released.extend(gone);
+                    return Ok(released);
+                }
+                Ok(_) => released.extend(gone),
                 Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                Err(e) => return Err(e),
+                Err(e) if released.is_empty() => return Err(e),
+                Err(e) => {
+                    return Err(e.context(format_args!(
+                        "gc of host `{host}` in network `{name}` released {} leases in earlier \
+                         batches, then failed; run it again to finish",
+                        released.len()
+                    )))
+                }
             }
         }
+    }
+
+    /// How many releases one commit carries in a batched gc: a release takes two compares and
+    /// a write, and in node slices a compare of its slice too, so a quarter of
+    /// [`EtcdConfig::max_txn_ops`] leaves room for the rest of a group-committed batch.
+    fn release_batch(&self) -> usize {
+        (self.max_txn_ops / 4).max(1)
     }
 }
 
@@ -1256,6 +1285,10 @@ impl Store for EtcdStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn max_releases_per_commit(&self) -> Option<usize> {
+        Some(self.release_batch())
     }
 
     fn join_network<'a>(&'a self, network: &'a Network) -> StoreFuture<'a, Joined> {

@@ -194,6 +194,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         })
     }
 
+    /// The most address changes one commit should carry, for a store whose commits are
+    /// bounded (etcd's `--max-txn-ops`): [`super::Ipam::gc`] and
+    /// [`super::Ipam::release_stale`] release in batches of about this many. Default: `None`,
+    /// no bound.
+    fn max_releases_per_commit(&self) -> Option<usize> {
+        None
+    }
+
     /// The leases of network `name` claimed through this host (on a shared store, the other
     /// hosts' leases are theirs to release). Default (one host): every lease.
     fn host_records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<Record>> {
