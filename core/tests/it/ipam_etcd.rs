@@ -6,6 +6,7 @@
 mod cluster;
 mod gc_batches;
 mod one_host_many_processes;
+mod refused_delete;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};

@@ -1299,6 +1299,10 @@ impl Store for EtcdStore {
         Box::pin(self.do_leave(name))
     }
 
+    fn check_leave<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(self.do_check_leave(name))
+    }
+
     fn host_records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<Record>> {
         Box::pin(self.do_host_records(name))
     }
