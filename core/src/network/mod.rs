@@ -94,7 +94,7 @@ impl Networks {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
         }
-        ipam::fsutil::mkdir(&root)?;
+        ipam::fsutil::mkdir_for(&root, "networks' state directory")?;
         let store = LocalStore::open(root.join("ipam"))?;
         Networks::with_store(host, root, Arc::new(store)).await
     }
@@ -108,7 +108,7 @@ impl Networks {
     ) -> Result<Networks> {
         let root = root.as_ref().to_path_buf();
         for d in [root.clone(), root.join("networks"), root.join("endpoints")] {
-            ipam::fsutil::mkdir(&d)?;
+            ipam::fsutil::mkdir_for(&d, "networks' state directory")?;
         }
         let records = recycle::Recycler::new(root.join("endpoints").join(".free"))?;
         Ok(Networks {

@@ -1,6 +1,7 @@
-//! A `Networks::delete` that the etcd store refuses changes nothing: the last member cannot
-//! delete a network in which another host holds a lease, and the network stays as it was, so
-//! a retry once the lease is gone succeeds (issue 17.3).
+//! `Networks` over an etcd store: a `Networks::delete` that the store refuses changes nothing
+//! (the last member cannot delete a network in which another host holds a lease, and the
+//! network stays as it was, so a retry once the lease is gone succeeds: issue 17.3); a root
+//! that cannot be made is named for what it is (issue 17.7).
 
 use underlay::ipam::{Ipam, Request};
 use underlay::network::{HostAccess, NetworkSpec, Networks};
@@ -62,5 +63,27 @@ fn a_refused_delete_changes_nothing() {
         let left = c.ctl(&["get", "--prefix", "/underlay/ipam/", "--keys-only"]);
         let left: Vec<&str> = left.lines().filter(|l| !l.is_empty()).collect();
         assert_eq!(left, ["/underlay/ipam/catalog"]);
+    });
+}
+
+/// A `Networks` root that cannot be made, over an etcd store, is named as the networks' state
+/// directory, not as an IPAM directory (the IPAM lives in etcd).
+#[test]
+fn a_root_that_cannot_be_made_is_named() {
+    if skip("a_root_that_cannot_be_made_is_named") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        let s = store(&c, "h").await;
+        let host = underlay::Handle::new().unwrap();
+        let root = std::env::temp_dir()
+            .join(format!("underlay-absent-{}", std::process::id()))
+            .join("state");
+        let e = Networks::with_store(&host, &root, s).await.unwrap_err();
+        let msg = e.message();
+        assert!(msg.contains("networks' state directory"), "{e}");
+        assert!(msg.contains(&root.display().to_string()), "{e}");
+        assert!(!msg.contains("IPAM"), "{e}");
     });
 }
