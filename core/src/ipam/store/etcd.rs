@@ -451,12 +451,31 @@ impl EtcdStore {
     {
         let deadline = Instant::now() + self.retry_for;
         let mut delay = Duration::from_millis(20);
+        let mut tls_closed = 0;
         loop {
             let last = match self.once(f(self.client.kv_client())).await {
                 Ok(v) => return Ok(v),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry(m)) => m,
             };
+            // The member closed the TLS handshake: once may be a member going down, again and
+            // again is https against a member serving plain http, which no retry heals.
+            tls_closed = if last.contains("tls handshake eof") {
+                tls_closed + 1
+            } else {
+                0
+            };
+            if tls_closed >= 3 {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "etcd at {}: the member closed every TLS handshake ({last}): it probably \
+                         serves plain http: use http:// endpoints without TLS, or enable TLS on \
+                         the members",
+                        self.endpoints
+                    ),
+                ));
+            }
             if Instant::now() + delay > deadline {
                 return Err(timeout_err(&self.endpoints, what, self.retry_for, &last));
             }
@@ -1173,6 +1192,30 @@ fn classify(e: &etcd_client::Error) -> Failure {
     use etcd_client::Error as E;
     use tonic::Code;
     match e {
+        // TLS mistakes (an untrusted or misnamed certificate, a refused client certificate)
+        // never heal on retry: say so at once.
+        E::GRpcStatus(s) if s.message().contains("invalid peer certificate") => {
+            Failure::Fatal(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "TLS with the etcd member failed: {}; check the CA given to the etcd store \
+                     (it must have signed the members' certificates) and the name checked \
+                     against their certificates (tls_domain; default: the endpoint's host)",
+                    s.message()
+                ),
+            ))
+        }
+        E::GRpcStatus(s) if s.message().contains("received fatal alert") => {
+            Failure::Fatal(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "the etcd member refused the TLS handshake: {}; check the client \
+                     certificate and key given to the etcd store (client_cert) and that the \
+                     members' CA (--trusted-ca-file) signed it",
+                    s.message()
+                ),
+            ))
+        }
         E::GRpcStatus(s) => match s.code() {
             Code::Unavailable
             | Code::DeadlineExceeded
