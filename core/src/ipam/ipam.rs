@@ -25,7 +25,8 @@ enum Op {
 enum Reply {
     Lease(Lease),
     Released(Option<Lease>),
-    Many(Vec<Lease>),
+    /// Leases released, and whether more are left for another batch.
+    Many(Vec<Lease>, bool),
 }
 
 struct Pending {
@@ -241,13 +242,14 @@ impl Ipam {
         }
     }
 
-    /// Releases every lease whose owner is not in `valid` (CNI GC); returns them.
+    /// Releases every lease whose owner is not in `valid` (CNI GC); returns them. On a store
+    /// whose commits are bounded ([`Store::max_releases_per_commit`]) it commits in batches,
+    /// each one safe on its own; if one fails, the earlier ones stay released (the error says
+    /// how many) and running it again finishes.
     pub async fn gc(&self, valid: &[Owner]) -> Result<Vec<Lease>> {
-        let valid = valid.iter().cloned().collect();
-        match self.run(Op::Gc(valid)).await? {
-            Reply::Many(v) => Ok(v),
-            _ => unreachable!("gc replies with leases"),
-        }
+        let valid: HashSet<Owner> = valid.iter().cloned().collect();
+        self.release_in_batches("gc", || Op::Gc(valid.clone()))
+            .await
     }
 
     /// Leases stamped with a boot id other than the current one: made before a reboot.
@@ -259,11 +261,36 @@ impl Ipam {
         self.read(|s| s.stale(&boot)).await
     }
 
-    /// Releases the leases [`Ipam::stale`] lists; returns them.
+    /// Releases the leases [`Ipam::stale`] lists; returns them (in batches, like
+    /// [`Ipam::gc`]).
     pub async fn release_stale(&self) -> Result<Vec<Lease>> {
-        match self.run(Op::ReleaseStale).await? {
-            Reply::Many(v) => Ok(v),
-            _ => unreachable!("release_stale replies with leases"),
+        self.release_in_batches("release_stale", || Op::ReleaseStale)
+            .await
+    }
+
+    /// Runs `op` (a gc-like release) until it leaves nothing for another batch.
+    async fn release_in_batches(&self, what: &str, op: impl Fn() -> Op) -> Result<Vec<Lease>> {
+        let mut out: Vec<Lease> = Vec::new();
+        loop {
+            match self.run(op()).await {
+                Ok(Reply::Many(v, more)) => {
+                    out.extend(v);
+                    if !more {
+                        out.sort_by(|a, b| a.owner.cmp(&b.owner));
+                        return Ok(out);
+                    }
+                }
+                Ok(_) => unreachable!("{what} replies with leases"),
+                Err(e) if out.is_empty() => return Err(e),
+                Err(e) => {
+                    return Err(e.context(format_args!(
+                        "{what} on network `{}` released {} leases in earlier batches, then \
+                         failed; run it again to finish",
+                        self.inner.network.name(),
+                        out.len()
+                    )))
+                }
+            }
         }
     }
 
@@ -416,6 +443,12 @@ impl Ipam {
         let mut attempt = 0;
         let mut confirmed = false;
         let fail = |e: &Error| ops.iter().map(|_| Err(copy_err(e))).collect::<Vec<_>>();
+        // The most changes a gc-like op adds to a batch (the store's bound).
+        let budget = self
+            .inner
+            .store
+            .max_releases_per_commit()
+            .unwrap_or(usize::MAX);
         loop {
             if slot.is_none() {
                 match self.load().await {
@@ -441,19 +474,21 @@ impl Ipam {
                     Op::Release(o) => Ok(Reply::Released(state.release(o, &mut changes))),
                     Op::Gc(valid) => {
                         cache_only = true; // it needs every lease
-                        Ok(Reply::Many(
-                            state.release_where(|o, _| !valid.contains(o), &mut changes),
-                        ))
+                        let (v, more) =
+                            state.release_where(|o, _| !valid.contains(o), budget, &mut changes);
+                        Ok(Reply::Many(v, more))
                     }
                     Op::ReleaseStale => {
                         cache_only = true;
-                        Ok(Reply::Many(match &boot {
+                        let (v, more) = match &boot {
                             Some(b) => state.release_where(
                                 |_, r| matches!(&r.boot_id, Some(x) if x != b),
+                                budget,
                                 &mut changes,
                             ),
-                            None => Vec::new(),
-                        }))
+                            None => (Vec::new(), false),
+                        };
+                        Ok(Reply::Many(v, more))
                     }
                 };
                 cache_only |= match &r {

@@ -1,7 +1,7 @@
 //! A network's allocation state in memory: per pool the used offsets as intervals and the
 //! next-fit cursor; per address its record; per owner its addresses.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -583,24 +583,30 @@ impl NetState {
         Some(lease)
     }
 
-    /// Releases every owner for which `drop` is true.
+    /// Releases the owners for which `drop` is true, stopping (in owner order, at an owner's
+    /// boundary) once `changes` holds `max_changes` or more; returns them and whether any
+    /// were left for another batch.
     pub(crate) fn release_where(
         &mut self,
         mut drop: impl FnMut(&Owner, &Record) -> bool,
+        max_changes: usize,
         changes: &mut Vec<Change>,
-    ) -> Vec<Lease> {
-        let doomed: HashSet<Owner> = self
+    ) -> (Vec<Lease>, bool) {
+        let mut doomed: Vec<Owner> = self
             .by_owner
             .iter()
             .filter(|(o, a)| a.iter().any(|(_, ip)| drop(o, &self.records[ip])))
             .map(|(o, _)| o.clone())
             .collect();
-        let mut out: Vec<Lease> = doomed
-            .iter()
-            .filter_map(|o| self.release(o, changes))
-            .collect();
-        out.sort_by(|a, b| a.owner.cmp(&b.owner));
-        out
+        doomed.sort();
+        let mut out = Vec::new();
+        for (i, o) in doomed.iter().enumerate() {
+            if i > 0 && changes.len() >= max_changes {
+                return (out, true);
+            }
+            out.extend(self.release(o, changes));
+        }
+        (out, false)
     }
 
     /// Owners whose lease carries a boot id other than `current`.
@@ -622,6 +628,7 @@ impl NetState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     fn state(pools: &[&str]) -> NetState {
         let net = Network::new("t", pools.iter().map(|p| p.parse().unwrap()).collect()).unwrap();
@@ -845,7 +852,8 @@ mod tests {
         assert_eq!(stale[0].owner, owner(1));
         let mut ch = vec![];
         let keep: HashSet<Owner> = [owner(2)].into_iter().collect();
-        let gone = s.release_where(|o, _| !keep.contains(o), &mut ch);
+        let (gone, more) = s.release_where(|o, _| !keep.contains(o), usize::MAX, &mut ch);
+        assert!(!more);
         assert_eq!(gone.len(), 2);
         assert_eq!(ch.len(), 2);
         assert_eq!(s.list().len(), 1);

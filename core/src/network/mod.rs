@@ -94,7 +94,7 @@ impl Networks {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
         }
-        ipam::fsutil::mkdir(&root)?;
+        ipam::fsutil::mkdir_for(&root, "networks' state directory")?;
         let store = LocalStore::open(root.join("ipam"))?;
         Networks::with_store(host, root, Arc::new(store)).await
     }
@@ -108,7 +108,7 @@ impl Networks {
     ) -> Result<Networks> {
         let root = root.as_ref().to_path_buf();
         for d in [root.clone(), root.join("networks"), root.join("endpoints")] {
-            ipam::fsutil::mkdir(&d)?;
+            ipam::fsutil::mkdir_for(&d, "networks' state directory")?;
         }
         let records = records::Records::new(&root.join("endpoints"))?;
         // The record pool of earlier versions: records are no longer recycled.
@@ -227,7 +227,9 @@ impl Networks {
     /// Deletes network `name`: refuses while it has endpoints (disconnect them first), removes
     /// the host shim, the pools, and the VLAN parent if underlay made it and this was its last
     /// network. On an IPAM store shared by hosts (etcd) the pools stay while other hosts use
-    /// the network: only this host's use of it ends ([`Ipam::leave`]).
+    /// the network: only this host's use of it ends ([`Ipam::leave`]). The last host's delete
+    /// is refused ([`ErrorKind::Busy`]) while other hosts hold leases in it, and then changes
+    /// nothing.
     pub async fn delete(&self, name: &str) -> Result<()> {
         let net = self.get(name).await?;
         // No connect or disconnect of this network runs while it goes (a connect that waited
@@ -246,6 +248,16 @@ impl Networks {
                     ids.join(", ")
                 ),
             ));
+        }
+        // A refused delete changes nothing: ask the store whether it would refuse the leave
+        // (other hosts' leases in a network this host is the last to use) before any teardown.
+        match self.inner.store.check_leave(name).await {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(e.context(format!(
+                    "deleting network `{name}` refused, nothing changed"
+                )))
+            }
+            _ => {}
         }
         let _lock = self.lock()?;
         if net.record.shim.is_some() {
@@ -271,7 +283,13 @@ impl Networks {
         }
         if let Err(e) = Ipam::leave(self.inner.store.as_ref(), name).await {
             if e.kind() != ErrorKind::NotFound {
+                // Refused after the check (a lease claimed meanwhile): keep the network's
+                // record, parent and link, so that a retry can finish the delete.
                 errors.push(e);
+                return Err(Error::multiple(
+                    format!("deleting network `{name}` (kept: retry the delete)"),
+                    errors,
+                ));
             }
         }
         match &net.record.parent {

@@ -163,18 +163,21 @@ impl EtcdConfig {
 
     /// The most operations etcd takes in one transaction: its `--max-txn-ops` (default 128),
     /// which bounds a transaction's compares and its writes each. A commit writes one key per
-    /// address it changes plus three, so this bounds how many addresses one batch (e.g. a gc)
-    /// may release; in a network sliced by some host ([`EtcdConfig::slices`]) each release is
-    /// also compared twice, which halves that. See docs/ipam-etcd.md.
+    /// address it changes plus three, so this bounds how many addresses one batch may release;
+    /// in a network sliced by some host ([`EtcdConfig::slices`]) each release is also compared
+    /// twice, which halves that. The gcs commit in batches of a quarter of it. See
+    /// docs/ipam-etcd.md.
     pub fn max_txn_ops(mut self, n: usize) -> EtcdConfig {
         self.max_txn_ops = n;
         self
     }
 
-    /// Attaches this host's claims to an etcd lease of time to live `ttl` (whole seconds, at
-    /// least etcd's minimum of about 2 s), kept alive by a background task while the store (any
-    /// clone of it) lives: when the host dies, its addresses come free after `ttl` without a
-    /// gc. Off by default.
+    /// Attaches this host's claims to the host's etcd lease of time to live `ttl` (whole
+    /// seconds, at least etcd's minimum of about 2 s), kept alive by a background task while the
+    /// store (any clone of it) lives: when the host dies, its addresses come free after `ttl`
+    /// without a gc. Every process of one host name shares that one lease (joined at connect,
+    /// made only when none is alive; claims never move between leases), so a short-lived
+    /// process never takes the host's claims with it. Off by default.
     ///
     /// The trade-off: a host cut off from etcd (partition, stall, a stopped daemon) for longer
     /// than `ttl` loses its claims although its containers still use the addresses, and
@@ -405,88 +408,28 @@ impl EtcdStore {
         store.start_lease(ttl).await
     }
 
-    /// Grants the host's lease, starts keeping it alive, and attaches the claims this host
-    /// made earlier (under another lease, or none) to it.
+    /// Joins the host's lease (the one every process of this host name shares), or makes it
+    /// when there is none alive, and starts keeping it alive. Claims made under another lease
+    /// (or none) stay where they are: see lease.rs.
     async fn start_lease(mut self, ttl: Duration) -> Result<EtcdStore> {
         let secs = lease::ttl_secs(ttl);
-        let client = self.client.clone();
-        let granted = self
-            .call("grant the host's lease", move |_| {
-                let mut lc = client.lease_client();
-                async move { lc.grant(secs, None).await }
+        let key = self.keys.host_lease(&self.host);
+        let (client, k) = (self.client.clone(), key.clone());
+        let (id, granted) = self
+            .call("join or make the host's lease", move |_| {
+                let (client, k) = (client.clone(), k.clone());
+                async move { lease::join_or_make(&client, &k, secs).await }
             })
             .await?;
-        let ttl = Duration::from_secs(granted.ttl().max(secs).unsigned_abs());
+        let ttl = Duration::from_secs(granted.max(1).unsigned_abs());
         self.lease = Some(Arc::new(HostLease::start(
             self.client.clone(),
-            granted.id(),
+            id,
             ttl,
             self.host.clone(),
+            key,
         )));
-        self.adopt().await?;
         Ok(self)
-    }
-
-    /// Re-attaches every address key, slice and membership of this host to its current lease
-    /// (a restarted host keeps its claims if it comes back within the old lease's TTL).
-    async fn adopt(&self) -> Result<()> {
-        let Some(lease) = &self.lease else {
-            return Ok(());
-        };
-        let (nets, _) = self.read_networks().await?;
-        let prefixes = nets.iter().flat_map(|n| {
-            [
-                self.keys.addrs(n.name()),
-                self.keys.slices(n.name()),
-                self.keys.members(n.name()),
-            ]
-        });
-        for prefix in prefixes {
-            loop {
-                let id = lease.id();
-                let addrs = prefix.clone();
-                let r = self
-                    .call("read this host's claims", move |mut kv| {
-                        let k = addrs.clone();
-                        async move { kv.get(k, Some(GetOptions::new().with_prefix())).await }
-                    })
-                    .await?;
-                let mut compares = Vec::new();
-                let mut ops = Vec::new();
-                for kv in r.kvs() {
-                    // An address's value, a slice's and a membership's carry a `host=` field.
-                    let host = codec::text(kv.key(), kv.value())?
-                        .split(' ')
-                        .find_map(|w| w.strip_prefix("host="));
-                    if host != Some(self.host.as_str()) || kv.lease() == id {
-                        continue;
-                    }
-                    if ops.len() + 1 > self.max_txn_ops / 2 {
-                        break;
-                    }
-                    compares.push(Compare::mod_revision(
-                        kv.key(),
-                        CompareOp::Equal,
-                        kv.mod_revision(),
-                    ));
-                    ops.push(TxnOp::put(
-                        kv.key(),
-                        kv.value(),
-                        Some(PutOptions::new().with_lease(id)),
-                    ));
-                }
-                if ops.is_empty() {
-                    break;
-                }
-                // A failed compare (the key changed meanwhile) is read again by the next round.
-                self.txn(
-                    "attach this host's claims to its lease",
-                    Txn::new().when(compares).and_then(ops),
-                )
-                .await?;
-            }
-        }
-        Ok(())
     }
 
     /// The TTL of this host's lease, if its claims carry one ([`EtcdConfig::host_lease`]).
@@ -508,12 +451,31 @@ impl EtcdStore {
     {
         let deadline = Instant::now() + self.retry_for;
         let mut delay = Duration::from_millis(20);
+        let mut tls_closed = 0;
         loop {
             let last = match self.once(f(self.client.kv_client())).await {
                 Ok(v) => return Ok(v),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry(m)) => m,
             };
+            // The member closed the TLS handshake: once may be a member going down, again and
+            // again is https against a member serving plain http, which no retry heals.
+            tls_closed = if last.contains("tls handshake eof") {
+                tls_closed + 1
+            } else {
+                0
+            };
+            if tls_closed >= 3 {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "etcd at {}: the member closed every TLS handshake ({last}): it probably \
+                         serves plain http: use http:// endpoints without TLS, or enable TLS on \
+                         the members",
+                        self.endpoints
+                    ),
+                ));
+            }
             if Instant::now() + delay > deadline {
                 return Err(timeout_err(&self.endpoints, what, self.retry_for, &last));
             }
@@ -1108,24 +1070,52 @@ impl EtcdStore {
     /// [`crate::ipam::Ipam::gc`] over this store is the cluster-wide form: it releases every
     /// lease whose owner is not in `valid`, whichever host claimed it.
     pub async fn gc_host(&self, name: &str, host: &str, valid: &[Owner]) -> Result<Vec<Record>> {
+        let mut released: Vec<Record> = Vec::new();
         loop {
             let (snap, hosts) = self.load_inner(name).await?;
-            let gone: Vec<Record> = snap
+            let mut gone: Vec<Record> = snap
                 .records
                 .into_iter()
                 .filter(|r| hosts.get(&r.addr).map(String::as_str) == Some(host))
                 .filter(|r| !valid.contains(&r.owner))
                 .collect();
             if gone.is_empty() {
-                return Ok(gone);
+                return Ok(released);
             }
+            // In batches that fit one transaction, each a commit safe on its own, and each
+            // releasing an owner's addresses together.
+            gone.sort_by(|a, b| (&a.owner, a.addr).cmp(&(&b.owner, b.addr)));
+            let mut cut = gone.len().min(self.release_batch());
+            while cut < gone.len() && gone[cut].owner == gone[cut - 1].owner {
+                cut += 1;
+            }
+            let last = cut == gone.len();
+            gone.truncate(cut);
             let changes: Vec<Change> = gone.iter().cloned().map(Change::Release).collect();
             match self.do_commit(name, snap.version, &changes).await {
-                Ok(_) => return Ok(gone),
+                Ok(_) if last => {
+                    released.extend(gone);
+                    return Ok(released);
+                }
+                Ok(_) => released.extend(gone),
                 Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                Err(e) => return Err(e),
+                Err(e) if released.is_empty() => return Err(e),
+                Err(e) => {
+                    return Err(e.context(format_args!(
+                        "gc of host `{host}` in network `{name}` released {} leases in earlier \
+                         batches, then failed; run it again to finish",
+                        released.len()
+                    )))
+                }
             }
         }
+    }
+
+    /// How many releases one commit carries in a batched gc: a release takes two compares and
+    /// a write, and in node slices a compare of its slice too, so a quarter of
+    /// [`EtcdConfig::max_txn_ops`] leaves room for the rest of a group-committed batch.
+    fn release_batch(&self) -> usize {
+        (self.max_txn_ops / 4).max(1)
     }
 }
 
@@ -1202,6 +1192,30 @@ fn classify(e: &etcd_client::Error) -> Failure {
     use etcd_client::Error as E;
     use tonic::Code;
     match e {
+        // TLS mistakes (an untrusted or misnamed certificate, a refused client certificate)
+        // never heal on retry: say so at once.
+        E::GRpcStatus(s) if s.message().contains("invalid peer certificate") => {
+            Failure::Fatal(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "TLS with the etcd member failed: {}; check the CA given to the etcd store \
+                     (it must have signed the members' certificates) and the name checked \
+                     against their certificates (tls_domain; default: the endpoint's host)",
+                    s.message()
+                ),
+            ))
+        }
+        E::GRpcStatus(s) if s.message().contains("received fatal alert") => {
+            Failure::Fatal(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "the etcd member refused the TLS handshake: {}; check the client \
+                     certificate and key given to the etcd store (client_cert) and that the \
+                     members' CA (--trusted-ca-file) signed it",
+                    s.message()
+                ),
+            ))
+        }
         E::GRpcStatus(s) => match s.code() {
             Code::Unavailable
             | Code::DeadlineExceeded
@@ -1316,12 +1330,20 @@ impl Store for EtcdStore {
         true
     }
 
+    fn max_releases_per_commit(&self) -> Option<usize> {
+        Some(self.release_batch())
+    }
+
     fn join_network<'a>(&'a self, network: &'a Network) -> StoreFuture<'a, Joined> {
         Box::pin(self.do_join(network))
     }
 
     fn leave_network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Left> {
         Box::pin(self.do_leave(name))
+    }
+
+    fn check_leave<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(self.do_check_leave(name))
     }
 
     fn host_records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<Record>> {

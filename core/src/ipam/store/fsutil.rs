@@ -22,12 +22,17 @@ pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
 
 /// Creates `dir` (mode 0700) if missing.
 pub(crate) fn mkdir(dir: &Path) -> Result<()> {
+    mkdir_for(dir, "IPAM directory")
+}
+
+/// Creates `dir` (mode 0700) if missing; `what` names it in the error (e.g. "IPAM directory").
+pub(crate) fn mkdir_for(dir: &Path, what: &str) -> Result<()> {
     match DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(Error::io(
             format!(
-                "cannot create IPAM directory {}: check that its parent exists and is writable",
+                "cannot create {what} {}: check that its parent exists and is writable",
                 dir.display()
             ),
             e,

@@ -194,6 +194,23 @@ pub trait Store: Send + Sync + fmt::Debug {
         })
     }
 
+    /// The most address changes one commit should carry, for a store whose commits are
+    /// bounded (etcd's `--max-txn-ops`): [`super::Ipam::gc`] and
+    /// [`super::Ipam::release_stale`] release in batches of about this many. Default: `None`,
+    /// no bound.
+    fn max_releases_per_commit(&self) -> Option<usize> {
+        None
+    }
+
+    /// Whether [`Store::leave_network`] would refuse now for a reason other than this host's
+    /// own leases (which a caller releases first): on a shared store, this host is the last
+    /// member and other hosts hold leases ([`ErrorKind::Busy`] naming them). Changes nothing;
+    /// lets a caller refuse before it tears anything down. Default: `Ok`.
+    fn check_leave<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()> {
+        let _ = name;
+        Box::pin(async { Ok(()) })
+    }
+
     /// The leases of network `name` claimed through this host (on a shared store, the other
     /// hosts' leases are theirs to release). Default (one host): every lease.
     fn host_records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<Record>> {

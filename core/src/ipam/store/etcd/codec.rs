@@ -5,6 +5,7 @@
 //! | key | value |
 //! | --- | --- |
 //! | `P ipam/catalog` | nonce of the last network create, delete, join or leave (serialises them) |
+//! | `P ipam/hostlease/<host>` | the id of the host's lease (hex), attached to that lease |
 //! | `P ipam/net/<name>` | the definition, [`Network::to_text`] |
 //! | `P ipam/data/<name>/version` | the network's version, decimal |
 //! | `P ipam/data/<name>/addr/<ip>` | `<container>/<ifname> host=<host>[ boot=<id>]` |
@@ -40,6 +41,10 @@ impl Keys {
 
     pub(super) fn catalog(&self) -> String {
         format!("{}ipam/catalog", self.prefix)
+    }
+
+    pub(super) fn host_lease(&self, host: &str) -> String {
+        format!("{}ipam/hostlease/{host}", self.prefix)
     }
 
     pub(super) fn nets(&self) -> String {

@@ -72,6 +72,46 @@ impl EtcdStore {
         }
     }
 
+    /// Refuses ([`ErrorKind::Busy`]) if leaving network `name` would be refused because this
+    /// host is its last member and other hosts hold leases in it; reads only.
+    pub(super) async fn do_check_leave(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        let k = &self.keys;
+        let prefix = || Some(GetOptions::new().with_prefix());
+        let read = Txn::new().and_then(vec![
+            TxnOp::get(k.net(name), None),
+            TxnOp::get(k.members(name), prefix()),
+            TxnOp::get(k.addrs(name), prefix()),
+        ]);
+        let r = self.txn("check leaving a network", read).await?;
+        let got = r.op_responses();
+        if get_kvs(&got[0]).is_empty() {
+            return Err(self.not_found(name));
+        }
+        let members = k.members(name);
+        for kv in get_kvs(&got[1]) {
+            if codec::suffix(kv.key(), &members)? != self.host {
+                return Ok(()); // another host keeps the network: leaving only ends this one's use
+            }
+        }
+        let addrs = k.addrs(name);
+        let mut held: BTreeMap<String, usize> = BTreeMap::new();
+        for kv in get_kvs(&got[2]) {
+            let ip: IpAddr = codec::suffix(kv.key(), &addrs)?
+                .parse()
+                .map_err(|_| codec::corrupt(kv.key(), "the key does not end in an IP address"))?;
+            let host = codec::decode_record(kv.key(), ip, kv.value())?.1;
+            if host != self.host {
+                *held.entry(host).or_default() += 1;
+            }
+        }
+        if held.is_empty() {
+            Ok(())
+        } else {
+            Err(leases_block_delete(name, &held))
+        }
+    }
+
     /// Drops this host's membership of network `name` (and its slices there, which hold no
     /// lease of it); the last member deletes the network, which needs every lease released.
     pub(super) async fn do_leave(&self, name: &str) -> Result<Left> {
@@ -113,18 +153,7 @@ impl EtcdStore {
             let catalog = Compare::mod_revision(k.catalog(), CompareOp::Equal, catalog_rev);
             if others.is_empty() {
                 if !held.is_empty() {
-                    let per_host: Vec<String> = held
-                        .iter()
-                        .map(|(h, n)| format!("{n} of host `{h}`"))
-                        .collect();
-                    return Err(Error::new(
-                        ErrorKind::Busy,
-                        format!(
-                            "network `{name}` still holds leases in the etcd store ({}) and no \
-                             other host uses it: release them (or gc) before deleting it",
-                            per_host.join(", ")
-                        ),
-                    ));
+                    return Err(leases_block_delete(name, &held));
                 }
                 let compares = vec![
                     catalog,
@@ -183,4 +212,20 @@ impl EtcdStore {
             }
         }
     }
+}
+
+/// The error for deleting a network (its last member leaving) while leases are left.
+fn leases_block_delete(name: &str, held: &BTreeMap<String, usize>) -> Error {
+    let per_host: Vec<String> = held
+        .iter()
+        .map(|(h, n)| format!("{n} of host `{h}`"))
+        .collect();
+    Error::new(
+        ErrorKind::Busy,
+        format!(
+            "network `{name}` still holds leases in the etcd store ({}) and no other host uses \
+             it: release them (or gc) before deleting it",
+            per_host.join(", ")
+        ),
+    )
 }
