@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use underlay::network::{
-    self as net, Announce, EndpointSpec, HostAccess, MacPolicy, NetworkSpec, ShimRoutes,
+    self as net, Announce, DefaultRoute, EndpointSpec, HostAccess, MacPolicy, NetworkSpec,
+    ShimRoutes,
 };
 use underlay::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
@@ -385,9 +386,13 @@ impl Network {
     /// this host's other endpoints too, O(endpoints) per connect), False or "off" (none).
     /// `keep_ipv6`: an endpoint given no IPv6 address keeps the kernel's IPv6 (link-local,
     /// SLAAC from router advertisements); by default IPv6 is off on it, as Docker does.
-    /// Undone as a whole if a step fails.
+    /// `default_route`: "auto" (a default route via the gateway unless the namespace has one
+    /// of that IP version already, another network's, as Docker gives one endpoint the
+    /// gateway), a metric (int: always, with that metric, lower wins; give each network its
+    /// own, as netavark does) or "none". Undone as a whole if a step fails.
     #[pyo3(signature = (netns, container_id, *, ifname = "eth0", ip = None, mac = None,
-        target = None, announce = AnnounceArg::On(true), keep_ipv6 = false))]
+        target = None, announce = AnnounceArg::On(true), keep_ipv6 = false,
+        default_route = DefaultRouteArg::Mode("auto".into())))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
@@ -400,6 +405,7 @@ impl Network {
         target: Option<&Handle>,
         announce: AnnounceArg,
         keep_ipv6: bool,
+        default_route: DefaultRouteArg,
     ) -> PyResult<Endpoint> {
         let announce = match announce {
             AnnounceArg::On(true) => Announce::Wire,
@@ -415,10 +421,24 @@ impl Network {
                 }
             },
         };
+        let default_route = match default_route {
+            DefaultRouteArg::Mode(m) if m == "auto" => DefaultRoute::Auto,
+            DefaultRouteArg::Mode(m) if m == "none" => DefaultRoute::None,
+            DefaultRouteArg::Metric(m) if (0..=i64::from(u32::MAX)).contains(&m) => {
+                DefaultRoute::Metric(m as u32)
+            }
+            other => {
+                return Err(invalid(format!(
+                    "default_route={}: give \"auto\", \"none\" or a metric (0..=4294967295)",
+                    other.describe()
+                )))
+            }
+        };
         let mut spec = EndpointSpec::new(container_id)
             .ifname(ifname)
             .announce_to(announce)
-            .keep_ipv6(keep_ipv6);
+            .keep_ipv6(keep_ipv6)
+            .default_route(default_route);
         if let Some(ip) = conv::opt_ip(ip)? {
             spec = spec.ip(ip);
         }
@@ -642,6 +662,25 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ENDPOINT_GROUP", net::ENDPOINT_GROUP)?;
     m.add("DEFAULT_ROOT", net::DEFAULT_ROOT)?;
     Ok(())
+}
+
+/// `default_route=` of `Network.connect`: a mode or a metric (a bool is neither).
+#[derive(FromPyObject)]
+enum DefaultRouteArg {
+    Flag(bool),
+    Metric(i64),
+    Mode(String),
+}
+
+impl DefaultRouteArg {
+    /// The value as Python writes it, for messages.
+    fn describe(&self) -> String {
+        match self {
+            DefaultRouteArg::Flag(b) => if *b { "True" } else { "False" }.to_string(),
+            DefaultRouteArg::Metric(m) => m.to_string(),
+            DefaultRouteArg::Mode(m) => format!("{m:?}"),
+        }
+    }
 }
 
 /// `announce=` of `Network.connect`: a bool or a name.
