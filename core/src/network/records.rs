@@ -42,7 +42,7 @@ impl Records {
     /// The records under `endpoints` (the lock file is made there if missing).
     pub(crate) fn new(endpoints: &Path) -> Result<Records> {
         let lock_path = endpoints.join(".lock");
-        open_lock_file(&lock_path)?;
+        fsutil::open_lock_file(&lock_path)?;
         Ok(Records { lock_path })
     }
 
@@ -88,7 +88,7 @@ impl Records {
     }
 
     fn try_range(&self, (start, len): (i64, i64)) -> Result<Option<EndpointLock>> {
-        let file = open_lock_file(&self.lock_path)?;
+        let file = fsutil::open_lock_file(&self.lock_path)?;
         // SAFETY: an all-zero `flock` is valid; the fields that matter are set below.
         let mut fl: libc::flock = unsafe { std::mem::zeroed() };
         fl.l_type = libc::F_WRLCK as libc::c_short;
@@ -206,18 +206,6 @@ fn record_of_tmp(file: &str) -> Option<String> {
         .strip_suffix(".tmp")
         .filter(|n| !n.is_empty())
         .map(String::from)
-}
-
-fn open_lock_file(path: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| fsutil::io_err("open lock file", path, e))
 }
 
 /// The byte locked for record `name` of `network`: within the network's range.

@@ -40,16 +40,21 @@ pub(crate) fn mkdir_for(dir: &Path, what: &str) -> Result<()> {
     }
 }
 
-/// An exclusive `flock` on `path` (created if missing), held until the file is dropped.
-pub(crate) fn lock(path: &Path) -> Result<File> {
-    let f = OpenOptions::new()
+/// Opens lock file `path` (created mode 0600 if missing) without taking a lock.
+pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| io_err("open lock file", path, e))?;
+        .map_err(|e| io_err("open lock file", path, e))
+}
+
+/// An exclusive `flock` on `path` (created if missing), held until the file is dropped.
+pub(crate) fn lock(path: &Path) -> Result<File> {
+    let f = open_lock_file(path)?;
     loop {
         // SAFETY: flock on a descriptor we own.
         let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
