@@ -101,11 +101,52 @@ impl Ns {
         v.get(0)
             .and_then(|l| l["addr_info"].as_array())
             .map(|a| {
+                // iproute2 lists addresses its filter dropped as empty objects.
                 a.iter()
-                    .map(|i| format!("{}/{}", i["local"].as_str().unwrap(), i["prefixlen"]))
+                    .filter_map(|i| Some(format!("{}/{}", i["local"].as_str()?, i["prefixlen"])))
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The MTU of `dev`.
+    pub(crate) fn mtu(&self, dev: &str) -> Option<u64> {
+        self.ip_json(&["link", "show", "dev", dev])
+            .get(0)?
+            .get("mtu")?
+            .as_u64()
+    }
+
+    /// Every address of `dev` (any scope, both families) as `ADDR/LEN`.
+    pub(crate) fn all_addrs(&self, dev: &str) -> Vec<String> {
+        let v = self.ip_json(&["addr", "show", "dev", dev]);
+        v.get(0)
+            .and_then(|l| l["addr_info"].as_array())
+            .map(|a| {
+                // iproute2 lists addresses its filter dropped as empty objects.
+                a.iter()
+                    .filter_map(|i| Some(format!("{}/{}", i["local"].as_str()?, i["prefixlen"])))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The main table's routes as `DST[ via GW]` (`default` for the default route).
+    pub(crate) fn routes(&self, family: &str) -> Vec<String> {
+        let v = self.ip_json(&[family, "route", "show"]);
+        let mut out: Vec<String> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| match r["gateway"].as_str() {
+                        Some(gw) => format!("{} via {gw}", r["dst"].as_str().unwrap()),
+                        None => r["dst"].as_str().unwrap().to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
     }
 
     /// Whether the main table has a default route via `gw`.
@@ -236,6 +277,10 @@ impl Call {
     pub(crate) fn stdin_raw(mut self, raw: &str) -> Call {
         self.stdin = raw.to_string();
         self
+    }
+
+    pub(crate) fn cni_path(self, path: &str) -> Call {
+        self.set("CNI_PATH", path)
     }
 
     pub(crate) fn binary(mut self, path: &Path) -> Call {

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use serde_json::{json, Value};
 
@@ -17,6 +18,9 @@ macro_rules! root_or_skip {
         }
     };
 }
+
+/// Where Debian's containernetworking-plugins put the reference plugins.
+const REFERENCE_DIR: &str = "/usr/lib/cni";
 
 const VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
@@ -472,4 +476,226 @@ fn ipam_only_role() {
         .run_here();
     assert_eq!(del.code, 0, "{del:?}");
     assert!(leases(&dir, "ipnet").is_empty());
+}
+
+/// The reference plugins (Debian's containernetworking-plugins: macvlan + host-local) as the
+/// oracle for the result's shape: on the same config, the same answer but for MAC and sandbox.
+#[test]
+fn results_match_the_reference_plugins() {
+    root_or_skip!("results_match_the_reference_plugins");
+    let reference = Path::new(REFERENCE_DIR).join("macvlan");
+    if !reference.exists() {
+        eprintln!("SKIPPED results_match_the_reference_plugins: {} is missing (`cargo xtask cni-test` installs containernetworking-plugins)", reference.display());
+        return;
+    }
+    let host = Host::new("ref");
+    // The reference plugins speak up to 1.0.0.
+    for (i, v) in ["0.3.0", "0.3.1", "0.4.0", "1.0.0"].iter().enumerate() {
+        let ours_dir = TempDir::new("refu");
+        let theirs_dir = TempDir::new("refr");
+        let mut conf = config(&host, &ours_dir, "refnet", v, &format!("10.51.{i}"));
+        conf["ipam"]["routes"] = json!([{ "dst": "0.0.0.0/0" }, { "dst": "192.168.50.0/24" }]);
+        let mut theirs = conf.clone();
+        theirs["type"] = "macvlan".into();
+        theirs["ipam"]["type"] = "host-local".into();
+        theirs["ipam"]["dataDir"] = theirs_dir.path("ipam").into();
+        let (a, b) = (host.container("ra"), host.container("rb"));
+        let ours = Call::new("ADD")
+            .container("refctr", &a.path())
+            .stdin(conf.clone())
+            .run(&host);
+        let theirs_out = Call::new("ADD")
+            .container("refctr", &b.path())
+            .cni_path(REFERENCE_DIR)
+            .binary(&reference)
+            .stdin(theirs.clone())
+            .run(&host);
+        assert_eq!(ours.code, 0, "{v}: {ours:?}");
+        assert_eq!(theirs_out.code, 0, "{v}: {theirs_out:?}");
+        let mut expected = theirs_out.json.clone();
+        expected["interfaces"][0]["mac"] = ours.json["interfaces"][0]["mac"].clone();
+        expected["interfaces"][0]["sandbox"] = a.path().into();
+        assert_eq!(ours.json, expected, "{v}");
+        // And the same in the kernel: addresses and routes.
+        assert_eq!(a.addrs("eth0"), b.addrs("eth0"), "{v}");
+        assert_eq!(a.routes("-4"), b.routes("-4"), "{v}");
+        let del = Call::new("DEL")
+            .container("refctr", &a.path())
+            .stdin(conf)
+            .run(&host);
+        assert_eq!(del.code, 0, "{v}: {del:?}");
+    }
+}
+
+/// underlay and the reference host-local plugin allocating at once on one data directory
+/// (a host moving between them): no address twice.
+#[test]
+fn concurrent_adds_with_host_local_on_one_data_dir() {
+    root_or_skip!("concurrent_adds_with_host_local_on_one_data_dir");
+    let reference = Path::new(REFERENCE_DIR).join("macvlan");
+    if !reference.exists() {
+        eprintln!("SKIPPED concurrent_adds_with_host_local_on_one_data_dir: {} is missing (`cargo xtask cni-test` installs containernetworking-plugins)", reference.display());
+        return;
+    }
+    let host = Host::new("mix");
+    let dir = TempDir::new("mix");
+    let conf = config(&host, &dir, "mixnet", "1.0.0", "10.81.0");
+    let mut theirs = conf.clone();
+    theirs["type"] = "macvlan".into();
+    theirs["ipam"]["type"] = "host-local".into();
+    // underlay defines the network first (host-local needs no definition).
+    let first_ct = host.container("m");
+    let first = Call::new("ADD")
+        .container("mix-first", &first_ct.path())
+        .stdin(conf.clone())
+        .run(&host);
+    assert_eq!(first.code, 0, "{first:?}");
+    let cts: Vec<_> = (0..16).map(|i| host.container(&format!("m{i}"))).collect();
+    let children: Vec<_> = cts
+        .iter()
+        .enumerate()
+        .map(|(i, ct)| {
+            let call = Call::new("ADD").container(&format!("mix{i}"), &ct.path());
+            if i % 2 == 0 {
+                call.stdin(conf.clone()).spawn(&host)
+            } else {
+                call.cni_path(REFERENCE_DIR)
+                    .binary(&reference)
+                    .stdin(theirs.clone())
+                    .spawn(&host)
+            }
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    seen.insert(
+        first.json["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    for (i, child) in children.into_iter().enumerate() {
+        let out = common::wait(child);
+        assert_eq!(out.code, 0, "{i}: {out:?}");
+        let addr = out.json["ips"][0]["address"].as_str().unwrap().to_string();
+        assert_eq!(cts[i].addrs("eth0"), vec![addr.clone()]);
+        assert!(seen.insert(addr.clone()), "{addr} handed out twice");
+    }
+    assert_eq!(leases(&dir, "mixnet").len(), 17);
+}
+
+/// `mtu`, the ipam `routes` beyond the default, a dual-stack range set: the kernel has them,
+/// CHECK passes; an IPv4-only endpoint has no IPv6 at all.
+#[test]
+fn mtu_routes_and_dual_stack() {
+    root_or_skip!("mtu_routes_and_dual_stack");
+    let host = Host::new("mr");
+    let dir = TempDir::new("mr");
+    let mut conf = config(&host, &dir, "mrnet", "1.1.0", "10.52.0");
+    conf["mtu"] = 1400.into();
+    conf["ipam"]["routes"] = json!([
+        { "dst": "0.0.0.0/0" },
+        { "dst": "192.168.50.0/24" },
+        { "dst": "192.168.60.0/24", "gw": "10.52.0.5" }
+    ]);
+    let ct = host.container("v4");
+    let add = Call::new("ADD")
+        .container("mr4", &ct.path())
+        .stdin(conf.clone())
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(add.json["routes"], conf["ipam"]["routes"]);
+    assert_eq!(ct.mtu("eth0"), Some(1400));
+    assert_eq!(
+        ct.routes("-4"),
+        vec![
+            "10.52.0.0/24".to_string(),
+            "192.168.50.0/24 via 10.52.0.1".into(),
+            "192.168.60.0/24 via 10.52.0.5".into(),
+            "default via 10.52.0.1".into(),
+        ]
+    );
+    // IPv4 only: not even a link-local IPv6 address.
+    assert_eq!(ct.all_addrs("eth0"), vec!["10.52.0.10/24".to_string()]);
+    let mut check = conf.clone();
+    check["prevResult"] = add.json.clone();
+    let out = Call::new("CHECK")
+        .container("mr4", &ct.path())
+        .stdin(check.clone())
+        .run(&host);
+    assert_eq!(out.code, 0, "{out:?}");
+    ct.ip(&["route", "del", "192.168.60.0/24"]);
+    let out = Call::new("CHECK")
+        .container("mr4", &ct.path())
+        .stdin(check)
+        .run(&host);
+    assert!(
+        out.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("192.168.60.0/24"),
+        "{out:?}"
+    );
+
+    // Dual stack: one address per range set, IPv6 kept.
+    let mut dual = config(&host, &dir, "dsnet", "1.0.0", "10.53.0");
+    dual["ipam"]["ranges"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!([{ "subnet": "fd00:53::/64", "rangeStart": "fd00:53::10", "rangeEnd": "fd00:53::99" }]));
+    dual["ipam"]["routes"] = json!([{ "dst": "0.0.0.0/0" }, { "dst": "::/0" }]);
+    let ct6 = host.container("v6");
+    let add = Call::new("ADD")
+        .container("ds", &ct6.path())
+        .stdin(dual)
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(add.json["ips"][1]["address"], "fd00:53::10/64");
+    assert_eq!(add.json["ips"][1]["gateway"], "fd00:53::1");
+    let all = ct6.all_addrs("eth0");
+    assert!(all.contains(&"fd00:53::10/64".to_string()), "{all:?}");
+    assert!(
+        ct6.routes("-6")
+            .contains(&"default via fd00:53::1".to_string()),
+        "{:?}",
+        ct6.routes("-6")
+    );
+}
+
+/// `underlay-ipam` under the reference macvlan plugin, found on CNI_PATH as libcni finds it.
+#[test]
+fn underlay_ipam_under_the_reference_macvlan() {
+    root_or_skip!("underlay_ipam_under_the_reference_macvlan");
+    let reference = Path::new(REFERENCE_DIR).join("macvlan");
+    if !reference.exists() {
+        eprintln!("SKIPPED underlay_ipam_under_the_reference_macvlan: {} is missing (`cargo xtask cni-test` installs containernetworking-plugins)", reference.display());
+        return;
+    }
+    let host = Host::new("ri");
+    let dir = TempDir::new("ri");
+    let bin = dir.0.join("bin");
+    let install = std::process::Command::new(common::BIN)
+        .args(["install", bin.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "{install:?}");
+    let mut conf = config(&host, &dir, "rinet", "1.0.0", "10.54.0");
+    conf["type"] = "macvlan".into();
+    conf["ipam"]["type"] = "underlay-ipam".into();
+    let ct = host.container("i");
+    let call = |c: &str, netns: &str| {
+        Call::new(c)
+            .container("rictr", netns)
+            .cni_path(bin.to_str().unwrap())
+            .binary(&reference)
+            .stdin(conf.clone())
+    };
+    let add = call("ADD", &ct.path()).run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(add.json["ips"][0]["address"], "10.54.0.10/24");
+    assert_eq!(ct.addrs("eth0"), vec!["10.54.0.10/24".to_string()]);
+    assert!(ct.has_default_via("10.54.0.1"));
+    assert_eq!(leases(&dir, "rinet"), vec!["10.54.0.10".to_string()]);
+    let del = call("DEL", &ct.path()).run(&host);
+    assert_eq!(del.code, 0, "{del:?}");
+    assert!(leases(&dir, "rinet").is_empty());
 }
