@@ -49,6 +49,10 @@ fn main() -> ExitCode {
             CniError::new(code::IO_FAILURE, "cannot read the configuration from stdin")
                 .details(e.to_string())
         })?;
+        // Test hook: proves that a panic reaches the runtime as the spec's error object.
+        if std::env::var_os("UNDERLAY_CNI_TEST_PANIC").is_some() {
+            panic!("UNDERLAY_CNI_TEST_PANIC is set");
+        }
         plugin::run(role, &Env::from_process(), &stdin)
     });
     let outcome = match outcome {

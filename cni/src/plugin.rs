@@ -235,11 +235,13 @@ fn ipam_store(conf: &NetConf, ipam: &IpamConf) -> Result<Arc<dyn Store>, CniErro
     match ipam.store.as_deref().unwrap_or("host-local") {
         "host-local" => {
             let dir = ipam.data_dir();
+            make_dirs(&dir)?;
             Ok(Arc::new(HostLocalStore::open(&dir).map_err(|e| {
                 lib_error("opening the IPAM data directory", e)
             })?))
         }
         "local" => {
+            make_dirs(&conf.state_dir())?;
             let dir = conf.state_dir().join("ipam");
             Ok(Arc::new(
                 LocalStore::open(&dir).map_err(|e| lib_error("opening the IPAM store", e))?,
@@ -252,9 +254,18 @@ fn ipam_store(conf: &NetConf, ipam: &IpamConf) -> Result<Arc<dyn Store>, CniErro
     }
 }
 
+/// Creates `dir` and its parents (a fresh host has no `/var/lib/cni`).
+fn make_dirs(dir: &std::path::Path) -> Result<(), CniError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        CniError::new(code::IO_FAILURE, format!("cannot create {}", dir.display()))
+            .details(e.to_string())
+    })
+}
+
 async fn networks(conf: &NetConf) -> Result<Networks, CniError> {
     let ipam = conf.ipam()?;
     let store = ipam_store(conf, ipam)?;
+    make_dirs(&conf.state_dir())?;
     let host = Handle::new().map_err(|e| lib_error("opening netlink in the host namespace", e))?;
     Networks::with_store(&host, conf.state_dir(), store)
         .await
@@ -355,6 +366,12 @@ async fn add(
     let extra = extra_routes(conf, ipam)?;
     let ips = conf.requested_ips(&call.args)?;
     let mac = conf.requested_mac(&call.args)?;
+    // Chained after another plugin: its result is kept in ours.
+    let chained = conf
+        .prev_result
+        .is_some()
+        .then(|| prev_result(conf))
+        .transpose()?;
     let netns_path = call.netns.clone().expect("ADD has CNI_NETNS");
     // Before anything is made: a wrong namespace leaves nothing behind.
     let netns = open_netns(&netns_path)?;
@@ -432,6 +449,10 @@ async fn add(
         ips,
         dns: Dns::default(),
     };
+    let result = match chained {
+        Some(prev) => result.after(prev),
+        None => result,
+    };
     Ok(Some(to_json(&result.for_version(version))?))
 }
 
@@ -452,7 +473,8 @@ async fn del(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>, C
     Ok(None)
 }
 
-/// The `prevResult` of CHECK, in any supported version's shape.
+/// The `prevResult` (CHECK: required; ADD: chained after another plugin), in any supported
+/// version's shape.
 fn prev_result(conf: &NetConf) -> Result<CniResult, CniError> {
     let prev = conf.prev_result.clone().ok_or_else(|| {
         CniError::new(

@@ -152,6 +152,31 @@ impl CniResult {
     }
 }
 
+impl CniResult {
+    /// This result after `prev`'s (chaining: a plugin before this one in the conflist made
+    /// `prev`): its interfaces, addresses and routes first, this result's interface indexes
+    /// moved past them; DNS from `prev` unless this result has some.
+    pub(crate) fn after(self, prev: CniResult) -> CniResult {
+        let shift = prev.interfaces.len();
+        let mut out = prev;
+        out.interfaces.extend(self.interfaces);
+        out.ips.extend(self.ips.into_iter().map(|mut ip| {
+            ip.interface = ip.interface.map(|i| i + shift);
+            ip
+        }));
+        for r in self.routes {
+            if !out.routes.contains(&r) {
+                out.routes.push(r);
+            }
+        }
+        if self.dns != Dns::default() {
+            out.dns = self.dns;
+        }
+        out.cni_version = self.cni_version;
+        out
+    }
+}
+
 /// True if spec version `a` is older than `b` (both `X.Y.Z`).
 pub(crate) fn is_before(a: &str, b: &str) -> bool {
     let parse = |v: &str| -> Vec<u32> { v.split('.').map(|n| n.parse().unwrap_or(0)).collect() };
@@ -236,6 +261,37 @@ mod tests {
         let v04 = serde_json::to_value(r.for_version("0.4.0")).unwrap();
         assert_eq!(v04["ips"][0]["version"], "4");
         assert_eq!(v04["cniVersion"], "0.4.0");
+    }
+
+    #[test]
+    fn chained_results_keep_the_earlier_plugins() {
+        let prev: CniResult = serde_json::from_value(serde_json::json!({
+            "cniVersion": "0.4.0",
+            "interfaces": [{"name": "lo0"}],
+            "ips": [{"version": "4", "interface": 0, "address": "192.0.2.1/32"}],
+            "dns": {"nameservers": ["192.0.2.53"]}
+        }))
+        .unwrap();
+        let ours = CniResult {
+            cni_version: String::new(),
+            interfaces: vec![Interface {
+                name: "eth0".into(),
+                ..Interface::default()
+            }],
+            ips: vec![IpConfig {
+                version: None,
+                interface: Some(0),
+                address: "10.0.0.2/24".parse().unwrap(),
+                gateway: None,
+            }],
+            routes: Vec::new(),
+            dns: Dns::default(),
+        };
+        let r = serde_json::to_value(ours.after(prev).for_version("1.0.0")).unwrap();
+        assert_eq!(r["interfaces"][1]["name"], "eth0");
+        assert_eq!(r["ips"][1]["interface"], 1);
+        assert!(r["ips"][0].get("version").is_none());
+        assert_eq!(r["dns"]["nameservers"][0], "192.0.2.53");
     }
 
     #[test]

@@ -220,6 +220,8 @@ impl Drop for TempDir {
 pub(crate) struct Call {
     binary: PathBuf,
     env: Vec<(&'static str, String)>,
+    /// Variables beyond the `CNI_*` ones (test hooks).
+    extra_env: Vec<(&'static str, String)>,
     stdin: String,
 }
 
@@ -244,7 +246,14 @@ impl Call {
                 ("CNI_ARGS", String::new()),
             ],
             stdin: String::new(),
+            extra_env: Vec::new(),
         }
+    }
+
+    /// Another environment variable (a test hook).
+    pub(crate) fn env(mut self, key: &'static str, value: &str) -> Call {
+        self.extra_env.push((key, value.to_string()));
+        self
     }
 
     fn set(mut self, key: &'static str, value: &str) -> Call {
@@ -301,6 +310,7 @@ impl Call {
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(self.extra_env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

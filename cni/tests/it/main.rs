@@ -415,6 +415,9 @@ fn host_local_data_dir_is_adopted() {
     let conf = config(&host, &dir, "hlnet", "1.0.0", "10.90.0");
     // What host-local left: a lease and its cursor.
     let net_dir = dir.0.join("ipam").join("hlnet");
+    let mut conf = conf;
+    // A state directory whose parents do not exist yet is made (a fresh host).
+    conf["stateDir"] = dir.path("fresh/state").into();
     std::fs::create_dir_all(&net_dir).unwrap();
     std::fs::write(net_dir.join("10.90.0.10"), "oldctr\r\neth0").unwrap();
     std::fs::write(net_dir.join("last_reserved_ip.0"), "10.90.0.10").unwrap();
@@ -698,4 +701,92 @@ fn underlay_ipam_under_the_reference_macvlan() {
     let del = call("DEL", &ct.path()).run(&host);
     assert_eq!(del.code, 0, "{del:?}");
     assert!(leases(&dir, "rinet").is_empty());
+}
+
+/// A panic inside the plugin reaches the runtime as the spec's error object (code 999), not
+/// as a crash with nothing on stdout.
+#[test]
+fn a_panic_is_an_error_object() {
+    let out = Call::new("ADD")
+        .env("UNDERLAY_CNI_TEST_PANIC", "1")
+        .stdin(json!({ "cniVersion": "1.0.0", "name": "n" }))
+        .run_here();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.json["code"], 999, "{out:?}");
+    assert!(
+        out.json["details"]
+            .as_str()
+            .unwrap()
+            .contains("UNDERLAY_CNI_TEST_PANIC"),
+        "{out:?}"
+    );
+}
+
+/// `install` without a directory is a usage error; `--version` names the spec versions.
+#[test]
+fn install_usage_and_version() {
+    let out = std::process::Command::new(common::BIN)
+        .arg("install")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage"));
+    let out = std::process::Command::new(common::BIN)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1.1.0"),
+        "{out:?}"
+    );
+}
+
+/// Chained after another plugin (ADD with `prevResult`), the result keeps that plugin's
+/// interfaces and addresses and numbers its own after them; `"store": "local"` keeps the
+/// leases in the state directory instead of host-local's files.
+#[test]
+fn chained_add_and_the_local_store() {
+    root_or_skip!("chained_add_and_the_local_store");
+    let host = Host::new("ch");
+    let dir = TempDir::new("ch");
+    let mut conf = config(&host, &dir, "chnet", "0.4.0", "10.56.0");
+    conf["ipam"]["store"] = "local".into();
+    // Directories that do not exist yet, parents included (a fresh host).
+    conf["stateDir"] = dir.path("fresh/var/lib/underlay").into();
+    conf["prevResult"] = json!({
+        "cniVersion": "0.4.0",
+        "interfaces": [{ "name": "dummy0" }],
+        "ips": [{ "version": "4", "interface": 0, "address": "192.0.2.1/32" }],
+    });
+    let ct = host.container("c");
+    let add = Call::new("ADD")
+        .container("chctr", &ct.path())
+        .stdin(conf.clone())
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(add.json["interfaces"][0]["name"], "dummy0");
+    assert_eq!(add.json["interfaces"][1]["name"], "eth0");
+    assert_eq!(add.json["ips"][1]["address"], "10.56.0.10/24");
+    assert_eq!(add.json["ips"][1]["interface"], 1);
+    assert_eq!(add.json["ips"][1]["version"], "4");
+    assert!(
+        leases(&dir, "chnet").is_empty(),
+        "host-local's files are not used"
+    );
+    assert!(dir.0.join("fresh/var/lib/underlay/ipam").exists());
+    // A second container gets the next address from the same (local) store.
+    let ct2 = host.container("d");
+    let add2 = Call::new("ADD")
+        .container("chctr2", &ct2.path())
+        .stdin(conf.clone())
+        .run(&host);
+    assert_eq!(add2.json["ips"][1]["address"], "10.56.0.11/24", "{add2:?}");
+    for (id, ct) in [("chctr", &ct), ("chctr2", &ct2)] {
+        let del = Call::new("DEL")
+            .container(id, &ct.path())
+            .stdin(conf.clone())
+            .run(&host);
+        assert_eq!(del.code, 0, "{del:?}");
+        assert!(ct.link_mac("eth0").is_none());
+    }
 }
