@@ -254,6 +254,30 @@ fn ipam_store(conf: &NetConf, ipam: &IpamConf) -> Result<Arc<dyn Store>, CniErro
     }
 }
 
+/// The addresses the runtime asks for, each inside a range of the config (as host-local
+/// demands: addresses outside the ranges may belong to others; the library, like Docker's
+/// `--ip`, would take any address of the subnet).
+fn requested_in_ranges(conf: &NetConf, args: &[(String, String)]) -> Result<Vec<IpAddr>, CniError> {
+    let ips = conf.requested_ips(args)?;
+    let pools = conf.ipam()?.pools()?;
+    for ip in &ips {
+        if !pools.iter().any(|p| p.in_ranges(*ip)) {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!(
+                    "requested IP {ip} is in none of the ranges ({}): ask for an address inside them",
+                    pools
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ));
+        }
+    }
+    Ok(ips)
+}
+
 /// Creates `dir` and its parents (a fresh host has no `/var/lib/cni`).
 fn make_dirs(dir: &std::path::Path) -> Result<(), CniError> {
     std::fs::create_dir_all(dir).map_err(|e| {
@@ -364,7 +388,7 @@ async fn add(
     let spec = conf.network_spec()?;
     let ipam = conf.ipam()?;
     let extra = extra_routes(conf, ipam)?;
-    let ips = conf.requested_ips(&call.args)?;
+    let ips = requested_in_ranges(conf, &call.args)?;
     let mac = conf.requested_mac(&call.args)?;
     // Chained after another plugin: its result is kept in ours.
     let chained = conf
@@ -653,7 +677,7 @@ async fn ipam_add(
     let ipam = conf.ipam()?;
     let net = ipam_network(conf).await?;
     let mut request = Request::any();
-    for ip in conf.requested_ips(&call.args)? {
+    for ip in requested_in_ranges(conf, &call.args)? {
         request = request.and_ip(ip);
     }
     let lease = net.allocate(&call.owner(), &request).await.map_err(|e| {

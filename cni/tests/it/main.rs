@@ -315,6 +315,10 @@ fn bad_configs_and_environments_get_their_codes() {
         );
         assert_eq!(ct.links(), vec!["lo".to_string()], "{what}: left a link");
         assert!(leases(&dir, "badnet").is_empty(), "{what}: left a lease");
+        assert!(
+            !dir.0.join("state/networks/badnet.conf").exists(),
+            "{what}: defined the network"
+        );
     }
     // A network defined once cannot be redefined under its name: the message says what differs.
     let first = Call::new("ADD")
@@ -322,6 +326,16 @@ fn bad_configs_and_environments_get_their_codes() {
         .stdin(good.clone())
         .run(&host);
     assert_eq!(first.code, 0, "{first:?}");
+    // An address outside the range: refused, nothing made, the first lease untouched.
+    let ct3 = host.container("b3");
+    let out = Call::new("ADD")
+        .container("ok3", &ct3.path())
+        .args("IgnoreUnknown=1;IP=10.60.0.200")
+        .stdin(good.clone())
+        .run(&host);
+    assert_eq!(out.json["code"], 7, "{out:?}");
+    assert_eq!(ct3.links(), vec!["lo".to_string()]);
+    assert_eq!(leases(&dir, "badnet"), vec!["10.60.0.10".to_string()]);
     let changed = with(&|c| c["mtu"] = 1400.into());
     let ct2 = host.container("b2");
     let out = Call::new("ADD")
