@@ -174,6 +174,31 @@ fn podman_and_containerd_calls() {
         serde_json::from_str(include_str!("../fixtures/podman-add-1.0.0.json")).unwrap();
     let mut conf = config(&host, &dir, "hcfnet", "1.0.0", "10.219.0");
     conf["capabilities"] = podman["stdin"]["capabilities"].clone();
+    // podman with every capability (fixtures/podman-capabilities-add.json) sends
+    // `runtimeConfig.aliases`, which this plugin does not use: accepted, ignored.
+    let caps: Value =
+        serde_json::from_str(include_str!("../fixtures/podman-capabilities-add.json")).unwrap();
+    let mut with_caps = config(&host, &dir, "hcfnet", "1.0.0", "10.219.0");
+    with_caps["capabilities"] = caps["stdin"]["capabilities"].clone();
+    with_caps["runtimeConfig"] = caps["stdin"]["runtimeConfig"].clone();
+    let ct0 = host.container("caps");
+    let add = Call::new("ADD")
+        .container(
+            caps["env"]["CNI_CONTAINERID"].as_str().unwrap(),
+            &ct0.path(),
+        )
+        .args(caps["env"]["CNI_ARGS"].as_str().unwrap())
+        .stdin(with_caps.clone())
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    let del = Call::new("DEL")
+        .container(
+            caps["env"]["CNI_CONTAINERID"].as_str().unwrap(),
+            &ct0.path(),
+        )
+        .stdin(with_caps)
+        .run(&host);
+    assert_eq!(del.code, 0, "{del:?}");
     let ct = host.container("pm");
     let env = &podman["env"];
     let add = Call::new("ADD")
