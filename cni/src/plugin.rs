@@ -88,7 +88,7 @@ fn run_command(
             ),
         ));
     }
-    let since = |v: &str| -> Result<(), CniError> {
+    let needs_version = |v: &str| -> Result<(), CniError> {
         if is_before(version, v) {
             Err(CniError::new(
                 code::INCOMPATIBLE_VERSION,
@@ -124,7 +124,7 @@ fn run_command(
             }
         }
         "CHECK" => {
-            since("0.4.0")?;
+            needs_version("0.4.0")?;
             let call = Call::from_env(env, true)?;
             match role {
                 Role::Main => runtime()?.block_on(check(&conf, &call)),
@@ -132,11 +132,11 @@ fn run_command(
             }
         }
         "STATUS" => {
-            since("1.1.0")?;
+            needs_version("1.1.0")?;
             runtime()?.block_on(status(&conf, role))
         }
         "GC" => {
-            since("1.1.0")?;
+            needs_version("1.1.0")?;
             match role {
                 Role::Main => runtime()?.block_on(gc(&conf)),
                 Role::Ipam => runtime()?.block_on(ipam_gc(&conf)),
@@ -539,7 +539,7 @@ async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>,
             )
         })?;
     let netns = open_netns(call.netns.as_deref().expect("CHECK has CNI_NETNS"))?;
-    let failed = |what: String| {
+    let check_failed = |what: String| {
         CniError::new(
             code::INTERNAL,
             format!("CHECK of `{}`/{}: {what}", call.container_id, call.ifname),
@@ -549,14 +549,14 @@ async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>,
         .await
         .map_err(|e| lib_error("opening the container's namespace", e))?;
     let link = h.link(call.ifname.as_str()).await.map_err(|e| {
-        failed(format!(
+        check_failed(format!(
             "interface {} is missing: {}",
             call.ifname,
             e.message()
         ))
     })?;
     if link.index != ep.index {
-        return Err(failed(format!(
+        return Err(check_failed(format!(
             "interface {} is not the one underlay made (index {} instead of {})",
             call.ifname, link.index, ep.index
         )));
@@ -564,7 +564,10 @@ async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>,
     let mac = link.mac.map(|m| m.to_string()).unwrap_or_default();
     if let Some(i) = prev.interfaces.iter().find(|i| i.name == call.ifname) {
         if !i.mac.is_empty() && !i.mac.eq_ignore_ascii_case(&mac) {
-            return Err(failed(format!("MAC is {mac}, the result says {}", i.mac)));
+            return Err(check_failed(format!(
+                "MAC is {mac}, the result says {}",
+                i.mac
+            )));
         }
     }
     let have = h
@@ -573,7 +576,7 @@ async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>,
         .map_err(|e| lib_error("reading addresses", e))?;
     for ip in &prev.ips {
         if !have.iter().any(|a| a.address == ip.address) {
-            return Err(failed(format!("address {} is missing", ip.address)));
+            return Err(check_failed(format!("address {} is missing", ip.address)));
         }
     }
     let routes = h
@@ -587,7 +590,7 @@ async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>,
             .iter()
             .any(|k| k.destination == r.dst.trunc() && (gw.is_none() || k.gateway == gw))
         {
-            return Err(failed(format!(
+            return Err(check_failed(format!(
                 "route {}{} is missing",
                 r.dst,
                 gw.map(|g| format!(" via {g}")).unwrap_or_default()

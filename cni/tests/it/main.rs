@@ -244,70 +244,78 @@ fn bad_configs_and_environments_get_their_codes() {
     let dir = TempDir::new("bad");
     let good = config(&host, &dir, "badnet", "1.0.0", "10.60.0");
     let ct = host.container("b");
-    let with = |f: &dyn Fn(&mut Value)| {
+    let good_but = |f: &dyn Fn(&mut Value)| {
         let mut c = good.clone();
         f(&mut c);
         c
     };
-    let add = |c: Value| Call::new("ADD").container("bad1", &ct.path()).stdin(c);
+    let add_call = |c: Value| Call::new("ADD").container("bad1", &ct.path()).stdin(c);
     let cases: Vec<(&str, Call, u64)> = vec![
         (
             "not JSON",
-            add(Value::Null).stdin_raw("{\"cniVersion\": "),
+            add_call(Value::Null).stdin_raw("{\"cniVersion\": "),
             6,
         ),
         (
             "version 0.2.0",
-            add(with(&|c| c["cniVersion"] = "0.2.0".into())),
+            add_call(good_but(&|c| c["cniVersion"] = "0.2.0".into())),
             1,
         ),
         (
             "version 2.0.0",
-            add(with(&|c| c["cniVersion"] = "2.0.0".into())),
+            add_call(good_but(&|c| c["cniVersion"] = "2.0.0".into())),
             1,
         ),
         (
             "no master",
-            add(with(&|c| {
+            add_call(good_but(&|c| {
                 c.as_object_mut().unwrap().remove("master");
             })),
             7,
         ),
-        ("bad mode", add(with(&|c| c["mode"] = "fast".into())), 7),
+        (
+            "bad mode",
+            add_call(good_but(&|c| c["mode"] = "fast".into())),
+            7,
+        ),
         (
             "bad subnet",
-            add(with(&|c| {
+            add_call(good_but(&|c| {
                 c["ipam"]["ranges"][0][0]["subnet"] = "10.60.0.300/24".into()
             })),
             7,
         ),
         (
             "range outside",
-            add(with(&|c| {
+            add_call(good_but(&|c| {
                 c["ipam"]["ranges"][0][0]["rangeEnd"] = "10.61.0.9".into()
             })),
             7,
         ),
         (
             "ipam type",
-            add(with(&|c| c["ipam"]["type"] = "dhcp".into())),
+            add_call(good_but(&|c| c["ipam"]["type"] = "dhcp".into())),
             7,
         ),
-        ("mtu a string", add(with(&|c| c["mtu"] = "big".into())), 7),
+        (
+            "mtu a string",
+            add_call(good_but(&|c| c["mtu"] = "big".into())),
+            7,
+        ),
         (
             "missing parent link",
-            add(with(&|c| c["master"] = "nosuch0".into())),
+            add_call(good_but(&|c| c["master"] = "nosuch0".into())),
             7,
         ),
-        ("no CNI_COMMAND", add(good.clone()).command(""), 4),
-        ("unknown command", add(good.clone()).command("FROB"), 4),
+        ("no CNI_COMMAND", add_call(good.clone()).command(""), 4),
+        ("unknown command", add_call(good.clone()).command("FROB"), 4),
         (
             "no CNI_NETNS",
             Call::new("ADD").container("bad1", "").stdin(good.clone()),
             4,
         ),
-        ("bad CNI_IFNAME", add(good.clone()).ifname("a/b"), 4),
-        ("bad CNI_ARGS", add(good.clone()).args("IP"), 4),
+        ("bad CNI_IFNAME", add_call(good.clone()).ifname("a/b"), 4),
+        ("bad CNI_ARGS", add_call(good.clone()).args("IP"), 4),
         (
             "netns gone",
             Call::new("ADD")
@@ -365,7 +373,7 @@ fn bad_configs_and_environments_get_their_codes() {
     assert_eq!(out.json["code"], 7, "{out:?}");
     assert_eq!(ct3.links(), vec!["lo".to_string()]);
     assert_eq!(leases(&dir, "badnet"), vec!["10.60.0.10".to_string()]);
-    let changed = with(&|c| c["mtu"] = 1400.into());
+    let changed = good_but(&|c| c["mtu"] = 1400.into());
     let ct2 = host.container("b2");
     let out = Call::new("ADD")
         .container("ok2", &ct2.path())
