@@ -10,6 +10,7 @@
 
 mod config;
 mod install;
+mod log;
 mod plugin;
 mod protocol;
 
@@ -43,17 +44,22 @@ fn main() -> ExitCode {
         Role::Main
     };
     // The default hook prints the panic to stderr, which is where logs go.
-    let outcome = std::panic::catch_unwind(|| {
-        let mut stdin = Vec::new();
-        std::io::stdin().read_to_end(&mut stdin).map_err(|e| {
+    let env = Env::from_process();
+    let mut stdin = Vec::new();
+    let read = std::io::stdin()
+        .read_to_end(&mut stdin)
+        .map(|_| ())
+        .map_err(|e| {
             CniError::new(code::IO_FAILURE, "cannot read the configuration from stdin")
                 .details(e.to_string())
-        })?;
+        });
+    let outcome = std::panic::catch_unwind(|| {
+        read?;
         // Test hook: proves that a panic reaches the runtime as the spec's error object.
         if std::env::var_os("UNDERLAY_CNI_TEST_PANIC").is_some() {
             panic!("UNDERLAY_CNI_TEST_PANIC is set");
         }
-        plugin::run(role, &Env::from_process(), &stdin)
+        plugin::run(role, &env, &stdin)
     });
     let outcome = match outcome {
         Ok(o) => o,
@@ -70,6 +76,9 @@ fn main() -> ExitCode {
             .details(what))
         }
     };
+    if let Some(path) = log::log_file(&stdin) {
+        log::append(&path, &env, outcome.as_ref().map(|_| ()));
+    }
     let (answer, status) = match outcome {
         Ok(None) => return ExitCode::SUCCESS,
         Ok(Some(v)) => (v, ExitCode::SUCCESS),

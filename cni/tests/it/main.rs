@@ -397,7 +397,8 @@ fn status_and_gc() {
     root_or_skip!("status_and_gc");
     let host = Host::new("gc");
     let dir = TempDir::new("gc");
-    let conf = config(&host, &dir, "gcnet", "1.1.0", "10.70.0");
+    let mut conf = config(&host, &dir, "gcnet", "1.1.0", "10.70.0");
+    conf["logFile"] = dir.path("plugin.log").into();
     let st = Call::new("STATUS").stdin(conf.clone()).run(&host);
     assert_eq!(st.code, 0, "{st:?}");
     let mut gone = conf.clone();
@@ -424,6 +425,18 @@ fn status_and_gc() {
     assert!(
         b.link_mac("eth0").is_none(),
         "GC left the dropped attachment's link"
+    );
+    // The log file: a line per call (STATUS, STATUS that failed, 2 ADDs, GC).
+    let log = std::fs::read_to_string(dir.0.join("plugin.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 5, "{log}");
+    assert!(
+        lines[1].contains("STATUS") && lines[1].contains("error 50"),
+        "{log}"
+    );
+    assert!(
+        lines[2].contains("ADD container=keep ifname=eth0") && lines[2].ends_with(": ok"),
+        "{log}"
     );
 }
 
