@@ -307,6 +307,13 @@ fn bad_configs_and_environments_get_their_codes() {
             add_call(good_but(&|c| c["master"] = "nosuch0".into())),
             7,
         ),
+        (
+            "default route via another gateway",
+            add_call(good_but(&|c| {
+                c["ipam"]["routes"] = json!([{ "dst": "0.0.0.0/0", "gw": "10.60.0.254" }])
+            })),
+            7,
+        ),
         ("no CNI_COMMAND", add_call(good.clone()).command(""), 4),
         ("unknown command", add_call(good.clone()).command("FROB"), 4),
         (
@@ -538,11 +545,34 @@ fn ipam_only_role() {
     assert_eq!(leases(&dir, "ipnet"), vec!["10.95.0.20".to_string()]);
     let del = Call::new("DEL")
         .container("ip1", "")
-        .stdin(conf)
+        .stdin(conf.clone())
         .binary(&ipam_bin)
         .run_here();
     assert_eq!(del.code, 0, "{del:?}");
     assert!(leases(&dir, "ipnet").is_empty());
+
+    // CHECK finds the lease; GC (1.1.0) releases what is not valid.
+    let mut v11 = conf.clone();
+    v11["cniVersion"] = "1.1.0".into();
+    let ipam_call = |command: &str, id: &str, conf: &Value| {
+        Call::new(command)
+            .container(id, "/proc/self/ns/net")
+            .stdin(conf.clone())
+            .binary(&ipam_bin)
+            .run_here()
+    };
+    for id in ["keep", "drop"] {
+        let add = ipam_call("ADD", id, &v11);
+        assert_eq!(add.code, 0, "{add:?}");
+    }
+    let check = ipam_call("CHECK", "keep", &v11);
+    assert_eq!(check.code, 0, "{check:?}");
+    let check = ipam_call("CHECK", "nobody", &v11);
+    assert_eq!(check.json["code"], 3, "{check:?}");
+    v11["cni.dev/valid-attachments"] = json!([{ "containerID": "keep", "ifname": "eth0" }]);
+    let gc = ipam_call("GC", "", &v11);
+    assert_eq!(gc.code, 0, "{gc:?}");
+    assert_eq!(leases(&dir, "ipnet"), vec!["10.95.0.21".to_string()]);
 }
 
 /// The reference plugins (Debian's containernetworking-plugins: macvlan + host-local) as the
