@@ -35,7 +35,7 @@ fn works(program: &str, arg: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn apt_install(packages: &[&str]) -> io::Result<bool> {
+pub(crate) fn apt_install(packages: &[&str]) -> io::Result<bool> {
     let install = |pkgs: &[&str]| -> io::Result<bool> {
         Ok(Command::new("apt-get")
             .args(["install", "-y"])

@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 mod c_api;
+mod cni;
 mod etcd;
 mod python;
 
@@ -13,12 +14,15 @@ usage: cargo xtask <task>
 
 tasks:
   test [args]              the whole suite as CI runs it: fmt check, clippy -D warnings, docs
-                           -D warnings, vm-prepare, the scenarios demo, then
+                           -D warnings, vm-prepare, the scenarios demo, cni-test, then
                            `cargo test --workspace --locked [args]` (the vm test binary boots
                            the VM itself when the kernel lacks 8021q/ipvlan)
   etcd-test [args]         the etcd IPAM store against real etcd members (installs etcd-server,
                            etcd-client and protobuf-compiler with apt if missing; clippy with
                            the etcd features first)
+  cni-test [args]          the CNI plugin (underlay-cni) run as libcni runs it, in throwaway
+                           namespaces (installs containernetworking-plugins with apt if
+                           missing: the reference plugins are the tests' oracle)
   c-test [--bless] [--install PREFIX]
                            the C ABI: header up to date (--bless rewrites it), C examples and
                            tests under sanitizers; --install puts header, libraries and
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
     let result = match task.as_ref().and_then(|t| t.to_str()) {
         Some("test") => test(args.collect()),
         Some("etcd-test") => etcd::run(args.collect()),
+        Some("cni-test") => cni::run(args.collect()),
         Some("c-test") => c_api::run(args.collect()),
         Some("py-test") => python::run(args.collect()),
         Some("vm-prepare") => vm_prepare(),
@@ -114,6 +119,12 @@ fn test(args: Vec<OsString>) -> std::io::Result<i32> {
         &[],
     )? {
         return Ok(1);
+    }
+    // Before the workspace's tests, which include the plugin's: its oracle is installed here.
+    println!("==> CNI plugin: cargo xtask cni-test");
+    let cni = cni::run(Vec::new())?;
+    if cni != 0 {
+        return Ok(cni);
     }
     println!("==> tests: cargo test --workspace --locked");
     let status = std::process::Command::new(&cargo)

@@ -203,6 +203,46 @@ impl Networks {
         Ok(Network::new(self.clone(), record, ipam))
     }
 
+    /// Opens network `spec.name` if it exists with this definition, else creates it: for
+    /// front-ends whose every call carries the network's definition (a CNI config). Safe
+    /// against concurrent callers, in this process or others: of two first calls one creates,
+    /// the other opens. A network of that name defined otherwise (driver, mode, parent, MTU,
+    /// pools) is [`ErrorKind::Conflict`], the message naming each difference.
+    /// [`NetworkSpec::bring_parent_up`] matters only when the network is created.
+    pub async fn create_or_open(&self, spec: NetworkSpec) -> Result<Network> {
+        // A network deleted between a failed create and the open: try again (a few times).
+        let mut last = None;
+        for _ in 0..3 {
+            match self.create(spec.clone()).await {
+                Ok(net) => return Ok(net),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            match self.get(&spec.name).await {
+                Ok(net) => {
+                    let diffs = net.differences(&spec);
+                    if diffs.is_empty() {
+                        return Ok(net);
+                    }
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "network `{}` exists with another definition: {}; use the stored \
+                             definition, or delete the network (after its endpoints) to redefine it",
+                            spec.name,
+                            diffs.join("; ")
+                        ),
+                    ));
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::not_found(format!("network `{}` keeps vanishing", spec.name))
+        }))
+    }
+
     /// The network `name`.
     pub async fn get(&self, name: &str) -> Result<Network> {
         let record = self.read_record(name)?.ok_or_else(|| {
@@ -625,6 +665,52 @@ impl Network {
 
     fn host(&self) -> &Handle {
         &self.nets.inner.host
+    }
+
+    /// How `spec` differs from this network's definition, one line per difference ("stored
+    /// X, given Y"); empty when it is the same network.
+    fn differences(&self, spec: &NetworkSpec) -> Vec<String> {
+        let mut out = Vec::new();
+        let driver = |d: Driver| match d {
+            Driver::Macvlan(m) => format!("macvlan mode {}", m.as_str()),
+            Driver::Ipvlan(m, f) => format!("ipvlan mode {} flag {}", m.as_str(), f.as_str()),
+        };
+        if self.driver() != spec.driver {
+            out.push(format!(
+                "driver: stored {}, given {}",
+                driver(self.driver()),
+                driver(spec.driver)
+            ));
+        }
+        if self.parent() != spec.parent.as_deref() {
+            out.push(format!(
+                "parent: stored {}, given {}",
+                self.parent().unwrap_or("none (internal)"),
+                spec.parent.as_deref().unwrap_or("none (internal)")
+            ));
+        }
+        if self.mtu() != spec.mtu {
+            let mtu = |m: Option<u32>| m.map_or("the parent's".to_string(), |m| m.to_string());
+            out.push(format!(
+                "MTU: stored {}, given {}",
+                mtu(self.mtu()),
+                mtu(spec.mtu)
+            ));
+        }
+        if self.pools() != spec.pools.as_slice() {
+            let pools = |p: &[ipam::Pool]| {
+                p.iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            out.push(format!(
+                "pools: stored {}, given {}",
+                pools(self.pools()),
+                pools(&spec.pools)
+            ));
+        }
+        out
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod churn;
 mod common;
+mod create_or_open;
 mod ipam;
 #[cfg(feature = "etcd")]
 mod ipam_etcd;

@@ -1,0 +1,468 @@
+//! The network configuration a runtime sends on stdin, with the reference macvlan/ipvlan and
+//! host-local plugins' keys, and its translation into the library's [`NetworkSpec`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use underlay::ipam::{AllocRange, Pool};
+use underlay::network::NetworkSpec;
+use underlay::{IpvlanFlag, IpvlanMode, MacAddr, MacvlanMode};
+
+use crate::protocol::{code, CniError, RouteConf};
+
+/// The default state directory of networks and endpoints (the library's).
+pub(crate) const DEFAULT_STATE_DIR: &str = underlay::network::DEFAULT_ROOT;
+
+/// host-local's default `dataDir`.
+pub(crate) const DEFAULT_DATA_DIR: &str = underlay::ipam::HostLocalStore::DEFAULT_DIR;
+
+/// IPAM types served in-process: underlay's own, and host-local's (same keys, same files).
+pub(crate) const IN_PROCESS_IPAM: [&str; 2] = ["underlay-ipam", "host-local"];
+
+/// A network configuration (one plugin's entry of a conflist, as libcni sends it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NetConf {
+    #[serde(default)]
+    pub(crate) name: String,
+    /// The parent NIC (the reference plugins' key).
+    pub(crate) master: Option<String>,
+    /// The parent NIC (underlay's and Docker's word).
+    pub(crate) parent: Option<String>,
+    /// macvlan: bridge (default), vepa, private, passthru, source; ipvlan: l2 (default), l3, l3s.
+    pub(crate) mode: Option<String>,
+    /// ipvlan: bridge (default), private, vepa.
+    pub(crate) flag: Option<String>,
+    pub(crate) mtu: Option<u32>,
+    /// "macvlan" (default) or "ipvlan".
+    pub(crate) driver: Option<String>,
+    pub(crate) ipam: Option<IpamConf>,
+    /// Where networks and endpoints are kept (default `/var/lib/underlay`).
+    pub(crate) state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) runtime_config: RuntimeConfig,
+    #[serde(default)]
+    pub(crate) args: Option<ArgsConf>,
+    pub(crate) prev_result: Option<serde_json::Value>,
+    #[serde(rename = "cni.dev/valid-attachments")]
+    pub(crate) valid_attachments: Option<Vec<Attachment>>,
+}
+
+/// The `ipam` block: host-local's keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct IpamConf {
+    #[serde(rename = "type", default)]
+    pub(crate) ipam_type: String,
+    /// Range sets: one address from each set.
+    #[serde(default)]
+    pub(crate) ranges: Vec<Vec<RangeConf>>,
+    /// Shorthand for one range set of one range.
+    pub(crate) subnet: Option<IpNet>,
+    pub(crate) range_start: Option<IpAddr>,
+    pub(crate) range_end: Option<IpAddr>,
+    pub(crate) gateway: Option<IpAddr>,
+    #[serde(default)]
+    pub(crate) routes: Vec<RouteConf>,
+    /// host-local's data directory (default `/var/lib/cni/networks`).
+    pub(crate) data_dir: Option<PathBuf>,
+    /// "host-local" (default: host-local's files in `dataDir`) or "local" (underlay's journal
+    /// in the state directory).
+    pub(crate) store: Option<String>,
+}
+
+/// One range of a range set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RangeConf {
+    pub(crate) subnet: IpNet,
+    pub(crate) range_start: Option<IpAddr>,
+    pub(crate) range_end: Option<IpAddr>,
+    pub(crate) gateway: Option<IpAddr>,
+}
+
+/// `runtimeConfig`: the capabilities this plugin reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct RuntimeConfig {
+    #[serde(default)]
+    pub(crate) ips: Vec<String>,
+    pub(crate) mac: Option<String>,
+}
+
+/// `args` (the conventions' `args.cni`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct ArgsConf {
+    #[serde(default)]
+    pub(crate) cni: Option<CniArgsConf>,
+}
+
+/// `args.cni`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct CniArgsConf {
+    #[serde(default)]
+    pub(crate) ips: Vec<String>,
+    pub(crate) mac: Option<String>,
+}
+
+/// One element of `cni.dev/valid-attachments` (GC).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Attachment {
+    #[serde(rename = "containerID")]
+    pub(crate) container_id: String,
+    pub(crate) ifname: String,
+}
+
+fn invalid(msg: impl Into<String>) -> CniError {
+    CniError::new(code::INVALID_CONFIG, msg)
+}
+
+impl NetConf {
+    /// The parent: `master`, or `parent`.
+    pub(crate) fn parent(&self) -> Result<&str, CniError> {
+        match (&self.master, &self.parent) {
+            (Some(m), Some(p)) if m != p => Err(invalid(format!(
+                "`master` ({m}) and `parent` ({p}) differ: give one of them"
+            ))),
+            (Some(m), _) => Ok(m),
+            (None, Some(p)) => Ok(p),
+            (None, None) => Err(invalid(
+                "no `master`: name the parent interface (e.g. \"master\": \"ens192\" or \"ens192.10\")",
+            )),
+        }
+    }
+
+    /// The `ipam` block, which must be served in-process.
+    pub(crate) fn ipam(&self) -> Result<&IpamConf, CniError> {
+        let ipam = self.ipam.as_ref().ok_or_else(|| {
+            invalid("no `ipam` block: add one, e.g. {\"type\": \"underlay-ipam\", \"subnet\": \"10.0.0.0/24\"}")
+        })?;
+        if !IN_PROCESS_IPAM.contains(&ipam.ipam_type.as_str()) {
+            return Err(invalid(format!(
+                "ipam type `{}` is not supported yet: use \"underlay-ipam\" or \"host-local\" (both served by underlay, with host-local's keys and files)",
+                ipam.ipam_type
+            )));
+        }
+        Ok(ipam)
+    }
+
+    /// The library's definition of this network.
+    pub(crate) fn network_spec(&self) -> Result<NetworkSpec, CniError> {
+        let parent = self.parent()?;
+        let mut spec = match self.driver.as_deref().unwrap_or("macvlan") {
+            "macvlan" => {
+                if self.flag.is_some() {
+                    return Err(invalid(
+                        "`flag` is an ipvlan setting: remove it or use \"driver\": \"ipvlan\"",
+                    ));
+                }
+                let mode = match &self.mode {
+                    None => MacvlanMode::Bridge,
+                    Some(m) => m.parse().map_err(|e: underlay::Error| {
+                        invalid(format!("macvlan `mode` `{m}` is unknown")).details(e.to_string())
+                    })?,
+                };
+                NetworkSpec::macvlan(&self.name, parent, mode)
+            }
+            "ipvlan" => {
+                let mode = match &self.mode {
+                    None => IpvlanMode::L2,
+                    Some(m) => m.parse().map_err(|e: underlay::Error| {
+                        invalid(format!("ipvlan `mode` `{m}` is unknown")).details(e.to_string())
+                    })?,
+                };
+                let flag = match &self.flag {
+                    None => IpvlanFlag::default(),
+                    Some(f) => f.parse().map_err(|e: underlay::Error| {
+                        invalid(format!("ipvlan `flag` `{f}` is unknown")).details(e.to_string())
+                    })?,
+                };
+                NetworkSpec::ipvlan(&self.name, parent, mode, flag)
+            }
+            other => {
+                return Err(invalid(format!(
+                    "`driver` `{other}` is unknown: use \"macvlan\" or \"ipvlan\""
+                )))
+            }
+        };
+        if let Some(mtu) = self.mtu.filter(|m| *m != 0) {
+            spec = spec.mtu(mtu);
+        }
+        for pool in self.ipam()?.pools()? {
+            spec = spec.pool(pool);
+        }
+        Ok(spec)
+    }
+
+    /// The addresses asked for: `runtimeConfig.ips`, `args.cni.ips`, `CNI_ARGS` `IP=` (comma
+    /// separated), the first source that gives any; `ADDR/LEN` is taken as `ADDR`.
+    pub(crate) fn requested_ips(
+        &self,
+        cni_args: &[(String, String)],
+    ) -> Result<Vec<IpAddr>, CniError> {
+        let from_args: Vec<String> = cni_args
+            .iter()
+            .filter(|(k, _)| k == "IP")
+            .flat_map(|(_, v)| v.split(',').map(str::to_string))
+            .collect();
+        let args_cni = self.args.as_ref().and_then(|a| a.cni.as_ref());
+        let list = [
+            self.runtime_config.ips.clone(),
+            args_cni.map(|c| c.ips.clone()).unwrap_or_default(),
+            from_args,
+        ]
+        .into_iter()
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+        list.iter()
+            .map(|s| {
+                let s = s.trim();
+                let addr = s.split_once('/').map_or(s, |(a, _)| a);
+                addr.parse::<IpAddr>()
+                    .map_err(|_| invalid(format!("requested IP `{s}` is not an IP address")))
+            })
+            .collect()
+    }
+
+    /// The MAC asked for: `runtimeConfig.mac`, `args.cni.mac`, `CNI_ARGS` `MAC=`.
+    pub(crate) fn requested_mac(
+        &self,
+        cni_args: &[(String, String)],
+    ) -> Result<Option<MacAddr>, CniError> {
+        let from_args = cni_args
+            .iter()
+            .find(|(k, _)| k == "MAC")
+            .map(|(_, v)| v.clone());
+        let args_cni = self
+            .args
+            .as_ref()
+            .and_then(|a| a.cni.as_ref())
+            .and_then(|c| c.mac.clone());
+        match self.runtime_config.mac.clone().or(args_cni).or(from_args) {
+            None => Ok(None),
+            Some(m) => m.parse().map(Some).map_err(|e: underlay::Error| {
+                invalid(format!("requested MAC `{m}` is invalid")).details(e.to_string())
+            }),
+        }
+    }
+
+    /// The state directory.
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STATE_DIR.into())
+    }
+}
+
+impl IpamConf {
+    /// The pools: one per range set (its ranges must share one subnet).
+    pub(crate) fn pools(&self) -> Result<Vec<Pool>, CniError> {
+        let mut sets = self.ranges.clone();
+        if let Some(subnet) = self.subnet {
+            sets.push(vec![RangeConf {
+                subnet,
+                range_start: self.range_start,
+                range_end: self.range_end,
+                gateway: self.gateway,
+            }]);
+        } else if self.range_start.is_some() || self.range_end.is_some() || self.gateway.is_some() {
+            return Err(invalid(
+                "ipam: `rangeStart`, `rangeEnd` or `gateway` without `subnet`",
+            ));
+        }
+        if sets.is_empty() {
+            return Err(invalid(
+                "ipam: no `ranges` and no `subnet`: give at least one subnet",
+            ));
+        }
+        sets.iter().map(|set| pool_of_set(set)).collect()
+    }
+
+    /// The data directory of the host-local layout.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into())
+    }
+}
+
+fn pool_of_set(set: &[RangeConf]) -> Result<Pool, CniError> {
+    let first = set
+        .first()
+        .ok_or_else(|| invalid("ipam: an empty range set in `ranges`"))?;
+    let subnet = first.subnet;
+    if subnet.addr() != subnet.network() {
+        return Err(invalid(format!(
+            "ipam: subnet `{subnet}` has host bits set: did you mean `{}`?",
+            subnet.trunc()
+        )));
+    }
+    let mut gateway = None;
+    for r in set {
+        if r.subnet != subnet {
+            return Err(invalid(format!(
+                "ipam: a range set with subnets {subnet} and {} is not supported yet: give each subnet its own range set",
+                r.subnet
+            )));
+        }
+        match (gateway, r.gateway) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(invalid(format!(
+                    "ipam: ranges of subnet {subnet} give two gateways ({a}, {b}): give one"
+                )))
+            }
+            (None, g) => gateway = g,
+            _ => {}
+        }
+    }
+    let mut b = Pool::builder(subnet);
+    if let Some(g) = gateway {
+        b = b.gateway(g);
+    }
+    let whole = set
+        .iter()
+        .all(|r| r.range_start.is_none() && r.range_end.is_none());
+    if !whole {
+        for r in set {
+            let start = r.range_start.unwrap_or_else(|| first_host(subnet));
+            let end = r.range_end.unwrap_or_else(|| last_host(subnet));
+            let range = AllocRange::span(start, end).map_err(|e| {
+                invalid(format!("ipam: range {start}-{end} is invalid")).details(e.to_string())
+            })?;
+            b = b.range(range);
+        }
+    }
+    b.build().map_err(|e| {
+        invalid(format!("ipam: subnet {subnet}: {}", e.message())).details(e.to_string())
+    })
+}
+
+/// The subnet's first address after the network address.
+fn first_host(subnet: IpNet) -> IpAddr {
+    match subnet {
+        IpNet::V4(n) => IpAddr::V4((u32::from(n.network()) + 1).into()),
+        IpNet::V6(n) => IpAddr::V6((u128::from(n.network()) + 1).into()),
+    }
+}
+
+/// The subnet's last address before the broadcast (IPv4), or its last (IPv6).
+fn last_host(subnet: IpNet) -> IpAddr {
+    match subnet {
+        IpNet::V4(n) => IpAddr::V4((u32::from(n.broadcast()) - 1).into()),
+        IpNet::V6(n) => IpAddr::V6(n.broadcast()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(json: &str) -> NetConf {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn podman_fixture_translates() {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/podman-add-1.0.0.json")).unwrap();
+        let mut stdin = fixture["stdin"]["delegate"].clone();
+        stdin["name"] = "hcfnet".into();
+        stdin["cniVersion"] = "1.0.0".into();
+        stdin["type"] = "underlay".into();
+        let c: NetConf = serde_json::from_value(stdin).unwrap();
+        let spec = c.network_spec().unwrap();
+        assert_eq!(spec.parent.as_deref(), Some("hcfpmpar0"));
+        assert_eq!(spec.pools.len(), 1);
+        assert_eq!(
+            spec.pools[0].to_string(),
+            "10.219.0.0/24 gateway=10.219.0.1 range=10.219.0.10-10.219.0.99"
+        );
+        let env = crate::protocol::Env {
+            args: fixture["env"]["CNI_ARGS"].as_str().map(str::to_string),
+            ..Default::default()
+        };
+        let args = env.cni_args().unwrap();
+        assert_eq!(
+            c.requested_ips(&args).unwrap(),
+            vec!["10.219.0.10".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            c.requested_mac(&args).unwrap().unwrap().to_string(),
+            "f6:a9:f4:44:db:73"
+        );
+    }
+
+    #[test]
+    fn shorthand_and_errors() {
+        let c = conf(
+            r#"{"cniVersion":"0.3.1","name":"n","type":"underlay","master":"eth1","mtu":1400,
+            "ipam":{"type":"underlay-ipam","subnet":"10.1.0.0/16","rangeStart":"10.1.5.1"}}"#,
+        );
+        let spec = c.network_spec().unwrap();
+        assert_eq!(spec.mtu, Some(1400));
+        assert_eq!(
+            spec.pools[0].to_string(),
+            "10.1.0.0/16 gateway=10.1.0.1 range=10.1.5.1-10.1.255.254"
+        );
+        for (json, what) in [
+            (
+                r#"{"name":"n","ipam":{"type":"host-local","subnet":"10.1.0.0/16"}}"#,
+                "no `master`",
+            ),
+            (
+                r#"{"name":"n","master":"e","ipam":{"type":"dhcp"}}"#,
+                "not supported yet",
+            ),
+            (
+                r#"{"name":"n","master":"e","ipam":{"type":"host-local","subnet":"10.1.0.1/16"}}"#,
+                "host bits",
+            ),
+            (
+                r#"{"name":"n","master":"e","ipam":{"type":"host-local","subnet":"10.1.0.0/24","rangeStart":"10.1.0.5","rangeEnd":"10.2.0.9"}}"#,
+                "outside",
+            ),
+            (
+                r#"{"name":"n","master":"e","mode":"fast","ipam":{"type":"host-local","subnet":"10.1.0.0/24"}}"#,
+                "mode",
+            ),
+            (
+                r#"{"name":"n","master":"e","driver":"bridge","ipam":{"type":"host-local","subnet":"10.1.0.0/24"}}"#,
+                "driver",
+            ),
+            (r#"{"name":"n","master":"e"}"#, "no `ipam`"),
+        ] {
+            let e = conf(json).network_spec().unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG, "{json}");
+            let all = format!("{} {}", e.msg, e.details);
+            assert!(all.contains(what), "{json}: {all}");
+        }
+    }
+
+    #[test]
+    fn requested_ips_sources() {
+        let c = conf(
+            r#"{"name":"n","runtimeConfig":{"ips":["10.0.0.5/24"]},"args":{"cni":{"ips":["10.0.0.6"]}}}"#,
+        );
+        let args = vec![("IP".to_string(), "10.0.0.7".to_string())];
+        assert_eq!(
+            c.requested_ips(&args).unwrap(),
+            vec!["10.0.0.5".parse::<IpAddr>().unwrap()]
+        );
+        let c = conf(r#"{"name":"n","args":{"cni":{"ips":["10.0.0.6"]}}}"#);
+        assert_eq!(
+            c.requested_ips(&args).unwrap(),
+            vec!["10.0.0.6".parse::<IpAddr>().unwrap()]
+        );
+        let c = conf(r#"{"name":"n"}"#);
+        assert_eq!(
+            c.requested_ips(&args).unwrap(),
+            vec!["10.0.0.7".parse::<IpAddr>().unwrap()]
+        );
+        let bad = vec![("IP".to_string(), "ten".to_string())];
+        assert_eq!(
+            c.requested_ips(&bad).unwrap_err().code,
+            code::INVALID_CONFIG
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! `cargo xtask cni-test`: the CNI plugin (crate `underlay-cni`) built and run the way libcni
+//! runs it, against throwaway namespaces.
+//!
+//! Installs Debian's `containernetworking-plugins` with apt when missing: its macvlan and
+//! host-local plugins are the oracle for the result's shape and share a data directory with
+//! underlay in the tests (which skip, saying so, without them). Then builds the plugin and runs
+//! `cargo test -p underlay-cni --locked [args]`.
+
+use std::env;
+use std::ffi::OsString;
+use std::io;
+use std::path::Path;
+use std::process::Command;
+
+/// Where Debian puts the reference plugins.
+const REFERENCE: &str = "/usr/lib/cni/macvlan";
+
+/// Installs the reference plugins if missing; false (having said so) if that failed.
+pub(crate) fn install_reference_plugins() -> io::Result<bool> {
+    if Path::new(REFERENCE).exists() {
+        return Ok(true);
+    }
+    println!("cni-test: installing containernetworking-plugins (the reference plugins)");
+    if crate::etcd::apt_install(&["containernetworking-plugins"])? {
+        return Ok(true);
+    }
+    eprintln!(
+        "cni-test: could not install containernetworking-plugins: the tests that compare with \
+         the reference plugins will skip"
+    );
+    Ok(false)
+}
+
+pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
+    install_reference_plugins()?;
+    let cargo: OsString = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!("==> CNI plugin: cargo build -p underlay-cni --locked");
+    let status = Command::new(&cargo)
+        .args(["build", "-p", "underlay-cni", "--locked"])
+        .status()?;
+    if !status.success() {
+        return Ok(status.code().unwrap_or(1));
+    }
+    println!("==> CNI plugin tests: cargo test -p underlay-cni --locked");
+    let status = Command::new(&cargo)
+        .args(["test", "-p", "underlay-cni", "--locked"])
+        .args(args)
+        .status()?;
+    Ok(status.code().unwrap_or(1))
+}
