@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use underlay::ipam::{HostLocalStore, Ipam, LocalStore, Owner, Request, Store};
-use underlay::network::{EndpointSpec, MacPolicy, Network, Networks};
+use underlay::network::{DefaultRoute, EndpointSpec, MacPolicy, Network, Networks};
 use underlay::{ErrorKind, Handle, IfName, Netns, Route};
 
 use crate::config::{IpamConf, NetConf};
@@ -358,26 +358,18 @@ fn gateway_for(ips: &[IpConfig], dst_v6: bool) -> Option<IpAddr> {
         .find_map(|ip| ip.gateway)
 }
 
-/// The result's routes: the config's (as written, like host-local), plus the default routes
-/// the library set where the config names none.
-fn result_routes(ipam: &IpamConf, ips: &[IpConfig]) -> Vec<RouteConf> {
-    let mut routes = ipam.routes.clone();
-    for ip in ips {
-        let v6 = ip.address.addr().is_ipv6();
-        if let Some(gw) = ip.gateway {
-            if !routes
-                .iter()
-                .any(|r| r.dst.prefix_len() == 0 && r.dst.addr().is_ipv6() == v6)
-            {
-                let dst = if v6 { "::/0" } else { "0.0.0.0/0" };
-                routes.push(RouteConf {
-                    dst: dst.parse().expect("static"),
-                    gw: Some(gw),
-                });
-            }
-        }
-    }
-    routes
+/// The result's routes: the config's, as written and in its order (like host-local), less
+/// the default routes the library did not set (another network of the container has one).
+fn result_routes(ipam: &IpamConf, set: &[Route]) -> Vec<RouteConf> {
+    let default_set = |v6: bool| {
+        set.iter()
+            .any(|s| s.destination.prefix_len() == 0 && s.destination.addr().is_ipv6() == v6)
+    };
+    ipam.routes
+        .iter()
+        .filter(|r| r.dst.prefix_len() != 0 || default_set(r.dst.addr().is_ipv6()))
+        .cloned()
+        .collect()
 }
 
 async fn add(
@@ -409,7 +401,16 @@ async fn add(
         }
         err
     })?;
-    let mut ep_spec = EndpointSpec::new(call.container_id.as_str()).ifname(call.ifname.as_str());
+    // As host-local: a default route only where the config's routes name one; on a container
+    // attached to several networks, the first network connected carries it (Docker's way).
+    let default_route = if ipam.routes.iter().any(|r| r.dst.prefix_len() == 0) {
+        DefaultRoute::Auto
+    } else {
+        DefaultRoute::None
+    };
+    let mut ep_spec = EndpointSpec::new(call.container_id.as_str())
+        .ifname(call.ifname.as_str())
+        .default_route(default_route);
     for ip in ips {
         ep_spec = ep_spec.ip(ip);
     }
@@ -469,7 +470,7 @@ async fn add(
             mac: ep.mac.map(|m| m.to_string()).unwrap_or_default(),
             sandbox: netns_path,
         }],
-        routes: result_routes(ipam, &ips),
+        routes: result_routes(ipam, &ep.routes),
         ips,
         dns: Dns::default(),
     };

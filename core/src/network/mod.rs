@@ -134,7 +134,7 @@ impl Networks {
     /// records it. Nothing is left behind when a step fails.
     pub async fn create(&self, spec: NetworkSpec) -> Result<Network> {
         let parent = spec.validate()?;
-        let _lock = self.lock()?;
+        let _lock = self.lock().await?;
         if self.read_record(&spec.name)?.is_some() {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
@@ -299,7 +299,7 @@ impl Networks {
             }
             _ => {}
         }
-        let _lock = self.lock()?;
+        let _lock = self.lock().await?;
         if net.record.shim.is_some() {
             net.disable_host_access_locked().await?;
         }
@@ -479,8 +479,9 @@ impl Networks {
         }
     }
 
-    fn lock(&self) -> Result<std::fs::File> {
-        ipam::fsutil::lock(&self.inner.root.join("networks.lock"))
+    /// The networks' lock (`networks.lock`), awaited without blocking a runtime worker.
+    async fn lock(&self) -> Result<std::fs::File> {
+        ipam::fsutil::lock_async(&self.inner.root.join("networks.lock")).await
     }
 
     pub(crate) fn record_path(&self, name: &str) -> PathBuf {

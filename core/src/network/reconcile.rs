@@ -172,7 +172,7 @@ impl Networks {
     /// links marked as underlay's that no network owns. Safe to run any time; changes nothing
     /// when all is in order. Keeps going past failures and reports them all.
     pub async fn reconcile(&self) -> Result<ReconcileReport> {
-        let _lock = self.lock()?;
+        let _lock = self.lock().await?;
         let records = self.records()?;
         let h = &self.inner.host;
         let mut report = ReconcileReport::default();

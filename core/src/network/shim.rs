@@ -88,7 +88,7 @@ impl Network {
         // No connect or disconnect meanwhile: each either sees the shim and routes itself, or
         // is listed here and routed.
         let _endpoints = self.nets.record_files().lock_network(self.name()).await?;
-        let _lock = self.nets.lock()?;
+        let _lock = self.nets.lock().await?;
         let mut record = self.current_record()?;
         if let Some(s) = &record.shim {
             return Ok(s.name.clone());
@@ -205,7 +205,7 @@ impl Network {
     /// Removes the shim (its routes go with it) and releases its address. Idempotent.
     pub async fn disable_host_access(&self) -> Result<()> {
         let _endpoints = self.nets.record_files().lock_network(self.name()).await?;
-        let _lock = self.nets.lock()?;
+        let _lock = self.nets.lock().await?;
         self.disable_host_access_locked().await
     }
 

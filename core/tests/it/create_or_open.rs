@@ -21,7 +21,7 @@ async fn create_or_open_is_idempotent_and_names_differences() {
     let h = TestNs::with_veth("coo", "ens192", "wire0").await;
     let dir = TempDir::new("coo");
     // Separate threads with their own runtime, handle and `Networks`, as separate plugin
-    // processes have: the network lock is a blocking flock (see docs/cni.md).
+    // processes have.
     let threads: Vec<_> = (0..6)
         .map(|_| {
             let (ns, root) = (h.name.clone(), dir.0.clone());
@@ -74,4 +74,40 @@ async fn create_or_open_is_idempotent_and_names_differences() {
         .unwrap();
     assert_eq!(net.mtu(), None);
     nets.delete("cnet").await.unwrap();
+}
+
+/// Many tasks of one process creating networks at once on a runtime with fewer workers than
+/// tasks: the networks' lock is awaited without holding a worker (a blocking `flock` here used
+/// to take every worker, so the holder's own netlink replies never ran: a hang).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_in_one_process_all_finish() {
+    if !privileged("concurrent_creates_in_one_process_all_finish") {
+        return;
+    }
+    let h = TestNs::with_veth("cco", "ens192", "wire0").await;
+    let dir = TempDir::new("cco");
+    let nets = Networks::open(&h.handle, &dir.0).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let nets = nets.clone();
+            tokio::spawn(async move {
+                let spec = NetworkSpec::macvlan(&format!("cco{i}"), "ens192", MacvlanMode::Bridge)
+                    .pool(format!("10.40.{i}.0/24").parse().unwrap());
+                nets.create_or_open(spec).await.map(|_| ())
+            })
+        })
+        .collect();
+    let all = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        futures::future::join_all(tasks),
+    )
+    .await
+    .expect("concurrent creates hung");
+    for r in all {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(nets.list().await.unwrap().len(), 8);
+    for i in 0..8 {
+        nets.delete(&format!("cco{i}")).await.unwrap();
+    }
 }

@@ -68,6 +68,29 @@ pub(crate) fn lock(path: &Path) -> Result<File> {
     }
 }
 
+/// Like [`lock`] for async callers: tries without blocking and waits between tries, so a
+/// caller never holds a runtime worker while the holder's own tasks need one.
+pub(crate) async fn lock_async(path: &Path) -> Result<File> {
+    let f = open_lock_file(path)?;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r == 0 {
+            return Ok(f);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EWOULDBLOCK) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(20));
+            }
+            _ => return Err(io_err("lock", path, e)),
+        }
+    }
+}
+
 /// fsyncs a directory, making renames and creations in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
