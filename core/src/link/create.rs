@@ -211,6 +211,14 @@ impl<K: LinkSpec> LinkBuilder<K> {
         if let Some(mtu) = self.mtu {
             check_mtu(mtu, &format!("new {kind}"))?;
         }
+        // Checked before the link exists (it is set by a second request).
+        if let Some(a) = self.alias.as_ref().filter(|a| a.len() > 255) {
+            return Err(Error::invalid(format!(
+                "alias of the new {kind} `{}` is {} bytes; at most 255",
+                self.name.as_deref().unwrap_or("?"),
+                a.len()
+            )));
+        }
         let parent = match (self.spec.parent(), self.parent_link.take()) {
             (Some(_), Some(known)) => Some(known),
             (Some(p), None) => Some(self.handle.link(p.clone()).await.map_err(|e| {

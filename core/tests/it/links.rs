@@ -490,6 +490,15 @@ async fn oversized_request_is_refused_and_the_handle_lives_on() {
             .unwrap();
         assert_eq!(h.link("par0").await.unwrap().name, "par0");
     }
+    // A too long alias is refused before the link is made.
+    let e = Macvlan::create(h, "al0", "par0", MacvlanMode::Bridge)
+        .alias("a".repeat(256))
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("at most 255"), "{e}");
+    assert!(t.ip_link("al0").is_none());
     // The limit, exactly: the largest list that fits is made.
     let max = Macvlan::MAX_SOURCE_MACS;
     Macvlan::create(h, "ms1", "par0", MacvlanMode::Source)

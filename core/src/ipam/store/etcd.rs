@@ -358,7 +358,7 @@ impl EtcdStore {
         config.validate()?;
         let options = config.options()?;
         let endpoints = config.endpoints.join(",");
-        let deadline = Instant::now() + config.retry_for;
+        let deadline = deadline_after(config.retry_for);
         let mut delay = Duration::from_millis(20);
         let client = loop {
             let attempt = tokio::time::timeout(
@@ -449,7 +449,7 @@ impl EtcdStore {
         F: FnMut(KvClient) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        let deadline = Instant::now() + self.retry_for;
+        let deadline = deadline_after(self.retry_for);
         let mut delay = Duration::from_millis(20);
         let mut tls_closed = 0;
         loop {
@@ -603,7 +603,7 @@ impl EtcdStore {
         let nonce = self.nonce();
         ops.push(TxnOp::put(self.keys.catalog(), nonce.clone(), None));
         let txn = Txn::new().when(compares).and_then(ops);
-        let deadline = Instant::now() + self.retry_for;
+        let deadline = deadline_after(self.retry_for);
         loop {
             let last = match self.once(self.client.kv_client().txn(txn.clone())).await {
                 Ok(r) => return Ok(r.succeeded()),
@@ -873,7 +873,7 @@ impl EtcdStore {
     async fn do_commit(&self, name: &str, expected: u64, changes: &[Change]) -> Result<u64> {
         check_name(name)?;
         let nonce = self.nonce();
-        let deadline = Instant::now() + self.retry_for;
+        let deadline = deadline_after(self.retry_for);
         let mut delay = Duration::from_millis(20);
         loop {
             // Built per attempt: the host's lease may have been replaced meanwhile.
@@ -1176,6 +1176,14 @@ fn fold<'c>(
     Ok((per_addr, cursors))
 }
 
+/// `retry_for` from now; a window too long for the clock (a caller's "forever") ends in a
+/// century instead of overflowing `Instant` (which panics).
+pub(crate) fn deadline_after(retry_for: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(retry_for)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 fn timeout_err(endpoints: &str, what: &str, after: Duration, last: &str) -> Error {
     Error::new(
         ErrorKind::Timeout,
@@ -1368,5 +1376,18 @@ impl Store for EtcdStore {
         changes: &'a [Change],
     ) -> StoreFuture<'a, Option<(u64, u64)>> {
         Box::pin(self.do_commit_in_slices(name, changes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_window_too_long_for_the_clock_does_not_panic() {
+        let far = deadline_after(Duration::MAX);
+        assert!(far > Instant::now() + Duration::from_secs(365 * 24 * 3600));
+        let near = deadline_after(Duration::from_secs(1));
+        assert!(near <= Instant::now() + Duration::from_secs(1));
     }
 }

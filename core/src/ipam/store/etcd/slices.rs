@@ -302,7 +302,7 @@ impl EtcdStore {
             }
         }
         let k = &self.keys;
-        let deadline = Instant::now() + self.retry_for;
+        let deadline = super::deadline_after(self.retry_for);
         let mut delay = Duration::from_millis(20);
         let mut lost = false;
         loop {
