@@ -884,3 +884,77 @@ fn chained_add_and_the_local_store() {
         assert!(ct.link_mac("eth0").is_none());
     }
 }
+
+/// A container on two underlay networks (podman `--network a,b`, Multus): both ADDs succeed,
+/// the first network carries the default route, the second's result and kernel state have
+/// none; a config without a default route gets none (as host-local).
+#[test]
+fn a_container_on_two_networks() {
+    root_or_skip!("a_container_on_two_networks");
+    let host = Host::new("two");
+    let dir = TempDir::new("two");
+    let first = config(&host, &dir, "twoa", "1.0.0", "10.53.0");
+    let second = config(&host, &dir, "twob", "1.0.0", "10.54.0");
+    assert!(first["ipam"]["routes"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r["dst"] == "0.0.0.0/0")));
+    let ct = host.container("two");
+    let a = Call::new("ADD")
+        .container("twoctr", &ct.path())
+        .stdin(first.clone())
+        .run(&host);
+    assert_eq!(a.code, 0, "{a:?}");
+    let b = Call::new("ADD")
+        .container("twoctr", &ct.path())
+        .ifname("eth1")
+        .stdin(second.clone())
+        .run(&host);
+    assert_eq!(b.code, 0, "{b:?}");
+    assert_eq!(a.json["routes"], json!([{ "dst": "0.0.0.0/0" }]));
+    assert!(b.json.get("routes").is_none(), "{}", b.json);
+    let routes = ct.routes("-4");
+    assert!(
+        routes.contains(&"default via 10.53.0.1".to_string()),
+        "{routes:?}"
+    );
+    assert!(
+        !routes.iter().any(|r| r.contains("via 10.54.0.1")),
+        "{routes:?}"
+    );
+    for (conf, ifname) in [(&first, "eth0"), (&second, "eth1")] {
+        let check = Call::new("CHECK")
+            .container("twoctr", &ct.path())
+            .ifname(ifname)
+            .stdin({
+                let mut c = conf.clone();
+                c["prevResult"] = if ifname == "eth0" { &a.json } else { &b.json }.clone();
+                c
+            })
+            .run(&host);
+        assert_eq!(check.code, 0, "{check:?}");
+    }
+    for (conf, ifname) in [(&first, "eth0"), (&second, "eth1")] {
+        let del = Call::new("DEL")
+            .container("twoctr", &ct.path())
+            .ifname(ifname)
+            .stdin(conf.clone())
+            .run(&host);
+        assert_eq!(del.code, 0, "{del:?}");
+    }
+    assert!(leases(&dir, "twoa").is_empty() && leases(&dir, "twob").is_empty());
+    // No default route in the config: none in the kernel (host-local's behaviour).
+    let mut plain = config(&host, &dir, "twoc", "1.0.0", "10.55.0");
+    plain["ipam"]["routes"] = json!([]);
+    let ct2 = host.container("plain");
+    let c = Call::new("ADD")
+        .container("plainctr", &ct2.path())
+        .stdin(plain.clone())
+        .run(&host);
+    assert_eq!(c.code, 0, "{c:?}");
+    assert_eq!(ct2.routes("-4"), vec!["10.55.0.0/24".to_string()]);
+    let del = Call::new("DEL")
+        .container("plainctr", &ct2.path())
+        .stdin(plain)
+        .run(&host);
+    assert_eq!(del.code, 0, "{del:?}");
+}
