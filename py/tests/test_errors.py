@@ -183,30 +183,41 @@ def _chattr(flag: str, *paths: str) -> None:
 
 
 @needs_root
-def test_multiple_errors_from_disconnect(handle: underlay.Handle, nic: str, tmpdir_path: str) -> None:
-    """Disconnect keeps going past failures and reports each: here the IPAM store and the
-    endpoint record are both immutable (chattr +i), so releasing and removing both fail."""
+def test_multiple_errors_from_reconcile(handle: underlay.Handle, nic: str, tmpdir_path: str) -> None:
+    """Reconcile keeps going past failures and reports each: here the IPAM store and the
+    endpoint records are immutable (chattr +i; the lock files stay writable), so releasing the
+    leases of two gone containers fails twice. Each endpoint keeps its record (a lease that
+    cannot be released keeps its record, so that a retry finishes the job)."""
     if shutil.which("chattr") is None:
         pytest.skip("needs chattr (e2fsprogs): SKIPPED")
     nets = underlay.Networks(handle, tmpdir_path)
     net = nets.create("m", parent=nic, pools=[underlay.Pool("10.73.0.0/24")])
-    with underlay.Netns.create(unique("multi")) as ctr:
-        net.connect(ctr, "ctr-m")
-        frozen = [os.path.join(d, x) for d, dirs, files in os.walk(tmpdir_path) for x in dirs + files]
-        try:
-            _chattr("+i", *frozen)
-        except subprocess.CalledProcessError:
-            pytest.skip("this filesystem has no immutable attribute: SKIPPED")
-        try:
-            with pytest.raises(underlay.MultipleErrors) as e:
-                net.disconnect("ctr-m")
-        finally:
-            _chattr("-i", *frozen)
-        assert len(e.value.errors) >= 2
-        assert all(isinstance(x, underlay.UnderlayError) for x in e.value.errors)
-        assert "ctr-m" in str(e.value) and "errors" in str(e.value)
-        assert e.value.errno is not None
-        net.disconnect("ctr-m")
+    for ctr in ("ctr-m", "ctr-n"):
+        with underlay.Netns.create(unique("multi")) as ns:
+            net.connect(ns, ctr)
+    frozen = [
+        os.path.join(d, x)
+        for d, dirs, files in os.walk(tmpdir_path)
+        for x in dirs + files
+        if not x.endswith("lock")
+    ]
+    try:
+        _chattr("+i", *frozen)
+    except subprocess.CalledProcessError:
+        pytest.skip("this filesystem has no immutable attribute: SKIPPED")
+    try:
+        with pytest.raises(underlay.MultipleErrors) as e:
+            nets.reconcile()
+    finally:
+        _chattr("-i", *frozen)
+    assert len(e.value.errors) >= 2
+    assert all(isinstance(x, underlay.UnderlayError) for x in e.value.errors)
+    assert "ctr-m" in str(e.value) and "ctr-n" in str(e.value) and "errors" in str(e.value)
+    assert e.value.errno is not None
+    assert [ep.container_id for ep in net.endpoints()] == ["ctr-m", "ctr-n"]
+    report = nets.reconcile()
+    assert sorted(g.container_id for g in report.gone_endpoints) == ["ctr-m", "ctr-n"]
+    assert net.endpoints() == []
     nets.delete("m")
 
 

@@ -523,8 +523,9 @@ impl Network {
     }
 
     /// Disconnects: removes the link from the namespace (if the namespace is still there),
-    /// the host routes to it, its lease and its record. Idempotent; keeps going when a step
-    /// fails and reports every failure.
+    /// the host routes to it, its lease and its record. Idempotent. The record goes last, and
+    /// only when the rest went: if the link cannot be deleted nothing is changed, and if the
+    /// lease cannot be released the record stays, so that a retry (or reconcile) finishes.
     ///
     /// Deleting one link costs the kernel a synchronisation (~20 ms, serialised: about 50 per
     /// second whatever the concurrency). A caller about to delete the namespace should use
@@ -573,7 +574,12 @@ impl Network {
             if delete_link {
                 // Kept as it is (lease and record too) when its link cannot be deleted: the
                 // address is still in use.
-                self.delete_endpoint_link(ep).await?;
+                self.delete_endpoint_link(ep).await.map_err(|e| {
+                    e.context(format!(
+                        "disconnecting `{container_id}`/{ifname} from network `{}` (nothing changed)",
+                        self.name()
+                    ))
+                })?;
             }
             if let Some(shim) = self.shim_for_endpoints() {
                 for a in &ep.addresses {
@@ -600,16 +606,14 @@ impl Network {
                 errors.push(e);
             }
         }
-        if errors.is_empty() {
-            Ok(released)
-        } else {
-            Err(Error::multiple(
-                format!(
-                    "disconnecting `{container_id}`/{ifname} from network `{}`",
-                    self.name()
-                ),
-                errors,
-            ))
+        let what = format!(
+            "disconnecting `{container_id}`/{ifname} from network `{}`",
+            self.name()
+        );
+        match errors.len() {
+            0 => Ok(released),
+            1 => Err(errors.remove(0).context(what)),
+            _ => Err(Error::multiple(what, errors)),
         }
     }
 
