@@ -250,7 +250,12 @@ impl Network {
         // or a reconcile of this container waits, and sees the record as it is now.
         let held = self.lock_endpoint(&spec.container_id, &spec.ifname).await?;
         // A network deleted since this handle was made (its records went with it).
-        self.current_record()?;
+        if !self.nets.record_path(self.name()).exists() {
+            return Err(Error::not_found(format!(
+                "network `{}` was deleted: open it again (Networks::get) or create it",
+                self.name()
+            )));
+        }
         if let Some(ep) = self.endpoint(&spec.container_id, &spec.ifname)? {
             if ep.pending.is_none() {
                 return Err(Error::new(
@@ -663,14 +668,38 @@ impl Network {
     /// The record in file `name` of this network's directory, if there.
     pub(crate) fn read_endpoint_file(&self, name: &str) -> Result<Option<Endpoint>> {
         let path = self.nets.endpoints_dir(self.name()).join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => parse_endpoint(&text, self.name(), &path).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(
-                format!("cannot read endpoint file {}", path.display()),
-                e,
-            )),
+        // Record files are reused: read without the endpoint's lock, a file may have been
+        // retired and rewritten for another endpoint between open and read. Such a read
+        // fails its seal or its identity; the path then holds the current record (or none).
+        let mut why = "";
+        for _ in 0..4 {
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("cannot read endpoint file {}", path.display()),
+                        e,
+                    ))
+                }
+            };
+            let Some(text) = records::unseal(&bytes) else {
+                why = "its seal (the last line, `end=`) is missing or does not match";
+                continue;
+            };
+            let ep = parse_endpoint(text, self.name(), &path)?;
+            if endpoint_file_name(&ep.container_id, &ep.ifname) == name {
+                return Ok(Some(ep));
+            }
+            why = "it names another endpoint";
         }
+        Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "endpoint file {} is unreadable: {why}; fix or remove it",
+                path.display()
+            ),
+        ))
     }
 
     /// The names of this network's record files.
@@ -701,7 +730,7 @@ impl Network {
     fn write_endpoint(&self, ep: &Endpoint, replace: bool, held: &EndpointLock) -> Result<()> {
         let dir = self.nets.endpoints_dir(self.name());
         let mut text = format!(
-            "# underlay endpoint v1\ncontainer={}\nifname={}\n",
+            "# underlay endpoint v2\ncontainer={}\nifname={}\n",
             ep.container_id, ep.ifname
         );
         if let Some(p) = &ep.netns {

@@ -111,8 +111,6 @@ impl Networks {
             ipam::fsutil::mkdir_for(&d, "networks' state directory")?;
         }
         let records = records::Records::new(&root.join("endpoints"))?;
-        // The record pool of earlier versions: records are no longer recycled.
-        let _ = std::fs::remove_dir_all(root.join("endpoints").join(".free"));
         Ok(Networks {
             inner: Arc::new(Inner {
                 host: host.clone(),

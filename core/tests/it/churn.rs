@@ -430,8 +430,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
+        // `.free` is the pool of retired record files, kept for reuse.
         if p.is_dir() {
-            out.extend(walk(&p));
+            if !p.ends_with(".free") {
+                out.extend(walk(&p));
+            }
         } else if p.file_name().is_none_or(|n| n != ".lock") {
             out.push(p);
         }
