@@ -4,6 +4,7 @@
 mod codec;
 mod lease;
 mod members;
+mod probe;
 mod slices;
 
 use std::collections::{BTreeMap, HashMap};
@@ -301,6 +302,8 @@ pub struct EtcdStore {
     retry_for: Duration,
     max_txn_ops: usize,
     lease: Option<Arc<HostLease>>,
+    /// Puts endpoints that were silent at connect back into the balanced channel.
+    readmit: Option<Arc<probe::Readmit>>,
     /// The size of this host's node slices ([`EtcdConfig::slices`]).
     slice_size: Option<u32>,
     /// This host's slices per network as last read or taken (see `slices`), shared by the
@@ -315,6 +318,7 @@ impl std::fmt::Debug for EtcdStore {
             .field("keys", &self.keys)
             .field("host", &self.host)
             .field("lease", &self.lease)
+            .field("readmit", &self.readmit)
             .finish()
     }
 }
@@ -357,13 +361,47 @@ impl EtcdStore {
     pub async fn connect(config: EtcdConfig) -> Result<EtcdStore> {
         config.validate()?;
         let options = config.options()?;
-        let endpoints = config.endpoints.join(",");
         let deadline = Instant::now() + config.retry_for;
+        // Requests are balanced over the endpoints: leave out any that is not etcd, and for
+        // now any that is silent while a member answers.
+        let catalog = Keys::new(&config.prefix).catalog();
+        let probed = probe::probe(
+            &config.endpoints,
+            &options,
+            &catalog,
+            config.request_timeout + config.connect_timeout,
+            deadline,
+        )
+        .await?;
+        let in_play: Vec<&str> = probed
+            .usable
+            .iter()
+            .chain(&probed.silent)
+            .map(String::as_str)
+            .collect();
+        let endpoints = in_play.join(",");
+        // Errors name the endpoints left out as not etcd too.
+        let left_out = |e: Error| match probed.not_etcd.is_empty() {
+            true => e,
+            false => {
+                let each: Vec<String> = probed
+                    .not_etcd
+                    .iter()
+                    .map(|(ep, m)| format!("{ep}: {m}"))
+                    .collect();
+                let m = format!(
+                    "{} (left out as not etcd: {})",
+                    e.message(),
+                    each.join("; ")
+                );
+                Error::new(e.kind(), m)
+            }
+        };
         let mut delay = Duration::from_millis(20);
         let client = loop {
             let attempt = tokio::time::timeout(
                 config.request_timeout + config.connect_timeout,
-                Client::connect(&config.endpoints, Some(options.clone())),
+                Client::connect(&probed.usable, Some(options.clone())),
             )
             .await;
             let last = match attempt {
@@ -371,17 +409,27 @@ impl EtcdStore {
                 Ok(Err(e)) => match classify(&e) {
                     Failure::Retry(m) => m,
                     Failure::Fatal(e) => {
-                        return Err(e.context(format_args!("etcd at {endpoints}")));
+                        return Err(left_out(e.context(format_args!("etcd at {endpoints}"))));
                     }
                 },
                 Err(_) => "the connection timed out".to_string(),
             };
             if Instant::now() + delay > deadline {
-                return Err(timeout_err(&endpoints, "connect", config.retry_for, &last));
+                let e = timeout_err(&endpoints, "connect", config.retry_for, &last);
+                return Err(left_out(e));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(500));
         };
+        let readmit = (!probed.silent.is_empty()).then(|| {
+            Arc::new(probe::Readmit::start(
+                client.clone(),
+                options.clone(),
+                catalog.clone(),
+                probed.silent.clone(),
+                config.request_timeout.max(Duration::from_secs(1)),
+            ))
+        });
         let store = EtcdStore {
             client,
             keys: Keys::new(&config.prefix),
@@ -391,17 +439,19 @@ impl EtcdStore {
             retry_for: config.retry_for,
             max_txn_ops: config.max_txn_ops,
             lease: None,
+            readmit,
             slice_size: config.slices,
             slices: Arc::default(),
         };
-        // Fail now, not at the first allocation, when etcd is unreachable or refuses us.
-        let catalog = store.keys.catalog();
+        // Fail now, not at the first allocation, when etcd is unreachable or refuses us; within
+        // what is left of retry_for.
         store
-            .call("connect", move |mut kv| {
+            .call_until("connect", deadline, move |mut kv| {
                 let k = catalog.clone();
                 async move { kv.get(k, None).await.map(|_| ()) }
             })
-            .await?;
+            .await
+            .map_err(left_out)?;
         let Some(ttl) = config.host_lease else {
             return Ok(store);
         };
@@ -444,12 +494,21 @@ impl EtcdStore {
 
     /// Runs `f` until it succeeds, fails for good, or [`EtcdConfig::retry_for`] has passed.
     /// Only for requests that can be repeated safely (reads, idempotent writes).
-    async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T>
+    async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
     where
         F: FnMut(KvClient) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        let deadline = Instant::now() + self.retry_for;
+        self.call_until(what, Instant::now() + self.retry_for, f)
+            .await
+    }
+
+    /// [`EtcdStore::call`] retrying until `deadline`.
+    async fn call_until<T, F, Fut>(&self, what: &str, deadline: Instant, mut f: F) -> Result<T>
+    where
+        F: FnMut(KvClient) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
         let mut delay = Duration::from_millis(20);
         let mut tls_closed = 0;
         loop {
