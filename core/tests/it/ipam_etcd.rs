@@ -4,6 +4,7 @@
 //! loudly when etcd is not installed (`cargo xtask etcd-test` installs it).
 
 mod cluster;
+mod deadlines;
 mod endpoints;
 mod gc_batches;
 mod one_host_many_processes;

@@ -325,6 +325,9 @@ impl std::fmt::Debug for EtcdStore {
 
 static NONCE: AtomicU64 = AtomicU64::new(0);
 
+/// The least time the last attempt before a deadline gets (to read a commit's outcome back).
+const LAST_TRY: Duration = Duration::from_millis(100);
+
 /// What one attempt of a request ended with.
 enum Failure {
     /// Worth another try (member down, election, timeout): the request may or may not have
@@ -399,8 +402,9 @@ impl EtcdStore {
         };
         let mut delay = Duration::from_millis(20);
         let client = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
             let attempt = tokio::time::timeout(
-                config.request_timeout + config.connect_timeout,
+                (config.request_timeout + config.connect_timeout).min(left.max(LAST_TRY)),
                 Client::connect(&probed.usable, Some(options.clone())),
             )
             .await;
@@ -512,7 +516,7 @@ impl EtcdStore {
         let mut delay = Duration::from_millis(20);
         let mut tls_closed = 0;
         loop {
-            let last = match self.once(f(self.client.kv_client())).await {
+            let last = match self.once(f(self.client.kv_client()), deadline).await {
                 Ok(v) => return Ok(v),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry(m)) => m,
@@ -543,11 +547,16 @@ impl EtcdStore {
         }
     }
 
+    /// One attempt, given `request_timeout` but no more than what is left until `deadline`
+    /// (at least [`LAST_TRY`]), so that retries end by the deadline.
     async fn once<T>(
         &self,
         fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+        deadline: Instant,
     ) -> std::result::Result<T, Failure> {
-        match tokio::time::timeout(self.request_timeout, fut).await {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let limit = self.request_timeout.min(left.max(LAST_TRY));
+        match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(match classify(&e) {
                 Failure::Fatal(e) => {
@@ -555,15 +564,18 @@ impl EtcdStore {
                 }
                 r => r,
             }),
-            Err(_) => Err(Failure::Retry(format!(
-                "no answer within {:?}",
-                self.request_timeout
-            ))),
+            Err(_) => Err(Failure::Retry(format!("no answer within {limit:?}"))),
         }
     }
 
     async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
-        self.call(what, move |mut kv| {
+        self.txn_until(what, txn, Instant::now() + self.retry_for)
+            .await
+    }
+
+    /// [`EtcdStore::txn`] retrying until `deadline`.
+    async fn txn_until(&self, what: &str, txn: Txn, deadline: Instant) -> Result<TxnResponse> {
+        self.call_until(what, deadline, move |mut kv| {
             let t = txn.clone();
             async move { kv.txn(t).await }
         })
@@ -664,7 +676,8 @@ impl EtcdStore {
         let txn = Txn::new().when(compares).and_then(ops);
         let deadline = Instant::now() + self.retry_for;
         loop {
-            let last = match self.once(self.client.kv_client().txn(txn.clone())).await {
+            let mut kv = self.client.kv_client();
+            let last = match self.once(kv.txn(txn.clone()), deadline).await {
                 Ok(r) => return Ok(r.succeeded()),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry(m)) => m,
@@ -672,7 +685,7 @@ impl EtcdStore {
             // Did it apply before the reply was lost?
             let catalog = self.keys.catalog();
             let kv = self
-                .call(what, move |mut kv| {
+                .call_until(what, deadline, move |mut kv| {
                     let k = catalog.clone();
                     async move { kv.get(k, None).await }
                 })
@@ -937,7 +950,8 @@ impl EtcdStore {
         loop {
             // Built per attempt: the host's lease may have been replaced meanwhile.
             let (txn, unchecked) = self.commit_txn(name, expected, changes, &nonce)?;
-            let last = match self.once(self.client.kv_client().txn(txn.clone())).await {
+            let mut kv = self.client.kv_client();
+            let last = match self.once(kv.txn(txn.clone()), deadline).await {
                 Ok(r) if r.succeeded() => return Ok(expected + 1),
                 Ok(r) => {
                     let ops = r.op_responses();
@@ -976,12 +990,8 @@ impl EtcdStore {
             // The reply is lost: the transaction may have applied. Read the version and our
             // log entry back (retrying until a member answers) to know.
             let (vkey, lkey) = (self.keys.version(name), self.keys.log(name, expected + 1));
-            let r = self
-                .txn(
-                    "check a commit",
-                    Txn::new().and_then(vec![TxnOp::get(vkey, None), TxnOp::get(lkey, None)]),
-                )
-                .await?;
+            let check = Txn::new().and_then(vec![TxnOp::get(vkey, None), TxnOp::get(lkey, None)]);
+            let r = self.txn_until("check a commit", check, deadline).await?;
             let ops = r.op_responses();
             let Some(v) = get_kvs(&ops[0]).first() else {
                 return Err(self.not_found(name));
@@ -1391,6 +1401,12 @@ impl Store for EtcdStore {
 
     fn max_releases_per_commit(&self) -> Option<usize> {
         Some(self.release_batch())
+    }
+
+    /// `retry_for` and a second: each request of the call ends by its own `retry_for`, and a
+    /// call made of several ends within this.
+    fn call_limit(&self) -> Option<Duration> {
+        Some(self.retry_for + Duration::from_secs(1))
     }
 
     fn join_network<'a>(&'a self, network: &'a Network) -> StoreFuture<'a, Joined> {
