@@ -324,7 +324,13 @@ impl Ipam {
     /// Runs `f` on a state at least as new as the store's at call time.
     async fn read<T>(&self, f: impl FnOnce(&NetState) -> T) -> Result<T> {
         let mut slot = self.inner.state.lock().await;
-        self.confirm(&mut slot).await?;
+        match self.inner.store.call_limit() {
+            Some(limit) => match tokio::time::timeout(limit, self.confirm(&mut slot)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(self.over_limit(limit)),
+            },
+            None => self.confirm(&mut slot).await?,
+        }
         match &*slot {
             Some(s) => Ok(f(s)),
             None => unreachable!("state loaded by confirm"),
@@ -437,7 +443,42 @@ impl Ipam {
     /// or finds the pool full, an owner found to hold nothing, a lease given back as it is, a
     /// gc, are answered only after [`Ipam::confirm`] (so addresses freed by an etcd lease
     /// expiry or changed in another host's node slices are seen before "exhausted").
+    ///
+    /// Bounded by the store's [`Store::call_limit`]: past it every op fails with
+    /// [`ErrorKind::Timeout`] (the batch's commit may or may not have applied; the cache is
+    /// dropped, so the next call reloads).
     async fn execute(&self, slot: &mut Option<NetState>, ops: &[Op]) -> Vec<Result<Reply>> {
+        let Some(limit) = self.inner.store.call_limit() else {
+            return self.execute_unbounded(slot, ops).await;
+        };
+        match tokio::time::timeout(limit, self.execute_unbounded(slot, ops)).await {
+            Ok(replies) => replies,
+            Err(_) => {
+                *slot = None;
+                let e = self.over_limit(limit);
+                ops.iter().map(|_| Err(copy_err(&e))).collect()
+            }
+        }
+    }
+
+    /// The error of a call that took longer than the store's [`Store::call_limit`].
+    fn over_limit(&self, limit: std::time::Duration) -> Error {
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "network `{}`: the store did not finish the call within {limit:?} (its retry \
+                 limit; check that the store's servers run and that this host reaches them); \
+                 a change it carried may or may not have applied: look the owner up, then retry",
+                self.inner.network.name()
+            ),
+        )
+    }
+
+    async fn execute_unbounded(
+        &self,
+        slot: &mut Option<NetState>,
+        ops: &[Op],
+    ) -> Vec<Result<Reply>> {
         let boot = self.boot_id();
         let name = self.inner.network.name();
         let mut attempt = 0;

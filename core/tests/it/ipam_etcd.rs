@@ -4,6 +4,7 @@
 //! loudly when etcd is not installed (`cargo xtask etcd-test` installs it).
 
 mod cluster;
+mod deadlines;
 mod endpoints;
 mod gc_batches;
 mod one_host_many_processes;
@@ -1358,29 +1359,8 @@ fn as_v4(ip: IpAddr) -> std::net::Ipv4Addr {
 /// (an etcd member going down looks the same).
 #[test]
 fn endpoint_not_speaking_etcd_is_a_protocol_error() {
-    use std::io::{Read, Write};
     if std::env::var(CHILD).is_ok() {
         return;
-    }
-    /// Serves each connection on its own thread: `banner` first, or `reply` to each read.
-    fn serve(banner: &'static [u8], reply: &'static [u8]) -> String {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { return };
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    let _ = s.write_all(banner);
-                    while s.read(&mut buf).is_ok_and(|n| n > 0) {
-                        if s.write_all(reply).is_err() || reply.is_empty() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        url
     }
     let quick = |url: &str, retry_for: u64| {
         EtcdConfig::new([url])
@@ -1411,4 +1391,27 @@ fn endpoint_not_speaking_etcd_is_a_protocol_error() {
         assert_eq!(e.kind(), ErrorKind::Timeout, "{closes}: {e}");
         assert!(e.message().contains(&closes), "{e}");
     });
+}
+
+/// A fake endpoint on a free loopback port, serving each connection on its own thread (for
+/// the life of the test process): `banner` first, then `reply` to each read; its URL.
+fn serve(banner: &'static [u8], reply: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.write_all(banner);
+                while s.read(&mut buf).is_ok_and(|n| n > 0) {
+                    if s.write_all(reply).is_err() || reply.is_empty() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
 }

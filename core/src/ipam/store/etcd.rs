@@ -4,6 +4,7 @@
 mod codec;
 mod lease;
 mod members;
+mod probe;
 mod slices;
 
 use std::collections::{BTreeMap, HashMap};
@@ -301,6 +302,8 @@ pub struct EtcdStore {
     retry_for: Duration,
     max_txn_ops: usize,
     lease: Option<Arc<HostLease>>,
+    /// Puts endpoints that were silent at connect back into the balanced channel.
+    readmit: Option<Arc<probe::Readmit>>,
     /// The size of this host's node slices ([`EtcdConfig::slices`]).
     slice_size: Option<u32>,
     /// This host's slices per network as last read or taken (see `slices`), shared by the
@@ -315,11 +318,15 @@ impl std::fmt::Debug for EtcdStore {
             .field("keys", &self.keys)
             .field("host", &self.host)
             .field("lease", &self.lease)
+            .field("readmit", &self.readmit)
             .finish()
     }
 }
 
 static NONCE: AtomicU64 = AtomicU64::new(0);
+
+/// The least time the last attempt before a deadline gets (to read a commit's outcome back).
+const LAST_TRY: Duration = Duration::from_millis(100);
 
 /// What one attempt of a request ended with.
 enum Failure {
@@ -357,13 +364,48 @@ impl EtcdStore {
     pub async fn connect(config: EtcdConfig) -> Result<EtcdStore> {
         config.validate()?;
         let options = config.options()?;
-        let endpoints = config.endpoints.join(",");
         let deadline = deadline_after(config.retry_for);
+        // Requests are balanced over the endpoints: leave out any that is not etcd, and for
+        // now any that is silent while a member answers.
+        let catalog = Keys::new(&config.prefix).catalog();
+        let probed = probe::probe(
+            &config.endpoints,
+            &options,
+            &catalog,
+            config.request_timeout + config.connect_timeout,
+            deadline,
+        )
+        .await?;
+        let in_play: Vec<&str> = probed
+            .usable
+            .iter()
+            .chain(&probed.silent)
+            .map(String::as_str)
+            .collect();
+        let endpoints = in_play.join(",");
+        // Errors name the endpoints left out as not etcd too.
+        let left_out = |e: Error| match probed.not_etcd.is_empty() {
+            true => e,
+            false => {
+                let each: Vec<String> = probed
+                    .not_etcd
+                    .iter()
+                    .map(|(ep, m)| format!("{ep}: {m}"))
+                    .collect();
+                let m = format!(
+                    "{} (left out as not etcd: {})",
+                    e.message(),
+                    each.join("; ")
+                );
+                Error::new(e.kind(), m)
+            }
+        };
         let mut delay = Duration::from_millis(20);
         let client = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
             let attempt = tokio::time::timeout(
-                config.request_timeout + config.connect_timeout,
-                Client::connect(&config.endpoints, Some(options.clone())),
+                (config.request_timeout + config.connect_timeout).min(left.max(LAST_TRY)),
+                Client::connect(&probed.usable, Some(options.clone())),
             )
             .await;
             let last = match attempt {
@@ -371,17 +413,27 @@ impl EtcdStore {
                 Ok(Err(e)) => match classify(&e) {
                     Failure::Retry(m) => m,
                     Failure::Fatal(e) => {
-                        return Err(e.context(format_args!("etcd at {endpoints}")));
+                        return Err(left_out(e.context(format_args!("etcd at {endpoints}"))));
                     }
                 },
                 Err(_) => "the connection timed out".to_string(),
             };
             if Instant::now() + delay > deadline {
-                return Err(timeout_err(&endpoints, "connect", config.retry_for, &last));
+                let e = timeout_err(&endpoints, "connect", config.retry_for, &last);
+                return Err(left_out(e));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(500));
         };
+        let readmit = (!probed.silent.is_empty()).then(|| {
+            Arc::new(probe::Readmit::start(
+                client.clone(),
+                options.clone(),
+                catalog.clone(),
+                probed.silent.clone(),
+                config.request_timeout.max(Duration::from_secs(1)),
+            ))
+        });
         let store = EtcdStore {
             client,
             keys: Keys::new(&config.prefix),
@@ -391,17 +443,19 @@ impl EtcdStore {
             retry_for: config.retry_for,
             max_txn_ops: config.max_txn_ops,
             lease: None,
+            readmit,
             slice_size: config.slices,
             slices: Arc::default(),
         };
-        // Fail now, not at the first allocation, when etcd is unreachable or refuses us.
-        let catalog = store.keys.catalog();
+        // Fail now, not at the first allocation, when etcd is unreachable or refuses us; within
+        // what is left of retry_for.
         store
-            .call("connect", move |mut kv| {
+            .call_until("connect", deadline, move |mut kv| {
                 let k = catalog.clone();
                 async move { kv.get(k, None).await.map(|_| ()) }
             })
-            .await?;
+            .await
+            .map_err(left_out)?;
         let Some(ttl) = config.host_lease else {
             return Ok(store);
         };
@@ -444,16 +498,25 @@ impl EtcdStore {
 
     /// Runs `f` until it succeeds, fails for good, or [`EtcdConfig::retry_for`] has passed.
     /// Only for requests that can be repeated safely (reads, idempotent writes).
-    async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T>
+    async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
     where
         F: FnMut(KvClient) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        let deadline = deadline_after(self.retry_for);
+        self.call_until(what, deadline_after(self.retry_for), f)
+            .await
+    }
+
+    /// [`EtcdStore::call`] retrying until `deadline`.
+    async fn call_until<T, F, Fut>(&self, what: &str, deadline: Instant, mut f: F) -> Result<T>
+    where
+        F: FnMut(KvClient) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
         let mut delay = Duration::from_millis(20);
         let mut tls_closed = 0;
         loop {
-            let last = match self.once(f(self.client.kv_client())).await {
+            let last = match self.once(f(self.client.kv_client()), deadline).await {
                 Ok(v) => return Ok(v),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry(m)) => m,
@@ -484,11 +547,16 @@ impl EtcdStore {
         }
     }
 
+    /// One attempt, given `request_timeout` but no more than what is left until `deadline`
+    /// (at least [`LAST_TRY`]), so that retries end by the deadline.
     async fn once<T>(
         &self,
         fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+        deadline: Instant,
     ) -> std::result::Result<T, Failure> {
-        match tokio::time::timeout(self.request_timeout, fut).await {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let limit = self.request_timeout.min(left.max(LAST_TRY));
+        match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(match classify(&e) {
                 Failure::Fatal(e) => {
@@ -496,15 +564,18 @@ impl EtcdStore {
                 }
                 r => r,
             }),
-            Err(_) => Err(Failure::Retry(format!(
-                "no answer within {:?}",
-                self.request_timeout
-            ))),
+            Err(_) => Err(Failure::Retry(format!("no answer within {limit:?}"))),
         }
     }
 
     async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
-        self.call(what, move |mut kv| {
+        self.txn_until(what, txn, deadline_after(self.retry_for))
+            .await
+    }
+
+    /// [`EtcdStore::txn`] retrying until `deadline`.
+    async fn txn_until(&self, what: &str, txn: Txn, deadline: Instant) -> Result<TxnResponse> {
+        self.call_until(what, deadline, move |mut kv| {
             let t = txn.clone();
             async move { kv.txn(t).await }
         })
@@ -605,7 +676,8 @@ impl EtcdStore {
         let txn = Txn::new().when(compares).and_then(ops);
         let deadline = deadline_after(self.retry_for);
         loop {
-            let last = match self.once(self.client.kv_client().txn(txn.clone())).await {
+            let mut kv = self.client.kv_client();
+            let last = match self.once(kv.txn(txn.clone()), deadline).await {
                 Ok(r) => return Ok(r.succeeded()),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry(m)) => m,
@@ -613,7 +685,7 @@ impl EtcdStore {
             // Did it apply before the reply was lost?
             let catalog = self.keys.catalog();
             let kv = self
-                .call(what, move |mut kv| {
+                .call_until(what, deadline, move |mut kv| {
                     let k = catalog.clone();
                     async move { kv.get(k, None).await }
                 })
@@ -878,7 +950,8 @@ impl EtcdStore {
         loop {
             // Built per attempt: the host's lease may have been replaced meanwhile.
             let (txn, unchecked) = self.commit_txn(name, expected, changes, &nonce)?;
-            let last = match self.once(self.client.kv_client().txn(txn.clone())).await {
+            let mut kv = self.client.kv_client();
+            let last = match self.once(kv.txn(txn.clone()), deadline).await {
                 Ok(r) if r.succeeded() => return Ok(expected + 1),
                 Ok(r) => {
                     let ops = r.op_responses();
@@ -917,12 +990,8 @@ impl EtcdStore {
             // The reply is lost: the transaction may have applied. Read the version and our
             // log entry back (retrying until a member answers) to know.
             let (vkey, lkey) = (self.keys.version(name), self.keys.log(name, expected + 1));
-            let r = self
-                .txn(
-                    "check a commit",
-                    Txn::new().and_then(vec![TxnOp::get(vkey, None), TxnOp::get(lkey, None)]),
-                )
-                .await?;
+            let check = Txn::new().and_then(vec![TxnOp::get(vkey, None), TxnOp::get(lkey, None)]);
+            let r = self.txn_until("check a commit", check, deadline).await?;
             let ops = r.op_responses();
             let Some(v) = get_kvs(&ops[0]).first() else {
                 return Err(self.not_found(name));
@@ -1340,6 +1409,12 @@ impl Store for EtcdStore {
 
     fn max_releases_per_commit(&self) -> Option<usize> {
         Some(self.release_batch())
+    }
+
+    /// `retry_for` and a second: each request of the call ends by its own `retry_for`, and a
+    /// call made of several ends within this.
+    fn call_limit(&self) -> Option<Duration> {
+        Some(self.retry_for + Duration::from_secs(1))
     }
 
     fn join_network<'a>(&'a self, network: &'a Network) -> StoreFuture<'a, Joined> {

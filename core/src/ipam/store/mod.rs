@@ -202,6 +202,13 @@ pub trait Store: Send + Sync + fmt::Debug {
         None
     }
 
+    /// The longest one [`super::Ipam`] call (its store requests together) may take before it
+    /// fails with [`ErrorKind::Timeout`], for a store that retries while its servers are
+    /// unavailable. Default: `None`, no bound.
+    fn call_limit(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether [`Store::leave_network`] would refuse now for a reason other than this host's
     /// own leases (which a caller releases first): on a shared store, this host is the last
     /// member and other hosts hold leases ([`ErrorKind::Busy`] naming them). Changes nothing;

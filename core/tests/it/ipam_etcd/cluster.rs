@@ -280,6 +280,25 @@ impl Cluster {
         }
     }
 
+    /// Freezes member `i` (SIGSTOP by PID): its connections stay open, it answers nothing.
+    pub(crate) fn freeze(&self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// Lets a frozen member `i` run again (SIGCONT).
+    pub(crate) fn thaw(&self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        let pid = self.members[i].child.as_ref().expect("member runs").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid} failed");
+    }
+
     /// Starts member `i` again on its old data and waits until it is healthy.
     pub(crate) fn restart(&mut self, i: usize) {
         assert!(self.members[i].child.is_none(), "member {i} still runs");

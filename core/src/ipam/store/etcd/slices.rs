@@ -323,7 +323,7 @@ impl EtcdStore {
                 .when(compares)
                 .and_then(ops)
                 .or_else(vec![TxnOp::get(k.version(name), None)]);
-            let last = match self.once(self.client.kv_client().txn(txn)).await {
+            let last = match self.once(self.client.kv_client().txn(txn), deadline).await {
                 Ok(r) if r.succeeded() => {
                     let prev = revision(get_kvs(&r.op_responses()[0]).first());
                     let now = r.header().map_or(0, |h| h.revision().unsigned_abs());
@@ -333,7 +333,7 @@ impl EtcdStore {
                     if get_kvs(&r.op_responses()[0]).is_empty() {
                         return Err(self.not_found(name));
                     }
-                    if lost && self.batch_stored(name, &per_addr).await? {
+                    if lost && self.batch_stored(name, &per_addr, deadline).await? {
                         return Ok(None); // an earlier attempt applied; only its reply was lost
                     }
                     return Err(Error::new(
@@ -369,13 +369,15 @@ impl EtcdStore {
         &self,
         name: &str,
         per_addr: &BTreeMap<IpAddr, (Pre, Option<&Record>)>,
+        deadline: Instant,
     ) -> Result<bool> {
         let gets = per_addr
             .keys()
             .map(|a| TxnOp::get(self.keys.addr(name, *a), None))
             .collect::<Vec<_>>();
+        let check = Txn::new().and_then(gets);
         let r = self
-            .txn("check a commit in node slices", Txn::new().and_then(gets))
+            .txn_until("check a commit in node slices", check, deadline)
             .await?;
         Ok(per_addr
             .values()
