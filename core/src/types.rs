@@ -186,6 +186,31 @@ impl MacAddr {
         self.0[0] & 0x01 == 0
     }
 
+    /// Whether an interface can carry this address: unicast and not all zeros (what the
+    /// kernel's `is_valid_ether_addr` asks). Multicast addresses, the broadcast address among
+    /// them, and `00:00:00:00:00:00` can only be read back (e.g. from `lo`), never set.
+    pub fn is_assignable(&self) -> bool {
+        self.is_unicast() && self.0 != [0; 6]
+    }
+
+    /// Refuses an address no interface can carry, naming it, `what` it was for, and the cure.
+    pub(crate) fn check_assignable(self, what: impl fmt::Display) -> Result<()> {
+        if self.is_assignable() {
+            return Ok(());
+        }
+        let why = if self.0 == [0xff; 6] {
+            "the broadcast address"
+        } else if self.0 == [0; 6] {
+            "all zeros"
+        } else {
+            "a multicast address (the lowest bit of its first byte is set)"
+        };
+        Err(Error::invalid(format!(
+            "MAC address {self} for {what} is {why}: an interface needs a unicast, non-zero \
+             address, e.g. a locally administered one such as 02:42:ac:16:10:0a"
+        )))
+    }
+
     /// A random locally administered unicast address.
     pub fn random() -> Self {
         let mut b = [0u8; 6];
@@ -339,6 +364,33 @@ mod tests {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
         assert!(MacAddr::try_from(&[1u8, 2, 3][..]).is_err());
+    }
+
+    #[test]
+    fn mac_assignable() {
+        for ok in [
+            "02:42:ac:16:10:0a",
+            "00:00:00:00:00:01",
+            "fe:ff:ff:ff:ff:ff",
+        ] {
+            let m: MacAddr = ok.parse().unwrap();
+            assert!(m.is_assignable(), "{ok}");
+            m.check_assignable("x").unwrap();
+        }
+        for (bad, why) in [
+            ("01:00:5e:00:00:01", "multicast"),
+            ("33:33:00:00:00:01", "multicast"),
+            ("00:00:00:00:00:00", "all zeros"),
+            ("ff:ff:ff:ff:ff:ff", "broadcast"),
+        ] {
+            let m: MacAddr = bad.parse().unwrap();
+            assert!(!m.is_assignable(), "{bad}");
+            let e = m.check_assignable("link `x`").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            let text = e.to_string();
+            assert!(text.contains(bad) && text.contains(why), "{text}");
+            assert!(text.contains("link `x`"), "{text}");
+        }
     }
 
     #[test]

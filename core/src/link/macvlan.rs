@@ -204,6 +204,9 @@ impl Spec for Macvlan {
             ))
             .with_errno(libc::EMSGSIZE));
         }
+        for mac in &self.source_macs {
+            mac.check_assignable("a source MAC (frames come from unicast senders)")?;
+        }
         if self.nopromisc && self.mode != MacvlanMode::Passthru {
             return Err(Error::invalid(
                 "nopromisc applies only to macvlan mode passthru",

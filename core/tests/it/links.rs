@@ -1149,3 +1149,74 @@ async fn announce_teaches_the_neighbours() {
         b.ip(&["neigh", "show", "dev", "v1"])
     );
 }
+
+/// A multicast, all-zero or broadcast MAC is refused up front as an invalid argument, naming
+/// the MAC, wherever one is given: create, change, a veth peer, attach, source MACs, announce.
+/// (The kernel's answer, `EADDRNOTAVAIL`, used to come back as "not found: check the name".)
+#[tokio::test]
+async fn invalid_macs_are_invalid_arguments() {
+    root_or_skip!("invalid_macs_are_invalid_arguments");
+    let t = TestNs::with_veth("badmac", "p0", "p1").await;
+    let c = TestNs::new("badmacc").await;
+    let h = &t.handle;
+    let bad: Vec<MacAddr> = [
+        "01:00:5e:00:00:01",
+        "00:00:00:00:00:00",
+        "ff:ff:ff:ff:ff:ff",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    let expect_invalid = |e: underlay::Error, mac: MacAddr, step: &str| {
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{step} {mac}: {e}");
+        assert!(e.to_string().contains(&mac.to_string()), "{step}: {e}");
+        assert!(!e.to_string().contains("check the name"), "{step}: {e}");
+    };
+    Macvlan::create(h, "mv0", "p0", MacvlanMode::Bridge)
+        .execute()
+        .await
+        .unwrap();
+    let before = t.ip_link("mv0").unwrap()["address"].clone();
+    for &mac in &bad {
+        let e = Macvlan::create(h, "mv1", "p0", MacvlanMode::Bridge)
+            .mac(mac)
+            .execute()
+            .await
+            .unwrap_err();
+        expect_invalid(e, mac, "create");
+        assert!(t.ip_link("mv1").is_none());
+        let e = h.set_link("mv0").mac(mac).execute().await.unwrap_err();
+        expect_invalid(e, mac, "set_link");
+        let e = Veth::create(h, "va", "vb")
+            .peer_mac(mac)
+            .execute()
+            .await
+            .unwrap_err();
+        expect_invalid(e, mac, "veth peer");
+        assert!(t.ip_link("va").is_none() && t.ip_link("vb").is_none());
+        let e = Macvlan::attach_to_netns(h, "mv0", &c.ns)
+            .mac(mac)
+            .execute()
+            .await
+            .unwrap_err();
+        expect_invalid(e, mac, "attach");
+        let e = Macvlan::create(h, "mv2", "p0", MacvlanMode::Source)
+            .source_macs([MacAddr::random(), mac])
+            .execute()
+            .await
+            .unwrap_err();
+        expect_invalid(e, mac, "source MACs");
+        let e =
+            t.ns.announce(1, mac, vec!["172.22.16.10".parse().unwrap()])
+                .unwrap_err();
+        expect_invalid(e, mac, "announce");
+    }
+    // Nothing changed, nothing moved.
+    assert_eq!(t.ip_link("mv0").unwrap()["address"], before);
+    assert!(c.ip_link("mv0").is_none());
+    assert!(t.ip_link("mv2").is_none());
+    // The kernel's own EADDRNOTAVAIL on a link request (a MAC of the wrong length cannot be
+    // built; a refused MAC is the only cause) is not "not found" either: the errno is kept.
+    let e = h.set_link("no-such-link").up().execute().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+}

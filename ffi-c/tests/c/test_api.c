@@ -637,6 +637,15 @@ static void test_kernel(void) {
   OK(underlay_handle_link_set_up(ha, "mv0", true));
   OK(underlay_handle_link_set_mtu(ha, "mv0", 1300));
   OK(underlay_handle_link_set_mac(ha, "mv0", "02:42:ac:16:10:0b"));
+  /* A MAC no interface can have is an invalid argument, not a missing link. */
+  EXPECT(underlay_handle_link_set_mac(ha, "mv0", "01:00:5e:00:00:01"),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "multicast");
+  EXPECT(underlay_handle_link_set_mac(ha, "mv0", "00:00:00:00:00:00"),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "all zeros");
+  OK(underlay_link_builder_macvlan(ha, "mv9", "ens192", "bridge", &b));
+  OK(underlay_link_builder_set_mac(b, "ff:ff:ff:ff:ff:ff"));
+  EXPECT(underlay_link_builder_execute(b, &l), UNDERLAY_RESULT_INVALID_ARGUMENT, "broadcast");
+  underlay_link_builder_free(b);
   EXPECT(underlay_handle_link_set_mac(ha, "mv0", "not-a-mac"), UNDERLAY_RESULT_INVALID_ARGUMENT,
          "not-a-mac");
   EXPECT(underlay_handle_link_set_up(ha, "ghost0", true), UNDERLAY_RESULT_NOT_FOUND, "ghost0");
