@@ -1466,8 +1466,10 @@ underlay_result underlay_route_set_metric(underlay_route *route, uint32_t metric
 underlay_result underlay_route_set_table(underlay_route *route, uint32_t table);
 
 /**
- * The route as text, iproute2 style ("0.0.0.0/0 via 172.16.10.1 dev eth0"); borrowed.
- * NULL for NULL.
+ * The route as text, in iproute2's words and order, so `ip route add` takes it:
+ * "10.7.0.0/24 via 10.1.0.1 dev eth0 table 100 scope link src 10.1.0.2 metric 7" (each part
+ * only when set; the main table is not written; a device read back by index is "if4", as
+ * iproute2 writes an index it cannot name). Borrowed; NULL for NULL.
  */
 const char *underlay_route_string(const underlay_route *route);
 
@@ -1496,7 +1498,8 @@ underlay_result underlay_handle_route_delete(const underlay_handle *handle,
                                              const underlay_route *route);
 
 /**
- * The routes of `table` (0: every table).
+ * The unicast routes of `table`: 254 the main table, 0 every table (iproute2's
+ * `table all`).
  */
 underlay_result underlay_handle_route_list(const underlay_handle *handle,
                                            uint32_t table,

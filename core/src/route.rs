@@ -16,6 +16,9 @@ use crate::link::LinkRef;
 /// The main routing table.
 pub const TABLE_MAIN: u32 = 254;
 
+/// Every table, in [`Handle::routes`] (iproute2's `table all`, the kernel's `RT_TABLE_UNSPEC`).
+pub const TABLE_ALL: u32 = 0;
+
 /// A route: what to add, or what the kernel reports.
 ///
 /// ```
@@ -136,20 +139,33 @@ impl Route {
     }
 }
 
+/// In iproute2's words and order (`ip route show`), so `ip route add` takes the text:
+/// `10.7.0.0/24 via 10.1.0.1 dev eth0 table 100 scope link src 10.1.0.2 metric 7`. A device
+/// known only by its index (as read back) is `if4`, as iproute2 writes an index it cannot name.
 impl std::fmt::Display for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.destination)?;
         if let Some(g) = self.gateway {
             write!(f, " via {g}")?;
         }
-        if let Some(d) = &self.dev {
-            write!(f, " dev {d}")?;
-        }
-        if let Some(m) = self.metric {
-            write!(f, " metric {m}")?;
+        match &self.dev {
+            Some(LinkRef::Name(n)) => write!(f, " dev {n}")?,
+            Some(LinkRef::Index(i)) => write!(f, " dev if{i}")?,
+            None => {}
         }
         if self.table != TABLE_MAIN {
             write!(f, " table {}", self.table)?;
+        }
+        match self.scope {
+            Some(RouteScopeKind::Link) => write!(f, " scope link")?,
+            Some(RouteScopeKind::Host) => write!(f, " scope host")?,
+            Some(RouteScopeKind::Universe) | None => {}
+        }
+        if let Some(s) = self.source {
+            write!(f, " src {s}")?;
+        }
+        if let Some(m) = self.metric {
+            write!(f, " metric {m}")?;
         }
         Ok(())
     }
@@ -187,7 +203,8 @@ impl Handle {
         Ok(())
     }
 
-    /// The unicast routes of one table (main when `None`) in this namespace, IPv4 and IPv6.
+    /// The unicast routes of one table in this namespace, IPv4 and IPv6: the main table when
+    /// `None` (as `ip route` shows), every table with [`TABLE_ALL`] (`ip route show table all`).
     pub async fn routes(&self, table: Option<u32>) -> Result<Vec<Route>> {
         let table = table.unwrap_or(TABLE_MAIN);
         let mut out = Vec::new();
@@ -202,7 +219,9 @@ impl Handle {
                 _ => None,
             }));
         }
-        out.retain(|r| r.table == table);
+        if table != TABLE_ALL {
+            out.retain(|r| r.table == table);
+        }
         Ok(out)
     }
 
@@ -350,6 +369,25 @@ mod tests {
             .table(0)
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn display_in_iproute2_words() {
+        let r = Route::new("10.7.0.0/24".parse().unwrap())
+            .via("10.1.0.1".parse().unwrap())
+            .dev("eth0")
+            .source("10.1.0.2".parse().unwrap())
+            .metric(7)
+            .table(100);
+        assert_eq!(
+            r.to_string(),
+            "10.7.0.0/24 via 10.1.0.1 dev eth0 table 100 src 10.1.0.2 metric 7"
+        );
+        let mut r = Route::new("10.3.0.7/32".parse().unwrap()).dev(4);
+        r.scope = Some(RouteScopeKind::Link);
+        assert_eq!(r.to_string(), "10.3.0.7/32 dev if4 scope link");
+        r.scope = Some(RouteScopeKind::Universe);
+        assert_eq!(r.to_string(), "10.3.0.7/32 dev if4");
     }
 
     #[test]

@@ -155,8 +155,10 @@ pub extern "C" fn underlay_route_set_table(
     })
 }
 
-/// The route as text, iproute2 style ("0.0.0.0/0 via 172.16.10.1 dev eth0"); borrowed.
-/// NULL for NULL.
+/// The route as text, in iproute2's words and order, so `ip route add` takes it:
+/// "10.7.0.0/24 via 10.1.0.1 dev eth0 table 100 scope link src 10.1.0.2 metric 7" (each part
+/// only when set; the main table is not written; a device read back by index is "if4", as
+/// iproute2 writes an index it cannot name). Borrowed; NULL for NULL.
 #[no_mangle]
 pub extern "C" fn underlay_route_string(route: *const underlay_route) -> *const c_char {
     guard_value(std::ptr::null(), || {
@@ -207,7 +209,8 @@ pub extern "C" fn underlay_handle_route_delete(
     })
 }
 
-/// The routes of `table` (0: every table).
+/// The unicast routes of `table`: 254 the main table, 0 every table (iproute2's
+/// `table all`).
 #[no_mangle]
 pub extern "C" fn underlay_handle_route_list(
     handle: *const underlay_handle,
@@ -217,7 +220,7 @@ pub extern "C" fn underlay_handle_route_list(
     guard(|| {
         let h = r(handle, "handle")?;
         let o = out(list_out, "list_out")?;
-        let routes = block(h.inner.routes((table != 0).then_some(table)))?;
+        let routes = block(h.inner.routes(Some(table)))?;
         o.set_box(underlay_route_list {
             items: routes.into_iter().map(underlay_route::new).collect(),
         });

@@ -350,7 +350,8 @@ impl Handle {
         block(py, async move { h.delete_address(r, a).await })
     }
 
-    /// The routes of `table` (every table when None).
+    /// The unicast routes of `table`: the main table (254) when None, as `ip route` shows;
+    /// every table with 0 (`ip route show table all`).
     #[pyo3(signature = (table = None))]
     fn routes(&self, py: Python<'_>, table: Option<u32>) -> PyResult<Vec<Route>> {
         let h = self.inner.clone();

@@ -40,3 +40,20 @@ def test_unassignable_macs_are_invalid_arguments(
     assert ip_json(netns, "link", "show", "mv0")[0]["address"] == before
     names = {link["ifname"] for link in ip_json(netns, "link", "show")}
     assert not names & {"mv1", "va", "vb"}
+
+
+@needs_root
+def test_routes_of_every_table_and_in_iproute2_words(netns: underlay.Netns, handle: underlay.Handle, nic: str) -> None:
+    handle.add_address(nic, "10.1.0.2/24")
+    route = underlay.Route("10.7.0.0/24", dev=nic, source="10.1.0.2", metric=7, table=100)
+    assert str(route) == f"10.7.0.0/24 dev {nic} table 100 src 10.1.0.2 metric 7"
+    handle.add_route(route)
+    main = [str(r.destination) for r in handle.routes()]
+    assert "10.1.0.0/24" in main and "10.7.0.0/24" not in main
+    everywhere = handle.routes(0)
+    assert {(str(r.destination), r.table) for r in everywhere} >= {("10.1.0.0/24", 254), ("10.7.0.0/24", 100)}
+    oracle = [r for fam in ("-4", "-6") for r in ip_json(netns, fam, "route", "show", "table", "all")]
+    assert len(everywhere) == len([r for r in oracle if r.get("type", "unicast") == "unicast"])
+    back = next(r for r in everywhere if str(r.destination) == "10.7.0.0/24")
+    index = handle.link_index(nic)
+    assert str(back) == f"10.7.0.0/24 dev if{index} table 100 scope link src 10.1.0.2 metric 7"

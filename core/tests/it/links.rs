@@ -1220,3 +1220,92 @@ async fn invalid_macs_are_invalid_arguments() {
     let e = h.set_link("no-such-link").up().execute().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 }
+
+/// `routes(Some(0))` lists every table (iproute2's `table all`), `routes(None)` the main one;
+/// a route prints in iproute2's words (`dev eth0`, `scope link`, `src`, `metric`, `table`),
+/// so that `ip route add` takes the text and makes the same route.
+#[tokio::test]
+async fn routes_of_every_table_and_in_iproute2_words() {
+    root_or_skip!("routes_of_every_table_and_in_iproute2_words");
+    let t = TestNs::with_veth("rtall", "p0", "p1").await;
+    let h = &t.handle;
+    h.add_address("p0", "10.1.0.2/24".parse().unwrap())
+        .await
+        .unwrap();
+    let in_100 = Route::new("10.5.0.0/16".parse().unwrap())
+        .via("10.1.0.1".parse().unwrap())
+        .table(100);
+    h.add_route(&in_100).await.unwrap();
+    let in_1000 = Route::new("10.6.0.0/16".parse().unwrap())
+        .dev("p0")
+        .table(1000);
+    h.add_route(&in_1000).await.unwrap();
+    let main = h.routes(None).await.unwrap();
+    assert!(
+        main.iter().all(|r| r.table == underlay::TABLE_MAIN),
+        "{main:?}"
+    );
+    let all = h.routes(Some(underlay::TABLE_ALL)).await.unwrap();
+    for (dst, table) in [
+        ("10.5.0.0/16", 100),
+        ("10.6.0.0/16", 1000),
+        ("10.1.0.0/24", 254),
+    ] {
+        assert!(
+            all.iter()
+                .any(|r| r.destination.to_string() == dst && r.table == table),
+            "{dst} in table {table}: {all:?}"
+        );
+    }
+    // Oracle: every unicast route iproute2 lists in every table, and no other.
+    let oracle = t.ip(&["-4", "route", "show", "table", "all"]);
+    let oracle6 = t.ip(&["-6", "route", "show", "table", "all"]);
+    let unicast = oracle
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(oracle6.as_array().unwrap())
+        .filter(|r| r["type"].as_str().unwrap_or("unicast") == "unicast")
+        .count();
+    assert_eq!(all.len(), unicast, "{oracle} {oracle6} vs {all:?}");
+    assert_eq!(
+        h.routes(Some(100)).await.unwrap().len(),
+        1,
+        "one table alone"
+    );
+
+    // The text of a route is what `ip route add` takes.
+    let given = Route::new("10.7.0.0/24".parse().unwrap())
+        .dev("p0")
+        .source("10.1.0.2".parse().unwrap())
+        .metric(7)
+        .table(100);
+    assert_eq!(
+        given.to_string(),
+        "10.7.0.0/24 dev p0 table 100 src 10.1.0.2 metric 7"
+    );
+    let out = t.exec(&["sh", "-c", &format!("ip route add {given}")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = h
+        .routes(Some(100))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.destination.to_string() == "10.7.0.0/24")
+        .unwrap();
+    let index = h.link_index("p0").await.unwrap();
+    assert_eq!(
+        back.to_string(),
+        format!("10.7.0.0/24 dev if{index} table 100 scope link src 10.1.0.2 metric 7")
+    );
+    // iproute2 names the device where this readback knows only its index.
+    let j = t.ip(&["route", "show", "table", "100", "10.7.0.0/24"]);
+    assert_eq!(j[0]["dev"], "p0");
+    assert_eq!(j[0]["prefsrc"], "10.1.0.2");
+    assert_eq!(j[0]["metric"], 7);
+    assert_eq!(j[0]["scope"], "link");
+}

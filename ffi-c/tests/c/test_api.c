@@ -323,7 +323,8 @@ static void test_bad_values(void) {
   EXPECT(underlay_route_set_via(r, "nope"), UNDERLAY_RESULT_INVALID_ARGUMENT, "nope");
   TRUE(strncmp(underlay_route_string(r), "172.16.10.0/24 via 172.16.10.1 dev ", 35) == 0);
   OK(underlay_route_set_table(r, 100));
-  TRUE(strstr(underlay_route_string(r), "table 100") != NULL);
+  TRUE(strcmp(underlay_route_string(r),
+              "172.16.10.0/24 via 172.16.10.1 dev eth0 table 100 src 172.16.10.7 metric 5") == 0);
   underlay_route_free(r);
 
   OK(underlay_ipam_network_new("n1", &in));
@@ -691,10 +692,32 @@ static void test_kernel(void) {
     int found = 0;
     for (size_t i = 0; i < underlay_route_list_count(routes); i++)
       found += strstr(underlay_route_string(underlay_route_list_get(routes, i)),
-                      "0.0.0.0/0 via 172.16.10.1") != NULL;
+                      "0.0.0.0/0 via 172.16.10.1 dev if") != NULL;
     TRUE(found == 1);
   }
   underlay_route_list_free(routes);
+  {
+    /* Table 0 lists every table, iproute2's `table all`; 254 only the main one. */
+    underlay_route *t100 = NULL;
+    int in_all = 0, in_main = 0;
+    OK(underlay_route_new("10.55.0.0/16", &t100));
+    OK(underlay_route_set_dev(t100, "mv0"));
+    OK(underlay_route_set_table(t100, 100));
+    OK(underlay_handle_route_add(ha, t100));
+    OK(underlay_handle_route_list(ha, 0, &routes));
+    for (size_t i = 0; i < underlay_route_list_count(routes); i++)
+      in_all += strstr(underlay_route_string(underlay_route_list_get(routes, i)),
+                       "10.55.0.0/16 dev if") != NULL;
+    underlay_route_list_free(routes);
+    OK(underlay_handle_route_list(ha, 254, &routes));
+    for (size_t i = 0; i < underlay_route_list_count(routes); i++)
+      in_main += strstr(underlay_route_string(underlay_route_list_get(routes, i)),
+                        "10.55.0.0/16") != NULL;
+    underlay_route_list_free(routes);
+    TRUE(in_all == 1 && in_main == 0);
+    OK(underlay_handle_route_delete(ha, t100));
+    underlay_route_free(t100);
+  }
   OK(underlay_handle_route_delete(ha, r));
   EXPECT(underlay_handle_route_delete(ha, r), UNDERLAY_RESULT_NOT_FOUND, NULL);
   underlay_route_free(r);
