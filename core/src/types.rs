@@ -252,7 +252,8 @@ impl FromStr for MacAddr {
         let sep = if s.contains('-') { '-' } else { ':' };
         let mut n = 0;
         for part in s.split(sep) {
-            if n == 6 || part.len() != 2 {
+            // Two hex digits, nothing else: `from_str_radix` alone would take a sign (`+2`).
+            if n == 6 || part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             out[n] = u8::from_str_radix(part, 16).map_err(|_| bad())?;
@@ -360,6 +361,9 @@ mod tests {
             "02:42:ac:16:10:0a:0b",
             "0g:42:ac:16:10:0a",
             "2:42:ac:16:10:0a",
+            "+2:42:ac:10:0a:65",
+            "02:+4:ac:10:0a:65",
+            "02:42:ac:10:0a:-5",
         ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }

@@ -57,3 +57,9 @@ def test_routes_of_every_table_and_in_iproute2_words(netns: underlay.Netns, hand
     back = next(r for r in everywhere if str(r.destination) == "10.7.0.0/24")
     index = handle.link_index(nic)
     assert str(back) == f"10.7.0.0/24 dev if{index} table 100 scope link src 10.1.0.2 metric 7"
+
+
+@needs_root
+def test_a_signed_byte_is_no_mac(handle: underlay.Handle, nic: str) -> None:
+    with pytest.raises(underlay.InvalidArgument, match="malformed"):
+        handle.set_link(nic, mac="+2:42:ac:10:0a:65")

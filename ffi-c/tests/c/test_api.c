@@ -356,6 +356,8 @@ static void test_bad_values(void) {
   EXPECT(underlay_endpoint_spec_add_ip(es, "172.16.10.999"), UNDERLAY_RESULT_INVALID_ARGUMENT,
          NULL);
   EXPECT(underlay_endpoint_spec_set_mac(es, "zz:zz"), UNDERLAY_RESULT_INVALID_ARGUMENT, NULL);
+  EXPECT(underlay_endpoint_spec_set_mac(es, "+2:42:ac:10:0a:65"), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         "+2:42");
   OK(underlay_endpoint_spec_set_mac(es, "02:42:ac:10:0a:65"));
   OK(underlay_endpoint_spec_set_mac(es, NULL));
   OK(underlay_endpoint_spec_set_ifname(es, "eth1"));
