@@ -210,14 +210,21 @@ impl fmt::Display for Error {
         f.write_str(&self.message)?;
         if let Some(errno) = self.errno {
             if self.kind != ErrorKind::Multiple {
-                write!(
-                    f,
-                    " (errno {errno}: {})",
-                    std::io::Error::from_raw_os_error(errno)
-                )?;
+                write!(f, " (errno {errno}: {})", errno_text(errno))?;
             }
         }
         Ok(())
+    }
+}
+
+/// The C library's text for `errno` ("No such device"), without the "(os error 19)" that
+/// `std::io::Error` adds: a message says the errno once.
+pub(crate) fn errno_text(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    let suffix = format!(" (os error {errno})");
+    match text.strip_suffix(&suffix) {
+        Some(t) => t.to_string(),
+        None => text,
     }
 }
 
@@ -261,10 +268,7 @@ mod tests {
     fn display_carries_errno() {
         let e = Error::new(ErrorKind::AlreadyExists, "link `eth0` exists").with_errno(libc::EEXIST);
         assert_eq!(e.errno(), Some(libc::EEXIST));
-        assert!(
-            e.to_string().starts_with("link `eth0` exists (errno 17"),
-            "{e}"
-        );
+        assert_eq!(e.to_string(), "link `eth0` exists (errno 17: File exists)");
     }
 
     #[test]

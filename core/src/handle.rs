@@ -442,9 +442,12 @@ pub(crate) fn kernel_error(
     errno: i32,
     extack: Option<String>,
 ) -> Error {
+    // The kernel's own words when it gave some; the errno's text comes once, at the end
+    // (`Error`'s display adds "(errno N: text)").
     let why = extack
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| std::io::Error::from_raw_os_error(errno).to_string());
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
     let (kind, cure) = match errno {
         libc::EPERM | libc::EACCES => (
             ErrorKind::PermissionDenied,
@@ -482,7 +485,7 @@ pub(crate) fn kernel_error(
         }
         _ => (ErrorKind::Kernel, ""),
     };
-    Error::new(kind, format!("{what} {object} in {ns} failed: {why}{cure}")).with_errno(errno)
+    Error::new(kind, format!("{what} {object} in {ns} failed{why}{cure}")).with_errno(errno)
 }
 
 #[cfg(test)]

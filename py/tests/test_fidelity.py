@@ -63,3 +63,12 @@ def test_routes_of_every_table_and_in_iproute2_words(netns: underlay.Netns, hand
 def test_a_signed_byte_is_no_mac(handle: underlay.Handle, nic: str) -> None:
     with pytest.raises(underlay.InvalidArgument, match="malformed"):
         handle.set_link(nic, mac="+2:42:ac:10:0a:65")
+
+
+@needs_root
+def test_link_index_zero_and_errno_once(handle: underlay.Handle) -> None:
+    with pytest.raises(underlay.InvalidArgument, match="start at 1"):
+        handle.link(0)
+    with pytest.raises(underlay.NotFound) as e:
+        handle.delete_link(9999)
+    assert "os error" not in str(e.value)

@@ -1309,3 +1309,25 @@ async fn routes_of_every_table_and_in_iproute2_words() {
     assert_eq!(j[0]["metric"], 7);
     assert_eq!(j[0]["scope"], "link");
 }
+
+/// Link index 0 names no link: refused before any request, with advice; and a kernel error
+/// states its errno once.
+#[tokio::test]
+async fn link_index_zero_and_errno_once() {
+    root_or_skip!("link_index_zero_and_errno_once");
+    let t = TestNs::with_veth("ix0", "p0", "p1").await;
+    let h = &t.handle;
+    let e = h.link(0).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("start at 1"), "{e}");
+    let e = h.set_link(0).up().execute().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    let e = h.delete_link(0).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    // A kernel refusal: the errno appears once, as `(errno N: text)`.
+    let e = h.delete_link(9999).await.unwrap_err();
+    let text = e.to_string();
+    assert_eq!(text.matches("No such device").count(), 1, "{text}");
+    assert!(!text.contains("os error"), "{text}");
+    assert!(text.contains("(errno 19: No such device)"), "{text}");
+}
