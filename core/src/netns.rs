@@ -482,7 +482,7 @@ fn named_path(name: &str) -> Result<PathBuf> {
     {
         return Err(Error::invalid(format!(
             "network namespace name `{}` is invalid: use 1..255 bytes without `/` or NUL, not `.` or `..`",
-            name.escape_debug()
+            crate::error::shown(name)
         )));
     }
     Ok(Path::new(NETNS_RUN_DIR).join(name))

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::{shown, Error, Result};
 
 /// A network interface name: 1..=15 bytes, no `/`, no `:`, no whitespace or NUL, not `.` or `..`.
 ///
@@ -27,7 +27,7 @@ impl IfName {
         let bad = |why: &str| {
             Err(Error::invalid(format!(
                 "interface name `{}` is invalid: {why}",
-                name.escape_debug()
+                shown(&name)
             )))
         };
         if name.is_empty() {
@@ -132,10 +132,9 @@ impl VlanId {
 impl FromStr for VlanId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let n: u16 = s
-            .trim()
-            .parse()
-            .map_err(|_| Error::invalid(format!("VLAN id `{s}` is not a number in 1..4094")))?;
+        let n: u16 = s.trim().parse().map_err(|_| {
+            Error::invalid(format!("VLAN id `{}` is not a number in 1..4094", shown(s)))
+        })?;
         VlanId::new(n)
     }
 }
@@ -245,7 +244,8 @@ impl FromStr for MacAddr {
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
             Error::invalid(format!(
-                "MAC address `{s}` is malformed: write six hex bytes like 02:42:ac:16:10:0a"
+                "MAC address `{}` is malformed: write six hex bytes like 02:42:ac:16:10:0a",
+                shown(s)
             ))
         };
         let mut out = [0u8; 6];

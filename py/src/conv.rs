@@ -13,8 +13,12 @@ use crate::errors::{invalid, to_py};
 /// An IP address from `str(obj)`.
 pub(crate) fn ip(obj: &Bound<'_, PyAny>) -> PyResult<IpAddr> {
     let s = obj.str()?.to_string();
-    s.parse()
-        .map_err(|_| invalid(format!("`{s}` is not an IP address")))
+    s.parse().map_err(|_| {
+        invalid(format!(
+            "`{}` is not an IP address",
+            underlay::Error::show_input(&s)
+        ))
+    })
 }
 
 /// Optional IP address.
@@ -28,7 +32,8 @@ pub(crate) fn net(obj: &Bound<'_, PyAny>) -> PyResult<IpNet> {
     let s = obj.str()?.to_string();
     s.parse().map_err(|_| {
         invalid(format!(
-            "`{s}` is not an address with a prefix (like 10.0.0.2/24)"
+            "`{}` is not an address with a prefix (like 10.0.0.2/24)",
+            underlay::Error::show_input(&s)
         ))
     })
 }

@@ -72,3 +72,15 @@ def test_link_index_zero_and_errno_once(handle: underlay.Handle) -> None:
     with pytest.raises(underlay.NotFound) as e:
         handle.delete_link(9999)
     assert "os error" not in str(e.value)
+
+
+def test_huge_inputs_give_short_messages() -> None:
+    huge = "x" * (1 << 20)
+    for attempt in (
+        lambda: underlay.Netns.open(huge),
+        lambda: underlay.Route(huge, dev="eth0"),
+        lambda: underlay.Route("10.0.0.0/8", gateway=huge),
+    ):
+        with pytest.raises(underlay.InvalidArgument) as e:
+            attempt()
+        assert len(str(e.value)) < 1024 and "1048576 bytes" in str(e.value)

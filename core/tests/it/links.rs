@@ -1331,3 +1331,33 @@ async fn link_index_zero_and_errno_once() {
     assert!(!text.contains("os error"), "{text}");
     assert!(text.contains("(errno 19: No such device)"), "{text}");
 }
+
+/// A huge input (a 1 MiB name) gives a short message: the input shown cut, the cure kept.
+#[tokio::test]
+async fn huge_inputs_give_short_messages() {
+    root_or_skip!("huge_inputs_give_short_messages");
+    let t = TestNs::with_veth("huge", "p0", "p1").await;
+    let huge = "x".repeat(1 << 20);
+    let errors = [
+        Netns::create(&huge).unwrap_err(),
+        Netns::open(&huge).unwrap_err(),
+        Macvlan::create(&t.handle, &huge, "p0", MacvlanMode::Bridge)
+            .execute()
+            .await
+            .unwrap_err(),
+        t.handle.link(huge.as_str()).await.unwrap_err(),
+        huge.parse::<MacAddr>().unwrap_err(),
+        huge.parse::<VlanId>().unwrap_err(),
+    ];
+    for e in errors {
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidArgument,
+            "{}",
+            &e.to_string()[..200]
+        );
+        let text = e.to_string();
+        assert!(text.len() < 1024, "{} bytes: {}", text.len(), &text[..200]);
+        assert!(text.contains("1048576 bytes"), "{text}");
+    }
+}

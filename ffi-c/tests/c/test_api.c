@@ -308,6 +308,23 @@ static void test_bad_values(void) {
          "ul-no-such-namespace");
   EXPECT(underlay_netns_open_fd(-1, &ns), UNDERLAY_RESULT_INVALID_ARGUMENT, "-1");
   TRUE(ns == (underlay_netns *)&checks);
+  {
+    /* A 1 MiB input gives a short message, the input cut and its length said. */
+    size_t n = (size_t)1 << 20;
+    char *huge = malloc(n + 1);
+    if (huge != NULL) {
+      memset(huge, 'x', n);
+      huge[n] = 0;
+      EXPECT(underlay_netns_create(huge, &ns), UNDERLAY_RESULT_INVALID_ARGUMENT, "1048576 bytes");
+      TRUE(strlen(underlay_last_error_message()) < 1024);
+      EXPECT(underlay_route_new(huge, &r), UNDERLAY_RESULT_INVALID_ARGUMENT, "1048576 bytes");
+      TRUE(strlen(underlay_last_error_message()) < 1024);
+      huge[n - 1] = (char)0xff;
+      EXPECT(underlay_netns_open(huge, &ns), UNDERLAY_RESULT_INVALID_UTF8, "1048578 bytes");
+      TRUE(strlen(underlay_last_error_message()) < 1024);
+      free(huge);
+    }
+  }
 
   EXPECT(underlay_route_new("not-a-prefix", &r), UNDERLAY_RESULT_INVALID_ARGUMENT,
          "not-a-prefix");
