@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import threading
 
 import pytest
 
@@ -84,3 +86,23 @@ def test_huge_inputs_give_short_messages() -> None:
         with pytest.raises(underlay.InvalidArgument) as e:
             attempt()
         assert len(str(e.value)) < 1024 and "1048576 bytes" in str(e.value)
+
+
+def test_open_path_on_a_fifo_is_refused_at_once(tmp_path: "os.PathLike[str]") -> None:
+    fifo = os.path.join(str(tmp_path), "fifo")
+    os.mkfifo(fifo)
+    result: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            underlay.Netns.open_path(fifo)
+        except BaseException as e:  # noqa: BLE001 - recorded for the test thread
+            result.append(e)
+
+    t = threading.Thread(target=attempt, daemon=True)
+    t.start()
+    t.join(60)  # a liveness guard: a regression would block in open(2) forever
+    if t.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("Netns.open_path blocked on a FIFO")
+    assert result and isinstance(result[0], underlay.InvalidArgument) and "FIFO" in str(result[0])

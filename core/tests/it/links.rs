@@ -1361,3 +1361,38 @@ async fn huge_inputs_give_short_messages() {
         assert!(text.contains("1048576 bytes"), "{text}");
     }
 }
+
+/// Opening something that is not a namespace file (a FIFO, a directory, a character device)
+/// is refused at once, naming what it is: open(2) on a FIFO would wait for a writer forever.
+#[test]
+fn netns_open_path_refuses_what_is_no_namespace() {
+    if !privileged("netns_open_path_refuses_what_is_no_namespace") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ul-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(Netns::open_path(&path).map(|_| ()));
+    });
+    // A liveness guard, not a timing assertion: without it a regression hangs the suite.
+    let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+    if got.is_err() {
+        // Release the blocked open(2) so the thread ends, then fail.
+        let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let e = got.expect("open_path on a FIFO blocked").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("FIFO"), "{e}");
+    for (path, what) in [("/tmp", "directory"), ("/dev/null", "character device")] {
+        let e = Netns::open_path(path).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains(what), "{e}");
+    }
+}
