@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 
 import pytest
 
 import underlay
-from conftest import needs_root
+from conftest import needs_root, unique
 
 BAD_MACS = ["01:00:5e:00:00:01", "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"]
 
@@ -106,3 +107,18 @@ def test_open_path_on_a_fifo_is_refused_at_once(tmp_path: "os.PathLike[str]") ->
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         pytest.fail("Netns.open_path blocked on a FIFO")
     assert result and isinstance(result[0], underlay.InvalidArgument) and "FIFO" in str(result[0])
+
+
+@needs_root
+def test_with_netns_never_hides_the_blocks_exception() -> None:
+    name = unique("exit")
+    with pytest.raises(ValueError, match="mine") as e:
+        with underlay.Netns.create(name):
+            underlay.Netns.delete(name)
+            raise ValueError("mine")
+    notes = " ".join(getattr(e.value, "__notes__", []))
+    assert sys.version_info < (3, 11) or ("deleting network namespace" in notes and name in notes)
+    # Without an exception in the block, a failed delete is raised as itself.
+    with pytest.raises(underlay.NotFound):
+        with underlay.Netns.create(name):
+            underlay.Netns.delete(name)
