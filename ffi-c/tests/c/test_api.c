@@ -468,6 +468,17 @@ static void test_ipam_memory(void) {
     underlay_lease_list_free(list);
     EXPECT(underlay_ipam_gc(ipam, ids, NULL, 2, &list), UNDERLAY_RESULT_NULL_PARAMETER,
            "ifnames");
+    /* NULL arrays with a huge count: refused before anything is allocated. */
+    EXPECT(underlay_ipam_gc(ipam, NULL, NULL, (size_t)1 << 32, &list),
+           UNDERLAY_RESULT_NULL_PARAMETER, "container_ids");
+    EXPECT(underlay_ipam_gc(ipam, ids, ifs, (size_t)1 << 32, NULL),
+           UNDERLAY_RESULT_NULL_PARAMETER, "released_out");
+    {
+      underlay_network_spec *sp = NULL;
+      EXPECT(underlay_network_spec_from_docker("n", "macvlan", NULL, NULL, (size_t)1 << 40, &sp),
+             UNDERLAY_RESULT_NULL_PARAMETER, "keys");
+      TRUE(sp == NULL);
+    }
   }
   OK(underlay_ipam_release_stale(ipam, &list));
   TRUE(underlay_lease_list_count(list) == 0);
