@@ -122,3 +122,9 @@ def test_with_netns_never_hides_the_blocks_exception() -> None:
     with pytest.raises(underlay.NotFound):
         with underlay.Netns.create(name):
             underlay.Netns.delete(name)
+
+
+def test_a_gateway_and_no_gateway_contradict() -> None:
+    with pytest.raises(underlay.InvalidArgument, match="no gateway were both given"):
+        underlay.Pool("10.0.0.0/24", gateway="10.0.0.1", no_gateway=True)
+    assert underlay.Pool("10.0.0.0/24", no_gateway=True).gateway is None

@@ -348,6 +348,8 @@ static void test_bad_values(void) {
   EXPECT(underlay_ipam_network_add_pool(in, "10.0.0.0/33"), UNDERLAY_RESULT_INVALID_ARGUMENT,
          NULL);
   EXPECT(underlay_ipam_network_add_pool(in, BAD_UTF8), UNDERLAY_RESULT_INVALID_UTF8, "pool");
+  EXPECT(underlay_ipam_network_add_pool(in, "10.0.0.0/24 gateway=10.0.0.1 gateway=none"),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "both given");
   underlay_ipam_network_free(in);
 
   EXPECT(underlay_network_spec_macvlan("n", "eth0", "bogus-mode", &sp),
