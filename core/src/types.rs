@@ -116,10 +116,7 @@ impl VlanId {
         if (1..=4094).contains(&id) {
             Ok(VlanId(id))
         } else {
-            Err(Error::invalid(format!(
-                "VLAN id {id} is out of range: 802.1Q ids are 1..4094 (0 and 4095 are reserved); \
-                 for more segments use VXLAN"
-            )))
+            Err(vlan_out_of_range(id))
         }
     }
 
@@ -144,6 +141,25 @@ impl TryFrom<u16> for VlanId {
     fn try_from(id: u16) -> Result<Self> {
         VlanId::new(id)
     }
+}
+
+/// From any integer (a binding's argument, a config value): the same range and message as
+/// [`VlanId::new`], for values beyond `u16` too (65536, -1).
+impl TryFrom<i64> for VlanId {
+    type Error = Error;
+    fn try_from(id: i64) -> Result<Self> {
+        match u16::try_from(id) {
+            Ok(id) => VlanId::new(id),
+            Err(_) => Err(vlan_out_of_range(id)),
+        }
+    }
+}
+
+fn vlan_out_of_range(id: impl fmt::Display) -> Error {
+    Error::invalid(format!(
+        "VLAN id {id} is out of range: 802.1Q ids are 1..4094 (0 and 4095 are reserved); \
+         for more segments use VXLAN"
+    ))
 }
 
 impl fmt::Display for VlanId {
@@ -293,14 +309,31 @@ impl fmt::Debug for MacAddr {
     }
 }
 
-/// A link MTU, 68..=65535 (the IPv4 minimum up to the netlink field's maximum).
+/// The link MTUs underlay accepts: the IPv4 minimum up to the netlink field's maximum.
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
+
+/// A link MTU, in [`MTU_RANGE`].
 pub(crate) fn check_mtu(mtu: u32, object: &str) -> Result<()> {
-    if !(68..=65535).contains(&mtu) {
-        return Err(Error::invalid(format!(
+    check_mtu_value(i64::from(mtu), object).map(|_| ())
+}
+
+/// Checks an MTU given as any integer (a binding's argument, which may be negative or beyond
+/// `u32`) for `object`: the MTU when it is in [`MTU_RANGE`], else
+/// [`crate::ErrorKind::InvalidArgument`] naming the value and the range, the same message
+/// the builders give.
+///
+/// ```
+/// assert_eq!(underlay::check_mtu_value(1500, "link `eth0`")?, 1500);
+/// assert!(underlay::check_mtu_value(-1, "link `eth0`").unwrap_err().to_string().contains("68..65535"));
+/// # Ok::<(), underlay::Error>(())
+/// ```
+pub fn check_mtu_value(mtu: i64, object: &str) -> Result<u32> {
+    match u32::try_from(mtu) {
+        Ok(m) if MTU_RANGE.contains(&m) => Ok(m),
+        _ => Err(Error::invalid(format!(
             "MTU {mtu} for {object} is out of range: use 68..65535 (1500 for plain Ethernet)"
-        )));
+        ))),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -348,6 +381,16 @@ mod tests {
         assert_eq!("20".parse::<VlanId>().unwrap().get(), 20);
         assert!("x".parse::<VlanId>().is_err());
         assert!("70000".parse::<VlanId>().is_err());
+        for bad in [65536i64, -1, 0, 4095] {
+            let e = VlanId::try_from(bad).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!("VLAN id {bad} is out of range")),
+                "{e}"
+            );
+            assert!(e.to_string().contains("1..4094"), "{e}");
+        }
+        assert_eq!(VlanId::try_from(10i64).unwrap().get(), 10);
     }
 
     #[test]
@@ -413,5 +456,10 @@ mod tests {
         assert!(check_mtu(1500, "x").is_ok());
         assert!(check_mtu(67, "x").is_err());
         assert!(check_mtu(65536, "x").is_err());
+        for bad in [-1, 67, 65536, i64::MAX, i64::MIN] {
+            let e = check_mtu_value(bad, "x").unwrap_err();
+            assert!(e.to_string().contains(&format!("MTU {bad} ")), "{e}");
+        }
+        assert_eq!(check_mtu_value(9000, "x").unwrap(), 9000);
     }
 }

@@ -236,7 +236,7 @@ impl Handle {
         link: &Bound<'_, PyAny>,
         up: Option<bool>,
         promisc: Option<bool>,
-        mtu: Option<u32>,
+        mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         name: Option<String>,
         alias: Option<String>,
@@ -247,6 +247,7 @@ impl Handle {
     ) -> PyResult<()> {
         let h = self.inner.clone();
         let r = conv::link_ref(link)?;
+        let mtu = conv::opt_mtu(mtu, &format!("link {r}"))?;
         let mac = mac.map(conv::mac).transpose()?;
         let master = master.map(conv::link_ref).transpose()?;
         let netns = netns.map(|n| n.inner.clone());

@@ -128,3 +128,24 @@ def test_a_gateway_and_no_gateway_contradict() -> None:
     with pytest.raises(underlay.InvalidArgument, match="no gateway were both given"):
         underlay.Pool("10.0.0.0/24", gateway="10.0.0.1", no_gateway=True)
     assert underlay.Pool("10.0.0.0/24", no_gateway=True).gateway is None
+
+
+@needs_root
+def test_out_of_range_numbers_are_invalid_arguments_naming_the_range(handle: underlay.Handle, nic: str) -> None:
+    for vlan_id in (0, 4095, 65536, -1, 2**70):
+        with pytest.raises(underlay.InvalidArgument, match="1..4094"):
+            underlay.Vlan.create(handle, nic, vlan_id)
+        with pytest.raises(underlay.InvalidArgument, match="1..4094"):
+            underlay.render_vlan("ifupdown", "v", nic, vlan_id)
+    for mtu in (-1, 67, 65536, 2**32, 2**70):
+        with pytest.raises(underlay.InvalidArgument, match="68..65535"):
+            underlay.Macvlan.create(handle, "mv0", nic, mtu=mtu)
+        with pytest.raises(underlay.InvalidArgument, match="68..65535"):
+            handle.set_link(nic, mtu=mtu)
+
+
+@needs_root
+def test_a_bool_is_no_link_index(handle: underlay.Handle) -> None:
+    for flag in (True, False):
+        with pytest.raises(underlay.InvalidArgument, match="bool"):
+            handle.link(flag)
