@@ -319,6 +319,51 @@ uint32_t underlay_address_link_index(const underlay_address *address);
 const char *underlay_address_scope(const underlay_address *address);
 
 /**
+ * IPv6 duplicate address detection still running (false for NULL).
+ */
+bool underlay_address_tentative(const underlay_address *address);
+
+/**
+ * Added without duplicate address detection, `nodad` (false for NULL).
+ */
+bool underlay_address_nodad(const underlay_address *address);
+
+/**
+ * Added without its prefix route, `noprefixroute` (false for NULL).
+ */
+bool underlay_address_noprefixroute(const underlay_address *address);
+
+/**
+ * Not the link's first address in its subnet, `secondary` (false for NULL).
+ */
+bool underlay_address_secondary(const underlay_address *address);
+
+/**
+ * Its preferred lifetime is over, `deprecated` (false for NULL).
+ */
+bool underlay_address_deprecated(const underlay_address *address);
+
+/**
+ * It has a finite lifetime (DHCP, SLAAC), `dynamic` (false for NULL).
+ */
+bool underlay_address_dynamic(const underlay_address *address);
+
+/**
+ * The label (IPv4), or NULL; borrowed.
+ */
+const char *underlay_address_label(const underlay_address *address);
+
+/**
+ * The peer of a point-to-point address ("10.9.0.2"), or NULL; borrowed.
+ */
+const char *underlay_address_peer(const underlay_address *address);
+
+/**
+ * The broadcast address (IPv4, "10.1.0.255"), or NULL; borrowed.
+ */
+const char *underlay_address_broadcast(const underlay_address *address);
+
+/**
  * A handle on the calling process's namespace.
  */
 underlay_result underlay_handle_new(underlay_handle **handle_out);

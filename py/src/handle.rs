@@ -588,6 +588,41 @@ impl Address {
     fn label(&self) -> Option<&str> {
         self.inner.label.as_deref()
     }
+    /// Added without duplicate address detection (`nodad`).
+    #[getter]
+    fn nodad(&self) -> bool {
+        self.inner.nodad
+    }
+    /// Added without its prefix route (`noprefixroute`).
+    #[getter]
+    fn noprefixroute(&self) -> bool {
+        self.inner.noprefixroute
+    }
+    /// Not the link's first address in its subnet (`secondary`; IPv4).
+    #[getter]
+    fn secondary(&self) -> bool {
+        self.inner.secondary
+    }
+    /// Its preferred lifetime is over (`deprecated`).
+    #[getter]
+    fn deprecated(&self) -> bool {
+        self.inner.deprecated
+    }
+    /// It has a finite lifetime, e.g. from DHCP or SLAAC (`dynamic`).
+    #[getter]
+    fn dynamic(&self) -> bool {
+        self.inner.dynamic
+    }
+    /// The other end of a point-to-point address, if any.
+    #[getter]
+    fn peer<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.peer.map(|p| conv::py_ip(py, p)).transpose()
+    }
+    /// The broadcast address (IPv4), if set.
+    #[getter]
+    fn broadcast<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.broadcast.map(|b| conv::py_ip(py, b)).transpose()
+    }
 
     fn __repr__(&self) -> String {
         format!(

@@ -149,3 +149,28 @@ def test_a_bool_is_no_link_index(handle: underlay.Handle) -> None:
     for flag in (True, False):
         with pytest.raises(underlay.InvalidArgument, match="bool"):
             handle.link(flag)
+
+
+@needs_root
+def test_address_flags_peer_and_broadcast(netns: underlay.Netns, handle: underlay.Handle, nic: str) -> None:
+    handle.add_address(nic, "10.1.0.2/24")
+    handle.add_address(nic, "fd00:1::1/64", nodad=True, noprefixroute=True)
+    assert netns.name
+    for cmd in (
+        f"ip addr add 10.1.0.3/24 dev {nic} valid_lft 100 preferred_lft 0",
+        f"ip addr add 10.9.0.1 peer 10.9.0.2/32 dev {nic}",
+    ):
+        subprocess.run(["ip", "netns", "exec", netns.name, "sh", "-c", cmd], check=True)
+    mine = {str(a.address.ip): a for a in handle.addresses(nic)}
+    oracle = ip_json(netns, "addr", "show", "dev", nic)[0]["addr_info"]
+    for j in oracle:
+        if j["local"].startswith("fe80"):
+            continue
+        a = mine[j["local"]]
+        for flag in ("nodad", "noprefixroute", "secondary", "deprecated", "dynamic"):
+            assert getattr(a, flag) == j.get(flag, False), (j["local"], flag)
+        assert (str(a.peer) if a.peer else None) == j.get("address")
+        assert (str(a.broadcast) if a.broadcast else None) == j.get("broadcast")
+    assert mine["10.1.0.3"].secondary and mine["10.1.0.3"].deprecated and mine["10.1.0.3"].dynamic
+    assert str(mine["10.9.0.1"].peer) == "10.9.0.2" and str(mine["10.1.0.2"].broadcast) == "10.1.0.255"
+    assert mine["fd00:1::1"].nodad and mine["fd00:1::1"].noprefixroute

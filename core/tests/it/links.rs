@@ -1396,3 +1396,84 @@ fn netns_open_path_refuses_what_is_no_namespace() {
         assert!(e.to_string().contains(what), "{e}");
     }
 }
+
+/// Everything `ip -j addr` says of an address, the library reads back too: flags (nodad,
+/// noprefixroute, secondary, deprecated, dynamic), the peer and the broadcast address.
+#[tokio::test]
+async fn address_flags_peer_and_broadcast_read_back() {
+    root_or_skip!("address_flags_peer_and_broadcast_read_back");
+    let t = TestNs::with_veth("afl", "p0", "p1").await;
+    let h = &t.handle;
+    h.add_address("p0", "10.1.0.2/24".parse().unwrap())
+        .await
+        .unwrap();
+    let opts = underlay::AddressOptions {
+        nodad: true,
+        noprefixroute: true,
+    };
+    h.add_address_with("p0", "fd00:1::1/64".parse().unwrap(), opts)
+        .await
+        .unwrap();
+    for cmd in [
+        "ip addr add 10.1.0.3/24 dev p0 valid_lft 100 preferred_lft 0",
+        "ip addr add 10.9.0.1 peer 10.9.0.2/32 dev p0",
+    ] {
+        let out = t.exec(&["sh", "-c", cmd]);
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mine = h.addresses(Some("p0".into())).await.unwrap();
+    let oracle = t.ip(&["addr", "show", "dev", "p0"]);
+    let infos = oracle[0]["addr_info"].as_array().unwrap();
+    let flag = |j: &serde_json::Value, f: &str| j[f].as_bool().unwrap_or(false);
+    let mut seen = 0;
+    for j in infos {
+        let local: std::net::IpAddr = j["local"].as_str().unwrap().parse().unwrap();
+        if local.is_ipv6() && local.to_string().starts_with("fe80") {
+            continue;
+        }
+        let a = mine
+            .iter()
+            .find(|a| a.address.addr() == local)
+            .unwrap_or_else(|| panic!("{local} not read back: {mine:?}"));
+        seen += 1;
+        assert_eq!(
+            a.address.prefix_len(),
+            j["prefixlen"].as_u64().unwrap() as u8
+        );
+        assert_eq!(a.nodad, flag(j, "nodad"), "{local}");
+        assert_eq!(a.noprefixroute, flag(j, "noprefixroute"), "{local}");
+        assert_eq!(a.secondary, flag(j, "secondary"), "{local}");
+        assert_eq!(a.deprecated, flag(j, "deprecated"), "{local}");
+        assert_eq!(a.dynamic, flag(j, "dynamic"), "{local}");
+        assert_eq!(
+            a.peer.map(|p| p.to_string()),
+            j["address"].as_str().map(str::to_string),
+            "{local}"
+        );
+        assert_eq!(
+            a.broadcast.map(|p| p.to_string()),
+            j["broadcast"].as_str().map(str::to_string),
+            "{local}"
+        );
+    }
+    assert_eq!(seen, 4, "{oracle}");
+    // And the values themselves, not only agreement.
+    let by = |ip: &str| {
+        mine.iter()
+            .find(|a| a.address.addr().to_string() == ip)
+            .unwrap()
+    };
+    assert!(by("fd00:1::1").nodad && by("fd00:1::1").noprefixroute);
+    let old = by("10.1.0.3");
+    assert!(old.secondary && old.deprecated && old.dynamic);
+    assert_eq!(by("10.9.0.1").peer, Some("10.9.0.2".parse().unwrap()));
+    assert_eq!(
+        by("10.1.0.2").broadcast,
+        Some("10.1.0.255".parse().unwrap())
+    );
+    assert!(!by("10.1.0.2").secondary && !by("10.1.0.2").dynamic);
+}

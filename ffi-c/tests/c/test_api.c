@@ -120,6 +120,11 @@ static void test_getters_null(void) {
   TRUE(underlay_address_link_index(NULL) == 0);
   TRUE(underlay_route_list_count(NULL) == 0 && underlay_route_list_get(NULL, 0) == NULL);
   TRUE(underlay_route_string(NULL) == NULL);
+  TRUE(!underlay_address_nodad(NULL) && !underlay_address_noprefixroute(NULL) &&
+       !underlay_address_secondary(NULL) && !underlay_address_deprecated(NULL) &&
+       !underlay_address_dynamic(NULL) && !underlay_address_tentative(NULL));
+  TRUE(underlay_address_peer(NULL) == NULL && underlay_address_broadcast(NULL) == NULL &&
+       underlay_address_label(NULL) == NULL);
   TRUE(underlay_lease_list_count(NULL) == 0 && underlay_lease_list_get(NULL, 0) == NULL);
   TRUE(underlay_lease_container_id(NULL) == NULL && underlay_lease_ifname(NULL) == NULL);
   TRUE(underlay_lease_address_count(NULL) == 0 && underlay_lease_address(NULL, 0) == NULL);
@@ -711,6 +716,12 @@ static void test_kernel(void) {
     const underlay_address *a = underlay_address_list_get(addrs, 0);
     TRUE(strcmp(underlay_address_string(a), "172.16.10.101/24") == 0);
     TRUE(strcmp(underlay_address_scope(a), "global") == 0 && underlay_address_link_index(a) > 0);
+    TRUE(underlay_address_broadcast(a) != NULL &&
+         strcmp(underlay_address_broadcast(a), "172.16.10.255") == 0);
+    TRUE(underlay_address_peer(a) == NULL && underlay_address_label(a) != NULL);
+    TRUE(!underlay_address_nodad(a) && !underlay_address_noprefixroute(a) &&
+         !underlay_address_secondary(a) && !underlay_address_deprecated(a) &&
+         !underlay_address_dynamic(a) && !underlay_address_tentative(a));
   }
   underlay_address_list_free(addrs);
   OK(underlay_handle_address_list(ha, NULL, &addrs));
