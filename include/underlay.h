@@ -1511,6 +1511,55 @@ underlay_result underlay_route_set_metric(underlay_route *route, uint32_t metric
 underlay_result underlay_route_set_table(underlay_route *route, uint32_t table);
 
 /**
+ * Marks the gateway as on the link even if no address's subnet says so (`onlink`).
+ */
+underlay_result underlay_route_set_onlink(underlay_route *route);
+
+/**
+ * Adds a next hop, making the route multipath: through `gateway` (NULL: none) out of `dev`
+ * (a name; NULL: any), with `weight` 1..256 (0 means 1). Give such a route no `via`/`dev`
+ * of its own.
+ */
+underlay_result underlay_route_add_nexthop(underlay_route *route,
+                                           const char *gateway,
+                                           const char *dev,
+                                           uint16_t weight,
+                                           bool onlink);
+
+/**
+ * Whether the route carries the `onlink` flag (false for NULL).
+ */
+bool underlay_route_onlink(const underlay_route *route);
+
+/**
+ * The number of next hops of a multipath route (0 for one with a single gateway/device, and
+ * for NULL).
+ */
+size_t underlay_route_nexthop_count(const underlay_route *route);
+
+/**
+ * Next hop `index`'s gateway ("10.1.0.1"), or NULL (none, index out of range, NULL route);
+ * borrowed.
+ */
+const char *underlay_route_nexthop_gateway(const underlay_route *route, size_t index);
+
+/**
+ * Next hop `index`'s output link index as read back (0: none, out of range, NULL route, or
+ * a next hop given by name).
+ */
+uint32_t underlay_route_nexthop_dev_index(const underlay_route *route, size_t index);
+
+/**
+ * Next hop `index`'s weight, 1..256 (0 when out of range or NULL).
+ */
+uint16_t underlay_route_nexthop_weight(const underlay_route *route, size_t index);
+
+/**
+ * Whether next hop `index` carries `onlink` (false when out of range or NULL).
+ */
+bool underlay_route_nexthop_onlink(const underlay_route *route, size_t index);
+
+/**
  * The route as text, in iproute2's words and order, so `ip route add` takes it:
  * "10.7.0.0/24 via 10.1.0.1 dev eth0 table 100 scope link src 10.1.0.2 metric 7" (each part
  * only when set; the main table is not written; a device read back by index is "if4", as

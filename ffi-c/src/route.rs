@@ -3,23 +3,32 @@
 use std::ffi::CString;
 use std::os::raw::c_char;
 
-use underlay::Route;
+use underlay::{LinkRef, NextHop, Route};
 
 use crate::handle::underlay_handle;
 use crate::result::underlay_result;
-use crate::support::{block, cstring, free, guard, guard_value, ip, m, net, out, r, s};
+use crate::support::{
+    block, cstring, free, guard, guard_value, ip, m, net, opt_ptr, opt_s, out, r, s,
+};
 
 /// A route: made by `underlay_route_new` / `underlay_route_default_via` (free with
 /// `underlay_route_free`), or borrowed from an `underlay_route_list`.
 pub struct underlay_route {
     pub(crate) inner: Route,
     text: CString,
+    /// Each next hop's gateway as text (NULL when it has none).
+    hop_gateways: Vec<Option<CString>>,
 }
 
 impl underlay_route {
     pub(crate) fn new(inner: Route) -> underlay_route {
         underlay_route {
             text: cstring(inner.to_string()),
+            hop_gateways: inner
+                .nexthops
+                .iter()
+                .map(|h| h.gateway.map(|g| cstring(g.to_string())))
+                .collect(),
             inner,
         }
     }
@@ -152,6 +161,125 @@ pub extern "C" fn underlay_route_set_table(
     guard(|| {
         m(route, "route")?.edit(|x| x.table(table));
         Ok(())
+    })
+}
+
+/// Marks the gateway as on the link even if no address's subnet says so (`onlink`).
+#[no_mangle]
+pub extern "C" fn underlay_route_set_onlink(route: *mut underlay_route) -> underlay_result {
+    guard(|| {
+        m(route, "route")?.edit(|x| x.onlink());
+        Ok(())
+    })
+}
+
+/// Adds a next hop, making the route multipath: through `gateway` (NULL: none) out of `dev`
+/// (a name; NULL: any), with `weight` 1..256 (0 means 1). Give such a route no `via`/`dev`
+/// of its own.
+#[no_mangle]
+pub extern "C" fn underlay_route_add_nexthop(
+    route: *mut underlay_route,
+    gateway: *const c_char,
+    dev: *const c_char,
+    weight: u16,
+    onlink: bool,
+) -> underlay_result {
+    guard(|| {
+        let rt = m(route, "route")?;
+        let g = match opt_s(gateway, "gateway")? {
+            Some(_) => Some(ip(gateway, "gateway")?),
+            None => None,
+        };
+        let d = opt_s(dev, "dev")?.map(str::to_string);
+        let mut hop = match (g, d) {
+            (Some(g), Some(d)) => NextHop::via(g).dev(d),
+            (Some(g), None) => NextHop::via(g),
+            (None, Some(d)) => NextHop::dev_only(d),
+            (None, None) => {
+                return Err(crate::support::invalid(
+                    "a next hop needs a gateway or a device (both NULL)",
+                ))
+            }
+        };
+        hop = hop.weight(weight.max(1));
+        if onlink {
+            hop = hop.onlink();
+        }
+        rt.edit(|x| x.nexthop(hop));
+        Ok(())
+    })
+}
+
+/// Whether the route carries the `onlink` flag (false for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_route_onlink(route: *const underlay_route) -> bool {
+    guard_value(false, || r(route, "route").is_ok_and(|x| x.inner.onlink))
+}
+
+/// The number of next hops of a multipath route (0 for one with a single gateway/device, and
+/// for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_route_nexthop_count(route: *const underlay_route) -> usize {
+    guard_value(0, || {
+        r(route, "route").map_or(0, |x| x.inner.nexthops.len())
+    })
+}
+
+/// Next hop `index`'s gateway ("10.1.0.1"), or NULL (none, index out of range, NULL route);
+/// borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_route_nexthop_gateway(
+    route: *const underlay_route,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(route, "route")
+            .ok()
+            .and_then(|x| x.hop_gateways.get(index))
+            .map_or(std::ptr::null(), opt_ptr)
+    })
+}
+
+/// Next hop `index`'s output link index as read back (0: none, out of range, NULL route, or
+/// a next hop given by name).
+#[no_mangle]
+pub extern "C" fn underlay_route_nexthop_dev_index(
+    route: *const underlay_route,
+    index: usize,
+) -> u32 {
+    guard_value(0, || {
+        r(route, "route")
+            .ok()
+            .and_then(|x| x.inner.nexthops.get(index))
+            .map_or(0, |h| match h.dev {
+                Some(LinkRef::Index(i)) => i,
+                _ => 0,
+            })
+    })
+}
+
+/// Next hop `index`'s weight, 1..256 (0 when out of range or NULL).
+#[no_mangle]
+pub extern "C" fn underlay_route_nexthop_weight(route: *const underlay_route, index: usize) -> u16 {
+    guard_value(0, || {
+        r(route, "route")
+            .ok()
+            .and_then(|x| x.inner.nexthops.get(index))
+            .map_or(0, |h| h.weight)
+    })
+}
+
+/// Whether next hop `index` carries `onlink` (false when out of range or NULL).
+#[no_mangle]
+pub extern "C" fn underlay_route_nexthop_onlink(
+    route: *const underlay_route,
+    index: usize,
+) -> bool {
+    guard_value(false, || {
+        r(route, "route")
+            .ok()
+            .and_then(|x| x.inner.nexthops.get(index))
+            .is_some_and(|h| h.onlink)
     })
 }
 

@@ -154,6 +154,83 @@ pub(crate) struct Route {
     pub(crate) inner: underlay::Route,
 }
 
+/// One next hop of a multipath route: `NextHop(gateway=None, dev=None, weight=1,
+/// onlink=False)` (a gateway, a device, or both).
+#[pyclass(module = "underlay", frozen)]
+#[derive(Clone)]
+pub(crate) struct NextHop {
+    pub(crate) inner: underlay::NextHop,
+}
+
+#[pymethods]
+impl NextHop {
+    #[new]
+    #[pyo3(signature = (gateway = None, dev = None, weight = 1, onlink = false))]
+    fn new(
+        gateway: Option<&Bound<'_, PyAny>>,
+        dev: Option<&Bound<'_, PyAny>>,
+        weight: u16,
+        onlink: bool,
+    ) -> PyResult<NextHop> {
+        let dev = dev.map(conv::link_ref).transpose()?;
+        let mut hop = match (conv::opt_ip(gateway)?, dev) {
+            (Some(g), Some(d)) => underlay::NextHop::via(g).dev(d),
+            (Some(g), None) => underlay::NextHop::via(g),
+            (None, Some(d)) => underlay::NextHop::dev_only(d),
+            (None, None) => {
+                return Err(crate::errors::invalid(
+                    "a next hop needs a gateway or a device (dev)",
+                ))
+            }
+        };
+        hop = hop.weight(weight);
+        if onlink {
+            hop = hop.onlink();
+        }
+        Ok(NextHop { inner: hop })
+    }
+    /// Gateway, if any.
+    #[getter]
+    fn gateway<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.gateway.map(|g| conv::py_ip(py, g)).transpose()
+    }
+    /// Output device: a name (as given) or an index (as read back), if any.
+    #[getter]
+    fn dev<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        link_ref_py(py, self.inner.dev.as_ref())
+    }
+    /// Its share of the traffic (1..256).
+    #[getter]
+    fn weight(&self) -> u16 {
+        self.inner.weight
+    }
+    /// The gateway is on the link (`onlink`).
+    #[getter]
+    fn onlink(&self) -> bool {
+        self.inner.onlink
+    }
+    fn __repr__(&self) -> String {
+        format!("<NextHop {}>", self.inner)
+    }
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<NextHop>()
+            .map(|o| o.get().inner == self.inner)
+            .unwrap_or(false)
+    }
+}
+
+fn link_ref_py<'py>(
+    py: Python<'py>,
+    dev: Option<&underlay::LinkRef>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    Ok(match dev {
+        None => None,
+        Some(underlay::LinkRef::Name(n)) => Some(n.into_pyobject(py)?.into_any()),
+        Some(underlay::LinkRef::Index(i)) => Some(i.into_pyobject(py)?.into_any()),
+    })
+}
+
 #[pymethods]
 impl Handle {
     /// A handle in `netns`, or in the calling thread's namespace when `netns` is None.
@@ -637,7 +714,9 @@ impl Route {
     /// A route to `destination` (a network or "10.1.0.0/16"), through `gateway` and/or out of
     /// `dev` (a link name or index), with optional preferred `source`, `metric`, `table`.
     #[new]
-    #[pyo3(signature = (destination, *, gateway = None, dev = None, source = None, metric = None, table = 254))]
+    #[pyo3(signature = (destination, *, gateway = None, dev = None, source = None, metric = None,
+        table = 254, onlink = false, nexthops = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         destination: &Bound<'_, PyAny>,
         gateway: Option<&Bound<'_, PyAny>>,
@@ -645,6 +724,8 @@ impl Route {
         source: Option<&Bound<'_, PyAny>>,
         metric: Option<u32>,
         table: u32,
+        onlink: bool,
+        nexthops: Option<Vec<Bound<'_, NextHop>>>,
     ) -> PyResult<Route> {
         let mut r = underlay::Route::new(conv::net(destination)?).table(table);
         if let Some(g) = conv::opt_ip(gateway)? {
@@ -658,6 +739,12 @@ impl Route {
         }
         if let Some(m) = metric {
             r = r.metric(m);
+        }
+        if onlink {
+            r = r.onlink();
+        }
+        for hop in nexthops.unwrap_or_default() {
+            r = r.nexthop(hop.get().inner.clone());
         }
         r.validate().map_err(crate::errors::to_py)?;
         Ok(Route { inner: r })
@@ -708,6 +795,20 @@ impl Route {
     fn table(&self) -> u32 {
         self.inner.table
     }
+    /// The gateway is on the link even if no address's subnet says so (`onlink`).
+    #[getter]
+    fn onlink(&self) -> bool {
+        self.inner.onlink
+    }
+    /// A multipath route's next hops (empty for a route with one gateway/device).
+    #[getter]
+    fn nexthops(&self) -> Vec<NextHop> {
+        self.inner
+            .nexthops
+            .iter()
+            .map(|h| NextHop { inner: h.clone() })
+            .collect()
+    }
     /// Scope as read back (`universe`, `link`, `host`), if known.
     #[getter]
     fn scope(&self) -> Option<&'static str> {
@@ -739,6 +840,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Link>()?;
     m.add_class::<Address>()?;
     m.add_class::<Route>()?;
+    m.add_class::<NextHop>()?;
     m.add_class::<VlanFlags>()?;
     m.add_class::<VxlanInfo>()?;
     Ok(())

@@ -174,3 +174,30 @@ def test_address_flags_peer_and_broadcast(netns: underlay.Netns, handle: underla
     assert mine["10.1.0.3"].secondary and mine["10.1.0.3"].deprecated and mine["10.1.0.3"].dynamic
     assert str(mine["10.9.0.1"].peer) == "10.9.0.2" and str(mine["10.1.0.2"].broadcast) == "10.1.0.255"
     assert mine["fd00:1::1"].nodad and mine["fd00:1::1"].noprefixroute
+
+
+@needs_root
+def test_multipath_and_onlink_routes(netns: underlay.Netns, handle: underlay.Handle, nic: str) -> None:
+    handle.add_address(nic, "10.1.0.2/24")
+    multi = underlay.Route(
+        "10.20.0.0/16",
+        nexthops=[underlay.NextHop("10.1.0.1", nic, weight=2), underlay.NextHop("10.1.0.3", nic)],
+    )
+    handle.add_route(multi)
+    handle.add_route(underlay.Route("10.30.0.0/16", gateway="192.0.2.1", dev=nic, onlink=True))
+    with pytest.raises(underlay.InvalidArgument, match="gateway or a device"):
+        underlay.NextHop()
+    oracle = {r["dst"]: r for r in ip_json(netns, "route", "show")}
+    assert [(h["gateway"], h["weight"]) for h in oracle["10.20.0.0/16"]["nexthops"]] == [("10.1.0.1", 2), ("10.1.0.3", 1)]
+    assert "onlink" in oracle["10.30.0.0/16"]["flags"]
+    mine = {str(r.destination): r for r in handle.routes()}
+    back = mine["10.20.0.0/16"]
+    index = handle.link_index(nic)
+    assert back.gateway is None and back.dev is None
+    assert [(str(h.gateway), h.dev, h.weight, h.onlink) for h in back.nexthops] == [
+        ("10.1.0.1", index, 2, False),
+        ("10.1.0.3", index, 1, False),
+    ]
+    assert mine["10.30.0.0/16"].onlink and not mine["10.20.0.0/16"].onlink
+    handle.delete_route(multi)
+    assert "10.20.0.0/16" not in {r["dst"] for r in ip_json(netns, "route", "show")}

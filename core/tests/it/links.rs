@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use underlay::{
-    Bridge, ErrorKind, Handle, LinkKind, MacAddr, Macvlan, MacvlanMode, Netns, Route, Veth, Vlan,
-    VlanId, Vxlan,
+    Bridge, ErrorKind, Handle, LinkKind, MacAddr, Macvlan, MacvlanMode, Netns, NextHop, Route,
+    Veth, Vlan, VlanId, Vxlan,
 };
 
 use crate::common::{info, ip_addrs, privileged, TestNs};
@@ -1476,4 +1476,125 @@ async fn address_flags_peer_and_broadcast_read_back() {
         Some("10.1.0.255".parse().unwrap())
     );
     assert!(!by("10.1.0.2").secondary && !by("10.1.0.2").dynamic);
+}
+
+/// Multipath routes and the onlink flag: added by the library (iproute2 agrees), read back
+/// with every next hop (not as a route with no gateway and no device), and printed in words
+/// `ip route add` takes.
+#[tokio::test]
+async fn multipath_and_onlink_routes() {
+    root_or_skip!("multipath_and_onlink_routes");
+    let t = TestNs::with_veth("mpath", "p0", "p1").await;
+    let h = &t.handle;
+    h.add_address("p0", "10.1.0.2/24".parse().unwrap())
+        .await
+        .unwrap();
+    h.add_address("p1", "10.2.0.2/24".parse().unwrap())
+        .await
+        .unwrap();
+    let multi = Route::new("10.20.0.0/16".parse().unwrap())
+        .nexthop(
+            NextHop::via("10.1.0.1".parse().unwrap())
+                .dev("p0")
+                .weight(2),
+        )
+        .nexthop(NextHop::via("10.2.0.1".parse().unwrap()).dev("p1"));
+    h.add_route(&multi).await.unwrap();
+    let onlink = Route::new("10.30.0.0/16".parse().unwrap())
+        .via("192.0.2.1".parse().unwrap())
+        .dev("p0")
+        .onlink();
+    h.add_route(&onlink).await.unwrap();
+    let oracle = t.ip(&["route", "show"]);
+    let find = |dst: &str| {
+        oracle
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["dst"] == dst)
+            .unwrap_or_else(|| panic!("{dst}: {oracle}"))
+            .clone()
+    };
+    let j = find("10.20.0.0/16");
+    let hops = j["nexthops"].as_array().unwrap();
+    assert_eq!(hops.len(), 2, "{j}");
+    assert_eq!(
+        (
+            hops[0]["gateway"].as_str(),
+            hops[0]["dev"].as_str(),
+            hops[0]["weight"].as_u64()
+        ),
+        (Some("10.1.0.1"), Some("p0"), Some(2))
+    );
+    assert_eq!(
+        (
+            hops[1]["gateway"].as_str(),
+            hops[1]["dev"].as_str(),
+            hops[1]["weight"].as_u64()
+        ),
+        (Some("10.2.0.1"), Some("p1"), Some(1))
+    );
+    let j = find("10.30.0.0/16");
+    assert!(
+        j["flags"].as_array().unwrap().iter().any(|f| f == "onlink"),
+        "{j}"
+    );
+
+    let (p0, p1) = (
+        h.link_index("p0").await.unwrap(),
+        h.link_index("p1").await.unwrap(),
+    );
+    let mine = h.routes(None).await.unwrap();
+    let back = mine
+        .iter()
+        .find(|r| r.destination.to_string() == "10.20.0.0/16")
+        .unwrap();
+    assert_eq!(back.gateway, None);
+    assert_eq!(back.nexthops.len(), 2, "{back:?}");
+    assert_eq!(back.nexthops[0].gateway, Some("10.1.0.1".parse().unwrap()));
+    assert_eq!(back.nexthops[0].dev, Some(underlay::LinkRef::Index(p0)));
+    assert_eq!(back.nexthops[0].weight, 2);
+    assert_eq!(back.nexthops[1].dev, Some(underlay::LinkRef::Index(p1)));
+    assert_eq!(back.nexthops[1].weight, 1);
+    assert_eq!(
+        back.to_string(),
+        format!("10.20.0.0/16 nexthop via 10.1.0.1 dev if{p0} weight 2 nexthop via 10.2.0.1 dev if{p1} weight 1")
+    );
+    let back = mine
+        .iter()
+        .find(|r| r.destination.to_string() == "10.30.0.0/16")
+        .unwrap();
+    assert!(back.onlink, "{back:?}");
+    assert_eq!(
+        back.to_string(),
+        format!("10.30.0.0/16 via 192.0.2.1 dev if{p0} onlink")
+    );
+    // The text of a multipath route is what `ip route add` takes.
+    let text = Route::new("10.40.0.0/16".parse().unwrap())
+        .nexthop(
+            NextHop::via("10.1.0.1".parse().unwrap())
+                .dev("p0")
+                .weight(3),
+        )
+        .nexthop(
+            NextHop::via("192.0.2.9".parse().unwrap())
+                .dev("p1")
+                .onlink(),
+        )
+        .to_string();
+    assert_eq!(text, "10.40.0.0/16 nexthop via 10.1.0.1 dev p0 weight 3 nexthop via 192.0.2.9 dev p1 weight 1 onlink");
+    let out = t.exec(&["sh", "-c", &format!("ip route add {text}")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Deleting the multipath route by what was added removes it.
+    h.delete_route(&multi).await.unwrap();
+    assert!(!t
+        .ip(&["route", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["dst"] == "10.20.0.0/16"));
 }

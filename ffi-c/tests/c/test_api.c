@@ -120,6 +120,10 @@ static void test_getters_null(void) {
   TRUE(underlay_address_link_index(NULL) == 0);
   TRUE(underlay_route_list_count(NULL) == 0 && underlay_route_list_get(NULL, 0) == NULL);
   TRUE(underlay_route_string(NULL) == NULL);
+  TRUE(!underlay_route_onlink(NULL) && underlay_route_nexthop_count(NULL) == 0 &&
+       underlay_route_nexthop_gateway(NULL, 0) == NULL &&
+       underlay_route_nexthop_dev_index(NULL, 0) == 0 && underlay_route_nexthop_weight(NULL, 0) == 0 &&
+       !underlay_route_nexthop_onlink(NULL, 0));
   TRUE(!underlay_address_nodad(NULL) && !underlay_address_noprefixroute(NULL) &&
        !underlay_address_secondary(NULL) && !underlay_address_deprecated(NULL) &&
        !underlay_address_dynamic(NULL) && !underlay_address_tentative(NULL));
@@ -264,6 +268,7 @@ static void test_null_parameters(void) {
   NUL(underlay_ipam_lookup(NULL, "c", "eth0", &le), "ipam");
   NUL(underlay_ipam_list(NULL, NULL), "ipam");
   NUL(underlay_ipam_gc(NULL, NULL, NULL, 0, NULL), "ipam");
+  NUL(underlay_route_set_onlink(NULL), "route");
   NUL(underlay_ipam_release_stale(NULL, NULL), "ipam");
   NUL(underlay_networks_open(NULL, "/tmp/x", &nets), "host");
   NUL(underlay_networks_open_with_store(NULL, "/tmp/x", NULL, &nets), "host");
@@ -760,6 +765,52 @@ static void test_kernel(void) {
     TRUE(in_all == 1 && in_main == 0);
     OK(underlay_handle_route_delete(ha, t100));
     underlay_route_free(t100);
+  }
+  {
+    /* Multipath and onlink routes: added, read back with every next hop and the flag. */
+    underlay_route *mp = NULL, *ol = NULL;
+    int seen = 0;
+    OK(underlay_route_new("10.66.0.0/16", &mp));
+    NUL(underlay_route_add_nexthop(NULL, "172.16.10.1", "mv0", 1, false), "route");
+    EXPECT(underlay_route_add_nexthop(mp, NULL, NULL, 1, false), UNDERLAY_RESULT_INVALID_ARGUMENT,
+           "gateway or a device");
+    EXPECT(underlay_route_add_nexthop(mp, "nope", "mv0", 1, false),
+           UNDERLAY_RESULT_INVALID_ARGUMENT, "nope");
+    OK(underlay_route_add_nexthop(mp, "172.16.10.1", "mv0", 0, false));
+    OK(underlay_route_add_nexthop(mp, "172.16.10.2", "mv0", 3, false));
+    TRUE(underlay_route_nexthop_count(mp) == 2 && underlay_route_nexthop_weight(mp, 1) == 3);
+    OK(underlay_handle_route_add(ha, mp));
+    OK(underlay_route_new("10.67.0.0/16", &ol));
+    OK(underlay_route_set_via(ol, "192.0.2.1"));
+    OK(underlay_route_set_dev(ol, "mv0"));
+    OK(underlay_route_set_onlink(ol));
+    TRUE(underlay_route_onlink(ol));
+    OK(underlay_handle_route_add(ha, ol));
+    OK(underlay_handle_route_list(ha, 254, &routes));
+    for (size_t i = 0; i < underlay_route_list_count(routes); i++) {
+      const underlay_route *x = underlay_route_list_get(routes, i);
+      if (strncmp(underlay_route_string(x), "10.66.0.0/16 ", 13) == 0) {
+        seen++;
+        TRUE(underlay_route_nexthop_count(x) == 2);
+        TRUE(strcmp(underlay_route_nexthop_gateway(x, 0), "172.16.10.1") == 0);
+        TRUE(strcmp(underlay_route_nexthop_gateway(x, 1), "172.16.10.2") == 0);
+        TRUE(underlay_route_nexthop_weight(x, 0) == 1 && underlay_route_nexthop_weight(x, 1) == 3);
+        TRUE(underlay_route_nexthop_dev_index(x, 0) != 0 && !underlay_route_nexthop_onlink(x, 0));
+        TRUE(underlay_route_nexthop_gateway(x, 2) == NULL && underlay_route_nexthop_weight(x, 2) == 0);
+        TRUE(strstr(underlay_route_string(x), "nexthop via 172.16.10.2 dev if") != NULL);
+      }
+      if (strncmp(underlay_route_string(x), "10.67.0.0/16 ", 13) == 0) {
+        seen++;
+        TRUE(underlay_route_onlink(x) && underlay_route_nexthop_count(x) == 0);
+        TRUE(strstr(underlay_route_string(x), " onlink") != NULL);
+      }
+    }
+    TRUE(seen == 2);
+    underlay_route_list_free(routes);
+    OK(underlay_handle_route_delete(ha, mp));
+    OK(underlay_handle_route_delete(ha, ol));
+    underlay_route_free(mp);
+    underlay_route_free(ol);
   }
   OK(underlay_handle_route_delete(ha, r));
   EXPECT(underlay_handle_route_delete(ha, r), UNDERLAY_RESULT_NOT_FOUND, NULL);
