@@ -660,6 +660,23 @@ uint32_t underlay_link_vxlan_vni(const underlay_link *link);
 const char *underlay_link_mode(const underlay_link *link);
 
 /**
+ * The number of source MACs a source-mode macvlan or macvtap accepts (0 for other links and
+ * for NULL).
+ */
+size_t underlay_link_source_mac_count(const underlay_link *link);
+
+/**
+ * Source MAC `index` ("02:00:00:00:aa:01"), NULL when out of range or for NULL; borrowed.
+ */
+const char *underlay_link_source_mac(const underlay_link *link, size_t index);
+
+/**
+ * Whether a passthru macvlan or macvtap leaves its parent's promiscuous mode alone
+ * (`nopromisc`; false for other links and for NULL).
+ */
+bool underlay_link_nopromisc(const underlay_link *link);
+
+/**
  * Reads link `name`.
  */
 underlay_result underlay_handle_link_get(const underlay_handle *handle,
@@ -855,6 +872,15 @@ underlay_result underlay_link_builder_set_target(underlay_link_builder *builder,
  * Macvlan / macvtap: do not turn promiscuous mode on at the parent (passthru).
  */
 underlay_result underlay_link_builder_macvlan_nopromisc(underlay_link_builder *builder);
+
+/**
+ * Macvlan / macvtap in source mode: the `count` source MACs (`macs[i]`, "02:00:00:00:aa:01")
+ * whose frames the child accepts, replacing any given before. `macs` may be NULL when
+ * `count` is 0.
+ */
+underlay_result underlay_link_builder_macvlan_source_macs(underlay_link_builder *builder,
+                                                          const char *const *macs,
+                                                          size_t count);
 
 /**
  * Veth: creates the peer inside `netns`.

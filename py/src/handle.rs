@@ -577,12 +577,24 @@ impl Link {
             _ => None,
         }
     }
-    /// The source MACs a source-mode macvlan accepts ([] for other macvlans), None otherwise.
+    /// The source MACs a source-mode macvlan or macvtap accepts ([] for other macvlans and
+    /// macvtaps), None for other kinds.
     #[getter]
     fn source_macs(&self) -> Option<Vec<String>> {
         match &self.inner.kind {
-            LinkKind::Macvlan { source_macs, .. } => {
+            LinkKind::Macvlan { source_macs, .. } | LinkKind::Macvtap { source_macs, .. } => {
                 Some(source_macs.iter().map(|m| m.to_string()).collect())
+            }
+            _ => None,
+        }
+    }
+    /// Passthru without making the parent promiscuous (`nopromisc`), for a macvlan or
+    /// macvtap; None for other kinds.
+    #[getter]
+    fn nopromisc(&self) -> Option<bool> {
+        match &self.inner.kind {
+            LinkKind::Macvlan { nopromisc, .. } | LinkKind::Macvtap { nopromisc, .. } => {
+                Some(*nopromisc)
             }
             _ => None,
         }
@@ -607,7 +619,7 @@ impl Link {
     #[getter]
     fn mode<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         Ok(match &self.inner.kind {
-            LinkKind::Macvlan { mode, .. } | LinkKind::Macvtap { mode } => {
+            LinkKind::Macvlan { mode, .. } | LinkKind::Macvtap { mode, .. } => {
                 Some(py_enum(py, "MacvlanMode", mode.as_str())?)
             }
             LinkKind::Ipvlan { mode, .. } => Some(py_enum(py, "IpvlanMode", mode.as_str())?),

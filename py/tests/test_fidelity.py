@@ -201,3 +201,17 @@ def test_multipath_and_onlink_routes(netns: underlay.Netns, handle: underlay.Han
     assert mine["10.30.0.0/16"].onlink and not mine["10.20.0.0/16"].onlink
     handle.delete_route(multi)
     assert "10.20.0.0/16" not in {r["dst"] for r in ip_json(netns, "route", "show")}
+
+
+@needs_root
+def test_macvtap_source_macs_and_nopromisc(netns: underlay.Netns, handle: underlay.Handle, nic: str) -> None:
+    macs = ["02:00:00:00:aa:01", "02:00:00:00:aa:02"]
+    tap = underlay.Macvlan.create(handle, "tap0", nic, "source", tap=True, source_macs=macs)
+    assert tap.kind == "macvtap" and sorted(tap.source_macs or []) == macs
+    assert ip_json(netns, "link", "show", "tap0")[0]["linkinfo"]["info_data"]["macaddr_count"] == 2
+    assert tap.nopromisc is False
+    handle.delete_link("tap0")
+    pt = underlay.Macvlan.create(handle, "pt0", nic, "passthru", nopromisc=True)
+    assert ip_json(netns, "link", "show", "pt0")[0]["linkinfo"]["info_data"]["nopromisc"] is True
+    assert pt.nopromisc is True
+    assert handle.link(nic).nopromisc is None

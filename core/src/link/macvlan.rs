@@ -252,7 +252,7 @@ impl Spec for Macvlan {
             .filter(|l| l.parent == Some(parent.index) && l.parent_netns_id.is_none())
             .collect();
         let mode_of = |l: &Link| match &l.kind {
-            LinkKind::Macvlan { mode, .. } | LinkKind::Macvtap { mode } => Some(*mode),
+            LinkKind::Macvlan { mode, .. } | LinkKind::Macvtap { mode, .. } => Some(*mode),
             _ => None,
         };
         if let Some(pt) = children

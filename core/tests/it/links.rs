@@ -46,6 +46,7 @@ async fn macvlan_every_mode() {
             LinkKind::Macvlan {
                 mode: m,
                 source_macs,
+                ..
             } => {
                 assert_eq!(*m, mode);
                 if mode == MacvlanMode::Source {
@@ -122,11 +123,9 @@ async fn macvtap_create_inspect_delete() {
         .execute()
         .await
         .unwrap();
-    assert_eq!(
-        link.kind,
-        LinkKind::Macvtap {
-            mode: MacvlanMode::Bridge
-        }
+    assert!(
+        matches!(&link.kind, LinkKind::Macvtap { mode: MacvlanMode::Bridge, source_macs, nopromisc: false } if source_macs.is_empty()),
+        "{link:?}"
     );
     let j = t.ip_link("tap0").unwrap();
     assert_eq!(info(&j).0, "macvtap");
@@ -1597,4 +1596,66 @@ async fn multipath_and_onlink_routes() {
         .unwrap()
         .iter()
         .any(|r| r["dst"] == "10.20.0.0/16"));
+}
+
+/// What the kernel keeps of a macvlan or macvtap, read back: a macvtap's source MACs (once
+/// read as nothing) and the passthru `nopromisc` flag, against `ip -d -j link`.
+#[tokio::test]
+async fn macvtap_source_macs_and_nopromisc_read_back() {
+    root_or_skip!("macvtap_source_macs_and_nopromisc_read_back");
+    let t = TestNs::with_veth("mvsrc", "p0", "p1").await;
+    let h = &t.handle;
+    let macs: Vec<MacAddr> = ["02:00:00:00:aa:01", "02:00:00:00:aa:02"]
+        .iter()
+        .map(|m| m.parse().unwrap())
+        .collect();
+    let tap = Macvlan::create_tap(h, "tap0", "p0", MacvlanMode::Source)
+        .source_macs(macs.clone())
+        .execute()
+        .await
+        .unwrap();
+    let oracle = t.ip_link("tap0").unwrap();
+    assert_eq!(info(&oracle).1["macaddr_count"], 2, "{oracle}");
+    let mut mine = match &tap.kind {
+        LinkKind::Macvtap { source_macs, .. } => source_macs.clone(),
+        other => panic!("{other:?}"),
+    };
+    mine.sort();
+    assert_eq!(mine, macs, "{tap:?}");
+    // Listing gives the same.
+    let listed = h.links().await.unwrap();
+    let again = listed.iter().find(|l| l.name == "tap0").unwrap();
+    assert_eq!(again.kind, tap.kind);
+    h.delete_link("tap0").await.unwrap();
+
+    for (tapped, name) in [(false, "pt0"), (true, "pt1")] {
+        let b = if tapped {
+            Macvlan::create_tap(h, name, "p0", MacvlanMode::Passthru)
+        } else {
+            Macvlan::create(h, name, "p0", MacvlanMode::Passthru)
+        };
+        let link = b.nopromisc().execute().await.unwrap();
+        let oracle = t.ip_link(name).unwrap();
+        assert_eq!(info(&oracle).1["nopromisc"], true, "{oracle}");
+        let nopromisc = match &link.kind {
+            LinkKind::Macvlan { nopromisc, .. } | LinkKind::Macvtap { nopromisc, .. } => *nopromisc,
+            other => panic!("{other:?}"),
+        };
+        assert!(nopromisc, "{link:?}");
+        h.delete_link(name).await.unwrap();
+    }
+    let plain = Macvlan::create(h, "pt2", "p0", MacvlanMode::Passthru)
+        .execute()
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            plain.kind,
+            LinkKind::Macvlan {
+                nopromisc: false,
+                ..
+            }
+        ),
+        "{plain:?}"
+    );
 }

@@ -120,6 +120,8 @@ static void test_getters_null(void) {
   TRUE(underlay_address_link_index(NULL) == 0);
   TRUE(underlay_route_list_count(NULL) == 0 && underlay_route_list_get(NULL, 0) == NULL);
   TRUE(underlay_route_string(NULL) == NULL);
+  TRUE(underlay_link_source_mac_count(NULL) == 0 && underlay_link_source_mac(NULL, 0) == NULL &&
+       !underlay_link_nopromisc(NULL));
   TRUE(!underlay_route_onlink(NULL) && underlay_route_nexthop_count(NULL) == 0 &&
        underlay_route_nexthop_gateway(NULL, 0) == NULL &&
        underlay_route_nexthop_dev_index(NULL, 0) == 0 && underlay_route_nexthop_weight(NULL, 0) == 0 &&
@@ -651,7 +653,33 @@ static void test_kernel(void) {
   EXPECT(underlay_link_builder_execute(b, &l), UNDERLAY_RESULT_ALREADY_EXISTS, "mv0");
   underlay_link_builder_free(b);
   OK(underlay_link_builder_macvtap(ha, "mvt0", "ens192", "vepa", &b));
-  underlay_link_free(make(b));
+  l = make(b);
+  TRUE(underlay_link_source_mac_count(l) == 0 && !underlay_link_nopromisc(l));
+  underlay_link_free(l);
+  {
+    /* A source-mode macvtap reads back its source MACs. */
+    const char *srcs[] = {"02:00:00:00:aa:01", "02:00:00:00:aa:02"};
+    const char *bad[] = {"02:00:00:00:aa:01", "01:00:5e:00:00:01"};
+    OK(underlay_link_builder_macvtap(ha, "mvt1", "ens192", "source", &b));
+    EXPECT(underlay_link_builder_macvlan_source_macs(b, NULL, (size_t)1 << 40),
+           UNDERLAY_RESULT_NULL_PARAMETER, "macs");
+    OK(underlay_link_builder_macvlan_source_macs(b, srcs, 2));
+    l = make(b);
+    TRUE(underlay_link_source_mac_count(l) == 2);
+    TRUE(underlay_link_source_mac(l, 2) == NULL);
+    if (underlay_link_source_mac_count(l) == 2) {
+      TRUE(strcmp(underlay_link_source_mac(l, 0), srcs[0]) == 0 ||
+           strcmp(underlay_link_source_mac(l, 1), srcs[0]) == 0);
+    }
+    underlay_link_free(l);
+    OK(underlay_handle_link_delete(ha, "mvt1"));
+    OK(underlay_link_builder_macvtap(ha, "mvt2", "ens192", "source", &b));
+    OK(underlay_link_builder_macvlan_source_macs(b, bad, 2));
+    l = NULL;
+    EXPECT(underlay_link_builder_execute(b, &l), UNDERLAY_RESULT_INVALID_ARGUMENT, "multicast");
+    TRUE(l == NULL);
+    underlay_link_builder_free(b);
+  }
   OK(underlay_link_builder_vxlan(ha, "vx0", 4242, &b));
   OK(underlay_link_builder_vxlan_local(b, "10.1.0.1"));
   OK(underlay_link_builder_vxlan_remote(b, "10.1.0.2"));
