@@ -654,6 +654,18 @@ uint16_t underlay_link_vlan_id(const underlay_link *link);
 uint32_t underlay_link_vxlan_vni(const underlay_link *link);
 
 /**
+ * The TTL of a VXLAN's outer packets (0: `auto`, the route's hop limit, or inherited, see
+ * `underlay_link_vxlan_ttl_inherit`; 0 for other kinds and for NULL).
+ */
+uint8_t underlay_link_vxlan_ttl(const underlay_link *link);
+
+/**
+ * Whether a VXLAN copies its outer TTL from the inner packets (`ttl inherit`; false for
+ * other kinds and for NULL).
+ */
+bool underlay_link_vxlan_ttl_inherit(const underlay_link *link);
+
+/**
  * The mode of a macvlan, macvtap or ipvlan ("bridge", "l2", ...), NULL for other kinds;
  * borrowed.
  */
@@ -931,6 +943,12 @@ underlay_result underlay_link_builder_vxlan_learning(underlay_link_builder *buil
  * VXLAN: the TTL of outer packets.
  */
 underlay_result underlay_link_builder_vxlan_ttl(underlay_link_builder *builder, uint8_t ttl);
+
+/**
+ * VXLAN: copy the outer packets' TTL from the inner ones (`ttl inherit`); not with
+ * `underlay_link_builder_vxlan_ttl`.
+ */
+underlay_result underlay_link_builder_vxlan_ttl_inherit(underlay_link_builder *builder);
 
 /**
  * Creates the link (exclusive: `UNDERLAY_RESULT_ALREADY_EXISTS` if the name is taken) and

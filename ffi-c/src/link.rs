@@ -195,6 +195,28 @@ pub extern "C" fn underlay_link_vxlan_vni(link: *const underlay_link) -> u32 {
         })
     })
 }
+
+/// The TTL of a VXLAN's outer packets (0: `auto`, the route's hop limit, or inherited, see
+/// `underlay_link_vxlan_ttl_inherit`; 0 for other kinds and for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_link_vxlan_ttl(link: *const underlay_link) -> u8 {
+    guard_value(0, || {
+        r(link, "link").map_or(0, |l| match &l.inner.kind {
+            LinkKind::Vxlan(v) => v.ttl,
+            _ => 0,
+        })
+    })
+}
+
+/// Whether a VXLAN copies its outer TTL from the inner packets (`ttl inherit`; false for
+/// other kinds and for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_link_vxlan_ttl_inherit(link: *const underlay_link) -> bool {
+    guard_value(false, || {
+        r(link, "link").is_ok_and(|l| matches!(&l.inner.kind, LinkKind::Vxlan(v) if v.ttl_inherit))
+    })
+}
+
 /// The mode of a macvlan, macvtap or ipvlan ("bridge", "l2", ...), NULL for other kinds;
 /// borrowed.
 #[no_mangle]
@@ -868,6 +890,18 @@ pub extern "C" fn underlay_link_builder_vxlan_ttl(
 ) -> underlay_result {
     edit(builder, |b| match b {
         AnyBuilder::Vxlan(x) => Ok(AnyBuilder::Vxlan(x.ttl(ttl))),
+        b => wrong_kind(b, "vxlan"),
+    })
+}
+
+/// VXLAN: copy the outer packets' TTL from the inner ones (`ttl inherit`); not with
+/// `underlay_link_builder_vxlan_ttl`.
+#[no_mangle]
+pub extern "C" fn underlay_link_builder_vxlan_ttl_inherit(
+    builder: *mut underlay_link_builder,
+) -> underlay_result {
+    edit(builder, |b| match b {
+        AnyBuilder::Vxlan(x) => Ok(AnyBuilder::Vxlan(x.ttl_inherit())),
         b => wrong_kind(b, "vxlan"),
     })
 }

@@ -125,10 +125,15 @@ impl VxlanInfo {
     fn learning(&self) -> bool {
         self.inner.learning
     }
-    /// TTL (0: inherited).
+    /// TTL of the outer packets (0: `auto`, the route's hop limit; also 0 with `ttl_inherit`).
     #[getter]
     fn ttl(&self) -> u8 {
         self.inner.ttl
+    }
+    /// The outer TTL is copied from the inner packet (`ttl inherit`).
+    #[getter]
+    fn ttl_inherit(&self) -> bool {
+        self.inner.ttl_inherit
     }
     fn __repr__(&self) -> String {
         format!(

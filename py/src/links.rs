@@ -339,11 +339,13 @@ pub(crate) struct Vxlan;
 #[pymethods]
 impl Vxlan {
     /// Creates VXLAN `name` with network identifier `vni`; `local` / `remote` VTEP addresses,
-    /// `port`, `device` (the underlay link), `learning`, `ttl`. Common keywords as
+    /// `port`, `device` (the underlay link), `learning`, `ttl` (unset: `auto`, the route's
+    /// hop limit), `ttl_inherit` (copy the inner packets' TTL). Common keywords as
     /// `Vlan.create`.
     #[staticmethod]
     #[pyo3(signature = (handle, name, vni, *, local = None, remote = None, port = 4789,
-        device = None, learning = true, ttl = None, mtu = None, mac = None, up = false,
+        device = None, learning = true, ttl = None, ttl_inherit = false, mtu = None, mac = None,
+        up = false,
         group = None, alias = None, master = None, netns = None, target = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
@@ -357,6 +359,7 @@ impl Vxlan {
         device: Option<&Bound<'_, PyAny>>,
         learning: bool,
         ttl: Option<u8>,
+        ttl_inherit: bool,
         mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         up: bool,
@@ -385,6 +388,9 @@ impl Vxlan {
             }
             if let Some(t) = ttl {
                 b = b.ttl(t);
+            }
+            if ttl_inherit {
+                b = b.ttl_inherit();
             }
             apply!(b, c).execute().await
         })?;

@@ -215,3 +215,19 @@ def test_macvtap_source_macs_and_nopromisc(netns: underlay.Netns, handle: underl
     assert ip_json(netns, "link", "show", "pt0")[0]["linkinfo"]["info_data"]["nopromisc"] is True
     assert pt.nopromisc is True
     assert handle.link(nic).nopromisc is None
+
+
+@needs_root
+def test_vxlan_ttl_inherit_auto_and_fixed(netns: underlay.Netns, handle: underlay.Handle) -> None:
+    inherit = underlay.Vxlan.create(handle, "vx1", 501, ttl_inherit=True).vxlan
+    auto = underlay.Vxlan.create(handle, "vx2", 502).vxlan
+    fixed = underlay.Vxlan.create(handle, "vx3", 503, ttl=8).vxlan
+    assert inherit and auto and fixed
+    assert (inherit.ttl_inherit, inherit.ttl) == (True, 0)
+    assert (auto.ttl_inherit, auto.ttl) == (False, 0)
+    assert (fixed.ttl_inherit, fixed.ttl) == (False, 8)
+    assert netns.name
+    shown = subprocess.run(["ip", "-n", netns.name, "-d", "link", "show", "vx1"], capture_output=True, text=True).stdout
+    assert "ttl inherit" in shown
+    with pytest.raises(underlay.InvalidArgument, match="both given"):
+        underlay.Vxlan.create(handle, "vx4", 504, ttl=8, ttl_inherit=True)

@@ -1659,3 +1659,42 @@ async fn macvtap_source_macs_and_nopromisc_read_back() {
         "{plain:?}"
     );
 }
+
+/// A VXLAN's TTL: inherited from the inner packet (`ttl inherit`), automatic (`ttl auto`,
+/// 0: the route's hop limit, when unset) or fixed, each read back as iproute2 says it.
+#[tokio::test]
+async fn vxlan_ttl_inherit_auto_and_fixed() {
+    root_or_skip!("vxlan_ttl_inherit_auto_and_fixed");
+    let t = TestNs::new("vxttl").await;
+    let h = &t.handle;
+    let inherit = Vxlan::create(h, "vx1", 501)
+        .ttl_inherit()
+        .execute()
+        .await
+        .unwrap();
+    let auto = Vxlan::create(h, "vx2", 502).execute().await.unwrap();
+    let fixed = Vxlan::create(h, "vx3", 503).ttl(8).execute().await.unwrap();
+    let vx = |l: &underlay::Link| match &l.kind {
+        LinkKind::Vxlan(v) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        vx(&inherit).ttl_inherit && vx(&inherit).ttl == 0,
+        "{inherit:?}"
+    );
+    assert!(!vx(&auto).ttl_inherit && vx(&auto).ttl == 0, "{auto:?}");
+    assert!(!vx(&fixed).ttl_inherit && vx(&fixed).ttl == 8, "{fixed:?}");
+    let text =
+        |name: &str| String::from_utf8(t.exec(&["ip", "-d", "link", "show", name]).stdout).unwrap();
+    assert!(text("vx1").contains("ttl inherit"), "{}", text("vx1"));
+    assert!(text("vx2").contains("ttl auto"), "{}", text("vx2"));
+    assert!(text("vx3").contains("ttl 8 "), "{}", text("vx3"));
+    // Inherit and a fixed TTL contradict.
+    let e = Vxlan::create(h, "vx4", 504)
+        .ttl(8)
+        .ttl_inherit()
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+}

@@ -120,6 +120,8 @@ static void test_getters_null(void) {
   TRUE(underlay_address_link_index(NULL) == 0);
   TRUE(underlay_route_list_count(NULL) == 0 && underlay_route_list_get(NULL, 0) == NULL);
   TRUE(underlay_route_string(NULL) == NULL);
+  TRUE(underlay_link_vxlan_ttl(NULL) == 0 && !underlay_link_vxlan_ttl_inherit(NULL));
+  NUL(underlay_link_builder_vxlan_ttl_inherit(NULL), "builder");
   TRUE(underlay_link_source_mac_count(NULL) == 0 && underlay_link_source_mac(NULL, 0) == NULL &&
        !underlay_link_nopromisc(NULL));
   TRUE(!underlay_route_onlink(NULL) && underlay_route_nexthop_count(NULL) == 0 &&
@@ -689,6 +691,16 @@ static void test_kernel(void) {
   OK(underlay_link_builder_vxlan_ttl(b, 8));
   l = make(b);
   TRUE(underlay_link_vxlan_vni(l) == 4242);
+  TRUE(underlay_link_vxlan_ttl(l) == 8 && !underlay_link_vxlan_ttl_inherit(l));
+  underlay_link_free(l);
+  OK(underlay_link_builder_vxlan(ha, "vx1", 4243, &b));
+  OK(underlay_link_builder_vxlan_ttl_inherit(b));
+  l = make(b);
+  TRUE(underlay_link_vxlan_ttl(l) == 0 && underlay_link_vxlan_ttl_inherit(l));
+  underlay_link_free(l);
+  OK(underlay_link_builder_vxlan(ha, "vx2", 4244, &b));
+  l = make(b);
+  TRUE(underlay_link_vxlan_ttl(l) == 0 && !underlay_link_vxlan_ttl_inherit(l));
   underlay_link_free(l);
   OK(underlay_link_builder_bridge(ha, "br0", &b));
   OK(underlay_link_builder_set_up(b));

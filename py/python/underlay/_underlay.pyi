@@ -252,6 +252,8 @@ class VxlanInfo:
     def learning(self) -> bool: ...
     @property
     def ttl(self) -> int: ...
+    @property
+    def ttl_inherit(self) -> bool: ...
 
 @final
 class Attached:
@@ -487,6 +489,7 @@ class Vxlan:
         device: _LinkLike | None = None,
         learning: bool = True,
         ttl: int | None = None,
+        ttl_inherit: bool = False,
         mtu: int | None = None,
         mac: str | None = None,
         up: bool = False,
