@@ -231,3 +231,17 @@ def test_vxlan_ttl_inherit_auto_and_fixed(netns: underlay.Netns, handle: underla
     assert "ttl inherit" in shown
     with pytest.raises(underlay.InvalidArgument, match="both given"):
         underlay.Vxlan.create(handle, "vx4", 504, ttl=8, ttl_inherit=True)
+
+
+def test_host_local_adoption_is_all_or_nothing(tmpdir_path: str) -> None:
+    d = os.path.join(tmpdir_path, "mynet")
+    os.makedirs(d)
+    with open(os.path.join(d, "10.23.0.2"), "w") as f:
+        f.write("c" * 300 + "\r\neth0")
+    for _ in range(2):
+        with pytest.raises(underlay.Corrupt, match="10.23.0.2"):
+            underlay.Ipam.create(tmpdir_path, "mynet", [underlay.Pool("10.23.0.0/24")], layout="host-local")
+        assert not os.path.exists(os.path.join(d, "underlay.network"))
+    with pytest.raises(underlay.NotFound):
+        underlay.Ipam.open(tmpdir_path, "mynet", layout="host-local")
+    assert os.path.exists(os.path.join(d, "10.23.0.2"))
