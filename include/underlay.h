@@ -672,6 +672,13 @@ bool underlay_link_vxlan_ttl_inherit(const underlay_link *link);
 const char *underlay_link_mode(const underlay_link *link);
 
 /**
+ * The id, in the link's namespace, of the namespace its parent lives in, when that is
+ * another one (a macvlan made directly inside a container); -1 when the parent is in the
+ * link's own namespace, when it has none, and for NULL.
+ */
+int32_t underlay_link_parent_netns_id(const underlay_link *link);
+
+/**
  * The number of source MACs a source-mode macvlan or macvtap accepts (0 for other links and
  * for NULL).
  */

@@ -226,6 +226,16 @@ pub extern "C" fn underlay_link_mode(link: *const underlay_link) -> *const c_cha
     })
 }
 
+/// The id, in the link's namespace, of the namespace its parent lives in, when that is
+/// another one (a macvlan made directly inside a container); -1 when the parent is in the
+/// link's own namespace, when it has none, and for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_link_parent_netns_id(link: *const underlay_link) -> i32 {
+    guard_value(-1, || {
+        r(link, "link").map_or(-1, |l| l.inner.parent_netns_id.unwrap_or(-1))
+    })
+}
+
 /// The number of source MACs a source-mode macvlan or macvtap accepts (0 for other links and
 /// for NULL).
 #[no_mangle]

@@ -523,6 +523,12 @@ impl Link {
     fn parent(&self) -> Option<u32> {
         self.inner.parent
     }
+    /// The id (in this link's namespace) of the namespace its parent lives in, when that is
+    /// another one; None when the parent is here or there is none.
+    #[getter]
+    fn parent_netns_id(&self) -> Option<i32> {
+        self.inner.parent_netns_id
+    }
     /// Index of the master (bridge), if any.
     #[getter]
     fn master(&self) -> Option<u32> {

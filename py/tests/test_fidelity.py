@@ -245,3 +245,12 @@ def test_host_local_adoption_is_all_or_nothing(tmpdir_path: str) -> None:
     with pytest.raises(underlay.NotFound):
         underlay.Ipam.open(tmpdir_path, "mynet", layout="host-local")
     assert os.path.exists(os.path.join(d, "10.23.0.2"))
+
+
+@needs_root
+def test_parent_netns_id(netns: underlay.Netns, handle: underlay.Handle, nic: str) -> None:
+    with underlay.Netns.create(unique("pnid")) as ctr:
+        inside = underlay.Macvlan.create(handle, "eth0", nic, target=ctr.handle())
+        oracle = ip_json(ctr, "link", "show", "eth0")[0]
+        assert inside.parent_netns_id is not None and inside.parent_netns_id == oracle["link_netnsid"]
+    assert handle.link(nic).parent_netns_id is None

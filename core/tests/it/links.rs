@@ -420,6 +420,12 @@ async fn create_directly_in_target_namespace() {
     let j = c1.ip_link("eth0").unwrap();
     assert_eq!(info(&j).0, "macvlan");
     assert_eq!(j["mtu"], 1400);
+    // The parent's namespace id as iproute2 reads it.
+    assert_eq!(
+        j["link_netnsid"].as_i64(),
+        l.parent_netns_id.map(i64::from),
+        "{j}"
+    );
     assert!(j["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
     assert_eq!(
         host.ip_link("eth0").map(|j| info(&j).0.to_string()),

@@ -121,6 +121,7 @@ static void test_getters_null(void) {
   TRUE(underlay_route_list_count(NULL) == 0 && underlay_route_list_get(NULL, 0) == NULL);
   TRUE(underlay_route_string(NULL) == NULL);
   TRUE(underlay_link_vxlan_ttl(NULL) == 0 && !underlay_link_vxlan_ttl_inherit(NULL));
+  TRUE(underlay_link_parent_netns_id(NULL) == -1);
   NUL(underlay_link_builder_vxlan_ttl_inherit(NULL), "builder");
   TRUE(underlay_link_source_mac_count(NULL) == 0 && underlay_link_source_mac(NULL, 0) == NULL &&
        !underlay_link_nopromisc(NULL));
@@ -657,6 +658,7 @@ static void test_kernel(void) {
   OK(underlay_link_builder_macvtap(ha, "mvt0", "ens192", "vepa", &b));
   l = make(b);
   TRUE(underlay_link_source_mac_count(l) == 0 && !underlay_link_nopromisc(l));
+  TRUE(underlay_link_parent_netns_id(l) == -1);
   underlay_link_free(l);
   {
     /* A source-mode macvtap reads back its source MACs. */
@@ -866,6 +868,8 @@ static void test_kernel(void) {
   OK(underlay_attach_set_mtu(at, 1400));
   OK(underlay_attach_execute(at, &l));
   TRUE(l != NULL && strcmp(underlay_link_name(l), "eth0") == 0);
+  /* Its parent stayed in A: the link in B names A's namespace id. */
+  TRUE(underlay_link_parent_netns_id(l) >= 0);
   underlay_link_free(l);
   l = NULL;
   EXPECT(underlay_attach_execute(at, &l), UNDERLAY_RESULT_INVALID_ARGUMENT, "already executed");
