@@ -319,6 +319,51 @@ uint32_t underlay_address_link_index(const underlay_address *address);
 const char *underlay_address_scope(const underlay_address *address);
 
 /**
+ * IPv6 duplicate address detection still running (false for NULL).
+ */
+bool underlay_address_tentative(const underlay_address *address);
+
+/**
+ * Added without duplicate address detection, `nodad` (false for NULL).
+ */
+bool underlay_address_nodad(const underlay_address *address);
+
+/**
+ * Added without its prefix route, `noprefixroute` (false for NULL).
+ */
+bool underlay_address_noprefixroute(const underlay_address *address);
+
+/**
+ * Not the link's first address in its subnet, `secondary` (false for NULL).
+ */
+bool underlay_address_secondary(const underlay_address *address);
+
+/**
+ * Its preferred lifetime is over, `deprecated` (false for NULL).
+ */
+bool underlay_address_deprecated(const underlay_address *address);
+
+/**
+ * It has a finite lifetime (DHCP, SLAAC), `dynamic` (false for NULL).
+ */
+bool underlay_address_dynamic(const underlay_address *address);
+
+/**
+ * The label (IPv4), or NULL; borrowed.
+ */
+const char *underlay_address_label(const underlay_address *address);
+
+/**
+ * The peer of a point-to-point address ("10.9.0.2"), or NULL; borrowed.
+ */
+const char *underlay_address_peer(const underlay_address *address);
+
+/**
+ * The broadcast address (IPv4, "10.1.0.255"), or NULL; borrowed.
+ */
+const char *underlay_address_broadcast(const underlay_address *address);
+
+/**
  * A handle on the calling process's namespace.
  */
 underlay_result underlay_handle_new(underlay_handle **handle_out);
@@ -609,10 +654,46 @@ uint16_t underlay_link_vlan_id(const underlay_link *link);
 uint32_t underlay_link_vxlan_vni(const underlay_link *link);
 
 /**
+ * The TTL of a VXLAN's outer packets (0: `auto`, the route's hop limit, or inherited, see
+ * `underlay_link_vxlan_ttl_inherit`; 0 for other kinds and for NULL).
+ */
+uint8_t underlay_link_vxlan_ttl(const underlay_link *link);
+
+/**
+ * Whether a VXLAN copies its outer TTL from the inner packets (`ttl inherit`; false for
+ * other kinds and for NULL).
+ */
+bool underlay_link_vxlan_ttl_inherit(const underlay_link *link);
+
+/**
  * The mode of a macvlan, macvtap or ipvlan ("bridge", "l2", ...), NULL for other kinds;
  * borrowed.
  */
 const char *underlay_link_mode(const underlay_link *link);
+
+/**
+ * The id, in the link's namespace, of the namespace its parent lives in, when that is
+ * another one (a macvlan made directly inside a container); -1 when the parent is in the
+ * link's own namespace, when it has none, and for NULL.
+ */
+int32_t underlay_link_parent_netns_id(const underlay_link *link);
+
+/**
+ * The number of source MACs a source-mode macvlan or macvtap accepts (0 for other links and
+ * for NULL).
+ */
+size_t underlay_link_source_mac_count(const underlay_link *link);
+
+/**
+ * Source MAC `index` ("02:00:00:00:aa:01"), NULL when out of range or for NULL; borrowed.
+ */
+const char *underlay_link_source_mac(const underlay_link *link, size_t index);
+
+/**
+ * Whether a passthru macvlan or macvtap leaves its parent's promiscuous mode alone
+ * (`nopromisc`; false for other links and for NULL).
+ */
+bool underlay_link_nopromisc(const underlay_link *link);
 
 /**
  * Reads link `name`.
@@ -812,6 +893,15 @@ underlay_result underlay_link_builder_set_target(underlay_link_builder *builder,
 underlay_result underlay_link_builder_macvlan_nopromisc(underlay_link_builder *builder);
 
 /**
+ * Macvlan / macvtap in source mode: the `count` source MACs (`macs[i]`, "02:00:00:00:aa:01")
+ * whose frames the child accepts, replacing any given before. `macs` may be NULL when
+ * `count` is 0.
+ */
+underlay_result underlay_link_builder_macvlan_source_macs(underlay_link_builder *builder,
+                                                          const char *const *macs,
+                                                          size_t count);
+
+/**
  * Veth: creates the peer inside `netns`.
  */
 underlay_result underlay_link_builder_veth_peer_netns(underlay_link_builder *builder,
@@ -860,6 +950,12 @@ underlay_result underlay_link_builder_vxlan_learning(underlay_link_builder *buil
  * VXLAN: the TTL of outer packets.
  */
 underlay_result underlay_link_builder_vxlan_ttl(underlay_link_builder *builder, uint8_t ttl);
+
+/**
+ * VXLAN: copy the outer packets' TTL from the inner ones (`ttl inherit`); not with
+ * `underlay_link_builder_vxlan_ttl`.
+ */
+underlay_result underlay_link_builder_vxlan_ttl_inherit(underlay_link_builder *builder);
 
 /**
  * Creates the link (exclusive: `UNDERLAY_RESULT_ALREADY_EXISTS` if the name is taken) and
@@ -1466,8 +1562,59 @@ underlay_result underlay_route_set_metric(underlay_route *route, uint32_t metric
 underlay_result underlay_route_set_table(underlay_route *route, uint32_t table);
 
 /**
- * The route as text, iproute2 style ("0.0.0.0/0 via 172.16.10.1 dev eth0"); borrowed.
- * NULL for NULL.
+ * Marks the gateway as on the link even if no address's subnet says so (`onlink`).
+ */
+underlay_result underlay_route_set_onlink(underlay_route *route);
+
+/**
+ * Adds a next hop, making the route multipath: through `gateway` (NULL: none) out of `dev`
+ * (a name; NULL: any), with `weight` 1..256 (0 means 1). Give such a route no `via`/`dev`
+ * of its own.
+ */
+underlay_result underlay_route_add_nexthop(underlay_route *route,
+                                           const char *gateway,
+                                           const char *dev,
+                                           uint16_t weight,
+                                           bool onlink);
+
+/**
+ * Whether the route carries the `onlink` flag (false for NULL).
+ */
+bool underlay_route_onlink(const underlay_route *route);
+
+/**
+ * The number of next hops of a multipath route (0 for one with a single gateway/device, and
+ * for NULL).
+ */
+size_t underlay_route_nexthop_count(const underlay_route *route);
+
+/**
+ * Next hop `index`'s gateway ("10.1.0.1"), or NULL (none, index out of range, NULL route);
+ * borrowed.
+ */
+const char *underlay_route_nexthop_gateway(const underlay_route *route, size_t index);
+
+/**
+ * Next hop `index`'s output link index as read back (0: none, out of range, NULL route, or
+ * a next hop given by name).
+ */
+uint32_t underlay_route_nexthop_dev_index(const underlay_route *route, size_t index);
+
+/**
+ * Next hop `index`'s weight, 1..256 (0 when out of range or NULL).
+ */
+uint16_t underlay_route_nexthop_weight(const underlay_route *route, size_t index);
+
+/**
+ * Whether next hop `index` carries `onlink` (false when out of range or NULL).
+ */
+bool underlay_route_nexthop_onlink(const underlay_route *route, size_t index);
+
+/**
+ * The route as text, in iproute2's words and order, so `ip route add` takes it:
+ * "10.7.0.0/24 via 10.1.0.1 dev eth0 table 100 scope link src 10.1.0.2 metric 7" (each part
+ * only when set; the main table is not written; a device read back by index is "if4", as
+ * iproute2 writes an index it cannot name). Borrowed; NULL for NULL.
  */
 const char *underlay_route_string(const underlay_route *route);
 
@@ -1496,7 +1643,8 @@ underlay_result underlay_handle_route_delete(const underlay_handle *handle,
                                              const underlay_route *route);
 
 /**
- * The routes of `table` (0: every table).
+ * The unicast routes of `table`: 254 the main table, 0 every table (iproute2's
+ * `table all`).
  */
 underlay_result underlay_handle_route_list(const underlay_handle *handle,
                                            uint32_t table,

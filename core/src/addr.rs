@@ -25,6 +25,20 @@ pub struct Address {
     pub tentative: bool,
     /// Label (IPv4).
     pub label: Option<String>,
+    /// Added without duplicate address detection (`nodad`).
+    pub nodad: bool,
+    /// Added without its prefix route (`noprefixroute`).
+    pub noprefixroute: bool,
+    /// Not the link's first address in its subnet (`secondary`; IPv4).
+    pub secondary: bool,
+    /// Its preferred lifetime is over: kept, but not chosen as a source (`deprecated`).
+    pub deprecated: bool,
+    /// It has a finite lifetime, e.g. from DHCP or SLAAC (`dynamic`: not `permanent`).
+    pub dynamic: bool,
+    /// The other end of a point-to-point address (`peer`), when the link has one.
+    pub peer: Option<IpAddr>,
+    /// The broadcast address (IPv4), when set.
+    pub broadcast: Option<IpAddr>,
 }
 
 /// Options for adding an address.
@@ -209,17 +223,21 @@ fn parse_address(m: AddressMessage) -> Option<Address> {
     let mut local = None;
     let mut address = None;
     let mut label = None;
+    let mut broadcast = None;
     let mut flags = AddressFlags::from_bits_truncate(u32::from(m.header.flags.bits()));
     for a in m.attributes {
         match a {
             AddressAttribute::Local(ip) => local = Some(ip),
             AddressAttribute::Address(ip) => address = Some(ip),
             AddressAttribute::Label(l) => label = Some(l),
+            AddressAttribute::Broadcast(b) => broadcast = Some(IpAddr::V4(b)),
             AddressAttribute::Flags(f) => flags = f,
             _ => {}
         }
     }
     let ip = local.or(address)?;
+    // With both, IFA_ADDRESS is the peer's (it equals IFA_LOCAL on an ordinary address).
+    let peer = local.and(address).filter(|a| Some(*a) != local);
     let net = IpNet::new(ip, m.header.prefix_len).ok()?;
     let scope = match m.header.scope {
         AddressScope::Universe => "global",
@@ -235,6 +253,13 @@ fn parse_address(m: AddressMessage) -> Option<Address> {
         scope,
         tentative: flags.contains(AddressFlags::Tentative),
         label,
+        nodad: flags.contains(AddressFlags::Nodad),
+        noprefixroute: flags.contains(AddressFlags::Noprefixroute),
+        secondary: flags.contains(AddressFlags::Secondary),
+        deprecated: flags.contains(AddressFlags::Deprecated),
+        dynamic: !flags.contains(AddressFlags::Permanent),
+        peer,
+        broadcast,
     })
 }
 

@@ -126,6 +126,9 @@ impl Attach {
         if let Some(m) = self.mtu {
             check_mtu(m, &format!("link {}", self.link))?;
         }
+        if let Some(mac) = self.mac {
+            mac.check_assignable(format_args!("link {}", self.link))?;
+        }
         for fam_v4 in [true, false] {
             if self
                 .gateways

@@ -106,6 +106,43 @@ pub struct Error {
     others: Vec<Error>,
 }
 
+/// The longest message an error keeps; a longer one (an echoed input of a megabyte) loses its
+/// middle, so the start (what failed) and the end (what to do) stay.
+const MAX_MESSAGE: usize = 2048;
+/// The same for [`ErrorKind::Multiple`], whose message joins its errors'.
+const MAX_MULTIPLE_MESSAGE: usize = 16 * 1024;
+
+/// `message` cut to at most about `max` bytes, keeping its start and its end.
+fn bounded(message: String, max: usize) -> String {
+    if message.len() <= max {
+        return message;
+    }
+    let floor = |mut i: usize| {
+        while !message.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let head = floor(max / 2);
+    let tail = floor(message.len() - max / 4);
+    format!(
+        "{} [... {} bytes left out ...] {}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    )
+}
+
+/// A value the caller gave, as an error message shows it: escaped, and cut after 64
+/// characters with its length said, so a huge input does not make a huge message.
+pub(crate) fn shown(value: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match value.char_indices().nth(MAX_CHARS) {
+        None => value.escape_debug().to_string(),
+        Some((end, _)) => format!("{}... ({} bytes)", value[..end].escape_debug(), value.len()),
+    }
+}
+
 /// `Result` with underlay's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -114,11 +151,23 @@ impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
-            message: message.into(),
+            message: bounded(message.into(), MAX_MESSAGE),
             errno: None,
             source: None,
             others: Vec::new(),
         }
+    }
+
+    /// A value a caller gave, as an error message should show it: escaped, and cut after 64
+    /// characters with its length said, so a huge input never makes a huge message. (Messages
+    /// are bounded anyway, cut in the middle; this keeps them readable.)
+    ///
+    /// ```
+    /// let shown = underlay::Error::show_input(&"x".repeat(1 << 20));
+    /// assert!(shown.len() < 100 && shown.ends_with("(1048576 bytes)"));
+    /// ```
+    pub fn show_input(value: &str) -> String {
+        shown(value)
     }
 
     /// Shorthand for [`ErrorKind::InvalidArgument`].
@@ -142,7 +191,7 @@ impl Error {
         let errno = err.raw_os_error();
         Error {
             kind,
-            message: message.into(),
+            message: bounded(message.into(), MAX_MESSAGE),
             errno,
             source: Some(Box::new(err)),
             others: vec![],
@@ -159,7 +208,10 @@ impl Error {
         let errno = errors.iter().find_map(|e| e.errno);
         Error {
             kind: ErrorKind::Multiple,
-            message: format!("{context}: {} errors: {}", errors.len(), joined.join("; ")),
+            message: bounded(
+                format!("{context}: {} errors: {}", errors.len(), joined.join("; ")),
+                MAX_MULTIPLE_MESSAGE,
+            ),
             errno,
             source: None,
             others: errors,
@@ -180,7 +232,12 @@ impl Error {
 
     /// Prefix the message with more context, e.g. the step of a multi-step operation.
     pub fn context(mut self, context: impl fmt::Display) -> Self {
-        self.message = format!("{context}: {}", self.message);
+        let max = if self.kind == ErrorKind::Multiple {
+            MAX_MULTIPLE_MESSAGE
+        } else {
+            MAX_MESSAGE
+        };
+        self.message = bounded(format!("{context}: {}", self.message), max);
         self
     }
 
@@ -210,14 +267,21 @@ impl fmt::Display for Error {
         f.write_str(&self.message)?;
         if let Some(errno) = self.errno {
             if self.kind != ErrorKind::Multiple {
-                write!(
-                    f,
-                    " (errno {errno}: {})",
-                    std::io::Error::from_raw_os_error(errno)
-                )?;
+                write!(f, " (errno {errno}: {})", errno_text(errno))?;
             }
         }
         Ok(())
+    }
+}
+
+/// The C library's text for `errno` ("No such device"), without the "(os error 19)" that
+/// `std::io::Error` adds: a message says the errno once.
+pub(crate) fn errno_text(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    let suffix = format!(" (os error {errno})");
+    match text.strip_suffix(&suffix) {
+        Some(t) => t.to_string(),
+        None => text,
     }
 }
 
@@ -261,10 +325,24 @@ mod tests {
     fn display_carries_errno() {
         let e = Error::new(ErrorKind::AlreadyExists, "link `eth0` exists").with_errno(libc::EEXIST);
         assert_eq!(e.errno(), Some(libc::EEXIST));
-        assert!(
-            e.to_string().starts_with("link `eth0` exists (errno 17"),
-            "{e}"
-        );
+        assert_eq!(e.to_string(), "link `eth0` exists (errno 17: File exists)");
+    }
+
+    #[test]
+    fn huge_inputs_make_bounded_messages() {
+        let huge = "é".repeat(1 << 19); // 1 MiB of two-byte characters
+        let e = Error::invalid(format!("name `{huge}` is too long: use at most 15 bytes"));
+        let text = e.to_string();
+        assert!(text.len() < MAX_MESSAGE + 100, "{}", text.len());
+        assert!(text.starts_with("name `éé"), "{text}");
+        assert!(text.ends_with("use at most 15 bytes"), "{text}");
+        assert!(text.contains("bytes left out"), "{text}");
+        let e = e.context(&huge);
+        assert!(e.to_string().len() < MAX_MESSAGE + 100);
+        assert_eq!(bounded("short".into(), MAX_MESSAGE), "short");
+        let s = shown(&huge);
+        assert!(s.len() < 200 && s.ends_with("(1048576 bytes)"), "{s}");
+        assert_eq!(shown("a\tb"), "a\\tb");
     }
 
     #[test]

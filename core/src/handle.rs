@@ -237,6 +237,7 @@ impl Handle {
             object,
             &self.inner.label,
         )?;
+        let subject = Subject::of(&msg);
         let mut header = NetlinkHeader::default();
         header.flags = flags;
         let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
@@ -264,7 +265,14 @@ impl Handle {
                     if let Some(code) = err.code {
                         let errno = -code.get();
                         let extack = parse_extack(reply_flags, &err.header);
-                        return Err(kernel_error(what, object, &self.inner.label, errno, extack));
+                        return Err(kernel_error(
+                            subject,
+                            what,
+                            object,
+                            &self.inner.label,
+                            errno,
+                            extack,
+                        ));
                     }
                 }
                 NetlinkPayload::Overrun(_) => {
@@ -405,18 +413,41 @@ fn parse_extack(flags: u16, payload: &[u8]) -> Option<String> {
     None
 }
 
+/// What a request is about: some errnos mean different things for different objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Subject {
+    /// A link: create, change, move, delete, get.
+    Link,
+    /// Anything else (addresses, routes).
+    Other,
+}
+
+impl Subject {
+    fn of(msg: &RouteNetlinkMessage) -> Subject {
+        use RouteNetlinkMessage as M;
+        match msg {
+            M::NewLink(_) | M::SetLink(_) | M::DelLink(_) | M::GetLink(_) => Subject::Link,
+            _ => Subject::Other,
+        }
+    }
+}
+
 /// Maps a kernel errno to an error naming the request, the object, the namespace and the cure.
 /// Call sites refine it for errnos whose meaning depends on the request.
 pub(crate) fn kernel_error(
+    subject: Subject,
     what: &str,
     object: &str,
     ns: &str,
     errno: i32,
     extack: Option<String>,
 ) -> Error {
+    // The kernel's own words when it gave some; the errno's text comes once, at the end
+    // (`Error`'s display adds "(errno N: text)").
     let why = extack
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| std::io::Error::from_raw_os_error(errno).to_string());
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
     let (kind, cure) = match errno {
         libc::EPERM | libc::EACCES => (
             ErrorKind::PermissionDenied,
@@ -426,7 +457,19 @@ pub(crate) fn kernel_error(
             ErrorKind::AlreadyExists,
             ": pick another name, or delete the existing one",
         ),
-        libc::ENODEV | libc::ENOENT | libc::ESRCH | libc::EADDRNOTAVAIL => {
+        // On a link, the kernel's "cannot assign requested address" is about an address given
+        // for it: a MAC no interface can have, or (when a VXLAN comes up) a local IP this host
+        // lacks. Elsewhere it means an address that is not there.
+        libc::EADDRNOTAVAIL if subject == Subject::Link => (
+            ErrorKind::InvalidArgument,
+            ": an address given for the link is unusable (a MAC must be unicast and non-zero; \
+             a VXLAN's local IP must be on this host)",
+        ),
+        libc::EADDRNOTAVAIL => (
+            ErrorKind::NotFound,
+            ": the address is not there (`ip addr`)",
+        ),
+        libc::ENODEV | libc::ENOENT | libc::ESRCH => {
             (ErrorKind::NotFound, ": check the name or index (`ip link`)")
         }
         libc::EOPNOTSUPP => (
@@ -442,7 +485,7 @@ pub(crate) fn kernel_error(
         }
         _ => (ErrorKind::Kernel, ""),
     };
-    Error::new(kind, format!("{what} {object} in {ns} failed: {why}{cure}")).with_errno(errno)
+    Error::new(kind, format!("{what} {object} in {ns} failed{why}{cure}")).with_errno(errno)
 }
 
 #[cfg(test)]
@@ -492,10 +535,18 @@ mod tests {
 
     #[test]
     fn errno_mapping() {
-        let e = kernel_error("create link", "`x`", "netns `a`", libc::EPERM, None);
+        let e = kernel_error(
+            Subject::Link,
+            "create link",
+            "`x`",
+            "netns `a`",
+            libc::EPERM,
+            None,
+        );
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         assert!(e.to_string().contains("CAP_NET_ADMIN"), "{e}");
         let e = kernel_error(
+            Subject::Link,
             "create link",
             "`x`",
             "netns `a`",
@@ -505,12 +556,32 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::AlreadyExists);
         assert_eq!(e.errno(), Some(libc::EEXIST));
         assert_eq!(
-            kernel_error("a", "b", "c", libc::EOPNOTSUPP, None).kind(),
+            kernel_error(Subject::Other, "a", "b", "c", libc::EOPNOTSUPP, None).kind(),
             ErrorKind::KernelUnsupported
         );
         assert_eq!(
-            kernel_error("a", "b", "c", 9999, None).kind(),
+            kernel_error(Subject::Other, "a", "b", "c", 9999, None).kind(),
             ErrorKind::Kernel
         );
+        // EADDRNOTAVAIL by context: an unusable address on a link, a missing one elsewhere.
+        let e = kernel_error(
+            Subject::Link,
+            "change",
+            "link `x`",
+            "c",
+            libc::EADDRNOTAVAIL,
+            None,
+        );
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("unicast"), "{e}");
+        let e = kernel_error(
+            Subject::Other,
+            "delete address",
+            "10.0.0.1/24",
+            "c",
+            libc::EADDRNOTAVAIL,
+            None,
+        );
+        assert_eq!(e.kind(), ErrorKind::NotFound);
     }
 }

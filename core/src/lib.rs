@@ -59,9 +59,9 @@ pub use link::vlan::{Vlan, VlanFlags, VlanProtocol};
 pub use link::vxlan::{Vxlan, VxlanInfo, VXLAN_PORT};
 pub use link::{Link, LinkBuilder, LinkKind, LinkRef, LinkSet};
 pub use netns::{Netns, NETNS_RUN_DIR};
-pub use route::{Route, RouteScopeKind, TABLE_MAIN};
+pub use route::{NextHop, Route, RouteScopeKind, TABLE_ALL, TABLE_MAIN};
 pub use sysctl::SysctlIf;
-pub use types::{IfName, MacAddr, VlanId};
+pub use types::{check_mtu_value, IfName, MacAddr, VlanId, MTU_RANGE};
 
 /// Crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

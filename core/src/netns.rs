@@ -7,7 +7,6 @@
 
 use std::ffi::CString;
 use std::fmt;
-use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -482,7 +481,7 @@ fn named_path(name: &str) -> Result<PathBuf> {
     {
         return Err(Error::invalid(format!(
             "network namespace name `{}` is invalid: use 1..255 bytes without `/` or NUL, not `.` or `..`",
-            name.escape_debug()
+            crate::error::shown(name)
         )));
     }
     Ok(Path::new(NETNS_RUN_DIR).join(name))
@@ -494,12 +493,41 @@ fn cpath(path: &Path) -> Result<CString> {
 }
 
 fn open_ns_file(path: &Path) -> Result<OwnedFd> {
-    let f = File::open(path).map_err(|e| {
-        Error::io(
-            format!("cannot open network namespace {}", path.display()),
-            e,
-        )
-    })?;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // Non-blocking: open(2) on a FIFO would otherwise wait for a writer, forever. No
+    // controlling terminal either, should the path be a tty.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| {
+            Error::io(
+                format!("cannot open network namespace {}", path.display()),
+                e,
+            )
+        })?;
+    // A namespace file (in /proc, or bound to a mount point) is a regular file of nsfs.
+    let kind = f
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?
+        .file_type();
+    let other = [
+        (kind.is_dir(), "a directory"),
+        (kind.is_fifo(), "a FIFO"),
+        (kind.is_socket(), "a socket"),
+        (kind.is_char_device(), "a character device"),
+        (kind.is_block_device(), "a block device"),
+    ]
+    .into_iter()
+    .find_map(|(is, what)| is.then_some(what));
+    if let Some(what) = other {
+        return Err(Error::invalid(format!(
+            "{} is {what}, not a network namespace: give a namespace file such as \
+             /proc/PID/ns/net or /run/netns/NAME",
+            path.display()
+        ))
+        .with_errno(libc::EINVAL));
+    }
     let fd: OwnedFd = f.into();
     check_is_netns(fd.as_raw_fd(), &path.display().to_string())?;
     Ok(fd)

@@ -14,11 +14,13 @@ impl Netns {
     /// ARP for each IPv4 address and an unsolicited neighbour advertisement (override) for each
     /// IPv6 one, so switches and peers learn the new location without waiting for traffic.
     pub fn announce(&self, ifindex: u32, mac: MacAddr, ips: Vec<IpAddr>) -> Result<()> {
+        mac.check_assignable(format_args!("announcements on link {ifindex}"))?;
         self.run(move || announce(ifindex, mac, &ips, &mut Vec::new()))?
     }
 
     /// Like [`Netns::announce`], without blocking the async caller.
     pub async fn announce_async(&self, ifindex: u32, mac: MacAddr, ips: Vec<IpAddr>) -> Result<()> {
+        mac.check_assignable(format_args!("announcements on link {ifindex}"))?;
         // The sockets close after the answer: closing a packet socket waits for an RCU grace
         // period (~10-20 ms), which the caller need not.
         self.run_async_then_drop(move || {

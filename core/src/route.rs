@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteNextHop, RouteNextHopFlags,
+    RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -15,6 +16,9 @@ use crate::link::LinkRef;
 
 /// The main routing table.
 pub const TABLE_MAIN: u32 = 254;
+
+/// Every table, in [`Handle::routes`] (iproute2's `table all`, the kernel's `RT_TABLE_UNSPEC`).
+pub const TABLE_ALL: u32 = 0;
 
 /// A route: what to add, or what the kernel reports.
 ///
@@ -42,6 +46,99 @@ pub struct Route {
     pub table: u32,
     /// Scope: `link` routes need no gateway; chosen automatically when `None`.
     pub scope: Option<RouteScopeKind>,
+    /// The gateway is on the link even if no address's subnet says so (`onlink`).
+    pub onlink: bool,
+    /// A multipath route's next hops (`nexthop via ... dev ... weight ...`); empty for a
+    /// route with one gateway and/or device (`gateway`, `dev`).
+    pub nexthops: Vec<NextHop>,
+}
+
+/// One next hop of a multipath route.
+///
+/// ```
+/// use underlay::{NextHop, Route};
+/// let ecmp = Route::new("10.20.0.0/16".parse().unwrap())
+///     .nexthop(NextHop::via("10.1.0.1".parse().unwrap()).dev("eth0").weight(2))
+///     .nexthop(NextHop::via("10.2.0.1".parse().unwrap()).dev("eth1"));
+/// assert_eq!(
+///     ecmp.to_string(),
+///     "10.20.0.0/16 nexthop via 10.1.0.1 dev eth0 weight 2 nexthop via 10.2.0.1 dev eth1 weight 1"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NextHop {
+    /// Next hop.
+    pub gateway: Option<IpAddr>,
+    /// Output link.
+    pub dev: Option<LinkRef>,
+    /// Its share of the traffic, 1..=256 (default 1).
+    pub weight: u16,
+    /// The gateway is on the link even if no address's subnet says so (`onlink`).
+    pub onlink: bool,
+}
+
+impl NextHop {
+    /// A next hop through `gateway`.
+    pub fn via(gateway: IpAddr) -> NextHop {
+        NextHop {
+            gateway: Some(gateway),
+            dev: None,
+            weight: 1,
+            onlink: false,
+        }
+    }
+
+    /// A next hop straight out of `dev` (no gateway).
+    pub fn dev_only(dev: impl Into<LinkRef>) -> NextHop {
+        NextHop {
+            gateway: None,
+            dev: Some(dev.into()),
+            weight: 1,
+            onlink: false,
+        }
+    }
+
+    /// Out of `dev`.
+    pub fn dev(mut self, dev: impl Into<LinkRef>) -> NextHop {
+        self.dev = Some(dev.into());
+        self
+    }
+
+    /// With weight `weight` (1..=256).
+    pub fn weight(mut self, weight: u16) -> NextHop {
+        self.weight = weight;
+        self
+    }
+
+    /// The gateway is on the link (`onlink`).
+    pub fn onlink(mut self) -> NextHop {
+        self.onlink = true;
+        self
+    }
+}
+
+impl std::fmt::Display for NextHop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("nexthop")?;
+        if let Some(g) = self.gateway {
+            write!(f, " via {g}")?;
+        }
+        write_dev(f, self.dev.as_ref())?;
+        write!(f, " weight {}", self.weight)?;
+        if self.onlink {
+            f.write_str(" onlink")?;
+        }
+        Ok(())
+    }
+}
+
+fn write_dev(f: &mut std::fmt::Formatter<'_>, dev: Option<&LinkRef>) -> std::fmt::Result {
+    match dev {
+        Some(LinkRef::Name(n)) => write!(f, " dev {n}"),
+        Some(LinkRef::Index(i)) => write!(f, " dev if{i}"),
+        None => Ok(()),
+    }
 }
 
 /// Route scope.
@@ -66,6 +163,8 @@ impl Route {
             metric: None,
             table: TABLE_MAIN,
             scope: None,
+            onlink: false,
+            nexthops: Vec::new(),
         }
     }
 
@@ -108,6 +207,19 @@ impl Route {
         self
     }
 
+    /// The gateway is on the link even if no address's subnet says so (`onlink`).
+    pub fn onlink(mut self) -> Route {
+        self.onlink = true;
+        self
+    }
+
+    /// Adds a next hop: a route with next hops is multipath (give it no `via`/`dev` of its
+    /// own).
+    pub fn nexthop(mut self, hop: NextHop) -> Route {
+        self.nexthops.push(hop);
+        self
+    }
+
     /// Checks the route makes sense before any request.
     pub fn validate(&self) -> Result<()> {
         let v4 = self.destination.addr().is_ipv4();
@@ -121,7 +233,33 @@ impl Route {
                 }
             }
         }
-        if self.gateway.is_none() && self.dev.is_none() {
+        for hop in &self.nexthops {
+            if let Some(g) = hop.gateway.filter(|g| g.is_ipv4() != v4) {
+                return Err(Error::invalid(format!(
+                    "route to {}: next hop {g} is not of the destination's IP version",
+                    self.destination
+                )));
+            }
+            if hop.gateway.is_none() && hop.dev.is_none() {
+                return Err(Error::invalid(format!(
+                    "route to {}: a next hop needs a gateway (`via`) or an output link (`dev`)",
+                    self.destination
+                )));
+            }
+            if !(1..=256).contains(&hop.weight) {
+                return Err(Error::invalid(format!(
+                    "route to {}: next hop weight {} is out of range: use 1..256",
+                    self.destination, hop.weight
+                )));
+            }
+        }
+        if !self.nexthops.is_empty() && (self.gateway.is_some() || self.dev.is_some()) {
+            return Err(Error::invalid(format!(
+                "route to {}: give either next hops or one gateway/device, not both",
+                self.destination
+            )));
+        }
+        if self.gateway.is_none() && self.dev.is_none() && self.nexthops.is_empty() {
             return Err(Error::invalid(format!(
                 "route to {} needs a gateway (`via`) or an output link (`dev`)",
                 self.destination
@@ -136,20 +274,37 @@ impl Route {
     }
 }
 
+/// In iproute2's words and order (`ip route show`), so `ip route add` takes the text:
+/// `10.7.0.0/24 via 10.1.0.1 dev eth0 table 100 scope link src 10.1.0.2 metric 7 onlink`, next
+/// hops last (`nexthop via 10.1.0.1 dev eth0 weight 1 ...`). A device
+/// known only by its index (as read back) is `if4`, as iproute2 writes an index it cannot name.
 impl std::fmt::Display for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.destination)?;
         if let Some(g) = self.gateway {
             write!(f, " via {g}")?;
         }
-        if let Some(d) = &self.dev {
-            write!(f, " dev {d}")?;
+        write_dev(f, self.dev.as_ref())?;
+        if self.table != TABLE_MAIN {
+            write!(f, " table {}", self.table)?;
+        }
+        match self.scope {
+            Some(RouteScopeKind::Link) => write!(f, " scope link")?,
+            Some(RouteScopeKind::Host) => write!(f, " scope host")?,
+            Some(RouteScopeKind::Universe) | None => {}
+        }
+        if let Some(s) = self.source {
+            write!(f, " src {s}")?;
         }
         if let Some(m) = self.metric {
             write!(f, " metric {m}")?;
         }
-        if self.table != TABLE_MAIN {
-            write!(f, " table {}", self.table)?;
+        if self.onlink {
+            f.write_str(" onlink")?;
+        }
+        // Last: iproute2 reads everything after `nexthop` as next hops.
+        for hop in &self.nexthops {
+            write!(f, " {hop}")?;
         }
         Ok(())
     }
@@ -187,7 +342,8 @@ impl Handle {
         Ok(())
     }
 
-    /// The unicast routes of one table (main when `None`) in this namespace, IPv4 and IPv6.
+    /// The unicast routes of one table in this namespace, IPv4 and IPv6: the main table when
+    /// `None` (as `ip route` shows), every table with [`TABLE_ALL`] (`ip route show table all`).
     pub async fn routes(&self, table: Option<u32>) -> Result<Vec<Route>> {
         let table = table.unwrap_or(TABLE_MAIN);
         let mut out = Vec::new();
@@ -202,7 +358,9 @@ impl Handle {
                 _ => None,
             }));
         }
-        out.retain(|r| r.table == table);
+        if table != TABLE_ALL {
+            out.retain(|r| r.table == table);
+        }
         Ok(out)
     }
 
@@ -233,6 +391,23 @@ impl Handle {
             Some(d) => Some(self.link_index(d.clone()).await?),
             None => None,
         };
+        let mut hops = Vec::with_capacity(route.nexthops.len());
+        for hop in &route.nexthops {
+            let mut h = RouteNextHop::default();
+            if let Some(d) = &hop.dev {
+                h.interface_index = self.link_index(d.clone()).await?;
+            }
+            // The kernel keeps weight - 1 (`rtnh_hops`).
+            h.hops = u8::try_from(hop.weight.saturating_sub(1)).unwrap_or(u8::MAX);
+            if hop.onlink {
+                h.flags |= RouteNextHopFlags::Onlink;
+            }
+            if let Some(g) = hop.gateway {
+                h.attributes
+                    .push(RouteAttribute::Gateway(RouteAddress::from(g)));
+            }
+            hops.push(h);
+        }
         let mut msg = RouteMessage::default();
         let header = &mut msg.header;
         header.address_family = if route.destination.addr().is_ipv4() {
@@ -255,7 +430,11 @@ impl Handle {
             Some(RouteScopeKind::Host) => RouteScope::Host,
             Some(RouteScopeKind::Universe) => RouteScope::Universe,
             None if delete => RouteScope::NoWhere,
-            None if route.gateway.is_none() => RouteScope::Link,
+            None if route.gateway.is_none()
+                && route.nexthops.iter().all(|h| h.gateway.is_none()) =>
+            {
+                RouteScope::Link
+            }
             None => RouteScope::Universe,
         };
         let a = &mut msg.attributes;
@@ -279,6 +458,12 @@ impl Handle {
         if route.table >= 256 {
             a.push(RouteAttribute::Table(route.table));
         }
+        if !hops.is_empty() {
+            a.push(RouteAttribute::MultiPath(hops));
+        }
+        if route.onlink {
+            msg.header.flags |= RouteFlags::Onlink;
+        }
         Ok(msg)
     }
 }
@@ -288,6 +473,18 @@ fn ip_of(a: RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet(ip) => Some(IpAddr::V4(ip)),
         RouteAddress::Inet6(ip) => Some(IpAddr::V6(ip)),
         _ => None,
+    }
+}
+
+fn next_hop_of(h: RouteNextHop) -> NextHop {
+    NextHop {
+        gateway: h.attributes.into_iter().find_map(|a| match a {
+            RouteAttribute::Gateway(g) => ip_of(g),
+            _ => None,
+        }),
+        dev: (h.interface_index != 0).then_some(LinkRef::Index(h.interface_index)),
+        weight: u16::from(h.hops) + 1,
+        onlink: h.flags.contains(RouteNextHopFlags::Onlink),
     }
 }
 
@@ -303,6 +500,7 @@ fn parse_route(m: RouteMessage) -> Option<Route> {
         "::/0".parse().ok()?
     });
     r.table = u32::from(m.header.table);
+    r.onlink = m.header.flags.contains(RouteFlags::Onlink);
     r.scope = Some(match m.header.scope {
         RouteScope::Link => RouteScopeKind::Link,
         RouteScope::Host => RouteScopeKind::Host,
@@ -316,6 +514,9 @@ fn parse_route(m: RouteMessage) -> Option<Route> {
             RouteAttribute::PrefSource(s) => r.source = ip_of(s),
             RouteAttribute::Priority(p) => r.metric = Some(p),
             RouteAttribute::Table(t) => r.table = t,
+            RouteAttribute::MultiPath(hops) => {
+                r.nexthops = hops.into_iter().map(next_hop_of).collect();
+            }
             _ => {}
         }
     }
@@ -350,6 +551,25 @@ mod tests {
             .table(0)
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn display_in_iproute2_words() {
+        let r = Route::new("10.7.0.0/24".parse().unwrap())
+            .via("10.1.0.1".parse().unwrap())
+            .dev("eth0")
+            .source("10.1.0.2".parse().unwrap())
+            .metric(7)
+            .table(100);
+        assert_eq!(
+            r.to_string(),
+            "10.7.0.0/24 via 10.1.0.1 dev eth0 table 100 src 10.1.0.2 metric 7"
+        );
+        let mut r = Route::new("10.3.0.7/32".parse().unwrap()).dev(4);
+        r.scope = Some(RouteScopeKind::Link);
+        assert_eq!(r.to_string(), "10.3.0.7/32 dev if4 scope link");
+        r.scope = Some(RouteScopeKind::Universe);
+        assert_eq!(r.to_string(), "10.3.0.7/32 dev if4");
     }
 
     #[test]

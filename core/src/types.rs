@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::{shown, Error, Result};
 
 /// A network interface name: 1..=15 bytes, no `/`, no `:`, no whitespace or NUL, not `.` or `..`.
 ///
@@ -27,7 +27,7 @@ impl IfName {
         let bad = |why: &str| {
             Err(Error::invalid(format!(
                 "interface name `{}` is invalid: {why}",
-                name.escape_debug()
+                shown(&name)
             )))
         };
         if name.is_empty() {
@@ -116,10 +116,7 @@ impl VlanId {
         if (1..=4094).contains(&id) {
             Ok(VlanId(id))
         } else {
-            Err(Error::invalid(format!(
-                "VLAN id {id} is out of range: 802.1Q ids are 1..4094 (0 and 4095 are reserved); \
-                 for more segments use VXLAN"
-            )))
+            Err(vlan_out_of_range(id))
         }
     }
 
@@ -132,10 +129,9 @@ impl VlanId {
 impl FromStr for VlanId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let n: u16 = s
-            .trim()
-            .parse()
-            .map_err(|_| Error::invalid(format!("VLAN id `{s}` is not a number in 1..4094")))?;
+        let n: u16 = s.trim().parse().map_err(|_| {
+            Error::invalid(format!("VLAN id `{}` is not a number in 1..4094", shown(s)))
+        })?;
         VlanId::new(n)
     }
 }
@@ -145,6 +141,25 @@ impl TryFrom<u16> for VlanId {
     fn try_from(id: u16) -> Result<Self> {
         VlanId::new(id)
     }
+}
+
+/// From any integer (a binding's argument, a config value): the same range and message as
+/// [`VlanId::new`], for values beyond `u16` too (65536, -1).
+impl TryFrom<i64> for VlanId {
+    type Error = Error;
+    fn try_from(id: i64) -> Result<Self> {
+        match u16::try_from(id) {
+            Ok(id) => VlanId::new(id),
+            Err(_) => Err(vlan_out_of_range(id)),
+        }
+    }
+}
+
+fn vlan_out_of_range(id: impl fmt::Display) -> Error {
+    Error::invalid(format!(
+        "VLAN id {id} is out of range: 802.1Q ids are 1..4094 (0 and 4095 are reserved); \
+         for more segments use VXLAN"
+    ))
 }
 
 impl fmt::Display for VlanId {
@@ -186,6 +201,31 @@ impl MacAddr {
         self.0[0] & 0x01 == 0
     }
 
+    /// Whether an interface can carry this address: unicast and not all zeros (what the
+    /// kernel's `is_valid_ether_addr` asks). Multicast addresses, the broadcast address among
+    /// them, and `00:00:00:00:00:00` can only be read back (e.g. from `lo`), never set.
+    pub fn is_assignable(&self) -> bool {
+        self.is_unicast() && self.0 != [0; 6]
+    }
+
+    /// Refuses an address no interface can carry, naming it, `what` it was for, and the cure.
+    pub(crate) fn check_assignable(self, what: impl fmt::Display) -> Result<()> {
+        if self.is_assignable() {
+            return Ok(());
+        }
+        let why = if self.0 == [0xff; 6] {
+            "the broadcast address"
+        } else if self.0 == [0; 6] {
+            "all zeros"
+        } else {
+            "a multicast address (the lowest bit of its first byte is set)"
+        };
+        Err(Error::invalid(format!(
+            "MAC address {self} for {what} is {why}: an interface needs a unicast, non-zero \
+             address, e.g. a locally administered one such as 02:42:ac:16:10:0a"
+        )))
+    }
+
     /// A random locally administered unicast address.
     pub fn random() -> Self {
         let mut b = [0u8; 6];
@@ -220,14 +260,16 @@ impl FromStr for MacAddr {
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
             Error::invalid(format!(
-                "MAC address `{s}` is malformed: write six hex bytes like 02:42:ac:16:10:0a"
+                "MAC address `{}` is malformed: write six hex bytes like 02:42:ac:16:10:0a",
+                shown(s)
             ))
         };
         let mut out = [0u8; 6];
         let sep = if s.contains('-') { '-' } else { ':' };
         let mut n = 0;
         for part in s.split(sep) {
-            if n == 6 || part.len() != 2 {
+            // Two hex digits, nothing else: `from_str_radix` alone would take a sign (`+2`).
+            if n == 6 || part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             out[n] = u8::from_str_radix(part, 16).map_err(|_| bad())?;
@@ -267,14 +309,31 @@ impl fmt::Debug for MacAddr {
     }
 }
 
-/// A link MTU, 68..=65535 (the IPv4 minimum up to the netlink field's maximum).
+/// The link MTUs underlay accepts: the IPv4 minimum up to the netlink field's maximum.
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
+
+/// A link MTU, in [`MTU_RANGE`].
 pub(crate) fn check_mtu(mtu: u32, object: &str) -> Result<()> {
-    if !(68..=65535).contains(&mtu) {
-        return Err(Error::invalid(format!(
+    check_mtu_value(i64::from(mtu), object).map(|_| ())
+}
+
+/// Checks an MTU given as any integer (a binding's argument, which may be negative or beyond
+/// `u32`) for `object`: the MTU when it is in [`MTU_RANGE`], else
+/// [`crate::ErrorKind::InvalidArgument`] naming the value and the range, the same message
+/// the builders give.
+///
+/// ```
+/// assert_eq!(underlay::check_mtu_value(1500, "link `eth0`")?, 1500);
+/// assert!(underlay::check_mtu_value(-1, "link `eth0`").unwrap_err().to_string().contains("68..65535"));
+/// # Ok::<(), underlay::Error>(())
+/// ```
+pub fn check_mtu_value(mtu: i64, object: &str) -> Result<u32> {
+    match u32::try_from(mtu) {
+        Ok(m) if MTU_RANGE.contains(&m) => Ok(m),
+        _ => Err(Error::invalid(format!(
             "MTU {mtu} for {object} is out of range: use 68..65535 (1500 for plain Ethernet)"
-        )));
+        ))),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -322,6 +381,16 @@ mod tests {
         assert_eq!("20".parse::<VlanId>().unwrap().get(), 20);
         assert!("x".parse::<VlanId>().is_err());
         assert!("70000".parse::<VlanId>().is_err());
+        for bad in [65536i64, -1, 0, 4095] {
+            let e = VlanId::try_from(bad).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!("VLAN id {bad} is out of range")),
+                "{e}"
+            );
+            assert!(e.to_string().contains("1..4094"), "{e}");
+        }
+        assert_eq!(VlanId::try_from(10i64).unwrap().get(), 10);
     }
 
     #[test]
@@ -335,10 +404,40 @@ mod tests {
             "02:42:ac:16:10:0a:0b",
             "0g:42:ac:16:10:0a",
             "2:42:ac:16:10:0a",
+            "+2:42:ac:10:0a:65",
+            "02:+4:ac:10:0a:65",
+            "02:42:ac:10:0a:-5",
         ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
         assert!(MacAddr::try_from(&[1u8, 2, 3][..]).is_err());
+    }
+
+    #[test]
+    fn mac_assignable() {
+        for ok in [
+            "02:42:ac:16:10:0a",
+            "00:00:00:00:00:01",
+            "fe:ff:ff:ff:ff:ff",
+        ] {
+            let m: MacAddr = ok.parse().unwrap();
+            assert!(m.is_assignable(), "{ok}");
+            m.check_assignable("x").unwrap();
+        }
+        for (bad, why) in [
+            ("01:00:5e:00:00:01", "multicast"),
+            ("33:33:00:00:00:01", "multicast"),
+            ("00:00:00:00:00:00", "all zeros"),
+            ("ff:ff:ff:ff:ff:ff", "broadcast"),
+        ] {
+            let m: MacAddr = bad.parse().unwrap();
+            assert!(!m.is_assignable(), "{bad}");
+            let e = m.check_assignable("link `x`").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            let text = e.to_string();
+            assert!(text.contains(bad) && text.contains(why), "{text}");
+            assert!(text.contains("link `x`"), "{text}");
+        }
     }
 
     #[test]
@@ -357,5 +456,10 @@ mod tests {
         assert!(check_mtu(1500, "x").is_ok());
         assert!(check_mtu(67, "x").is_err());
         assert!(check_mtu(65536, "x").is_err());
+        for bad in [-1, 67, 65536, i64::MAX, i64::MIN] {
+            let e = check_mtu_value(bad, "x").unwrap_err();
+            assert!(e.to_string().contains(&format!("MTU {bad} ")), "{e}");
+        }
+        assert_eq!(check_mtu_value(9000, "x").unwrap(), 9000);
     }
 }

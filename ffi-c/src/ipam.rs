@@ -422,8 +422,11 @@ pub extern "C" fn underlay_ipam_gc(
     released_out: *mut *mut underlay_lease_list,
 ) -> underlay_result {
     guard(|| {
+        // Every pointer is checked before anything is read or allocated: `count` is the
+        // caller's word, and a wrong one with NULL arrays must fail, not allocate.
         let i = r(ipam, "ipam")?;
-        let mut valid = Vec::with_capacity(count);
+        let o = out(released_out, "released_out")?;
+        let mut valid = Vec::new();
         if count > 0 {
             if container_ids.is_null() {
                 return Err(null("container_ids"));
@@ -442,7 +445,6 @@ pub extern "C" fn underlay_ipam_gc(
                 valid.push(owner(c[k], n[k])?);
             }
         }
-        let o = out(released_out, "released_out")?;
         o.set_box(leases(block(i.inner.gc(&valid))?));
         Ok(())
     })

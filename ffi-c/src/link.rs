@@ -27,12 +27,13 @@ pub struct underlay_link {
     alias: Option<CString>,
     mode: Option<CString>,
     netns: CString,
+    source_macs: Vec<CString>,
 }
 
 impl underlay_link {
     pub(crate) fn new(inner: Link) -> underlay_link {
         let mode = match &inner.kind {
-            LinkKind::Macvlan { mode, .. } | LinkKind::Macvtap { mode } => Some(mode.as_str()),
+            LinkKind::Macvlan { mode, .. } | LinkKind::Macvtap { mode, .. } => Some(mode.as_str()),
             LinkKind::Ipvlan { mode, .. } => Some(mode.as_str()),
             _ => None,
         };
@@ -43,6 +44,12 @@ impl underlay_link {
             alias: inner.alias.clone().map(cstring),
             mode: mode.map(cstring),
             netns: cstring(inner.netns.clone()),
+            source_macs: match &inner.kind {
+                LinkKind::Macvlan { source_macs, .. } | LinkKind::Macvtap { source_macs, .. } => {
+                    source_macs.iter().map(|m| cstring(m.to_string())).collect()
+                }
+                _ => Vec::new(),
+            },
             inner,
         }
     }
@@ -188,12 +195,85 @@ pub extern "C" fn underlay_link_vxlan_vni(link: *const underlay_link) -> u32 {
         })
     })
 }
+
+/// The TTL of a VXLAN's outer packets (0: `auto`, the route's hop limit, or inherited, see
+/// `underlay_link_vxlan_ttl_inherit`; 0 for other kinds and for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_link_vxlan_ttl(link: *const underlay_link) -> u8 {
+    guard_value(0, || {
+        r(link, "link").map_or(0, |l| match &l.inner.kind {
+            LinkKind::Vxlan(v) => v.ttl,
+            _ => 0,
+        })
+    })
+}
+
+/// Whether a VXLAN copies its outer TTL from the inner packets (`ttl inherit`; false for
+/// other kinds and for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_link_vxlan_ttl_inherit(link: *const underlay_link) -> bool {
+    guard_value(false, || {
+        r(link, "link").is_ok_and(|l| matches!(&l.inner.kind, LinkKind::Vxlan(v) if v.ttl_inherit))
+    })
+}
+
 /// The mode of a macvlan, macvtap or ipvlan ("bridge", "l2", ...), NULL for other kinds;
 /// borrowed.
 #[no_mangle]
 pub extern "C" fn underlay_link_mode(link: *const underlay_link) -> *const c_char {
     guard_value(std::ptr::null(), || {
         r(link, "link").map_or(std::ptr::null(), |l| opt_ptr(&l.mode))
+    })
+}
+
+/// The id, in the link's namespace, of the namespace its parent lives in, when that is
+/// another one (a macvlan made directly inside a container); -1 when the parent is in the
+/// link's own namespace, when it has none, and for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_link_parent_netns_id(link: *const underlay_link) -> i32 {
+    guard_value(-1, || {
+        r(link, "link").map_or(-1, |l| l.inner.parent_netns_id.unwrap_or(-1))
+    })
+}
+
+/// The number of source MACs a source-mode macvlan or macvtap accepts (0 for other links and
+/// for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_link_source_mac_count(link: *const underlay_link) -> usize {
+    guard_value(0, || r(link, "link").map_or(0, |l| l.source_macs.len()))
+}
+
+/// Source MAC `index` ("02:00:00:00:aa:01"), NULL when out of range or for NULL; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_link_source_mac(
+    link: *const underlay_link,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(link, "link")
+            .ok()
+            .and_then(|l| l.source_macs.get(index))
+            .map_or(std::ptr::null(), |m| m.as_ptr())
+    })
+}
+
+/// Whether a passthru macvlan or macvtap leaves its parent's promiscuous mode alone
+/// (`nopromisc`; false for other links and for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_link_nopromisc(link: *const underlay_link) -> bool {
+    guard_value(false, || {
+        r(link, "link").is_ok_and(|l| {
+            matches!(
+                l.inner.kind,
+                LinkKind::Macvlan {
+                    nopromisc: true,
+                    ..
+                } | LinkKind::Macvtap {
+                    nopromisc: true,
+                    ..
+                }
+            )
+        })
     })
 }
 
@@ -662,6 +742,49 @@ pub extern "C" fn underlay_link_builder_macvlan_nopromisc(
     })
 }
 
+/// Macvlan / macvtap in source mode: the `count` source MACs (`macs[i]`, "02:00:00:00:aa:01")
+/// whose frames the child accepts, replacing any given before. `macs` may be NULL when
+/// `count` is 0.
+#[no_mangle]
+pub extern "C" fn underlay_link_builder_macvlan_source_macs(
+    builder: *mut underlay_link_builder,
+    macs: *const *const c_char,
+    count: usize,
+) -> underlay_result {
+    let parsed = guard_parse(|| {
+        // Checked before anything is read or allocated: `count` is the caller's word.
+        if count > 0 && macs.is_null() {
+            return Err(crate::support::null("macs"));
+        }
+        let mut out = Vec::new();
+        if count > 0 {
+            // SAFETY: `macs` holds `count` pointers (the caller's contract).
+            let list = unsafe { std::slice::from_raw_parts(macs, count) };
+            for p in list {
+                out.push(mac(*p, "macs[i]")?);
+            }
+        }
+        Ok(out)
+    });
+    match parsed {
+        Ok(list) => edit(builder, |b| match b {
+            AnyBuilder::Macvlan(x) => Ok(AnyBuilder::Macvlan(x.source_macs(list))),
+            b => wrong_kind(b, "macvlan"),
+        }),
+        Err(code) => code,
+    }
+}
+
+/// Runs `f` in the panic boundary, giving its value or the recorded failure's code.
+fn guard_parse<T>(f: impl FnOnce() -> R<T>) -> Result<T, underlay_result> {
+    let mut value = None;
+    let code = guard(|| {
+        value = Some(f()?);
+        Ok(())
+    });
+    value.ok_or(code)
+}
+
 /// Veth: creates the peer inside `netns`.
 #[no_mangle]
 pub extern "C" fn underlay_link_builder_veth_peer_netns(
@@ -777,6 +900,18 @@ pub extern "C" fn underlay_link_builder_vxlan_ttl(
 ) -> underlay_result {
     edit(builder, |b| match b {
         AnyBuilder::Vxlan(x) => Ok(AnyBuilder::Vxlan(x.ttl(ttl))),
+        b => wrong_kind(b, "vxlan"),
+    })
+}
+
+/// VXLAN: copy the outer packets' TTL from the inner ones (`ttl inherit`); not with
+/// `underlay_link_builder_vxlan_ttl`.
+#[no_mangle]
+pub extern "C" fn underlay_link_builder_vxlan_ttl_inherit(
+    builder: *mut underlay_link_builder,
+) -> underlay_result {
+    edit(builder, |b| match b {
+        AnyBuilder::Vxlan(x) => Ok(AnyBuilder::Vxlan(x.ttl_inherit())),
         b => wrong_kind(b, "vxlan"),
     })
 }

@@ -136,7 +136,8 @@ pub extern "C" fn underlay_network_spec_from_docker(
 ) -> underlay_result {
     new_spec(spec_out, || {
         let (n, d) = (s(name, "name")?, s(driver, "driver")?);
-        let mut opts = Vec::with_capacity(count);
+        // Grown as read, never sized from `count` before the arrays are known to be there.
+        let mut opts = Vec::new();
         if count > 0 {
             if keys.is_null() {
                 return Err(null("keys"));

@@ -3,23 +3,32 @@
 use std::ffi::CString;
 use std::os::raw::c_char;
 
-use underlay::Route;
+use underlay::{LinkRef, NextHop, Route};
 
 use crate::handle::underlay_handle;
 use crate::result::underlay_result;
-use crate::support::{block, cstring, free, guard, guard_value, ip, m, net, out, r, s};
+use crate::support::{
+    block, cstring, free, guard, guard_value, ip, m, net, opt_ptr, opt_s, out, r, s,
+};
 
 /// A route: made by `underlay_route_new` / `underlay_route_default_via` (free with
 /// `underlay_route_free`), or borrowed from an `underlay_route_list`.
 pub struct underlay_route {
     pub(crate) inner: Route,
     text: CString,
+    /// Each next hop's gateway as text (NULL when it has none).
+    hop_gateways: Vec<Option<CString>>,
 }
 
 impl underlay_route {
     pub(crate) fn new(inner: Route) -> underlay_route {
         underlay_route {
             text: cstring(inner.to_string()),
+            hop_gateways: inner
+                .nexthops
+                .iter()
+                .map(|h| h.gateway.map(|g| cstring(g.to_string())))
+                .collect(),
             inner,
         }
     }
@@ -155,8 +164,129 @@ pub extern "C" fn underlay_route_set_table(
     })
 }
 
-/// The route as text, iproute2 style ("0.0.0.0/0 via 172.16.10.1 dev eth0"); borrowed.
-/// NULL for NULL.
+/// Marks the gateway as on the link even if no address's subnet says so (`onlink`).
+#[no_mangle]
+pub extern "C" fn underlay_route_set_onlink(route: *mut underlay_route) -> underlay_result {
+    guard(|| {
+        m(route, "route")?.edit(|x| x.onlink());
+        Ok(())
+    })
+}
+
+/// Adds a next hop, making the route multipath: through `gateway` (NULL: none) out of `dev`
+/// (a name; NULL: any), with `weight` 1..256 (0 means 1). Give such a route no `via`/`dev`
+/// of its own.
+#[no_mangle]
+pub extern "C" fn underlay_route_add_nexthop(
+    route: *mut underlay_route,
+    gateway: *const c_char,
+    dev: *const c_char,
+    weight: u16,
+    onlink: bool,
+) -> underlay_result {
+    guard(|| {
+        let rt = m(route, "route")?;
+        let g = match opt_s(gateway, "gateway")? {
+            Some(_) => Some(ip(gateway, "gateway")?),
+            None => None,
+        };
+        let d = opt_s(dev, "dev")?.map(str::to_string);
+        let mut hop = match (g, d) {
+            (Some(g), Some(d)) => NextHop::via(g).dev(d),
+            (Some(g), None) => NextHop::via(g),
+            (None, Some(d)) => NextHop::dev_only(d),
+            (None, None) => {
+                return Err(crate::support::invalid(
+                    "a next hop needs a gateway or a device (both NULL)",
+                ))
+            }
+        };
+        hop = hop.weight(weight.max(1));
+        if onlink {
+            hop = hop.onlink();
+        }
+        rt.edit(|x| x.nexthop(hop));
+        Ok(())
+    })
+}
+
+/// Whether the route carries the `onlink` flag (false for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_route_onlink(route: *const underlay_route) -> bool {
+    guard_value(false, || r(route, "route").is_ok_and(|x| x.inner.onlink))
+}
+
+/// The number of next hops of a multipath route (0 for one with a single gateway/device, and
+/// for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_route_nexthop_count(route: *const underlay_route) -> usize {
+    guard_value(0, || {
+        r(route, "route").map_or(0, |x| x.inner.nexthops.len())
+    })
+}
+
+/// Next hop `index`'s gateway ("10.1.0.1"), or NULL (none, index out of range, NULL route);
+/// borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_route_nexthop_gateway(
+    route: *const underlay_route,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(route, "route")
+            .ok()
+            .and_then(|x| x.hop_gateways.get(index))
+            .map_or(std::ptr::null(), opt_ptr)
+    })
+}
+
+/// Next hop `index`'s output link index as read back (0: none, out of range, NULL route, or
+/// a next hop given by name).
+#[no_mangle]
+pub extern "C" fn underlay_route_nexthop_dev_index(
+    route: *const underlay_route,
+    index: usize,
+) -> u32 {
+    guard_value(0, || {
+        r(route, "route")
+            .ok()
+            .and_then(|x| x.inner.nexthops.get(index))
+            .map_or(0, |h| match h.dev {
+                Some(LinkRef::Index(i)) => i,
+                _ => 0,
+            })
+    })
+}
+
+/// Next hop `index`'s weight, 1..256 (0 when out of range or NULL).
+#[no_mangle]
+pub extern "C" fn underlay_route_nexthop_weight(route: *const underlay_route, index: usize) -> u16 {
+    guard_value(0, || {
+        r(route, "route")
+            .ok()
+            .and_then(|x| x.inner.nexthops.get(index))
+            .map_or(0, |h| h.weight)
+    })
+}
+
+/// Whether next hop `index` carries `onlink` (false when out of range or NULL).
+#[no_mangle]
+pub extern "C" fn underlay_route_nexthop_onlink(
+    route: *const underlay_route,
+    index: usize,
+) -> bool {
+    guard_value(false, || {
+        r(route, "route")
+            .ok()
+            .and_then(|x| x.inner.nexthops.get(index))
+            .is_some_and(|h| h.onlink)
+    })
+}
+
+/// The route as text, in iproute2's words and order, so `ip route add` takes it:
+/// "10.7.0.0/24 via 10.1.0.1 dev eth0 table 100 scope link src 10.1.0.2 metric 7" (each part
+/// only when set; the main table is not written; a device read back by index is "if4", as
+/// iproute2 writes an index it cannot name). Borrowed; NULL for NULL.
 #[no_mangle]
 pub extern "C" fn underlay_route_string(route: *const underlay_route) -> *const c_char {
     guard_value(std::ptr::null(), || {
@@ -207,7 +337,8 @@ pub extern "C" fn underlay_handle_route_delete(
     })
 }
 
-/// The routes of `table` (0: every table).
+/// The unicast routes of `table`: 254 the main table, 0 every table (iproute2's
+/// `table all`).
 #[no_mangle]
 pub extern "C" fn underlay_handle_route_list(
     handle: *const underlay_handle,
@@ -217,7 +348,7 @@ pub extern "C" fn underlay_handle_route_list(
     guard(|| {
         let h = r(handle, "handle")?;
         let o = out(list_out, "list_out")?;
-        let routes = block(h.inner.routes((table != 0).then_some(table)))?;
+        let routes = block(h.inner.routes(Some(table)))?;
         o.set_box(underlay_route_list {
             items: routes.into_iter().map(underlay_route::new).collect(),
         });

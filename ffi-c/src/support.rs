@@ -61,9 +61,9 @@ pub(crate) fn s<'a>(p: *const c_char, what: &str) -> R<&'a str> {
         Failure::new(
             underlay_result::InvalidUtf8,
             format!(
-                "parameter `{what}` is not valid UTF-8 (byte {} of {:?})",
+                "parameter `{what}` is not valid UTF-8 (byte {} of `{}`)",
                 e.valid_up_to(),
-                String::from_utf8_lossy(c.to_bytes())
+                underlay::Error::show_input(&String::from_utf8_lossy(c.to_bytes()))
             ),
         )
     })
@@ -141,15 +141,20 @@ pub(crate) fn invalid(message: impl Into<String>) -> Failure {
 
 pub(crate) fn ip(p: *const c_char, what: &str) -> R<IpAddr> {
     let t = s(p, what)?;
-    t.parse()
-        .map_err(|_| invalid(format!("{what} `{t}` is not an IP address")))
+    t.parse().map_err(|_| {
+        invalid(format!(
+            "{what} `{}` is not an IP address",
+            underlay::Error::show_input(t)
+        ))
+    })
 }
 
 pub(crate) fn net(p: *const c_char, what: &str) -> R<IpNet> {
     let t = s(p, what)?;
     t.parse().map_err(|_| {
         invalid(format!(
-            "{what} `{t}` is not an address with a prefix length (e.g. 172.16.10.101/24)"
+            "{what} `{}` is not an address with a prefix length (e.g. 172.16.10.101/24)",
+            underlay::Error::show_input(t)
         ))
     })
 }

@@ -125,10 +125,15 @@ impl VxlanInfo {
     fn learning(&self) -> bool {
         self.inner.learning
     }
-    /// TTL (0: inherited).
+    /// TTL of the outer packets (0: `auto`, the route's hop limit; also 0 with `ttl_inherit`).
     #[getter]
     fn ttl(&self) -> u8 {
         self.inner.ttl
+    }
+    /// The outer TTL is copied from the inner packet (`ttl inherit`).
+    #[getter]
+    fn ttl_inherit(&self) -> bool {
+        self.inner.ttl_inherit
     }
     fn __repr__(&self) -> String {
         format!(
@@ -152,6 +157,83 @@ pub(crate) struct Address {
 #[derive(Clone)]
 pub(crate) struct Route {
     pub(crate) inner: underlay::Route,
+}
+
+/// One next hop of a multipath route: `NextHop(gateway=None, dev=None, weight=1,
+/// onlink=False)` (a gateway, a device, or both).
+#[pyclass(module = "underlay", frozen)]
+#[derive(Clone)]
+pub(crate) struct NextHop {
+    pub(crate) inner: underlay::NextHop,
+}
+
+#[pymethods]
+impl NextHop {
+    #[new]
+    #[pyo3(signature = (gateway = None, dev = None, weight = 1, onlink = false))]
+    fn new(
+        gateway: Option<&Bound<'_, PyAny>>,
+        dev: Option<&Bound<'_, PyAny>>,
+        weight: u16,
+        onlink: bool,
+    ) -> PyResult<NextHop> {
+        let dev = dev.map(conv::link_ref).transpose()?;
+        let mut hop = match (conv::opt_ip(gateway)?, dev) {
+            (Some(g), Some(d)) => underlay::NextHop::via(g).dev(d),
+            (Some(g), None) => underlay::NextHop::via(g),
+            (None, Some(d)) => underlay::NextHop::dev_only(d),
+            (None, None) => {
+                return Err(crate::errors::invalid(
+                    "a next hop needs a gateway or a device (dev)",
+                ))
+            }
+        };
+        hop = hop.weight(weight);
+        if onlink {
+            hop = hop.onlink();
+        }
+        Ok(NextHop { inner: hop })
+    }
+    /// Gateway, if any.
+    #[getter]
+    fn gateway<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.gateway.map(|g| conv::py_ip(py, g)).transpose()
+    }
+    /// Output device: a name (as given) or an index (as read back), if any.
+    #[getter]
+    fn dev<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        link_ref_py(py, self.inner.dev.as_ref())
+    }
+    /// Its share of the traffic (1..256).
+    #[getter]
+    fn weight(&self) -> u16 {
+        self.inner.weight
+    }
+    /// The gateway is on the link (`onlink`).
+    #[getter]
+    fn onlink(&self) -> bool {
+        self.inner.onlink
+    }
+    fn __repr__(&self) -> String {
+        format!("<NextHop {}>", self.inner)
+    }
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<NextHop>()
+            .map(|o| o.get().inner == self.inner)
+            .unwrap_or(false)
+    }
+}
+
+fn link_ref_py<'py>(
+    py: Python<'py>,
+    dev: Option<&underlay::LinkRef>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    Ok(match dev {
+        None => None,
+        Some(underlay::LinkRef::Name(n)) => Some(n.into_pyobject(py)?.into_any()),
+        Some(underlay::LinkRef::Index(i)) => Some(i.into_pyobject(py)?.into_any()),
+    })
 }
 
 #[pymethods]
@@ -236,7 +318,7 @@ impl Handle {
         link: &Bound<'_, PyAny>,
         up: Option<bool>,
         promisc: Option<bool>,
-        mtu: Option<u32>,
+        mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         name: Option<String>,
         alias: Option<String>,
@@ -247,6 +329,7 @@ impl Handle {
     ) -> PyResult<()> {
         let h = self.inner.clone();
         let r = conv::link_ref(link)?;
+        let mtu = conv::opt_mtu(mtu, &format!("link {r}"))?;
         let mac = mac.map(conv::mac).transpose()?;
         let master = master.map(conv::link_ref).transpose()?;
         let netns = netns.map(|n| n.inner.clone());
@@ -350,7 +433,8 @@ impl Handle {
         block(py, async move { h.delete_address(r, a).await })
     }
 
-    /// The routes of `table` (every table when None).
+    /// The unicast routes of `table`: the main table (254) when None, as `ip route` shows;
+    /// every table with 0 (`ip route show table all`).
     #[pyo3(signature = (table = None))]
     fn routes(&self, py: Python<'_>, table: Option<u32>) -> PyResult<Vec<Route>> {
         let h = self.inner.clone();
@@ -439,6 +523,12 @@ impl Link {
     fn parent(&self) -> Option<u32> {
         self.inner.parent
     }
+    /// The id (in this link's namespace) of the namespace its parent lives in, when that is
+    /// another one; None when the parent is here or there is none.
+    #[getter]
+    fn parent_netns_id(&self) -> Option<i32> {
+        self.inner.parent_netns_id
+    }
     /// Index of the master (bridge), if any.
     #[getter]
     fn master(&self) -> Option<u32> {
@@ -498,12 +588,24 @@ impl Link {
             _ => None,
         }
     }
-    /// The source MACs a source-mode macvlan accepts ([] for other macvlans), None otherwise.
+    /// The source MACs a source-mode macvlan or macvtap accepts ([] for other macvlans and
+    /// macvtaps), None for other kinds.
     #[getter]
     fn source_macs(&self) -> Option<Vec<String>> {
         match &self.inner.kind {
-            LinkKind::Macvlan { source_macs, .. } => {
+            LinkKind::Macvlan { source_macs, .. } | LinkKind::Macvtap { source_macs, .. } => {
                 Some(source_macs.iter().map(|m| m.to_string()).collect())
+            }
+            _ => None,
+        }
+    }
+    /// Passthru without making the parent promiscuous (`nopromisc`), for a macvlan or
+    /// macvtap; None for other kinds.
+    #[getter]
+    fn nopromisc(&self) -> Option<bool> {
+        match &self.inner.kind {
+            LinkKind::Macvlan { nopromisc, .. } | LinkKind::Macvtap { nopromisc, .. } => {
+                Some(*nopromisc)
             }
             _ => None,
         }
@@ -528,7 +630,7 @@ impl Link {
     #[getter]
     fn mode<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         Ok(match &self.inner.kind {
-            LinkKind::Macvlan { mode, .. } | LinkKind::Macvtap { mode } => {
+            LinkKind::Macvlan { mode, .. } | LinkKind::Macvtap { mode, .. } => {
                 Some(py_enum(py, "MacvlanMode", mode.as_str())?)
             }
             LinkKind::Ipvlan { mode, .. } => Some(py_enum(py, "IpvlanMode", mode.as_str())?),
@@ -586,6 +688,41 @@ impl Address {
     fn label(&self) -> Option<&str> {
         self.inner.label.as_deref()
     }
+    /// Added without duplicate address detection (`nodad`).
+    #[getter]
+    fn nodad(&self) -> bool {
+        self.inner.nodad
+    }
+    /// Added without its prefix route (`noprefixroute`).
+    #[getter]
+    fn noprefixroute(&self) -> bool {
+        self.inner.noprefixroute
+    }
+    /// Not the link's first address in its subnet (`secondary`; IPv4).
+    #[getter]
+    fn secondary(&self) -> bool {
+        self.inner.secondary
+    }
+    /// Its preferred lifetime is over (`deprecated`).
+    #[getter]
+    fn deprecated(&self) -> bool {
+        self.inner.deprecated
+    }
+    /// It has a finite lifetime, e.g. from DHCP or SLAAC (`dynamic`).
+    #[getter]
+    fn dynamic(&self) -> bool {
+        self.inner.dynamic
+    }
+    /// The other end of a point-to-point address, if any.
+    #[getter]
+    fn peer<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.peer.map(|p| conv::py_ip(py, p)).transpose()
+    }
+    /// The broadcast address (IPv4), if set.
+    #[getter]
+    fn broadcast<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.broadcast.map(|b| conv::py_ip(py, b)).transpose()
+    }
 
     fn __repr__(&self) -> String {
         format!(
@@ -600,7 +737,9 @@ impl Route {
     /// A route to `destination` (a network or "10.1.0.0/16"), through `gateway` and/or out of
     /// `dev` (a link name or index), with optional preferred `source`, `metric`, `table`.
     #[new]
-    #[pyo3(signature = (destination, *, gateway = None, dev = None, source = None, metric = None, table = 254))]
+    #[pyo3(signature = (destination, *, gateway = None, dev = None, source = None, metric = None,
+        table = 254, onlink = false, nexthops = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         destination: &Bound<'_, PyAny>,
         gateway: Option<&Bound<'_, PyAny>>,
@@ -608,6 +747,8 @@ impl Route {
         source: Option<&Bound<'_, PyAny>>,
         metric: Option<u32>,
         table: u32,
+        onlink: bool,
+        nexthops: Option<Vec<Bound<'_, NextHop>>>,
     ) -> PyResult<Route> {
         let mut r = underlay::Route::new(conv::net(destination)?).table(table);
         if let Some(g) = conv::opt_ip(gateway)? {
@@ -621,6 +762,12 @@ impl Route {
         }
         if let Some(m) = metric {
             r = r.metric(m);
+        }
+        if onlink {
+            r = r.onlink();
+        }
+        for hop in nexthops.unwrap_or_default() {
+            r = r.nexthop(hop.get().inner.clone());
         }
         r.validate().map_err(crate::errors::to_py)?;
         Ok(Route { inner: r })
@@ -671,6 +818,20 @@ impl Route {
     fn table(&self) -> u32 {
         self.inner.table
     }
+    /// The gateway is on the link even if no address's subnet says so (`onlink`).
+    #[getter]
+    fn onlink(&self) -> bool {
+        self.inner.onlink
+    }
+    /// A multipath route's next hops (empty for a route with one gateway/device).
+    #[getter]
+    fn nexthops(&self) -> Vec<NextHop> {
+        self.inner
+            .nexthops
+            .iter()
+            .map(|h| NextHop { inner: h.clone() })
+            .collect()
+    }
     /// Scope as read back (`universe`, `link`, `host`), if known.
     #[getter]
     fn scope(&self) -> Option<&'static str> {
@@ -702,6 +863,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Link>()?;
     m.add_class::<Address>()?;
     m.add_class::<Route>()?;
+    m.add_class::<NextHop>()?;
     m.add_class::<VlanFlags>()?;
     m.add_class::<VxlanInfo>()?;
     Ok(())

@@ -25,7 +25,8 @@ pub(crate) struct Pool {
 #[pymethods]
 impl Pool {
     /// A pool on `subnet`. `gateway`: the gateway address (default: the first usable
-    /// address); `no_gateway=True` for none; `ranges`: allocation ranges ("a.b.c.d/n" or
+    /// address); `no_gateway=True` for none (both at once are refused); `ranges`: allocation
+    /// ranges ("a.b.c.d/n" or
     /// "first-last"; default the whole subnet); `reserved`: name -> address never handed out
     /// (Docker's `--aux-address`).
     #[new]

@@ -3,9 +3,7 @@
 //! back from the namespace the link ends up in.
 
 use pyo3::prelude::*;
-use underlay::{
-    IpvlanFlag, IpvlanMode, LinkRef, MacAddr, MacvlanMode, VlanFlags, VlanId, VlanProtocol,
-};
+use underlay::{IpvlanFlag, IpvlanMode, LinkRef, MacAddr, MacvlanMode, VlanFlags, VlanProtocol};
 
 use crate::attach::{AttachArgs, Attached};
 use crate::block;
@@ -31,7 +29,7 @@ impl Common {
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: Option<String>,
-        mtu: Option<u32>,
+        mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         up: bool,
         group: Option<u32>,
@@ -40,9 +38,13 @@ impl Common {
         netns: Option<&Netns>,
         target: Option<&Handle>,
     ) -> PyResult<Common> {
+        let object = match &name {
+            Some(n) => format!("new link `{}`", underlay::Error::show_input(n)),
+            None => "the new link".to_string(),
+        };
         Ok(Common {
+            mtu: conv::opt_mtu(mtu, &object)?,
             name,
-            mtu,
             mac: mac.map(conv::mac).transpose()?,
             up,
             group,
@@ -124,7 +126,7 @@ macro_rules! pymethods_with_attach {
                 addresses: Vec<Bound<'_, PyAny>>,
                 gateways: Vec<Bound<'_, PyAny>>,
                 routes: Vec<Bound<'_, Route>>,
-                mtu: Option<u32>,
+                mtu: Option<&Bound<'_, PyAny>>,
                 mac: Option<&str>,
                 nodad: bool,
                 target: Option<&Handle>,
@@ -171,14 +173,14 @@ pymethods_with_attach! { Vlan, "VLAN link";
         py: Python<'_>,
         handle: &Handle,
         parent: &Bound<'_, PyAny>,
-        vlan_id: u16,
+        vlan_id: &Bound<'_, PyAny>,
         protocol: &str,
         reorder_hdr: bool,
         gvrp: bool,
         mvrp: bool,
         loose_binding: bool,
         name: Option<String>,
-        mtu: Option<u32>,
+        mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         up: bool,
         group: Option<u32>,
@@ -200,7 +202,7 @@ pymethods_with_attach! { Vlan, "VLAN link";
         let (h, parent, id) = (
             handle.inner.clone(),
             conv::link_ref(parent)?,
-            VlanId::new(vlan_id).map_err(to_py)?,
+            conv::vlan_id(vlan_id)?,
         );
         let inner = block(py, async move {
             let flags = VlanFlags {
@@ -250,7 +252,7 @@ pymethods_with_attach! { Macvlan, "macvlan";
         tap: bool,
         source_macs: Option<Vec<String>>,
         nopromisc: bool,
-        mtu: Option<u32>,
+        mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         up: bool,
         group: Option<u32>,
@@ -305,7 +307,7 @@ pymethods_with_attach! { Ipvlan, "ipvlan";
         parent: &Bound<'_, PyAny>,
         mode: &str,
         flag: &str,
-        mtu: Option<u32>,
+        mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         up: bool,
         group: Option<u32>,
@@ -337,11 +339,13 @@ pub(crate) struct Vxlan;
 #[pymethods]
 impl Vxlan {
     /// Creates VXLAN `name` with network identifier `vni`; `local` / `remote` VTEP addresses,
-    /// `port`, `device` (the underlay link), `learning`, `ttl`. Common keywords as
+    /// `port`, `device` (the underlay link), `learning`, `ttl` (unset: `auto`, the route's
+    /// hop limit), `ttl_inherit` (copy the inner packets' TTL). Common keywords as
     /// `Vlan.create`.
     #[staticmethod]
     #[pyo3(signature = (handle, name, vni, *, local = None, remote = None, port = 4789,
-        device = None, learning = true, ttl = None, mtu = None, mac = None, up = false,
+        device = None, learning = true, ttl = None, ttl_inherit = false, mtu = None, mac = None,
+        up = false,
         group = None, alias = None, master = None, netns = None, target = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
@@ -355,7 +359,8 @@ impl Vxlan {
         device: Option<&Bound<'_, PyAny>>,
         learning: bool,
         ttl: Option<u8>,
-        mtu: Option<u32>,
+        ttl_inherit: bool,
+        mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         up: bool,
         group: Option<u32>,
@@ -384,6 +389,9 @@ impl Vxlan {
             if let Some(t) = ttl {
                 b = b.ttl(t);
             }
+            if ttl_inherit {
+                b = b.ttl_inherit();
+            }
             apply!(b, c).execute().await
         })?;
         Ok(Link { inner })
@@ -411,7 +419,7 @@ pymethods_with_attach! { Veth, "veth end";
         peer_netns: Option<&Netns>,
         peer_up: bool,
         peer_mac: Option<&str>,
-        mtu: Option<u32>,
+        mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         up: bool,
         group: Option<u32>,
@@ -459,7 +467,7 @@ impl Bridge {
         handle: &Handle,
         name: String,
         vlan_filtering: Option<bool>,
-        mtu: Option<u32>,
+        mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         up: bool,
         group: Option<u32>,
@@ -496,7 +504,7 @@ impl Dummy {
         py: Python<'_>,
         handle: &Handle,
         name: String,
-        mtu: Option<u32>,
+        mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
         up: bool,
         group: Option<u32>,

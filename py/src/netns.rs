@@ -221,17 +221,43 @@ impl Netns {
         slf
     }
 
-    /// Deletes the namespace if `Netns.create` made it (named), then releases it.
+    /// Deletes the namespace if `Netns.create` made it (named), then releases it. When the
+    /// block raised, its exception goes on whatever the delete does: a failed delete is added
+    /// to it as a note (Python 3.11+; a `RuntimeWarning` before), never put in its place.
     fn __exit__(
         &self,
         py: Python<'_>,
         _exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        if self.owned.swap(false, Ordering::SeqCst) {
-            if let Some(name) = self.inner.name().map(str::to_string) {
-                unblock(py, move || underlay::Netns::delete(&name))?;
+        if !self.owned.swap(false, Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let Some(name) = self.inner.name().map(str::to_string) else {
+            return Ok(false);
+        };
+        let deleted = unblock(py, move || underlay::Netns::delete(&name));
+        match (deleted, exc.filter(|e| !e.is_none())) {
+            (Ok(()), _) => {}
+            (Err(e), None) => return Err(e),
+            (Err(e), Some(raised)) => {
+                let note = format!(
+                    "underlay: leaving the `with` block, deleting network namespace {} failed too: {}",
+                    self.inner.label(),
+                    e.value(py)
+                );
+                if raised.hasattr("add_note")? {
+                    raised.call_method1("add_note", (note,))?;
+                } else {
+                    let warning = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+                    PyErr::warn(
+                        py,
+                        &warning,
+                        &std::ffi::CString::new(note).unwrap_or_default(),
+                        1,
+                    )?;
+                }
             }
         }
         Ok(false)

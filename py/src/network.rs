@@ -124,12 +124,12 @@ fn render_vlan(
     format: &str,
     name: &str,
     parent: &str,
-    vlan_id: u16,
+    vlan_id: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<(String, String)>> {
     let f = export_format(format)?;
     let name = underlay::IfName::new(name).map_err(to_py)?;
     let parent = underlay::IfName::new(parent).map_err(to_py)?;
-    let id = underlay::VlanId::new(vlan_id).map_err(to_py)?;
+    let id = conv::vlan_id(vlan_id)?;
     Ok(net::render_vlan(f, &name, &parent, id)
         .into_iter()
         .map(|f| (f.path, f.content))
@@ -222,7 +222,7 @@ impl Networks {
         mode: Option<&str>,
         flag: Option<&str>,
         pools: Option<Vec<Bound<'_, Pool>>>,
-        mtu: Option<u32>,
+        mtu: Option<&Bound<'_, PyAny>>,
         bring_parent_up: bool,
     ) -> PyResult<Network> {
         let d = self::driver(driver, mode, flag)?;
@@ -234,7 +234,7 @@ impl Networks {
         for p in pools.unwrap_or_default() {
             spec = spec.pool(p.get().inner.clone());
         }
-        if let Some(m) = mtu {
+        if let Some(m) = conv::opt_mtu(mtu, &format!("network `{name}`"))? {
             spec = spec.mtu(m);
         }
         if bring_parent_up {

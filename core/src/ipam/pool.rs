@@ -201,6 +201,8 @@ enum GatewayChoice {
     FirstUsable,
     Absent,
     At(IpAddr),
+    /// A gateway and "no gateway" both given: refused at `build`.
+    Contradiction(IpAddr),
 }
 
 /// Builds a [`Pool`]; see [`Pool::builder`].
@@ -214,14 +216,26 @@ pub struct PoolBuilder {
 
 impl PoolBuilder {
     /// The gateway address (must be inside the subnet). Default: the first usable address.
+    /// Given with [`PoolBuilder::no_gateway`] too, `build` fails: the two contradict.
     pub fn gateway(mut self, gateway: IpAddr) -> Self {
-        self.gateway = GatewayChoice::At(gateway);
+        self.gateway = match self.gateway {
+            GatewayChoice::Absent | GatewayChoice::Contradiction(_) => {
+                GatewayChoice::Contradiction(gateway)
+            }
+            _ => GatewayChoice::At(gateway),
+        };
         self
     }
 
     /// No gateway at all (an isolated segment): the first address is then allocatable.
+    /// Given with [`PoolBuilder::gateway`] too, `build` fails: the two contradict.
     pub fn no_gateway(mut self) -> Self {
-        self.gateway = GatewayChoice::Absent;
+        self.gateway = match self.gateway {
+            GatewayChoice::At(gw) | GatewayChoice::Contradiction(gw) => {
+                GatewayChoice::Contradiction(gw)
+            }
+            _ => GatewayChoice::Absent,
+        };
         self
     }
 
@@ -312,6 +326,12 @@ impl Pool {
         let inside = |ip: IpAddr| ip.is_ipv6() == v6 && subnet.contains(&ip);
 
         let gateway = match b.gateway {
+            GatewayChoice::Contradiction(gw) => {
+                return Err(Error::invalid(format!(
+                    "subnet `{subnet}`: gateway {gw} and no gateway were both given: give one \
+                     (a gateway address, or none)"
+                )))
+            }
             GatewayChoice::Absent => None,
             GatewayChoice::FirstUsable => Some(u128_to_ip(base + 1, v6)),
             GatewayChoice::At(gw) => {
@@ -559,6 +579,41 @@ impl FromStr for Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gateway_and_no_gateway_contradict() {
+        let net: IpNet = "10.0.0.0/24".parse().unwrap();
+        let gw: IpAddr = "10.0.0.1".parse().unwrap();
+        for b in [
+            Pool::builder(net).gateway(gw).no_gateway(),
+            Pool::builder(net).no_gateway().gateway(gw),
+        ] {
+            let e = b.build().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert!(
+                e.to_string().contains("10.0.0.1") && e.to_string().contains("no gateway"),
+                "{e}"
+            );
+        }
+        for text in [
+            "10.0.0.0/24 gateway=10.0.0.1 gateway=none",
+            "10.0.0.0/24 gateway=none gateway=10.0.0.1",
+        ] {
+            assert!(text.parse::<Pool>().is_err(), "{text}");
+        }
+        // Either alone, or the same choice twice, is fine.
+        assert!(Pool::builder(net)
+            .no_gateway()
+            .no_gateway()
+            .build()
+            .unwrap()
+            .gateway()
+            .is_none());
+        assert_eq!(
+            Pool::builder(net).gateway(gw).build().unwrap().gateway(),
+            Some(gw)
+        );
+    }
 
     fn pool(s: &str) -> Result<Pool> {
         s.parse()

@@ -219,6 +219,12 @@ impl<K: LinkSpec> LinkBuilder<K> {
                 a.len()
             )));
         }
+        if let Some(mac) = self.mac {
+            mac.check_assignable(format_args!(
+                "the new {kind} `{}`",
+                self.name.as_deref().unwrap_or("?")
+            ))?;
+        }
         let parent = match (self.spec.parent(), self.parent_link.take()) {
             (Some(_), Some(known)) => Some(known),
             (Some(p), None) => Some(self.handle.link(p.clone()).await.map_err(|e| {

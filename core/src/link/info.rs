@@ -2,7 +2,7 @@
 
 use netlink_packet_route::link::{
     InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoMacVtap, InfoVlan, LinkAttribute, LinkFlags,
-    LinkInfo, LinkMessage, State,
+    LinkInfo, LinkMessage, MacVlanFlags, State,
 };
 
 use super::bridge::BridgeInfo;
@@ -67,11 +67,17 @@ pub enum LinkKind {
         mode: MacvlanMode,
         /// The allowed source MACs in source mode.
         source_macs: Vec<MacAddr>,
+        /// Passthru without making the parent promiscuous (`nopromisc`).
+        nopromisc: bool,
     },
     /// macvtap (macvlan with a tap character device).
     Macvtap {
         /// Mode.
         mode: MacvlanMode,
+        /// The allowed source MACs in source mode.
+        source_macs: Vec<MacAddr>,
+        /// Passthru without making the parent promiscuous (`nopromisc`).
+        nopromisc: bool,
     },
     /// ipvlan.
     Ipvlan {
@@ -195,9 +201,11 @@ fn kind_from(infos: Vec<LinkInfo>) -> LinkKind {
         (Some(InfoKind::MacVlan), Some(InfoData::MacVlan(d))) => {
             let mut mode = MacvlanMode::Vepa;
             let mut source_macs = Vec::new();
+            let mut nopromisc = false;
             for a in d {
                 match a {
                     InfoMacVlan::Mode(m) => mode = MacvlanMode::from_nl(m),
+                    InfoMacVlan::Flags(f) => nopromisc = f.contains(MacVlanFlags::NoPromisc),
                     InfoMacVlan::MacAddrData(list) => {
                         source_macs.extend(list.into_iter().filter_map(|x| match x {
                             InfoMacVlan::MacAddr(m) => Some(MacAddr::new(m)),
@@ -207,21 +215,39 @@ fn kind_from(infos: Vec<LinkInfo>) -> LinkKind {
                     _ => {}
                 }
             }
-            LinkKind::Macvlan { mode, source_macs }
+            LinkKind::Macvlan {
+                mode,
+                source_macs,
+                nopromisc,
+            }
         }
         (Some(InfoKind::MacVtap), Some(InfoData::MacVtap(d))) => {
-            let mode = d
-                .into_iter()
-                .find_map(|a| match a {
-                    InfoMacVtap::Mode(m) => Some(MacvlanMode::from_vtap(m)),
-                    _ => None,
-                })
-                .unwrap_or(MacvlanMode::Vepa);
-            LinkKind::Macvtap { mode }
+            let mut mode = MacvlanMode::Vepa;
+            let mut source_macs = Vec::new();
+            let mut nopromisc = false;
+            for a in d {
+                match a {
+                    InfoMacVtap::Mode(m) => mode = MacvlanMode::from_vtap(m),
+                    InfoMacVtap::Flags(f) => nopromisc = f.contains(MacVlanFlags::NoPromisc),
+                    InfoMacVtap::MacAddrData(list) => {
+                        source_macs.extend(list.into_iter().filter_map(|x| match x {
+                            InfoMacVtap::MacAddr(m) => Some(MacAddr::new(m)),
+                            _ => None,
+                        }))
+                    }
+                    _ => {}
+                }
+            }
+            LinkKind::Macvtap {
+                mode,
+                source_macs,
+                nopromisc,
+            }
         }
         (Some(InfoKind::MacVlan), _) => LinkKind::Macvlan {
             mode: MacvlanMode::Vepa,
             source_macs: vec![],
+            nopromisc: false,
         },
         (Some(InfoKind::IpVlan), d) => {
             let (mut mode, mut flag) = (IpvlanMode::L3, IpvlanFlag::Bridge);

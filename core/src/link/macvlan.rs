@@ -204,6 +204,9 @@ impl Spec for Macvlan {
             ))
             .with_errno(libc::EMSGSIZE));
         }
+        for mac in &self.source_macs {
+            mac.check_assignable("a source MAC (frames come from unicast senders)")?;
+        }
         if self.nopromisc && self.mode != MacvlanMode::Passthru {
             return Err(Error::invalid(
                 "nopromisc applies only to macvlan mode passthru",
@@ -249,7 +252,7 @@ impl Spec for Macvlan {
             .filter(|l| l.parent == Some(parent.index) && l.parent_netns_id.is_none())
             .collect();
         let mode_of = |l: &Link| match &l.kind {
-            LinkKind::Macvlan { mode, .. } | LinkKind::Macvtap { mode } => Some(*mode),
+            LinkKind::Macvlan { mode, .. } | LinkKind::Macvtap { mode, .. } => Some(*mode),
             _ => None,
         };
         if let Some(pt) = children

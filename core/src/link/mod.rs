@@ -96,10 +96,20 @@ impl From<&Link> for LinkRef {
 }
 
 impl LinkRef {
-    /// Checks a name reference is a valid interface name.
+    /// Checks a name reference is a valid interface name, and an index one that can name a
+    /// link (the kernel numbers links from 1; 0 means "none" in its requests).
     pub(crate) fn validate(&self) -> Result<()> {
-        if let LinkRef::Name(n) = self {
-            IfName::new(n.as_str())?;
+        match self {
+            LinkRef::Name(n) => {
+                IfName::new(n.as_str())?;
+            }
+            LinkRef::Index(0) => {
+                return Err(Error::invalid(
+                    "link index 0 names no link: indexes start at 1 (`ip link` shows them); \
+                     give an index from there, or the link's name",
+                ))
+            }
+            LinkRef::Index(_) => {}
         }
         Ok(())
     }
@@ -164,7 +174,9 @@ impl Handle {
 
     /// The index of `link`, resolving a name with one request (an index is returned as is).
     pub async fn link_index(&self, link: impl Into<LinkRef>) -> Result<u32> {
-        match link.into() {
+        let link = link.into();
+        link.validate()?;
+        match link {
             LinkRef::Index(i) => Ok(i),
             name => Ok(self.link(name).await?.index),
         }

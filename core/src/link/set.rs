@@ -133,6 +133,9 @@ impl LinkSet {
         if let Some(mtu) = self.mtu {
             check_mtu(mtu, &format!("link {}", self.link))?;
         }
+        if let Some(mac) = self.mac {
+            mac.check_assignable(format_args!("link {}", self.link))?;
+        }
         if let Some(a) = &self.alias {
             if a.len() > 255 {
                 return Err(Error::invalid(format!(

@@ -70,7 +70,11 @@ impl Spec for Veth {
         "veth"
     }
     fn validate(&self) -> Result<()> {
-        IfName::new(self.peer.as_str()).map(|_| ())
+        IfName::new(self.peer.as_str())?;
+        if let Some(mac) = self.peer_mac {
+            mac.check_assignable(format_args!("veth peer `{}`", self.peer))?;
+        }
+        Ok(())
     }
     fn info(
         &self,

@@ -29,8 +29,11 @@ pub struct VxlanInfo {
     pub link: Option<u32>,
     /// MAC learning.
     pub learning: bool,
-    /// TTL (0 = inherit / default).
+    /// TTL of the outer packets; 0 is `auto` (the route's hop limit), also when
+    /// [`VxlanInfo::ttl_inherit`] is set.
     pub ttl: u8,
+    /// The outer TTL is copied from the inner packet (`ttl inherit`).
+    pub ttl_inherit: bool,
 }
 
 impl VxlanInfo {
@@ -47,6 +50,8 @@ impl VxlanInfo {
                 InfoVxlan::Link(l) => v.link = Some(l),
                 InfoVxlan::Learning(l) => v.learning = l,
                 InfoVxlan::Ttl(t) => v.ttl = t,
+                InfoVxlan::TtlInherit(on) => v.ttl_inherit = on != 0,
+                InfoVxlan::TtlInheritFlag => v.ttl_inherit = true,
                 _ => {}
             }
         }
@@ -80,6 +85,7 @@ pub struct Vxlan {
     device: Option<LinkRef>,
     learning: bool,
     ttl: Option<u8>,
+    ttl_inherit: bool,
 }
 
 impl Vxlan {
@@ -93,6 +99,7 @@ impl Vxlan {
             device: None,
             learning: true,
             ttl: None,
+            ttl_inherit: false,
         };
         LinkBuilder::new(handle, Some(name.to_string()), spec)
     }
@@ -124,9 +131,15 @@ impl LinkBuilder<Vxlan> {
         self.spec.learning = on;
         self
     }
-    /// TTL of the outer packets (1..255).
+    /// TTL of the outer packets (1..255). Unset, it is `auto`: the route's hop limit.
     pub fn ttl(mut self, ttl: u8) -> Self {
         self.spec.ttl = Some(ttl);
+        self
+    }
+    /// Copy the outer packets' TTL from the inner ones (`ttl inherit`); not with
+    /// [`LinkBuilder::ttl`].
+    pub fn ttl_inherit(mut self) -> Self {
+        self.spec.ttl_inherit = true;
         self
     }
 }
@@ -174,8 +187,14 @@ impl Spec for Vxlan {
         }
         if self.ttl == Some(0) {
             return Err(Error::invalid(
-                "VXLAN TTL 0 is invalid: use 1..255, or leave it unset to inherit",
+                "VXLAN TTL 0 is invalid: use 1..255, leave it unset for `auto` (the route's \
+                 hop limit), or inherit it from the inner packets",
             ));
+        }
+        if let (Some(t), true) = (self.ttl, self.ttl_inherit) {
+            return Err(Error::invalid(format!(
+                "VXLAN TTL {t} and TTL inherit were both given: give one"
+            )));
         }
         Ok(())
     }
@@ -204,6 +223,9 @@ impl Spec for Vxlan {
         }
         if let Some(t) = self.ttl {
             a.push(InfoVxlan::Ttl(t));
+        }
+        if self.ttl_inherit {
+            a.push(InfoVxlan::TtlInheritFlag);
         }
         Ok((InfoKind::Vxlan, Some(InfoData::Vxlan(a))))
     }

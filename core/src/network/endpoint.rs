@@ -246,6 +246,9 @@ impl Network {
             check_target(netns, target)?;
         }
         let owner = check_endpoint_key(&spec.container_id, &spec.ifname)?;
+        if let MacPolicy::Fixed(m) = spec.mac {
+            m.check_assignable(format_args!("the endpoint of `{}`", spec.container_id))?;
+        }
         // One call at a time per endpoint, from here to the last record write: a disconnect
         // or a reconcile of this container waits, and sees the record as it is now.
         let held = self.lock_endpoint(&spec.container_id, &spec.ifname).await?;

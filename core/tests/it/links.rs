@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use underlay::{
-    Bridge, ErrorKind, Handle, LinkKind, MacAddr, Macvlan, MacvlanMode, Netns, Route, Veth, Vlan,
-    VlanId, Vxlan,
+    Bridge, ErrorKind, Handle, LinkKind, MacAddr, Macvlan, MacvlanMode, Netns, NextHop, Route,
+    Veth, Vlan, VlanId, Vxlan,
 };
 
 use crate::common::{info, ip_addrs, privileged, TestNs};
@@ -46,6 +46,7 @@ async fn macvlan_every_mode() {
             LinkKind::Macvlan {
                 mode: m,
                 source_macs,
+                ..
             } => {
                 assert_eq!(*m, mode);
                 if mode == MacvlanMode::Source {
@@ -122,11 +123,9 @@ async fn macvtap_create_inspect_delete() {
         .execute()
         .await
         .unwrap();
-    assert_eq!(
-        link.kind,
-        LinkKind::Macvtap {
-            mode: MacvlanMode::Bridge
-        }
+    assert!(
+        matches!(&link.kind, LinkKind::Macvtap { mode: MacvlanMode::Bridge, source_macs, nopromisc: false } if source_macs.is_empty()),
+        "{link:?}"
     );
     let j = t.ip_link("tap0").unwrap();
     assert_eq!(info(&j).0, "macvtap");
@@ -421,6 +420,12 @@ async fn create_directly_in_target_namespace() {
     let j = c1.ip_link("eth0").unwrap();
     assert_eq!(info(&j).0, "macvlan");
     assert_eq!(j["mtu"], 1400);
+    // The parent's namespace id as iproute2 reads it.
+    assert_eq!(
+        j["link_netnsid"].as_i64(),
+        l.parent_netns_id.map(i64::from),
+        "{j}"
+    );
     assert!(j["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
     assert_eq!(
         host.ip_link("eth0").map(|j| info(&j).0.to_string()),
@@ -1157,4 +1162,554 @@ async fn announce_teaches_the_neighbours() {
         "b's neighbour table: {}",
         b.ip(&["neigh", "show", "dev", "v1"])
     );
+}
+
+/// A multicast, all-zero or broadcast MAC is refused up front as an invalid argument, naming
+/// the MAC, wherever one is given: create, change, a veth peer, attach, source MACs, announce.
+/// (The kernel's answer, `EADDRNOTAVAIL`, used to come back as "not found: check the name".)
+#[tokio::test]
+async fn invalid_macs_are_invalid_arguments() {
+    root_or_skip!("invalid_macs_are_invalid_arguments");
+    let t = TestNs::with_veth("badmac", "p0", "p1").await;
+    let c = TestNs::new("badmacc").await;
+    let h = &t.handle;
+    let bad: Vec<MacAddr> = [
+        "01:00:5e:00:00:01",
+        "00:00:00:00:00:00",
+        "ff:ff:ff:ff:ff:ff",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    let expect_invalid = |e: underlay::Error, mac: MacAddr, step: &str| {
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{step} {mac}: {e}");
+        assert!(e.to_string().contains(&mac.to_string()), "{step}: {e}");
+        assert!(!e.to_string().contains("check the name"), "{step}: {e}");
+    };
+    Macvlan::create(h, "mv0", "p0", MacvlanMode::Bridge)
+        .execute()
+        .await
+        .unwrap();
+    let before = t.ip_link("mv0").unwrap()["address"].clone();
+    for &mac in &bad {
+        let e = Macvlan::create(h, "mv1", "p0", MacvlanMode::Bridge)
+            .mac(mac)
+            .execute()
+            .await
+            .unwrap_err();
+        expect_invalid(e, mac, "create");
+        assert!(t.ip_link("mv1").is_none());
+        let e = h.set_link("mv0").mac(mac).execute().await.unwrap_err();
+        expect_invalid(e, mac, "set_link");
+        let e = Veth::create(h, "va", "vb")
+            .peer_mac(mac)
+            .execute()
+            .await
+            .unwrap_err();
+        expect_invalid(e, mac, "veth peer");
+        assert!(t.ip_link("va").is_none() && t.ip_link("vb").is_none());
+        let e = Macvlan::attach_to_netns(h, "mv0", &c.ns)
+            .mac(mac)
+            .execute()
+            .await
+            .unwrap_err();
+        expect_invalid(e, mac, "attach");
+        let e = Macvlan::create(h, "mv2", "p0", MacvlanMode::Source)
+            .source_macs([MacAddr::random(), mac])
+            .execute()
+            .await
+            .unwrap_err();
+        expect_invalid(e, mac, "source MACs");
+        let e =
+            t.ns.announce(1, mac, vec!["172.22.16.10".parse().unwrap()])
+                .unwrap_err();
+        expect_invalid(e, mac, "announce");
+    }
+    // Nothing changed, nothing moved.
+    assert_eq!(t.ip_link("mv0").unwrap()["address"], before);
+    assert!(c.ip_link("mv0").is_none());
+    assert!(t.ip_link("mv2").is_none());
+    // The kernel's own EADDRNOTAVAIL on a link request (a MAC of the wrong length cannot be
+    // built; a refused MAC is the only cause) is not "not found" either: the errno is kept.
+    let e = h.set_link("no-such-link").up().execute().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+}
+
+/// `routes(Some(0))` lists every table (iproute2's `table all`), `routes(None)` the main one;
+/// a route prints in iproute2's words (`dev eth0`, `scope link`, `src`, `metric`, `table`),
+/// so that `ip route add` takes the text and makes the same route.
+#[tokio::test]
+async fn routes_of_every_table_and_in_iproute2_words() {
+    root_or_skip!("routes_of_every_table_and_in_iproute2_words");
+    let t = TestNs::with_veth("rtall", "p0", "p1").await;
+    let h = &t.handle;
+    h.add_address("p0", "10.1.0.2/24".parse().unwrap())
+        .await
+        .unwrap();
+    let in_100 = Route::new("10.5.0.0/16".parse().unwrap())
+        .via("10.1.0.1".parse().unwrap())
+        .table(100);
+    h.add_route(&in_100).await.unwrap();
+    let in_1000 = Route::new("10.6.0.0/16".parse().unwrap())
+        .dev("p0")
+        .table(1000);
+    h.add_route(&in_1000).await.unwrap();
+    let main = h.routes(None).await.unwrap();
+    assert!(
+        main.iter().all(|r| r.table == underlay::TABLE_MAIN),
+        "{main:?}"
+    );
+    let all = h.routes(Some(underlay::TABLE_ALL)).await.unwrap();
+    for (dst, table) in [
+        ("10.5.0.0/16", 100),
+        ("10.6.0.0/16", 1000),
+        ("10.1.0.0/24", 254),
+    ] {
+        assert!(
+            all.iter()
+                .any(|r| r.destination.to_string() == dst && r.table == table),
+            "{dst} in table {table}: {all:?}"
+        );
+    }
+    // Oracle: every unicast route iproute2 lists in every table, and no other.
+    let oracle = t.ip(&["-4", "route", "show", "table", "all"]);
+    let oracle6 = t.ip(&["-6", "route", "show", "table", "all"]);
+    let unicast = oracle
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(oracle6.as_array().unwrap())
+        .filter(|r| r["type"].as_str().unwrap_or("unicast") == "unicast")
+        .count();
+    assert_eq!(all.len(), unicast, "{oracle} {oracle6} vs {all:?}");
+    assert_eq!(
+        h.routes(Some(100)).await.unwrap().len(),
+        1,
+        "one table alone"
+    );
+
+    // The text of a route is what `ip route add` takes.
+    let given = Route::new("10.7.0.0/24".parse().unwrap())
+        .dev("p0")
+        .source("10.1.0.2".parse().unwrap())
+        .metric(7)
+        .table(100);
+    assert_eq!(
+        given.to_string(),
+        "10.7.0.0/24 dev p0 table 100 src 10.1.0.2 metric 7"
+    );
+    let out = t.exec(&["sh", "-c", &format!("ip route add {given}")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = h
+        .routes(Some(100))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.destination.to_string() == "10.7.0.0/24")
+        .unwrap();
+    let index = h.link_index("p0").await.unwrap();
+    assert_eq!(
+        back.to_string(),
+        format!("10.7.0.0/24 dev if{index} table 100 scope link src 10.1.0.2 metric 7")
+    );
+    // iproute2 names the device where this readback knows only its index.
+    let j = t.ip(&["route", "show", "table", "100", "10.7.0.0/24"]);
+    assert_eq!(j[0]["dev"], "p0");
+    assert_eq!(j[0]["prefsrc"], "10.1.0.2");
+    assert_eq!(j[0]["metric"], 7);
+    assert_eq!(j[0]["scope"], "link");
+}
+
+/// Link index 0 names no link: refused before any request, with advice; and a kernel error
+/// states its errno once.
+#[tokio::test]
+async fn link_index_zero_and_errno_once() {
+    root_or_skip!("link_index_zero_and_errno_once");
+    let t = TestNs::with_veth("ix0", "p0", "p1").await;
+    let h = &t.handle;
+    let e = h.link(0).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("start at 1"), "{e}");
+    let e = h.set_link(0).up().execute().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    let e = h.delete_link(0).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    // A kernel refusal: the errno appears once, as `(errno N: text)`.
+    let e = h.delete_link(9999).await.unwrap_err();
+    let text = e.to_string();
+    assert_eq!(text.matches("No such device").count(), 1, "{text}");
+    assert!(!text.contains("os error"), "{text}");
+    assert!(text.contains("(errno 19: No such device)"), "{text}");
+}
+
+/// A huge input (a 1 MiB name) gives a short message: the input shown cut, the cure kept.
+#[tokio::test]
+async fn huge_inputs_give_short_messages() {
+    root_or_skip!("huge_inputs_give_short_messages");
+    let t = TestNs::with_veth("huge", "p0", "p1").await;
+    let huge = "x".repeat(1 << 20);
+    let errors = [
+        Netns::create(&huge).unwrap_err(),
+        Netns::open(&huge).unwrap_err(),
+        Macvlan::create(&t.handle, &huge, "p0", MacvlanMode::Bridge)
+            .execute()
+            .await
+            .unwrap_err(),
+        t.handle.link(huge.as_str()).await.unwrap_err(),
+        huge.parse::<MacAddr>().unwrap_err(),
+        huge.parse::<VlanId>().unwrap_err(),
+    ];
+    for e in errors {
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidArgument,
+            "{}",
+            &e.to_string()[..200]
+        );
+        let text = e.to_string();
+        assert!(text.len() < 1024, "{} bytes: {}", text.len(), &text[..200]);
+        assert!(text.contains("1048576 bytes"), "{text}");
+    }
+}
+
+/// Opening something that is not a namespace file (a FIFO, a directory, a character device)
+/// is refused at once, naming what it is: open(2) on a FIFO would wait for a writer forever.
+#[test]
+fn netns_open_path_refuses_what_is_no_namespace() {
+    if !privileged("netns_open_path_refuses_what_is_no_namespace") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ul-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(Netns::open_path(&path).map(|_| ()));
+    });
+    // A liveness guard, not a timing assertion: without it a regression hangs the suite.
+    let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+    if got.is_err() {
+        // Release the blocked open(2) so the thread ends, then fail.
+        let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let e = got.expect("open_path on a FIFO blocked").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("FIFO"), "{e}");
+    for (path, what) in [("/tmp", "directory"), ("/dev/null", "character device")] {
+        let e = Netns::open_path(path).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains(what), "{e}");
+    }
+}
+
+/// Everything `ip -j addr` says of an address, the library reads back too: flags (nodad,
+/// noprefixroute, secondary, deprecated, dynamic), the peer and the broadcast address.
+#[tokio::test]
+async fn address_flags_peer_and_broadcast_read_back() {
+    root_or_skip!("address_flags_peer_and_broadcast_read_back");
+    let t = TestNs::with_veth("afl", "p0", "p1").await;
+    let h = &t.handle;
+    h.add_address("p0", "10.1.0.2/24".parse().unwrap())
+        .await
+        .unwrap();
+    let opts = underlay::AddressOptions {
+        nodad: true,
+        noprefixroute: true,
+    };
+    h.add_address_with("p0", "fd00:1::1/64".parse().unwrap(), opts)
+        .await
+        .unwrap();
+    for cmd in [
+        "ip addr add 10.1.0.3/24 dev p0 valid_lft 100 preferred_lft 0",
+        "ip addr add 10.9.0.1 peer 10.9.0.2/32 dev p0",
+    ] {
+        let out = t.exec(&["sh", "-c", cmd]);
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mine = h.addresses(Some("p0".into())).await.unwrap();
+    let oracle = t.ip(&["addr", "show", "dev", "p0"]);
+    let infos = oracle[0]["addr_info"].as_array().unwrap();
+    let flag = |j: &serde_json::Value, f: &str| j[f].as_bool().unwrap_or(false);
+    let mut seen = 0;
+    for j in infos {
+        let local: std::net::IpAddr = j["local"].as_str().unwrap().parse().unwrap();
+        if local.is_ipv6() && local.to_string().starts_with("fe80") {
+            continue;
+        }
+        let a = mine
+            .iter()
+            .find(|a| a.address.addr() == local)
+            .unwrap_or_else(|| panic!("{local} not read back: {mine:?}"));
+        seen += 1;
+        assert_eq!(
+            a.address.prefix_len(),
+            j["prefixlen"].as_u64().unwrap() as u8
+        );
+        assert_eq!(a.nodad, flag(j, "nodad"), "{local}");
+        assert_eq!(a.noprefixroute, flag(j, "noprefixroute"), "{local}");
+        assert_eq!(a.secondary, flag(j, "secondary"), "{local}");
+        assert_eq!(a.deprecated, flag(j, "deprecated"), "{local}");
+        assert_eq!(a.dynamic, flag(j, "dynamic"), "{local}");
+        assert_eq!(
+            a.peer.map(|p| p.to_string()),
+            j["address"].as_str().map(str::to_string),
+            "{local}"
+        );
+        assert_eq!(
+            a.broadcast.map(|p| p.to_string()),
+            j["broadcast"].as_str().map(str::to_string),
+            "{local}"
+        );
+    }
+    assert_eq!(seen, 4, "{oracle}");
+    // And the values themselves, not only agreement.
+    let by = |ip: &str| {
+        mine.iter()
+            .find(|a| a.address.addr().to_string() == ip)
+            .unwrap()
+    };
+    assert!(by("fd00:1::1").nodad && by("fd00:1::1").noprefixroute);
+    let old = by("10.1.0.3");
+    assert!(old.secondary && old.deprecated && old.dynamic);
+    assert_eq!(by("10.9.0.1").peer, Some("10.9.0.2".parse().unwrap()));
+    assert_eq!(
+        by("10.1.0.2").broadcast,
+        Some("10.1.0.255".parse().unwrap())
+    );
+    assert!(!by("10.1.0.2").secondary && !by("10.1.0.2").dynamic);
+}
+
+/// Multipath routes and the onlink flag: added by the library (iproute2 agrees), read back
+/// with every next hop (not as a route with no gateway and no device), and printed in words
+/// `ip route add` takes.
+#[tokio::test]
+async fn multipath_and_onlink_routes() {
+    root_or_skip!("multipath_and_onlink_routes");
+    let t = TestNs::with_veth("mpath", "p0", "p1").await;
+    let h = &t.handle;
+    h.add_address("p0", "10.1.0.2/24".parse().unwrap())
+        .await
+        .unwrap();
+    h.add_address("p1", "10.2.0.2/24".parse().unwrap())
+        .await
+        .unwrap();
+    let multi = Route::new("10.20.0.0/16".parse().unwrap())
+        .nexthop(
+            NextHop::via("10.1.0.1".parse().unwrap())
+                .dev("p0")
+                .weight(2),
+        )
+        .nexthop(NextHop::via("10.2.0.1".parse().unwrap()).dev("p1"));
+    h.add_route(&multi).await.unwrap();
+    let onlink = Route::new("10.30.0.0/16".parse().unwrap())
+        .via("192.0.2.1".parse().unwrap())
+        .dev("p0")
+        .onlink();
+    h.add_route(&onlink).await.unwrap();
+    let oracle = t.ip(&["route", "show"]);
+    let find = |dst: &str| {
+        oracle
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["dst"] == dst)
+            .unwrap_or_else(|| panic!("{dst}: {oracle}"))
+            .clone()
+    };
+    let j = find("10.20.0.0/16");
+    let hops = j["nexthops"].as_array().unwrap();
+    assert_eq!(hops.len(), 2, "{j}");
+    assert_eq!(
+        (
+            hops[0]["gateway"].as_str(),
+            hops[0]["dev"].as_str(),
+            hops[0]["weight"].as_u64()
+        ),
+        (Some("10.1.0.1"), Some("p0"), Some(2))
+    );
+    assert_eq!(
+        (
+            hops[1]["gateway"].as_str(),
+            hops[1]["dev"].as_str(),
+            hops[1]["weight"].as_u64()
+        ),
+        (Some("10.2.0.1"), Some("p1"), Some(1))
+    );
+    let j = find("10.30.0.0/16");
+    assert!(
+        j["flags"].as_array().unwrap().iter().any(|f| f == "onlink"),
+        "{j}"
+    );
+
+    let (p0, p1) = (
+        h.link_index("p0").await.unwrap(),
+        h.link_index("p1").await.unwrap(),
+    );
+    let mine = h.routes(None).await.unwrap();
+    let back = mine
+        .iter()
+        .find(|r| r.destination.to_string() == "10.20.0.0/16")
+        .unwrap();
+    assert_eq!(back.gateway, None);
+    assert_eq!(back.nexthops.len(), 2, "{back:?}");
+    assert_eq!(back.nexthops[0].gateway, Some("10.1.0.1".parse().unwrap()));
+    assert_eq!(back.nexthops[0].dev, Some(underlay::LinkRef::Index(p0)));
+    assert_eq!(back.nexthops[0].weight, 2);
+    assert_eq!(back.nexthops[1].dev, Some(underlay::LinkRef::Index(p1)));
+    assert_eq!(back.nexthops[1].weight, 1);
+    assert_eq!(
+        back.to_string(),
+        format!("10.20.0.0/16 nexthop via 10.1.0.1 dev if{p0} weight 2 nexthop via 10.2.0.1 dev if{p1} weight 1")
+    );
+    let back = mine
+        .iter()
+        .find(|r| r.destination.to_string() == "10.30.0.0/16")
+        .unwrap();
+    assert!(back.onlink, "{back:?}");
+    assert_eq!(
+        back.to_string(),
+        format!("10.30.0.0/16 via 192.0.2.1 dev if{p0} onlink")
+    );
+    // The text of a multipath route is what `ip route add` takes.
+    let text = Route::new("10.40.0.0/16".parse().unwrap())
+        .nexthop(
+            NextHop::via("10.1.0.1".parse().unwrap())
+                .dev("p0")
+                .weight(3),
+        )
+        .nexthop(
+            NextHop::via("192.0.2.9".parse().unwrap())
+                .dev("p1")
+                .onlink(),
+        )
+        .to_string();
+    assert_eq!(text, "10.40.0.0/16 nexthop via 10.1.0.1 dev p0 weight 3 nexthop via 192.0.2.9 dev p1 weight 1 onlink");
+    let out = t.exec(&["sh", "-c", &format!("ip route add {text}")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Deleting the multipath route by what was added removes it.
+    h.delete_route(&multi).await.unwrap();
+    assert!(!t
+        .ip(&["route", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["dst"] == "10.20.0.0/16"));
+}
+
+/// What the kernel keeps of a macvlan or macvtap, read back: a macvtap's source MACs (once
+/// read as nothing) and the passthru `nopromisc` flag, against `ip -d -j link`.
+#[tokio::test]
+async fn macvtap_source_macs_and_nopromisc_read_back() {
+    root_or_skip!("macvtap_source_macs_and_nopromisc_read_back");
+    let t = TestNs::with_veth("mvsrc", "p0", "p1").await;
+    let h = &t.handle;
+    let macs: Vec<MacAddr> = ["02:00:00:00:aa:01", "02:00:00:00:aa:02"]
+        .iter()
+        .map(|m| m.parse().unwrap())
+        .collect();
+    let tap = Macvlan::create_tap(h, "tap0", "p0", MacvlanMode::Source)
+        .source_macs(macs.clone())
+        .execute()
+        .await
+        .unwrap();
+    let oracle = t.ip_link("tap0").unwrap();
+    assert_eq!(info(&oracle).1["macaddr_count"], 2, "{oracle}");
+    let mut mine = match &tap.kind {
+        LinkKind::Macvtap { source_macs, .. } => source_macs.clone(),
+        other => panic!("{other:?}"),
+    };
+    mine.sort();
+    assert_eq!(mine, macs, "{tap:?}");
+    // Listing gives the same.
+    let listed = h.links().await.unwrap();
+    let again = listed.iter().find(|l| l.name == "tap0").unwrap();
+    assert_eq!(again.kind, tap.kind);
+    h.delete_link("tap0").await.unwrap();
+
+    for (tapped, name) in [(false, "pt0"), (true, "pt1")] {
+        let b = if tapped {
+            Macvlan::create_tap(h, name, "p0", MacvlanMode::Passthru)
+        } else {
+            Macvlan::create(h, name, "p0", MacvlanMode::Passthru)
+        };
+        let link = b.nopromisc().execute().await.unwrap();
+        let oracle = t.ip_link(name).unwrap();
+        assert_eq!(info(&oracle).1["nopromisc"], true, "{oracle}");
+        let nopromisc = match &link.kind {
+            LinkKind::Macvlan { nopromisc, .. } | LinkKind::Macvtap { nopromisc, .. } => *nopromisc,
+            other => panic!("{other:?}"),
+        };
+        assert!(nopromisc, "{link:?}");
+        h.delete_link(name).await.unwrap();
+    }
+    let plain = Macvlan::create(h, "pt2", "p0", MacvlanMode::Passthru)
+        .execute()
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            plain.kind,
+            LinkKind::Macvlan {
+                nopromisc: false,
+                ..
+            }
+        ),
+        "{plain:?}"
+    );
+}
+
+/// A VXLAN's TTL: inherited from the inner packet (`ttl inherit`), automatic (`ttl auto`,
+/// 0: the route's hop limit, when unset) or fixed, each read back as iproute2 says it.
+#[tokio::test]
+async fn vxlan_ttl_inherit_auto_and_fixed() {
+    root_or_skip!("vxlan_ttl_inherit_auto_and_fixed");
+    let t = TestNs::new("vxttl").await;
+    let h = &t.handle;
+    let inherit = Vxlan::create(h, "vx1", 501)
+        .ttl_inherit()
+        .execute()
+        .await
+        .unwrap();
+    let auto = Vxlan::create(h, "vx2", 502).execute().await.unwrap();
+    let fixed = Vxlan::create(h, "vx3", 503).ttl(8).execute().await.unwrap();
+    let vx = |l: &underlay::Link| match &l.kind {
+        LinkKind::Vxlan(v) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        vx(&inherit).ttl_inherit && vx(&inherit).ttl == 0,
+        "{inherit:?}"
+    );
+    assert!(!vx(&auto).ttl_inherit && vx(&auto).ttl == 0, "{auto:?}");
+    assert!(!vx(&fixed).ttl_inherit && vx(&fixed).ttl == 8, "{fixed:?}");
+    let text =
+        |name: &str| String::from_utf8(t.exec(&["ip", "-d", "link", "show", name]).stdout).unwrap();
+    assert!(text("vx1").contains("ttl inherit"), "{}", text("vx1"));
+    assert!(text("vx2").contains("ttl auto"), "{}", text("vx2"));
+    assert!(text("vx3").contains("ttl 8 "), "{}", text("vx3"));
+    // Inherit and a fixed TTL contradict.
+    let e = Vxlan::create(h, "vx4", 504)
+        .ttl(8)
+        .ttl_inherit()
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
 }

@@ -1347,3 +1347,29 @@ async fn disconnect_deletes_only_its_own_link() {
     two.disconnect("x", "eth0").await.unwrap();
     assert!(c.ip_link("eth0").is_none());
 }
+
+/// A fixed MAC that no interface can have (multicast, zero, broadcast) is refused before the
+/// connect does anything: no lease, no record, no link.
+#[tokio::test]
+async fn connect_refuses_an_invalid_fixed_mac() {
+    root_or_skip!("connect_refuses_an_invalid_fixed_mac");
+    let (_h, _dir, nets) = host("bm").await;
+    let net = nets.create(mac_net("bm", "ens192")).await.unwrap();
+    let c1 = TestNs::new("bmc").await;
+    for s in [
+        "01:00:5e:00:00:01",
+        "00:00:00:00:00:00",
+        "ff:ff:ff:ff:ff:ff",
+    ] {
+        let mac: MacAddr = s.parse().unwrap();
+        let e = net
+            .connect(&c1.ns, EndpointSpec::new("bm1").mac(MacPolicy::Fixed(mac)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{s}: {e}");
+        assert!(e.to_string().contains(s), "{e}");
+        assert!(c1.ip_link("eth0").is_none());
+        assert!(net.endpoints().unwrap().is_empty());
+        assert!(net.ipam().list().await.unwrap().is_empty());
+    }
+}

@@ -120,6 +120,20 @@ static void test_getters_null(void) {
   TRUE(underlay_address_link_index(NULL) == 0);
   TRUE(underlay_route_list_count(NULL) == 0 && underlay_route_list_get(NULL, 0) == NULL);
   TRUE(underlay_route_string(NULL) == NULL);
+  TRUE(underlay_link_vxlan_ttl(NULL) == 0 && !underlay_link_vxlan_ttl_inherit(NULL));
+  TRUE(underlay_link_parent_netns_id(NULL) == -1);
+  NUL(underlay_link_builder_vxlan_ttl_inherit(NULL), "builder");
+  TRUE(underlay_link_source_mac_count(NULL) == 0 && underlay_link_source_mac(NULL, 0) == NULL &&
+       !underlay_link_nopromisc(NULL));
+  TRUE(!underlay_route_onlink(NULL) && underlay_route_nexthop_count(NULL) == 0 &&
+       underlay_route_nexthop_gateway(NULL, 0) == NULL &&
+       underlay_route_nexthop_dev_index(NULL, 0) == 0 && underlay_route_nexthop_weight(NULL, 0) == 0 &&
+       !underlay_route_nexthop_onlink(NULL, 0));
+  TRUE(!underlay_address_nodad(NULL) && !underlay_address_noprefixroute(NULL) &&
+       !underlay_address_secondary(NULL) && !underlay_address_deprecated(NULL) &&
+       !underlay_address_dynamic(NULL) && !underlay_address_tentative(NULL));
+  TRUE(underlay_address_peer(NULL) == NULL && underlay_address_broadcast(NULL) == NULL &&
+       underlay_address_label(NULL) == NULL);
   TRUE(underlay_lease_list_count(NULL) == 0 && underlay_lease_list_get(NULL, 0) == NULL);
   TRUE(underlay_lease_container_id(NULL) == NULL && underlay_lease_ifname(NULL) == NULL);
   TRUE(underlay_lease_address_count(NULL) == 0 && underlay_lease_address(NULL, 0) == NULL);
@@ -259,6 +273,7 @@ static void test_null_parameters(void) {
   NUL(underlay_ipam_lookup(NULL, "c", "eth0", &le), "ipam");
   NUL(underlay_ipam_list(NULL, NULL), "ipam");
   NUL(underlay_ipam_gc(NULL, NULL, NULL, 0, NULL), "ipam");
+  NUL(underlay_route_set_onlink(NULL), "route");
   NUL(underlay_ipam_release_stale(NULL, NULL), "ipam");
   NUL(underlay_networks_open(NULL, "/tmp/x", &nets), "host");
   NUL(underlay_networks_open_with_store(NULL, "/tmp/x", NULL, &nets), "host");
@@ -308,6 +323,23 @@ static void test_bad_values(void) {
          "ul-no-such-namespace");
   EXPECT(underlay_netns_open_fd(-1, &ns), UNDERLAY_RESULT_INVALID_ARGUMENT, "-1");
   TRUE(ns == (underlay_netns *)&checks);
+  {
+    /* A 1 MiB input gives a short message, the input cut and its length said. */
+    size_t n = (size_t)1 << 20;
+    char *huge = malloc(n + 1);
+    if (huge != NULL) {
+      memset(huge, 'x', n);
+      huge[n] = 0;
+      EXPECT(underlay_netns_create(huge, &ns), UNDERLAY_RESULT_INVALID_ARGUMENT, "1048576 bytes");
+      TRUE(strlen(underlay_last_error_message()) < 1024);
+      EXPECT(underlay_route_new(huge, &r), UNDERLAY_RESULT_INVALID_ARGUMENT, "1048576 bytes");
+      TRUE(strlen(underlay_last_error_message()) < 1024);
+      huge[n - 1] = (char)0xff;
+      EXPECT(underlay_netns_open(huge, &ns), UNDERLAY_RESULT_INVALID_UTF8, "1048578 bytes");
+      TRUE(strlen(underlay_last_error_message()) < 1024);
+      free(huge);
+    }
+  }
 
   EXPECT(underlay_route_new("not-a-prefix", &r), UNDERLAY_RESULT_INVALID_ARGUMENT,
          "not-a-prefix");
@@ -323,13 +355,16 @@ static void test_bad_values(void) {
   EXPECT(underlay_route_set_via(r, "nope"), UNDERLAY_RESULT_INVALID_ARGUMENT, "nope");
   TRUE(strncmp(underlay_route_string(r), "172.16.10.0/24 via 172.16.10.1 dev ", 35) == 0);
   OK(underlay_route_set_table(r, 100));
-  TRUE(strstr(underlay_route_string(r), "table 100") != NULL);
+  TRUE(strcmp(underlay_route_string(r),
+              "172.16.10.0/24 via 172.16.10.1 dev eth0 table 100 src 172.16.10.7 metric 5") == 0);
   underlay_route_free(r);
 
   OK(underlay_ipam_network_new("n1", &in));
   EXPECT(underlay_ipam_network_add_pool(in, "10.0.0.0/33"), UNDERLAY_RESULT_INVALID_ARGUMENT,
          NULL);
   EXPECT(underlay_ipam_network_add_pool(in, BAD_UTF8), UNDERLAY_RESULT_INVALID_UTF8, "pool");
+  EXPECT(underlay_ipam_network_add_pool(in, "10.0.0.0/24 gateway=10.0.0.1 gateway=none"),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "both given");
   underlay_ipam_network_free(in);
 
   EXPECT(underlay_network_spec_macvlan("n", "eth0", "bogus-mode", &sp),
@@ -355,6 +390,8 @@ static void test_bad_values(void) {
   EXPECT(underlay_endpoint_spec_add_ip(es, "172.16.10.999"), UNDERLAY_RESULT_INVALID_ARGUMENT,
          NULL);
   EXPECT(underlay_endpoint_spec_set_mac(es, "zz:zz"), UNDERLAY_RESULT_INVALID_ARGUMENT, NULL);
+  EXPECT(underlay_endpoint_spec_set_mac(es, "+2:42:ac:10:0a:65"), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         "+2:42");
   OK(underlay_endpoint_spec_set_mac(es, "02:42:ac:10:0a:65"));
   OK(underlay_endpoint_spec_set_mac(es, NULL));
   OK(underlay_endpoint_spec_set_ifname(es, "eth1"));
@@ -448,6 +485,17 @@ static void test_ipam_memory(void) {
     underlay_lease_list_free(list);
     EXPECT(underlay_ipam_gc(ipam, ids, NULL, 2, &list), UNDERLAY_RESULT_NULL_PARAMETER,
            "ifnames");
+    /* NULL arrays with a huge count: refused before anything is allocated. */
+    EXPECT(underlay_ipam_gc(ipam, NULL, NULL, (size_t)1 << 32, &list),
+           UNDERLAY_RESULT_NULL_PARAMETER, "container_ids");
+    EXPECT(underlay_ipam_gc(ipam, ids, ifs, (size_t)1 << 32, NULL),
+           UNDERLAY_RESULT_NULL_PARAMETER, "released_out");
+    {
+      underlay_network_spec *sp = NULL;
+      EXPECT(underlay_network_spec_from_docker("n", "macvlan", NULL, NULL, (size_t)1 << 40, &sp),
+             UNDERLAY_RESULT_NULL_PARAMETER, "keys");
+      TRUE(sp == NULL);
+    }
   }
   OK(underlay_ipam_release_stale(ipam, &list));
   TRUE(underlay_lease_list_count(list) == 0);
@@ -608,7 +656,34 @@ static void test_kernel(void) {
   EXPECT(underlay_link_builder_execute(b, &l), UNDERLAY_RESULT_ALREADY_EXISTS, "mv0");
   underlay_link_builder_free(b);
   OK(underlay_link_builder_macvtap(ha, "mvt0", "ens192", "vepa", &b));
-  underlay_link_free(make(b));
+  l = make(b);
+  TRUE(underlay_link_source_mac_count(l) == 0 && !underlay_link_nopromisc(l));
+  TRUE(underlay_link_parent_netns_id(l) == -1);
+  underlay_link_free(l);
+  {
+    /* A source-mode macvtap reads back its source MACs. */
+    const char *srcs[] = {"02:00:00:00:aa:01", "02:00:00:00:aa:02"};
+    const char *bad[] = {"02:00:00:00:aa:01", "01:00:5e:00:00:01"};
+    OK(underlay_link_builder_macvtap(ha, "mvt1", "ens192", "source", &b));
+    EXPECT(underlay_link_builder_macvlan_source_macs(b, NULL, (size_t)1 << 40),
+           UNDERLAY_RESULT_NULL_PARAMETER, "macs");
+    OK(underlay_link_builder_macvlan_source_macs(b, srcs, 2));
+    l = make(b);
+    TRUE(underlay_link_source_mac_count(l) == 2);
+    TRUE(underlay_link_source_mac(l, 2) == NULL);
+    if (underlay_link_source_mac_count(l) == 2) {
+      TRUE(strcmp(underlay_link_source_mac(l, 0), srcs[0]) == 0 ||
+           strcmp(underlay_link_source_mac(l, 1), srcs[0]) == 0);
+    }
+    underlay_link_free(l);
+    OK(underlay_handle_link_delete(ha, "mvt1"));
+    OK(underlay_link_builder_macvtap(ha, "mvt2", "ens192", "source", &b));
+    OK(underlay_link_builder_macvlan_source_macs(b, bad, 2));
+    l = NULL;
+    EXPECT(underlay_link_builder_execute(b, &l), UNDERLAY_RESULT_INVALID_ARGUMENT, "multicast");
+    TRUE(l == NULL);
+    underlay_link_builder_free(b);
+  }
   OK(underlay_link_builder_vxlan(ha, "vx0", 4242, &b));
   OK(underlay_link_builder_vxlan_local(b, "10.1.0.1"));
   OK(underlay_link_builder_vxlan_remote(b, "10.1.0.2"));
@@ -618,6 +693,16 @@ static void test_kernel(void) {
   OK(underlay_link_builder_vxlan_ttl(b, 8));
   l = make(b);
   TRUE(underlay_link_vxlan_vni(l) == 4242);
+  TRUE(underlay_link_vxlan_ttl(l) == 8 && !underlay_link_vxlan_ttl_inherit(l));
+  underlay_link_free(l);
+  OK(underlay_link_builder_vxlan(ha, "vx1", 4243, &b));
+  OK(underlay_link_builder_vxlan_ttl_inherit(b));
+  l = make(b);
+  TRUE(underlay_link_vxlan_ttl(l) == 0 && underlay_link_vxlan_ttl_inherit(l));
+  underlay_link_free(l);
+  OK(underlay_link_builder_vxlan(ha, "vx2", 4244, &b));
+  l = make(b);
+  TRUE(underlay_link_vxlan_ttl(l) == 0 && !underlay_link_vxlan_ttl_inherit(l));
   underlay_link_free(l);
   OK(underlay_link_builder_bridge(ha, "br0", &b));
   OK(underlay_link_builder_set_up(b));
@@ -637,6 +722,15 @@ static void test_kernel(void) {
   OK(underlay_handle_link_set_up(ha, "mv0", true));
   OK(underlay_handle_link_set_mtu(ha, "mv0", 1300));
   OK(underlay_handle_link_set_mac(ha, "mv0", "02:42:ac:16:10:0b"));
+  /* A MAC no interface can have is an invalid argument, not a missing link. */
+  EXPECT(underlay_handle_link_set_mac(ha, "mv0", "01:00:5e:00:00:01"),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "multicast");
+  EXPECT(underlay_handle_link_set_mac(ha, "mv0", "00:00:00:00:00:00"),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "all zeros");
+  OK(underlay_link_builder_macvlan(ha, "mv9", "ens192", "bridge", &b));
+  OK(underlay_link_builder_set_mac(b, "ff:ff:ff:ff:ff:ff"));
+  EXPECT(underlay_link_builder_execute(b, &l), UNDERLAY_RESULT_INVALID_ARGUMENT, "broadcast");
+  underlay_link_builder_free(b);
   EXPECT(underlay_handle_link_set_mac(ha, "mv0", "not-a-mac"), UNDERLAY_RESULT_INVALID_ARGUMENT,
          "not-a-mac");
   EXPECT(underlay_handle_link_set_up(ha, "ghost0", true), UNDERLAY_RESULT_NOT_FOUND, "ghost0");
@@ -669,6 +763,12 @@ static void test_kernel(void) {
     const underlay_address *a = underlay_address_list_get(addrs, 0);
     TRUE(strcmp(underlay_address_string(a), "172.16.10.101/24") == 0);
     TRUE(strcmp(underlay_address_scope(a), "global") == 0 && underlay_address_link_index(a) > 0);
+    TRUE(underlay_address_broadcast(a) != NULL &&
+         strcmp(underlay_address_broadcast(a), "172.16.10.255") == 0);
+    TRUE(underlay_address_peer(a) == NULL && underlay_address_label(a) != NULL);
+    TRUE(!underlay_address_nodad(a) && !underlay_address_noprefixroute(a) &&
+         !underlay_address_secondary(a) && !underlay_address_deprecated(a) &&
+         !underlay_address_dynamic(a) && !underlay_address_tentative(a));
   }
   underlay_address_list_free(addrs);
   OK(underlay_handle_address_list(ha, NULL, &addrs));
@@ -682,10 +782,78 @@ static void test_kernel(void) {
     int found = 0;
     for (size_t i = 0; i < underlay_route_list_count(routes); i++)
       found += strstr(underlay_route_string(underlay_route_list_get(routes, i)),
-                      "0.0.0.0/0 via 172.16.10.1") != NULL;
+                      "0.0.0.0/0 via 172.16.10.1 dev if") != NULL;
     TRUE(found == 1);
   }
   underlay_route_list_free(routes);
+  {
+    /* Table 0 lists every table, iproute2's `table all`; 254 only the main one. */
+    underlay_route *t100 = NULL;
+    int in_all = 0, in_main = 0;
+    OK(underlay_route_new("10.55.0.0/16", &t100));
+    OK(underlay_route_set_dev(t100, "mv0"));
+    OK(underlay_route_set_table(t100, 100));
+    OK(underlay_handle_route_add(ha, t100));
+    OK(underlay_handle_route_list(ha, 0, &routes));
+    for (size_t i = 0; i < underlay_route_list_count(routes); i++)
+      in_all += strstr(underlay_route_string(underlay_route_list_get(routes, i)),
+                       "10.55.0.0/16 dev if") != NULL;
+    underlay_route_list_free(routes);
+    OK(underlay_handle_route_list(ha, 254, &routes));
+    for (size_t i = 0; i < underlay_route_list_count(routes); i++)
+      in_main += strstr(underlay_route_string(underlay_route_list_get(routes, i)),
+                        "10.55.0.0/16") != NULL;
+    underlay_route_list_free(routes);
+    TRUE(in_all == 1 && in_main == 0);
+    OK(underlay_handle_route_delete(ha, t100));
+    underlay_route_free(t100);
+  }
+  {
+    /* Multipath and onlink routes: added, read back with every next hop and the flag. */
+    underlay_route *mp = NULL, *ol = NULL;
+    int seen = 0;
+    OK(underlay_route_new("10.66.0.0/16", &mp));
+    NUL(underlay_route_add_nexthop(NULL, "172.16.10.1", "mv0", 1, false), "route");
+    EXPECT(underlay_route_add_nexthop(mp, NULL, NULL, 1, false), UNDERLAY_RESULT_INVALID_ARGUMENT,
+           "gateway or a device");
+    EXPECT(underlay_route_add_nexthop(mp, "nope", "mv0", 1, false),
+           UNDERLAY_RESULT_INVALID_ARGUMENT, "nope");
+    OK(underlay_route_add_nexthop(mp, "172.16.10.1", "mv0", 0, false));
+    OK(underlay_route_add_nexthop(mp, "172.16.10.2", "mv0", 3, false));
+    TRUE(underlay_route_nexthop_count(mp) == 2 && underlay_route_nexthop_weight(mp, 1) == 3);
+    OK(underlay_handle_route_add(ha, mp));
+    OK(underlay_route_new("10.67.0.0/16", &ol));
+    OK(underlay_route_set_via(ol, "192.0.2.1"));
+    OK(underlay_route_set_dev(ol, "mv0"));
+    OK(underlay_route_set_onlink(ol));
+    TRUE(underlay_route_onlink(ol));
+    OK(underlay_handle_route_add(ha, ol));
+    OK(underlay_handle_route_list(ha, 254, &routes));
+    for (size_t i = 0; i < underlay_route_list_count(routes); i++) {
+      const underlay_route *x = underlay_route_list_get(routes, i);
+      if (strncmp(underlay_route_string(x), "10.66.0.0/16 ", 13) == 0) {
+        seen++;
+        TRUE(underlay_route_nexthop_count(x) == 2);
+        TRUE(strcmp(underlay_route_nexthop_gateway(x, 0), "172.16.10.1") == 0);
+        TRUE(strcmp(underlay_route_nexthop_gateway(x, 1), "172.16.10.2") == 0);
+        TRUE(underlay_route_nexthop_weight(x, 0) == 1 && underlay_route_nexthop_weight(x, 1) == 3);
+        TRUE(underlay_route_nexthop_dev_index(x, 0) != 0 && !underlay_route_nexthop_onlink(x, 0));
+        TRUE(underlay_route_nexthop_gateway(x, 2) == NULL && underlay_route_nexthop_weight(x, 2) == 0);
+        TRUE(strstr(underlay_route_string(x), "nexthop via 172.16.10.2 dev if") != NULL);
+      }
+      if (strncmp(underlay_route_string(x), "10.67.0.0/16 ", 13) == 0) {
+        seen++;
+        TRUE(underlay_route_onlink(x) && underlay_route_nexthop_count(x) == 0);
+        TRUE(strstr(underlay_route_string(x), " onlink") != NULL);
+      }
+    }
+    TRUE(seen == 2);
+    underlay_route_list_free(routes);
+    OK(underlay_handle_route_delete(ha, mp));
+    OK(underlay_handle_route_delete(ha, ol));
+    underlay_route_free(mp);
+    underlay_route_free(ol);
+  }
   OK(underlay_handle_route_delete(ha, r));
   EXPECT(underlay_handle_route_delete(ha, r), UNDERLAY_RESULT_NOT_FOUND, NULL);
   underlay_route_free(r);
@@ -700,6 +868,8 @@ static void test_kernel(void) {
   OK(underlay_attach_set_mtu(at, 1400));
   OK(underlay_attach_execute(at, &l));
   TRUE(l != NULL && strcmp(underlay_link_name(l), "eth0") == 0);
+  /* Its parent stayed in A: the link in B names A's namespace id. */
+  TRUE(underlay_link_parent_netns_id(l) >= 0);
   underlay_link_free(l);
   l = NULL;
   EXPECT(underlay_attach_execute(at, &l), UNDERLAY_RESULT_INVALID_ARGUMENT, "already executed");

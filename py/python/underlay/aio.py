@@ -172,7 +172,7 @@ class Handle:
         await _run(self.sync.delete_address, link, address)
 
     async def routes(self, table: int | None = None) -> _List[Route]:
-        """The routes of a table (all tables when None)."""
+        """The unicast routes of a table: main (254) when None, every table with 0."""
         return await _run(self.sync.routes, table)
 
     async def add_route(self, route: Route) -> None:

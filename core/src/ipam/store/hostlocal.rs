@@ -211,6 +211,9 @@ impl Inner {
         }
         fsutil::mkdir(&dir)?;
         let _net_lock = fsutil::lock(&dir.join("lock"))?;
+        // All or nothing: host-local's leases are checked before the definition is written,
+        // so a directory underlay cannot adopt is left as it was, not half adopted.
+        self.check_adoptable(&dir, network)?;
         fsutil::replace(
             &dir,
             DEF_FILE,
@@ -219,6 +222,45 @@ impl Inner {
         )?;
         if self.durable {
             fsutil::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that every lease file host-local left in `dir` can be loaded for `network`: an
+    /// owner underlay can represent, an address inside one of its pools. The caller holds the
+    /// directory's lock.
+    fn check_adoptable(&self, dir: &Path, network: &Network) -> Result<()> {
+        let list_err = |e| fsutil::io_err("list", dir, e);
+        let name = network.name();
+        for entry in std::fs::read_dir(dir).map_err(list_err)? {
+            let entry = entry.map_err(list_err)?;
+            let Some(addr) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<IpAddr>().ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let cannot = |why: String| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "cannot adopt host-local's network `{name}` in {}: {why}; nothing was \
+                         written (release that lease with host-local first, or give pools that \
+                         cover it)",
+                        dir.display()
+                    ),
+                )
+            };
+            let owner = parse_lease(&fsutil::read(&path)?, &path)
+                .map_err(|e| cannot(format!("lease {addr}: {}", e.message())))?;
+            if !network.pools().iter().any(|p| p.contains(addr)) {
+                return Err(cannot(format!(
+                    "lease {addr} of {owner} ({}) is outside every pool given",
+                    path.display()
+                )));
+            }
         }
         Ok(())
     }

@@ -99,3 +99,44 @@ async fn round_trip_with_host_local_files() {
     std::fs::remove_file(dir.join("10.22.0.77")).unwrap();
     assert_eq!(again.list().await.unwrap().len(), 4);
 }
+
+/// Adopting a host-local directory is all or nothing: a lease underlay cannot load (an owner
+/// id over 256 characters, an address outside the pools given) fails the create, naming the
+/// file, and leaves no `underlay.network` behind, so a retry is not "already exists" and
+/// `open`/`delete` are not "corrupt"; host-local's files stay as they were.
+#[tokio::test]
+async fn adopting_a_directory_is_all_or_nothing() {
+    let tmp = TempDir::new("hostlocal-adopt");
+    let data_dir = tmp.path().join("networks");
+    let store = Arc::new(HostLocalStore::open(&data_dir).unwrap());
+    let long_id = "c".repeat(300);
+    for (name, addr, id, what) in [
+        ("longid", "10.23.0.2", long_id.as_str(), "10.23.0.2"),
+        // host-local's range set spanning two subnets: a lease in the second one.
+        ("twosubnets", "10.24.1.2", "c1", "10.24.1.2"),
+    ] {
+        let dir = data_dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        host_local_reserve(&dir, addr, id, "eth0", 0);
+        let n = net(name, &["10.23.0.0/24"]);
+        let n = if name == "twosubnets" {
+            net(name, &["10.24.0.0/24"])
+        } else {
+            n
+        };
+        for attempt in 0..2 {
+            let e = Ipam::create(store.clone(), n.clone()).await.unwrap_err();
+            assert_ne!(e.kind(), ErrorKind::AlreadyExists, "attempt {attempt}: {e}");
+            assert!(e.to_string().contains(what), "{e}");
+            assert!(
+                !dir.join("underlay.network").exists(),
+                "{name}: definition left behind"
+            );
+        }
+        assert_eq!(
+            Ipam::open(store.clone(), name).await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert!(dir.join(addr).exists(), "host-local's lease is kept");
+    }
+}
