@@ -3,7 +3,8 @@
 //!
 //! Installs Debian's `containernetworking-plugins` with apt when missing: its macvlan and
 //! host-local plugins are the oracle for the result's shape and share a data directory with
-//! underlay in the tests (which skip, saying so, without them). Then builds the plugin and runs
+//! underlay in the tests; when they cannot be installed the task fails rather than let those
+//! tests skip. Then builds the plugin and runs
 //! `cargo test -p underlay-cni --locked [args]`.
 
 use std::env;
@@ -26,13 +27,16 @@ pub(crate) fn install_reference_plugins() -> io::Result<bool> {
     }
     eprintln!(
         "cni-test: could not install containernetworking-plugins: the tests that compare with \
-         the reference plugins will skip"
+         the reference plugins cannot run (install it with apt, or from your distribution)"
     );
     Ok(false)
 }
 
 pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
-    install_reference_plugins()?;
+    // Without the reference plugins their comparisons could only skip: fail instead.
+    if !install_reference_plugins()? {
+        return Ok(1);
+    }
     let cargo: OsString = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     println!("==> CNI plugin: cargo build -p underlay-cni --locked");
     let status = Command::new(&cargo)

@@ -97,7 +97,12 @@ impl Ns {
 
     /// The global IPv4/IPv6 addresses of `dev` as `ADDR/LEN`.
     pub(crate) fn addrs(&self, dev: &str) -> Vec<String> {
-        let v = self.ip_json(&["addr", "show", "dev", dev, "scope", "global"]);
+        self.addrs_shown(&["addr", "show", "dev", dev, "scope", "global"])
+    }
+
+    /// The addresses `ip -j <args>` lists for its first link, as `ADDR/LEN`.
+    fn addrs_shown(&self, args: &[&str]) -> Vec<String> {
+        let v = self.ip_json(args);
         v.get(0)
             .and_then(|l| l["addr_info"].as_array())
             .map(|a| {
@@ -119,16 +124,7 @@ impl Ns {
 
     /// Every address of `dev` (any scope, both families) as `ADDR/LEN`.
     pub(crate) fn all_addrs(&self, dev: &str) -> Vec<String> {
-        let v = self.ip_json(&["addr", "show", "dev", dev]);
-        v.get(0)
-            .and_then(|l| l["addr_info"].as_array())
-            .map(|a| {
-                // iproute2 lists addresses its filter dropped as empty objects.
-                a.iter()
-                    .filter_map(|i| Some(format!("{}/{}", i["local"].as_str()?, i["prefixlen"])))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.addrs_shown(&["addr", "show", "dev", dev])
     }
 
     /// The main table's routes as `DST[ via GW]` (`default` for the default route).

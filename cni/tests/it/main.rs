@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use common::{privileged, Call, Host, TempDir};
+use common::{privileged, Call, Host, Ns, TempDir};
 
 macro_rules! root_or_skip {
     ($name:expr) => {
@@ -447,6 +447,18 @@ fn status_and_gc() {
     );
 }
 
+/// Waits for the ADDs of `children` (one per container of `cts`): each succeeded, and its
+/// container has the address of its result, one that none of the others nor `seen` has.
+fn each_its_own_address(children: Vec<std::process::Child>, cts: &[Ns], mut seen: HashSet<String>) {
+    for (i, child) in children.into_iter().enumerate() {
+        let out = common::wait(child);
+        assert_eq!(out.code, 0, "{i}: {out:?}");
+        let addr = out.json["ips"][0]["address"].as_str().unwrap().to_string();
+        assert_eq!(cts[i].addrs("eth0"), vec![addr.clone()]);
+        assert!(seen.insert(addr.clone()), "{addr} handed out twice");
+    }
+}
+
 /// Separate plugin processes adding at once never hand out one address twice.
 #[test]
 fn concurrent_adds_never_share_an_address() {
@@ -465,14 +477,7 @@ fn concurrent_adds_never_share_an_address() {
                 .spawn(&host)
         })
         .collect();
-    let mut seen = HashSet::new();
-    for (i, child) in children.into_iter().enumerate() {
-        let out = common::wait(child);
-        assert_eq!(out.code, 0, "{out:?}");
-        let addr = out.json["ips"][0]["address"].as_str().unwrap().to_string();
-        assert_eq!(cts[i].addrs("eth0"), vec![addr.clone()]);
-        assert!(seen.insert(addr.clone()), "{addr} handed out twice");
-    }
+    each_its_own_address(children, &cts, HashSet::new());
     assert_eq!(leases(&dir, "ccnet").len(), 16);
 }
 
@@ -663,20 +668,11 @@ fn concurrent_adds_with_host_local_on_one_data_dir() {
             }
         })
         .collect();
-    let mut seen = HashSet::new();
-    seen.insert(
-        first.json["ips"][0]["address"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    );
-    for (i, child) in children.into_iter().enumerate() {
-        let out = common::wait(child);
-        assert_eq!(out.code, 0, "{i}: {out:?}");
-        let addr = out.json["ips"][0]["address"].as_str().unwrap().to_string();
-        assert_eq!(cts[i].addrs("eth0"), vec![addr.clone()]);
-        assert!(seen.insert(addr.clone()), "{addr} handed out twice");
-    }
+    let first_addr = first.json["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    each_its_own_address(children, &cts, HashSet::from([first_addr]));
     assert_eq!(leases(&dir, "mixnet").len(), 17);
 }
 

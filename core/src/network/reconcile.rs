@@ -89,16 +89,15 @@ impl super::Network {
                 .disconnect_locked(&ep.container_id, &ep.ifname, true, &held)
                 .await
             {
-                Ok(released) => gone.push(GoneEndpoint {
-                    network: self.name().to_string(),
-                    container_id: ep.container_id,
-                    ifname: ep.ifname,
-                    addresses: if released.is_empty() {
+                Ok(released) => gone.push(self.gone(
+                    ep.container_id,
+                    ep.ifname,
+                    if released.is_empty() {
                         ep.addresses
                     } else {
                         released
                     },
-                }),
+                )),
                 Err(e) => errors.push(e),
             }
         }
@@ -134,17 +133,26 @@ impl super::Network {
         let mut errors = Vec::new();
         for (l, outcome) in stale.into_iter().zip(released) {
             match outcome {
-                Ok(_) => gone.push(GoneEndpoint {
-                    network: self.name().to_string(),
-                    container_id: l.owner.container_id().to_string(),
-                    ifname: l.owner.ifname().as_str().to_string(),
-                    addresses: l.addresses.iter().map(|a| a.address).collect(),
-                }),
+                Ok(_) => gone.push(self.gone(
+                    l.owner.container_id().to_string(),
+                    l.owner.ifname().as_str().to_string(),
+                    l.addresses.iter().map(|a| a.address).collect(),
+                )),
                 Err(e) => errors.push(e),
             }
         }
         drop(held);
         Ok((gone, errors))
+    }
+
+    /// What the report says of an endpoint of this network that was undone.
+    fn gone(&self, container_id: String, ifname: String, addresses: Vec<IpNet>) -> GoneEndpoint {
+        GoneEndpoint {
+            network: self.name().to_string(),
+            container_id,
+            ifname,
+            addresses,
+        }
     }
 
     /// Whether `ep` (read under its lock) is gone: a pending record (its connect is over, the
