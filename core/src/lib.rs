@@ -63,5 +63,10 @@ pub use route::{NextHop, Route, RouteScopeKind, TABLE_ALL, TABLE_MAIN};
 pub use sysctl::SysctlIf;
 pub use types::{check_mtu_value, IfName, MacAddr, VlanId, MTU_RANGE};
 
+/// The `ipnet` crate, whose networks the API takes and returns (addresses, routes, pools):
+/// use it from here to get the very version underlay was built with.
+pub use ipnet;
+pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
 /// Crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

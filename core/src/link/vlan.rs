@@ -143,7 +143,7 @@ impl Spec for Vlan {
     }
     fn info(
         &self,
-        _parent: Option<&Link>,
+        _parent: Option<u32>,
         _target: Option<&Netns>,
     ) -> Result<(InfoKind, Option<InfoData>)> {
         let flags = self.flags.to_nl();
