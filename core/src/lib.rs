@@ -55,7 +55,7 @@ pub use link::dummy::Dummy;
 pub use link::ipvlan::{Ipvlan, IpvlanFlag, IpvlanMode};
 pub use link::macvlan::{Macvlan, MacvlanMode};
 pub use link::veth::Veth;
-pub use link::vlan::{Vlan, VlanFlags, VlanProtocol};
+pub use link::vlan::{Vlan, VlanFlags, VlanProtocol, VlanQosMaps};
 pub use link::vxlan::{Vxlan, VxlanInfo, VXLAN_PORT};
 pub use link::{Link, LinkBuilder, LinkKind, LinkRef, LinkSet};
 pub use netns::{Netns, NETNS_RUN_DIR};
