@@ -22,6 +22,7 @@ pub mod result;
 pub mod route;
 pub(crate) mod runtime;
 pub(crate) mod support;
+pub mod vlan_qos;
 
 /// The library version, e.g. `"0.1.0"` (the same as `UNDERLAY_VERSION` in the header).
 #[no_mangle]

@@ -89,14 +89,14 @@ impl VlanFlags {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VlanQosMaps {
     /// Received frames: (802.1p priority 0..7 of the tag, `skb` priority given to the packet).
-    pub ingress: Vec<(u8, u32)>,
+    pub ingress: Vec<(u32, u32)>,
     /// Sent packets: (`skb` priority, 802.1p priority 0..7 written into the tag).
-    pub egress: Vec<(u32, u8)>,
+    pub egress: Vec<(u32, u32)>,
 }
 
 impl VlanQosMaps {
     /// 802.1p priorities run 0..=7.
-    pub const MAX_PRIORITY: u8 = 7;
+    pub const MAX_PRIORITY: u32 = 7;
 
     /// No entry in either direction.
     pub fn is_empty(&self) -> bool {
@@ -105,7 +105,7 @@ impl VlanQosMaps {
 
     /// Refuses an 802.1p priority above 7 (the kernel would silently keep its low 3 bits).
     pub(crate) fn validate(&self, object: &str) -> Result<()> {
-        let bad = |dir: &str, entry: String, p: u8| {
+        let bad = |dir: &str, entry: String, p: u32| {
             Err(Error::invalid(format!(
                 "{dir} QoS map entry {entry} of {object}: 802.1p priority {p} is out of range \
                  0..{}; give a priority from there",
@@ -130,7 +130,7 @@ impl VlanQosMaps {
             out.push(InfoVlan::IngressQos(
                 self.ingress
                     .iter()
-                    .map(|&(f, t)| VlanQosMapping::Mapping(u32::from(f), t))
+                    .map(|&(f, t)| VlanQosMapping::Mapping(f, t))
                     .collect(),
             ));
         }
@@ -138,7 +138,7 @@ impl VlanQosMaps {
             out.push(InfoVlan::EgressQos(
                 self.egress
                     .iter()
-                    .map(|&(f, t)| VlanQosMapping::Mapping(f, u32::from(t)))
+                    .map(|&(f, t)| VlanQosMapping::Mapping(f, t))
                     .collect(),
             ));
         }
@@ -155,14 +155,8 @@ impl VlanQosMaps {
                 .collect()
         };
         VlanQosMaps {
-            ingress: pairs(ingress)
-                .into_iter()
-                .map(|(f, t)| (f.min(255) as u8, t))
-                .collect(),
-            egress: pairs(egress)
-                .into_iter()
-                .map(|(f, t)| (f, t.min(255) as u8))
-                .collect(),
+            ingress: pairs(ingress),
+            egress: pairs(egress),
         }
     }
 }

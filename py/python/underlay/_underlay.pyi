@@ -96,6 +96,8 @@ class Netns:
     @staticmethod
     def delete(name: str) -> None: ...
     @staticmethod
+    def delete_many(names: Sequence[str]) -> None: ...
+    @staticmethod
     def list() -> _List[str]: ...
     @property
     def name(self) -> str | None: ...
@@ -206,6 +208,10 @@ class Link:
     def vlan_protocol(self) -> VlanProtocol | None: ...
     @property
     def vlan_flags(self) -> VlanFlags | None: ...
+    @property
+    def vlan_ingress_qos(self) -> _List[tuple[int, int]] | None: ...
+    @property
+    def vlan_egress_qos(self) -> _List[tuple[int, int]] | None: ...
     @property
     def source_macs(self) -> _List[str] | None: ...
     @property
@@ -371,6 +377,8 @@ class Vlan:
         gvrp: bool = False,
         mvrp: bool = False,
         loose_binding: bool = False,
+        ingress_qos: Sequence[tuple[int, int]] | None = None,
+        egress_qos: Sequence[tuple[int, int]] | None = None,
         name: str | None = None,
         mtu: int | None = None,
         mac: str | None = None,
@@ -381,6 +389,14 @@ class Vlan:
         netns: Netns | None = None,
         target: Handle | None = None,
     ) -> Link: ...
+    @staticmethod
+    def set_qos(
+        handle: Handle,
+        link: _LinkLike,
+        *,
+        ingress_qos: Sequence[tuple[int, int]] | None = None,
+        egress_qos: Sequence[tuple[int, int]] | None = None,
+    ) -> None: ...
     @staticmethod
     def attach_to_netns(
         handle: Handle,
@@ -739,6 +755,18 @@ class Networks:
         mtu: int | None = None,
         bring_parent_up: bool = False,
     ) -> Network: ...
+    def create_or_open(
+        self,
+        name: str,
+        *,
+        driver: str = "macvlan",
+        parent: str | None = None,
+        mode: str | None = None,
+        flag: str | None = None,
+        pools: Sequence[Pool] | None = None,
+        mtu: int | None = None,
+        bring_parent_up: bool = False,
+    ) -> Network: ...
     def create_docker(
         self, name: str, driver: str, options: Mapping[str, str], *, pools: Sequence[Pool] | None = None
     ) -> Network: ...
@@ -767,6 +795,16 @@ class Network:
     def pools(self) -> _List[Pool]: ...
     @property
     def host_access(self) -> str | None: ...
+    def differences(
+        self,
+        *,
+        driver: str = "macvlan",
+        parent: str | None = None,
+        mode: str | None = None,
+        flag: str | None = None,
+        pools: Sequence[Pool] | None = None,
+        mtu: int | None = None,
+    ) -> _List[str]: ...
     def connect(
         self,
         netns: Netns,

@@ -54,6 +54,7 @@ __all__ = [
     "create_netns",
     "open_netns",
     "delete_netns",
+    "delete_netns_many",
     "ping",
     "announce",
 ]
@@ -92,6 +93,11 @@ async def open_netns(name: str) -> Netns:
 async def delete_netns(name: str) -> None:
     """Deletes a named namespace (``Netns.delete``)."""
     await _run(_underlay.Netns.delete, name)
+
+
+async def delete_netns_many(names: Sequence[str]) -> None:
+    """Deletes many named namespaces in one go (``Netns.delete_many``)."""
+    await _run(_underlay.Netns.delete_many, list(names))
 
 
 async def ping(netns: Netns, dst: IpLike, timeout: float = 1.0) -> float | None:
@@ -214,6 +220,11 @@ class Vlan(_Attachable):
     """``underlay.Vlan``, async."""
 
     _sync = _underlay.Vlan
+
+    @staticmethod
+    async def set_qos(handle: Handle | _underlay.Handle, link: LinkLike, **kwargs: Any) -> None:
+        """Changes the QoS maps of an existing VLAN (keywords as ``underlay.Vlan.set_qos``)."""
+        await _run(_underlay.Vlan.set_qos, _sync(handle), link, **kwargs)
 
 
 class Macvlan(_Attachable):
@@ -446,6 +457,11 @@ class Network:
         """Address pools."""
         return self.sync.pools
 
+    def differences(self, **kwargs: Any) -> _List[str]:
+        """How a definition differs from this network's (no I/O: not a coroutine; keywords
+        as ``underlay.Network.differences``)."""
+        return self.sync.differences(**kwargs)
+
     async def connect(self, netns: Netns, container_id: str, **kwargs: Any) -> Endpoint:
         """Connects a container (keywords as ``underlay.Network.connect``)."""
         return await _run(self.sync.connect, netns, container_id, **_unwrap(kwargs))
@@ -511,6 +527,11 @@ class Networks:
     async def create(self, name: str, **kwargs: Any) -> Network:
         """Creates a network (keywords as ``underlay.Networks.create``)."""
         return Network(await _run(self.sync.create, name, **kwargs))
+
+    async def create_or_open(self, name: str, **kwargs: Any) -> Network:
+        """Creates a network or opens the one defined so (keywords as
+        ``underlay.Networks.create_or_open``)."""
+        return Network(await _run(self.sync.create_or_open, name, **kwargs))
 
     async def create_docker(
         self, name: str, driver: str, options: Mapping[str, str], *, pools: Sequence[Pool] | None = None
