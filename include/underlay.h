@@ -147,6 +147,13 @@ typedef struct underlay_endpoint_list underlay_endpoint_list;
 typedef struct underlay_endpoint_spec underlay_endpoint_spec;
 
 /**
+ * The foreign leases of an IPAM network, by address (owned; free with
+ * `underlay_foreign_lease_list_free`). Each blocks its address: underlay never hands it out
+ * nor releases it; release it with the tool that wrote it (e.g. CNI host-local).
+ */
+typedef struct underlay_foreign_lease_list underlay_foreign_lease_list;
+
+/**
  * A netlink handle bound to one network namespace. Thread-safe: one handle may be used from
  * many threads at once. Free with `underlay_handle_free`.
  */
@@ -377,6 +384,42 @@ const char *underlay_address_peer(const underlay_address *address);
  * The broadcast address (IPv4, "10.1.0.255"), or NULL; borrowed.
  */
 const char *underlay_address_broadcast(const underlay_address *address);
+
+/**
+ * The leases another tool left in the network that underlay cannot take as its own (a
+ * host-local lease file with a container id over 256 bytes, or outside every pool).
+ */
+underlay_result underlay_ipam_foreign_leases(const underlay_ipam *ipam,
+                                             underlay_foreign_lease_list **list_out);
+
+/**
+ * The number of foreign leases in `list` (0 for NULL).
+ */
+size_t underlay_foreign_lease_list_count(const underlay_foreign_lease_list *list);
+
+/**
+ * Lease `index`'s address ("10.26.0.2"), borrowed from `list`; NULL for NULL or out of range.
+ */
+const char *underlay_foreign_lease_list_address(const underlay_foreign_lease_list *list,
+                                                size_t index);
+
+/**
+ * Where lease `index` is kept (its file), borrowed from `list`; NULL for NULL or out of range.
+ */
+const char *underlay_foreign_lease_list_location(const underlay_foreign_lease_list *list,
+                                                 size_t index);
+
+/**
+ * Why underlay cannot take lease `index` as its own, borrowed from `list`; NULL for NULL or
+ * out of range.
+ */
+const char *underlay_foreign_lease_list_reason(const underlay_foreign_lease_list *list,
+                                               size_t index);
+
+/**
+ * Frees `list`. NULL is a no-op.
+ */
+void underlay_foreign_lease_list_free(underlay_foreign_lease_list *list);
 
 /**
  * A handle on the calling process's namespace.

@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod address;
+pub mod foreign_lease;
 pub mod handle;
 pub mod ipam;
 pub mod link;

@@ -1,6 +1,7 @@
 /*
- * From C: many namespaces deleted in one call, and a stored network compared with a spec
- * (create-or-open, the stored spec, the differences). As root, in namespaces this test makes.
+ * From C: many namespaces deleted in one call, a stored network compared with a spec
+ * (create-or-open, the stored spec, the differences), and host-local leases underlay cannot
+ * take as its own (kept, listed, never handed out). As root, in namespaces this test makes.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -145,7 +146,85 @@ static void test_compare(void) {
     FAIL("cannot remove %s", dir);
 }
 
+/* Writes a host-local lease file `dir/addr` holding `content`. */
+static void lease_file(const char *dir, const char *addr, const char *content) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/%s", dir, addr);
+  FILE *f = fopen(path, "w");
+  if (f == NULL || fputs(content, f) < 0 || fclose(f) != 0)
+    FAIL("cannot write %s", path);
+}
+
+static void test_foreign_leases(void) {
+  char root[] = "/tmp/ulc-foreign-XXXXXX", dir[128], cmd[160];
+  if (mkdtemp(root) == NULL) {
+    FAIL("mkdtemp");
+    return;
+  }
+  snprintf(dir, sizeof dir, "%s/mynet", root);
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+  if (system(cmd) != 0)
+    FAIL("mkdir %s", dir);
+  char long_id[301 + 8];
+  memset(long_id, 'c', 300);
+  strcpy(long_id + 300, "\r\neth0");
+  lease_file(dir, "10.23.0.2", long_id);
+  lease_file(dir, "10.99.0.7", "other\r\neth0");
+  underlay_ipam_store *store = NULL;
+  underlay_ipam_network *net = NULL;
+  underlay_ipam *ipam = NULL;
+  underlay_foreign_lease_list *list = NULL;
+  underlay_lease *lease = NULL;
+  OK(underlay_ipam_store_open_hostlocal(root, &store));
+  OK(underlay_ipam_network_new("mynet", &net));
+  OK(underlay_ipam_network_add_pool(net, "10.23.0.0/29"));
+  OK(underlay_ipam_create(store, net, &ipam));
+  OK(underlay_ipam_foreign_leases(ipam, &list));
+  TRUE(underlay_foreign_lease_list_count(list) == 2);
+  const char *a0 = underlay_foreign_lease_list_address(list, 0);
+  const char *r0 = underlay_foreign_lease_list_reason(list, 0);
+  const char *l0 = underlay_foreign_lease_list_location(list, 0);
+  const char *r1 = underlay_foreign_lease_list_reason(list, 1);
+  TRUE(a0 != NULL && strcmp(a0, "10.23.0.2") == 0);
+  TRUE(r0 != NULL && strstr(r0, "256") != NULL);
+  TRUE(l0 != NULL && strstr(l0, "mynet/10.23.0.2") != NULL);
+  TRUE(r1 != NULL && strstr(r1, "outside every pool") != NULL);
+  TRUE(underlay_foreign_lease_list_address(list, 2) == NULL);
+  TRUE(underlay_foreign_lease_list_count(NULL) == 0);
+  TRUE(underlay_foreign_lease_list_reason(NULL, 0) == NULL);
+  underlay_foreign_lease_list_free(list);
+  underlay_foreign_lease_list_free(NULL);
+  EXPECT(underlay_ipam_allocate(ipam, "x", "eth0", "10.23.0.2", &lease),
+         UNDERLAY_RESULT_ALREADY_EXISTS, "10.23.0.2");
+  TRUE(lease == NULL);
+  /* Next-fit over the /29 (.1 is the gateway): .3 to .6, never .2. */
+  int handed = 0;
+  for (int i = 0; i < 8; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "c%d", i);
+    lease = NULL;
+    underlay_result got = underlay_ipam_allocate(ipam, id, "eth0", NULL, &lease);
+    if (got == UNDERLAY_RESULT_POOL_EXHAUSTED)
+      break;
+    EXPECT(got, UNDERLAY_RESULT_OK, NULL);
+    const char *addr = lease != NULL ? underlay_lease_address(lease, 0) : NULL;
+    TRUE(addr != NULL && strncmp(addr, "10.23.0.2/", 10) != 0);
+    underlay_lease_free(lease);
+    handed++;
+  }
+  TRUE(handed == 4);
+  EXPECT(underlay_ipam_foreign_leases(NULL, &list), UNDERLAY_RESULT_NULL_PARAMETER, "`ipam`");
+  EXPECT(underlay_ipam_foreign_leases(ipam, NULL), UNDERLAY_RESULT_NULL_PARAMETER, "`list_out`");
+  underlay_ipam_free(ipam);
+  underlay_ipam_network_free(net);
+  underlay_ipam_store_free(store);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+  if (system(cmd) != 0)
+    FAIL("cannot remove %s", root);
+}
+
 int main(void) {
+  test_foreign_leases();
   if (geteuid() != 0) {
     printf("SKIPPED: test_batch_and_compare needs root (namespaces); CI runs it as root\n");
     return 0;

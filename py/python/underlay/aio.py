@@ -29,6 +29,7 @@ from ._underlay import (
     Address,
     Attached,
     Endpoint,
+    ForeignLease,
     Lease,
     Link,
     Netns,
@@ -417,6 +418,10 @@ class Ipam:
     async def list(self) -> _List[Lease]:
         """Every lease."""
         return await _run(self.sync.list)
+
+    async def foreign_leases(self) -> _List[ForeignLease]:
+        """The leases another tool left that underlay cannot take as its own."""
+        return await _run(self.sync.foreign_leases)
 
     async def gc(self, valid: Sequence[tuple[str, str]]) -> _List[Lease]:
         """Releases every lease whose owner is not in ``valid``."""
