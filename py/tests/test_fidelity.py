@@ -246,7 +246,7 @@ def test_host_local_foreign_leases_block_only_their_address(tmpdir_path: str) ->
     assert "outside every pool" in foreign[1].reason
     assert foreign[0].location.endswith("mynet/10.23.0.2")
     with pytest.raises(underlay.AlreadyExists, match="10.23.0.2"):
-        ipam.allocate("x", ip="10.23.0.2")
+        ipam.allocate("x", ips=["10.23.0.2"])
     got = set()
     while True:
         try:

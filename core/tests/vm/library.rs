@@ -444,8 +444,11 @@ fn qos_of(link: &serde_json::Value, dir: &str) -> Vec<(u64, u64)> {
         .unwrap_or_default()
 }
 
+/// One direction of a QoS map as (from, to) pairs.
+type QosPairs = Vec<(u64, u64)>;
+
 /// The library's maps as (from, to) lists, to compare with iproute2's.
-fn qos_pairs(q: &VlanQosMaps) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+fn qos_pairs(q: &VlanQosMaps) -> (QosPairs, QosPairs) {
     (
         q.ingress
             .iter()
