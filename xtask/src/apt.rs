@@ -94,20 +94,25 @@ pub fn install(task: &str, wanted: &[(&str, &str)]) -> io::Result<()> {
     )))
 }
 
-/// `/usr/sbin/policy-rc.d` exiting 101 (no service starts) while it lives, when there was none.
+/// The first lines of the `policy-rc.d` this module writes (so a leftover one, from a run
+/// that was killed mid-install, is recognised as ours and removed after the next install).
+const POLICY: &str =
+    "#!/bin/sh\n# underlay xtask: no service starts during its installs\nexit 101\n";
+
+/// `/usr/sbin/policy-rc.d` exiting 101 (no service starts) while it lives, when there was none
+/// (or only ours, left behind).
 struct NoServices(Option<&'static Path>);
 
 impl NoServices {
     fn install() -> NoServices {
         let path = Path::new("/usr/sbin/policy-rc.d");
-        if path.exists() {
-            return NoServices(None);
+        match std::fs::read_to_string(path) {
+            Ok(text) if text == POLICY => return NoServices(Some(path)),
+            Ok(_) => return NoServices(None), // the user's own: left alone
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return NoServices(None),
+            Err(_) => {}
         }
-        let written = std::fs::write(
-            path,
-            "#!/bin/sh\n# underlay xtask: no service starts during its installs\nexit 101\n",
-        )
-        .and_then(|()| {
+        let written = std::fs::write(path, POLICY).and_then(|()| {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         });
