@@ -14,7 +14,10 @@
 //!
 //! Run as root: `cargo run --release -p underlay-examples --bin scenarios`. Where the kernel
 //! has no 8021q, the demo says so and runs itself inside the test VM (Debian's kernel, qemu).
-//! Everything lives in namespaces the demo makes, and goes when it ends.
+//! What the VM needs and the host lacks (qemu, a static busybox, ...) is installed with apt
+//! after saying which packages and why, never removing one (`--no-remove`); `--no-install`
+//! (or `UNDERLAY_NO_INSTALL=1`) refuses instead and names them. Everything lives in namespaces
+//! the demo makes, and goes when it ends.
 //!
 //! `--etcd` (build with `--features etcd`): S1 and S3 only, with both hosts allocating from one
 //! etcd-backed pool (../shared/SCENARIOS.md S5): the demo starts a single etcd member on free
@@ -43,6 +46,9 @@ async fn main() -> ExitCode {
             "scenarios: needs root (it creates network namespaces and links): run it as root"
         );
         return ExitCode::from(2);
+    }
+    if std::env::args().skip(1).any(|a| a == "--no-install") {
+        xtask::apt::forbid_installs();
     }
     if std::env::args().skip(1).any(|a| a == "--etcd") {
         return etcd_mode().await;

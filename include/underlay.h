@@ -147,6 +147,13 @@ typedef struct underlay_endpoint_list underlay_endpoint_list;
 typedef struct underlay_endpoint_spec underlay_endpoint_spec;
 
 /**
+ * The foreign leases of an IPAM network, by address (owned; free with
+ * `underlay_foreign_lease_list_free`). Each blocks its address: underlay never hands it out
+ * nor releases it; release it with the tool that wrote it (e.g. CNI host-local).
+ */
+typedef struct underlay_foreign_lease_list underlay_foreign_lease_list;
+
+/**
  * A netlink handle bound to one network namespace. Thread-safe: one handle may be used from
  * many threads at once. Free with `underlay_handle_free`.
  */
@@ -249,6 +256,21 @@ typedef struct underlay_route_list underlay_route_list;
  * A list of strings (namespace names, reconcile findings); free with `underlay_string_list_free`.
  */
 typedef struct underlay_string_list underlay_string_list;
+
+/**
+ * One entry of a VLAN QoS map: ingress maps the tag's 802.1p priority `from` (0..7) to the
+ * packet priority `to`; egress maps the packet priority `from` to the tag's `to` (0..7).
+ */
+typedef struct {
+  /**
+   * Priority mapped from.
+   */
+  uint32_t from;
+  /**
+   * Priority mapped to.
+   */
+  uint32_t to;
+} underlay_vlan_qos_mapping;
 
 #ifdef __cplusplus
 extern "C" {
@@ -362,6 +384,42 @@ const char *underlay_address_peer(const underlay_address *address);
  * The broadcast address (IPv4, "10.1.0.255"), or NULL; borrowed.
  */
 const char *underlay_address_broadcast(const underlay_address *address);
+
+/**
+ * The leases another tool left in the network that underlay cannot take as its own (a
+ * host-local lease file with a container id over 256 bytes, or outside every pool).
+ */
+underlay_result underlay_ipam_foreign_leases(const underlay_ipam *ipam,
+                                             underlay_foreign_lease_list **list_out);
+
+/**
+ * The number of foreign leases in `list` (0 for NULL).
+ */
+size_t underlay_foreign_lease_list_count(const underlay_foreign_lease_list *list);
+
+/**
+ * Lease `index`'s address ("10.26.0.2"), borrowed from `list`; NULL for NULL or out of range.
+ */
+const char *underlay_foreign_lease_list_address(const underlay_foreign_lease_list *list,
+                                                size_t index);
+
+/**
+ * Where lease `index` is kept (its file), borrowed from `list`; NULL for NULL or out of range.
+ */
+const char *underlay_foreign_lease_list_location(const underlay_foreign_lease_list *list,
+                                                 size_t index);
+
+/**
+ * Why underlay cannot take lease `index` as its own, borrowed from `list`; NULL for NULL or
+ * out of range.
+ */
+const char *underlay_foreign_lease_list_reason(const underlay_foreign_lease_list *list,
+                                               size_t index);
+
+/**
+ * Frees `list`. NULL is a no-op.
+ */
+void underlay_foreign_lease_list_free(underlay_foreign_lease_list *list);
 
 /**
  * A handle on the calling process's namespace.
@@ -1144,6 +1202,14 @@ underlay_result underlay_netns_ping(const underlay_netns *netns,
                                     uint64_t *rtt_us_out);
 
 /**
+ * Deletes the `count` named namespaces `names[i]` one after the other on one thread (faster
+ * than one `underlay_netns_delete` each); every name is tried, and the failures are reported
+ * together (MULTIPLE for more than one), each naming its namespace. `names` may be NULL when
+ * `count` is 0.
+ */
+underlay_result underlay_netns_delete_many(const char *const *names, size_t count);
+
+/**
  * Opens the networks kept under directory `root` (e.g. "/var/lib/underlay"; created if
  * missing), with `host` the host namespace's handle and the IPAM's local store under `root`.
  */
@@ -1488,6 +1554,30 @@ size_t underlay_endpoint_route_count(const underlay_endpoint *endpoint);
 const char *underlay_endpoint_route(const underlay_endpoint *endpoint, size_t index);
 
 /**
+ * Creates the network `spec` describes, or opens it when it exists with this definition; a
+ * network of that name defined otherwise is CONFLICT, the message naming each difference.
+ */
+underlay_result underlay_networks_create_or_open(const underlay_networks *networks,
+                                                 const underlay_network_spec *spec,
+                                                 underlay_network **network_out);
+
+/**
+ * The network's stored definition as a new spec (free with `underlay_network_spec_free`;
+ * bring-parent-up is not stored and reads off).
+ */
+underlay_result underlay_network_spec_of(const underlay_network *network,
+                                         underlay_network_spec **spec_out);
+
+/**
+ * How `spec` differs from the network's definition, one string per difference ("MTU: stored
+ * 1400, given the parent's"); an empty list when it is the same network (what
+ * `underlay_networks_create_or_open` accepts). Free with `underlay_string_list_free`.
+ */
+underlay_result underlay_network_differences(const underlay_network *network,
+                                             const underlay_network_spec *spec,
+                                             underlay_string_list **list_out);
+
+/**
  * The message of the calling thread's last failure ("UNDERLAY_RESULT_NOT_FOUND: link `x` ...":
  * what failed, on which object, the errno, what to do), or "" if no call on this thread has
  * failed yet. Valid until the thread's next failing underlay call; do not free it.
@@ -1649,6 +1739,43 @@ underlay_result underlay_handle_route_delete(const underlay_handle *handle,
 underlay_result underlay_handle_route_list(const underlay_handle *handle,
                                            uint32_t table,
                                            underlay_route_list **list_out);
+
+/**
+ * VLAN builders: the QoS maps set in the create request (`ingress_count` entries at
+ * `ingress`, `egress_count` at `egress`; either may be NULL when its count is 0), replacing
+ * any given before. Priorities outside 0..7 fail at execute with INVALID_ARGUMENT.
+ */
+underlay_result underlay_link_builder_vlan_qos(underlay_link_builder *builder,
+                                               const underlay_vlan_qos_mapping *ingress,
+                                               size_t ingress_count,
+                                               const underlay_vlan_qos_mapping *egress,
+                                               size_t egress_count);
+
+/**
+ * Adds or changes entries of the QoS maps of the existing VLAN `name` (entries not given
+ * stay; one mapped to 0 is cleared). A link that is not a VLAN is INVALID_ARGUMENT.
+ */
+underlay_result underlay_handle_vlan_set_qos(const underlay_handle *handle,
+                                             const char *name,
+                                             const underlay_vlan_qos_mapping *ingress,
+                                             size_t ingress_count,
+                                             const underlay_vlan_qos_mapping *egress,
+                                             size_t egress_count);
+
+/**
+ * A VLAN's ingress QoS map (the entries not mapped to 0): copies up to `capacity` entries
+ * into `out` and returns how many there are (call with 0 to size `out`).
+ */
+size_t underlay_link_vlan_ingress_qos(const underlay_link *link,
+                                      underlay_vlan_qos_mapping *out,
+                                      size_t capacity);
+
+/**
+ * A VLAN's egress QoS map, as `underlay_link_vlan_ingress_qos`.
+ */
+size_t underlay_link_vlan_egress_qos(const underlay_link *link,
+                                     underlay_vlan_qos_mapping *out,
+                                     size_t capacity);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -87,10 +87,11 @@ impl Handle {
         Handle::from_socket(socket, netns, "current netns".to_string())
     }
 
-    /// A connection inside `netns`: the socket is opened on a short-lived thread that entered
-    /// the namespace, then driven from the runtime like any other.
+    /// A connection inside `netns`: the socket is opened on one of the library's namespace
+    /// threads (kept across calls, no thread started per call), then driven from the runtime
+    /// like any other.
     pub async fn for_netns(netns: &Netns) -> Result<Handle> {
-        let socket = netns.run_async(open_socket).await??;
+        let socket = netns.run_pooled(open_socket).await??;
         Handle::from_socket(socket, netns.clone(), netns.to_string())
     }
 
@@ -119,7 +120,7 @@ impl Handle {
     /// Like [`Handle::for_netns`], for callers outside async code (still needs a runtime to
     /// drive the connection: call it from within `Runtime::enter`).
     pub fn for_netns_blocking(netns: &Netns) -> Result<Handle> {
-        let socket = netns.run(open_socket)??;
+        let socket = netns.run_pooled_blocking(open_socket)??;
         Handle::from_socket(socket, netns.clone(), netns.to_string())
     }
 
@@ -492,6 +493,36 @@ pub(crate) fn kernel_error(
 mod tests {
     use super::*;
     use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+
+    /// Handles on an existing namespace open their socket on the library's namespace threads:
+    /// no OS thread is started per handle.
+    #[test]
+    fn handles_on_a_namespace_start_no_thread_each() {
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED handles_on_a_namespace_start_no_thread_each: needs root (setns)");
+            return;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let ns = Netns::current().unwrap();
+            let started = || crate::netns::tests::ONE_SHOT_THREADS.with(|c| c.get());
+            let before = started();
+            for _ in 0..20 {
+                let h = Handle::for_netns(&ns).await.unwrap();
+                h.links().await.unwrap();
+            }
+            let rt_handle = tokio::runtime::Handle::current();
+            let _enter = rt_handle.enter();
+            for _ in 0..5 {
+                Handle::for_netns_blocking(&ns).unwrap();
+            }
+            assert_eq!(started() - before, 0, "threads started for 25 handles");
+        });
+    }
 
     #[test]
     fn oversized_requests_are_refused_naming_the_limit() {

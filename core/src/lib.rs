@@ -55,13 +55,18 @@ pub use link::dummy::Dummy;
 pub use link::ipvlan::{Ipvlan, IpvlanFlag, IpvlanMode};
 pub use link::macvlan::{Macvlan, MacvlanMode};
 pub use link::veth::Veth;
-pub use link::vlan::{Vlan, VlanFlags, VlanProtocol};
+pub use link::vlan::{Vlan, VlanFlags, VlanProtocol, VlanQosMaps};
 pub use link::vxlan::{Vxlan, VxlanInfo, VXLAN_PORT};
 pub use link::{Link, LinkBuilder, LinkKind, LinkRef, LinkSet};
 pub use netns::{Netns, NETNS_RUN_DIR};
 pub use route::{NextHop, Route, RouteScopeKind, TABLE_ALL, TABLE_MAIN};
 pub use sysctl::SysctlIf;
 pub use types::{check_mtu_value, IfName, MacAddr, VlanId, MTU_RANGE};
+
+/// The `ipnet` crate, whose networks the API takes and returns (addresses, routes, pools):
+/// use it from here to get the very version underlay was built with.
+pub use ipnet;
+pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// Crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -158,29 +158,45 @@ impl Netns {
     /// Deletes the named namespace the way `ip netns del NAME` does: the bind mount and its file
     /// go; the namespace itself ends when no process or descriptor holds it any more (its links
     /// go with it, which is the cheapest way to delete many links at once).
+    ///
+    /// Blocks for the unmount: from async code use [`Netns::delete_async`], and for many
+    /// namespaces [`Netns::delete_many`].
     pub fn delete(name: &str) -> Result<()> {
-        let path = named_path(name)?;
-        let c = cpath(&path)?;
-        // SAFETY: c is a valid NUL-terminated path.
-        let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if !path.exists() {
-                return Err(Error::not_found(format!(
-                    "network namespace `{name}` not found: nothing to delete"
-                ))
-                .with_errno(libc::ENOENT));
-            }
-            // EINVAL: not a mount point (a stale file): remove it all the same.
-            if err.raw_os_error() != Some(libc::EINVAL) {
-                return Err(Error::io(
-                    format!("cannot unmount network namespace `{name}`"),
-                    err,
-                ));
-            }
+        delete_named(name)
+    }
+
+    /// Like [`Netns::delete`], without blocking the async caller (the unmount runs on tokio's
+    /// blocking threads).
+    pub async fn delete_async(name: &str) -> Result<()> {
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || delete_named(&name))
+            .await
+            .map_err(|_| Error::new(ErrorKind::Io, "deleting a network namespace panicked"))?
+    }
+
+    /// Deletes many named namespaces in one go, one after the other on one blocking thread
+    /// (as `ip -batch` does): unmounts from many threads at once contend on the kernel's
+    /// mount lock, so this is the fastest way to delete many. Every name is tried; the
+    /// failures are reported together ([`ErrorKind::Multiple`] for more than one), each
+    /// naming its namespace.
+    pub async fn delete_many<I, S>(names: I) -> Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let names: Vec<String> = names.into_iter().map(|n| n.as_ref().to_string()).collect();
+        let errors = tokio::task::spawn_blocking(move || {
+            names
+                .iter()
+                .filter_map(|n| delete_named(n).err())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|_| Error::new(ErrorKind::Io, "deleting network namespaces panicked"))?;
+        if errors.is_empty() {
+            return Ok(());
         }
-        std::fs::remove_file(&path)
-            .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
+        Err(Error::multiple("deleting network namespaces", errors))
     }
 
     /// The names of the named namespaces (as `ip netns list`), sorted.
@@ -222,6 +238,8 @@ impl Netns {
         F: FnOnce() -> R + Send,
         R: Send,
     {
+        #[cfg(test)]
+        tests::ONE_SHOT_THREADS.with(|c| c.set(c.get() + 1));
         std::thread::scope(|s| {
             let handle = std::thread::Builder::new()
                 .name("underlay-netns".into())
@@ -255,6 +273,8 @@ impl Netns {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let ns = self.clone();
+        #[cfg(test)]
+        tests::ONE_SHOT_THREADS.with(|c| c.set(c.get() + 1));
         std::thread::Builder::new()
             .name("underlay-netns".into())
             .spawn(move || match ns.enter() {
@@ -284,6 +304,19 @@ impl Netns {
             let _ = tx.send(ns.enter().map(|()| f()));
         }))?;
         rx.await.unwrap_or_else(|_| Err(self.panicked_inside()))
+    }
+
+    /// Like [`Netns::run_pooled`], blocking the caller until `f` returned.
+    pub(crate) fn run_pooled_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ns = self.clone();
+        makers::submit(Box::new(move || {
+            let _ = tx.send(ns.enter().map(|()| f()));
+        }))?;
+        rx.recv().unwrap_or_else(|_| Err(self.panicked_inside()))
     }
 
     /// What a caller gets when the code it ran inside this namespace panicked.
@@ -469,6 +502,32 @@ fn unescape_mountinfo(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmounts and removes `/run/netns/NAME` (see [`Netns::delete`]).
+fn delete_named(name: &str) -> Result<()> {
+    let path = named_path(name)?;
+    let c = cpath(&path)?;
+    // SAFETY: c is a valid NUL-terminated path.
+    let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if !path.exists() {
+            return Err(Error::not_found(format!(
+                "network namespace `{name}` not found: nothing to delete"
+            ))
+            .with_errno(libc::ENOENT));
+        }
+        // EINVAL: not a mount point (a stale file): remove it all the same.
+        if err.raw_os_error() != Some(libc::EINVAL) {
+            return Err(Error::io(
+                format!("cannot unmount network namespace `{name}`"),
+                err,
+            ));
+        }
+    }
+    std::fs::remove_file(&path)
+        .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
 }
 
 fn named_path(name: &str) -> Result<PathBuf> {
@@ -866,8 +925,13 @@ fn namespace_here(path: Option<&Path>) -> Result<OwnedFd> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    thread_local! {
+        /// Threads started for one job each by this thread (`run`, `run_async_then_drop`).
+        pub(crate) static ONE_SHOT_THREADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
 
     #[test]
     fn names_are_validated() {

@@ -125,7 +125,7 @@ pub extern "C" fn underlay_ipam_network_free(network: *mut underlay_ipam_network
 
 /// An IPAM on one network of one store. Thread-safe. Free with `underlay_ipam_free`.
 pub struct underlay_ipam {
-    inner: Ipam,
+    pub(crate) inner: Ipam,
 }
 
 /// Opens the network `name` already defined in `store`.

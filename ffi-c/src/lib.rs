@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod address;
+pub mod foreign_lease;
 pub mod handle;
 pub mod ipam;
 pub mod link;
@@ -22,6 +23,7 @@ pub mod result;
 pub mod route;
 pub(crate) mod runtime;
 pub(crate) mod support;
+pub mod vlan_qos;
 
 /// The library version, e.g. `"0.1.0"` (the same as `UNDERLAY_VERSION` in the header).
 #[no_mangle]

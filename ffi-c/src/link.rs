@@ -20,7 +20,7 @@ use crate::support::{
 /// A link as read back from the kernel: from `underlay_handle_link_get` or a builder (free with
 /// `underlay_link_free`), or borrowed from an `underlay_link_list`.
 pub struct underlay_link {
-    inner: Link,
+    pub(crate) inner: Link,
     name: CString,
     kind: CString,
     mac: Option<CString>,
@@ -436,7 +436,7 @@ pub extern "C" fn underlay_handle_link_set_netns(
     set_link(handle, name, |x| Ok(x.netns(&r(netns, "netns")?.inner)))
 }
 
-enum AnyBuilder {
+pub(crate) enum AnyBuilder {
     Vlan(LinkBuilder<Vlan>),
     Macvlan(LinkBuilder<Macvlan>),
     Ipvlan(LinkBuilder<Ipvlan>),
@@ -483,7 +483,7 @@ fn new_builder(
 }
 
 /// Edits a builder: `f` gets the builder and gives it back changed.
-fn edit(
+pub(crate) fn edit(
     builder: *mut underlay_link_builder,
     f: impl FnOnce(AnyBuilder) -> Result<AnyBuilder, (AnyBuilder, crate::result::Failure)>,
 ) -> underlay_result {
@@ -506,7 +506,7 @@ fn edit(
     })
 }
 
-fn wrong_kind(
+pub(crate) fn wrong_kind(
     b: AnyBuilder,
     want: &str,
 ) -> Result<AnyBuilder, (AnyBuilder, crate::result::Failure)> {

@@ -238,3 +238,28 @@ pub extern "C" fn underlay_netns_ping(
         Ok(())
     })
 }
+
+/// Deletes the `count` named namespaces `names[i]` one after the other on one thread (faster
+/// than one `underlay_netns_delete` each); every name is tried, and the failures are reported
+/// together (MULTIPLE for more than one), each naming its namespace. `names` may be NULL when
+/// `count` is 0.
+#[no_mangle]
+pub extern "C" fn underlay_netns_delete_many(
+    names: *const *const c_char,
+    count: usize,
+) -> underlay_result {
+    guard(|| {
+        if count > 0 && names.is_null() {
+            return Err(crate::support::null("names"));
+        }
+        let mut list = Vec::with_capacity(count.min(4096));
+        if count > 0 {
+            // SAFETY: `names` holds `count` pointers (the caller's contract), non-NULL above.
+            let ptrs = unsafe { std::slice::from_raw_parts(names, count) };
+            for p in ptrs {
+                list.push(s(*p, "names[i]")?.to_string());
+            }
+        }
+        crate::support::block(Netns::delete_many(list))
+    })
+}

@@ -834,3 +834,58 @@ pub extern "C" fn underlay_endpoint_route(
             .map_or(std::ptr::null(), |a| a.as_ptr())
     })
 }
+
+/// Creates the network `spec` describes, or opens it when it exists with this definition; a
+/// network of that name defined otherwise is CONFLICT, the message naming each difference.
+#[no_mangle]
+pub extern "C" fn underlay_networks_create_or_open(
+    networks: *const underlay_networks,
+    spec: *const underlay_network_spec,
+    network_out: *mut *mut underlay_network,
+) -> underlay_result {
+    guard(|| {
+        let n = r(networks, "networks")?;
+        let sp = r(spec, "spec")?;
+        let o = out(network_out, "network_out")?;
+        let net = block(n.inner.create_or_open(sp.inner.clone()))?;
+        o.set_box(underlay_network::new(net));
+        Ok(())
+    })
+}
+
+/// The network's stored definition as a new spec (free with `underlay_network_spec_free`;
+/// bring-parent-up is not stored and reads off).
+#[no_mangle]
+pub extern "C" fn underlay_network_spec_of(
+    network: *const underlay_network,
+    spec_out: *mut *mut underlay_network_spec,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let o = out(spec_out, "spec_out")?;
+        o.set_box(underlay_network_spec {
+            inner: n.inner.spec(),
+        });
+        Ok(())
+    })
+}
+
+/// How `spec` differs from the network's definition, one string per difference ("MTU: stored
+/// 1400, given the parent's"); an empty list when it is the same network (what
+/// `underlay_networks_create_or_open` accepts). Free with `underlay_string_list_free`.
+#[no_mangle]
+pub extern "C" fn underlay_network_differences(
+    network: *const underlay_network,
+    spec: *const underlay_network_spec,
+    list_out: *mut *mut crate::list::underlay_string_list,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let sp = r(spec, "spec")?;
+        let o = out(list_out, "list_out")?;
+        o.set_box(crate::list::underlay_string_list::new(
+            n.inner.differences(&sp.inner),
+        ));
+        Ok(())
+    })
+}

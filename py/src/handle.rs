@@ -588,6 +588,24 @@ impl Link {
             _ => None,
         }
     }
+    /// The VLAN's ingress QoS map as (802.1p priority, packet priority) pairs, the entries
+    /// not mapped to 0 ([] when none), for a VLAN.
+    #[getter]
+    fn vlan_ingress_qos(&self) -> Option<Vec<(u32, u32)>> {
+        match &self.inner.kind {
+            LinkKind::Vlan { qos, .. } => Some(qos.ingress.clone()),
+            _ => None,
+        }
+    }
+    /// The VLAN's egress QoS map as (packet priority, 802.1p priority) pairs, the entries not
+    /// mapped to 0 ([] when none), for a VLAN.
+    #[getter]
+    fn vlan_egress_qos(&self) -> Option<Vec<(u32, u32)>> {
+        match &self.inner.kind {
+            LinkKind::Vlan { qos, .. } => Some(qos.egress.clone()),
+            _ => None,
+        }
+    }
     /// The source MACs a source-mode macvlan or macvtap accepts ([] for other macvlans and
     /// macvtaps), None for other kinds.
     #[getter]

@@ -177,6 +177,37 @@ impl Lease {
     }
 }
 
+/// A lease another tool left that underlay cannot take as its own (a host-local lease file
+/// with a container id over 256 bytes, or outside every pool): it blocks its address, is never
+/// handed out nor released by underlay; release it with the tool that wrote it.
+#[pyclass(module = "underlay", frozen, eq)]
+#[derive(PartialEq)]
+pub(crate) struct ForeignLease {
+    inner: ipam::ForeignLease,
+}
+
+#[pymethods]
+impl ForeignLease {
+    /// The leased address (an `ipaddress` address).
+    #[getter]
+    fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        conv::py_ip(py, self.inner.addr)
+    }
+    /// Where it is kept (the lease file).
+    #[getter]
+    fn location(&self) -> &str {
+        &self.inner.location
+    }
+    /// Why underlay cannot take it as its own.
+    #[getter]
+    fn reason(&self) -> &str {
+        &self.inner.reason
+    }
+    fn __repr__(&self) -> String {
+        format!("<ForeignLease {} {}>", self.inner.addr, self.inner.location)
+    }
+}
+
 /// An address allocator for one named network of pools, over a store: hands out one address
 /// per pool to each owner, next-fit, and records it durably before answering.
 ///
@@ -365,6 +396,14 @@ impl Ipam {
         Ok(v.into_iter().map(|inner| Lease { inner }).collect())
     }
 
+    /// The leases another tool left that underlay cannot take as its own, by address: each
+    /// blocks its address and nothing else.
+    fn foreign_leases(&self, py: Python<'_>) -> PyResult<Vec<ForeignLease>> {
+        let i = self.inner.clone();
+        let v = block(py, async move { i.foreign_leases().await })?;
+        Ok(v.into_iter().map(|inner| ForeignLease { inner }).collect())
+    }
+
     /// Releases every lease whose owner is not in `valid` (pairs of container id and
     /// interface name); returns what was released.
     fn gc(&self, py: Python<'_>, valid: Vec<(String, String)>) -> PyResult<Vec<Lease>> {
@@ -424,6 +463,7 @@ fn current_boot_id(py: Python<'_>) -> PyResult<String> {
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Pool>()?;
     m.add_class::<Lease>()?;
+    m.add_class::<ForeignLease>()?;
     m.add_class::<Ipam>()?;
     m.add_function(wrap_pyfunction!(current_boot_id, m)?)?;
     Ok(())

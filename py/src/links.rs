@@ -3,7 +3,9 @@
 //! back from the namespace the link ends up in.
 
 use pyo3::prelude::*;
-use underlay::{IpvlanFlag, IpvlanMode, LinkRef, MacAddr, MacvlanMode, VlanFlags, VlanProtocol};
+use underlay::{
+    IpvlanFlag, IpvlanMode, LinkRef, MacAddr, MacvlanMode, VlanFlags, VlanProtocol, VlanQosMaps,
+};
 
 use crate::attach::{AttachArgs, Attached};
 use crate::block;
@@ -140,6 +142,42 @@ macro_rules! pymethods_with_attach {
     };
 }
 
+/// QoS map pairs from Python: each number an int in 0..2**32 (the 0..7 priorities are checked
+/// by the library, with the same message as in Rust and C).
+fn qos_maps(
+    ingress: Option<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>>,
+    egress: Option<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>>,
+) -> PyResult<VlanQosMaps> {
+    let pairs = |dir: &str, v: Option<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>>| {
+        v.unwrap_or_default()
+            .iter()
+            .map(|(f, t)| {
+                let num = |x: &Bound<'_, PyAny>| -> PyResult<u32> {
+                    if x.is_instance_of::<pyo3::types::PyBool>() {
+                        return Err(invalid(format!(
+                            "{dir} QoS map: {x} is not a priority number"
+                        )));
+                    }
+                    let n: i128 = x.extract().map_err(|_| {
+                        invalid(format!("{dir} QoS map: {x} is not a priority number"))
+                    })?;
+                    u32::try_from(n).map_err(|_| {
+                        invalid(format!(
+                            "{dir} QoS map entry {f}:{t}: {n} is out of range 0..{}",
+                            u32::MAX
+                        ))
+                    })
+                };
+                Ok((num(f)?, num(t)?))
+            })
+            .collect::<PyResult<Vec<_>>>()
+    };
+    Ok(VlanQosMaps {
+        ingress: pairs("ingress", ingress)?,
+        egress: pairs("egress", egress)?,
+    })
+}
+
 fn macvlan_mode(s: &str) -> PyResult<MacvlanMode> {
     s.parse().map_err(to_py)
 }
@@ -161,12 +199,15 @@ pymethods_with_attach! { Vlan, "VLAN link";
     /// Creates VLAN `vlan_id` (1..4094) on `parent`, named `<parent>.<id>` unless `name` is
     /// given. `protocol` is "802.1Q" (default) or "802.1ad". The VLAN flags: `reorder_hdr`
     /// (default on, the kernel's default), `gvrp`, `mvrp`, `loose_binding` (read back as
-    /// `Link.vlan_flags`). Common keywords: `name`, `mtu`, `mac`, `up`, `group`, `alias`,
-    /// `master`, `netns` (create it inside that namespace), `target` (a handle in the
-    /// namespace it ends up in, reused for the readback).
+    /// `Link.vlan_flags`). `ingress_qos` maps the tag's 802.1p priority (0..7) to a packet
+    /// priority, `egress_qos` a packet priority to the tag's (0..7), as (from, to) pairs
+    /// (read back as `Link.vlan_ingress_qos`/`vlan_egress_qos`). Common keywords: `name`,
+    /// `mtu`, `mac`, `up`, `group`, `alias`, `master`, `netns` (create it inside that
+    /// namespace), `target` (a handle in the namespace it ends up in, reused for the readback).
     #[staticmethod]
     #[pyo3(signature = (handle, parent, vlan_id, *, protocol = "802.1Q", reorder_hdr = true,
-        gvrp = false, mvrp = false, loose_binding = false, name = None, mtu = None,
+        gvrp = false, mvrp = false, loose_binding = false, ingress_qos = None, egress_qos = None,
+        name = None, mtu = None,
         mac = None, up = false, group = None, alias = None, master = None, netns = None, target = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
@@ -179,6 +220,8 @@ pymethods_with_attach! { Vlan, "VLAN link";
         gvrp: bool,
         mvrp: bool,
         loose_binding: bool,
+        ingress_qos: Option<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>>,
+        egress_qos: Option<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>>,
         name: Option<String>,
         mtu: Option<&Bound<'_, PyAny>>,
         mac: Option<&str>,
@@ -204,6 +247,7 @@ pymethods_with_attach! { Vlan, "VLAN link";
             conv::link_ref(parent)?,
             conv::vlan_id(vlan_id)?,
         );
+        let qos = qos_maps(ingress_qos, egress_qos)?;
         let inner = block(py, async move {
             let flags = VlanFlags {
                 reorder_hdr,
@@ -214,13 +258,31 @@ pymethods_with_attach! { Vlan, "VLAN link";
             apply!(
                 underlay::Vlan::create(&h, parent, id)
                     .protocol(protocol)
-                    .flags(flags),
+                    .flags(flags)
+                    .qos(qos),
                 c
             )
             .execute()
             .await
         })?;
         Ok(Link { inner })
+    }
+
+    /// Adds or changes entries of the QoS maps of the existing VLAN `link` (entries not given
+    /// stay; one mapped to 0 is cleared), as (from, to) pairs like `create`'s. A link that is
+    /// not a VLAN raises `InvalidArgument`.
+    #[staticmethod]
+    #[pyo3(signature = (handle, link, *, ingress_qos = None, egress_qos = None))]
+    fn set_qos(
+        py: Python<'_>,
+        handle: &Handle,
+        link: &Bound<'_, PyAny>,
+        ingress_qos: Option<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>>,
+        egress_qos: Option<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>>,
+    ) -> PyResult<()> {
+        let (h, link) = (handle.inner.clone(), conv::link_ref(link)?);
+        let qos = qos_maps(ingress_qos, egress_qos)?;
+        block(py, async move { underlay::Vlan::set_qos(&h, link, &qos).await })
     }
 
 }

@@ -102,6 +102,14 @@ impl Netns {
         unblock(py, move || underlay::Netns::delete(&name))
     }
 
+    /// Deletes many named namespaces, one after the other on one thread (faster than one
+    /// `delete` each); every name is tried and the failures raised together, each naming its
+    /// namespace (`MultipleErrors` for more than one).
+    #[staticmethod]
+    fn delete_many(py: Python<'_>, names: Vec<String>) -> PyResult<()> {
+        crate::block(py, async move { underlay::Netns::delete_many(names).await })
+    }
+
     /// The names of the named namespaces (`ip netns list`), sorted.
     #[staticmethod]
     fn list(py: Python<'_>) -> PyResult<Vec<String>> {

@@ -136,6 +136,36 @@ fn render_vlan(
         .collect())
 }
 
+/// The spec `Networks.create`'s keywords describe.
+#[allow(clippy::too_many_arguments)]
+fn network_spec(
+    name: &str,
+    driver: &str,
+    parent: Option<String>,
+    mode: Option<&str>,
+    flag: Option<&str>,
+    pools: Option<Vec<Bound<'_, Pool>>>,
+    mtu: Option<&Bound<'_, PyAny>>,
+    bring_parent_up: bool,
+) -> PyResult<NetworkSpec> {
+    let d = self::driver(driver, mode, flag)?;
+    let mut spec = match (&parent, d) {
+        (Some(p), net::Driver::Macvlan(m)) => NetworkSpec::macvlan(name, p, m),
+        (Some(p), net::Driver::Ipvlan(m, f)) => NetworkSpec::ipvlan(name, p, m, f),
+        (None, d) => NetworkSpec::internal(name, d),
+    };
+    for p in pools.unwrap_or_default() {
+        spec = spec.pool(p.get().inner.clone());
+    }
+    if let Some(m) = conv::opt_mtu(mtu, &format!("network `{name}`"))? {
+        spec = spec.mtu(m);
+    }
+    if bring_parent_up {
+        spec = spec.bring_parent_up();
+    }
+    Ok(spec)
+}
+
 fn driver(driver: &str, mode: Option<&str>, flag: Option<&str>) -> PyResult<net::Driver> {
     match driver {
         "macvlan" => {
@@ -225,24 +255,53 @@ impl Networks {
         mtu: Option<&Bound<'_, PyAny>>,
         bring_parent_up: bool,
     ) -> PyResult<Network> {
-        let d = self::driver(driver, mode, flag)?;
-        let mut spec = match (&parent, d) {
-            (Some(p), net::Driver::Macvlan(m)) => NetworkSpec::macvlan(name, p, m),
-            (Some(p), net::Driver::Ipvlan(m, f)) => NetworkSpec::ipvlan(name, p, m, f),
-            (None, d) => NetworkSpec::internal(name, d),
-        };
-        for p in pools.unwrap_or_default() {
-            spec = spec.pool(p.get().inner.clone());
-        }
-        if let Some(m) = conv::opt_mtu(mtu, &format!("network `{name}`"))? {
-            spec = spec.mtu(m);
-        }
-        if bring_parent_up {
-            spec = spec.bring_parent_up();
-        }
+        let spec = network_spec(
+            name,
+            driver,
+            parent,
+            mode,
+            flag,
+            pools,
+            mtu,
+            bring_parent_up,
+        )?;
         let n = self.inner.clone();
         Ok(Network {
             inner: block(py, async move { n.create(spec).await })?,
+        })
+    }
+
+    /// Creates network `name` as `create` does, or opens it when it exists with this
+    /// definition; a network of that name defined otherwise raises `Conflict` naming each
+    /// difference. Concurrent first calls all get the one network.
+    #[pyo3(signature = (name, *, driver = "macvlan", parent = None, mode = None, flag = None,
+        pools = None, mtu = None, bring_parent_up = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_or_open(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        driver: &str,
+        parent: Option<String>,
+        mode: Option<&str>,
+        flag: Option<&str>,
+        pools: Option<Vec<Bound<'_, Pool>>>,
+        mtu: Option<&Bound<'_, PyAny>>,
+        bring_parent_up: bool,
+    ) -> PyResult<Network> {
+        let spec = network_spec(
+            name,
+            driver,
+            parent,
+            mode,
+            flag,
+            pools,
+            mtu,
+            bring_parent_up,
+        )?;
+        let n = self.inner.clone();
+        Ok(Network {
+            inner: block(py, async move { n.create_or_open(spec).await })?,
         })
     }
 
@@ -374,6 +433,34 @@ impl Network {
     #[getter]
     fn host_access(&self) -> Option<&str> {
         self.inner.host_access()
+    }
+
+    /// How the definition given by `Networks.create`'s keywords differs from this network's,
+    /// one line per difference ("MTU: stored 1400, given the parent's"); [] when it is the
+    /// same network (what `Networks.create_or_open` accepts). The name is this network's.
+    #[pyo3(signature = (*, driver = "macvlan", parent = None, mode = None, flag = None,
+        pools = None, mtu = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn differences(
+        &self,
+        driver: &str,
+        parent: Option<String>,
+        mode: Option<&str>,
+        flag: Option<&str>,
+        pools: Option<Vec<Bound<'_, Pool>>>,
+        mtu: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<String>> {
+        let spec = network_spec(
+            self.inner.name(),
+            driver,
+            parent,
+            mode,
+            flag,
+            pools,
+            mtu,
+            false,
+        )?;
+        Ok(self.inner.differences(&spec))
     }
 
     /// Connects container `container_id` living in `netns`: one address per pool (`ip` when

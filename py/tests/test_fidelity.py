@@ -233,18 +233,28 @@ def test_vxlan_ttl_inherit_auto_and_fixed(netns: underlay.Netns, handle: underla
         underlay.Vxlan.create(handle, "vx4", 504, ttl=8, ttl_inherit=True)
 
 
-def test_host_local_adoption_is_all_or_nothing(tmpdir_path: str) -> None:
+def test_host_local_foreign_leases_block_only_their_address(tmpdir_path: str) -> None:
     d = os.path.join(tmpdir_path, "mynet")
     os.makedirs(d)
     with open(os.path.join(d, "10.23.0.2"), "w") as f:
         f.write("c" * 300 + "\r\neth0")
-    for _ in range(2):
-        with pytest.raises(underlay.Corrupt, match="10.23.0.2"):
-            underlay.Ipam.create(tmpdir_path, "mynet", [underlay.Pool("10.23.0.0/24")], layout="host-local")
-        assert not os.path.exists(os.path.join(d, "underlay.network"))
-    with pytest.raises(underlay.NotFound):
-        underlay.Ipam.open(tmpdir_path, "mynet", layout="host-local")
-    assert os.path.exists(os.path.join(d, "10.23.0.2"))
+    with open(os.path.join(d, "10.99.0.7"), "w") as f:
+        f.write("other\r\neth0")
+    ipam = underlay.Ipam.create(tmpdir_path, "mynet", [underlay.Pool("10.23.0.0/29")], layout="host-local")
+    foreign = ipam.foreign_leases()
+    assert [(str(f.address), "256" in f.reason) for f in foreign] == [("10.23.0.2", True), ("10.99.0.7", False)]
+    assert "outside every pool" in foreign[1].reason
+    assert foreign[0].location.endswith("mynet/10.23.0.2")
+    with pytest.raises(underlay.AlreadyExists, match="10.23.0.2"):
+        ipam.allocate("x", ips=["10.23.0.2"])
+    got = set()
+    while True:
+        try:
+            got.add(str(ipam.allocate(f"c{len(got)}").addresses[0]))
+        except underlay.PoolExhausted:
+            break
+    assert "10.23.0.2" not in got and len(got) == 4
+    assert underlay.Ipam.open(tmpdir_path, "mynet", layout="host-local").foreign_leases() == foreign
 
 
 @needs_root

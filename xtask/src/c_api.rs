@@ -238,28 +238,11 @@ fn ensure_tools(cargo: &OsString) -> io::Result<()> {
     if !have("pkg-config") {
         apt.push("pkg-config");
     }
-    if !apt.is_empty() {
-        println!("==> apt-get install -y {}", apt.join(" "));
-        let mut ok = Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&apt)
-            .status()?
-            .success();
-        if !ok {
-            let _ = Command::new("apt-get").arg("update").status()?;
-            ok = Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends"])
-                .args(&apt)
-                .status()?
-                .success();
-        }
-        if !ok {
-            return Err(io::Error::other(format!(
-                "cannot install {}",
-                apt.join(" ")
-            )));
-        }
-    }
+    let why: Vec<(&str, &str)> = apt
+        .iter()
+        .map(|p| (*p, "builds and runs the C tests and examples"))
+        .collect();
+    xtask::apt::install("c-test", &why)?;
     if !have("cbindgen") {
         println!("==> cargo install cbindgen --locked");
         let ok = Command::new(cargo)

@@ -21,8 +21,13 @@ pub(crate) fn install_reference_plugins() -> io::Result<bool> {
     if Path::new(REFERENCE).exists() {
         return Ok(true);
     }
-    println!("cni-test: installing containernetworking-plugins (the reference plugins)");
-    if crate::etcd::apt_install(&["containernetworking-plugins"])? {
+    if crate::etcd::apt_install(
+        "cni-test",
+        &[(
+            "containernetworking-plugins",
+            "the reference plugins (macvlan, host-local) the tests compare with",
+        )],
+    )? {
         return Ok(true);
     }
     eprintln!(

@@ -35,23 +35,16 @@ fn works(program: &str, arg: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-pub(crate) fn apt_install(packages: &[&str]) -> io::Result<bool> {
-    let install = |pkgs: &[&str]| -> io::Result<bool> {
-        Ok(Command::new("apt-get")
-            .args(["install", "-y"])
-            .args(pkgs)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()?
-            .success())
-    };
-    if install(packages)? {
-        return Ok(true);
+/// Installs `wanted` (package, why) with [`xtask::apt::install`]; false (having said why) if
+/// that failed or installs are refused.
+pub(crate) fn apt_install(task: &str, wanted: &[(&str, &str)]) -> io::Result<bool> {
+    match xtask::apt::install(task, wanted) {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(false)
+        }
     }
-    println!("apt-get install failed; running apt-get update first");
-    if !Command::new("apt-get").arg("update").status()?.success() {
-        return Ok(false);
-    }
-    install(packages)
 }
 
 /// Installs with apt the packages of `needed` whose program does not run; false (having said
@@ -65,8 +58,17 @@ pub(crate) fn install_missing(task: &str, needed: &[(&str, &str, &str)]) -> io::
     if missing.is_empty() {
         return Ok(true);
     }
-    println!("{task}: installing {}", missing.join(" "));
-    if apt_install(&missing)? {
+    let why: Vec<String> = needed
+        .iter()
+        .filter(|(package, _, _)| missing.contains(package))
+        .map(|(_, program, _)| format!("{task} runs `{program}`"))
+        .collect();
+    let wanted: Vec<(&str, &str)> = missing
+        .iter()
+        .zip(&why)
+        .map(|(p, w)| (*p, w.as_str()))
+        .collect();
+    if apt_install(task, &wanted)? {
         return Ok(true);
     }
     eprintln!(

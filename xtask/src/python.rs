@@ -39,10 +39,13 @@ pub(crate) fn run(mut args: Vec<OsString>) -> std::io::Result<i32> {
     }
     std::fs::create_dir_all(&target)?;
     if !make_venv(&venv)? {
-        println!("py-test: python3 -m venv failed: installing Debian's python3-venv with apt");
-        let ok = status(Command::new("apt-get").args(["install", "-y", "-q", "python3-venv"]))?
-            || (status(Command::new("apt-get").args(["update", "-q"]))?
-                && status(Command::new("apt-get").args(["install", "-y", "-q", "python3-venv"]))?);
+        let ok = crate::etcd::apt_install(
+            "py-test",
+            &[(
+                "python3-venv",
+                "python3 -m venv failed: the tests run in a fresh venv",
+            )],
+        )?;
         if !ok || !make_venv(&venv)? {
             eprintln!("py-test: cannot create a virtual environment with python3 -m venv");
             return Ok(1);

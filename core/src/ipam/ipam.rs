@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use super::lease::{BootId, Lease, Owner, Request};
 use super::network::{check_name, Network};
 use super::state::NetState;
-use super::store::{Change, Joined, Left, MemoryStore, Stamp, Store};
+use super::store::{Change, ForeignLease, Joined, Left, MemoryStore, Stamp, Store};
 
 /// How many times a batch is recomputed when other writers keep moving the version.
 const MAX_ATTEMPTS: u32 = 10_000;
@@ -302,6 +302,12 @@ impl Ipam {
     /// Every lease, sorted by owner.
     pub async fn list(&self) -> Result<Vec<Lease>> {
         self.read(|s| s.list()).await
+    }
+
+    /// The leases another tool left that underlay cannot take as its own (see
+    /// [`ForeignLease`]), by address: each blocks its address, nothing else.
+    pub async fn foreign_leases(&self) -> Result<Vec<ForeignLease>> {
+        self.read(|s| s.foreign()).await
     }
 
     async fn load(&self) -> Result<NetState> {

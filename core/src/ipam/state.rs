@@ -13,7 +13,7 @@ use super::intervals::IntervalSet;
 use super::lease::{BootId, Lease, LeasedAddress, Owner, Record, Request};
 use super::network::Network;
 use super::pool::{ip_to_u128, span_index, u128_to_ip, AllocRange, Pool};
-use super::store::{Change, Snapshot, Stamp};
+use super::store::{Change, ForeignLease, Snapshot, Stamp};
 
 /// FxHash (rustc's): much faster than SipHash on short keys; the keys (addresses, container
 /// ids) come from the container runtime, not from untrusted peers.
@@ -85,6 +85,8 @@ pub(crate) struct NetState {
     pools: Vec<PoolState>,
     records: FxMap<IpAddr, Record>,
     by_owner: FxMap<Owner, Vec<(usize, IpAddr)>>,
+    /// Leases underlay cannot represent: their addresses count as used, forever.
+    foreign: Vec<ForeignLease>,
     pub(crate) version: u64,
     /// The store's slice writes this state reflects ([`Stamp::slice_writes`]); `None` when
     /// unknown: the next check against the store reloads.
@@ -150,11 +152,17 @@ impl NetState {
         for v in by_owner.values_mut() {
             v.sort();
         }
+        for f in &snap.foreign {
+            if let Some(i) = network.pools().iter().position(|p| p.contains(f.addr)) {
+                pools[i].used.insert(network.pools()[i].offset(f.addr));
+            }
+        }
         Ok(NetState {
             network,
             pools,
             records,
             by_owner,
+            foreign: snap.foreign,
             version: snap.version,
             slice_writes: Some(snap.slice_writes),
             sliced: false,
@@ -373,6 +381,13 @@ impl NetState {
         v
     }
 
+    /// The leases underlay cannot represent, by address.
+    pub(crate) fn foreign(&self) -> Vec<ForeignLease> {
+        let mut v = self.foreign.clone();
+        v.sort_by_key(|f| f.addr);
+        v
+    }
+
     /// Number of leased addresses.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -499,6 +514,17 @@ impl NetState {
                         "address {ip} in network `{name}` is already held by {}: ask for \
                          another or release it",
                         r.owner
+                    ),
+                ));
+            }
+            if let Some(f) = self.foreign.iter().find(|f| f.addr == ip) {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "address {ip} in network `{name}` is held by a lease underlay cannot \
+                         take as its own ({}: {}): ask for another, or release it with the \
+                         tool that wrote it",
+                        f.location, f.reason
                     ),
                 ));
             }
@@ -639,6 +665,7 @@ mod tests {
             cursors: vec![None; n],
             version: 0,
             slice_writes: 0,
+            foreign: vec![],
         };
         NetState::from_snapshot(snap, Arc::new(net)).unwrap()
     }

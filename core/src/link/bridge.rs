@@ -3,7 +3,7 @@
 use netlink_packet_route::link::{InfoBridge, InfoData, InfoKind};
 
 use super::create::sealed::Spec;
-use super::{Link, LinkBuilder};
+use super::LinkBuilder;
 use crate::error::Result;
 use crate::handle::Handle;
 use crate::netns::Netns;
@@ -71,7 +71,7 @@ impl Spec for Bridge {
     }
     fn info(
         &self,
-        _parent: Option<&Link>,
+        _parent: Option<u32>,
         _target: Option<&Netns>,
     ) -> Result<(InfoKind, Option<InfoData>)> {
         let data = self

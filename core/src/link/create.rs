@@ -38,11 +38,11 @@ pub(crate) mod sealed {
         fn validate(&self) -> Result<()> {
             Ok(())
         }
-        /// Link info (kind and data) for the request. `target` is the namespace the link is
-        /// created in, when it is not the handle's.
+        /// Link info (kind and data) for the request. `parent` is the parent's index;
+        /// `target` is the namespace the link is created in, when it is not the handle's.
         fn info(
             &self,
-            parent: Option<&Link>,
+            parent: Option<u32>,
             target: Option<&Netns>,
         ) -> Result<(InfoKind, Option<InfoData>)>;
         /// Whether [`Spec::parent`] is the lower device (IFLA_LINK); `false` when it only
@@ -225,21 +225,31 @@ impl<K: LinkSpec> LinkBuilder<K> {
                 self.name.as_deref().unwrap_or("?")
             ))?;
         }
-        let parent = match (self.spec.parent(), self.parent_link.take()) {
-            (Some(_), Some(known)) => Some(known),
-            (Some(p), None) => Some(self.handle.link(p.clone()).await.map_err(|e| {
-                if e.kind() == ErrorKind::NotFound {
-                    Error::not_found(format!(
-                        "parent {p} of the new {kind} not found in {}: check the name (`ip link`)",
-                        self.handle.netns_label()
-                    ))
-                    .with_errno(libc::ENODEV)
-                } else {
-                    e
-                }
-            })?),
-            (None, _) => None,
+        // The parent is read back only when something needs more than its index: the default
+        // name, the MTU check, or a parent given by name. Given by index, the kernel checks it
+        // (and a refusal is explained below, reading it then).
+        let known = self.parent_link.take();
+        let parent_index = match (self.spec.parent(), &known) {
+            (Some(_), Some(k)) => Some(k.index),
+            (Some(LinkRef::Index(i)), None) => {
+                LinkRef::Index(*i)
+                    .validate()
+                    .map_err(|e| e.context(format_args!("parent of the new {kind}")))?;
+                Some(*i)
+            }
+            _ => None,
         };
+        let needs_parent = self.spec.parent().is_some()
+            && known.is_none()
+            && (parent_index.is_none()
+                || self.name.is_none()
+                || (self.mtu.is_some() && self.spec.parent_is_lower()));
+        let parent = match (self.spec.parent(), known) {
+            (Some(_), Some(known)) => Some(known),
+            (Some(p), None) if needs_parent => Some(self.read_parent(p).await?),
+            _ => None,
+        };
+        let parent_index = parent.as_ref().map(|p| p.index).or(parent_index);
         let name = match self
             .name
             .clone()
@@ -260,7 +270,7 @@ impl<K: LinkSpec> LinkBuilder<K> {
             }
         }
         let target_ns = self.target.as_ref().map(Target::netns).transpose()?;
-        let (info_kind, info_data) = self.spec.info(parent.as_ref(), target_ns.as_ref())?;
+        let (info_kind, info_data) = self.spec.info(parent_index, target_ns.as_ref())?;
         // The namespace the link lands in: where its master is looked up and it is read back.
         let reader = match &self.target {
             Some(t) => t.handle().await?,
@@ -279,8 +289,8 @@ impl<K: LinkSpec> LinkBuilder<K> {
             }
             let a = &mut msg.attributes;
             a.push(LinkAttribute::IfName(name.to_string()));
-            if let Some(p) = parent.as_ref().filter(|_| self.spec.parent_is_lower()) {
-                a.push(LinkAttribute::Link(p.index));
+            if let Some(p) = parent_index.filter(|_| self.spec.parent_is_lower()) {
+                a.push(LinkAttribute::Link(p));
             }
             if let Some(m) = self.mtu {
                 a.push(LinkAttribute::Mtu(m));
@@ -350,6 +360,19 @@ impl<K: LinkSpec> LinkBuilder<K> {
             }
             Err(e) => {
                 let e = self.unsupported(e);
+                // Not read before: read now, to say a missing parent is missing and to let
+                // the kind explain its refusal.
+                let parent = match (parent, self.spec.parent()) {
+                    (Some(p), _) => Some(p),
+                    (None, Some(p)) => match self.read_parent(p).await {
+                        Ok(p) => Some(p),
+                        Err(missing) if missing.kind() == ErrorKind::NotFound => {
+                            return Err(missing)
+                        }
+                        Err(_) => None,
+                    },
+                    (None, None) => None,
+                };
                 return Err(self
                     .spec
                     .refine_error(&self.handle, parent.as_ref(), e)
@@ -387,6 +410,22 @@ impl<K: LinkSpec> LinkBuilder<K> {
                 }
             }
         }
+    }
+
+    /// Reads the parent back, a missing one named as the new link's parent.
+    async fn read_parent(&self, p: &LinkRef) -> Result<Link> {
+        let kind = self.spec.kind_name();
+        self.handle.link(p.clone()).await.map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::not_found(format!(
+                    "parent {p} of the new {kind} not found in {}: check the name (`ip link`)",
+                    self.handle.netns_label()
+                ))
+                .with_errno(libc::ENODEV)
+            } else {
+                e
+            }
+        })
     }
 
     fn unsupported(&self, e: Error) -> Error {

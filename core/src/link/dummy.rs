@@ -3,7 +3,7 @@
 use netlink_packet_route::link::{InfoData, InfoKind};
 
 use super::create::sealed::Spec;
-use super::{Link, LinkBuilder};
+use super::LinkBuilder;
 use crate::error::Result;
 use crate::handle::Handle;
 use crate::netns::Netns;
@@ -36,7 +36,7 @@ impl Spec for Dummy {
     }
     fn info(
         &self,
-        _parent: Option<&Link>,
+        _parent: Option<u32>,
         _target: Option<&Netns>,
     ) -> Result<(InfoKind, Option<InfoData>)> {
         Ok((InfoKind::Dummy, None))

@@ -8,7 +8,7 @@ use netlink_packet_route::link::{
 use super::bridge::BridgeInfo;
 use super::ipvlan::{IpvlanFlag, IpvlanMode};
 use super::macvlan::MacvlanMode;
-use super::vlan::{VlanFlags, VlanProtocol};
+use super::vlan::{VlanFlags, VlanProtocol, VlanQosMaps};
 use super::vxlan::VxlanInfo;
 use crate::types::MacAddr;
 
@@ -60,6 +60,8 @@ pub enum LinkKind {
         protocol: VlanProtocol,
         /// Flags.
         flags: VlanFlags,
+        /// 802.1p priority maps (the entries that map to something other than 0).
+        qos: VlanQosMaps,
     },
     /// macvlan.
     Macvlan {
@@ -184,11 +186,14 @@ fn kind_from(infos: Vec<LinkInfo>) -> LinkKind {
         (Some(InfoKind::Vlan), Some(InfoData::Vlan(d))) => {
             let (mut id, mut protocol, mut flags) =
                 (0, VlanProtocol::Ieee8021Q, VlanFlags::default());
+            let (mut ingress, mut egress) = (Vec::new(), Vec::new());
             for a in d {
                 match a {
                     InfoVlan::Id(i) => id = i,
                     InfoVlan::Protocol(p) => protocol = VlanProtocol::from_nl(p),
                     InfoVlan::Flags((f, _mask)) => flags = VlanFlags::from_nl(f),
+                    InfoVlan::IngressQos(m) => ingress = m,
+                    InfoVlan::EgressQos(m) => egress = m,
                     _ => {}
                 }
             }
@@ -196,6 +201,7 @@ fn kind_from(infos: Vec<LinkInfo>) -> LinkKind {
                 id,
                 protocol,
                 flags,
+                qos: VlanQosMaps::from_nl(&ingress, &egress),
             }
         }
         (Some(InfoKind::MacVlan), Some(InfoData::MacVlan(d))) => {

@@ -4,7 +4,7 @@
 use netlink_packet_route::link::{InfoData, InfoIpVlan, InfoKind, IpVlanFlags, IpVlanMode};
 
 use super::create::sealed::Spec;
-use super::{Link, LinkBuilder, LinkRef};
+use super::{LinkBuilder, LinkRef};
 use crate::error::{Error, Result};
 use crate::handle::Handle;
 use crate::netns::Netns;
@@ -173,7 +173,7 @@ impl Spec for Ipvlan {
     }
     fn info(
         &self,
-        _parent: Option<&Link>,
+        _parent: Option<u32>,
         _target: Option<&Netns>,
     ) -> Result<(InfoKind, Option<InfoData>)> {
         Ok((

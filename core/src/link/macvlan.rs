@@ -216,7 +216,7 @@ impl Spec for Macvlan {
     }
     fn info(
         &self,
-        _parent: Option<&Link>,
+        _parent: Option<u32>,
         _target: Option<&Netns>,
     ) -> Result<(InfoKind, Option<InfoData>)> {
         if self.tap {

@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
 
 use super::create::sealed::Spec;
-use super::{Link, LinkBuilder};
+use super::LinkBuilder;
 use crate::error::Result;
 use crate::handle::Handle;
 use crate::netns::Netns;
@@ -78,7 +78,7 @@ impl Spec for Veth {
     }
     fn info(
         &self,
-        _parent: Option<&Link>,
+        _parent: Option<u32>,
         _target: Option<&Netns>,
     ) -> Result<(InfoKind, Option<InfoData>)> {
         let mut peer = LinkMessage::default();

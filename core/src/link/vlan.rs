@@ -1,10 +1,13 @@
 //! 802.1Q (and 802.1ad) VLAN sub-interfaces.
 
-use netlink_packet_route::link::{self as nl, InfoData, InfoKind, InfoVlan};
+use netlink_packet_route::link::{
+    self as nl, InfoData, InfoKind, InfoVlan, LinkAttribute, LinkInfo, LinkMessage, VlanQosMapping,
+};
+use netlink_packet_route::RouteNetlinkMessage;
 
 use super::create::sealed::Spec;
-use super::{Link, LinkBuilder, LinkRef};
-use crate::error::Result;
+use super::{Link, LinkBuilder, LinkKind, LinkRef};
+use crate::error::{Error, ErrorKind, Result};
 use crate::handle::Handle;
 use crate::netns::Netns;
 use crate::types::VlanId;
@@ -77,6 +80,87 @@ impl VlanFlags {
     }
 }
 
+/// A VLAN's 802.1p priority maps (`ip link ... type vlan ingress-qos-map FROM:TO ...
+/// egress-qos-map FROM:TO ...`).
+///
+/// The kernel keeps a map per direction and changes only the entries given: mapping an entry
+/// to 0 clears it. It reports (and [`LinkKind::Vlan`] reads back) the entries that map to
+/// something other than 0, ingress in 802.1p order, egress grouped by `skb` priority modulo 16.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VlanQosMaps {
+    /// Received frames: (802.1p priority 0..7 of the tag, `skb` priority given to the packet).
+    pub ingress: Vec<(u32, u32)>,
+    /// Sent packets: (`skb` priority, 802.1p priority 0..7 written into the tag).
+    pub egress: Vec<(u32, u32)>,
+}
+
+impl VlanQosMaps {
+    /// 802.1p priorities run 0..=7.
+    pub const MAX_PRIORITY: u32 = 7;
+
+    /// No entry in either direction.
+    pub fn is_empty(&self) -> bool {
+        self.ingress.is_empty() && self.egress.is_empty()
+    }
+
+    /// Refuses an 802.1p priority above 7 (the kernel would silently keep its low 3 bits).
+    pub(crate) fn validate(&self, object: &str) -> Result<()> {
+        let bad = |dir: &str, entry: String, p: u32| {
+            Err(Error::invalid(format!(
+                "{dir} QoS map entry {entry} of {object}: 802.1p priority {p} is out of range \
+                 0..{}; give a priority from there",
+                Self::MAX_PRIORITY
+            )))
+        };
+        for &(from, to) in &self.ingress {
+            if from > Self::MAX_PRIORITY {
+                return bad("ingress", format!("{from}:{to}"), from);
+            }
+        }
+        for &(from, to) in &self.egress {
+            if to > Self::MAX_PRIORITY {
+                return bad("egress", format!("{from}:{to}"), to);
+            }
+        }
+        Ok(())
+    }
+
+    fn to_nl(&self, out: &mut Vec<InfoVlan>) {
+        if !self.ingress.is_empty() {
+            out.push(InfoVlan::IngressQos(
+                self.ingress
+                    .iter()
+                    .map(|&(f, t)| VlanQosMapping::Mapping(f, t))
+                    .collect(),
+            ));
+        }
+        if !self.egress.is_empty() {
+            out.push(InfoVlan::EgressQos(
+                self.egress
+                    .iter()
+                    .map(|&(f, t)| VlanQosMapping::Mapping(f, t))
+                    .collect(),
+            ));
+        }
+    }
+
+    /// The maps from the kernel's mapping lists.
+    pub(crate) fn from_nl(ingress: &[VlanQosMapping], egress: &[VlanQosMapping]) -> Self {
+        let pairs = |m: &[VlanQosMapping]| -> Vec<(u32, u32)> {
+            m.iter()
+                .filter_map(|m| match m {
+                    VlanQosMapping::Mapping(f, t) => Some((*f, *t)),
+                    _ => None,
+                })
+                .collect()
+        };
+        VlanQosMaps {
+            ingress: pairs(ingress),
+            egress: pairs(egress),
+        }
+    }
+}
+
 /// A VLAN sub-interface: shares its parent's MAC, tags frames with its id.
 ///
 /// ```
@@ -97,6 +181,7 @@ pub struct Vlan {
     id: VlanId,
     protocol: VlanProtocol,
     flags: VlanFlags,
+    qos: VlanQosMaps,
 }
 
 impl Vlan {
@@ -107,8 +192,49 @@ impl Vlan {
             id,
             protocol: VlanProtocol::default(),
             flags: VlanFlags::default(),
+            qos: VlanQosMaps::default(),
         };
         LinkBuilder::new(handle, None, spec)
+    }
+
+    /// Adds or changes entries of the QoS maps of the existing VLAN `link` (entries not given
+    /// stay; an entry mapped to 0 is cleared), like `ip link set LINK type vlan
+    /// ingress-qos-map ... egress-qos-map ...`. A link that is not a VLAN is refused.
+    pub async fn set_qos(
+        handle: &Handle,
+        link: impl Into<LinkRef>,
+        qos: &VlanQosMaps,
+    ) -> Result<()> {
+        let link = link.into();
+        let object = format!("VLAN {link}");
+        qos.validate(&object)?;
+        let current = handle.link(link.clone()).await?;
+        if !matches!(current.kind, LinkKind::Vlan { .. }) {
+            return Err(Error::invalid(format!(
+                "link {link} is a {}, not a VLAN: QoS maps belong to VLANs; name a VLAN link",
+                current.kind.name()
+            )));
+        }
+        if qos.is_empty() {
+            return Ok(());
+        }
+        let mut data = Vec::new();
+        qos.to_nl(&mut data);
+        let mut msg = LinkMessage::default();
+        msg.header.index = current.index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vlan),
+            LinkInfo::Data(InfoData::Vlan(data)),
+        ]));
+        // A new-link request without NLM_F_CREATE changes the existing link's kind data.
+        handle
+            .request(RouteNetlinkMessage::NewLink(msg), 0, "change", &object)
+            .await
+            .map(drop)
+            .map_err(|e| match e.kind() {
+                ErrorKind::NotFound => handle.missing_link(&link),
+                _ => e,
+            })
     }
 
     super::attach_to_netns!("VLAN link");
@@ -126,6 +252,12 @@ impl LinkBuilder<Vlan> {
         self.spec.flags = flags;
         self
     }
+
+    /// 802.1p priority maps, set in the create request.
+    pub fn qos(mut self, qos: VlanQosMaps) -> Self {
+        self.spec.qos = qos;
+        self
+    }
 }
 
 impl Spec for Vlan {
@@ -141,9 +273,12 @@ impl Spec for Vlan {
     fn default_name(&self, parent: Option<&Link>) -> Option<String> {
         parent.map(|p| format!("{}.{}", p.name, self.id))
     }
+    fn validate(&self) -> Result<()> {
+        self.qos.validate(&format!("the new VLAN {}", self.id))
+    }
     fn info(
         &self,
-        _parent: Option<&Link>,
+        _parent: Option<u32>,
         _target: Option<&Netns>,
     ) -> Result<(InfoKind, Option<InfoData>)> {
         let flags = self.flags.to_nl();
@@ -151,13 +286,12 @@ impl Spec for Vlan {
             | nl::VlanFlags::Gvrp
             | nl::VlanFlags::Mvrp
             | nl::VlanFlags::LooseBinding;
-        Ok((
-            InfoKind::Vlan,
-            Some(InfoData::Vlan(vec![
-                InfoVlan::Id(self.id.get()),
-                InfoVlan::Protocol(self.protocol.to_nl()),
-                InfoVlan::Flags((flags, all)),
-            ])),
-        ))
+        let mut data = vec![
+            InfoVlan::Id(self.id.get()),
+            InfoVlan::Protocol(self.protocol.to_nl()),
+            InfoVlan::Flags((flags, all)),
+        ];
+        self.qos.to_nl(&mut data);
+        Ok((InfoKind::Vlan, Some(InfoData::Vlan(data))))
     }
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVxlan};
 
 use super::create::sealed::Spec;
-use super::{Link, LinkBuilder, LinkRef};
+use super::{LinkBuilder, LinkRef};
 use crate::error::{Error, Result};
 use crate::handle::Handle;
 use crate::netns::Netns;
@@ -200,7 +200,7 @@ impl Spec for Vxlan {
     }
     fn info(
         &self,
-        parent: Option<&Link>,
+        parent: Option<u32>,
         _target: Option<&Netns>,
     ) -> Result<(InfoKind, Option<InfoData>)> {
         let mut a = vec![
@@ -219,7 +219,7 @@ impl Spec for Vxlan {
             None => {}
         }
         if let Some(dev) = parent {
-            a.push(InfoVxlan::Link(dev.index));
+            a.push(InfoVxlan::Link(dev));
         }
         if let Some(t) = self.ttl {
             a.push(InfoVxlan::Ttl(t));

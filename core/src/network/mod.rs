@@ -666,9 +666,23 @@ impl Network {
         &self.nets.inner.host
     }
 
+    /// This network's definition as a spec (as [`Networks::create`] took it;
+    /// `bring_parent_up` is not stored and reads `false`).
+    pub fn spec(&self) -> NetworkSpec {
+        NetworkSpec {
+            name: self.name().to_string(),
+            driver: self.driver(),
+            parent: self.parent().map(str::to_string),
+            mtu: self.mtu(),
+            pools: self.pools().to_vec(),
+            bring_parent_up: false,
+        }
+    }
+
     /// How `spec` differs from this network's definition, one line per difference ("stored
-    /// X, given Y"); empty when it is the same network.
-    fn differences(&self, spec: &NetworkSpec) -> Vec<String> {
+    /// X, given Y"); empty when it defines the same network (`name` and `bring_parent_up` are
+    /// not compared). [`Networks::create_or_open`] refuses a spec with differences.
+    pub fn differences(&self, spec: &NetworkSpec) -> Vec<String> {
         let mut out = Vec::new();
         let driver = |d: Driver| match d {
             Driver::Macvlan(m) => format!("macvlan mode {}", m.as_str()),

@@ -111,3 +111,35 @@ async fn concurrent_creates_in_one_process_all_finish() {
         nets.delete(&format!("cco{i}")).await.unwrap();
     }
 }
+
+/// `Network::spec` gives the stored definition back and `Network::differences` compares a spec
+/// with it, as `create_or_open` does.
+#[tokio::test]
+async fn stored_network_compares_with_a_spec() {
+    if !privileged("stored_network_compares_with_a_spec") {
+        return;
+    }
+    let h = TestNs::with_veth("cmp", "ens192", "wire0").await;
+    let dir = TempDir::new("cmp");
+    let nets = Networks::open(&h.handle, &dir.0).await.unwrap();
+    let given = spec("10.32.0.0/24 gateway=10.32.0.1").mtu(1400);
+    let net = nets.create(given.clone()).await.unwrap();
+    let stored = nets.get("cnet").await.unwrap().spec();
+    assert_eq!(stored.name, "cnet");
+    assert_eq!(stored.parent.as_deref(), Some("ens192"));
+    assert_eq!(stored.mtu, Some(1400));
+    assert_eq!(stored.pools, given.pools);
+    assert_eq!(stored.driver, given.driver);
+    assert!(net.differences(&stored).is_empty());
+    assert!(net.differences(&given).is_empty());
+    let ipnet: underlay::IpNet = "10.32.0.0/24".parse().unwrap();
+    assert_eq!(stored.pools[0].subnet(), ipnet);
+    let diffs = net.differences(&spec("10.32.0.0/24 gateway=10.32.0.1"));
+    assert_eq!(
+        diffs,
+        vec!["MTU: stored 1400, given the parent's".to_string()]
+    );
+    // The stored spec reopens the network.
+    assert_eq!(nets.create_or_open(stored).await.unwrap().name(), "cnet");
+    nets.delete("cnet").await.unwrap();
+}

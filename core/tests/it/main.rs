@@ -8,6 +8,7 @@ mod ipam;
 #[cfg(feature = "etcd")]
 mod ipam_etcd;
 mod links;
+mod netns;
 mod network;
 mod network_routes;
 mod observability;

@@ -228,3 +228,64 @@ async fn dumps_stay_consistent_under_churn() {
         "no dump was interrupted: the churn did not overlap the dumps ({churned} changes)"
     );
 }
+
+/// A parent given by index is not read back: a macvlan made inside a container namespace
+/// costs the create and the readback (2 requests; 3 by name). A missing parent index is still
+/// named as the parent, and defaults that need the parent (a VLAN's name) still read it.
+#[tokio::test]
+async fn a_parent_given_by_index_is_not_read_back() {
+    if !privileged("a_parent_given_by_index_is_not_read_back") {
+        return;
+    }
+    let t = TestNs::with_veth("pidx", "p0", "p1").await;
+    let c = TestNs::new("pidxc").await;
+    let rec = Recorder::global();
+    let parent = t.handle.link_index("p0").await.unwrap();
+    let requests = || {
+        rec.mine()
+            .iter()
+            .filter(|e| e.contains("elapsed_us="))
+            .count()
+    };
+    let before = requests();
+    let link = Macvlan::create(&t.handle, "eth0", parent, MacvlanMode::Bridge)
+        .target(&c.handle)
+        .up()
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(requests() - before, 2, "{:?}", rec.mine());
+    assert_eq!(link.parent, Some(parent));
+    let ip = c.ip_link("eth0").expect("made in the container");
+    assert_eq!(ip["link_index"].as_u64(), Some(u64::from(parent)), "{ip}");
+
+    let before = requests();
+    Macvlan::create(&t.handle, "eth1", "p0", MacvlanMode::Bridge)
+        .target(&c.handle)
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(requests() - before, 3, "by name: read, create, readback");
+
+    let e = Macvlan::create(&t.handle, "eth2", 999_999, MacvlanMode::Bridge)
+        .target(&c.handle)
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("parent index 999999"), "{e}");
+    assert!(c.ip_link("eth2").is_none());
+    let e = Macvlan::create(&t.handle, "eth2", 0, MacvlanMode::Bridge)
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    // The MTU check still reads the parent: above it is refused before any create.
+    let e = Macvlan::create(&t.handle, "eth2", parent, MacvlanMode::Bridge)
+        .mtu(9000)
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("parent `p0`"), "{e}");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use underlay::network::{EndpointSpec, NetworkSpec, Networks};
 use underlay::{
     Bridge, Dummy, ErrorKind, Handle, Ipvlan, IpvlanFlag, IpvlanMode, LinkKind, Netns, Veth, Vlan,
-    VlanFlags, VlanId, VlanProtocol,
+    VlanFlags, VlanId, VlanProtocol, VlanQosMaps,
 };
 
 use crate::support::{expect_eq, Check, TestNs};
@@ -67,6 +67,7 @@ pub(crate) fn library_vlan() -> Check {
                     id: 10,
                     protocol: VlanProtocol::Ieee8021Q,
                     flags: VlanFlags::default(),
+                    qos: VlanQosMaps::default(),
                 })
         {
             return Err(format!("readback: {l:?}"));
@@ -99,6 +100,7 @@ pub(crate) fn library_vlan() -> Check {
                 id: 4094,
                 protocol: VlanProtocol::Ieee8021Ad,
                 flags,
+                qos: VlanQosMaps::default(),
             })
         {
             return Err(format!("802.1ad readback: {:?}", qinq.kind));
@@ -427,5 +429,146 @@ pub(crate) fn network_ipvlan() -> Check {
         nets.delete("ipnet").await.step("delete")?;
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
+    })
+}
+
+/// A VLAN's QoS maps as `ip -d -j link` shows them: (from, to) per direction.
+fn qos_of(link: &serde_json::Value, dir: &str) -> Vec<(u64, u64)> {
+    link["linkinfo"]["info_data"][dir]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| Some((m["from"].as_u64()?, m["to"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One direction of a QoS map as (from, to) pairs.
+type QosPairs = Vec<(u64, u64)>;
+
+/// The library's maps as (from, to) lists, to compare with iproute2's.
+fn qos_pairs(q: &VlanQosMaps) -> (QosPairs, QosPairs) {
+    (
+        q.ingress
+            .iter()
+            .map(|&(f, t)| (u64::from(f), u64::from(t)))
+            .collect(),
+        q.egress
+            .iter()
+            .map(|&(f, t)| (u64::from(f), u64::from(t)))
+            .collect(),
+    )
+}
+
+/// Checks the library's readback of `name` against iproute2 and against `want`.
+async fn check_qos(t: &TestNs, h: &Handle, name: &str, want: &VlanQosMaps, step: &str) -> Check {
+    let l = h.link(name).await.step("readback")?;
+    let LinkKind::Vlan { qos, .. } = &l.kind else {
+        return Err(format!("{step}: not a VLAN: {:?}", l.kind));
+    };
+    if qos != want {
+        return Err(format!("{step}: library reads {qos:?}, expected {want:?}"));
+    }
+    let j = t.link(name)?;
+    let (ingress, egress) = qos_pairs(want);
+    if qos_of(&j, "ingress_qos") != ingress || qos_of(&j, "egress_qos") != egress {
+        return Err(format!(
+            "{step}: ip shows ingress {:?} egress {:?}, expected {ingress:?} {egress:?}: {}",
+            qos_of(&j, "ingress_qos"),
+            qos_of(&j, "egress_qos"),
+            j["linkinfo"]["info_data"]
+        ));
+    }
+    Ok(())
+}
+
+/// VLAN QoS maps: set on create, changed on an existing VLAN (entries mapped to 0 cleared),
+/// read back as iproute2 shows them and after iproute2 changed them; bad priorities and
+/// non-VLAN links refused.
+pub(crate) fn library_vlan_qos() -> Check {
+    block_on(async {
+        let t = TestNs::with_veth("lqos", "ens192", "wire")?;
+        let (_n, h) = handle(&t).await?;
+        let qos = VlanQosMaps {
+            ingress: vec![(1, 2), (4, 5)],
+            egress: vec![(3, 6), (7, 1)],
+        };
+        Vlan::create(&h, "ens192", VlanId::new(10).step("id")?)
+            .qos(qos.clone())
+            .execute()
+            .await
+            .step("vlan with qos")?;
+        check_qos(&t, &h, "ens192.10", &qos, "on create").await?;
+        Vlan::set_qos(
+            &h,
+            "ens192.10",
+            &VlanQosMaps {
+                ingress: vec![(1, 0), (6, 7)],
+                egress: vec![(3, 0), (2, 4)],
+            },
+        )
+        .await
+        .step("set_qos")?;
+        let changed = VlanQosMaps {
+            ingress: vec![(4, 5), (6, 7)],
+            egress: vec![(2, 4), (7, 1)],
+        };
+        check_qos(&t, &h, "ens192.10", &changed, "after set_qos").await?;
+        t.ip(&[
+            "link",
+            "set",
+            "ens192.10",
+            "type",
+            "vlan",
+            "ingress-qos-map",
+            "0:9",
+        ])?;
+        let by_ip = VlanQosMaps {
+            ingress: vec![(0, 9), (4, 5), (6, 7)],
+            egress: changed.egress.clone(),
+        };
+        check_qos(&t, &h, "ens192.10", &by_ip, "after ip's change").await?;
+        // No map: reads back empty.
+        Vlan::create(&h, "ens192", VlanId::new(11).step("id")?)
+            .execute()
+            .await
+            .step("vlan without qos")?;
+        check_qos(&t, &h, "ens192.11", &VlanQosMaps::default(), "no map").await?;
+
+        let bad = VlanQosMaps {
+            ingress: vec![(8, 1)],
+            egress: vec![],
+        };
+        match Vlan::create(&h, "ens192", VlanId::new(12).step("id")?)
+            .qos(bad.clone())
+            .execute()
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::InvalidArgument && e.to_string().contains("0..7") => {}
+            other => return Err(format!("ingress priority 8 on create: {other:?}")),
+        }
+        if t.try_ip(&["link", "show", "ens192.12"])?.status.success() {
+            return Err("a refused VLAN was left behind".into());
+        }
+        let bad_egress = VlanQosMaps {
+            ingress: vec![],
+            egress: vec![(1, 8)],
+        };
+        match Vlan::set_qos(&h, "ens192.10", &bad_egress).await {
+            Err(e) if e.kind() == ErrorKind::InvalidArgument => {}
+            other => return Err(format!("egress priority 8 on set: {other:?}")),
+        }
+        check_qos(&t, &h, "ens192.10", &by_ip, "unchanged after refusals").await?;
+        match Vlan::set_qos(&h, "ens192", &changed).await {
+            Err(e)
+                if e.kind() == ErrorKind::InvalidArgument
+                    && e.to_string().contains("not a VLAN") => {}
+            other => return Err(format!("set_qos on a veth: {other:?}")),
+        }
+        match Vlan::set_qos(&h, "nosuch", &changed).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            other => Err(format!("set_qos on a missing link: {other:?}")),
+        }
     })
 }

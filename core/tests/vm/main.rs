@@ -23,6 +23,7 @@ const TESTS: &[Test] = &[
     ("ipvlan_smoke", ipvlan_smoke),
     ("vlan_data_path", vlan_data_path),
     ("library_vlan", library::library_vlan),
+    ("library_vlan_qos", library::library_vlan_qos),
     ("library_ipvlan", library::library_ipvlan),
     (
         "library_bridge_and_dummy",

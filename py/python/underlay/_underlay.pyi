@@ -96,6 +96,8 @@ class Netns:
     @staticmethod
     def delete(name: str) -> None: ...
     @staticmethod
+    def delete_many(names: Sequence[str]) -> None: ...
+    @staticmethod
     def list() -> _List[str]: ...
     @property
     def name(self) -> str | None: ...
@@ -206,6 +208,10 @@ class Link:
     def vlan_protocol(self) -> VlanProtocol | None: ...
     @property
     def vlan_flags(self) -> VlanFlags | None: ...
+    @property
+    def vlan_ingress_qos(self) -> _List[tuple[int, int]] | None: ...
+    @property
+    def vlan_egress_qos(self) -> _List[tuple[int, int]] | None: ...
     @property
     def source_macs(self) -> _List[str] | None: ...
     @property
@@ -371,6 +377,8 @@ class Vlan:
         gvrp: bool = False,
         mvrp: bool = False,
         loose_binding: bool = False,
+        ingress_qos: Sequence[tuple[int, int]] | None = None,
+        egress_qos: Sequence[tuple[int, int]] | None = None,
         name: str | None = None,
         mtu: int | None = None,
         mac: str | None = None,
@@ -381,6 +389,14 @@ class Vlan:
         netns: Netns | None = None,
         target: Handle | None = None,
     ) -> Link: ...
+    @staticmethod
+    def set_qos(
+        handle: Handle,
+        link: _LinkLike,
+        *,
+        ingress_qos: Sequence[tuple[int, int]] | None = None,
+        egress_qos: Sequence[tuple[int, int]] | None = None,
+    ) -> None: ...
     @staticmethod
     def attach_to_netns(
         handle: Handle,
@@ -677,6 +693,18 @@ class EtcdStore:
     def gc_host(self, name: str, host: str, valid: Sequence[tuple[str, str]]) -> _List[Record]: ...
 
 @final
+class ForeignLease:
+    """A lease another tool left that underlay cannot take as its own."""
+
+    @property
+    def address(self) -> _Ip: ...
+    @property
+    def location(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
 class Ipam:
     """An address allocator over a store (a directory, or an ``EtcdStore``)."""
 
@@ -702,6 +730,7 @@ class Ipam:
     def release(self, container_id: str, ifname: str = "eth0") -> Lease | None: ...
     def lookup(self, container_id: str, ifname: str = "eth0") -> Lease | None: ...
     def list(self) -> _List[Lease]: ...
+    def foreign_leases(self) -> _List[ForeignLease]: ...
     def gc(self, valid: Sequence[tuple[str, str]]) -> _List[Lease]: ...
     @property
     def boot_id(self) -> str | None: ...
@@ -728,6 +757,18 @@ class Networks:
     @property
     def handle(self) -> Handle: ...
     def create(
+        self,
+        name: str,
+        *,
+        driver: str = "macvlan",
+        parent: str | None = None,
+        mode: str | None = None,
+        flag: str | None = None,
+        pools: Sequence[Pool] | None = None,
+        mtu: int | None = None,
+        bring_parent_up: bool = False,
+    ) -> Network: ...
+    def create_or_open(
         self,
         name: str,
         *,
@@ -767,6 +808,16 @@ class Network:
     def pools(self) -> _List[Pool]: ...
     @property
     def host_access(self) -> str | None: ...
+    def differences(
+        self,
+        *,
+        driver: str = "macvlan",
+        parent: str | None = None,
+        mode: str | None = None,
+        flag: str | None = None,
+        pools: Sequence[Pool] | None = None,
+        mtu: int | None = None,
+    ) -> _List[str]: ...
     def connect(
         self,
         netns: Netns,

@@ -29,6 +29,7 @@ from ._underlay import (
     Address,
     Attached,
     Endpoint,
+    ForeignLease,
     Lease,
     Link,
     Netns,
@@ -54,6 +55,7 @@ __all__ = [
     "create_netns",
     "open_netns",
     "delete_netns",
+    "delete_netns_many",
     "ping",
     "announce",
 ]
@@ -92,6 +94,11 @@ async def open_netns(name: str) -> Netns:
 async def delete_netns(name: str) -> None:
     """Deletes a named namespace (``Netns.delete``)."""
     await _run(_underlay.Netns.delete, name)
+
+
+async def delete_netns_many(names: Sequence[str]) -> None:
+    """Deletes many named namespaces in one go (``Netns.delete_many``)."""
+    await _run(_underlay.Netns.delete_many, list(names))
 
 
 async def ping(netns: Netns, dst: IpLike, timeout: float = 1.0) -> float | None:
@@ -214,6 +221,11 @@ class Vlan(_Attachable):
     """``underlay.Vlan``, async."""
 
     _sync = _underlay.Vlan
+
+    @staticmethod
+    async def set_qos(handle: Handle | _underlay.Handle, link: LinkLike, **kwargs: Any) -> None:
+        """Changes the QoS maps of an existing VLAN (keywords as ``underlay.Vlan.set_qos``)."""
+        await _run(_underlay.Vlan.set_qos, _sync(handle), link, **kwargs)
 
 
 class Macvlan(_Attachable):
@@ -407,6 +419,10 @@ class Ipam:
         """Every lease."""
         return await _run(self.sync.list)
 
+    async def foreign_leases(self) -> _List[ForeignLease]:
+        """The leases another tool left that underlay cannot take as its own."""
+        return await _run(self.sync.foreign_leases)
+
     async def gc(self, valid: Sequence[tuple[str, str]]) -> _List[Lease]:
         """Releases every lease whose owner is not in ``valid``."""
         return await _run(self.sync.gc, list(valid))
@@ -445,6 +461,11 @@ class Network:
     def pools(self) -> _List[Pool]:
         """Address pools."""
         return self.sync.pools
+
+    def differences(self, **kwargs: Any) -> _List[str]:
+        """How a definition differs from this network's (no I/O: not a coroutine; keywords
+        as ``underlay.Network.differences``)."""
+        return self.sync.differences(**kwargs)
 
     async def connect(self, netns: Netns, container_id: str, **kwargs: Any) -> Endpoint:
         """Connects a container (keywords as ``underlay.Network.connect``)."""
@@ -511,6 +532,11 @@ class Networks:
     async def create(self, name: str, **kwargs: Any) -> Network:
         """Creates a network (keywords as ``underlay.Networks.create``)."""
         return Network(await _run(self.sync.create, name, **kwargs))
+
+    async def create_or_open(self, name: str, **kwargs: Any) -> Network:
+        """Creates a network or opens the one defined so (keywords as
+        ``underlay.Networks.create_or_open``)."""
+        return Network(await _run(self.sync.create_or_open, name, **kwargs))
 
     async def create_docker(
         self, name: str, driver: str, options: Mapping[str, str], *, pools: Sequence[Pool] | None = None

@@ -13,6 +13,8 @@ use std::process::{Command, Output, Stdio};
 pub(crate) struct Tool {
     pub(crate) program: &'static str,
     pub(crate) package: &'static str,
+    /// Why the runner needs it (said before installing).
+    pub(crate) why: &'static str,
 }
 
 /// Tools needed on the host. The guest runs the host's own binaries (it mounts the host's `/`),
@@ -21,22 +23,27 @@ pub(crate) const TOOLS: &[Tool] = &[
     Tool {
         program: "qemu-system-x86_64",
         package: "qemu-system-x86",
+        why: "qemu boots the test VM (Debian's kernel has the 8021q, ipvlan, dummy this kernel lacks)",
     },
     Tool {
         program: "depmod",
         package: "kmod",
+        why: "depmod resolves the VM kernel's module dependencies",
     },
     Tool {
         program: "busybox",
         package: "busybox-static",
+        why: "a static busybox is the VM's init and shell",
     },
     Tool {
         program: "ip",
         package: "iproute2",
+        why: "the VM runs the host's `ip`",
     },
     Tool {
         program: "ping",
         package: "iputils-ping",
+        why: "the VM runs the host's `ping`",
     },
 ];
 
@@ -172,29 +179,16 @@ pub(crate) fn apt_get_retrying(args: &[&str], dir: Option<&Path>, what: &str) ->
     attempt()
 }
 
-/// Installs `packages` on the host (without recommends).
-pub(crate) fn apt_install(packages: &[&str]) -> io::Result<()> {
-    if packages.is_empty() {
-        return Ok(());
-    }
-    eprintln!("underlay-vm: installing {}", packages.join(" "));
-    let mut args = vec!["install", "-y", "--no-install-recommends"];
-    args.extend_from_slice(packages);
-    apt_get_retrying(
-        &args,
-        None,
-        &format!("apt-get install {}", packages.join(" ")),
-    )
+/// Installs `tools`' packages on the host (see [`crate::apt::install`]: said first, nothing
+/// removed, refused under `UNDERLAY_NO_INSTALL`).
+pub(crate) fn apt_install(tools: &[Tool]) -> io::Result<()> {
+    let wanted: Vec<(&str, &str)> = tools.iter().map(|t| (t.package, t.why)).collect();
+    crate::apt::install("underlay-vm", &wanted)
 }
 
 /// Installs the packages of whichever `tools` are missing.
 pub(crate) fn ensure_tools(tools: &[Tool]) -> io::Result<()> {
-    let mut missing: Vec<&str> = tools
-        .iter()
-        .filter(|tool| !has(tool))
-        .map(|tool| tool.package)
-        .collect();
-    missing.dedup();
+    let missing: Vec<Tool> = tools.iter().filter(|tool| !has(tool)).copied().collect();
     apt_install(&missing)?;
     for tool in tools {
         if !has(tool) {

@@ -287,7 +287,7 @@ fn uncompress(vmlinuz: &Path) -> io::Result<Vec<u8>> {
     if let Some(tool) = vmlinux::tool_for(&image) {
         if !host::has(&tool) {
             // Without it the compressed kernel still boots, only slower.
-            if let Err(e) = host::apt_install(&[tool.package]) {
+            if let Err(e) = host::apt_install(&[tool]) {
                 eprintln!("underlay-vm: {e}");
             }
         }

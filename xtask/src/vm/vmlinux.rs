@@ -15,12 +15,17 @@ struct Format {
     args: &'static [&'static str],
 }
 
+/// Why a decompressor is installed.
+const UNPACK: &str =
+    "unpacks the VM kernel once, so qemu boots it without decompressing (about 3 s faster)";
+
 const FORMATS: &[Format] = &[
     Format {
         magic: b"\xfd7zXZ\x00",
         tool: Tool {
             program: "xz",
             package: "xz-utils",
+            why: UNPACK,
         },
         args: &["-dc"],
     },
@@ -29,6 +34,7 @@ const FORMATS: &[Format] = &[
         tool: Tool {
             program: "zstd",
             package: "zstd",
+            why: UNPACK,
         },
         args: &["-dcq"],
     },
@@ -37,6 +43,7 @@ const FORMATS: &[Format] = &[
         tool: Tool {
             program: "gzip",
             package: "gzip",
+            why: UNPACK,
         },
         args: &["-dc"],
     },
@@ -45,6 +52,7 @@ const FORMATS: &[Format] = &[
         tool: Tool {
             program: "bzip2",
             package: "bzip2",
+            why: UNPACK,
         },
         args: &["-dc"],
     },
@@ -53,6 +61,7 @@ const FORMATS: &[Format] = &[
         tool: Tool {
             program: "xz",
             package: "xz-utils",
+            why: UNPACK,
         },
         args: &["-dc", "--format=lzma"],
     },
@@ -61,6 +70,7 @@ const FORMATS: &[Format] = &[
         tool: Tool {
             program: "lz4",
             package: "lz4",
+            why: UNPACK,
         },
         args: &["-dc"],
     },
@@ -69,6 +79,7 @@ const FORMATS: &[Format] = &[
         tool: Tool {
             program: "lzop",
             package: "lzop",
+            why: UNPACK,
         },
         args: &["-dc"],
     },

@@ -836,6 +836,7 @@ impl EtcdStore {
                 cursors,
                 version,
                 slice_writes,
+                foreign: Vec::new(),
             },
             hosts,
         ))

@@ -15,7 +15,7 @@ use crate::ipam::network::{check_name, Network};
 use super::fsutil;
 use super::memory::conflict;
 use super::stateformat::{corrupt, decode_network, encode_network};
-use super::{blocking, blocking_store_methods, Change, Snapshot, Store, StoreFuture};
+use super::{blocking, blocking_store_methods, Change, ForeignLease, Snapshot, Store, StoreFuture};
 
 const DEF_FILE: &str = "underlay.network";
 const CURSOR_PREFIX: &str = "last_reserved_ip.";
@@ -68,6 +68,8 @@ impl HostLocalStore {
 struct Dir {
     network: Network,
     records: BTreeMap<IpAddr, Record>,
+    /// Lease files underlay cannot represent (kept, never handed out).
+    foreign: BTreeMap<IpAddr, ForeignLease>,
     cursors: Vec<Option<IpAddr>>,
     version: u64,
 }
@@ -94,6 +96,21 @@ pub(crate) fn parse_lease(data: &[u8], path: &Path) -> Result<Owner> {
         }
     };
     Owner::new(id, ifname).map_err(|e| corrupt(path, e.message()))
+}
+
+/// A lease file underlay cannot take as its own; `why` is cut to a readable length (the file
+/// may hold anything).
+fn foreign_lease(addr: IpAddr, path: &Path, why: &str) -> ForeignLease {
+    const MAX: usize = 300;
+    let mut reason: String = why.chars().take(MAX).collect();
+    if reason.len() < why.len() {
+        reason.push_str("...");
+    }
+    ForeignLease {
+        addr,
+        location: path.display().to_string(),
+        reason,
+    }
 }
 
 impl Inner {
@@ -132,6 +149,7 @@ impl Inner {
         }
         names.sort();
         let mut records = BTreeMap::new();
+        let mut foreign = BTreeMap::new();
         let mut cursors = vec![None; network.pools().len()];
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for n in names {
@@ -159,7 +177,20 @@ impl Inner {
             fnv(&mut h, b"\0");
             fnv(&mut h, &data);
             fnv(&mut h, b"\0");
-            let owner = parse_lease(&data, &path)?;
+            // host-local accepted what it wrote; what underlay cannot take as its own blocks
+            // its address and nothing else.
+            let owner = match parse_lease(&data, &path) {
+                Ok(owner) => owner,
+                Err(e) => {
+                    foreign.insert(addr, foreign_lease(addr, &path, e.message()));
+                    continue;
+                }
+            };
+            if !network.pools().iter().any(|p| p.contains(addr)) {
+                let why = format!("held by {owner}, outside every pool of the network");
+                foreign.insert(addr, foreign_lease(addr, &path, &why));
+                continue;
+            }
             records.insert(
                 addr,
                 Record {
@@ -172,6 +203,7 @@ impl Inner {
         Ok(Dir {
             network,
             records,
+            foreign,
             cursors,
             version: h,
         })
@@ -211,9 +243,8 @@ impl Inner {
         }
         fsutil::mkdir(&dir)?;
         let _net_lock = fsutil::lock(&dir.join("lock"))?;
-        // All or nothing: host-local's leases are checked before the definition is written,
-        // so a directory underlay cannot adopt is left as it was, not half adopted.
-        self.check_adoptable(&dir, network)?;
+        // host-local's leases are adopted as they are: those underlay cannot represent stay
+        // as foreign leases (see `read`). The definition is the only file written, last.
         fsutil::replace(
             &dir,
             DEF_FILE,
@@ -226,45 +257,6 @@ impl Inner {
         Ok(())
     }
 
-    /// Checks that every lease file host-local left in `dir` can be loaded for `network`: an
-    /// owner underlay can represent, an address inside one of its pools. The caller holds the
-    /// directory's lock.
-    fn check_adoptable(&self, dir: &Path, network: &Network) -> Result<()> {
-        let list_err = |e| fsutil::io_err("list", dir, e);
-        let name = network.name();
-        for entry in std::fs::read_dir(dir).map_err(list_err)? {
-            let entry = entry.map_err(list_err)?;
-            let Some(addr) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<IpAddr>().ok())
-            else {
-                continue;
-            };
-            let path = entry.path();
-            let cannot = |why: String| {
-                Error::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "cannot adopt host-local's network `{name}` in {}: {why}; nothing was \
-                         written (release that lease with host-local first, or give pools that \
-                         cover it)",
-                        dir.display()
-                    ),
-                )
-            };
-            let owner = parse_lease(&fsutil::read(&path)?, &path)
-                .map_err(|e| cannot(format!("lease {addr}: {}", e.message())))?;
-            if !network.pools().iter().any(|p| p.contains(addr)) {
-                return Err(cannot(format!(
-                    "lease {addr} of {owner} ({}) is outside every pool given",
-                    path.display()
-                )));
-            }
-        }
-        Ok(())
-    }
-
     fn delete(&self, name: &str) -> Result<()> {
         let _lock = fsutil::lock(&self.dir.join(".underlay.lock"))?;
         let dir = self.net_dir(name)?;
@@ -273,11 +265,19 @@ impl Inner {
             fsutil::lock(&dir.join("lock"))?
         };
         let d = self.read(name)?;
-        if !d.records.is_empty() {
+        if !d.records.is_empty() || !d.foreign.is_empty() {
+            let foreign = if d.foreign.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " and {} leases underlay cannot release (release them with host-local)",
+                    d.foreign.len()
+                )
+            };
             return Err(Error::new(
                 ErrorKind::Busy,
                 format!(
-                    "network `{name}` still holds {} leases in {}: release them first",
+                    "network `{name}` still holds {} leases{foreign} in {}: release them first",
                     d.records.len(),
                     dir.display()
                 ),
@@ -303,6 +303,7 @@ impl Inner {
             cursors: d.cursors,
             version: d.version,
             slice_writes: 0,
+            foreign: d.foreign.into_values().collect(),
         })
     }
 
@@ -347,6 +348,16 @@ impl Inner {
                             format!(
                                 "address {} is already held by {}: reload and retry",
                                 r.addr, old.owner
+                            ),
+                        ));
+                    }
+                    if let Some(f) = now.foreign.get(&r.addr) {
+                        return Err(Error::new(
+                            ErrorKind::Conflict,
+                            format!(
+                                "address {} is held by a lease underlay cannot take ({}): \
+                                 reload and retry",
+                                r.addr, f.location
                             ),
                         ));
                     }

@@ -53,6 +53,24 @@ pub struct Snapshot {
     pub version: u64,
     /// The store's [`Stamp::slice_writes`] at the same moment (0 for stores without slices).
     pub slice_writes: u64,
+    /// Leases another tool left that underlay cannot take as its own (see [`ForeignLease`]);
+    /// their addresses are never handed out.
+    pub foreign: Vec<ForeignLease>,
+}
+
+/// A lease another tool wrote that underlay cannot represent, e.g. a CNI host-local lease file
+/// whose container id is over 256 bytes, or whose address lies outside every pool of the
+/// network (a host-local range set over several subnets). It blocks only its own address:
+/// kept as it is, never handed out nor released by underlay, listed by
+/// [`crate::Ipam::foreign_leases`]. Release it with the tool that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ForeignLease {
+    /// The leased address.
+    pub addr: IpAddr,
+    /// Where it is kept (the lease file).
+    pub location: String,
+    /// Why underlay cannot take it as its own.
+    pub reason: String,
 }
 
 /// How current a cached network is, read in one go by [`Store::stamp`]. A cache is current if
@@ -318,6 +336,7 @@ impl Table {
             cursors: self.cursors.clone(),
             version: self.version,
             slice_writes: 0,
+            foreign: Vec::new(),
         }
     }
 

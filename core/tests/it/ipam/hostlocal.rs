@@ -1,6 +1,7 @@
 //! CNI host-local's on-disk layout: files written the way host-local writes them are read, kept
 //! and extended; files underlay writes are the ones host-local would read.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -91,52 +92,341 @@ async fn round_trip_with_host_local_files() {
         .unwrap();
     assert_eq!(again.list().await.unwrap(), ipam.list().await.unwrap());
 
-    // Files older host-local versions wrote (container id only) are reported, not guessed.
+    // Files older host-local versions wrote (container id only) are kept and reported as
+    // foreign leases, not guessed, and block only their address.
     std::fs::write(dir.join("10.22.0.77"), "oldcontainer").unwrap();
-    let e = again.list().await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
-    assert!(e.message().contains("10.22.0.77"), "{e}");
+    assert_eq!(again.list().await.unwrap().len(), 4);
+    let foreign = again.foreign_leases().await.unwrap();
+    assert_eq!(foreign.len(), 1, "{foreign:?}");
+    assert_eq!(foreign[0].addr, ip("10.22.0.77"));
+    assert!(
+        foreign[0].reason.contains("no interface name"),
+        "{foreign:?}"
+    );
+    let e = again
+        .allocate(&owner("c11"), &Request::ip(ip("10.22.0.77")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     std::fs::remove_file(dir.join("10.22.0.77")).unwrap();
+    assert!(again.foreign_leases().await.unwrap().is_empty());
     assert_eq!(again.list().await.unwrap().len(), 4);
 }
 
-/// Adopting a host-local directory is all or nothing: a lease underlay cannot load (an owner
-/// id over 256 characters, an address outside the pools given) fails the create, naming the
-/// file, and leaves no `underlay.network` behind, so a retry is not "already exists" and
-/// `open`/`delete` are not "corrupt"; host-local's files stay as they were.
-#[tokio::test]
-async fn adopting_a_directory_is_all_or_nothing() {
-    let tmp = TempDir::new("hostlocal-adopt");
-    let data_dir = tmp.path().join("networks");
-    let store = Arc::new(HostLocalStore::open(&data_dir).unwrap());
-    let long_id = "c".repeat(300);
-    for (name, addr, id, what) in [
-        ("longid", "10.23.0.2", long_id.as_str(), "10.23.0.2"),
-        // host-local's range set spanning two subnets: a lease in the second one.
-        ("twosubnets", "10.24.1.2", "c1", "10.24.1.2"),
-    ] {
-        let dir = data_dir.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        host_local_reserve(&dir, addr, id, "eth0", 0);
-        let n = net(name, &["10.23.0.0/24"]);
-        let n = if name == "twosubnets" {
-            net(name, &["10.24.0.0/24"])
-        } else {
-            n
-        };
-        for attempt in 0..2 {
-            let e = Ipam::create(store.clone(), n.clone()).await.unwrap_err();
-            assert_ne!(e.kind(), ErrorKind::AlreadyExists, "attempt {attempt}: {e}");
-            assert!(e.to_string().contains(what), "{e}");
-            assert!(
-                !dir.join("underlay.network").exists(),
-                "{name}: definition left behind"
-            );
-        }
-        assert_eq!(
-            Ipam::open(store.clone(), name).await.unwrap_err().kind(),
-            ErrorKind::NotFound
-        );
-        assert!(dir.join(addr).exists(), "host-local's lease is kept");
+/// The real CNI host-local plugin (Debian's containernetworking-plugins), run as a runtime
+/// runs it, on `data_dir`; its stdout (the result) or its error.
+fn host_local(
+    command: &str,
+    data_dir: &Path,
+    net: &str,
+    ranges: &str,
+    id: &str,
+) -> Result<String, String> {
+    let config = format!(
+        r#"{{"cniVersion":"1.0.0","name":"{net}","type":"macvlan","ipam":{{"type":"host-local","dataDir":"{}","ranges":{ranges}}}}}"#,
+        data_dir.display()
+    );
+    let mut child = std::process::Command::new(HOST_LOCAL)
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", "/proc/self/ns/net")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run host-local");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(config.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
     }
+}
+
+const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
+
+/// The reference plugin is needed: `cargo xtask cni-test` installs it; plain `cargo test` says
+/// so loudly and fails rather than skip silently.
+fn have_host_local(test: &str) -> bool {
+    if Path::new(HOST_LOCAL).exists() {
+        return true;
+    }
+    panic!(
+        "{test}: needs CNI's host-local plugin at {HOST_LOCAL} (Debian: apt-get install \
+         containernetworking-plugins; `cargo xtask cni-test` installs it)"
+    );
+}
+
+/// Leases the real host-local wrote that underlay cannot take as its own (a container id
+/// over 256 bytes; a range set spanning two subnets, its lease in the second) are adopted as
+/// foreign leases: the network is created, opens and works; they are listed, never handed
+/// out nor overwritten; once host-local releases them, their address is free again.
+#[tokio::test]
+async fn foreign_host_local_leases_block_only_their_address() {
+    if !have_host_local("foreign_host_local_leases_block_only_their_address") {
+        return;
+    }
+    let tmp = TempDir::new("hostlocal-foreign");
+    let data_dir = tmp.path().join("networks");
+    let long_id = "c".repeat(300);
+    // One range set over two subnets: host-local hands out 10.26.0.2 and .3 (the first
+    // range), then goes on into 10.26.1.0/24.
+    let ranges = r#"[[{"subnet":"10.26.0.0/24","rangeStart":"10.26.0.2","rangeEnd":"10.26.0.3"},{"subnet":"10.26.1.0/24"}]]"#;
+    host_local("ADD", &data_dir, "fl", ranges, &long_id).unwrap();
+    host_local("ADD", &data_dir, "fl", ranges, "plain").unwrap();
+    let second = host_local("ADD", &data_dir, "fl", ranges, "second").unwrap();
+    assert!(
+        second.contains("10.26.1."),
+        "host-local went on into the second subnet: {second}"
+    );
+    let dir = data_dir.join("fl");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("10.26.0.2"))
+            .unwrap()
+            .trim(),
+        format!("{long_id}\r\neth0")
+    );
+
+    let store = Arc::new(HostLocalStore::open(&data_dir).unwrap());
+    // The pool underlay can express: the first subnet, whole; the lease in 10.26.1.0/24 lies
+    // outside it.
+    let n = net("fl", &["10.26.0.0/24"]);
+    let ipam = Ipam::create(store.clone(), n.clone()).await.unwrap();
+    let ipam = Ipam::open(store.clone(), "fl").await.unwrap_or(ipam);
+    let foreign = ipam.foreign_leases().await.unwrap();
+    let addrs: Vec<String> = foreign.iter().map(|f| f.addr.to_string()).collect();
+    assert_eq!(addrs.len(), 2, "{foreign:?}");
+    assert_eq!(addrs[0], "10.26.0.2", "{foreign:?}");
+    assert!(addrs[1].starts_with("10.26.1."), "{foreign:?}");
+    assert!(foreign[0].reason.contains("256"), "{foreign:?}");
+    assert!(
+        foreign[0].reason.len() < 400,
+        "the reason is cut: {}",
+        foreign[0].reason.len()
+    );
+    assert!(
+        foreign[1].reason.contains("outside every pool"),
+        "{foreign:?}"
+    );
+    assert!(foreign[0].location.ends_with("fl/10.26.0.2"), "{foreign:?}");
+    // The representable lease is adopted.
+    let leases = ipam.list().await.unwrap();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0].owner.container_id(), "plain");
+
+    // Never handed out: next-fit over the whole pool skips 10.26.0.2, a request for it is
+    // refused naming the file.
+    let e = ipam
+        .allocate(&owner("want2"), &Request::ip(ip("10.26.0.2")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(
+        e.to_string().contains("10.26.0.2") && e.to_string().contains("cannot"),
+        "{e}"
+    );
+    let mut got = std::collections::HashSet::new();
+    for i in 0..252 {
+        match ipam
+            .allocate(&owner(format!("u{i}")), &Request::any())
+            .await
+        {
+            Ok(l) => assert!(got.insert(l.ips()[0]), "{l:?} twice"),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::PoolExhausted, "{e}");
+                break;
+            }
+        }
+    }
+    assert!(
+        !got.contains(&ip("10.26.0.2")),
+        "a foreign lease's address was handed out"
+    );
+    assert_eq!(
+        got.len(),
+        251,
+        "every other address of the /24 (less gateway, plain's)"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("10.26.0.2"))
+            .unwrap()
+            .trim(),
+        format!("{long_id}\r\neth0"),
+        "host-local's file is untouched"
+    );
+    // Deleting the network is refused while foreign leases remain, naming host-local.
+    let e = Ipam::delete(store.as_ref(), "fl").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+
+    // host-local releases its own: the address becomes free for underlay.
+    host_local("DEL", &data_dir, "fl", ranges, &long_id).unwrap();
+    assert!(!dir.join("10.26.0.2").exists());
+    assert_eq!(ipam.foreign_leases().await.unwrap().len(), 1);
+    ipam.release(&owner("u0")).await.unwrap().unwrap();
+    let l = ipam
+        .allocate(&owner("want2"), &Request::ip(ip("10.26.0.2")))
+        .await
+        .unwrap();
+    assert_eq!(l.ips(), vec![ip("10.26.0.2")]);
+    // A fresh `Ipam` on the same directory sees the same.
+    let again = Ipam::open(store.clone(), "fl").await.unwrap();
+    assert_eq!(again.list().await.unwrap(), ipam.list().await.unwrap());
+    assert_eq!(
+        again.foreign_leases().await.unwrap(),
+        ipam.foreign_leases().await.unwrap()
+    );
+}
+
+const HL_CHILD: &str = "UNDERLAY_HOSTLOCAL_CHILD";
+
+/// The child of `processes_and_host_local_churn_around_foreign_leases`: allocates `COUNT`
+/// owners `PREFIX-i` on the host-local directory, checks right after each allocation that the
+/// lease file holds its own owner (not host-local's), prints `@@ ack OWNER IP`, and releases
+/// every even one (`@@ rel OWNER`).
+#[test]
+fn churn_child() {
+    let Ok(dir) = std::env::var(HL_CHILD) else {
+        return;
+    };
+    let prefix = std::env::var("PREFIX").unwrap();
+    let count: usize = std::env::var("COUNT").unwrap().parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Arc::new(HostLocalStore::open(&dir).unwrap());
+        let ipam = Ipam::open(store, "churn").await.unwrap();
+        for i in 0..count {
+            let o = owner(format!("{prefix}-{i}"));
+            let l = ipam.allocate(&o, &Request::any()).await.unwrap();
+            let a = l.ips()[0];
+            let file = Path::new(&dir).join("churn").join(a.to_string());
+            let held = std::fs::read_to_string(&file).unwrap();
+            assert_eq!(
+                held,
+                format!("{prefix}-{i}\r\neth0"),
+                "{a}: another owner's file"
+            );
+            println!("@@ ack {o} {a}");
+            if i % 2 == 0 {
+                ipam.release(&o).await.unwrap().unwrap();
+                println!("@@ rel {o}");
+            }
+        }
+    });
+}
+
+/// Four processes allocating and releasing on one host-local directory while the real
+/// host-local adds and deletes containers whose ids underlay cannot represent (foreign
+/// leases): no address ever has two owners, no file is overwritten, and at the end the
+/// directory holds exactly the leases each side still holds.
+#[test]
+fn processes_and_host_local_churn_around_foreign_leases() {
+    if std::env::var(HL_CHILD).is_ok() || !have_host_local("processes_and_host_local_churn") {
+        return;
+    }
+    let tmp = TempDir::new("hostlocal-churn");
+    let data_dir = tmp.path().join("networks");
+    let ranges = r#"[[{"subnet":"10.27.0.0/26"}]]"#;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Arc::new(HostLocalStore::open(&data_dir).unwrap());
+    rt.block_on(Ipam::create(store.clone(), net("churn", &["10.27.0.0/26"])))
+        .unwrap();
+    let children: Vec<std::process::Child> = (0..4)
+        .map(|i| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "ipam::hostlocal::churn_child",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(HL_CHILD, &data_dir)
+                .env("PREFIX", format!("p{i}"))
+                .env("COUNT", "24")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::inherit())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Meanwhile host-local: ADD long-id containers, DEL every other one again.
+    let mut host_local_holds: std::collections::HashMap<String, IpAddr> = Default::default();
+    for k in 0..12 {
+        let id = format!("{k:02}{}", "h".repeat(298));
+        let out = host_local("ADD", &data_dir, "churn", ranges, &id).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let addr: underlay::IpNet = v["ips"][0]["address"].as_str().unwrap().parse().unwrap();
+        host_local_holds.insert(id.clone(), addr.addr());
+        if k % 2 == 1 {
+            host_local("DEL", &data_dir, "churn", ranges, &id).unwrap();
+            host_local_holds.remove(&id);
+        }
+    }
+    let mut underlay_holds: std::collections::HashMap<String, IpAddr> = Default::default();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "child failed: {:?}", out.status);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(i) = line.find("@@ ") else { continue };
+            let w: Vec<&str> = line[i + 3..].split(' ').collect();
+            match w.as_slice() {
+                ["ack", o, a] => {
+                    underlay_holds.insert(o.to_string(), a.parse().unwrap());
+                }
+                ["rel", o] => {
+                    underlay_holds.remove(*o).unwrap();
+                }
+                _ => panic!("bad line from child: {line}"),
+            }
+        }
+    }
+    assert_eq!(underlay_holds.len(), 4 * 12);
+    // The directory holds exactly both sides' live leases, each file its owner's.
+    let dir = data_dir.join("churn");
+    let mut files: std::collections::HashMap<IpAddr, String> = Default::default();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        if let Ok(a) = e.file_name().to_string_lossy().parse::<IpAddr>() {
+            files.insert(a, std::fs::read_to_string(e.path()).unwrap());
+        }
+    }
+    assert_eq!(
+        files.len(),
+        underlay_holds.len() + host_local_holds.len(),
+        "{files:?}"
+    );
+    for (o, a) in underlay_holds.iter().map(|(o, a)| (o.clone(), *a)).chain(
+        host_local_holds
+            .iter()
+            .map(|(id, a)| (format!("{id}/eth0"), *a)),
+    ) {
+        let (id, ifname) = o.split_once('/').unwrap();
+        assert_eq!(files.get(&a), Some(&format!("{id}\r\n{ifname}")), "{a}");
+    }
+    let ipam = rt.block_on(Ipam::open(store, "churn")).unwrap();
+    let foreign: Vec<IpAddr> = rt
+        .block_on(ipam.foreign_leases())
+        .unwrap()
+        .iter()
+        .map(|f| f.addr)
+        .collect();
+    let mut want: Vec<IpAddr> = host_local_holds.values().copied().collect();
+    want.sort();
+    assert_eq!(foreign, want);
+    assert_eq!(rt.block_on(ipam.list()).unwrap().len(), 4 * 12);
 }
