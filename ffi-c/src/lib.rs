@@ -12,6 +12,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod address;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod handle;
 pub mod ipam;
 pub mod link;

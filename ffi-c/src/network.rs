@@ -213,6 +213,9 @@ pub struct underlay_network {
     name: CString,
     driver: CString,
     parent: Option<CString>,
+    lower: CString,
+    host_access: Option<CString>,
+    pools: Vec<CString>,
 }
 
 impl underlay_network {
@@ -221,6 +224,13 @@ impl underlay_network {
             name: cstring(inner.name()),
             driver: cstring(inner.driver().name()),
             parent: inner.parent().map(cstring),
+            lower: cstring(inner.lower()),
+            host_access: inner.host_access().map(cstring),
+            pools: inner
+                .pools()
+                .iter()
+                .map(|p| cstring(p.to_string()))
+                .collect(),
             inner,
         }
     }
@@ -577,6 +587,7 @@ pub struct underlay_endpoint {
     mac: Option<CString>,
     addresses: Vec<CString>,
     routes: Vec<CString>,
+    netns: Option<CString>,
 }
 
 impl underlay_endpoint {
@@ -589,6 +600,7 @@ impl underlay_endpoint {
             mac: e.mac.map(|m| cstring(m.to_string())),
             addresses: e.addresses.iter().map(|a| cstring(a.to_string())).collect(),
             routes: e.routes.iter().map(|x| cstring(x.to_string())).collect(),
+            netns: e.netns.map(|n| cstring(n.to_string_lossy().into_owned())),
         }
     }
 }
@@ -832,5 +844,93 @@ pub extern "C" fn underlay_endpoint_route(
             .ok()
             .and_then(|e| e.routes.get(index))
             .map_or(std::ptr::null(), |a| a.as_ptr())
+    })
+}
+
+/// The link endpoints hang on (the parent, or an internal network's dummy or bridge);
+/// borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_network_lower(network: *const underlay_network) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(network, "network").map_or(std::ptr::null(), |n| n.lower.as_ptr())
+    })
+}
+
+/// The endpoints' MTU, 0 when the network sets none (the parent's; and for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_network_mtu(network: *const underlay_network) -> u32 {
+    guard_value(0, || {
+        r(network, "network").map_or(0, |n| n.inner.mtu().unwrap_or(0))
+    })
+}
+
+/// The name of the host's shim link when host access is on, NULL when off; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_network_host_access(network: *const underlay_network) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(network, "network").map_or(std::ptr::null(), |n| opt_ptr(&n.host_access))
+    })
+}
+
+/// The number of address pools (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_network_pool_count(network: *const underlay_network) -> usize {
+    guard_value(0, || r(network, "network").map_or(0, |n| n.pools.len()))
+}
+
+/// Pool `index` as text (`underlay_network_spec_add_pool`'s syntax); borrowed. NULL when out
+/// of range.
+#[no_mangle]
+pub extern "C" fn underlay_network_pool(
+    network: *const underlay_network,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(network, "network")
+            .ok()
+            .and_then(|n| n.pools.get(index))
+            .map_or(std::ptr::null(), |p| p.as_ptr())
+    })
+}
+
+/// Like `underlay_network_disconnect`, for a container whose namespace is being deleted: the
+/// link goes with the namespace, so only the lease and the record are released.
+#[no_mangle]
+pub extern "C" fn underlay_network_disconnect_for_netns_deletion(
+    network: *const underlay_network,
+    container_id: *const c_char,
+    ifname: *const c_char,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let (c, i) = (s(container_id, "container_id")?, s(ifname, "ifname")?);
+        block(n.inner.disconnect_for_netns_deletion(c, i))
+    })
+}
+
+/// Opens network `spec` names, creating it first when absent; a network of that name defined
+/// otherwise is `UNDERLAY_RESULT_CONFLICT`, the message naming each difference.
+#[no_mangle]
+pub extern "C" fn underlay_networks_create_or_open(
+    networks: *const underlay_networks,
+    spec: *const underlay_network_spec,
+    network_out: *mut *mut underlay_network,
+) -> underlay_result {
+    guard(|| {
+        let n = r(networks, "networks")?;
+        let sp = r(spec, "spec")?;
+        let o = out(network_out, "network_out")?;
+        let net = block(n.inner.create_or_open(sp.inner.clone()))?;
+        o.set_box(underlay_network::new(net));
+        Ok(())
+    })
+}
+
+/// The namespace path recorded for the endpoint ("/run/netns/NAME", "/proc/PID/ns/net"),
+/// NULL when none was; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_netns(endpoint: *const underlay_endpoint) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(endpoint, "endpoint").map_or(std::ptr::null(), |e| opt_ptr(&e.netns))
     })
 }

@@ -225,24 +225,52 @@ impl Networks {
         mtu: Option<&Bound<'_, PyAny>>,
         bring_parent_up: bool,
     ) -> PyResult<Network> {
-        let d = self::driver(driver, mode, flag)?;
-        let mut spec = match (&parent, d) {
-            (Some(p), net::Driver::Macvlan(m)) => NetworkSpec::macvlan(name, p, m),
-            (Some(p), net::Driver::Ipvlan(m, f)) => NetworkSpec::ipvlan(name, p, m, f),
-            (None, d) => NetworkSpec::internal(name, d),
-        };
-        for p in pools.unwrap_or_default() {
-            spec = spec.pool(p.get().inner.clone());
-        }
-        if let Some(m) = conv::opt_mtu(mtu, &format!("network `{name}`"))? {
-            spec = spec.mtu(m);
-        }
-        if bring_parent_up {
-            spec = spec.bring_parent_up();
-        }
+        let spec = spec(
+            name,
+            driver,
+            parent,
+            mode,
+            flag,
+            pools,
+            mtu,
+            bring_parent_up,
+        )?;
         let n = self.inner.clone();
         Ok(Network {
             inner: block(py, async move { n.create(spec).await })?,
+        })
+    }
+
+    /// Opens network `name`, creating it first when absent (the arguments as for `create`);
+    /// a network of that name defined otherwise raises `Conflict`, naming each difference.
+    #[pyo3(signature = (name, *, driver = "macvlan", parent = None, mode = None, flag = None,
+        pools = None, mtu = None, bring_parent_up = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_or_open(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        driver: &str,
+        parent: Option<String>,
+        mode: Option<&str>,
+        flag: Option<&str>,
+        pools: Option<Vec<Bound<'_, Pool>>>,
+        mtu: Option<&Bound<'_, PyAny>>,
+        bring_parent_up: bool,
+    ) -> PyResult<Network> {
+        let spec = spec(
+            name,
+            driver,
+            parent,
+            mode,
+            flag,
+            pools,
+            mtu,
+            bring_parent_up,
+        )?;
+        let n = self.inner.clone();
+        Ok(Network {
+            inner: block(py, async move { n.create_or_open(spec).await })?,
         })
     }
 
@@ -688,4 +716,34 @@ impl DefaultRouteArg {
 enum AnnounceArg {
     On(bool),
     Whom(String),
+}
+
+/// The spec `Networks.create` and `create_or_open` describe.
+#[allow(clippy::too_many_arguments)]
+fn spec(
+    name: &str,
+    driver: &str,
+    parent: Option<String>,
+    mode: Option<&str>,
+    flag: Option<&str>,
+    pools: Option<Vec<Bound<'_, Pool>>>,
+    mtu: Option<&Bound<'_, PyAny>>,
+    bring_parent_up: bool,
+) -> PyResult<NetworkSpec> {
+    let d = self::driver(driver, mode, flag)?;
+    let mut spec = match (&parent, d) {
+        (Some(p), net::Driver::Macvlan(m)) => NetworkSpec::macvlan(name, p, m),
+        (Some(p), net::Driver::Ipvlan(m, f)) => NetworkSpec::ipvlan(name, p, m, f),
+        (None, d) => NetworkSpec::internal(name, d),
+    };
+    for p in pools.unwrap_or_default() {
+        spec = spec.pool(p.get().inner.clone());
+    }
+    if let Some(m) = conv::opt_mtu(mtu, &format!("network `{name}`"))? {
+        spec = spec.mtu(m);
+    }
+    if bring_parent_up {
+        spec = spec.bring_parent_up();
+    }
+    Ok(spec)
 }

@@ -20,6 +20,13 @@ pub enum VlanProtocol {
 }
 
 impl VlanProtocol {
+    /// The name `ip` uses: "802.1Q" or "802.1ad".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VlanProtocol::Ieee8021Q => "802.1Q",
+            VlanProtocol::Ieee8021Ad => "802.1ad",
+        }
+    }
     pub(crate) fn from_nl(p: nl::VlanProtocol) -> Self {
         match p {
             nl::VlanProtocol::Ieee8021Ad => VlanProtocol::Ieee8021Ad,
@@ -30,6 +37,21 @@ impl VlanProtocol {
         match self {
             VlanProtocol::Ieee8021Q => nl::VlanProtocol::Ieee8021Q,
             VlanProtocol::Ieee8021Ad => nl::VlanProtocol::Ieee8021Ad,
+        }
+    }
+}
+
+impl std::str::FromStr for VlanProtocol {
+    type Err = crate::Error;
+    /// "802.1Q" or "802.1ad", in any case.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "802.1q" => Ok(VlanProtocol::Ieee8021Q),
+            "802.1ad" => Ok(VlanProtocol::Ieee8021Ad),
+            _ => Err(crate::Error::invalid(format!(
+                "VLAN protocol `{}`: use \"802.1Q\" or \"802.1ad\"",
+                crate::Error::show_input(s)
+            ))),
         }
     }
 }

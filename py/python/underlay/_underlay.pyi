@@ -675,6 +675,9 @@ class EtcdStore:
     def networks(self) -> dict[str, _List[Pool]]: ...
     def addresses_by_host(self, name: str) -> dict[str, _List[Record]]: ...
     def gc_host(self, name: str, host: str, valid: Sequence[tuple[str, str]]) -> _List[Record]: ...
+    def members(self, name: str) -> _List[str]: ...
+    def slices_by_host(self, name: str) -> dict[str, _List[tuple[_Ip, int]]]: ...
+    def gc_slices(self, name: str, host: str) -> _List[_Ip]: ...
 
 @final
 class Ipam:
@@ -728,6 +731,18 @@ class Networks:
     @property
     def handle(self) -> Handle: ...
     def create(
+        self,
+        name: str,
+        *,
+        driver: str = "macvlan",
+        parent: str | None = None,
+        mode: str | None = None,
+        flag: str | None = None,
+        pools: Sequence[Pool] | None = None,
+        mtu: int | None = None,
+        bring_parent_up: bool = False,
+    ) -> Network: ...
+    def create_or_open(
         self,
         name: str,
         *,
