@@ -893,6 +893,26 @@ underlay_result underlay_ipam_open_or_create(const underlay_ipam_store *store,
                                              underlay_ipam **ipam_out);
 
 /**
+ * Defines `network` for this host, or joins the identical definition another host (or an
+ * earlier run) stored, and opens it; `*created_out` says whether this call created it. On a
+ * store shared by hosts (etcd) this host counts as a member until `underlay_ipam_leave`;
+ * another definition under that name is `UNDERLAY_RESULT_CONFLICT`.
+ */
+underlay_result underlay_ipam_join(const underlay_ipam_store *store,
+                                   const underlay_ipam_network *network,
+                                   underlay_ipam **ipam_out,
+                                   bool *created_out);
+
+/**
+ * Ends this host's use of network `name` (`UNDERLAY_RESULT_BUSY` while this host holds leases
+ * in it): deletes the definition when no other host uses it (`*remaining_out` is then empty),
+ * else drops only this host's membership (`*remaining_out` lists the hosts still using it).
+ */
+underlay_result underlay_ipam_leave(const underlay_ipam_store *store,
+                                    const char *name,
+                                    underlay_string_list **remaining_out);
+
+/**
  * Removes network `name` from `store` (`UNDERLAY_RESULT_BUSY` while it holds leases).
  */
 underlay_result underlay_ipam_delete(const underlay_ipam_store *store, const char *name);

@@ -199,6 +199,51 @@ pub extern "C" fn underlay_ipam_open_or_create(
     })
 }
 
+/// Defines `network` for this host, or joins the identical definition another host (or an
+/// earlier run) stored, and opens it; `*created_out` says whether this call created it. On a
+/// store shared by hosts (etcd) this host counts as a member until `underlay_ipam_leave`;
+/// another definition under that name is `UNDERLAY_RESULT_CONFLICT`.
+#[no_mangle]
+pub extern "C" fn underlay_ipam_join(
+    store: *const underlay_ipam_store,
+    network: *const underlay_ipam_network,
+    ipam_out: *mut *mut underlay_ipam,
+    created_out: *mut bool,
+) -> underlay_result {
+    guard(|| {
+        let st = r(store, "store")?;
+        let n = r(network, "network")?.build()?;
+        let o = out(ipam_out, "ipam_out")?;
+        let c = out(created_out, "created_out")?;
+        let (i, joined) = block(Ipam::join(st.inner.clone(), n))?;
+        o.set_box(underlay_ipam::new(i));
+        c.set(joined == ipam::Joined::Created);
+        Ok(())
+    })
+}
+
+/// Ends this host's use of network `name` (`UNDERLAY_RESULT_BUSY` while this host holds leases
+/// in it): deletes the definition when no other host uses it (`*remaining_out` is then empty),
+/// else drops only this host's membership (`*remaining_out` lists the hosts still using it).
+#[no_mangle]
+pub extern "C" fn underlay_ipam_leave(
+    store: *const underlay_ipam_store,
+    name: *const c_char,
+    remaining_out: *mut *mut crate::list::underlay_string_list,
+) -> underlay_result {
+    guard(|| {
+        let st = r(store, "store")?;
+        let n = s(name, "name")?;
+        let o = out(remaining_out, "remaining_out")?;
+        let hosts = match block(Ipam::leave(st.inner.as_ref(), n))? {
+            ipam::Left::Deleted => Vec::new(),
+            ipam::Left::Kept(hosts) => hosts,
+        };
+        o.set_box(crate::list::underlay_string_list::new(hosts));
+        Ok(())
+    })
+}
+
 /// Removes network `name` from `store` (`UNDERLAY_RESULT_BUSY` while it holds leases).
 #[no_mangle]
 pub extern "C" fn underlay_ipam_delete(
