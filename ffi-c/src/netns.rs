@@ -299,13 +299,12 @@ fn sysctl_if(iface: *const c_char) -> crate::support::R<underlay::SysctlIf> {
     })
 }
 
+/// `value` as the u8 the kernel key takes; anything else is out of the key's range `0..max`
+/// (core checks the rest, in the same words).
 fn small(what: &str, value: i32, max: u8) -> crate::support::R<u8> {
-    u8::try_from(value)
-        .ok()
-        .filter(|v| *v <= max)
-        .ok_or_else(|| {
-            crate::support::invalid(format!("{what} {value} is out of range: give 0..={max}"))
-        })
+    u8::try_from(value).map_err(|_| {
+        crate::support::invalid(format!("{what} value {value} is out of range 0..{max}"))
+    })
 }
 
 /// Sets `net.ipv4.conf.IFACE.arp_ignore` (0..=8) for `iface` (an interface name, "all" or

@@ -154,6 +154,13 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
                         .arg("-lunderlay");
                 }
             }
+            if !via_pkg_config {
+                // The tests read shared data (tests/bad-inputs.tsv) from the checkout.
+                cc.arg(format!(
+                    "-DUNDERLAY_TESTS_DIR=\"{}\"",
+                    root.join("tests").display()
+                ));
+            }
             cc.arg("-lpthread");
             let ok = cc.status()?.success();
             let how = if via_pkg_config && pkg.is_some() {

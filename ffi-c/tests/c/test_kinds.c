@@ -206,9 +206,9 @@ static void test_links(underlay_handle *h, underlay_netns *n) {
     }
     TRUE(strcmp(buf, "1\n") == 0);
   }
-  EXPECT(underlay_netns_set_arp_ignore(n, "ens192", 9), UNDERLAY_RESULT_INVALID_ARGUMENT, "0..=8");
-  EXPECT(underlay_netns_set_arp_ignore(n, "ens192", -1), UNDERLAY_RESULT_INVALID_ARGUMENT, "-1");
-  EXPECT(underlay_netns_set_arp_announce(n, "ens192", 3), UNDERLAY_RESULT_INVALID_ARGUMENT, "0..=2");
+  EXPECT(underlay_netns_set_arp_ignore(n, "ens192", 9), UNDERLAY_RESULT_INVALID_ARGUMENT, "out of range 0..8");
+  EXPECT(underlay_netns_set_arp_ignore(n, "ens192", -1), UNDERLAY_RESULT_INVALID_ARGUMENT, "value -1 is out of range 0..8");
+  EXPECT(underlay_netns_set_arp_announce(n, "ens192", 3), UNDERLAY_RESULT_INVALID_ARGUMENT, "out of range 0..2");
   EXPECT(underlay_netns_set_accept_dad(n, "ens192", 5), UNDERLAY_RESULT_INVALID_ARGUMENT, "accept_dad");
   EXPECT(underlay_netns_set_arp_ignore(n, "bad/name", 1), UNDERLAY_RESULT_INVALID_ARGUMENT, "bad/name");
 
