@@ -130,6 +130,12 @@ typedef struct underlay_address_list underlay_address_list;
 typedef struct underlay_attach underlay_attach;
 
 /**
+ * What an attach set up: the link in its new namespace, the addresses and the routes it
+ * added. From `underlay_attach_execute_attached`; free with `underlay_attached_free`.
+ */
+typedef struct underlay_attached underlay_attached;
+
+/**
  * A connected endpoint: from connect or a lookup (free with `underlay_endpoint_free`) or
  * borrowed from an `underlay_endpoint_list`.
  */
@@ -191,6 +197,12 @@ typedef struct underlay_etcd_slices underlay_etcd_slices;
  */
 typedef struct underlay_etcd_store underlay_etcd_store;
 #endif
+
+/**
+ * Files (path and content) rendered for the distribution's own network tools, from
+ * `underlay_network_export` or `underlay_render_vlan`. Free with `underlay_export_free`.
+ */
+typedef struct underlay_export underlay_export;
 
 /**
  * A netlink handle bound to one network namespace. Thread-safe: one handle may be used from
@@ -273,6 +285,11 @@ typedef struct underlay_network_spec underlay_network_spec;
  * Free with `underlay_networks_free`.
  */
 typedef struct underlay_networks underlay_networks;
+
+/**
+ * A pool. Free with `underlay_pool_free`.
+ */
+typedef struct underlay_pool underlay_pool;
 
 /**
  * What `underlay_networks_reconcile` found and did. Free with
@@ -981,6 +998,18 @@ underlay_result underlay_ipam_allocate(const underlay_ipam *ipam,
                                        underlay_lease **lease_out);
 
 /**
+ * Allocates the `count` addresses `ips[i]` ("172.16.10.101", one per pool at most) for
+ * (`container_id`, `ifname`), the next free one in each pool none of them is in. Idempotent
+ * for one owner. The array may be NULL when `count` is 0 (then: any free address per pool).
+ */
+underlay_result underlay_ipam_allocate_ips(const underlay_ipam *ipam,
+                                           const char *container_id,
+                                           const char *ifname,
+                                           const char *const *ips,
+                                           size_t count,
+                                           underlay_lease **lease_out);
+
+/**
  * Releases the lease of (`container_id`, `ifname`); `*released_out` says whether there was
  * one (releasing twice is not an error).
  */
@@ -1635,6 +1664,42 @@ underlay_result underlay_attach_execute(underlay_attach *attach, underlay_link *
 void underlay_attach_free(underlay_attach *attach);
 
 /**
+ * Like `underlay_attach_execute`, giving everything the attach set up in `*attached_out`.
+ */
+underlay_result underlay_attach_execute_attached(underlay_attach *attach,
+                                                 underlay_attached **attached_out);
+
+/**
+ * The link in its new namespace, borrowed (valid while `attached` lives). NULL for NULL.
+ */
+const underlay_link *underlay_attached_link(const underlay_attached *attached);
+
+/**
+ * The number of addresses added (0 for NULL).
+ */
+size_t underlay_attached_address_count(const underlay_attached *attached);
+
+/**
+ * Address `index` ("172.16.10.101/24"); borrowed. NULL when out of range.
+ */
+const char *underlay_attached_address(const underlay_attached *attached, size_t index);
+
+/**
+ * The number of routes added, default routes first (0 for NULL).
+ */
+size_t underlay_attached_route_count(const underlay_attached *attached);
+
+/**
+ * Route `index`, borrowed (valid while `attached` lives). NULL when out of range.
+ */
+const underlay_route *underlay_attached_route(const underlay_attached *attached, size_t index);
+
+/**
+ * Frees what an attach set up (the kernel's link stays). NULL is a no-op.
+ */
+void underlay_attached_free(underlay_attached *attached);
+
+/**
  * The number of strings in `list` (0 for NULL).
  */
 size_t underlay_string_list_count(const underlay_string_list *list);
@@ -2004,6 +2069,14 @@ underlay_result underlay_endpoint_spec_set_target(underlay_endpoint_spec *spec,
 underlay_result underlay_endpoint_spec_set_keep_ipv6(underlay_endpoint_spec *spec, bool keep);
 
 /**
+ * Whom the endpoint's addresses are announced to once it is up (gratuitous ARP, unsolicited
+ * neighbour advertisement): "wire" (the default: out of the parent, to the network beyond
+ * the host), "segment" (from inside the endpoint: this host's other endpoints too, O(endpoints)
+ * per connect) or "off".
+ */
+underlay_result underlay_endpoint_spec_set_announce(underlay_endpoint_spec *spec, const char *whom);
+
+/**
  * Whether the container gets a default route through the network's gateway (one per IP
  * version with a gateway), for containers on several networks. `mode`: "auto" (the default:
  * unless the namespace has a default route of that IP version already, another network's,
@@ -2185,6 +2258,134 @@ underlay_result underlay_networks_create_or_open(const underlay_networks *networ
  * NULL when none was; borrowed.
  */
 const char *underlay_endpoint_netns(const underlay_endpoint *endpoint);
+
+/**
+ * The addresses released with gone endpoint `index` (the order of
+ * `underlay_reconcile_report_gone_endpoints`), "10.72.0.9/24"; borrowed from the report. NULL
+ * when out of range.
+ */
+const underlay_string_list *underlay_reconcile_report_gone_addresses(const underlay_reconcile_report *report,
+                                                                     size_t index);
+
+/**
+ * The number of files (0 for NULL).
+ */
+size_t underlay_export_count(const underlay_export *export_);
+
+/**
+ * The path of file `index` ("/etc/systemd/network/10-ens192.20.netdev"); borrowed. NULL when
+ * out of range.
+ */
+const char *underlay_export_path(const underlay_export *export_, size_t index);
+
+/**
+ * The content of file `index`; borrowed. NULL when out of range.
+ */
+const char *underlay_export_content(const underlay_export *export_, size_t index);
+
+/**
+ * Frees an export. NULL is a no-op.
+ */
+void underlay_export_free(underlay_export *export_);
+
+/**
+ * The network's VLAN parent rendered for the distribution's own tools (`format` "ifupdown",
+ * "ifcfg" or "networkd"), so it comes back at boot without underlay.
+ * `UNDERLAY_RESULT_INVALID_ARGUMENT` when the parent is not a VLAN sub-interface.
+ */
+underlay_result underlay_network_export(const underlay_network *network,
+                                        const char *format,
+                                        underlay_export **export_out);
+
+/**
+ * VLAN `vlan_id` named `name` on `parent` rendered for the distribution's own tools (`format`
+ * "ifupdown", "ifcfg" or "networkd").
+ */
+underlay_result underlay_render_vlan(const char *format,
+                                     const char *name,
+                                     const char *parent,
+                                     uint16_t vlan_id,
+                                     underlay_export **export_out);
+
+/**
+ * The network's IPAM (its leases: list, lookup, gc), a new handle (free with
+ * `underlay_ipam_free`).
+ */
+underlay_result underlay_network_ipam(const underlay_network *network, underlay_ipam **ipam_out);
+
+/**
+ * Parses `text` ("172.16.10.0/24 gateway=172.16.10.1 range=172.16.10.128/25
+ * reserve=exclude_host=172.16.10.21").
+ */
+underlay_result underlay_pool_parse(const char *text, underlay_pool **pool_out);
+
+/**
+ * Frees a pool. NULL is a no-op.
+ */
+void underlay_pool_free(underlay_pool *pool);
+
+/**
+ * The pool as text, in the syntax `underlay_pool_parse` reads; borrowed. NULL for NULL.
+ */
+const char *underlay_pool_string(const underlay_pool *pool);
+
+/**
+ * The subnet ("172.16.10.0/24"); borrowed. NULL for NULL.
+ */
+const char *underlay_pool_subnet(const underlay_pool *pool);
+
+/**
+ * The gateway, NULL when the pool has none; borrowed.
+ */
+const char *underlay_pool_gateway(const underlay_pool *pool);
+
+/**
+ * How many addresses can be handed out (`UINT64_MAX` when more; 0 for NULL).
+ */
+uint64_t underlay_pool_capacity(const underlay_pool *pool);
+
+/**
+ * An IPv6 pool (false for NULL).
+ */
+bool underlay_pool_is_ipv6(const underlay_pool *pool);
+
+/**
+ * Whether address `address` ("172.16.10.5") is in the subnet, in `*contains_out`.
+ */
+underlay_result underlay_pool_contains(const underlay_pool *pool,
+                                       const char *address,
+                                       bool *contains_out);
+
+/**
+ * Whether the subnets of `a` and `b` overlap (false when either is NULL).
+ */
+bool underlay_pool_overlaps(const underlay_pool *a, const underlay_pool *b);
+
+/**
+ * The number of allocation ranges given (0: the whole subnet; 0 for NULL).
+ */
+size_t underlay_pool_range_count(const underlay_pool *pool);
+
+/**
+ * Range `index` ("172.16.10.128/25" or "172.16.10.10-172.16.10.20"); borrowed. NULL when out
+ * of range.
+ */
+const char *underlay_pool_range(const underlay_pool *pool, size_t index);
+
+/**
+ * The number of reserved addresses (0 for NULL).
+ */
+size_t underlay_pool_reserved_count(const underlay_pool *pool);
+
+/**
+ * The name of reserved address `index`; borrowed. NULL when out of range.
+ */
+const char *underlay_pool_reserved_name(const underlay_pool *pool, size_t index);
+
+/**
+ * Reserved address `index` ("172.16.10.21"); borrowed. NULL when out of range.
+ */
+const char *underlay_pool_reserved_address(const underlay_pool *pool, size_t index);
 
 /**
  * The message of the calling thread's last failure ("UNDERLAY_RESULT_NOT_FOUND: link `x` ...":

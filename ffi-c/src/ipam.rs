@@ -132,7 +132,7 @@ pub struct underlay_ipam {
 }
 
 impl underlay_ipam {
-    fn new(inner: Ipam) -> underlay_ipam {
+    pub(crate) fn new(inner: Ipam) -> underlay_ipam {
         underlay_ipam {
             name: cstring(inner.network().name()),
             pools: inner
@@ -443,6 +443,41 @@ pub extern "C" fn underlay_ipam_allocate(
             Request::ip(ip(address, "address")?)
         };
         let o = out(lease_out, "lease_out")?;
+        let l = block(i.inner.allocate(&who, &req))?;
+        o.set_box(underlay_lease::new(l));
+        Ok(())
+    })
+}
+
+/// Allocates the `count` addresses `ips[i]` ("172.16.10.101", one per pool at most) for
+/// (`container_id`, `ifname`), the next free one in each pool none of them is in. Idempotent
+/// for one owner. The array may be NULL when `count` is 0 (then: any free address per pool).
+#[no_mangle]
+pub extern "C" fn underlay_ipam_allocate_ips(
+    ipam: *const underlay_ipam,
+    container_id: *const c_char,
+    ifname: *const c_char,
+    ips: *const *const c_char,
+    count: usize,
+    lease_out: *mut *mut underlay_lease,
+) -> underlay_result {
+    guard(|| {
+        let i = r(ipam, "ipam")?;
+        let who = owner(container_id, ifname)?;
+        if count > 0 && ips.is_null() {
+            return Err(null("ips"));
+        }
+        let o = out(lease_out, "lease_out")?;
+        let list = if count > 0 {
+            // SAFETY: `ips` holds `count` pointers (the caller's contract).
+            unsafe { std::slice::from_raw_parts(ips, count) }
+        } else {
+            &[]
+        };
+        let mut req = Request::any();
+        for p in list {
+            req = req.and_ip(ip(*p, "ips[i]")?);
+        }
         let l = block(i.inner.allocate(&who, &req))?;
         o.set_box(underlay_lease::new(l));
         Ok(())

@@ -20,6 +20,7 @@ pub mod link;
 pub mod list;
 pub mod netns;
 pub mod network;
+pub mod pool;
 pub mod result;
 pub mod route;
 pub(crate) mod runtime;

@@ -1348,3 +1348,96 @@ pub extern "C" fn underlay_attach_execute(
 pub extern "C" fn underlay_attach_free(attach: *mut underlay_attach) {
     guard_value((), || free(attach))
 }
+
+/// What an attach set up: the link in its new namespace, the addresses and the routes it
+/// added. From `underlay_attach_execute_attached`; free with `underlay_attached_free`.
+pub struct underlay_attached {
+    link: underlay_link,
+    addresses: Vec<CString>,
+    routes: Vec<underlay_route>,
+}
+
+/// Like `underlay_attach_execute`, giving everything the attach set up in `*attached_out`.
+#[no_mangle]
+pub extern "C" fn underlay_attach_execute_attached(
+    attach: *mut underlay_attach,
+    attached_out: *mut *mut underlay_attached,
+) -> underlay_result {
+    guard(|| {
+        let a = m(attach, "attach")?;
+        let o = out(attached_out, "attached_out")?;
+        let cur = a
+            .inner
+            .take()
+            .ok_or_else(|| invalid("the attach was already executed: make a new one"))?;
+        let done = block(cur.execute())?;
+        o.set_box(underlay_attached {
+            link: underlay_link::new(done.link),
+            addresses: done
+                .addresses
+                .iter()
+                .map(|x| cstring(x.to_string()))
+                .collect(),
+            routes: done.routes.into_iter().map(underlay_route::new).collect(),
+        });
+        Ok(())
+    })
+}
+
+/// The link in its new namespace, borrowed (valid while `attached` lives). NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_attached_link(
+    attached: *const underlay_attached,
+) -> *const underlay_link {
+    guard_value(std::ptr::null(), || {
+        r(attached, "attached").map_or(std::ptr::null(), |x| &x.link as *const underlay_link)
+    })
+}
+
+/// The number of addresses added (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_attached_address_count(attached: *const underlay_attached) -> usize {
+    guard_value(0, || {
+        r(attached, "attached").map_or(0, |x| x.addresses.len())
+    })
+}
+
+/// Address `index` ("172.16.10.101/24"); borrowed. NULL when out of range.
+#[no_mangle]
+pub extern "C" fn underlay_attached_address(
+    attached: *const underlay_attached,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(attached, "attached")
+            .ok()
+            .and_then(|x| x.addresses.get(index))
+            .map_or(std::ptr::null(), |a| a.as_ptr())
+    })
+}
+
+/// The number of routes added, default routes first (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_attached_route_count(attached: *const underlay_attached) -> usize {
+    guard_value(0, || r(attached, "attached").map_or(0, |x| x.routes.len()))
+}
+
+/// Route `index`, borrowed (valid while `attached` lives). NULL when out of range.
+#[no_mangle]
+pub extern "C" fn underlay_attached_route(
+    attached: *const underlay_attached,
+    index: usize,
+) -> *const underlay_route {
+    guard_value(std::ptr::null(), || {
+        r(attached, "attached")
+            .ok()
+            .and_then(|x| x.routes.get(index))
+            .map_or(std::ptr::null(), |rt| rt as *const underlay_route)
+    })
+}
+
+/// Frees what an attach set up (the kernel's link stays). NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_attached_free(attached: *mut underlay_attached) {
+    guard_value((), || free(attached))
+}

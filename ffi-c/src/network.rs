@@ -340,6 +340,8 @@ pub struct underlay_reconcile_report {
     recreated_parents: underlay_string_list,
     recreated_shims: underlay_string_list,
     gone_endpoints: underlay_string_list,
+    /// Each gone endpoint's released addresses ("10.72.0.9/24").
+    gone_addresses: Vec<underlay_string_list>,
     removed_links: underlay_string_list,
 }
 
@@ -363,6 +365,11 @@ pub extern "C" fn underlay_networks_reconcile(
                     .iter()
                     .map(|g| format!("{}/{}/{}", g.network, g.container_id, g.ifname)),
             ),
+            gone_addresses: rep
+                .gone_endpoints
+                .iter()
+                .map(|g| underlay_string_list::new(g.addresses.iter().map(|a| a.to_string())))
+                .collect(),
             removed_links: underlay_string_list::new(rep.removed_links.clone()),
         });
         Ok(())
@@ -537,6 +544,18 @@ pub extern "C" fn underlay_endpoint_spec_set_keep_ipv6(
     keep: bool,
 ) -> underlay_result {
     edit_ep(spec, |x| Ok(x.keep_ipv6(keep)))
+}
+
+/// Whom the endpoint's addresses are announced to once it is up (gratuitous ARP, unsolicited
+/// neighbour advertisement): "wire" (the default: out of the parent, to the network beyond
+/// the host), "segment" (from inside the endpoint: this host's other endpoints too, O(endpoints)
+/// per connect) or "off".
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_spec_set_announce(
+    spec: *mut underlay_endpoint_spec,
+    whom: *const c_char,
+) -> underlay_result {
+    edit_ep(spec, |x| Ok(x.announce_to(s(whom, "whom")?.parse()?)))
 }
 
 /// Whether the container gets a default route through the network's gateway (one per IP
@@ -932,5 +951,131 @@ pub extern "C" fn underlay_networks_create_or_open(
 pub extern "C" fn underlay_endpoint_netns(endpoint: *const underlay_endpoint) -> *const c_char {
     guard_value(std::ptr::null(), || {
         r(endpoint, "endpoint").map_or(std::ptr::null(), |e| opt_ptr(&e.netns))
+    })
+}
+
+/// The addresses released with gone endpoint `index` (the order of
+/// `underlay_reconcile_report_gone_endpoints`), "10.72.0.9/24"; borrowed from the report. NULL
+/// when out of range.
+#[no_mangle]
+pub extern "C" fn underlay_reconcile_report_gone_addresses(
+    report: *const underlay_reconcile_report,
+    index: usize,
+) -> *const underlay_string_list {
+    guard_value(std::ptr::null(), || {
+        r(report, "report")
+            .ok()
+            .and_then(|x| x.gone_addresses.get(index))
+            .map_or(std::ptr::null(), |l| l as *const underlay_string_list)
+    })
+}
+
+/// Files (path and content) rendered for the distribution's own network tools, from
+/// `underlay_network_export` or `underlay_render_vlan`. Free with `underlay_export_free`.
+pub struct underlay_export {
+    files: Vec<(CString, CString)>,
+}
+
+fn export_of(files: Vec<underlay::network::ExportFile>) -> underlay_export {
+    underlay_export {
+        files: files
+            .into_iter()
+            .map(|f| (cstring(f.path), cstring(f.content)))
+            .collect(),
+    }
+}
+
+/// The number of files (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_export_count(export: *const underlay_export) -> usize {
+    guard_value(0, || r(export, "export").map_or(0, |x| x.files.len()))
+}
+
+/// The path of file `index` ("/etc/systemd/network/10-ens192.20.netdev"); borrowed. NULL when
+/// out of range.
+#[no_mangle]
+pub extern "C" fn underlay_export_path(
+    export: *const underlay_export,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(export, "export")
+            .ok()
+            .and_then(|x| x.files.get(index))
+            .map_or(std::ptr::null(), |f| f.0.as_ptr())
+    })
+}
+
+/// The content of file `index`; borrowed. NULL when out of range.
+#[no_mangle]
+pub extern "C" fn underlay_export_content(
+    export: *const underlay_export,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(export, "export")
+            .ok()
+            .and_then(|x| x.files.get(index))
+            .map_or(std::ptr::null(), |f| f.1.as_ptr())
+    })
+}
+
+/// Frees an export. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_export_free(export: *mut underlay_export) {
+    guard_value((), || free(export))
+}
+
+/// The network's VLAN parent rendered for the distribution's own tools (`format` "ifupdown",
+/// "ifcfg" or "networkd"), so it comes back at boot without underlay.
+/// `UNDERLAY_RESULT_INVALID_ARGUMENT` when the parent is not a VLAN sub-interface.
+#[no_mangle]
+pub extern "C" fn underlay_network_export(
+    network: *const underlay_network,
+    format: *const c_char,
+    export_out: *mut *mut underlay_export,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let f: underlay::network::ExportFormat = s(format, "format")?.parse()?;
+        let o = out(export_out, "export_out")?;
+        o.set_box(export_of(n.inner.export(f)?));
+        Ok(())
+    })
+}
+
+/// VLAN `vlan_id` named `name` on `parent` rendered for the distribution's own tools (`format`
+/// "ifupdown", "ifcfg" or "networkd").
+#[no_mangle]
+pub extern "C" fn underlay_render_vlan(
+    format: *const c_char,
+    name: *const c_char,
+    parent: *const c_char,
+    vlan_id: u16,
+    export_out: *mut *mut underlay_export,
+) -> underlay_result {
+    guard(|| {
+        let f: underlay::network::ExportFormat = s(format, "format")?.parse()?;
+        let n = underlay::IfName::new(s(name, "name")?)?;
+        let p = underlay::IfName::new(s(parent, "parent")?)?;
+        let id = underlay::VlanId::new(vlan_id)?;
+        let o = out(export_out, "export_out")?;
+        o.set_box(export_of(underlay::network::render_vlan(f, &n, &p, id)));
+        Ok(())
+    })
+}
+
+/// The network's IPAM (its leases: list, lookup, gc), a new handle (free with
+/// `underlay_ipam_free`).
+#[no_mangle]
+pub extern "C" fn underlay_network_ipam(
+    network: *const underlay_network,
+    ipam_out: *mut *mut crate::ipam::underlay_ipam,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let o = out(ipam_out, "ipam_out")?;
+        o.set_box(crate::ipam::underlay_ipam::new(n.inner.ipam().clone()));
+        Ok(())
     })
 }

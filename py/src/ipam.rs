@@ -187,7 +187,7 @@ impl Lease {
 /// every host of the cluster.
 #[pyclass(module = "underlay", frozen)]
 pub(crate) struct Ipam {
-    inner: underlay::Ipam,
+    pub(crate) inner: underlay::Ipam,
 }
 
 /// The store a Python argument names: an `EtcdStore`, or a directory in `layout`.

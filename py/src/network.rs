@@ -404,6 +404,14 @@ impl Network {
         self.inner.host_access()
     }
 
+    /// The network's IPAM (its leases: list, lookup, gc).
+    #[getter]
+    fn ipam(&self) -> crate::ipam::Ipam {
+        crate::ipam::Ipam {
+            inner: self.inner.ipam().clone(),
+        }
+    }
+
     /// Connects container `container_id` living in `netns`: one address per pool (`ip` when
     /// given, the next free otherwise), a link `ifname` made inside the namespace, up, with
     /// its addresses and a default route via the gateway. `mac`: None (random),

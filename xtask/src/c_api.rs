@@ -116,6 +116,12 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
     };
     stage(&target.join("debug"), &root, &prefix, &version)?;
     if let Some(p) = install {
+        if !crate::etcd::install_missing("c-test", &crate::etcd::NEEDED)?
+            || !stage_etcd(&cargo, &root, &target, &p, &version)?
+        {
+            eprintln!("c-test: could not build the etcd library (libunderlay_etcd)");
+            return Ok(1);
+        }
         println!(
             "installed into {}: cc app.c $(PKG_CONFIG_PATH={}/lib/pkgconfig pkg-config --cflags --libs underlay)",
             p.display(),
@@ -226,35 +232,13 @@ fn etcd_tests(
         t.record("install etcd-server, etcd-client, protobuf-compiler", false);
         return Ok(());
     }
-    let built = Command::new(cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--locked",
-            "-p",
-            "underlay-ffi",
-            "--features",
-            "etcd",
-        ])
-        .status()?
-        .success();
-    if !t.record("cargo build -p underlay-ffi --features etcd", built) {
+    if !t.record(
+        "cargo build -p underlay-ffi --features etcd",
+        stage_etcd(cargo, root, target, prefix, version)?,
+    ) {
         return Ok(());
     }
     let lib = prefix.join("lib");
-    for (from, to) in [
-        ("libunderlay.so", "libunderlay_etcd.so"),
-        ("libunderlay.a", "libunderlay_etcd.a"),
-    ] {
-        fs::copy(target.join("debug").join(from), lib.join(to))?;
-    }
-    let template = fs::read_to_string(root.join("ffi-c/underlay-etcd.pc.in"))?;
-    fs::write(
-        lib.join("pkgconfig/underlay-etcd.pc"),
-        template
-            .replace("@PREFIX@", &prefix.display().to_string())
-            .replace("@VERSION@", version),
-    )?;
     let out = Command::new("pkg-config")
         .env("PKG_CONFIG_PATH", lib.join("pkgconfig"))
         .args(["--cflags", "--libs", "underlay-etcd"])
@@ -303,6 +287,48 @@ fn etcd_tests(
     }
     drop(member);
     Ok(())
+}
+
+/// Builds the library with feature `etcd` and stages it under `prefix` as
+/// `lib/libunderlay_etcd.{so,a}` with `lib/pkgconfig/underlay-etcd.pc`; false when the build
+/// fails.
+fn stage_etcd(
+    cargo: &OsString,
+    root: &Path,
+    target: &Path,
+    prefix: &Path,
+    version: &str,
+) -> io::Result<bool> {
+    let built = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "underlay-ffi",
+            "--features",
+            "etcd",
+        ])
+        .status()?
+        .success();
+    if !built {
+        return Ok(false);
+    }
+    let lib = prefix.join("lib");
+    for (from, to) in [
+        ("libunderlay.so", "libunderlay_etcd.so"),
+        ("libunderlay.a", "libunderlay_etcd.a"),
+    ] {
+        fs::copy(target.join("debug").join(from), lib.join(to))?;
+    }
+    let template = fs::read_to_string(root.join("ffi-c/underlay-etcd.pc.in"))?;
+    fs::write(
+        lib.join("pkgconfig/underlay-etcd.pc"),
+        template
+            .replace("@PREFIX@", &prefix.display().to_string())
+            .replace("@VERSION@", version),
+    )?;
+    Ok(true)
 }
 
 /// One etcd member on loopback with its data in a temporary directory; killed (by its own

@@ -51,6 +51,22 @@ pub enum Announce {
     Off,
 }
 
+impl std::str::FromStr for Announce {
+    type Err = Error;
+    /// "wire", "segment" or "off".
+    fn from_str(s: &str) -> Result<Announce> {
+        match s {
+            "wire" => Ok(Announce::Wire),
+            "segment" => Ok(Announce::Segment),
+            "off" => Ok(Announce::Off),
+            _ => Err(Error::invalid(format!(
+                "announce `{}`: give \"wire\", \"segment\" or \"off\"",
+                Error::show_input(s)
+            ))),
+        }
+    }
+}
+
 /// Whether a connect gives the container a default route through the network's gateway (one
 /// per pool with a gateway: IPv4, IPv6), for containers on several networks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -291,6 +291,159 @@ static void test_links(underlay_handle *h, underlay_netns *n) {
   }
 }
 
+/* Networks: getters, create_or_open, announce setting, the network's IPAM, attach's report,
+ * disconnect for a deleted namespace, reconcile's gone addresses. */
+static void test_networks(underlay_handle *h) {
+  char root[] = "/tmp/ulck-state-XXXXXX", ctr[64], cmd[256];
+  underlay_networks *nets = NULL;
+  underlay_network_spec *sp = NULL;
+  underlay_network *net = NULL, *again = NULL;
+  underlay_netns *cns = NULL;
+  underlay_endpoint_spec *es = NULL;
+  underlay_endpoint *ep = NULL;
+  if (mkdtemp(root) == NULL) {
+    FAIL("mkdtemp");
+    return;
+  }
+  snprintf(ctr, sizeof ctr, "ulck-c-%d", (int)getpid());
+  OK(underlay_networks_open(h, root, &nets));
+  OK(underlay_network_spec_macvlan("cn1", "ens192", "bridge", &sp));
+  OK(underlay_network_spec_add_pool(sp, "10.79.0.0/24 gateway=10.79.0.1"));
+  OK(underlay_network_spec_set_mtu(sp, 1400));
+  OK(underlay_networks_create_or_open(nets, sp, &net));
+  OK(underlay_networks_create_or_open(nets, sp, &again));
+  underlay_network_spec_free(sp);
+  sp = NULL;
+  if (net == NULL || again == NULL)
+    goto out;
+  TRUE(strcmp(underlay_network_name(again), "cn1") == 0);
+  TRUE(strcmp(underlay_network_lower(net), "ens192") == 0 && underlay_network_mtu(net) == 1400);
+  TRUE(underlay_network_pool_count(net) == 1 &&
+       strncmp(underlay_network_pool(net, 0), "10.79.0.0/24", 12) == 0 &&
+       underlay_network_pool(net, 1) == NULL);
+  TRUE(underlay_network_host_access(net) == NULL);
+  OK(underlay_network_spec_macvlan("cn1", "ens192", "bridge", &sp));
+  OK(underlay_network_spec_add_pool(sp, "10.79.0.0/24 gateway=10.79.0.1"));
+  OK(underlay_network_spec_set_mtu(sp, 1300));
+  {
+    underlay_network *other = NULL;
+    EXPECT(underlay_networks_create_or_open(nets, sp, &other), UNDERLAY_RESULT_CONFLICT, "1300");
+    TRUE(other == NULL);
+  }
+  underlay_network_spec_free(sp);
+  {
+    underlay_export *e = NULL;
+    EXPECT(underlay_network_export(net, "networkd", &e), UNDERLAY_RESULT_INVALID_ARGUMENT,
+           "not a VLAN");
+    TRUE(e == NULL);
+  }
+
+  OK(underlay_netns_create(ctr, &cns));
+  OK(underlay_endpoint_spec_new("ctr1", &es));
+  EXPECT(underlay_endpoint_spec_set_announce(es, "loud"), UNDERLAY_RESULT_INVALID_ARGUMENT, "loud");
+  OK(underlay_endpoint_spec_set_announce(es, "off"));
+  OK(underlay_network_connect(net, cns, es, &ep));
+  underlay_endpoint_spec_free(es);
+  es = NULL;
+  if (ep != NULL) {
+    char want[128];
+    snprintf(want, sizeof want, "/run/netns/%s", ctr);
+    TRUE(underlay_endpoint_netns(ep) != NULL && strcmp(underlay_endpoint_netns(ep), want) == 0);
+  }
+  {
+    underlay_ipam *ipam = NULL;
+    underlay_lease_list *leases = NULL;
+    OK(underlay_network_ipam(net, &ipam));
+    OK(underlay_ipam_list(ipam, &leases));
+    TRUE(underlay_lease_list_count(leases) == 1 &&
+         strcmp(underlay_lease_container_id(underlay_lease_list_get(leases, 0)), "ctr1") == 0);
+    underlay_lease_list_free(leases);
+    leases = NULL;
+
+    /* A second endpoint whose namespace is going away: only its lease and record go. */
+    underlay_endpoint *ep2 = NULL;
+    OK(underlay_endpoint_spec_new("ctr2", &es));
+    OK(underlay_endpoint_spec_set_ifname(es, "eth1"));
+    OK(underlay_network_connect(net, cns, es, &ep2));
+    underlay_endpoint_spec_free(es);
+    es = NULL;
+    underlay_endpoint_free(ep2);
+    OK(underlay_network_disconnect_for_netns_deletion(net, "ctr2", "eth1"));
+    OK(underlay_ipam_list(ipam, &leases));
+    TRUE(underlay_lease_list_count(leases) == 1);
+    underlay_lease_list_free(leases);
+    underlay_ipam_free(ipam);
+  }
+
+  /* Attach: a macvlan moved into a namespace of its own with an address and a gateway. */
+  {
+    char other[64];
+    underlay_netns *ans = NULL;
+    snprintf(other, sizeof other, "ulck-a-%d", (int)getpid());
+    OK(underlay_netns_create(other, &ans));
+    underlay_link_builder *b = NULL;
+    underlay_attach *at = NULL;
+    underlay_attached *done = NULL;
+    OK(underlay_link_builder_macvlan(h, "mvx", "ens192", "bridge", &b));
+    underlay_link_free(make(b));
+    OK(underlay_attach_new(h, "mvx", ans, &at));
+    OK(underlay_attach_set_name(at, "eth9"));
+    OK(underlay_attach_add_address(at, "10.80.0.5/24"));
+    OK(underlay_attach_set_gateway(at, "10.80.0.1"));
+    OK(underlay_attach_execute_attached(at, &done));
+    underlay_attach_free(at);
+    TRUE(done != NULL && strcmp(underlay_link_name(underlay_attached_link(done)), "eth9") == 0);
+    TRUE(underlay_attached_address_count(done) == 1 &&
+         strcmp(underlay_attached_address(done, 0), "10.80.0.5/24") == 0 &&
+         underlay_attached_address(done, 1) == NULL);
+    TRUE(underlay_attached_route_count(done) == 1 &&
+         strcmp(underlay_route_destination(underlay_attached_route(done, 0)), "0.0.0.0/0") == 0 &&
+         strcmp(underlay_route_gateway(underlay_attached_route(done, 0)), "10.80.0.1") == 0);
+    underlay_attached_free(done);
+    underlay_attached_free(NULL);
+    snprintf(cmd, sizeof cmd, "ip -n '%s' -j route show default", other);
+    FILE *p = popen(cmd, "r");
+    char buf[4096] = "";
+    if (p != NULL) {
+      size_t k = fread(buf, 1, sizeof buf - 1, p);
+      buf[k] = 0;
+      pclose(p);
+    }
+    TRUE(strstr(buf, "\"gateway\":\"10.80.0.1\"") != NULL && strstr(buf, "\"dev\":\"eth9\"") != NULL);
+    underlay_netns_free(ans);
+    OK(underlay_netns_delete(other));
+  }
+
+  /* The container's namespace goes: reconcile reports the endpoint with its address. */
+  underlay_netns_free(cns);
+  cns = NULL;
+  OK(underlay_netns_delete(ctr));
+  {
+    underlay_reconcile_report *rep = NULL;
+    OK(underlay_networks_reconcile(nets, &rep));
+    const underlay_string_list *gone = underlay_reconcile_report_gone_endpoints(rep);
+    TRUE(underlay_string_list_count(gone) == 1);
+    const underlay_string_list *addrs = underlay_reconcile_report_gone_addresses(rep, 0);
+    TRUE(underlay_string_list_count(addrs) == 1 && ep != NULL &&
+         strcmp(underlay_string_list_get(addrs, 0), underlay_endpoint_address(ep, 0)) == 0);
+    TRUE(underlay_reconcile_report_gone_addresses(rep, 1) == NULL);
+    underlay_reconcile_report_free(rep);
+  }
+  OK(underlay_networks_delete(nets, "cn1"));
+out:
+  underlay_endpoint_free(ep);
+  underlay_network_free(net);
+  underlay_network_free(again);
+  underlay_networks_free(nets);
+  if (cns != NULL) {
+    underlay_netns_free(cns);
+    underlay_netns_delete(ctr);
+  }
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  if (system(cmd) != 0)
+    FAIL("%s", cmd);
+}
+
 /* Bridge VLAN filtering, VLAN and ipvlan: 1 when done, 0 when the kernel lacks them. */
 static int test_vlan_ipvlan(underlay_handle *h) {
   underlay_link_builder *b = NULL;
@@ -335,6 +488,31 @@ static int test_vlan_ipvlan(underlay_handle *h) {
     underlay_link_free(l);
   }
   ORACLE("-d -j link show ens192.30", "\"protocol\":\"802.1ad\"");
+  {
+    /* A network's VLAN parent exported for the distribution's tools. */
+    char root[] = "/tmp/ulck-vlan-XXXXXX", cmd[128];
+    underlay_networks *nets = NULL;
+    underlay_network_spec *sp = NULL;
+    underlay_network *net = NULL;
+    underlay_export *e = NULL;
+    if (mkdtemp(root) != NULL) {
+      OK(underlay_networks_open(h, root, &nets));
+      OK(underlay_network_spec_macvlan("v40", "ens192.40", "bridge", &sp));
+      OK(underlay_network_spec_add_pool(sp, "10.40.0.0/24"));
+      OK(underlay_networks_create(nets, sp, &net));
+      OK(underlay_network_export(net, "ifupdown", &e));
+      TRUE(underlay_export_count(e) == 1 &&
+           strstr(underlay_export_content(e, 0), "ens192.40") != NULL);
+      underlay_export_free(e);
+      underlay_network_free(net);
+      OK(underlay_networks_delete(nets, "v40"));
+      underlay_network_spec_free(sp);
+      underlay_networks_free(nets);
+      snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+      if (system(cmd) != 0)
+        FAIL("%s", cmd);
+    }
+  }
   ORACLE("-d -j link show ens192.30", "\"GVRP\"");
   ORACLE("-d -j link show ens192.30", "\"LOOSE_BINDING\"");
   TRUE(strstr(ip("-d -j link show ens192.30"), "REORDER_HDR") == NULL);
@@ -367,6 +545,7 @@ int main(void) {
   OK(underlay_handle_create_netns(ns, &n, &h));
   if (n != NULL && h != NULL) {
     test_links(h, n);
+    test_networks(h);
     complete = test_vlan_ipvlan(h);
   }
   underlay_handle_free(h);
