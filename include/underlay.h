@@ -2314,6 +2314,11 @@ underlay_result underlay_render_vlan(const char *format,
 underlay_result underlay_network_ipam(const underlay_network *network, underlay_ipam **ipam_out);
 
 /**
+ * The macvlan or ipvlan mode of the network ("bridge", "l2", ...); static. NULL for NULL.
+ */
+const char *underlay_network_mode(const underlay_network *network);
+
+/**
  * Parses `text` ("172.16.10.0/24 gateway=172.16.10.1 range=172.16.10.128/25
  * reserve=exclude_host=172.16.10.21").
  */

@@ -1079,3 +1079,28 @@ pub extern "C" fn underlay_network_ipam(
         Ok(())
     })
 }
+
+/// The macvlan or ipvlan mode of the network ("bridge", "l2", ...); static. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_network_mode(network: *const underlay_network) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        let mode = r(network, "network").ok().map(|n| match n.inner.driver() {
+            underlay::network::Driver::Macvlan(m) => m.as_str(),
+            underlay::network::Driver::Ipvlan(m, _) => m.as_str(),
+        });
+        // `as_str` gives static names; hand out a static C copy of each.
+        mode.map_or(std::ptr::null(), static_c_str)
+    })
+}
+
+/// A NUL-terminated copy of a static mode name, made once per name.
+fn static_c_str(s: &'static str) -> *const c_char {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashMap<&'static str, CString>>> = OnceLock::new();
+    let mut m = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    m.entry(s).or_insert_with(|| cstring(s)).as_ptr()
+}

@@ -63,6 +63,8 @@ pub(crate) fn check(root: &Path) -> io::Result<(Vec<String>, usize)> {
     let mut problems = Vec::new();
     let mut listed = BTreeMap::new();
     let mut gaps = 0;
+    // Every C and Python name some row gives (Python names without their `(param, ...)`).
+    let mut named: BTreeSet<String> = BTreeSet::new();
     for (n, line) in listing.lines().enumerate() {
         let Some(row) = Row::parse(line) else {
             continue;
@@ -88,6 +90,13 @@ pub(crate) fn check(root: &Path) -> io::Result<(Vec<String>, usize)> {
             _ => {}
         }
         gaps += usize::from(matches!(row.c, Side::Gap)) + usize::from(matches!(row.py, Side::Gap));
+        for side in [&row.c, &row.py] {
+            if let Side::Names(names) = side {
+                for n in names {
+                    named.insert(n.split('(').next().unwrap_or(n).to_string());
+                }
+            }
+        }
         if let Side::Names(names) = &row.c {
             for f in names {
                 if !c.contains(f) {
@@ -107,6 +116,26 @@ pub(crate) fn check(root: &Path) -> io::Result<(Vec<String>, usize)> {
                     ));
                 }
             }
+        }
+    }
+    // The other way round: every C function and Python name belongs to some row, so that no
+    // binding has a capability the listing (and so the other binding) lacks. List plumbing
+    // (`_free`, `_list_count`, `_list_get`) and Python's classes themselves are exempt.
+    for f in &c {
+        let plumbing = f.ends_with("_free") || f.ends_with("_list_count") || f.ends_with("_list_get");
+        if !plumbing && !named.contains(f.as_str()) {
+            problems.push(format!(
+                "C function `{f}` (include/underlay.h) is in no row of docs/parity.md: name it in \
+                 the row of the capability it gives"
+            ));
+        }
+    }
+    for p in py.names() {
+        if !named.contains(p.as_str()) {
+            problems.push(format!(
+                "Python `{p}` (py/python/underlay/_underlay.pyi) is in no row of docs/parity.md: \
+                 name it in the row of the capability it gives"
+            ));
         }
     }
     for item in &rust {
@@ -486,6 +515,25 @@ impl PyStub {
             }
         }
         PyStub { classes, functions }
+    }
+
+    /// Every public name a row must give: `Class.member` (not `_private` nor dunder) and
+    /// module-level functions and constants; classes themselves are containers.
+    fn names(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .functions
+            .keys()
+            .filter(|f| !f.starts_with('_'))
+            .cloned()
+            .collect();
+        for (class, members) in &self.classes {
+            for m in members.keys() {
+                if !m.starts_with('_') {
+                    out.push(format!("{class}.{m}"));
+                }
+            }
+        }
+        out
     }
 
     /// Checks `Class`, `Class.member`, `Class.method(param, ...)`, `function` or

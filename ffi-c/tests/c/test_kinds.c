@@ -322,6 +322,7 @@ static void test_networks(underlay_handle *h) {
        strncmp(underlay_network_pool(net, 0), "10.79.0.0/24", 12) == 0 &&
        underlay_network_pool(net, 1) == NULL);
   TRUE(underlay_network_host_access(net) == NULL);
+  TRUE(strcmp(underlay_network_mode(net), "bridge") == 0 && underlay_network_mode(NULL) == NULL);
   OK(underlay_network_spec_macvlan("cn1", "ens192", "bridge", &sp));
   OK(underlay_network_spec_add_pool(sp, "10.79.0.0/24 gateway=10.79.0.1"));
   OK(underlay_network_spec_set_mtu(sp, 1300));
