@@ -67,6 +67,9 @@ fn secs(what: &str, s: f64) -> PyResult<Duration> {
     })
 }
 
+/// Host name -> (first address, size) of each slice it holds.
+type SlicesByHost<'py> = BTreeMap<String, Vec<(Bound<'py, PyAny>, u32)>>;
+
 fn records(v: Vec<ipam::Record>) -> Vec<Record> {
     v.into_iter().map(|inner| Record { inner }).collect()
 }
@@ -252,7 +255,7 @@ impl EtcdStore {
         &self,
         py: Python<'py>,
         name: String,
-    ) -> PyResult<BTreeMap<String, Vec<(Bound<'py, PyAny>, u32)>>> {
+    ) -> PyResult<SlicesByHost<'py>> {
         let s = self.inner.clone();
         let m = block(py, async move { s.slices_by_host(&name).await })?;
         m.into_iter()

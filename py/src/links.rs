@@ -8,7 +8,7 @@ use underlay::{IpvlanFlag, IpvlanMode, LinkRef, MacAddr, MacvlanMode, VlanFlags,
 use crate::attach::{AttachArgs, Attached};
 use crate::block;
 use crate::conv;
-use crate::errors::{invalid, to_py};
+use crate::errors::to_py;
 use crate::handle::{Handle, Link, Route};
 use crate::netns::Netns;
 

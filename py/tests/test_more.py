@@ -231,6 +231,14 @@ def test_networks_create_or_open(handle: underlay.Handle, nic: str, tmpdir_path:
         nets.create_or_open("co", parent=nic, pools=pools, mtu=1300)
     assert "1300" in str(err.value)
     assert [n.name for n in nets.list()] == ["co"]
+    # The network's IPAM sees the endpoint's lease.
+    ctr = underlay.Netns.anonymous()
+    ep = a.connect(ctr, "ctr-co", ip="10.73.0.9")
+    assert isinstance(a.ipam, underlay.Ipam) and a.ipam.name == "co"
+    (lease,) = a.ipam.list()
+    assert (lease.container_id, lease.ips) == ("ctr-co", [ipaddress.ip_address("10.73.0.9")])
+    ep.disconnect()
+    assert a.ipam.list() == []
     nets.delete("co")
 
 
