@@ -251,11 +251,7 @@ impl EtcdStore {
 
     /// Every node slice of network `name`, grouped by the host holding it, as (first address,
     /// size) pairs.
-    fn slices_by_host<'py>(
-        &self,
-        py: Python<'py>,
-        name: String,
-    ) -> PyResult<SlicesByHost<'py>> {
+    fn slices_by_host<'py>(&self, py: Python<'py>, name: String) -> PyResult<SlicesByHost<'py>> {
         let s = self.inner.clone();
         let m = block(py, async move { s.slices_by_host(&name).await })?;
         m.into_iter()

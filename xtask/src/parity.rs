@@ -122,7 +122,8 @@ pub(crate) fn check(root: &Path) -> io::Result<(Vec<String>, usize)> {
     // binding has a capability the listing (and so the other binding) lacks. List plumbing
     // (`_free`, `_list_count`, `_list_get`) and Python's classes themselves are exempt.
     for f in &c {
-        let plumbing = f.ends_with("_free") || f.ends_with("_list_count") || f.ends_with("_list_get");
+        let plumbing =
+            f.ends_with("_free") || f.ends_with("_list_count") || f.ends_with("_list_get");
         if !plumbing && !named.contains(f.as_str()) {
             problems.push(format!(
                 "C function `{f}` (include/underlay.h) is in no row of docs/parity.md: name it in \
