@@ -183,3 +183,23 @@ impl Spec for Vlan {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::VlanProtocol;
+    use crate::ErrorKind;
+
+    #[test]
+    fn protocol_names_read_back_as_given_in_any_case() {
+        for p in [VlanProtocol::Ieee8021Q, VlanProtocol::Ieee8021Ad] {
+            assert_eq!(p.as_str().parse::<VlanProtocol>().unwrap(), p);
+            assert_eq!(
+                p.as_str().to_uppercase().parse::<VlanProtocol>().unwrap(),
+                p
+            );
+        }
+        let e = "802.1x".parse::<VlanProtocol>().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("802.1x") && e.to_string().contains("802.1ad"));
+    }
+}

@@ -1075,6 +1075,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn announce_names() {
+        assert_eq!("wire".parse::<Announce>().unwrap(), Announce::Wire);
+        assert_eq!("segment".parse::<Announce>().unwrap(), Announce::Segment);
+        assert_eq!("off".parse::<Announce>().unwrap(), Announce::Off);
+        let e = "loud".parse::<Announce>().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("loud"));
+    }
+
+    #[test]
     fn file_names_fit_and_never_split_a_character() {
         for unit in ["c", "é", "€", "𝄞"] {
             for n in 1..=256 / unit.len() {
