@@ -35,23 +35,44 @@ fn works(program: &str, arg: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// `apt-get install -y --no-install-recommends PACKAGES` (after `apt-get update` when the first
+/// try fails), with a `policy-rc.d` that forbids starting services, so that installing
+/// etcd-server starts no etcd: the tests start their own members.
 pub(crate) fn apt_install(packages: &[&str]) -> io::Result<bool> {
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    // Ours only if none was there: an administrator's own policy is left as it is.
+    let ours = !policy.exists()
+        && std::fs::write(
+            policy,
+            "#!/bin/sh\n# written by cargo xtask while it installs packages\nexit 101\n",
+        )
+        .is_ok();
+    if ours {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755));
+    }
     let install = |pkgs: &[&str]| -> io::Result<bool> {
         Ok(Command::new("apt-get")
-            .args(["install", "-y"])
+            .args(["install", "-y", "--no-install-recommends"])
             .args(pkgs)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()?
             .success())
     };
-    if install(packages)? {
-        return Ok(true);
+    let result = (|| {
+        if install(packages)? {
+            return Ok(true);
+        }
+        println!("apt-get install failed; running apt-get update first");
+        if !Command::new("apt-get").arg("update").status()?.success() {
+            return Ok(false);
+        }
+        install(packages)
+    })();
+    if ours {
+        let _ = std::fs::remove_file(policy);
     }
-    println!("apt-get install failed; running apt-get update first");
-    if !Command::new("apt-get").arg("update").status()?.success() {
-        return Ok(false);
-    }
-    install(packages)
+    result
 }
 
 /// Installs with apt the packages of `needed` whose program does not run; false (having said
