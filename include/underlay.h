@@ -130,6 +130,12 @@ typedef struct underlay_address_list underlay_address_list;
 typedef struct underlay_attach underlay_attach;
 
 /**
+ * What an attach set up: the link in its new namespace, the addresses and the routes it
+ * added. From `underlay_attach_execute_attached`; free with `underlay_attached_free`.
+ */
+typedef struct underlay_attached underlay_attached;
+
+/**
  * A connected endpoint: from connect or a lookup (free with `underlay_endpoint_free`) or
  * borrowed from an `underlay_endpoint_list`.
  */
@@ -145,6 +151,58 @@ typedef struct underlay_endpoint_list underlay_endpoint_list;
  * `underlay_endpoint_spec_new`, freed by `underlay_endpoint_spec_free`.
  */
 typedef struct underlay_endpoint_spec underlay_endpoint_spec;
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * How to reach etcd: endpoints and settings. Made by `underlay_etcd_config_new`, adjusted by
+ * the `_set_*` functions, used (any number of times) by `underlay_etcd_store_connect`, freed
+ * by `underlay_etcd_config_free`.
+ */
+typedef struct underlay_etcd_config underlay_etcd_config;
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * One leased address of an etcd store's report: the address, its owner and its boot id.
+ */
+typedef struct underlay_etcd_record underlay_etcd_record;
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Records (owned; free with `underlay_etcd_record_list_free`).
+ */
+typedef struct underlay_etcd_record_list underlay_etcd_record_list;
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Every leased address of one network, grouped by the host that claimed it. Free with
+ * `underlay_etcd_report_free`.
+ */
+typedef struct underlay_etcd_report underlay_etcd_report;
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The node slices of one network, grouped by the host holding them. Free with
+ * `underlay_etcd_slices_free`.
+ */
+typedef struct underlay_etcd_slices underlay_etcd_slices;
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * A connected etcd store. Thread-safe. Free with `underlay_etcd_store_free`.
+ */
+typedef struct underlay_etcd_store underlay_etcd_store;
+#endif
+
+/**
+ * Files (path and content) rendered for the distribution's own network tools, from
+ * `underlay_network_export` or `underlay_render_vlan`. Free with `underlay_export_free`.
+ */
+typedef struct underlay_export underlay_export;
 
 /**
  * The foreign leases of an IPAM network, by address (owned; free with
@@ -236,6 +294,11 @@ typedef struct underlay_network_spec underlay_network_spec;
 typedef struct underlay_networks underlay_networks;
 
 /**
+ * A pool. Free with `underlay_pool_free`.
+ */
+typedef struct underlay_pool underlay_pool;
+
+/**
  * What `underlay_networks_reconcile` found and did. Free with
  * `underlay_reconcile_report_free`.
  */
@@ -256,6 +319,28 @@ typedef struct underlay_route_list underlay_route_list;
  * A list of strings (namespace names, reconcile findings); free with `underlay_string_list_free`.
  */
 typedef struct underlay_string_list underlay_string_list;
+
+/**
+ * The flags of a VLAN, written to `flags_out` (false when `link` is not a VLAN).
+ */
+typedef struct {
+  /**
+   * Reorder the Ethernet header (the kernel's default: on).
+   */
+  bool reorder_hdr;
+  /**
+   * Register the VLAN with GVRP.
+   */
+  bool gvrp;
+  /**
+   * Register the VLAN with MVRP.
+   */
+  bool mvrp;
+  /**
+   * Do not follow the parent's operational state.
+   */
+  bool loose_binding;
+} underlay_vlan_flags;
 
 /**
  * One entry of a VLAN QoS map: ingress maps the tag's 802.1p priority `from` (0..7) to the
@@ -303,6 +388,16 @@ void underlay_address_list_free(underlay_address_list *list);
 underlay_result underlay_handle_address_add(const underlay_handle *handle,
                                             const char *link,
                                             const char *address);
+
+/**
+ * Adds `address` to `link` with options: `nodad` (IPv6: no duplicate address detection, usable
+ * at once) and `noprefixroute` (no prefix route).
+ */
+underlay_result underlay_handle_address_add_with(const underlay_handle *handle,
+                                                 const char *link,
+                                                 const char *address,
+                                                 bool nodad,
+                                                 bool noprefixroute);
 
 /**
  * Adds or replaces `address` on `link`.
@@ -421,6 +516,367 @@ const char *underlay_foreign_lease_list_reason(const underlay_foreign_lease_list
  */
 void underlay_foreign_lease_list_free(underlay_foreign_lease_list *list);
 
+#if defined(UNDERLAY_ETCD)
+/**
+ * A configuration for the `count` etcd client URLs `endpoints[i]` ("http://10.0.0.5:2379", or
+ * "https://..." with `underlay_etcd_config_set_tls_ca`). Nothing is contacted yet.
+ */
+underlay_result underlay_etcd_config_new(const char *const *endpoints,
+                                         size_t count,
+                                         underlay_etcd_config **config_out);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Every key lives under `prefix` (default "/underlay/").
+ */
+underlay_result underlay_etcd_config_set_prefix(underlay_etcd_config *config, const char *prefix);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The name stamped on this host's claims (default: the kernel's host name).
+ */
+underlay_result underlay_etcd_config_set_host(underlay_etcd_config *config, const char *host);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * How long one request may take, in milliseconds (default 5000).
+ */
+underlay_result underlay_etcd_config_set_request_timeout(underlay_etcd_config *config, uint64_t ms);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * How long connecting to one endpoint may take, in milliseconds (default 3000).
+ */
+underlay_result underlay_etcd_config_set_connect_timeout(underlay_etcd_config *config, uint64_t ms);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * How long a call is retried while no member answers, in milliseconds (default 15000); then
+ * `UNDERLAY_RESULT_TIMEOUT`.
+ */
+underlay_result underlay_etcd_config_set_retry_for(underlay_etcd_config *config, uint64_t ms);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * etcd's `--auth`: `user` and `password`, both given.
+ */
+underlay_result underlay_etcd_config_set_user(underlay_etcd_config *config,
+                                              const char *user,
+                                              const char *password);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * TLS: the PEM file of the CA that signed the members' certificates.
+ */
+underlay_result underlay_etcd_config_set_tls_ca(underlay_etcd_config *config, const char *ca_path);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * TLS client certificate (etcd's `--client-cert-auth`): the PEM certificate and key files.
+ */
+underlay_result underlay_etcd_config_set_client_cert(underlay_etcd_config *config,
+                                                     const char *cert_path,
+                                                     const char *key_path);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * TLS: the name the members' certificate is checked against (default: the endpoint's host).
+ */
+underlay_result underlay_etcd_config_set_tls_domain(underlay_etcd_config *config,
+                                                    const char *domain);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * etcd's `--max-txn-ops` (default 128): the most operations underlay puts in one transaction.
+ */
+underlay_result underlay_etcd_config_set_max_txn_ops(underlay_etcd_config *config, size_t n);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * This host's claims carry an etcd lease of `ttl_ms` milliseconds, kept alive while the store
+ * lives (off by default; see docs/ipam-etcd.md for the trade-off).
+ */
+underlay_result underlay_etcd_config_set_host_lease(underlay_etcd_config *config, uint64_t ttl_ms);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Node slices of `size` addresses: this host picks inside its own blocks of a pool (off by
+ * default).
+ */
+underlay_result underlay_etcd_config_set_slices(underlay_etcd_config *config, uint32_t size);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Frees a configuration. NULL is a no-op.
+ */
+void underlay_etcd_config_free(underlay_etcd_config *config);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Connects to etcd as `config` says and checks that it answers: `UNDERLAY_RESULT_TIMEOUT`
+ * naming the endpoints when none answers in time, `UNDERLAY_RESULT_PROTOCOL` when an endpoint
+ * answers but does not speak etcd's protocol, `UNDERLAY_RESULT_PERMISSION_DENIED` on wrong
+ * credentials. `config` is left as it was.
+ */
+underlay_result underlay_etcd_store_connect(const underlay_etcd_config *config,
+                                            underlay_etcd_store **store_out);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Frees the store handle (IPAM stores made from it keep the connection). NULL is a no-op.
+ */
+void underlay_etcd_store_free(underlay_etcd_store *store);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The store as an IPAM store, for `underlay_ipam_create/open/open_or_create/delete` and
+ * `underlay_networks_open_with_store` (free with `underlay_ipam_store_free`).
+ */
+underlay_result underlay_etcd_store_ipam_store(const underlay_etcd_store *store,
+                                               underlay_ipam_store **ipam_store_out);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The host name stamped on this store's claims; borrowed. NULL for NULL.
+ */
+const char *underlay_etcd_store_host(const underlay_etcd_store *store);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The key prefix; borrowed. NULL for NULL.
+ */
+const char *underlay_etcd_store_prefix(const underlay_etcd_store *store);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The number of endpoints, as given (0 for NULL).
+ */
+size_t underlay_etcd_store_endpoint_count(const underlay_etcd_store *store);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Endpoint `index`; borrowed. NULL when out of range or for NULL.
+ */
+const char *underlay_etcd_store_endpoint(const underlay_etcd_store *store, size_t index);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The TTL in milliseconds of the etcd lease this host's claims carry, 0 when off (and for
+ * NULL).
+ */
+uint64_t underlay_etcd_store_host_lease_ttl(const underlay_etcd_store *store);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The names of the networks defined in the store (their pools: open one with
+ * `underlay_ipam_open` and read `underlay_ipam_pool`).
+ */
+underlay_result underlay_etcd_store_networks(const underlay_etcd_store *store,
+                                             underlay_string_list **names_out);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The number of records in `list` (0 for NULL).
+ */
+size_t underlay_etcd_record_list_count(const underlay_etcd_record_list *list);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Record `index` of `list`, borrowed (valid while the list lives); NULL when out of range.
+ */
+const underlay_etcd_record *underlay_etcd_record_list_get(const underlay_etcd_record_list *list,
+                                                          size_t index);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Frees `list` and its records. NULL is a no-op.
+ */
+void underlay_etcd_record_list_free(underlay_etcd_record_list *list);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The address ("10.0.0.5"); borrowed. NULL for NULL.
+ */
+const char *underlay_etcd_record_address(const underlay_etcd_record *rec);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The owner's container id; borrowed. NULL for NULL.
+ */
+const char *underlay_etcd_record_container_id(const underlay_etcd_record *rec);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The owner's interface name; borrowed. NULL for NULL.
+ */
+const char *underlay_etcd_record_ifname(const underlay_etcd_record *rec);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The boot id the address was claimed under, NULL if not stamped; borrowed.
+ */
+const char *underlay_etcd_record_boot_id(const underlay_etcd_record *rec);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Every leased address of network `name`, grouped by host.
+ */
+underlay_result underlay_etcd_store_addresses_by_host(const underlay_etcd_store *store,
+                                                      const char *name,
+                                                      underlay_etcd_report **report_out);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The number of hosts in the report, in name order (0 for NULL).
+ */
+size_t underlay_etcd_report_host_count(const underlay_etcd_report *report);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The name of host `index`; borrowed. NULL when out of range or for NULL.
+ */
+const char *underlay_etcd_report_host(const underlay_etcd_report *report, size_t index);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The records of host `index`, borrowed (valid while the report lives); NULL when out of
+ * range or for NULL.
+ */
+const underlay_etcd_record_list *underlay_etcd_report_records(const underlay_etcd_report *report,
+                                                              size_t index);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Frees a report. NULL is a no-op.
+ */
+void underlay_etcd_report_free(underlay_etcd_report *report);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Releases, in network `name`, every address claimed by host `host` whose owner is not among
+ * the `count` valid owners (`container_ids[i]`, `ifnames[i]`; the arrays may be NULL when
+ * `count` is 0): each host collects its own garbage without touching the other hosts' leases
+ * (`underlay_ipam_gc` over this store is cluster-wide). `*released_out` lists the released
+ * records.
+ */
+underlay_result underlay_etcd_store_gc_host(const underlay_etcd_store *store,
+                                            const char *name,
+                                            const char *host,
+                                            const char *const *container_ids,
+                                            const char *const *ifnames,
+                                            size_t count,
+                                            underlay_etcd_record_list **released_out);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The hosts using network `name` (those that joined it and have not left), sorted.
+ */
+underlay_result underlay_etcd_store_members(const underlay_etcd_store *store,
+                                            const char *name,
+                                            underlay_string_list **hosts_out);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Every slice of network `name` (`underlay_etcd_config_set_slices`), grouped by host.
+ */
+underlay_result underlay_etcd_store_slices_by_host(const underlay_etcd_store *store,
+                                                   const char *name,
+                                                   underlay_etcd_slices **slices_out);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The number of hosts holding slices (0 for NULL).
+ */
+size_t underlay_etcd_slices_host_count(const underlay_etcd_slices *slices);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The name of host `host`; borrowed. NULL when out of range.
+ */
+const char *underlay_etcd_slices_host(const underlay_etcd_slices *slices, size_t host);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The number of slices host `host` holds (0 when out of range).
+ */
+size_t underlay_etcd_slices_count(const underlay_etcd_slices *slices, size_t host);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The first address of slice `index` of host `host`; borrowed. NULL when out of range.
+ */
+const char *underlay_etcd_slices_first(const underlay_etcd_slices *slices,
+                                       size_t host,
+                                       size_t index);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * The size (addresses) of slice `index` of host `host`; 0 when out of range.
+ */
+uint32_t underlay_etcd_slices_size(const underlay_etcd_slices *slices, size_t host, size_t index);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Frees a slice report. NULL is a no-op.
+ */
+void underlay_etcd_slices_free(underlay_etcd_slices *slices);
+#endif
+
+#if defined(UNDERLAY_ETCD)
+/**
+ * Deletes the slices of `host` in network `name` that hold no lease (a dead or drained host's
+ * blocks go back to the pool); `*firsts_out` lists their first addresses. Leases inside a
+ * slice keep it: release them first (`underlay_etcd_store_gc_host`).
+ */
+underlay_result underlay_etcd_store_gc_slices(const underlay_etcd_store *store,
+                                              const char *name,
+                                              const char *host,
+                                              underlay_string_list **firsts_out);
+#endif
+
 /**
  * A handle on the calling process's namespace.
  */
@@ -444,6 +900,12 @@ underlay_result underlay_handle_create_netns(const char *name,
  * Frees the handle (the socket closes when its last user is done). NULL is a no-op.
  */
 void underlay_handle_free(underlay_handle *handle);
+
+/**
+ * The namespace the handle works in, as a new namespace handle (free with
+ * `underlay_netns_free`).
+ */
+underlay_result underlay_handle_netns(const underlay_handle *handle, underlay_netns **netns_out);
 
 /**
  * Opens (creating it, mode 0700, if missing) the local store in directory `dir`.
@@ -504,6 +966,26 @@ underlay_result underlay_ipam_create(const underlay_ipam_store *store,
 underlay_result underlay_ipam_open_or_create(const underlay_ipam_store *store,
                                              const underlay_ipam_network *network,
                                              underlay_ipam **ipam_out);
+
+/**
+ * Defines `network` for this host, or joins the identical definition another host (or an
+ * earlier run) stored, and opens it; `*created_out` says whether this call created it. On a
+ * store shared by hosts (etcd) this host counts as a member until `underlay_ipam_leave`;
+ * another definition under that name is `UNDERLAY_RESULT_CONFLICT`.
+ */
+underlay_result underlay_ipam_join(const underlay_ipam_store *store,
+                                   const underlay_ipam_network *network,
+                                   underlay_ipam **ipam_out,
+                                   bool *created_out);
+
+/**
+ * Ends this host's use of network `name` (`UNDERLAY_RESULT_BUSY` while this host holds leases
+ * in it): deletes the definition when no other host uses it (`*remaining_out` is then empty),
+ * else drops only this host's membership (`*remaining_out` lists the hosts still using it).
+ */
+underlay_result underlay_ipam_leave(const underlay_ipam_store *store,
+                                    const char *name,
+                                    underlay_string_list **remaining_out);
 
 /**
  * Removes network `name` from `store` (`UNDERLAY_RESULT_BUSY` while it holds leases).
@@ -574,6 +1056,18 @@ underlay_result underlay_ipam_allocate(const underlay_ipam *ipam,
                                        underlay_lease **lease_out);
 
 /**
+ * Allocates the `count` addresses `ips[i]` ("172.16.10.101", one per pool at most) for
+ * (`container_id`, `ifname`), the next free one in each pool none of them is in. Idempotent
+ * for one owner. The array may be NULL when `count` is 0 (then: any free address per pool).
+ */
+underlay_result underlay_ipam_allocate_ips(const underlay_ipam *ipam,
+                                           const char *container_id,
+                                           const char *ifname,
+                                           const char *const *ips,
+                                           size_t count,
+                                           underlay_lease **lease_out);
+
+/**
  * Releases the lease of (`container_id`, `ifname`); `*released_out` says whether there was
  * one (releasing twice is not an error).
  */
@@ -613,6 +1107,49 @@ underlay_result underlay_ipam_gc(const underlay_ipam *ipam,
  */
 underlay_result underlay_ipam_release_stale(const underlay_ipam *ipam,
                                             underlay_lease_list **released_out);
+
+/**
+ * The network's name; borrowed. NULL for NULL.
+ */
+const char *underlay_ipam_name(const underlay_ipam *ipam);
+
+/**
+ * The number of pools of the network (0 for NULL).
+ */
+size_t underlay_ipam_pool_count(const underlay_ipam *ipam);
+
+/**
+ * Pool `index` as text ("172.16.10.0/24 gateway=172.16.10.1 ...", the syntax
+ * `underlay_ipam_network_add_pool` reads); borrowed. NULL when out of range.
+ */
+const char *underlay_ipam_pool(const underlay_ipam *ipam, size_t index);
+
+/**
+ * The boot id new leases are stamped with, NULL when none (or the store keeps none); a new
+ * string (free with `underlay_string_free`).
+ */
+char *underlay_ipam_boot_id(const underlay_ipam *ipam);
+
+/**
+ * Stamps new leases with `boot_id` (NULL: no stamp); ignored by stores that keep no boot ids.
+ */
+underlay_result underlay_ipam_set_boot_id(const underlay_ipam *ipam, const char *boot_id);
+
+/**
+ * The leases taken before the last reboot (what `underlay_ipam_release_stale` would release).
+ */
+underlay_result underlay_ipam_stale(const underlay_ipam *ipam, underlay_lease_list **list_out);
+
+/**
+ * The boot id the lease was taken under, NULL if not stamped; borrowed.
+ */
+const char *underlay_lease_boot_id(const underlay_lease *lease);
+
+/**
+ * The running kernel's boot id, a new string in `*boot_id_out` (free with
+ * `underlay_string_free`).
+ */
+underlay_result underlay_current_boot_id(char **boot_id_out);
 
 /**
  * The number of links in `list` (0 for NULL).
@@ -754,6 +1291,59 @@ const char *underlay_link_source_mac(const underlay_link *link, size_t index);
 bool underlay_link_nopromisc(const underlay_link *link);
 
 /**
+ * The operational state ("up", "down", "lowerlayerdown", "unknown", ...); borrowed. NULL for
+ * NULL.
+ */
+const char *underlay_link_oper_state(const underlay_link *link);
+
+/**
+ * The tag protocol of a VLAN ("802.1Q" or "802.1ad"), NULL for other kinds; borrowed.
+ */
+const char *underlay_link_vlan_protocol(const underlay_link *link);
+
+/**
+ * The flags of a VLAN link. `UNDERLAY_RESULT_INVALID_ARGUMENT` when `link` is another kind.
+ */
+underlay_result underlay_link_vlan_flags(const underlay_link *link, underlay_vlan_flags *flags_out);
+
+/**
+ * The flag of an ipvlan ("bridge", "private", "vepa"), NULL for other kinds; borrowed.
+ */
+const char *underlay_link_ipvlan_flag(const underlay_link *link);
+
+/**
+ * The local VTEP address of a VXLAN ("192.0.2.1"), NULL when unset and for other kinds;
+ * borrowed.
+ */
+const char *underlay_link_vxlan_local(const underlay_link *link);
+
+/**
+ * The remote VTEP (unicast) or group (multicast) address of a VXLAN, NULL when unset and for
+ * other kinds; borrowed.
+ */
+const char *underlay_link_vxlan_remote(const underlay_link *link);
+
+/**
+ * The UDP destination port of a VXLAN (0 for other kinds and for NULL).
+ */
+uint16_t underlay_link_vxlan_port(const underlay_link *link);
+
+/**
+ * The index of a VXLAN's underlay device, 0 when it has none, for other kinds and for NULL.
+ */
+uint32_t underlay_link_vxlan_device_index(const underlay_link *link);
+
+/**
+ * Whether a VXLAN learns MACs (false for other kinds and for NULL).
+ */
+bool underlay_link_vxlan_learning(const underlay_link *link);
+
+/**
+ * Whether a bridge filters by VLAN (false for other kinds and for NULL).
+ */
+bool underlay_link_bridge_vlan_filtering(const underlay_link *link);
+
+/**
  * Reads link `name`.
  */
 underlay_result underlay_handle_link_get(const underlay_handle *handle,
@@ -812,6 +1402,32 @@ underlay_result underlay_handle_link_set_mac(const underlay_handle *handle,
 underlay_result underlay_handle_link_set_name(const underlay_handle *handle,
                                               const char *name,
                                               const char *new_name);
+
+/**
+ * Sets the alias (ifalias) of link `name`; "" clears it.
+ */
+underlay_result underlay_handle_link_set_alias(const underlay_handle *handle,
+                                               const char *name,
+                                               const char *alias);
+
+/**
+ * Sets the link group of link `name`.
+ */
+underlay_result underlay_handle_link_set_group(const underlay_handle *handle,
+                                               const char *name,
+                                               uint32_t group);
+
+/**
+ * Deletes every link in link group `group` (a bulk delete in one request).
+ */
+underlay_result underlay_handle_link_delete_group(const underlay_handle *handle, uint32_t group);
+
+/**
+ * The index of link `name`.
+ */
+underlay_result underlay_handle_link_index(const underlay_handle *handle,
+                                           const char *name,
+                                           uint32_t *index_out);
 
 /**
  * Makes link `name` a port of `master` (a bridge's name), or leaves its master when `master`
@@ -971,6 +1587,24 @@ underlay_result underlay_link_builder_veth_peer_netns(underlay_link_builder *bui
 underlay_result underlay_link_builder_veth_peer_up(underlay_link_builder *builder);
 
 /**
+ * VLAN: the tag protocol, "802.1Q" (the default) or "802.1ad".
+ */
+underlay_result underlay_link_builder_vlan_protocol(underlay_link_builder *builder,
+                                                    const char *protocol);
+
+/**
+ * VLAN: the flags (the kernel's default is `reorder_hdr` on, the others off).
+ */
+underlay_result underlay_link_builder_vlan_flags(underlay_link_builder *builder,
+                                                 underlay_vlan_flags flags);
+
+/**
+ * Veth: the peer's MAC ("02:42:ac:16:10:0b").
+ */
+underlay_result underlay_link_builder_veth_peer_mac(underlay_link_builder *builder,
+                                                    const char *mac_address);
+
+/**
  * Bridge: turns VLAN filtering on or off.
  */
 underlay_result underlay_link_builder_bridge_vlan_filtering(underlay_link_builder *builder,
@@ -1086,6 +1720,42 @@ underlay_result underlay_attach_execute(underlay_attach *attach, underlay_link *
  * Frees an attach (executed or not). NULL is a no-op.
  */
 void underlay_attach_free(underlay_attach *attach);
+
+/**
+ * Like `underlay_attach_execute`, giving everything the attach set up in `*attached_out`.
+ */
+underlay_result underlay_attach_execute_attached(underlay_attach *attach,
+                                                 underlay_attached **attached_out);
+
+/**
+ * The link in its new namespace, borrowed (valid while `attached` lives). NULL for NULL.
+ */
+const underlay_link *underlay_attached_link(const underlay_attached *attached);
+
+/**
+ * The number of addresses added (0 for NULL).
+ */
+size_t underlay_attached_address_count(const underlay_attached *attached);
+
+/**
+ * Address `index` ("172.16.10.101/24"); borrowed. NULL when out of range.
+ */
+const char *underlay_attached_address(const underlay_attached *attached, size_t index);
+
+/**
+ * The number of routes added, default routes first (0 for NULL).
+ */
+size_t underlay_attached_route_count(const underlay_attached *attached);
+
+/**
+ * Route `index`, borrowed (valid while `attached` lives). NULL when out of range.
+ */
+const underlay_route *underlay_attached_route(const underlay_attached *attached, size_t index);
+
+/**
+ * Frees what an attach set up (the kernel's link stays). NULL is a no-op.
+ */
+void underlay_attached_free(underlay_attached *attached);
 
 /**
  * The number of strings in `list` (0 for NULL).
@@ -1208,6 +1878,51 @@ underlay_result underlay_netns_ping(const underlay_netns *netns,
  * `count` is 0.
  */
 underlay_result underlay_netns_delete_many(const char *const *names, size_t count);
+
+/**
+ * The namespace's inode number (its identity: two handles on one namespace share it; 0 for
+ * NULL).
+ */
+uint64_t underlay_netns_inode(const underlay_netns *netns);
+
+/**
+ * The path the namespace was opened from ("/run/netns/NAME", "/proc/PID/ns/net"), NULL when
+ * it has none (anonymous, from a descriptor); a new string (free with `underlay_string_free`).
+ */
+char *underlay_netns_path(const underlay_netns *netns);
+
+/**
+ * Sends gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6) for the `count`
+ * addresses `ips[i]` ("172.16.10.101") from link `ifindex` with MAC `mac_address`, so that
+ * neighbours update their caches.
+ */
+underlay_result underlay_netns_announce(const underlay_netns *netns,
+                                        uint32_t ifindex,
+                                        const char *mac_address,
+                                        const char *const *ips,
+                                        size_t count);
+
+/**
+ * Sets `net.ipv4.conf.IFACE.arp_ignore` (0..=8) for `iface` (an interface name, "all" or
+ * "default").
+ */
+underlay_result underlay_netns_set_arp_ignore(const underlay_netns *netns,
+                                              const char *iface,
+                                              int32_t value);
+
+/**
+ * Sets `net.ipv4.conf.IFACE.arp_announce` (0..=2).
+ */
+underlay_result underlay_netns_set_arp_announce(const underlay_netns *netns,
+                                                const char *iface,
+                                                int32_t value);
+
+/**
+ * Sets `net.ipv6.conf.IFACE.accept_dad` (-1..=2).
+ */
+underlay_result underlay_netns_set_accept_dad(const underlay_netns *netns,
+                                              const char *iface,
+                                              int32_t value);
 
 /**
  * Opens the networks kept under directory `root` (e.g. "/var/lib/underlay"; created if
@@ -1420,6 +2135,14 @@ underlay_result underlay_endpoint_spec_set_target(underlay_endpoint_spec *spec,
 underlay_result underlay_endpoint_spec_set_keep_ipv6(underlay_endpoint_spec *spec, bool keep);
 
 /**
+ * Whom the endpoint's addresses are announced to once it is up (gratuitous ARP, unsolicited
+ * neighbour advertisement): "wire" (the default: out of the parent, to the network beyond
+ * the host), "segment" (from inside the endpoint: this host's other endpoints too, O(endpoints)
+ * per connect) or "off".
+ */
+underlay_result underlay_endpoint_spec_set_announce(underlay_endpoint_spec *spec, const char *whom);
+
+/**
  * Whether the container gets a default route through the network's gateway (one per IP
  * version with a gateway), for containers on several networks. `mode`: "auto" (the default:
  * unless the namespace has a default route of that IP version already, another network's,
@@ -1554,8 +2277,43 @@ size_t underlay_endpoint_route_count(const underlay_endpoint *endpoint);
 const char *underlay_endpoint_route(const underlay_endpoint *endpoint, size_t index);
 
 /**
- * Creates the network `spec` describes, or opens it when it exists with this definition; a
- * network of that name defined otherwise is CONFLICT, the message naming each difference.
+ * The link endpoints hang on (the parent, or an internal network's dummy or bridge);
+ * borrowed. NULL for NULL.
+ */
+const char *underlay_network_lower(const underlay_network *network);
+
+/**
+ * The endpoints' MTU, 0 when the network sets none (the parent's; and for NULL).
+ */
+uint32_t underlay_network_mtu(const underlay_network *network);
+
+/**
+ * The name of the host's shim link when host access is on, NULL when off; borrowed.
+ */
+const char *underlay_network_host_access(const underlay_network *network);
+
+/**
+ * The number of address pools (0 for NULL).
+ */
+size_t underlay_network_pool_count(const underlay_network *network);
+
+/**
+ * Pool `index` as text (`underlay_network_spec_add_pool`'s syntax); borrowed. NULL when out
+ * of range.
+ */
+const char *underlay_network_pool(const underlay_network *network, size_t index);
+
+/**
+ * Like `underlay_network_disconnect`, for a container whose namespace is being deleted: the
+ * link goes with the namespace, so only the lease and the record are released.
+ */
+underlay_result underlay_network_disconnect_for_netns_deletion(const underlay_network *network,
+                                                               const char *container_id,
+                                                               const char *ifname);
+
+/**
+ * Opens network `spec` names, creating it first when absent; a network of that name defined
+ * otherwise is `UNDERLAY_RESULT_CONFLICT`, the message naming each difference.
  */
 underlay_result underlay_networks_create_or_open(const underlay_networks *networks,
                                                  const underlay_network_spec *spec,
@@ -1569,6 +2327,50 @@ underlay_result underlay_network_spec_of(const underlay_network *network,
                                          underlay_network_spec **spec_out);
 
 /**
+ * The namespace path recorded for the endpoint ("/run/netns/NAME", "/proc/PID/ns/net"),
+ * NULL when none was; borrowed.
+ */
+const char *underlay_endpoint_netns(const underlay_endpoint *endpoint);
+
+/**
+ * The addresses released with gone endpoint `index` (the order of
+ * `underlay_reconcile_report_gone_endpoints`), "10.72.0.9/24"; borrowed from the report. NULL
+ * when out of range.
+ */
+const underlay_string_list *underlay_reconcile_report_gone_addresses(const underlay_reconcile_report *report,
+                                                                     size_t index);
+
+/**
+ * The number of files (0 for NULL).
+ */
+size_t underlay_export_count(const underlay_export *export_);
+
+/**
+ * The path of file `index` ("/etc/systemd/network/10-ens192.20.netdev"); borrowed. NULL when
+ * out of range.
+ */
+const char *underlay_export_path(const underlay_export *export_, size_t index);
+
+/**
+ * The content of file `index`; borrowed. NULL when out of range.
+ */
+const char *underlay_export_content(const underlay_export *export_, size_t index);
+
+/**
+ * Frees an export. NULL is a no-op.
+ */
+void underlay_export_free(underlay_export *export_);
+
+/**
+ * The network's VLAN parent rendered for the distribution's own tools (`format` "ifupdown",
+ * "ifcfg" or "networkd"), so it comes back at boot without underlay.
+ * `UNDERLAY_RESULT_INVALID_ARGUMENT` when the parent is not a VLAN sub-interface.
+ */
+underlay_result underlay_network_export(const underlay_network *network,
+                                        const char *format,
+                                        underlay_export **export_out);
+
+/**
  * How `spec` differs from the network's definition, one string per difference ("MTU: stored
  * 1400, given the parent's"); an empty list when it is the same network (what
  * `underlay_networks_create_or_open` accepts). Free with `underlay_string_list_free`.
@@ -1576,6 +2378,101 @@ underlay_result underlay_network_spec_of(const underlay_network *network,
 underlay_result underlay_network_differences(const underlay_network *network,
                                              const underlay_network_spec *spec,
                                              underlay_string_list **list_out);
+
+/**
+ * VLAN `vlan_id` named `name` on `parent` rendered for the distribution's own tools (`format`
+ * "ifupdown", "ifcfg" or "networkd").
+ */
+underlay_result underlay_render_vlan(const char *format,
+                                     const char *name,
+                                     const char *parent,
+                                     uint16_t vlan_id,
+                                     underlay_export **export_out);
+
+/**
+ * The network's IPAM (its leases: list, lookup, gc), a new handle (free with
+ * `underlay_ipam_free`).
+ */
+underlay_result underlay_network_ipam(const underlay_network *network, underlay_ipam **ipam_out);
+
+/**
+ * The macvlan or ipvlan mode of the network ("bridge", "l2", ...); static. NULL for NULL.
+ */
+const char *underlay_network_mode(const underlay_network *network);
+
+/**
+ * Parses `text` ("172.16.10.0/24 gateway=172.16.10.1 range=172.16.10.128/25
+ * reserve=exclude_host=172.16.10.21").
+ */
+underlay_result underlay_pool_parse(const char *text, underlay_pool **pool_out);
+
+/**
+ * Frees a pool. NULL is a no-op.
+ */
+void underlay_pool_free(underlay_pool *pool);
+
+/**
+ * The pool as text, in the syntax `underlay_pool_parse` reads; borrowed. NULL for NULL.
+ */
+const char *underlay_pool_string(const underlay_pool *pool);
+
+/**
+ * The subnet ("172.16.10.0/24"); borrowed. NULL for NULL.
+ */
+const char *underlay_pool_subnet(const underlay_pool *pool);
+
+/**
+ * The gateway, NULL when the pool has none; borrowed.
+ */
+const char *underlay_pool_gateway(const underlay_pool *pool);
+
+/**
+ * How many addresses can be handed out (`UINT64_MAX` when more; 0 for NULL).
+ */
+uint64_t underlay_pool_capacity(const underlay_pool *pool);
+
+/**
+ * An IPv6 pool (false for NULL).
+ */
+bool underlay_pool_is_ipv6(const underlay_pool *pool);
+
+/**
+ * Whether address `address` ("172.16.10.5") is in the subnet, in `*contains_out`.
+ */
+underlay_result underlay_pool_contains(const underlay_pool *pool,
+                                       const char *address,
+                                       bool *contains_out);
+
+/**
+ * Whether the subnets of `a` and `b` overlap (false when either is NULL).
+ */
+bool underlay_pool_overlaps(const underlay_pool *a, const underlay_pool *b);
+
+/**
+ * The number of allocation ranges given (0: the whole subnet; 0 for NULL).
+ */
+size_t underlay_pool_range_count(const underlay_pool *pool);
+
+/**
+ * Range `index` ("172.16.10.128/25" or "172.16.10.10-172.16.10.20"); borrowed. NULL when out
+ * of range.
+ */
+const char *underlay_pool_range(const underlay_pool *pool, size_t index);
+
+/**
+ * The number of reserved addresses (0 for NULL).
+ */
+size_t underlay_pool_reserved_count(const underlay_pool *pool);
+
+/**
+ * The name of reserved address `index`; borrowed. NULL when out of range.
+ */
+const char *underlay_pool_reserved_name(const underlay_pool *pool, size_t index);
+
+/**
+ * Reserved address `index` ("172.16.10.21"); borrowed. NULL when out of range.
+ */
+const char *underlay_pool_reserved_address(const underlay_pool *pool, size_t index);
 
 /**
  * The message of the calling thread's last failure ("UNDERLAY_RESULT_NOT_FOUND: link `x` ...":
@@ -1739,6 +2636,47 @@ underlay_result underlay_handle_route_delete(const underlay_handle *handle,
 underlay_result underlay_handle_route_list(const underlay_handle *handle,
                                            uint32_t table,
                                            underlay_route_list **list_out);
+
+/**
+ * The destination prefix ("172.16.10.0/24", "0.0.0.0/0"); borrowed. NULL for NULL.
+ */
+const char *underlay_route_destination(const underlay_route *route);
+
+/**
+ * The gateway ("172.16.10.1"), NULL when it has none; borrowed.
+ */
+const char *underlay_route_gateway(const underlay_route *route);
+
+/**
+ * The output device's name when the route names it by name, NULL otherwise (read-back routes
+ * name it by index: `underlay_route_dev_index`); borrowed.
+ */
+const char *underlay_route_dev(const underlay_route *route);
+
+/**
+ * The output device's index, 0 when the route has none or names it by name.
+ */
+uint32_t underlay_route_dev_index(const underlay_route *route);
+
+/**
+ * The preferred source address, NULL when unset; borrowed.
+ */
+const char *underlay_route_source(const underlay_route *route);
+
+/**
+ * The metric, -1 when unset (and for NULL).
+ */
+int64_t underlay_route_metric(const underlay_route *route);
+
+/**
+ * The table (254 is main; 0 for NULL).
+ */
+uint32_t underlay_route_table(const underlay_route *route);
+
+/**
+ * The scope as read back ("universe", "link", "host"), NULL when unknown; static.
+ */
+const char *underlay_route_scope(const underlay_route *route);
 
 /**
  * VLAN builders: the QoS maps set in the create request (`ingress_count` entries at

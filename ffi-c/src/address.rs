@@ -78,6 +78,27 @@ pub extern "C" fn underlay_handle_address_add(
     })
 }
 
+/// Adds `address` to `link` with options: `nodad` (IPv6: no duplicate address detection, usable
+/// at once) and `noprefixroute` (no prefix route).
+#[no_mangle]
+pub extern "C" fn underlay_handle_address_add_with(
+    handle: *const underlay_handle,
+    link: *const c_char,
+    address: *const c_char,
+    nodad: bool,
+    noprefixroute: bool,
+) -> underlay_result {
+    guard(|| {
+        let h = r(handle, "handle")?;
+        let (l, a) = (s(link, "link")?, net(address, "address")?);
+        let opts = underlay::AddressOptions {
+            nodad,
+            noprefixroute,
+        };
+        block(h.inner.add_address_with(l, a, opts))
+    })
+}
+
 /// Adds or replaces `address` on `link`.
 #[no_mangle]
 pub extern "C" fn underlay_handle_address_replace(

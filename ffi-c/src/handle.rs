@@ -64,3 +64,18 @@ pub extern "C" fn underlay_handle_create_netns(
 pub extern "C" fn underlay_handle_free(handle: *mut underlay_handle) {
     guard_value((), || free(handle))
 }
+
+/// The namespace the handle works in, as a new namespace handle (free with
+/// `underlay_netns_free`).
+#[no_mangle]
+pub extern "C" fn underlay_handle_netns(
+    handle: *const underlay_handle,
+    netns_out: *mut *mut crate::netns::underlay_netns,
+) -> underlay_result {
+    crate::support::guard(|| {
+        let h = crate::support::r(handle, "handle")?;
+        let o = crate::support::out(netns_out, "netns_out")?;
+        o.set_box(crate::netns::underlay_netns::new(h.inner.netns().clone()));
+        Ok(())
+    })
+}

@@ -126,6 +126,24 @@ pub extern "C" fn underlay_ipam_network_free(network: *mut underlay_ipam_network
 /// An IPAM on one network of one store. Thread-safe. Free with `underlay_ipam_free`.
 pub struct underlay_ipam {
     pub(crate) inner: Ipam,
+    name: CString,
+    /// Each pool as text, in `underlay_ipam_network_add_pool`'s syntax.
+    pools: Vec<CString>,
+}
+
+impl underlay_ipam {
+    pub(crate) fn new(inner: Ipam) -> underlay_ipam {
+        underlay_ipam {
+            name: cstring(inner.network().name()),
+            pools: inner
+                .network()
+                .pools()
+                .iter()
+                .map(|p| cstring(p.to_string()))
+                .collect(),
+            inner,
+        }
+    }
 }
 
 /// Opens the network `name` already defined in `store`.
@@ -140,7 +158,7 @@ pub extern "C" fn underlay_ipam_open(
         let n = s(name, "name")?;
         let o = out(ipam_out, "ipam_out")?;
         let i = block(Ipam::open(st.inner.clone(), n))?;
-        o.set_box(underlay_ipam { inner: i });
+        o.set_box(underlay_ipam::new(i));
         Ok(())
     })
 }
@@ -158,7 +176,7 @@ pub extern "C" fn underlay_ipam_create(
         let n = r(network, "network")?.build()?;
         let o = out(ipam_out, "ipam_out")?;
         let i = block(Ipam::create(st.inner.clone(), n))?;
-        o.set_box(underlay_ipam { inner: i });
+        o.set_box(underlay_ipam::new(i));
         Ok(())
     })
 }
@@ -176,7 +194,52 @@ pub extern "C" fn underlay_ipam_open_or_create(
         let n = r(network, "network")?.build()?;
         let o = out(ipam_out, "ipam_out")?;
         let i = block(Ipam::open_or_create(st.inner.clone(), n))?;
-        o.set_box(underlay_ipam { inner: i });
+        o.set_box(underlay_ipam::new(i));
+        Ok(())
+    })
+}
+
+/// Defines `network` for this host, or joins the identical definition another host (or an
+/// earlier run) stored, and opens it; `*created_out` says whether this call created it. On a
+/// store shared by hosts (etcd) this host counts as a member until `underlay_ipam_leave`;
+/// another definition under that name is `UNDERLAY_RESULT_CONFLICT`.
+#[no_mangle]
+pub extern "C" fn underlay_ipam_join(
+    store: *const underlay_ipam_store,
+    network: *const underlay_ipam_network,
+    ipam_out: *mut *mut underlay_ipam,
+    created_out: *mut bool,
+) -> underlay_result {
+    guard(|| {
+        let st = r(store, "store")?;
+        let n = r(network, "network")?.build()?;
+        let o = out(ipam_out, "ipam_out")?;
+        let c = out(created_out, "created_out")?;
+        let (i, joined) = block(Ipam::join(st.inner.clone(), n))?;
+        o.set_box(underlay_ipam::new(i));
+        c.set(joined == ipam::Joined::Created);
+        Ok(())
+    })
+}
+
+/// Ends this host's use of network `name` (`UNDERLAY_RESULT_BUSY` while this host holds leases
+/// in it): deletes the definition when no other host uses it (`*remaining_out` is then empty),
+/// else drops only this host's membership (`*remaining_out` lists the hosts still using it).
+#[no_mangle]
+pub extern "C" fn underlay_ipam_leave(
+    store: *const underlay_ipam_store,
+    name: *const c_char,
+    remaining_out: *mut *mut crate::list::underlay_string_list,
+) -> underlay_result {
+    guard(|| {
+        let st = r(store, "store")?;
+        let n = s(name, "name")?;
+        let o = out(remaining_out, "remaining_out")?;
+        let hosts = match block(Ipam::leave(st.inner.as_ref(), n))? {
+            ipam::Left::Deleted => Vec::new(),
+            ipam::Left::Kept(hosts) => hosts,
+        };
+        o.set_box(crate::list::underlay_string_list::new(hosts));
         Ok(())
     })
 }
@@ -206,6 +269,7 @@ pub struct underlay_lease {
     container_id: CString,
     ifname: CString,
     addresses: Vec<(CString, Option<CString>)>,
+    boot_id: Option<CString>,
 }
 
 impl underlay_lease {
@@ -223,6 +287,7 @@ impl underlay_lease {
                     )
                 })
                 .collect(),
+            boot_id: l.boot_id.as_ref().map(|b| cstring(b.as_str())),
         }
     }
 }
@@ -324,6 +389,33 @@ pub extern "C" fn underlay_lease_gateway(
     })
 }
 
+/// The `count` owners (`container_ids[i]`, `ifnames[i]`); the arrays may be NULL when `count`
+/// is 0. Every pointer is checked before anything is read or allocated: `count` is the
+/// caller's word, and a wrong one with NULL arrays must fail, not allocate.
+pub(crate) fn owners(
+    container_ids: *const *const c_char,
+    ifnames: *const *const c_char,
+    count: usize,
+) -> R<Vec<Owner>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if container_ids.is_null() {
+        return Err(null("container_ids"));
+    }
+    if ifnames.is_null() {
+        return Err(null("ifnames"));
+    }
+    // SAFETY: both arrays hold `count` pointers (the caller's contract).
+    let (c, n) = unsafe {
+        (
+            std::slice::from_raw_parts(container_ids, count),
+            std::slice::from_raw_parts(ifnames, count),
+        )
+    };
+    c.iter().zip(n).map(|(c, n)| owner(*c, *n)).collect()
+}
+
 fn owner(container_id: *const c_char, ifname: *const c_char) -> R<Owner> {
     Ok(Owner::new(
         s(container_id, "container_id")?,
@@ -351,6 +443,41 @@ pub extern "C" fn underlay_ipam_allocate(
             Request::ip(ip(address, "address")?)
         };
         let o = out(lease_out, "lease_out")?;
+        let l = block(i.inner.allocate(&who, &req))?;
+        o.set_box(underlay_lease::new(l));
+        Ok(())
+    })
+}
+
+/// Allocates the `count` addresses `ips[i]` ("172.16.10.101", one per pool at most) for
+/// (`container_id`, `ifname`), the next free one in each pool none of them is in. Idempotent
+/// for one owner. The array may be NULL when `count` is 0 (then: any free address per pool).
+#[no_mangle]
+pub extern "C" fn underlay_ipam_allocate_ips(
+    ipam: *const underlay_ipam,
+    container_id: *const c_char,
+    ifname: *const c_char,
+    ips: *const *const c_char,
+    count: usize,
+    lease_out: *mut *mut underlay_lease,
+) -> underlay_result {
+    guard(|| {
+        let i = r(ipam, "ipam")?;
+        let who = owner(container_id, ifname)?;
+        if count > 0 && ips.is_null() {
+            return Err(null("ips"));
+        }
+        let o = out(lease_out, "lease_out")?;
+        let list = if count > 0 {
+            // SAFETY: `ips` holds `count` pointers (the caller's contract).
+            unsafe { std::slice::from_raw_parts(ips, count) }
+        } else {
+            &[]
+        };
+        let mut req = Request::any();
+        for p in list {
+            req = req.and_ip(ip(*p, "ips[i]")?);
+        }
         let l = block(i.inner.allocate(&who, &req))?;
         o.set_box(underlay_lease::new(l));
         Ok(())
@@ -422,29 +549,9 @@ pub extern "C" fn underlay_ipam_gc(
     released_out: *mut *mut underlay_lease_list,
 ) -> underlay_result {
     guard(|| {
-        // Every pointer is checked before anything is read or allocated: `count` is the
-        // caller's word, and a wrong one with NULL arrays must fail, not allocate.
         let i = r(ipam, "ipam")?;
         let o = out(released_out, "released_out")?;
-        let mut valid = Vec::new();
-        if count > 0 {
-            if container_ids.is_null() {
-                return Err(null("container_ids"));
-            }
-            if ifnames.is_null() {
-                return Err(null("ifnames"));
-            }
-            // SAFETY: both arrays hold `count` pointers (the caller's contract).
-            let (c, n) = unsafe {
-                (
-                    std::slice::from_raw_parts(container_ids, count),
-                    std::slice::from_raw_parts(ifnames, count),
-                )
-            };
-            for k in 0..count {
-                valid.push(owner(c[k], n[k])?);
-            }
-        }
+        let valid = owners(container_ids, ifnames, count)?;
         o.set_box(leases(block(i.inner.gc(&valid))?));
         Ok(())
     })
@@ -461,6 +568,97 @@ pub extern "C" fn underlay_ipam_release_stale(
         let i = r(ipam, "ipam")?;
         let o = out(released_out, "released_out")?;
         o.set_box(leases(block(i.inner.release_stale())?));
+        Ok(())
+    })
+}
+
+/// The network's name; borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_ipam_name(ipam: *const underlay_ipam) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(ipam, "ipam").map_or(std::ptr::null(), |i| i.name.as_ptr())
+    })
+}
+
+/// The number of pools of the network (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_ipam_pool_count(ipam: *const underlay_ipam) -> usize {
+    guard_value(0, || r(ipam, "ipam").map_or(0, |i| i.pools.len()))
+}
+
+/// Pool `index` as text ("172.16.10.0/24 gateway=172.16.10.1 ...", the syntax
+/// `underlay_ipam_network_add_pool` reads); borrowed. NULL when out of range.
+#[no_mangle]
+pub extern "C" fn underlay_ipam_pool(ipam: *const underlay_ipam, index: usize) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(ipam, "ipam")
+            .ok()
+            .and_then(|i| i.pools.get(index))
+            .map_or(std::ptr::null(), |p| p.as_ptr())
+    })
+}
+
+/// The boot id new leases are stamped with, NULL when none (or the store keeps none); a new
+/// string (free with `underlay_string_free`).
+#[no_mangle]
+pub extern "C" fn underlay_ipam_boot_id(ipam: *const underlay_ipam) -> *mut c_char {
+    guard_value(std::ptr::null_mut(), || {
+        r(ipam, "ipam")
+            .ok()
+            .and_then(|i| i.inner.boot_id())
+            .map_or(std::ptr::null_mut(), |b| {
+                crate::support::owned_string(b.as_str())
+            })
+    })
+}
+
+/// Stamps new leases with `boot_id` (NULL: no stamp); ignored by stores that keep no boot ids.
+#[no_mangle]
+pub extern "C" fn underlay_ipam_set_boot_id(
+    ipam: *const underlay_ipam,
+    boot_id: *const c_char,
+) -> underlay_result {
+    guard(|| {
+        let i = r(ipam, "ipam")?;
+        let b = match crate::support::opt_s(boot_id, "boot_id")? {
+            Some(text) => Some(ipam::BootId::new(text)?),
+            None => None,
+        };
+        i.inner.set_boot_id(b);
+        Ok(())
+    })
+}
+
+/// The leases taken before the last reboot (what `underlay_ipam_release_stale` would release).
+#[no_mangle]
+pub extern "C" fn underlay_ipam_stale(
+    ipam: *const underlay_ipam,
+    list_out: *mut *mut underlay_lease_list,
+) -> underlay_result {
+    guard(|| {
+        let i = r(ipam, "ipam")?;
+        let o = out(list_out, "list_out")?;
+        o.set_box(leases(block(i.inner.stale())?));
+        Ok(())
+    })
+}
+
+/// The boot id the lease was taken under, NULL if not stamped; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_lease_boot_id(lease: *const underlay_lease) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(lease, "lease").map_or(std::ptr::null(), |l| opt_ptr(&l.boot_id))
+    })
+}
+
+/// The running kernel's boot id, a new string in `*boot_id_out` (free with
+/// `underlay_string_free`).
+#[no_mangle]
+pub extern "C" fn underlay_current_boot_id(boot_id_out: *mut *mut c_char) -> underlay_result {
+    guard(|| {
+        let o = out(boot_id_out, "boot_id_out")?;
+        let b = ipam::BootId::current()?;
+        o.set(crate::support::owned_string(b.as_str()));
         Ok(())
     })
 }

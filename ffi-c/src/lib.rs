@@ -12,6 +12,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod address;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod foreign_lease;
 pub mod handle;
 pub mod ipam;
@@ -19,6 +21,7 @@ pub mod link;
 pub mod list;
 pub mod netns;
 pub mod network;
+pub mod pool;
 pub mod result;
 pub mod route;
 pub(crate) mod runtime;

@@ -6,7 +6,7 @@ use std::os::raw::c_char;
 
 use underlay::{
     Bridge, Dummy, Ipvlan, IpvlanFlag, IpvlanMode, Link, LinkBuilder, LinkKind, Macvlan,
-    MacvlanMode, Veth, Vlan, VlanId, Vxlan,
+    MacvlanMode, Veth, Vlan, VlanFlags, VlanId, VlanProtocol, Vxlan,
 };
 
 use crate::handle::underlay_handle;
@@ -28,6 +28,12 @@ pub struct underlay_link {
     mode: Option<CString>,
     netns: CString,
     source_macs: Vec<CString>,
+    oper_state: CString,
+    /// VLAN protocol, ipvlan flag.
+    vlan_protocol: Option<CString>,
+    ipvlan_flag: Option<CString>,
+    vxlan_local: Option<CString>,
+    vxlan_remote: Option<CString>,
 }
 
 impl underlay_link {
@@ -49,6 +55,23 @@ impl underlay_link {
                     source_macs.iter().map(|m| cstring(m.to_string())).collect()
                 }
                 _ => Vec::new(),
+            },
+            oper_state: cstring(inner.oper_state.clone()),
+            vlan_protocol: match &inner.kind {
+                LinkKind::Vlan { protocol, .. } => Some(cstring(protocol.as_str())),
+                _ => None,
+            },
+            ipvlan_flag: match &inner.kind {
+                LinkKind::Ipvlan { flag, .. } => Some(cstring(flag.as_str())),
+                _ => None,
+            },
+            vxlan_local: match &inner.kind {
+                LinkKind::Vxlan(v) => v.local.map(|a| cstring(a.to_string())),
+                _ => None,
+            },
+            vxlan_remote: match &inner.kind {
+                LinkKind::Vxlan(v) => v.remote.map(|a| cstring(a.to_string())),
+                _ => None,
             },
             inner,
         }
@@ -277,6 +300,137 @@ pub extern "C" fn underlay_link_nopromisc(link: *const underlay_link) -> bool {
     })
 }
 
+/// The operational state ("up", "down", "lowerlayerdown", "unknown", ...); borrowed. NULL for
+/// NULL.
+#[no_mangle]
+pub extern "C" fn underlay_link_oper_state(link: *const underlay_link) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(link, "link").map_or(std::ptr::null(), |l| l.oper_state.as_ptr())
+    })
+}
+
+/// The tag protocol of a VLAN ("802.1Q" or "802.1ad"), NULL for other kinds; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_link_vlan_protocol(link: *const underlay_link) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(link, "link").map_or(std::ptr::null(), |l| opt_ptr(&l.vlan_protocol))
+    })
+}
+
+/// The flags of a VLAN, written to `flags_out` (false when `link` is not a VLAN).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct underlay_vlan_flags {
+    /// Reorder the Ethernet header (the kernel's default: on).
+    pub reorder_hdr: bool,
+    /// Register the VLAN with GVRP.
+    pub gvrp: bool,
+    /// Register the VLAN with MVRP.
+    pub mvrp: bool,
+    /// Do not follow the parent's operational state.
+    pub loose_binding: bool,
+}
+
+/// The flags of a VLAN link. `UNDERLAY_RESULT_INVALID_ARGUMENT` when `link` is another kind.
+#[no_mangle]
+pub extern "C" fn underlay_link_vlan_flags(
+    link: *const underlay_link,
+    flags_out: *mut underlay_vlan_flags,
+) -> underlay_result {
+    guard(|| {
+        let l = r(link, "link")?;
+        let o = out(flags_out, "flags_out")?;
+        match &l.inner.kind {
+            LinkKind::Vlan { flags, .. } => {
+                o.set(underlay_vlan_flags {
+                    reorder_hdr: flags.reorder_hdr,
+                    gvrp: flags.gvrp,
+                    mvrp: flags.mvrp,
+                    loose_binding: flags.loose_binding,
+                });
+                Ok(())
+            }
+            _ => Err(invalid(format!(
+                "link `{}` is a {} link, not a VLAN: it has no VLAN flags",
+                l.inner.name,
+                kind_word(&l.inner.kind)
+            ))),
+        }
+    })
+}
+
+fn kind_word(k: &LinkKind) -> &str {
+    match k.name() {
+        "" => "physical",
+        n => n,
+    }
+}
+
+/// The flag of an ipvlan ("bridge", "private", "vepa"), NULL for other kinds; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_link_ipvlan_flag(link: *const underlay_link) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(link, "link").map_or(std::ptr::null(), |l| opt_ptr(&l.ipvlan_flag))
+    })
+}
+
+/// The local VTEP address of a VXLAN ("192.0.2.1"), NULL when unset and for other kinds;
+/// borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_link_vxlan_local(link: *const underlay_link) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(link, "link").map_or(std::ptr::null(), |l| opt_ptr(&l.vxlan_local))
+    })
+}
+
+/// The remote VTEP (unicast) or group (multicast) address of a VXLAN, NULL when unset and for
+/// other kinds; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_link_vxlan_remote(link: *const underlay_link) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(link, "link").map_or(std::ptr::null(), |l| opt_ptr(&l.vxlan_remote))
+    })
+}
+
+/// The UDP destination port of a VXLAN (0 for other kinds and for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_link_vxlan_port(link: *const underlay_link) -> u16 {
+    guard_value(0, || {
+        r(link, "link").map_or(0, |l| match &l.inner.kind {
+            LinkKind::Vxlan(v) => v.port,
+            _ => 0,
+        })
+    })
+}
+
+/// The index of a VXLAN's underlay device, 0 when it has none, for other kinds and for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_link_vxlan_device_index(link: *const underlay_link) -> u32 {
+    guard_value(0, || {
+        r(link, "link").map_or(0, |l| match &l.inner.kind {
+            LinkKind::Vxlan(v) => v.link.unwrap_or(0),
+            _ => 0,
+        })
+    })
+}
+
+/// Whether a VXLAN learns MACs (false for other kinds and for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_link_vxlan_learning(link: *const underlay_link) -> bool {
+    guard_value(false, || {
+        r(link, "link").is_ok_and(|l| matches!(&l.inner.kind, LinkKind::Vxlan(v) if v.learning))
+    })
+}
+
+/// Whether a bridge filters by VLAN (false for other kinds and for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_link_bridge_vlan_filtering(link: *const underlay_link) -> bool {
+    guard_value(false, || {
+        r(link, "link")
+            .is_ok_and(|l| matches!(&l.inner.kind, LinkKind::Bridge(b) if b.vlan_filtering))
+    })
+}
+
 /// Reads link `name`.
 #[no_mangle]
 pub extern "C" fn underlay_handle_link_get(
@@ -402,6 +556,54 @@ pub extern "C" fn underlay_handle_link_set_name(
     new_name: *const c_char,
 ) -> underlay_result {
     set_link(handle, name, |x| Ok(x.name(s(new_name, "new_name")?)))
+}
+
+/// Sets the alias (ifalias) of link `name`; "" clears it.
+#[no_mangle]
+pub extern "C" fn underlay_handle_link_set_alias(
+    handle: *const underlay_handle,
+    name: *const c_char,
+    alias: *const c_char,
+) -> underlay_result {
+    set_link(handle, name, |x| Ok(x.alias(s(alias, "alias")?)))
+}
+
+/// Sets the link group of link `name`.
+#[no_mangle]
+pub extern "C" fn underlay_handle_link_set_group(
+    handle: *const underlay_handle,
+    name: *const c_char,
+    group: u32,
+) -> underlay_result {
+    set_link(handle, name, |x| Ok(x.group(group)))
+}
+
+/// Deletes every link in link group `group` (a bulk delete in one request).
+#[no_mangle]
+pub extern "C" fn underlay_handle_link_delete_group(
+    handle: *const underlay_handle,
+    group: u32,
+) -> underlay_result {
+    guard(|| {
+        let h = r(handle, "handle")?;
+        block(h.inner.delete_link_group(group))
+    })
+}
+
+/// The index of link `name`.
+#[no_mangle]
+pub extern "C" fn underlay_handle_link_index(
+    handle: *const underlay_handle,
+    name: *const c_char,
+    index_out: *mut u32,
+) -> underlay_result {
+    guard(|| {
+        let h = r(handle, "handle")?;
+        let n = s(name, "name")?;
+        let o = out(index_out, "index_out")?;
+        o.set(block(h.inner.link_index(n))?);
+        Ok(())
+    })
 }
 
 /// Makes link `name` a port of `master` (a bridge's name), or leaves its master when `master`
@@ -811,6 +1013,55 @@ pub extern "C" fn underlay_link_builder_veth_peer_up(
     })
 }
 
+/// VLAN: the tag protocol, "802.1Q" (the default) or "802.1ad".
+#[no_mangle]
+pub extern "C" fn underlay_link_builder_vlan_protocol(
+    builder: *mut underlay_link_builder,
+    protocol: *const c_char,
+) -> underlay_result {
+    let parsed = guard_parse(|| Ok(s(protocol, "protocol")?.parse::<VlanProtocol>()?));
+    match parsed {
+        Ok(p) => edit(builder, |b| match b {
+            AnyBuilder::Vlan(x) => Ok(AnyBuilder::Vlan(x.protocol(p))),
+            b => wrong_kind(b, "vlan"),
+        }),
+        Err(code) => code,
+    }
+}
+
+/// VLAN: the flags (the kernel's default is `reorder_hdr` on, the others off).
+#[no_mangle]
+pub extern "C" fn underlay_link_builder_vlan_flags(
+    builder: *mut underlay_link_builder,
+    flags: underlay_vlan_flags,
+) -> underlay_result {
+    let f = VlanFlags {
+        reorder_hdr: flags.reorder_hdr,
+        gvrp: flags.gvrp,
+        mvrp: flags.mvrp,
+        loose_binding: flags.loose_binding,
+    };
+    edit(builder, |b| match b {
+        AnyBuilder::Vlan(x) => Ok(AnyBuilder::Vlan(x.flags(f))),
+        b => wrong_kind(b, "vlan"),
+    })
+}
+
+/// Veth: the peer's MAC ("02:42:ac:16:10:0b").
+#[no_mangle]
+pub extern "C" fn underlay_link_builder_veth_peer_mac(
+    builder: *mut underlay_link_builder,
+    mac_address: *const c_char,
+) -> underlay_result {
+    match mac(mac_address, "mac_address") {
+        Ok(a) => edit(builder, |b| match b {
+            AnyBuilder::Veth(x) => Ok(AnyBuilder::Veth(x.peer_mac(a))),
+            b => wrong_kind(b, "veth"),
+        }),
+        Err(e) => guard(|| Err(e)),
+    }
+}
+
 /// Bridge: turns VLAN filtering on or off.
 #[no_mangle]
 pub extern "C" fn underlay_link_builder_bridge_vlan_filtering(
@@ -1096,4 +1347,97 @@ pub extern "C" fn underlay_attach_execute(
 #[no_mangle]
 pub extern "C" fn underlay_attach_free(attach: *mut underlay_attach) {
     guard_value((), || free(attach))
+}
+
+/// What an attach set up: the link in its new namespace, the addresses and the routes it
+/// added. From `underlay_attach_execute_attached`; free with `underlay_attached_free`.
+pub struct underlay_attached {
+    link: underlay_link,
+    addresses: Vec<CString>,
+    routes: Vec<underlay_route>,
+}
+
+/// Like `underlay_attach_execute`, giving everything the attach set up in `*attached_out`.
+#[no_mangle]
+pub extern "C" fn underlay_attach_execute_attached(
+    attach: *mut underlay_attach,
+    attached_out: *mut *mut underlay_attached,
+) -> underlay_result {
+    guard(|| {
+        let a = m(attach, "attach")?;
+        let o = out(attached_out, "attached_out")?;
+        let cur = a
+            .inner
+            .take()
+            .ok_or_else(|| invalid("the attach was already executed: make a new one"))?;
+        let done = block(cur.execute())?;
+        o.set_box(underlay_attached {
+            link: underlay_link::new(done.link),
+            addresses: done
+                .addresses
+                .iter()
+                .map(|x| cstring(x.to_string()))
+                .collect(),
+            routes: done.routes.into_iter().map(underlay_route::new).collect(),
+        });
+        Ok(())
+    })
+}
+
+/// The link in its new namespace, borrowed (valid while `attached` lives). NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_attached_link(
+    attached: *const underlay_attached,
+) -> *const underlay_link {
+    guard_value(std::ptr::null(), || {
+        r(attached, "attached").map_or(std::ptr::null(), |x| &x.link as *const underlay_link)
+    })
+}
+
+/// The number of addresses added (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_attached_address_count(attached: *const underlay_attached) -> usize {
+    guard_value(0, || {
+        r(attached, "attached").map_or(0, |x| x.addresses.len())
+    })
+}
+
+/// Address `index` ("172.16.10.101/24"); borrowed. NULL when out of range.
+#[no_mangle]
+pub extern "C" fn underlay_attached_address(
+    attached: *const underlay_attached,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(attached, "attached")
+            .ok()
+            .and_then(|x| x.addresses.get(index))
+            .map_or(std::ptr::null(), |a| a.as_ptr())
+    })
+}
+
+/// The number of routes added, default routes first (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_attached_route_count(attached: *const underlay_attached) -> usize {
+    guard_value(0, || r(attached, "attached").map_or(0, |x| x.routes.len()))
+}
+
+/// Route `index`, borrowed (valid while `attached` lives). NULL when out of range.
+#[no_mangle]
+pub extern "C" fn underlay_attached_route(
+    attached: *const underlay_attached,
+    index: usize,
+) -> *const underlay_route {
+    guard_value(std::ptr::null(), || {
+        r(attached, "attached")
+            .ok()
+            .and_then(|x| x.routes.get(index))
+            .map_or(std::ptr::null(), |rt| rt as *const underlay_route)
+    })
+}
+
+/// Frees what an attach set up (the kernel's link stays). NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_attached_free(attached: *mut underlay_attached) {
+    guard_value((), || free(attached))
 }

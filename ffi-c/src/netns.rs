@@ -263,3 +263,118 @@ pub extern "C" fn underlay_netns_delete_many(
         crate::support::block(Netns::delete_many(list))
     })
 }
+
+/// The namespace's inode number (its identity: two handles on one namespace share it; 0 for
+/// NULL).
+#[no_mangle]
+pub extern "C" fn underlay_netns_inode(netns: *const underlay_netns) -> u64 {
+    guard_value(0, || r(netns, "netns").map_or(0, |n| n.inner.inode()))
+}
+
+/// The path the namespace was opened from ("/run/netns/NAME", "/proc/PID/ns/net"), NULL when
+/// it has none (anonymous, from a descriptor); a new string (free with `underlay_string_free`).
+#[no_mangle]
+pub extern "C" fn underlay_netns_path(netns: *const underlay_netns) -> *mut c_char {
+    guard_value(std::ptr::null_mut(), || {
+        r(netns, "netns")
+            .ok()
+            .and_then(|n| n.inner.path())
+            .map_or(std::ptr::null_mut(), |p| {
+                owned_string(p.to_string_lossy().into_owned())
+            })
+    })
+}
+
+/// Sends gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6) for the `count`
+/// addresses `ips[i]` ("172.16.10.101") from link `ifindex` with MAC `mac_address`, so that
+/// neighbours update their caches.
+#[no_mangle]
+pub extern "C" fn underlay_netns_announce(
+    netns: *const underlay_netns,
+    ifindex: u32,
+    mac_address: *const c_char,
+    ips: *const *const c_char,
+    count: usize,
+) -> underlay_result {
+    guard(|| {
+        let ns = r(netns, "netns")?;
+        let mac = crate::support::mac(mac_address, "mac_address")?;
+        if count > 0 && ips.is_null() {
+            return Err(crate::support::null("ips"));
+        }
+        let list = if count > 0 {
+            // SAFETY: `ips` holds `count` pointers (the caller's contract).
+            unsafe { std::slice::from_raw_parts(ips, count) }
+        } else {
+            &[]
+        };
+        let addrs = list
+            .iter()
+            .map(|p| ip(*p, "ips[i]"))
+            .collect::<crate::support::R<Vec<_>>>()?;
+        Ok(ns.inner.announce(ifindex, mac, addrs)?)
+    })
+}
+
+fn sysctl_if(iface: *const c_char) -> crate::support::R<underlay::SysctlIf> {
+    Ok(match s(iface, "iface")? {
+        "all" => underlay::SysctlIf::All,
+        "default" => underlay::SysctlIf::Default,
+        name => underlay::SysctlIf::Name(underlay::IfName::new(name)?),
+    })
+}
+
+/// `value` as the u8 the kernel key takes; anything else is out of the key's range `0..max`
+/// (core checks the rest, in the same words).
+fn small(what: &str, value: i32, max: u8) -> crate::support::R<u8> {
+    u8::try_from(value).map_err(|_| {
+        crate::support::invalid(format!("{what} value {value} is out of range 0..{max}"))
+    })
+}
+
+/// Sets `net.ipv4.conf.IFACE.arp_ignore` (0..=8) for `iface` (an interface name, "all" or
+/// "default").
+#[no_mangle]
+pub extern "C" fn underlay_netns_set_arp_ignore(
+    netns: *const underlay_netns,
+    iface: *const c_char,
+    value: i32,
+) -> underlay_result {
+    guard(|| {
+        let ns = r(netns, "netns")?;
+        let i = sysctl_if(iface)?;
+        Ok(ns
+            .inner
+            .set_arp_ignore(&i, small("arp_ignore", value, 8)?)?)
+    })
+}
+
+/// Sets `net.ipv4.conf.IFACE.arp_announce` (0..=2).
+#[no_mangle]
+pub extern "C" fn underlay_netns_set_arp_announce(
+    netns: *const underlay_netns,
+    iface: *const c_char,
+    value: i32,
+) -> underlay_result {
+    guard(|| {
+        let ns = r(netns, "netns")?;
+        let i = sysctl_if(iface)?;
+        Ok(ns
+            .inner
+            .set_arp_announce(&i, small("arp_announce", value, 2)?)?)
+    })
+}
+
+/// Sets `net.ipv6.conf.IFACE.accept_dad` (-1..=2).
+#[no_mangle]
+pub extern "C" fn underlay_netns_set_accept_dad(
+    netns: *const underlay_netns,
+    iface: *const c_char,
+    value: i32,
+) -> underlay_result {
+    guard(|| {
+        let ns = r(netns, "netns")?;
+        let i = sysctl_if(iface)?;
+        Ok(ns.inner.set_accept_dad(&i, value)?)
+    })
+}

@@ -213,6 +213,9 @@ pub struct underlay_network {
     name: CString,
     driver: CString,
     parent: Option<CString>,
+    lower: CString,
+    host_access: Option<CString>,
+    pools: Vec<CString>,
 }
 
 impl underlay_network {
@@ -221,6 +224,13 @@ impl underlay_network {
             name: cstring(inner.name()),
             driver: cstring(inner.driver().name()),
             parent: inner.parent().map(cstring),
+            lower: cstring(inner.lower()),
+            host_access: inner.host_access().map(cstring),
+            pools: inner
+                .pools()
+                .iter()
+                .map(|p| cstring(p.to_string()))
+                .collect(),
             inner,
         }
     }
@@ -330,6 +340,8 @@ pub struct underlay_reconcile_report {
     recreated_parents: underlay_string_list,
     recreated_shims: underlay_string_list,
     gone_endpoints: underlay_string_list,
+    /// Each gone endpoint's released addresses ("10.72.0.9/24").
+    gone_addresses: Vec<underlay_string_list>,
     removed_links: underlay_string_list,
 }
 
@@ -353,6 +365,11 @@ pub extern "C" fn underlay_networks_reconcile(
                     .iter()
                     .map(|g| format!("{}/{}/{}", g.network, g.container_id, g.ifname)),
             ),
+            gone_addresses: rep
+                .gone_endpoints
+                .iter()
+                .map(|g| underlay_string_list::new(g.addresses.iter().map(|a| a.to_string())))
+                .collect(),
             removed_links: underlay_string_list::new(rep.removed_links.clone()),
         });
         Ok(())
@@ -529,6 +546,18 @@ pub extern "C" fn underlay_endpoint_spec_set_keep_ipv6(
     edit_ep(spec, |x| Ok(x.keep_ipv6(keep)))
 }
 
+/// Whom the endpoint's addresses are announced to once it is up (gratuitous ARP, unsolicited
+/// neighbour advertisement): "wire" (the default: out of the parent, to the network beyond
+/// the host), "segment" (from inside the endpoint: this host's other endpoints too, O(endpoints)
+/// per connect) or "off".
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_spec_set_announce(
+    spec: *mut underlay_endpoint_spec,
+    whom: *const c_char,
+) -> underlay_result {
+    edit_ep(spec, |x| Ok(x.announce_to(s(whom, "whom")?.parse()?)))
+}
+
 /// Whether the container gets a default route through the network's gateway (one per IP
 /// version with a gateway), for containers on several networks. `mode`: "auto" (the default:
 /// unless the namespace has a default route of that IP version already, another network's,
@@ -577,6 +606,7 @@ pub struct underlay_endpoint {
     mac: Option<CString>,
     addresses: Vec<CString>,
     routes: Vec<CString>,
+    netns: Option<CString>,
 }
 
 impl underlay_endpoint {
@@ -589,6 +619,7 @@ impl underlay_endpoint {
             mac: e.mac.map(|m| cstring(m.to_string())),
             addresses: e.addresses.iter().map(|a| cstring(a.to_string())).collect(),
             routes: e.routes.iter().map(|x| cstring(x.to_string())).collect(),
+            netns: e.netns.map(|n| cstring(n.to_string_lossy().into_owned())),
         }
     }
 }
@@ -835,8 +866,69 @@ pub extern "C" fn underlay_endpoint_route(
     })
 }
 
-/// Creates the network `spec` describes, or opens it when it exists with this definition; a
-/// network of that name defined otherwise is CONFLICT, the message naming each difference.
+/// The link endpoints hang on (the parent, or an internal network's dummy or bridge);
+/// borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_network_lower(network: *const underlay_network) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(network, "network").map_or(std::ptr::null(), |n| n.lower.as_ptr())
+    })
+}
+
+/// The endpoints' MTU, 0 when the network sets none (the parent's; and for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_network_mtu(network: *const underlay_network) -> u32 {
+    guard_value(0, || {
+        r(network, "network").map_or(0, |n| n.inner.mtu().unwrap_or(0))
+    })
+}
+
+/// The name of the host's shim link when host access is on, NULL when off; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_network_host_access(network: *const underlay_network) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(network, "network").map_or(std::ptr::null(), |n| opt_ptr(&n.host_access))
+    })
+}
+
+/// The number of address pools (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_network_pool_count(network: *const underlay_network) -> usize {
+    guard_value(0, || r(network, "network").map_or(0, |n| n.pools.len()))
+}
+
+/// Pool `index` as text (`underlay_network_spec_add_pool`'s syntax); borrowed. NULL when out
+/// of range.
+#[no_mangle]
+pub extern "C" fn underlay_network_pool(
+    network: *const underlay_network,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(network, "network")
+            .ok()
+            .and_then(|n| n.pools.get(index))
+            .map_or(std::ptr::null(), |p| p.as_ptr())
+    })
+}
+
+/// Like `underlay_network_disconnect`, for a container whose namespace is being deleted: the
+/// link goes with the namespace, so only the lease and the record are released.
+#[no_mangle]
+pub extern "C" fn underlay_network_disconnect_for_netns_deletion(
+    network: *const underlay_network,
+    container_id: *const c_char,
+    ifname: *const c_char,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let (c, i) = (s(container_id, "container_id")?, s(ifname, "ifname")?);
+        block(n.inner.disconnect_for_netns_deletion(c, i))
+    })
+}
+
+/// Opens network `spec` names, creating it first when absent; a network of that name defined
+/// otherwise is `UNDERLAY_RESULT_CONFLICT`, the message naming each difference.
 #[no_mangle]
 pub extern "C" fn underlay_networks_create_or_open(
     networks: *const underlay_networks,
@@ -870,6 +962,105 @@ pub extern "C" fn underlay_network_spec_of(
     })
 }
 
+/// The namespace path recorded for the endpoint ("/run/netns/NAME", "/proc/PID/ns/net"),
+/// NULL when none was; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_netns(endpoint: *const underlay_endpoint) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(endpoint, "endpoint").map_or(std::ptr::null(), |e| opt_ptr(&e.netns))
+    })
+}
+
+/// The addresses released with gone endpoint `index` (the order of
+/// `underlay_reconcile_report_gone_endpoints`), "10.72.0.9/24"; borrowed from the report. NULL
+/// when out of range.
+#[no_mangle]
+pub extern "C" fn underlay_reconcile_report_gone_addresses(
+    report: *const underlay_reconcile_report,
+    index: usize,
+) -> *const underlay_string_list {
+    guard_value(std::ptr::null(), || {
+        r(report, "report")
+            .ok()
+            .and_then(|x| x.gone_addresses.get(index))
+            .map_or(std::ptr::null(), |l| l as *const underlay_string_list)
+    })
+}
+
+/// Files (path and content) rendered for the distribution's own network tools, from
+/// `underlay_network_export` or `underlay_render_vlan`. Free with `underlay_export_free`.
+pub struct underlay_export {
+    files: Vec<(CString, CString)>,
+}
+
+fn export_of(files: Vec<underlay::network::ExportFile>) -> underlay_export {
+    underlay_export {
+        files: files
+            .into_iter()
+            .map(|f| (cstring(f.path), cstring(f.content)))
+            .collect(),
+    }
+}
+
+/// The number of files (0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_export_count(export: *const underlay_export) -> usize {
+    guard_value(0, || r(export, "export").map_or(0, |x| x.files.len()))
+}
+
+/// The path of file `index` ("/etc/systemd/network/10-ens192.20.netdev"); borrowed. NULL when
+/// out of range.
+#[no_mangle]
+pub extern "C" fn underlay_export_path(
+    export: *const underlay_export,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(export, "export")
+            .ok()
+            .and_then(|x| x.files.get(index))
+            .map_or(std::ptr::null(), |f| f.0.as_ptr())
+    })
+}
+
+/// The content of file `index`; borrowed. NULL when out of range.
+#[no_mangle]
+pub extern "C" fn underlay_export_content(
+    export: *const underlay_export,
+    index: usize,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(export, "export")
+            .ok()
+            .and_then(|x| x.files.get(index))
+            .map_or(std::ptr::null(), |f| f.1.as_ptr())
+    })
+}
+
+/// Frees an export. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_export_free(export: *mut underlay_export) {
+    guard_value((), || free(export))
+}
+
+/// The network's VLAN parent rendered for the distribution's own tools (`format` "ifupdown",
+/// "ifcfg" or "networkd"), so it comes back at boot without underlay.
+/// `UNDERLAY_RESULT_INVALID_ARGUMENT` when the parent is not a VLAN sub-interface.
+#[no_mangle]
+pub extern "C" fn underlay_network_export(
+    network: *const underlay_network,
+    format: *const c_char,
+    export_out: *mut *mut underlay_export,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let f: underlay::network::ExportFormat = s(format, "format")?.parse()?;
+        let o = out(export_out, "export_out")?;
+        o.set_box(export_of(n.inner.export(f)?));
+        Ok(())
+    })
+}
+
 /// How `spec` differs from the network's definition, one string per difference ("MTU: stored
 /// 1400, given the parent's"); an empty list when it is the same network (what
 /// `underlay_networks_create_or_open` accepts). Free with `underlay_string_list_free`.
@@ -888,4 +1079,64 @@ pub extern "C" fn underlay_network_differences(
         ));
         Ok(())
     })
+}
+/// VLAN `vlan_id` named `name` on `parent` rendered for the distribution's own tools (`format`
+/// "ifupdown", "ifcfg" or "networkd").
+#[no_mangle]
+pub extern "C" fn underlay_render_vlan(
+    format: *const c_char,
+    name: *const c_char,
+    parent: *const c_char,
+    vlan_id: u16,
+    export_out: *mut *mut underlay_export,
+) -> underlay_result {
+    guard(|| {
+        let f: underlay::network::ExportFormat = s(format, "format")?.parse()?;
+        let n = underlay::IfName::new(s(name, "name")?)?;
+        let p = underlay::IfName::new(s(parent, "parent")?)?;
+        let id = underlay::VlanId::new(vlan_id)?;
+        let o = out(export_out, "export_out")?;
+        o.set_box(export_of(underlay::network::render_vlan(f, &n, &p, id)));
+        Ok(())
+    })
+}
+
+/// The network's IPAM (its leases: list, lookup, gc), a new handle (free with
+/// `underlay_ipam_free`).
+#[no_mangle]
+pub extern "C" fn underlay_network_ipam(
+    network: *const underlay_network,
+    ipam_out: *mut *mut crate::ipam::underlay_ipam,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let o = out(ipam_out, "ipam_out")?;
+        o.set_box(crate::ipam::underlay_ipam::new(n.inner.ipam().clone()));
+        Ok(())
+    })
+}
+
+/// The macvlan or ipvlan mode of the network ("bridge", "l2", ...); static. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_network_mode(network: *const underlay_network) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        let mode = r(network, "network").ok().map(|n| match n.inner.driver() {
+            underlay::network::Driver::Macvlan(m) => m.as_str(),
+            underlay::network::Driver::Ipvlan(m, _) => m.as_str(),
+        });
+        // `as_str` gives static names; hand out a static C copy of each.
+        mode.map_or(std::ptr::null(), static_c_str)
+    })
+}
+
+/// A NUL-terminated copy of a static mode name, made once per name.
+fn static_c_str(s: &'static str) -> *const c_char {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashMap<&'static str, CString>>> = OnceLock::new();
+    let mut m = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    m.entry(s).or_insert_with(|| cstring(s)).as_ptr()
 }

@@ -18,6 +18,10 @@ pub struct underlay_route {
     text: CString,
     /// Each next hop's gateway as text (NULL when it has none).
     hop_gateways: Vec<Option<CString>>,
+    destination: CString,
+    gateway: Option<CString>,
+    dev_name: Option<CString>,
+    source: Option<CString>,
 }
 
 impl underlay_route {
@@ -29,6 +33,13 @@ impl underlay_route {
                 .iter()
                 .map(|h| h.gateway.map(|g| cstring(g.to_string())))
                 .collect(),
+            destination: cstring(inner.destination.to_string()),
+            gateway: inner.gateway.map(|g| cstring(g.to_string())),
+            dev_name: match &inner.dev {
+                Some(LinkRef::Name(n)) => Some(cstring(n.clone())),
+                _ => None,
+            },
+            source: inner.source.map(|g| cstring(g.to_string())),
             inner,
         }
     }
@@ -353,5 +364,77 @@ pub extern "C" fn underlay_handle_route_list(
             items: routes.into_iter().map(underlay_route::new).collect(),
         });
         Ok(())
+    })
+}
+
+/// The destination prefix ("172.16.10.0/24", "0.0.0.0/0"); borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_route_destination(route: *const underlay_route) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(route, "route").map_or(std::ptr::null(), |x| x.destination.as_ptr())
+    })
+}
+
+/// The gateway ("172.16.10.1"), NULL when it has none; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_route_gateway(route: *const underlay_route) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(route, "route").map_or(std::ptr::null(), |x| opt_ptr(&x.gateway))
+    })
+}
+
+/// The output device's name when the route names it by name, NULL otherwise (read-back routes
+/// name it by index: `underlay_route_dev_index`); borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_route_dev(route: *const underlay_route) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(route, "route").map_or(std::ptr::null(), |x| opt_ptr(&x.dev_name))
+    })
+}
+
+/// The output device's index, 0 when the route has none or names it by name.
+#[no_mangle]
+pub extern "C" fn underlay_route_dev_index(route: *const underlay_route) -> u32 {
+    guard_value(0, || {
+        r(route, "route").map_or(0, |x| match x.inner.dev {
+            Some(LinkRef::Index(i)) => i,
+            _ => 0,
+        })
+    })
+}
+
+/// The preferred source address, NULL when unset; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_route_source(route: *const underlay_route) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(route, "route").map_or(std::ptr::null(), |x| opt_ptr(&x.source))
+    })
+}
+
+/// The metric, -1 when unset (and for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_route_metric(route: *const underlay_route) -> i64 {
+    guard_value(-1, || {
+        r(route, "route").map_or(-1, |x| x.inner.metric.map_or(-1, i64::from))
+    })
+}
+
+/// The table (254 is main; 0 for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_route_table(route: *const underlay_route) -> u32 {
+    guard_value(0, || r(route, "route").map_or(0, |x| x.inner.table))
+}
+
+/// The scope as read back ("universe", "link", "host"), NULL when unknown; static.
+#[no_mangle]
+pub extern "C" fn underlay_route_scope(route: *const underlay_route) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        let scope = r(route, "route").ok().and_then(|x| x.inner.scope);
+        match scope {
+            Some(underlay::RouteScopeKind::Universe) => c"universe".as_ptr(),
+            Some(underlay::RouteScopeKind::Link) => c"link".as_ptr(),
+            Some(underlay::RouteScopeKind::Host) => c"host".as_ptr(),
+            None => std::ptr::null(),
+        }
     })
 }

@@ -67,6 +67,9 @@ fn secs(what: &str, s: f64) -> PyResult<Duration> {
     })
 }
 
+/// Host name -> (first address, size) of each slice it holds.
+type SlicesByHost<'py> = BTreeMap<String, Vec<(Bound<'py, PyAny>, u32)>>;
+
 fn records(v: Vec<ipam::Record>) -> Vec<Record> {
     v.into_iter().map(|inner| Record { inner }).collect()
 }
@@ -238,6 +241,42 @@ impl EtcdStore {
         let s = self.inner.clone();
         let v = block(py, async move { s.gc_host(&name, &host, &owners).await })?;
         Ok(records(v))
+    }
+
+    /// The hosts using network `name` (those that joined it and have not left), sorted.
+    fn members(&self, py: Python<'_>, name: String) -> PyResult<Vec<String>> {
+        let s = self.inner.clone();
+        block(py, async move { s.members(&name).await })
+    }
+
+    /// Every node slice of network `name`, grouped by the host holding it, as (first address,
+    /// size) pairs.
+    fn slices_by_host<'py>(&self, py: Python<'py>, name: String) -> PyResult<SlicesByHost<'py>> {
+        let s = self.inner.clone();
+        let m = block(py, async move { s.slices_by_host(&name).await })?;
+        m.into_iter()
+            .map(|(h, v)| {
+                let v = v
+                    .into_iter()
+                    .map(|(a, n)| Ok((conv::py_ip(py, a)?, n)))
+                    .collect::<PyResult<Vec<_>>>()?;
+                Ok((h, v))
+            })
+            .collect()
+    }
+
+    /// Deletes the slices of `host` in network `name` that hold no lease (a dead or drained
+    /// host's blocks go back to the pool); returns their first addresses. Leases inside a
+    /// slice keep it: release them first (`gc_host`).
+    fn gc_slices<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        host: String,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let s = self.inner.clone();
+        let v = block(py, async move { s.gc_slices(&name, &host).await })?;
+        v.into_iter().map(|a| conv::py_ip(py, a)).collect()
     }
 
     fn __repr__(&self) -> String {

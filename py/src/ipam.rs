@@ -218,7 +218,7 @@ impl ForeignLease {
 /// every host of the cluster.
 #[pyclass(module = "underlay", frozen)]
 pub(crate) struct Ipam {
-    inner: underlay::Ipam,
+    pub(crate) inner: underlay::Ipam,
 }
 
 /// The store a Python argument names: an `EtcdStore`, or a directory in `layout`.
@@ -313,6 +313,43 @@ impl Ipam {
         let (s, n) = (store_of(path, layout)?, network(name, pools)?);
         Ok(Ipam {
             inner: block(py, underlay::Ipam::open_or_create(s, n))?,
+        })
+    }
+
+    /// Defines network `name` with `pools` for this host, or joins the identical definition
+    /// another host (or an earlier run) stored; returns the IPAM and whether this call created
+    /// the network. On a store shared by hosts (an `EtcdStore`) this host counts as a member
+    /// until `Ipam.leave`; another definition under that name raises `Conflict`.
+    #[staticmethod]
+    #[pyo3(signature = (path, name, pools, *, layout = "local"))]
+    fn join(
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        name: String,
+        pools: Vec<Bound<'_, Pool>>,
+        layout: &str,
+    ) -> PyResult<(Ipam, bool)> {
+        let (s, n) = (store_of(path, layout)?, network(name, pools)?);
+        let (inner, joined) = block(py, underlay::Ipam::join(s, n))?;
+        Ok((Ipam { inner }, joined == underlay::ipam::Joined::Created))
+    }
+
+    /// Ends this host's use of network `name` (raises `Busy` while this host holds leases in
+    /// it): deletes the definition when no other host uses it and returns []; else drops only
+    /// this host's membership and returns the hosts still using it.
+    #[staticmethod]
+    #[pyo3(signature = (path, name, *, layout = "local"))]
+    fn leave(
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        name: String,
+        layout: &str,
+    ) -> PyResult<Vec<String>> {
+        let s = store_of(path, layout)?;
+        let left = block(py, async move { underlay::Ipam::leave(&*s, &name).await })?;
+        Ok(match left {
+            underlay::ipam::Left::Deleted => Vec::new(),
+            underlay::ipam::Left::Kept(hosts) => hosts,
         })
     }
 

@@ -233,15 +233,7 @@ pymethods_with_attach! { Vlan, "VLAN link";
         target: Option<&Handle>,
     ) -> PyResult<Link> {
         let c = Common::new(name, mtu, mac, up, group, alias, master, netns, target)?;
-        let protocol = match protocol.to_ascii_lowercase().as_str() {
-            "802.1q" => VlanProtocol::Ieee8021Q,
-            "802.1ad" => VlanProtocol::Ieee8021Ad,
-            other => {
-                return Err(invalid(format!(
-                    "VLAN protocol `{other}`: use \"802.1Q\" or \"802.1ad\""
-                )))
-            }
-        };
+        let protocol: VlanProtocol = protocol.parse().map_err(to_py)?;
         let (h, parent, id) = (
             handle.inner.clone(),
             conv::link_ref(parent)?,

@@ -193,21 +193,26 @@ impl Netns {
 
     /// `arp_ignore` (0..8) on `iface` ("all", "default" or an interface name): 1 answers ARP
     /// only for addresses on the asking interface.
-    fn set_arp_ignore(&self, py: Python<'_>, iface: &str, value: u8) -> PyResult<()> {
+    fn set_arp_ignore(&self, py: Python<'_>, iface: &str, value: i64) -> PyResult<()> {
+        let value = small("arp_ignore", value, 8)?;
         let (ns, i) = (self.inner.clone(), sysctl_if(iface)?);
         unblock(py, move || ns.set_arp_ignore(&i, value))
     }
 
     /// `arp_announce` (0..2) on `iface` ("all", "default" or an interface name): 2 always
     /// uses the best local source address in ARP.
-    fn set_arp_announce(&self, py: Python<'_>, iface: &str, value: u8) -> PyResult<()> {
+    fn set_arp_announce(&self, py: Python<'_>, iface: &str, value: i64) -> PyResult<()> {
+        let value = small("arp_announce", value, 2)?;
         let (ns, i) = (self.inner.clone(), sysctl_if(iface)?);
         unblock(py, move || ns.set_arp_announce(&i, value))
     }
 
     /// IPv6 `accept_dad` (-1..2) on `iface` ("all", "default" or an interface name): 0 turns
     /// duplicate address detection off.
-    fn set_accept_dad(&self, py: Python<'_>, iface: &str, value: i32) -> PyResult<()> {
+    fn set_accept_dad(&self, py: Python<'_>, iface: &str, value: i64) -> PyResult<()> {
+        let value = i32::try_from(value).map_err(|_| {
+            crate::errors::invalid(format!("accept_dad value {value} is out of range -1..2"))
+        })?;
         let (ns, i) = (self.inner.clone(), sysctl_if(iface)?);
         unblock(py, move || ns.set_accept_dad(&i, value))
     }
@@ -277,6 +282,14 @@ impl Netns {
 }
 
 /// "all", "default" or an interface name.
+/// `value` as the u8 the kernel key takes; anything else is out of the key's range `0..max`
+/// (core checks the rest, in the same words).
+fn small(what: &str, value: i64, max: u8) -> PyResult<u8> {
+    u8::try_from(value).map_err(|_| {
+        crate::errors::invalid(format!("{what} value {value} is out of range 0..{max}"))
+    })
+}
+
 fn sysctl_if(iface: &str) -> PyResult<underlay::SysctlIf> {
     Ok(match iface {
         "all" => underlay::SysctlIf::All,

@@ -463,6 +463,14 @@ impl Network {
         Ok(self.inner.differences(&spec))
     }
 
+    /// The network's IPAM (its leases: list, lookup, gc).
+    #[getter]
+    fn ipam(&self) -> crate::ipam::Ipam {
+        crate::ipam::Ipam {
+            inner: self.inner.ipam().clone(),
+        }
+    }
+
     /// Connects container `container_id` living in `netns`: one address per pool (`ip` when
     /// given, the next free otherwise), a link `ifname` made inside the namespace, up, with
     /// its addresses and a default route via the gateway. `mac`: None (random),

@@ -311,3 +311,49 @@ def test_networks_over_etcd(handle: underlay.Handle, nic: str, etcd: Etcd, prefi
         assert await n.list() == []
 
     asyncio.run(via_aio())
+
+
+def test_join_leave_members_and_slices(etcd: Etcd, prefix: str) -> None:
+    """Membership of a shared network (join/leave, members) and the slice report."""
+    a, b = store(etcd, prefix, "h1"), store(etcd, prefix, "h2")
+    pools = [underlay.Pool(POOL)]
+    ia, created = underlay.Ipam.join(a, "shared", pools)
+    assert created and ia.name == "shared"
+    ib, created = underlay.Ipam.join(b, "shared", pools)
+    assert not created
+    assert a.members("shared") == ["h1", "h2"]
+    with pytest.raises(underlay.Conflict):
+        underlay.Ipam.join(b, "shared", [underlay.Pool("172.22.17.0/24")])
+    # Without slices configured, no host holds any, and there is nothing to collect.
+    assert a.slices_by_host("shared") == {}
+    assert a.gc_slices("shared", "h1") == []
+    ib.allocate("c1")
+    with pytest.raises(underlay.Busy):
+        underlay.Ipam.leave(b, "shared")
+    ib.release("c1")
+    # h1 leaves: h2 still uses it, the definition stays.
+    assert underlay.Ipam.leave(a, "shared") == ["h2"]
+    assert b.members("shared") == ["h2"]
+    assert list(b.networks()) == ["shared"]
+    # The last one leaves: the definition goes (etcdctl is the oracle).
+    assert underlay.Ipam.leave(b, "shared") == []
+    assert a.networks() == {}
+    left = etcd.ctl("get", "--prefix", f"{prefix}ipam/data/", "--keys-only")
+    assert left is not None and left.strip() == "", f"keys left after the last leave: {left}"
+    with pytest.raises(underlay.InvalidArgument):
+        a.members("bad/name")
+
+
+def test_slices_by_host_and_gc_slices(etcd: Etcd, prefix: str) -> None:
+    """A host with node slices holds its blocks; gc_slices frees the empty ones."""
+    a = underlay.EtcdStore.connect([etcd.url], prefix=prefix, host="h1", slices=16, retry_for=20.0)
+    ipam, _ = underlay.Ipam.join(a, "sl", [underlay.Pool(POOL)])
+    ipam.allocate("c1")
+    held = a.slices_by_host("sl")
+    assert list(held) == ["h1"] and len(held["h1"]) >= 1
+    first, size = held["h1"][0]
+    assert size == 16 and first in ipaddress.ip_network(POOL)
+    assert a.gc_slices("sl", "h1") == [], "a slice holding a lease is kept"
+    ipam.release("c1")
+    assert a.gc_slices("sl", "h1") == [first]
+    assert a.slices_by_host("sl") == {}

@@ -218,3 +218,35 @@ def test_reconcile_keeps_endpoints_in_anonymous_namespaces(
     net.connect(again, "ctr-other", ip="10.73.0.9")  # the address is free again
     net.disconnect("ctr-other")
     nets.delete("anon")
+
+
+@needs_root
+def test_networks_create_or_open(handle: underlay.Handle, nic: str, tmpdir_path: str) -> None:
+    nets = underlay.Networks(handle, tmpdir_path)
+    pools = [underlay.Pool("10.73.0.0/24")]
+    a = nets.create_or_open("co", parent=nic, pools=pools, mtu=1400)
+    b = nets.create_or_open("co", parent=nic, pools=pools, mtu=1400)
+    assert (a.name, b.name, b.mtu, b.lower) == ("co", "co", 1400, nic)
+    with pytest.raises(underlay.Conflict) as err:
+        nets.create_or_open("co", parent=nic, pools=pools, mtu=1300)
+    assert "1300" in str(err.value)
+    assert [n.name for n in nets.list()] == ["co"]
+    # The network's IPAM sees the endpoint's lease.
+    ctr = underlay.Netns.anonymous()
+    ep = a.connect(ctr, "ctr-co", ip="10.73.0.9")
+    assert isinstance(a.ipam, underlay.Ipam) and a.ipam.name == "co"
+    (lease,) = a.ipam.list()
+    assert (lease.container_id, lease.ips) == ("ctr-co", [ipaddress.ip_address("10.73.0.9")])
+    ep.disconnect()
+    assert a.ipam.list() == []
+    nets.delete("co")
+
+
+@needs_root
+def test_arp_sysctl_values_outside_the_integer_type(netns: underlay.Netns) -> None:
+    """-1 and 300 are out of range like 9: InvalidArgument, never OverflowError."""
+    for v in (-1, 9, 300, 2**40):
+        with pytest.raises(underlay.InvalidArgument, match="out of range 0..8"):
+            netns.set_arp_ignore("lo", v)
+    with pytest.raises(underlay.InvalidArgument, match="out of range -1..2"):
+        netns.set_accept_dad("lo", 2**40)

@@ -11,7 +11,12 @@
 //!    with `-Wall -Wextra -Wpedantic -Werror` and ASan/UBSan, the examples through
 //!    `pkg-config --cflags --libs underlay`;
 //! 5. runs them with every sanitizer report fatal; an example that needs kernel features the
-//!    host lacks (exit 77 + a "skipped" line) runs again inside the test VM when it can.
+//!    host lacks (exit 77 + a "skipped" line) runs again inside the test VM when it can;
+//! 6. the etcd store: builds the library again with feature `etcd`, stages it as
+//!    `libunderlay_etcd` with `lib/pkgconfig/underlay-etcd.pc` (which defines `UNDERLAY_ETCD`
+//!    for the header's etcd section), compiles `ffi-c/tests/c-etcd/*.c` through that and runs
+//!    them under the sanitizers against an etcd member it starts (installing etcd-server,
+//!    etcd-client and protobuf-compiler with apt when missing).
 //!
 //! Ends with `N passed, N failed` alone on a line.
 
@@ -111,6 +116,12 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
     };
     stage(&target.join("debug"), &root, &prefix, &version)?;
     if let Some(p) = install {
+        if !crate::etcd::install_missing("c-test", &crate::etcd::NEEDED)?
+            || !stage_etcd(&cargo, &root, &target, &p, &version)?
+        {
+            eprintln!("c-test: could not build the etcd library (libunderlay_etcd)");
+            return Ok(1);
+        }
         println!(
             "installed into {}: cc app.c $(PKG_CONFIG_PATH={}/lib/pkgconfig pkg-config --cflags --libs underlay)",
             p.display(),
@@ -148,6 +159,13 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
                         .arg(format!("-Wl,-rpath,{}", lib.display()))
                         .arg("-lunderlay");
                 }
+            }
+            if !via_pkg_config {
+                // The tests read shared data (tests/bad-inputs.tsv) from the checkout.
+                cc.arg(format!(
+                    "-DUNDERLAY_TESTS_DIR=\"{}\"",
+                    root.join("tests").display()
+                ));
             }
             cc.arg("-lpthread");
             let ok = cc.status()?.success();
@@ -191,10 +209,197 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
             code == 0 && reports == 0,
         );
     }
+    etcd_tests(&cargo, &root, &target, &prefix, &version, &bin, &mut t)?;
     if !root_user {
         println!("note: not root: the C tests skipped their kernel cases and the examples need root (CI runs as root)");
     }
     finish(t)
+}
+
+/// The etcd store's C tests: builds the library with feature `etcd`, stages it as
+/// `libunderlay_etcd` with `underlay-etcd.pc`, compiles `ffi-c/tests/c-etcd/*.c` through
+/// pkg-config and runs them under the sanitizers against an etcd member started here.
+fn etcd_tests(
+    cargo: &OsString,
+    root: &Path,
+    target: &Path,
+    prefix: &Path,
+    version: &str,
+    bin: &Path,
+    t: &mut Tally,
+) -> io::Result<()> {
+    if !crate::etcd::install_missing("c-test", &crate::etcd::NEEDED)? {
+        t.record("install etcd-server, etcd-client, protobuf-compiler", false);
+        return Ok(());
+    }
+    if !t.record(
+        "cargo build -p underlay-ffi --features etcd",
+        stage_etcd(cargo, root, target, prefix, version)?,
+    ) {
+        return Ok(());
+    }
+    let lib = prefix.join("lib");
+    let out = Command::new("pkg-config")
+        .env("PKG_CONFIG_PATH", lib.join("pkgconfig"))
+        .args(["--cflags", "--libs", "underlay-etcd"])
+        .output()?;
+    if !t.record(
+        "pkg-config --cflags --libs underlay-etcd",
+        out.status.success(),
+    ) {
+        return Ok(());
+    }
+    let flags = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let member = match EtcdMember::start() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("c-test: cannot start etcd: {e}");
+            t.record("start an etcd member", false);
+            return Ok(());
+        }
+    };
+    let mut sources: Vec<PathBuf> = fs::read_dir(root.join("ffi-c/tests/c-etcd"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .collect();
+    sources.sort();
+    for src in sources {
+        let exe = bin.join(src.file_stem().unwrap_or_default());
+        let ok = Command::new("cc")
+            .args(CFLAGS)
+            .arg(&src)
+            .arg("-o")
+            .arg(&exe)
+            .args(flags.split_whitespace())
+            .arg("-lpthread")
+            .status()?
+            .success();
+        let label = rel(root, &src);
+        if !t.record(&format!("cc {label} (pkg-config underlay-etcd)"), ok) {
+            continue;
+        }
+        let (code, text) = run_sanitized_env(&exe, &[("UNDERLAY_TEST_ETCD", &member.url)])?;
+        let reports = sanitizer_reports(&text);
+        t.record(
+            &format!("run {label} under ASan/UBSan against etcd"),
+            code == 0 && reports == 0,
+        );
+    }
+    drop(member);
+    Ok(())
+}
+
+/// Builds the library with feature `etcd` and stages it under `prefix` as
+/// `lib/libunderlay_etcd.{so,a}` with `lib/pkgconfig/underlay-etcd.pc`; false when the build
+/// fails.
+fn stage_etcd(
+    cargo: &OsString,
+    root: &Path,
+    target: &Path,
+    prefix: &Path,
+    version: &str,
+) -> io::Result<bool> {
+    let built = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "underlay-ffi",
+            "--features",
+            "etcd",
+        ])
+        .status()?
+        .success();
+    if !built {
+        return Ok(false);
+    }
+    let lib = prefix.join("lib");
+    for (from, to) in [
+        ("libunderlay.so", "libunderlay_etcd.so"),
+        ("libunderlay.a", "libunderlay_etcd.a"),
+    ] {
+        fs::copy(target.join("debug").join(from), lib.join(to))?;
+    }
+    let template = fs::read_to_string(root.join("ffi-c/underlay-etcd.pc.in"))?;
+    fs::write(
+        lib.join("pkgconfig/underlay-etcd.pc"),
+        template
+            .replace("@PREFIX@", &prefix.display().to_string())
+            .replace("@VERSION@", version),
+    )?;
+    Ok(true)
+}
+
+/// One etcd member on loopback with its data in a temporary directory; killed (by its own
+/// pid) and removed on drop.
+struct EtcdMember {
+    child: std::process::Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl EtcdMember {
+    fn start() -> io::Result<EtcdMember> {
+        let port = || -> io::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let (client, peer) = (port()?, port()?);
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let dir = env::temp_dir().join(format!("ulct-etcd-{}", std::process::id()));
+        fs::create_dir_all(&dir)?;
+        let log = fs::File::create(dir.join("etcd.log"))?;
+        let child = Command::new("etcd")
+            .args(["--name", "m0", "--data-dir"])
+            .arg(dir.join("data"))
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("m0={peer_url}")])
+            .args(["--initial-cluster-state", "new", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let member = EtcdMember { child, dir, url };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let healthy = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", member.url))
+                .args(["--dial-timeout=1s", "endpoint", "health"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?
+                .success();
+            if healthy {
+                return Ok(member);
+            }
+            if std::time::Instant::now() > deadline {
+                let log = fs::read_to_string(member.dir.join("etcd.log")).unwrap_or_default();
+                return Err(io::Error::other(format!(
+                    "etcd did not become healthy within 30 s; its log:\n{log}"
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for EtcdMember {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn finish(t: Tally) -> io::Result<i32> {
@@ -364,7 +569,13 @@ const UBSAN: &str = "halt_on_error=1:print_stacktrace=1:exitcode=87";
 /// Runs `exe` with sanitizer reports fatal; returns its status and its combined output (also
 /// echoed).
 fn run_sanitized(exe: &Path) -> io::Result<(i32, String)> {
+    run_sanitized_env(exe, &[])
+}
+
+/// `run_sanitized` with extra environment variables.
+fn run_sanitized_env(exe: &Path, vars: &[(&str, &str)]) -> io::Result<(i32, String)> {
     let out = Command::new(exe)
+        .envs(vars.iter().copied())
         .env("ASAN_OPTIONS", ASAN)
         .env("UBSAN_OPTIONS", UBSAN)
         .output()?;

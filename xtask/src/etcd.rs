@@ -13,7 +13,7 @@ use std::io;
 use std::process::{Command, Stdio};
 
 /// The Debian packages and a program each one provides (with an argument it answers to).
-const NEEDED: [(&str, &str, &str); 3] = [
+pub(crate) const NEEDED: [(&str, &str, &str); 3] = [
     ("etcd-server", "etcd", "--version"),
     ("etcd-client", "etcdctl", "version"),
     ("protobuf-compiler", "protoc", "--version"),
@@ -86,7 +86,7 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
     let cargo: OsString = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // The workspace's lint step builds without the feature: lint what it leaves out here (the
     // store, its tests and bench, the Python binding's `EtcdStore`, the demo's etcd mode).
-    let features = "underlay/etcd,underlay-py/etcd,underlay-examples/etcd";
+    let features = "underlay/etcd,underlay-py/etcd,underlay-examples/etcd,underlay-ffi/etcd";
     println!("==> etcd lints: cargo clippy --workspace --all-targets --features {features}");
     let status = Command::new(&cargo)
         .args(["clippy", "--workspace", "--all-targets", "--locked"])

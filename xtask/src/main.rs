@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod c_api;
 mod cni;
 mod etcd;
+mod parity;
 mod python;
 
 const USAGE: &str = "\
@@ -23,6 +24,8 @@ tasks:
   cni-test [args]          the CNI plugin (underlay-cni) run as libcni runs it, in throwaway
                            namespaces (installs containernetworking-plugins with apt if
                            missing: the reference plugins are the tests' oracle)
+  parity [--list]          every public Rust capability has its C and Python counterpart
+                           (docs/parity.md; also a unit test of xtask)
   c-test [--bless] [--install PREFIX]
                            the C ABI: header up to date (--bless rewrites it), C examples and
                            tests under sanitizers; --install puts header, libraries and
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Some("etcd-test") => etcd::run(args.collect()),
         Some("cni-test") => cni::run(args.collect()),
         Some("c-test") => c_api::run(args.collect()),
+        Some("parity") => parity::run(args.any(|a| a == "--list")),
         Some("py-test") => python::run(args.collect()),
         Some("vm-prepare") => vm_prepare(),
         Some("vm-run") => vm_run(args.collect()),
@@ -80,6 +84,10 @@ fn test(args: Vec<OsString>) -> std::io::Result<i32> {
         Ok(status.success())
     };
     if !step("format", &["fmt", "--all", "--", "--check"], &[])? {
+        return Ok(1);
+    }
+    println!("==> parity: cargo xtask parity");
+    if parity::run(false)? != 0 {
         return Ok(1);
     }
     if !step(

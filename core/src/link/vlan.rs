@@ -23,6 +23,13 @@ pub enum VlanProtocol {
 }
 
 impl VlanProtocol {
+    /// The name `ip` uses: "802.1Q" or "802.1ad".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VlanProtocol::Ieee8021Q => "802.1Q",
+            VlanProtocol::Ieee8021Ad => "802.1ad",
+        }
+    }
     pub(crate) fn from_nl(p: nl::VlanProtocol) -> Self {
         match p {
             nl::VlanProtocol::Ieee8021Ad => VlanProtocol::Ieee8021Ad,
@@ -33,6 +40,21 @@ impl VlanProtocol {
         match self {
             VlanProtocol::Ieee8021Q => nl::VlanProtocol::Ieee8021Q,
             VlanProtocol::Ieee8021Ad => nl::VlanProtocol::Ieee8021Ad,
+        }
+    }
+}
+
+impl std::str::FromStr for VlanProtocol {
+    type Err = crate::Error;
+    /// "802.1Q" or "802.1ad", in any case.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "802.1q" => Ok(VlanProtocol::Ieee8021Q),
+            "802.1ad" => Ok(VlanProtocol::Ieee8021Ad),
+            _ => Err(crate::Error::invalid(format!(
+                "VLAN protocol `{}`: use \"802.1Q\" or \"802.1ad\"",
+                crate::Error::show_input(s)
+            ))),
         }
     }
 }
@@ -293,5 +315,25 @@ impl Spec for Vlan {
         ];
         self.qos.to_nl(&mut data);
         Ok((InfoKind::Vlan, Some(InfoData::Vlan(data))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VlanProtocol;
+    use crate::ErrorKind;
+
+    #[test]
+    fn protocol_names_read_back_as_given_in_any_case() {
+        for p in [VlanProtocol::Ieee8021Q, VlanProtocol::Ieee8021Ad] {
+            assert_eq!(p.as_str().parse::<VlanProtocol>().unwrap(), p);
+            assert_eq!(
+                p.as_str().to_uppercase().parse::<VlanProtocol>().unwrap(),
+                p
+            );
+        }
+        let e = "802.1x".parse::<VlanProtocol>().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("802.1x") && e.to_string().contains("802.1ad"));
     }
 }

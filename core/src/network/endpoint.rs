@@ -51,6 +51,22 @@ pub enum Announce {
     Off,
 }
 
+impl std::str::FromStr for Announce {
+    type Err = Error;
+    /// "wire", "segment" or "off".
+    fn from_str(s: &str) -> Result<Announce> {
+        match s {
+            "wire" => Ok(Announce::Wire),
+            "segment" => Ok(Announce::Segment),
+            "off" => Ok(Announce::Off),
+            _ => Err(Error::invalid(format!(
+                "announce `{}`: give \"wire\", \"segment\" or \"off\"",
+                Error::show_input(s)
+            ))),
+        }
+    }
+}
+
 /// Whether a connect gives the container a default route through the network's gateway (one
 /// per pool with a gateway: IPv4, IPv6), for containers on several networks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -1057,6 +1073,16 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announce_names() {
+        assert_eq!("wire".parse::<Announce>().unwrap(), Announce::Wire);
+        assert_eq!("segment".parse::<Announce>().unwrap(), Announce::Segment);
+        assert_eq!("off".parse::<Announce>().unwrap(), Announce::Off);
+        let e = "loud".parse::<Announce>().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("loud"));
+    }
 
     #[test]
     fn file_names_fit_and_never_split_a_character() {
