@@ -207,110 +207,134 @@ fn send_on_link(
     ll.sll_ifindex = ifindex as i32;
     ll.sll_halen = 6;
     ll.sll_addr[..6].copy_from_slice(&dst);
-    // SAFETY: buffers valid for their lengths.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            0,
-            (&ll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    retry_when_queue_full(|| {
+        // SAFETY: buffers valid for their lengths.
+        let n = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                0,
+                (&ll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    })
 }
 
-/// Sends the announcements; the sockets used are pushed to `keep` (their caller decides when
-/// to pay for closing them).
+/// Sends the announcements, one socket per address family whatever the number of addresses:
+/// a send-only packet socket puts the gratuitous ARPs on the link as whole frames, one ICMPv6
+/// socket sends the neighbour advertisements (through the kernel, which refuses one for a
+/// tentative address). The sockets are pushed to `keep` (their caller decides when to pay for
+/// closing them: closing a packet socket waits for an RCU grace period).
 fn announce(ifindex: u32, mac: MacAddr, ips: &[IpAddr], keep: &mut Vec<OwnedFd>) -> Result<()> {
-    for ip in ips {
-        match ip {
-            IpAddr::V4(v4) => {
-                const ETH_P_ARP: u16 = 0x0806;
-                let s = socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_DGRAM,
-                    i32::from(ETH_P_ARP.to_be()),
-                    "send a gratuitous ARP",
-                )?;
-                // ARP request, sender = target = our address (RFC 5227 announcement).
-                let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
-                arp.extend_from_slice(&mac.octets());
-                arp.extend_from_slice(&v4.octets());
-                arp.extend_from_slice(&[0; 6]);
-                arp.extend_from_slice(&v4.octets());
-                send_on_link(&s, &arp, ifindex, ETH_P_ARP, [0xff; 6])
-                    .map_err(|e| Error::io(format!("cannot send a gratuitous ARP for {ip}"), e))?;
-                keep.push(s);
+    let v4: Vec<IpAddr> = ips.iter().copied().filter(IpAddr::is_ipv4).collect();
+    if !v4.is_empty() {
+        let s = socket(libc::AF_PACKET, libc::SOCK_RAW, 0, "send gratuitous ARPs")?;
+        for (ip, (dst, ethertype, frame)) in v4.iter().zip(announcement_frames(mac, &v4)) {
+            send_on_link(&s, &frame, ifindex, ethertype, dst)
+                .map_err(|e| Error::io(format!("cannot send a gratuitous ARP for {ip}"), e))?;
+        }
+        keep.push(s);
+    }
+    let v6: Vec<std::net::Ipv6Addr> = ips
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    if v6.is_empty() {
+        return Ok(());
+    }
+    let s = socket(
+        libc::AF_INET6,
+        libc::SOCK_RAW,
+        libc::IPPROTO_ICMPV6,
+        "send neighbour advertisements",
+    )?;
+    let hops: libc::c_int = 255;
+    let idx = ifindex as libc::c_int;
+    // SAFETY: int options with their sizes.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_HOPS,
+            (&hops as *const libc::c_int).cast(),
+            4,
+        );
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_IF,
+            (&idx as *const libc::c_int).cast(),
+            4,
+        );
+    }
+    let all_nodes = SocketAddr::new(IpAddr::V6("ff02::1".parse().expect("static")), 0);
+    let (mut sa, len) = sockaddr(&all_nodes);
+    // SAFETY: sockaddr_storage holds a sockaddr_in6 here.
+    unsafe {
+        (*(&mut sa as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()).sin6_scope_id =
+            ifindex
+    };
+    for v6 in v6 {
+        // Neighbour advertisement, override flag, target = our address, option 2 = our MAC.
+        let mut na = vec![136u8, 0, 0, 0, 0x20, 0, 0, 0];
+        na.extend_from_slice(&v6.octets());
+        na.extend_from_slice(&[2, 1]);
+        na.extend_from_slice(&mac.octets());
+        let sent = retry_when_queue_full(|| {
+            // SAFETY: buffers valid for their lengths.
+            let n = unsafe {
+                libc::sendto(
+                    s.as_raw_fd(),
+                    na.as_ptr().cast(),
+                    na.len(),
+                    0,
+                    (&sa as *const libc::sockaddr_storage).cast(),
+                    len,
+                )
+            };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
             }
-            IpAddr::V6(v6) => {
-                let s = socket(
-                    libc::AF_INET6,
-                    libc::SOCK_RAW,
-                    libc::IPPROTO_ICMPV6,
-                    "send a neighbour advertisement",
-                )?;
-                let hops: libc::c_int = 255;
-                let idx = ifindex as libc::c_int;
-                // SAFETY: int options with their sizes.
-                unsafe {
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::IPPROTO_IPV6,
-                        libc::IPV6_MULTICAST_HOPS,
-                        (&hops as *const libc::c_int).cast(),
-                        4,
-                    );
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::IPPROTO_IPV6,
-                        libc::IPV6_MULTICAST_IF,
-                        (&idx as *const libc::c_int).cast(),
-                        4,
-                    );
-                }
-                // Neighbour advertisement, override flag, target = our address, option 2 = our MAC.
-                let mut na = vec![136u8, 0, 0, 0, 0x20, 0, 0, 0];
-                na.extend_from_slice(&v6.octets());
-                na.extend_from_slice(&[2, 1]);
-                na.extend_from_slice(&mac.octets());
-                let all_nodes = SocketAddr::new(IpAddr::V6("ff02::1".parse().expect("static")), 0);
-                let (mut sa, len) = sockaddr(&all_nodes);
-                // SAFETY: sockaddr_storage holds a sockaddr_in6 here.
-                unsafe {
-                    (*(&mut sa as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>())
-                        .sin6_scope_id = ifindex
-                };
-                // SAFETY: buffers valid for their lengths.
-                let n = unsafe {
-                    libc::sendto(
-                        s.as_raw_fd(),
-                        na.as_ptr().cast(),
-                        na.len(),
-                        0,
-                        (&sa as *const libc::sockaddr_storage).cast(),
-                        len,
-                    )
-                };
-                if n < 0 {
-                    let err = std::io::Error::last_os_error();
-                    // A tentative address (DAD running) cannot send yet; the kernel announces it after DAD.
-                    if err.raw_os_error() != Some(libc::EADDRNOTAVAIL) {
-                        return Err(Error::io(
-                            format!("cannot send a neighbour advertisement for {ip}"),
-                            err,
-                        ));
-                    }
-                }
-                keep.push(s);
+        });
+        if let Err(err) = sent {
+            // A tentative address (DAD running) cannot send yet; the kernel announces it after DAD.
+            if err.raw_os_error() != Some(libc::EADDRNOTAVAIL) {
+                return Err(Error::io(
+                    format!("cannot send a neighbour advertisement for {v6}"),
+                    err,
+                ));
             }
         }
     }
+    keep.push(s);
     Ok(())
+}
+
+/// Runs `send` again (up to 100 times, 1 ms apart) while the link's queue is full
+/// (`ENOBUFS`): a batch of hundreds of frames can outrun a slow NIC's transmit queue.
+fn retry_when_queue_full(mut send: impl FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match send() {
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {

@@ -11,3 +11,4 @@ mod links;
 mod network;
 mod network_routes;
 mod observability;
+mod wire;
