@@ -1,7 +1,7 @@
 //! A connectivity probe: one ICMP echo from inside a namespace (what `ping -c1 -W` does),
 //! without needing the `ping` binary.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -458,6 +458,414 @@ impl WireAnnouncer {
     }
 }
 
+/// How a connect checks on the wire that an address is free before it assigns it (a
+/// network's opt-in, [`crate::network::NetworkSpec::conflict_detection`]): IPv4 addresses by
+/// ARP probes (RFC 5227: sender address 0.0.0.0, so no neighbour learns anything) sent out of
+/// the parent before the endpoint exists, IPv6 addresses by the kernel's duplicate address
+/// detection on the endpoint (instead of `nodad`), with the same number of probes and wait.
+///
+/// ```
+/// use std::time::Duration;
+/// use underlay::ConflictDetection;
+/// let quick = ConflictDetection::default(); // 1 probe, then 150 ms of listening
+/// assert_eq!((quick.probes(), quick.wait()), (1, Duration::from_millis(150)));
+/// let rfc = ConflictDetection::rfc5227(); // 3 probes 1 s apart, then 2 s
+/// assert_eq!(rfc.total(), Duration::from_secs(4));
+/// assert!(ConflictDetection::new(0, Duration::ZERO, Duration::from_millis(100)).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConflictDetection {
+    probes: u32,
+    interval: Duration,
+    wait: Duration,
+}
+
+impl Default for ConflictDetection {
+    /// Short enough for container start-up: one probe, then 150 ms of listening.
+    fn default() -> Self {
+        ConflictDetection {
+            probes: 1,
+            interval: Duration::ZERO,
+            wait: Duration::from_millis(150),
+        }
+    }
+}
+
+impl ConflictDetection {
+    /// Most probes per address.
+    pub const MAX_PROBES: u32 = 10;
+    /// Longest interval between probes, and longest wait after the last one.
+    pub const MAX_WAIT: Duration = Duration::from_secs(10);
+
+    /// `probes` probes (1..=10) `interval` apart, then `wait` for an answer after the last
+    /// one (both at most 10 s; the wait at least 1 ms).
+    pub fn new(probes: u32, interval: Duration, wait: Duration) -> Result<ConflictDetection> {
+        if !(1..=Self::MAX_PROBES).contains(&probes) {
+            return Err(Error::invalid(format!(
+                "conflict detection: {probes} probes: give 1 to {}",
+                Self::MAX_PROBES
+            )));
+        }
+        for (what, d) in [("interval", interval), ("wait", wait)] {
+            if d > Self::MAX_WAIT {
+                return Err(Error::invalid(format!(
+                    "conflict detection: {what} of {d:?} is too long: give at most 10 s"
+                )));
+            }
+        }
+        if wait < Duration::from_millis(1) {
+            return Err(Error::invalid(
+                "conflict detection: a wait under 1 ms hears no answer: give at least 1 ms (100-200 ms on a LAN)",
+            ));
+        }
+        Ok(ConflictDetection {
+            probes,
+            interval,
+            wait,
+        })
+    }
+
+    /// RFC 5227's timings: 3 probes (PROBE_NUM) 1 s apart (PROBE_MIN), then 2 s
+    /// (ANNOUNCE_WAIT). The RFC's random initial delay (PROBE_WAIT) is left out: a connect
+    /// is not one of many hosts powering up at once.
+    pub fn rfc5227() -> ConflictDetection {
+        ConflictDetection {
+            probes: 3,
+            interval: Duration::from_secs(1),
+            wait: Duration::from_secs(2),
+        }
+    }
+
+    /// Probes per address.
+    pub fn probes(&self) -> u32 {
+        self.probes
+    }
+
+    /// Time between probes.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Time listening after the last probe.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// How long one check takes: the intervals plus the wait.
+    pub fn total(&self) -> Duration {
+        self.interval * (self.probes - 1) + self.wait
+    }
+
+    /// The stored form: `probes=N,interval_ms=I,wait_ms=W`.
+    pub(crate) fn to_text(self) -> String {
+        format!(
+            "probes={},interval_ms={},wait_ms={}",
+            self.probes,
+            self.interval.as_millis(),
+            self.wait.as_millis()
+        )
+    }
+
+    /// Reads [`ConflictDetection::to_text`]'s form, or Docker-style words: `on` (the
+    /// default timings), `rfc5227`.
+    pub(crate) fn parse(text: &str) -> Result<ConflictDetection> {
+        match text {
+            "on" | "true" | "1" => return Ok(ConflictDetection::default()),
+            "rfc5227" => return Ok(ConflictDetection::rfc5227()),
+            _ => {}
+        }
+        let bad = || {
+            Error::invalid(format!(
+                "conflict detection `{}`: give `on`, `rfc5227` or `probes=N,interval_ms=I,wait_ms=W`",
+                Error::show_input(text)
+            ))
+        };
+        let mut c = ConflictDetection::default();
+        for part in text.split(',') {
+            let (k, v) = part.split_once('=').ok_or_else(bad)?;
+            let n: u64 = v.parse().map_err(|_| bad())?;
+            match k {
+                "probes" => c.probes = u32::try_from(n).map_err(|_| bad())?,
+                "interval_ms" => c.interval = Duration::from_millis(n),
+                "wait_ms" => c.wait = Duration::from_millis(n),
+                _ => return Err(bad()),
+            }
+        }
+        ConflictDetection::new(c.probes, c.interval, c.wait)
+    }
+}
+
+/// An address found in use on the wire: who answered for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WireConflict {
+    /// The address.
+    pub ip: IpAddr,
+    /// The MAC that answered (None when the kernel's duplicate address detection failed
+    /// without the answer being seen).
+    pub mac: Option<MacAddr>,
+}
+
+/// The ARP probe for `ip` from `mac` (RFC 5227: sender address 0.0.0.0, target `ip`), a whole
+/// broadcast frame.
+fn arp_probe_frame(mac: MacAddr, ip: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac.octets());
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac.octets());
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&ip.octets());
+    f.resize(60, 0);
+    f
+}
+
+/// The conflict an ARP frame (the frame after the Ethernet header) shows for one of `ips`,
+/// probing from `mac`: someone else using the address (any ARP with it as sender), or
+/// probing for it too (a request from 0.0.0.0 for it).
+fn arp_conflict(arp: &[u8], mac: MacAddr, ips: &[Ipv4Addr]) -> Option<WireConflict> {
+    if arp.len() < 28 || arp[0..6] != [0, 1, 8, 0, 6, 4] {
+        return None;
+    }
+    let op = u16::from_be_bytes([arp[6], arp[7]]);
+    let sha: [u8; 6] = arp[8..14].try_into().ok()?;
+    let spa = Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]);
+    let tpa = Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]);
+    if sha == mac.octets() {
+        return None;
+    }
+    let hit = if ips.contains(&spa) {
+        spa
+    } else if op == 1 && spa.is_unspecified() && ips.contains(&tpa) {
+        tpa
+    } else {
+        return None;
+    };
+    Some(WireConflict {
+        ip: IpAddr::V4(hit),
+        mac: Some(MacAddr::new(sha)),
+    })
+}
+
+/// A packet socket of one protocol bound to one link, non-blocking, opened inside `netns`;
+/// closed off the async runtime when dropped (a close waits for an RCU grace period).
+struct LinkListener {
+    fd: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
+}
+
+impl LinkListener {
+    async fn open(netns: &Netns, ifindex: u32, ethertype: u16, what: &str) -> Result<Self> {
+        let what = what.to_string();
+        let fd = netns
+            .run_pooled(move || -> Result<OwnedFd> {
+                let fd = socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_NONBLOCK,
+                    i32::from(ethertype.to_be()),
+                    &what,
+                )?;
+                // SAFETY: all-zero is a valid sockaddr_ll.
+                let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                ll.sll_family = libc::AF_PACKET as u16;
+                ll.sll_protocol = ethertype.to_be();
+                ll.sll_ifindex = ifindex as i32;
+                // SAFETY: a sockaddr_ll with its size.
+                let r = unsafe {
+                    libc::bind(
+                        fd.as_raw_fd(),
+                        (&ll as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    )
+                };
+                if r != 0 {
+                    return Err(Error::io(
+                        format!("cannot listen on link {ifindex} to {what}"),
+                        std::io::Error::last_os_error(),
+                    ));
+                }
+                Ok(fd)
+            })
+            .await??;
+        // SAFETY: an OwnedFd keeps its descriptor open, and the same, until it is dropped.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| {
+            Error::io(
+                "cannot register a packet socket with the runtime",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        Ok(LinkListener { fd: Some(fd) })
+    }
+
+    fn raw(&self) -> &OwnedFd {
+        self.fd.as_ref().expect("open until dropped").get_ref()
+    }
+
+    /// The next frame received (not sent) on the link before `deadline`, into `buf`:
+    /// its length, or None at the deadline.
+    async fn next(&self, buf: &mut [u8], deadline: tokio::time::Instant) -> Result<Option<usize>> {
+        let fd = self.fd.as_ref().expect("open until dropped");
+        loop {
+            let mut guard = match tokio::time::timeout_at(deadline, fd.readable()).await {
+                Err(_) => return Ok(None),
+                Ok(g) => g.map_err(|e| Error::io("cannot wait on a packet socket", e))?,
+            };
+            // SAFETY: all-zero is a valid sockaddr_ll.
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: buffers valid for their lengths.
+            let n = unsafe {
+                libc::recvfrom(
+                    fd.get_ref().as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::WouldBlock {
+                    guard.clear_ready();
+                    continue;
+                }
+                return Err(Error::io("cannot receive on a packet socket", err));
+            }
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            return Ok(Some(n as usize));
+        }
+    }
+}
+
+impl Drop for LinkListener {
+    fn drop(&mut self) {
+        if let Some(fd) = self.fd.take() {
+            let fd = fd.into_inner();
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn_blocking(move || drop(fd));
+                }
+                Err(_) => drop(fd),
+            }
+        }
+    }
+}
+
+/// Probes `ips` by ARP out of link `ifindex` of `netns` (RFC 5227 probes from `mac`), and
+/// returns those found in use, each once, with the MAC that answered.
+pub(crate) async fn arp_probe(
+    netns: &Netns,
+    ifindex: u32,
+    mac: MacAddr,
+    ips: &[Ipv4Addr],
+    how: ConflictDetection,
+) -> Result<Vec<WireConflict>> {
+    const ETH_P_ARP: u16 = 0x0806;
+    let listener =
+        LinkListener::open(netns, ifindex, ETH_P_ARP, "probe for address conflicts").await?;
+    let mut found: Vec<WireConflict> = Vec::new();
+    let mut buf = [0u8; 1600];
+    for k in 0..how.probes {
+        for ip in ips {
+            send_on_link(
+                listener.raw(),
+                &arp_probe_frame(mac, *ip),
+                ifindex,
+                ETH_P_ARP,
+                [0xff; 6],
+            )
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot send an ARP probe for {ip} on link {ifindex}"),
+                    e,
+                )
+            })?;
+        }
+        let listen = if k + 1 == how.probes {
+            how.wait
+        } else {
+            how.interval
+        };
+        let deadline = tokio::time::Instant::now() + listen;
+        while let Some(n) = listener.next(&mut buf, deadline).await? {
+            // SOCK_RAW: the frame starts with its Ethernet header.
+            if let Some(c) = buf.get(14..n).and_then(|arp| arp_conflict(arp, mac, ips)) {
+                if !found.iter().any(|f| f.ip == c.ip) {
+                    found.push(c);
+                }
+            }
+        }
+        if found.len() == ips.len() {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// Listens on an endpoint's link, inside its namespace, for neighbour advertisements and
+/// solicitations of others while its addresses go through duplicate address detection: tells
+/// who answered when detection fails.
+pub(crate) struct DadWitness {
+    listener: LinkListener,
+    mac: Option<MacAddr>,
+}
+
+impl DadWitness {
+    pub(crate) async fn open(netns: &Netns, ifindex: u32, mac: Option<MacAddr>) -> Result<Self> {
+        const ETH_P_IPV6: u16 = 0x86dd;
+        let listener = LinkListener::open(
+            netns,
+            ifindex,
+            ETH_P_IPV6,
+            "watch duplicate address detection",
+        )
+        .await?;
+        Ok(DadWitness { listener, mac })
+    }
+
+    /// For each of `ips`, the MAC of another node heard speaking for it so far (an
+    /// advertisement for it, or a solicitation for it from `::`: its link-layer source),
+    /// without waiting.
+    pub(crate) async fn heard(&self, ips: &[std::net::Ipv6Addr]) -> Result<Vec<Option<MacAddr>>> {
+        let mut buf = [0u8; 1600];
+        let now = tokio::time::Instant::now();
+        let mut who = vec![None; ips.len()];
+        while let Some(n) = self.listener.next(&mut buf, now).await? {
+            let f = &buf[..n];
+            // Ethernet (14) + IPv6 (40) + ICMPv6 NS/NA (24): type, target.
+            if f.len() < 78 || f[12..14] != [0x86, 0xdd] || f[20] != 58 {
+                continue;
+            }
+            let src: [u8; 6] = f[6..12].try_into().expect("6 bytes");
+            if Some(MacAddr::new(src)) == self.mac {
+                continue;
+            }
+            let icmp = &f[54..];
+            let target: [u8; 16] = icmp[8..24].try_into().expect("16 bytes");
+            let from_unspecified = f[22..38].iter().all(|b| *b == 0);
+            let speaks = match icmp[0] {
+                136 => true,
+                135 => from_unspecified,
+                _ => false,
+            };
+            if let Some(i) = ips
+                .iter()
+                .position(|ip| *ip == std::net::Ipv6Addr::from(target))
+            {
+                if speaks {
+                    who[i] = Some(MacAddr::new(src));
+                }
+            }
+        }
+        Ok(who)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +878,54 @@ mod tests {
         let mut with = pkt;
         with[2..4].copy_from_slice(&0xe5cau16.to_be_bytes());
         assert_eq!(checksum(&with), 0);
+    }
+
+    #[test]
+    fn arp_probes_and_what_counts_as_a_conflict() {
+        let me: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        let them = [2u8, 0, 0, 0, 0, 9];
+        let ip = Ipv4Addr::new(10, 0, 0, 5);
+        let probe = arp_probe_frame(me, ip);
+        assert_eq!((probe.len(), &probe[0..6]), (60, &[0xff; 6][..]));
+        let arp = &probe[14..];
+        assert_eq!(&arp[14..18], &[0, 0, 0, 0], "sender address 0.0.0.0");
+        assert_eq!(&arp[24..28], &ip.octets());
+        // Our own probe is no conflict; another's probe for the address is; a reply is.
+        assert_eq!(arp_conflict(arp, me, &[ip]), None);
+        let mut theirs = arp.to_vec();
+        theirs[8..14].copy_from_slice(&them);
+        let hit = Some(WireConflict {
+            ip: IpAddr::V4(ip),
+            mac: Some(MacAddr::new(them)),
+        });
+        assert_eq!(arp_conflict(&theirs, me, &[ip]), hit);
+        let mut reply = theirs.clone();
+        reply[7] = 2;
+        reply[14..18].copy_from_slice(&ip.octets());
+        reply[24..28].copy_from_slice(&[0; 4]);
+        assert_eq!(arp_conflict(&reply, me, &[ip]), hit);
+        // A reply for another address, or a truncated frame, is none.
+        assert_eq!(
+            arp_conflict(&reply, me, &[Ipv4Addr::new(10, 0, 0, 6)]),
+            None
+        );
+        assert_eq!(arp_conflict(&reply[..20], me, &[ip]), None);
+    }
+
+    #[test]
+    fn conflict_detection_text() {
+        for c in [
+            ConflictDetection::default(),
+            ConflictDetection::rfc5227(),
+            ConflictDetection::new(4, Duration::from_millis(20), Duration::from_millis(75))
+                .unwrap(),
+        ] {
+            assert_eq!(ConflictDetection::parse(&c.to_text()).unwrap(), c);
+        }
+        assert!(ConflictDetection::new(11, Duration::ZERO, Duration::from_millis(1)).is_err());
+        assert!(
+            ConflictDetection::new(1, Duration::from_secs(11), Duration::from_millis(1)).is_err()
+        );
     }
 
     #[test]

@@ -189,6 +189,7 @@ impl Networks {
             lower: lower.name.clone(),
             mtu: spec.mtu,
             shim: None,
+            conflict_detection: spec.conflict_detection,
         };
         if let Err(e) = self.write_record(&record) {
             // Undo the join: the definition if this host made it, the membership if recorded.
@@ -634,6 +635,11 @@ impl Network {
         self.record.mtu
     }
 
+    /// Whether and how addresses are checked on the wire before they are assigned.
+    pub fn conflict_detection(&self) -> Option<crate::ConflictDetection> {
+        self.record.conflict_detection
+    }
+
     /// The pools.
     pub fn pools(&self) -> &[ipam::Pool] {
         self.ipam.network().pools()
@@ -694,6 +700,15 @@ impl Network {
                 "MTU: stored {}, given {}",
                 mtu(self.mtu()),
                 mtu(spec.mtu)
+            ));
+        }
+        if self.conflict_detection() != spec.conflict_detection {
+            let c =
+                |c: Option<crate::ConflictDetection>| c.map_or("off".to_string(), |c| c.to_text());
+            out.push(format!(
+                "conflict detection: stored {}, given {}",
+                c(self.conflict_detection()),
+                c(spec.conflict_detection)
             ));
         }
         if self.pools() != spec.pools.as_slice() {

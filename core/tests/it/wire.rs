@@ -6,9 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use underlay::{Netns, Veth};
+use underlay::network::{EndpointSpec, NetworkSpec, Networks};
+use underlay::{ConflictDetection, ErrorKind, MacvlanMode, Netns, Veth};
 
 use crate::common::{privileged, TestNs};
+use crate::network::TempDir;
 
 macro_rules! root_or_skip {
     ($name:expr) => {
@@ -195,4 +197,248 @@ async fn announcing_400_addresses_sends_all_of_them() {
     assert_eq!(arps.iter().copied().collect::<BTreeSet<_>>(), v4);
     assert_eq!(nas.len(), 100, "each IPv6 address announced once");
     assert_eq!(nas.iter().copied().collect::<BTreeSet<_>>(), v6);
+}
+
+/// A host namespace whose parent `ens192` is a veth to a neighbour namespace (`wire0`), and a
+/// state directory with the networks over it.
+async fn host_and_neighbour(tag: &str) -> (TestNs, TestNs, TempDir, Networks) {
+    let h = TestNs::new(tag).await;
+    let wire = TestNs::new(&format!("{tag}w")).await;
+    Veth::create(&h.handle, "ens192", "wire0")
+        .peer_netns(&wire.ns)
+        .up()
+        .peer_up()
+        .execute()
+        .await
+        .unwrap();
+    let dir = TempDir::new(tag);
+    let nets = Networks::open(&h.handle, &dir.0).await.unwrap();
+    (h, wire, dir, nets)
+}
+
+const NODAD: underlay::AddressOptions = underlay::AddressOptions {
+    nodad: true,
+    noprefixroute: false,
+};
+
+/// The addresses of `dev` in `t` with the flags the oracle prints (`ip -j addr`).
+fn oracle_addrs(t: &TestNs, dev: &str) -> Vec<(String, Vec<String>)> {
+    t.ip(&["addr", "show", "dev", dev])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .map(|a| {
+            let flags = ["tentative", "dadfailed", "nodad"]
+                .iter()
+                .filter(|f| a[**f].as_bool() == Some(true))
+                .map(|f| f.to_string())
+                .collect();
+            (a["local"].as_str().unwrap_or("").to_string(), flags)
+        })
+        .collect()
+}
+
+/// Conflict detection on: a neighbour already using two addresses of the pool answers the
+/// ARP probes; connect skips both, the lease listing shows them quarantined with the
+/// neighbour's MAC, and the endpoint gets the next free address (iproute2 agrees). Without
+/// conflict detection the same network would have handed out the first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_skips_addresses_in_use_on_the_wire() {
+    root_or_skip!("connect_skips_addresses_in_use_on_the_wire");
+    let (_h, wire, _dir, nets) = host_and_neighbour("wcd").await;
+    for a in ["172.23.30.2/24", "172.23.30.3/24"] {
+        wire.handle
+            .add_address("wire0", a.parse().unwrap())
+            .await
+            .unwrap();
+    }
+    let wire_mac = wire.handle.link("wire0").await.unwrap().mac.unwrap();
+    let net = nets
+        .create(
+            NetworkSpec::macvlan("cdnet", "ens192", MacvlanMode::Bridge)
+                .pool("172.23.30.0/24 gateway=172.23.30.1".parse().unwrap())
+                .conflict_detection(ConflictDetection::default()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(net.conflict_detection(), Some(ConflictDetection::default()));
+    let c = TestNs::new("wcdc").await;
+    let ep = net.connect(&c.ns, EndpointSpec::new("c1")).await.unwrap();
+    assert_eq!(ep.addresses[0].to_string(), "172.23.30.4/24");
+    assert_eq!(
+        oracle_addrs(&c, "eth0")
+            .iter()
+            .filter(|(a, _)| a.starts_with("172."))
+            .map(|(a, _)| a.as_str())
+            .collect::<Vec<_>>(),
+        vec!["172.23.30.4"]
+    );
+    let q = net.ipam().quarantined().await.unwrap();
+    assert_eq!(
+        q.iter()
+            .map(|q| (q.ip.to_string(), q.mac))
+            .collect::<Vec<_>>(),
+        vec![
+            ("172.23.30.2".to_string(), Some(wire_mac)),
+            ("172.23.30.3".to_string(), Some(wire_mac))
+        ]
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(q.iter().all(|q| q.since <= now && q.since + 60 > now));
+    // In the lease listing, under their quarantine owners.
+    let leases = net.ipam().list().await.unwrap();
+    assert_eq!(leases.len(), 3);
+    assert!(leases
+        .iter()
+        .any(|l| l.owner.container_id() == "c1" && l.ips() == vec![ep.addresses[0].addr()]));
+    // A disconnect and connect again do not give the quarantined addresses back; gc keeps
+    // them; releasing a quarantine's owner lifts it.
+    net.disconnect("c1", "eth0").await.unwrap();
+    net.ipam().gc(&[]).await.unwrap();
+    assert_eq!(net.ipam().quarantined().await.unwrap(), q);
+    net.ipam().release(&q[0].owner()).await.unwrap().unwrap();
+    assert_eq!(net.ipam().quarantined().await.unwrap(), q[1..].to_vec());
+    // The neighbour on .2 is still there: a connect asking for it is refused, nothing left.
+    let c2 = TestNs::new("wcdd").await;
+    let e = net
+        .connect(
+            &c2.ns,
+            EndpointSpec::new("c2").ip("172.23.30.2".parse().unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(
+        e.to_string().contains("172.23.30.2") && e.to_string().contains(&wire_mac.to_string()),
+        "{e}"
+    );
+    assert!(c2.ip_link("eth0").is_none(), "no link left behind");
+    assert!(net.endpoints().unwrap().is_empty(), "no record left behind");
+    assert!(net
+        .ipam()
+        .lookup(&underlay::ipam::Owner::new("c2", "eth0").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(net.ipam().quarantined().await.unwrap().len(), 2);
+}
+
+/// Concurrent connects probe in parallel: 16 connects with a 300 ms wait each finish in far
+/// less than 16 waits, and each gets its own address, none of the neighbour's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_probe_in_parallel() {
+    root_or_skip!("concurrent_connects_probe_in_parallel");
+    let (_h, wire, _dir, nets) = host_and_neighbour("wcp").await;
+    let taken: Vec<String> = (5..9).map(|i| format!("172.23.31.{i}")).collect();
+    for a in &taken {
+        wire.handle
+            .add_address("wire0", format!("{a}/24").parse().unwrap())
+            .await
+            .unwrap();
+    }
+    let how = ConflictDetection::new(1, Duration::ZERO, Duration::from_millis(300)).unwrap();
+    let net = nets
+        .create(
+            NetworkSpec::macvlan("cpnet", "ens192", MacvlanMode::Bridge)
+                .pool("172.23.31.0/24 gateway=172.23.31.1".parse().unwrap())
+                .conflict_detection(how),
+        )
+        .await
+        .unwrap();
+    let mut namespaces = Vec::new();
+    for _ in 0..16 {
+        namespaces.push(TestNs::new("wcpc").await);
+    }
+    let t = Instant::now();
+    let eps = futures::future::join_all(namespaces.iter().enumerate().map(|(i, c)| {
+        let net = net.clone();
+        async move {
+            net.connect(&c.ns, EndpointSpec::new(format!("p{i}")))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let took = t.elapsed();
+    let got: BTreeSet<String> = eps
+        .iter()
+        .map(|e| e.addresses[0].addr().to_string())
+        .collect();
+    assert_eq!(got.len(), 16);
+    assert!(taken.iter().all(|a| !got.contains(a)), "{got:?}");
+    let q: BTreeSet<String> = net
+        .ipam()
+        .quarantined()
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| q.ip.to_string())
+        .collect();
+    assert_eq!(q, taken.iter().cloned().collect());
+    // Sequential probing would take 16 + 4 waits (6 s).
+    assert!(took < Duration::from_millis(300) * 10, "took {took:?}");
+}
+
+/// IPv6: duplicate address detection runs instead of `nodad`; a neighbour holding the first
+/// address of the pool makes it fail: the address is quarantined with the neighbour's MAC,
+/// the endpoint gets the next one, and that one is usable (neither tentative nor failed, in
+/// iproute2's view).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_duplicate_address_detection_failure_is_handled() {
+    root_or_skip!("ipv6_duplicate_address_detection_failure_is_handled");
+    let (_h, wire, _dir, nets) = host_and_neighbour("wdad").await;
+    wire.handle
+        .add_address_with("wire0", "fd32::2/64".parse().unwrap(), NODAD)
+        .await
+        .unwrap();
+    let wire_mac = wire.handle.link("wire0").await.unwrap().mac.unwrap();
+    let net = nets
+        .create(
+            NetworkSpec::macvlan("dadnet", "ens192", MacvlanMode::Bridge)
+                .pool("fd32::/64 gateway=fd32::1".parse().unwrap())
+                .conflict_detection(ConflictDetection::default()),
+        )
+        .await
+        .unwrap();
+    let c = TestNs::new("wdadc").await;
+    let ep = net.connect(&c.ns, EndpointSpec::new("v6c")).await.unwrap();
+    let got = ep.addresses[0].addr().to_string();
+    assert_eq!(got, "fd32::3");
+    let addrs = oracle_addrs(&c, "eth0");
+    let (_, flags) = addrs
+        .iter()
+        .find(|(a, _)| *a == got)
+        .expect("address on eth0");
+    assert!(
+        flags.is_empty(),
+        "fd32::3 has flags {flags:?} (DAD ran: not nodad, not failed)"
+    );
+    let q = net.ipam().quarantined().await.unwrap();
+    assert_eq!(
+        q.iter()
+            .map(|q| (q.ip.to_string(), q.mac))
+            .collect::<Vec<_>>(),
+        vec![("fd32::2".to_string(), Some(wire_mac))]
+    );
+    // Without conflict detection, IPv6 addresses still go on with nodad.
+    let plain = nets
+        .create(
+            NetworkSpec::macvlan("plain6", "ens192", MacvlanMode::Bridge)
+                .pool("fd33::/64 gateway=fd33::1".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let d = TestNs::new("wdadd").await;
+    let ep = plain
+        .connect(&d.ns, EndpointSpec::new("v6d"))
+        .await
+        .unwrap();
+    let addrs = oracle_addrs(&d, "eth0");
+    let want = ep.addresses[0].addr().to_string();
+    let (_, flags) = addrs.iter().find(|(a, _)| *a == want).unwrap();
+    assert_eq!(flags, &vec!["nodad".to_string()]);
 }
