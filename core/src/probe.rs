@@ -807,6 +807,50 @@ pub(crate) async fn arp_probe(
     Ok(found)
 }
 
+/// A packet socket on a network's parent hearing ARP from the wire (frames the host sends are
+/// left out): what [`crate::network::Network::watch_conflicts`] reads.
+pub(crate) struct ArpListener {
+    listener: LinkListener,
+    buf: Box<[u8; 1600]>,
+}
+
+impl ArpListener {
+    pub(crate) async fn open(netns: &Netns, ifindex: u32) -> Result<ArpListener> {
+        let listener =
+            LinkListener::open(netns, ifindex, 0x0806, "watch for address conflicts").await?;
+        Ok(ArpListener {
+            listener,
+            buf: Box::new([0; 1600]),
+        })
+    }
+
+    /// The next ARP frame's (sender MAC, sender address, target address, is a request),
+    /// or None at `deadline`.
+    pub(crate) async fn next(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<(MacAddr, Ipv4Addr, Ipv4Addr, bool)>> {
+        loop {
+            let Some(n) = self.listener.next(&mut self.buf[..], deadline).await? else {
+                return Ok(None);
+            };
+            let Some(a) = self.buf.get(14..n) else {
+                continue;
+            };
+            if a.len() < 28 || a[0..6] != [0, 1, 8, 0, 6, 4] {
+                continue;
+            }
+            let sha: [u8; 6] = a[8..14].try_into().expect("6 bytes");
+            return Ok(Some((
+                MacAddr::new(sha),
+                Ipv4Addr::new(a[14], a[15], a[16], a[17]),
+                Ipv4Addr::new(a[24], a[25], a[26], a[27]),
+                a[7] == 1,
+            )));
+        }
+    }
+}
+
 /// Listens on an endpoint's link, inside its namespace, for neighbour advertisements and
 /// solicitations of others while its addresses go through duplicate address detection: tells
 /// who answered when detection fails.

@@ -404,6 +404,28 @@ impl Network {
         }
     }
 
+    /// Starts watching the parent for address conflicts that appear after connect: a machine
+    /// on the wire using (gratuitous ARP, any ARP) or probing for an IPv4 address this
+    /// network gave one of its endpoints, from a MAC other than the endpoint's. Works with
+    /// or without [`NetworkSpec::conflict_detection`](super::NetworkSpec); a long-running
+    /// embedder (a daemon) keeps one per network and reports what [`ConflictWatch::next`]
+    /// returns. Fails on an internal network (no wire).
+    pub async fn watch_conflicts(&self) -> Result<ConflictWatch> {
+        if self.parent().is_none() {
+            return Err(Error::invalid(format!(
+                "network `{}` is internal (no parent): there is no wire to watch",
+                self.name()
+            )));
+        }
+        let lower = self.lower_link().await?;
+        let listener = crate::probe::ArpListener::open(self.host().netns(), lower.index).await?;
+        Ok(ConflictWatch {
+            net: self.clone(),
+            listener,
+            owners: std::collections::HashMap::new(),
+        })
+    }
+
     /// Probes the lease's IPv4 addresses by ARP out of the parent (nothing on an internal
     /// network): those in use on the wire.
     async fn probe_ipv4(&self, lease: &Lease, how: ConflictDetection) -> Result<Vec<WireConflict>> {
@@ -1095,6 +1117,92 @@ fn check_endpoint_key(container_id: &str, ifname: &str) -> Result<Owner> {
 }
 
 /// Disables IPv6 on interface `ifname` in `netns` (nothing to do on a kernel without IPv6).
+/// Address conflicts on a network's wire after connect ([`Network::watch_conflicts`]).
+pub struct ConflictWatch {
+    net: Network,
+    listener: crate::probe::ArpListener,
+    /// The endpoints' IPv4 addresses and MACs, as last read from their records.
+    owners: std::collections::HashMap<std::net::Ipv4Addr, (String, Option<MacAddr>)>,
+}
+
+impl std::fmt::Debug for ConflictWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConflictWatch")
+            .field("network", &self.net.name())
+            .finish()
+    }
+}
+
+/// A conflict seen on the wire after connect: another machine using an endpoint's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConflict {
+    /// The address and the MAC that used it.
+    pub conflict: WireConflict,
+    /// The endpoint holding the address (its container id).
+    pub container_id: String,
+    /// The endpoint's own MAC.
+    pub endpoint_mac: Option<MacAddr>,
+}
+
+impl ConflictWatch {
+    /// The next conflict, or None when `timeout` passes without one.
+    pub async fn next(&mut self, timeout: std::time::Duration) -> Result<Option<EndpointConflict>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while let Some((mac, sender, target, request)) = self.listener.next(deadline).await? {
+            // Someone using an address, or probing for one (sender 0.0.0.0).
+            let ip = if sender.is_unspecified() && request {
+                target
+            } else {
+                sender
+            };
+            if ip.is_unspecified() || !self.net.pools().iter().any(|p| p.contains(IpAddr::V4(ip))) {
+                continue;
+            }
+            let known = self.owners.get(&ip).cloned();
+            let owner = match known {
+                Some((_, Some(m))) if m == mac => continue,
+                // Unknown address or another MAC: read the records again (endpoints change).
+                _ => {
+                    self.reload()?;
+                    self.owners.get(&ip).cloned()
+                }
+            };
+            if let Some((container_id, endpoint_mac)) = owner {
+                if endpoint_mac != Some(mac) {
+                    tracing::warn!(network = %self.net.name(), address = %ip, %mac, endpoint = %container_id, "address conflict on the wire");
+                    return Ok(Some(EndpointConflict {
+                        conflict: WireConflict {
+                            ip: IpAddr::V4(ip),
+                            mac: Some(mac),
+                        },
+                        container_id,
+                        endpoint_mac,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn reload(&mut self) -> Result<()> {
+        self.owners = self
+            .net
+            .endpoints()?
+            .into_iter()
+            .flat_map(|ep| {
+                let (id, mac) = (ep.container_id.clone(), ep.mac);
+                ep.addresses
+                    .into_iter()
+                    .filter_map(move |a| match a.addr() {
+                        IpAddr::V4(v4) => Some((v4, (id.clone(), mac))),
+                        IpAddr::V6(_) => None,
+                    })
+            })
+            .collect();
+        Ok(())
+    }
+}
+
 /// How many addresses that answer on the wire one connect quarantines before it gives up.
 const MAX_CONFLICTS: usize = 8;
 

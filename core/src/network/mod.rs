@@ -17,7 +17,10 @@ mod spec;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use endpoint::{Announce, ConnectStep, DefaultRoute, Endpoint, EndpointSpec, MacPolicy};
+pub use endpoint::{
+    Announce, ConflictWatch, ConnectStep, DefaultRoute, Endpoint, EndpointConflict, EndpointSpec,
+    MacPolicy,
+};
 pub use export::{render_vlan, ExportFile, ExportFormat};
 pub use reconcile::{GoneEndpoint, ReconcileReport};
 pub use shim::{HostAccess, ShimRoutes};

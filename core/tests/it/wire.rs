@@ -442,3 +442,59 @@ async fn ipv6_duplicate_address_detection_failure_is_handled() {
     let (_, flags) = addrs.iter().find(|(a, _)| *a == want).unwrap();
     assert_eq!(flags, &vec!["nodad".to_string()]);
 }
+
+/// A conflict after connect: the neighbour starts using an endpoint's address (a gratuitous
+/// ARP from its MAC); the watch reports the address, the MAC and the endpoint. The endpoint's
+/// own announcements, and a neighbour's for an address nobody holds, are not reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_gratuitous_arp_conflict_is_reported() {
+    root_or_skip!("a_later_gratuitous_arp_conflict_is_reported");
+    let (_h, wire, _dir, nets) = host_and_neighbour("wga").await;
+    let wire0 = wire.handle.link("wire0").await.unwrap();
+    let net = nets
+        .create(
+            NetworkSpec::macvlan("ganet", "ens192", MacvlanMode::Bridge)
+                .pool("172.23.33.0/24 gateway=172.23.33.1".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let mut watch = net.watch_conflicts().await.unwrap();
+    let c = TestNs::new("wgac").await;
+    let ep = net.connect(&c.ns, EndpointSpec::new("ga1")).await.unwrap();
+    let ip = ep.addresses[0].addr();
+    // The connect's own announcement leaves through the parent: not a conflict.
+    assert_eq!(watch.next(Duration::from_millis(300)).await.unwrap(), None);
+    let wire_mac = wire0.mac.unwrap();
+    wire.ns
+        .announce(
+            wire0.index,
+            wire_mac,
+            vec!["172.23.33.200".parse().unwrap()],
+        )
+        .unwrap();
+    assert_eq!(watch.next(Duration::from_millis(300)).await.unwrap(), None);
+    wire.ns.announce(wire0.index, wire_mac, vec![ip]).unwrap();
+    let got = watch
+        .next(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("reported");
+    assert_eq!(got.conflict.ip, ip);
+    assert_eq!(got.conflict.mac, Some(wire_mac));
+    assert_eq!(
+        (got.container_id.as_str(), got.endpoint_mac),
+        ("ga1", ep.mac)
+    );
+    let internal = nets
+        .create(
+            NetworkSpec::internal(
+                "gaint",
+                underlay::network::Driver::Macvlan(MacvlanMode::Bridge),
+            )
+            .pool("172.23.34.0/24".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let e = internal.watch_conflicts().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+}
