@@ -130,10 +130,22 @@ typedef struct underlay_address_list underlay_address_list;
 typedef struct underlay_attach underlay_attach;
 
 /**
+ * Watches the network's parent for address conflicts after connect (another MAC using an
+ * endpoint's address). Free with `underlay_conflict_watch_free`.
+ */
+typedef struct underlay_conflict_watch underlay_conflict_watch;
+
+/**
  * A connected endpoint: from connect or a lookup (free with `underlay_endpoint_free`) or
  * borrowed from an `underlay_endpoint_list`.
  */
 typedef struct underlay_endpoint underlay_endpoint;
+
+/**
+ * A conflict reported by `underlay_conflict_watch_next`. Free with
+ * `underlay_endpoint_conflict_free`.
+ */
+typedef struct underlay_endpoint_conflict underlay_endpoint_conflict;
 
 /**
  * A list of endpoints (owned; free with `underlay_endpoint_list_free`).
@@ -503,6 +515,43 @@ const char *underlay_lease_address(const underlay_lease *lease, size_t index);
  * none or `index` is out of range.
  */
 const char *underlay_lease_gateway(const underlay_lease *lease, size_t index);
+
+/**
+ * Whether the lease is a quarantine: an address found in use on the wire by conflict
+ * detection, held so that nobody is given it (false for NULL).
+ */
+bool underlay_lease_is_quarantine(const underlay_lease *lease);
+
+/**
+ * A quarantine's MAC that answered ("02:42:ac:10:0a:65"); borrowed. NULL when the lease is
+ * no quarantine or the MAC was not seen.
+ */
+const char *underlay_lease_quarantine_mac(const underlay_lease *lease);
+
+/**
+ * When a quarantine's address answered, in seconds since the Unix epoch (0 when the lease
+ * is no quarantine).
+ */
+uint64_t underlay_lease_quarantine_since(const underlay_lease *lease);
+
+/**
+ * Releases (`container_id`, `ifname`)'s lease and quarantines `address`, answered for on the
+ * wire by `mac` (NULL: not seen), in one commit. Only an address the owner held, or a free
+ * one, is quarantined: `*made_out` says whether it was.
+ */
+underlay_result underlay_ipam_quarantine(const underlay_ipam *ipam,
+                                         const char *container_id,
+                                         const char *ifname,
+                                         const char *address,
+                                         const char *mac,
+                                         bool *made_out);
+
+/**
+ * The quarantined addresses, as leases (`underlay_lease_is_quarantine` is true for each), by
+ * address. Lift one with `underlay_ipam_release` of its owner.
+ */
+underlay_result underlay_ipam_quarantined(const underlay_ipam *ipam,
+                                          underlay_lease_list **list_out);
 
 /**
  * Allocates an address for (`container_id`, `ifname`): `address` ("172.16.10.101") or, when
@@ -1213,6 +1262,17 @@ underlay_result underlay_network_spec_set_mtu(underlay_network_spec *spec, uint3
 underlay_result underlay_network_spec_set_bring_parent_up(underlay_network_spec *spec);
 
 /**
+ * Turns conflict detection on: before a connect assigns an address, `probes` probes (1..10)
+ * `interval_ms` apart, then `wait_ms` (1..10000) for an answer (ARP probes for IPv4,
+ * duplicate address detection for IPv6); an address that answers is quarantined and the
+ * next one tried. Quick: 1, 0, 150. RFC 5227: 3, 1000, 2000.
+ */
+underlay_result underlay_network_spec_set_conflict_detection(underlay_network_spec *spec,
+                                                             uint32_t probes,
+                                                             uint32_t interval_ms,
+                                                             uint32_t wait_ms);
+
+/**
  * Frees a spec. NULL is a no-op.
  */
 void underlay_network_spec_free(underlay_network_spec *spec);
@@ -1311,6 +1371,59 @@ const char *underlay_network_driver(const underlay_network *network);
  * The parent interface, NULL for an internal network; borrowed.
  */
 const char *underlay_network_parent(const underlay_network *network);
+
+/**
+ * The network's conflict detection: `*probes_out` is 0 when it is off (then the other two
+ * are 0 too).
+ */
+underlay_result underlay_network_conflict_detection(const underlay_network *network,
+                                                    uint32_t *probes_out,
+                                                    uint32_t *interval_ms_out,
+                                                    uint32_t *wait_ms_out);
+
+/**
+ * Starts watching (fails on an internal network: no wire).
+ */
+underlay_result underlay_network_watch_conflicts(const underlay_network *network,
+                                                 underlay_conflict_watch **watch_out);
+
+/**
+ * Waits up to `timeout_ms` for the next conflict: `*conflict_out` is new, or NULL when none
+ * came (that is success).
+ */
+underlay_result underlay_conflict_watch_next(const underlay_conflict_watch *watch,
+                                             uint32_t timeout_ms,
+                                             underlay_endpoint_conflict **conflict_out);
+
+/**
+ * Frees a watch. NULL is a no-op.
+ */
+void underlay_conflict_watch_free(underlay_conflict_watch *watch);
+
+/**
+ * The address in conflict; borrowed. NULL for NULL.
+ */
+const char *underlay_endpoint_conflict_ip(const underlay_endpoint_conflict *conflict);
+
+/**
+ * The other machine's MAC; borrowed. NULL for NULL.
+ */
+const char *underlay_endpoint_conflict_mac(const underlay_endpoint_conflict *conflict);
+
+/**
+ * The container id of the endpoint holding the address; borrowed. NULL for NULL.
+ */
+const char *underlay_endpoint_conflict_container_id(const underlay_endpoint_conflict *conflict);
+
+/**
+ * The endpoint's own MAC; borrowed. NULL for NULL or when unknown.
+ */
+const char *underlay_endpoint_conflict_endpoint_mac(const underlay_endpoint_conflict *conflict);
+
+/**
+ * Frees a conflict. NULL is a no-op.
+ */
+void underlay_endpoint_conflict_free(underlay_endpoint_conflict *conflict);
 
 /**
  * Frees a network handle (the network stays). NULL is a no-op.

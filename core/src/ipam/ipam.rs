@@ -249,6 +249,11 @@ impl Ipam {
     /// between. Only addresses `owner` held, or free ones, are quarantined (one owner per
     /// address: another's stays its own); returns the quarantines made.
     pub async fn quarantine(&self, owner: &Owner, found: &[Quarantine]) -> Result<Vec<Quarantine>> {
+        for q in found {
+            if let Some(m) = q.mac {
+                m.check_assignable(format_args!("the machine answering for {}", q.ip))?;
+            }
+        }
         match self
             .run(Op::Quarantine(owner.clone(), found.to_vec()))
             .await?
