@@ -385,7 +385,9 @@ impl Network {
                     ErrorKind::Conflict,
                     if asked.is_empty() {
                         format!(
-                            "connecting `{}` to network `{}`: {} addresses in a row are in use on                              the wire: {}; they are quarantined (Ipam::quarantined); find the                              machines using the pool's addresses, or narrow the pool's range",
+                            "connecting `{}` to network `{}`: {} addresses in a row are in use on \
+                             the wire: {}; they are quarantined (Ipam::quarantined); find the \
+                             machines using the pool's addresses, or narrow the pool's range",
                             spec.container_id,
                             self.name(),
                             taken.len(),
@@ -393,7 +395,9 @@ impl Network {
                         )
                     } else {
                         format!(
-                            "connecting `{}` to network `{}`: the requested {} in use on the                              wire, now quarantined: ask for another address, or release the                              quarantine (Ipam::release of its owner) once that machine is gone",
+                            "connecting `{}` to network `{}`: the requested address {} is in use on \
+                             the wire, now quarantined: ask for another address, or release the \
+                             quarantine (Ipam::release of its owner) once that machine is gone",
                             spec.container_id,
                             self.name(),
                             list(&asked)
@@ -1276,7 +1280,8 @@ async fn wait_for_dad(
                 return Err(Error::new(
                     ErrorKind::Timeout,
                     format!(
-                        "duplicate address detection on `{}` did not finish within {:?}: is IPv6                          working in the namespace (net.ipv6.conf.{}.accept_dad)?",
+                        "duplicate address detection on `{}` did not finish within {:?}: is IPv6 \
+                         working in the namespace (net.ipv6.conf.{}.accept_dad)?",
                         link.name,
                         how.total() + std::time::Duration::from_secs(2),
                         link.name
