@@ -498,3 +498,107 @@ async fn a_later_gratuitous_arp_conflict_is_reported() {
     let e = internal.watch_conflicts().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
 }
+
+/// The probes as the neighbour sees them: as many as configured per address, RFC 5227's form
+/// (an ARP request from 0.0.0.0 for the address, from the parent's MAC), and nothing from
+/// the endpoint's address before the probes are done. Malformed ARP frames on the wire
+/// meanwhile (short, wrong hardware type) change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_on_the_wire_are_as_configured() {
+    root_or_skip!("probes_on_the_wire_are_as_configured");
+    let (h, wire, _dir, nets) = host_and_neighbour("wpr").await;
+    let how =
+        ConflictDetection::new(3, Duration::from_millis(60), Duration::from_millis(80)).unwrap();
+    let net = nets
+        .create(
+            NetworkSpec::macvlan("prnet", "ens192", MacvlanMode::Bridge)
+                .pool("172.23.35.0/24 gateway=172.23.35.1".parse().unwrap())
+                .conflict_detection(how),
+        )
+        .await
+        .unwrap();
+    let parent_mac = h.handle.link("ens192").await.unwrap().mac.unwrap();
+    let wire0 = wire.handle.link("wire0").await.unwrap();
+    let capture = Capture::open(&wire.ns, wire0.index);
+    // Garbage ARP from the wire while the connect probes.
+    let junk = {
+        let ns = wire.ns.clone();
+        let (index, mac) = (wire0.index, wire0.mac.unwrap().octets());
+        std::thread::spawn(move || {
+            ns.run(move || {
+                // SAFETY: plain socket(2); closed below.
+                let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+                assert!(fd >= 0);
+                // SAFETY: fresh descriptor.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                for i in 0..40u8 {
+                    let mut f = vec![0xff; 6];
+                    f.extend_from_slice(&mac);
+                    f.extend_from_slice(&[0x08, 0x06]);
+                    // Short frames, and ARP with a wrong hardware type naming the pool's .2.
+                    if i % 2 == 0 {
+                        f.extend_from_slice(&[0, 1, 8]);
+                    } else {
+                        f.extend_from_slice(&[0, 9, 8, 0, 6, 4, 0, 2]);
+                        f.extend_from_slice(&mac);
+                        f.extend_from_slice(&[172, 23, 35, 2]);
+                        f.extend_from_slice(&[0; 10]);
+                    }
+                    // SAFETY: all-zero is a valid sockaddr_ll.
+                    let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                    ll.sll_family = libc::AF_PACKET as u16;
+                    ll.sll_ifindex = index as i32;
+                    ll.sll_halen = 6;
+                    ll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+                    // SAFETY: buffers valid for their lengths.
+                    unsafe {
+                        libc::sendto(
+                            fd.as_raw_fd(),
+                            f.as_ptr().cast(),
+                            f.len(),
+                            0,
+                            (&ll as *const libc::sockaddr_ll).cast(),
+                            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                        )
+                    };
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+            .unwrap()
+        })
+    };
+    let c = TestNs::new("wprc").await;
+    let ep = net.connect(&c.ns, EndpointSpec::new("pr1")).await.unwrap();
+    junk.join().unwrap();
+    let ip = match ep.addresses[0].addr() {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!(),
+    };
+    assert_eq!(
+        ip,
+        Ipv4Addr::new(172, 23, 35, 2),
+        "the garbage did not count as an answer"
+    );
+    let arps: Vec<_> = capture
+        .frames(Duration::from_millis(300), Duration::from_secs(5))
+        .iter()
+        .filter_map(|f| arp(f))
+        .filter(|(_, sha, _, _)| *sha != wire0.mac.unwrap().octets())
+        .collect();
+    let probes: Vec<_> = arps
+        .iter()
+        .filter(|(op, _, spa, tpa)| *op == 1 && spa.is_unspecified() && *tpa == ip)
+        .collect();
+    assert_eq!(probes.len(), 3, "{arps:?}");
+    assert!(probes
+        .iter()
+        .all(|(_, sha, _, _)| *sha == parent_mac.octets()));
+    // The first frame naming the address as its sender (the announcement) follows the probes.
+    let first_probe = arps.iter().position(|a| a.2.is_unspecified()).unwrap();
+    let first_use = arps
+        .iter()
+        .position(|a| a.2 == ip)
+        .expect("announced after the probes");
+    assert!(first_probe < first_use && arps[first_use..].iter().all(|a| !a.2.is_unspecified()));
+    assert!(net.ipam().quarantined().await.unwrap().is_empty());
+}
