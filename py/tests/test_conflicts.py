@@ -102,6 +102,12 @@ def test_connect_skips_an_address_in_use_and_reports_later_conflicts(tmpdir_path
         anet = aio.Network(net)
         assert anet.conflict_detection == underlay.ConflictDetection()
         assert [str(x.ip) for x in asyncio.run(aio.Ipam(ipam).quarantined())] == ["172.23.50.2"]
+        # The quarantined address is refused when asked for; lifted, the wire answers again.
+        with pytest.raises(underlay.AlreadyExists, match="172.23.50.2 .* quarantined"):
+            net.connect(ctr, "c2", ifname="eth1", ip="172.23.50.2")
+        ipam.release(*q.owner)
         with pytest.raises(underlay.Conflict, match="172.23.50.2"):
             net.connect(ctr, "c2", ifname="eth1", ip="172.23.50.2")
+        assert [str(x.ip) for x in ipam.quarantined()] == ["172.23.50.2"]
+        assert net.endpoint("c2", "eth1") is None
         net.disconnect("c1")

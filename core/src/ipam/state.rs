@@ -493,6 +493,20 @@ impl NetState {
                 )));
             }
             if let Some(r) = self.records.get(&ip) {
+                if let Some(q) = Quarantine::from_owner(&r.owner) {
+                    return Err(Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!(
+                            "address {ip} in network `{name}` is quarantined: it answered on the \
+                             wire ({}, at {} s since the epoch); ask for another, or release \
+                             the quarantine (owner {}) once that machine is gone",
+                            q.mac
+                                .map_or("MAC not seen".to_string(), |m| format!("from {m}")),
+                            q.since,
+                            r.owner
+                        ),
+                    ));
+                }
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
                     format!(

@@ -325,6 +325,19 @@ async fn connect_skips_addresses_in_use_on_the_wire() {
         .unwrap()
         .is_none());
     assert_eq!(net.ipam().quarantined().await.unwrap().len(), 2);
+    // A quarantined address asked for is refused, saying so.
+    let e = net
+        .connect(
+            &c2.ns,
+            EndpointSpec::new("c2").ip("172.23.30.3".parse().unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(
+        e.to_string().contains("quarantined") && e.to_string().contains(&wire_mac.to_string()),
+        "{e}"
+    );
 }
 
 /// Concurrent connects probe in parallel: 16 connects with a 300 ms wait each finish in far
