@@ -1,8 +1,10 @@
 //! A connectivity probe: one ICMP echo from inside a namespace (what `ping -c1 -W` does),
 //! without needing the `ping` binary.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -658,10 +660,13 @@ impl LinkListener {
         let what = what.to_string();
         let fd = netns
             .run_pooled(move || -> Result<OwnedFd> {
+                // Protocol 0 at creation, the real one at bind: a socket created with a
+                // protocol is hooked in at once, and re-binding it unhooks it first, which
+                // waits for an RCU grace period (~10-20 ms) on the opening thread.
                 let fd = socket(
                     libc::AF_PACKET,
                     libc::SOCK_RAW | libc::SOCK_NONBLOCK,
-                    i32::from(ethertype.to_be()),
+                    0,
                     &what,
                 )?;
                 // SAFETY: all-zero is a valid sockaddr_ll.
@@ -756,56 +761,172 @@ impl Drop for LinkListener {
     }
 }
 
-/// Probes `ips` by ARP out of link `ifindex` of `netns` (RFC 5227 probes from `mac`), and
-/// returns those found in use, each once, with the MAC that answered.
-pub(crate) async fn arp_probe(
-    netns: &Netns,
+/// ARP probing on one parent, shared by every connect probing there at the same time: one
+/// packet socket (opening and closing one per probe costs RCU grace periods, and each would
+/// get a copy of every other probe's frames) and one task reading it, which hands each ARP
+/// frame to the probes waiting for its address. The task ends with the prober.
+pub(crate) struct ArpProber {
     ifindex: u32,
-    mac: MacAddr,
-    ips: &[Ipv4Addr],
-    how: ConflictDetection,
-) -> Result<Vec<WireConflict>> {
-    const ETH_P_ARP: u16 = 0x0806;
-    let listener =
-        LinkListener::open(netns, ifindex, ETH_P_ARP, "probe for address conflicts").await?;
-    let mut found: Vec<WireConflict> = Vec::new();
-    let mut buf = [0u8; 1600];
-    for k in 0..how.probes {
-        for ip in ips {
-            send_on_link(
-                listener.raw(),
-                &arp_probe_frame(mac, *ip),
-                ifindex,
-                ETH_P_ARP,
-                [0xff; 6],
-            )
-            .map_err(|e| {
-                Error::io(
-                    format!("cannot send an ARP probe for {ip} on link {ifindex}"),
-                    e,
-                )
-            })?;
+    listener: Arc<LinkListener>,
+    waiting: Arc<Mutex<HashMap<Ipv4Addr, Vec<Arc<ProbeSlot>>>>>,
+    reader: tokio::task::JoinHandle<()>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// What one probe heard: the first conflict per address.
+#[derive(Default)]
+struct ProbeSlot {
+    mac: Option<MacAddr>,
+    found: Mutex<Vec<WireConflict>>,
+}
+
+impl std::fmt::Debug for ArpProber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArpProber")
+            .field("ifindex", &self.ifindex)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ArpProber {
+    /// Opens the socket on link `ifindex` of `netns` and starts its reader on the runtime.
+    pub(crate) async fn open(netns: &Netns, ifindex: u32) -> Result<ArpProber> {
+        let listener = Arc::new(
+            LinkListener::open(netns, ifindex, ETH_P_ARP, "probe for address conflicts").await?,
+        );
+        let waiting: Arc<Mutex<HashMap<Ipv4Addr, Vec<Arc<ProbeSlot>>>>> = Arc::default();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (l, w) = (listener.clone(), waiting.clone());
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 1600];
+            loop {
+                let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+                let n = tokio::select! {
+                    _ = &mut stopped => return,
+                    n = l.next(&mut buf, far) => n,
+                };
+                let n = match n {
+                    Ok(Some(n)) => n,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading ARP answers to probes failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                // SOCK_RAW: the frame starts with its Ethernet header.
+                let Some(arp) = buf.get(14..n) else { continue };
+                let Some(ip) = arp_subject(arp) else { continue };
+                let slots: Vec<Arc<ProbeSlot>> = lock(&w).get(&ip).cloned().unwrap_or_default();
+                for slot in slots {
+                    let Some(mac) = slot.mac else { continue };
+                    if let Some(c) = arp_conflict(arp, mac, &[ip]) {
+                        let mut found = lock(&slot.found);
+                        if !found.iter().any(|f| f.ip == c.ip) {
+                            found.push(c);
+                        }
+                    }
+                }
+            }
+        });
+        Ok(ArpProber {
+            ifindex,
+            listener,
+            waiting,
+            reader,
+            _stop: stop,
+        })
+    }
+
+    /// Whether its reader still runs (it stops with the runtime that started it: a prober
+    /// made under a runtime since shut down must be opened again).
+    pub(crate) fn is_running(&self) -> bool {
+        !self.reader.is_finished()
+    }
+
+    /// Probes `ips` (RFC 5227 probes from `mac`) and returns those found in use, each once,
+    /// with the MAC that answered.
+    pub(crate) async fn probe(
+        &self,
+        mac: MacAddr,
+        ips: &[Ipv4Addr],
+        how: ConflictDetection,
+    ) -> Result<Vec<WireConflict>> {
+        let slot = Arc::new(ProbeSlot {
+            mac: Some(mac),
+            found: Mutex::default(),
+        });
+        {
+            let mut w = lock(&self.waiting);
+            for ip in ips {
+                w.entry(*ip).or_default().push(slot.clone());
+            }
         }
-        let listen = if k + 1 == how.probes {
-            how.wait
-        } else {
-            how.interval
-        };
-        let deadline = tokio::time::Instant::now() + listen;
-        while let Some(n) = listener.next(&mut buf, deadline).await? {
-            // SOCK_RAW: the frame starts with its Ethernet header.
-            if let Some(c) = buf.get(14..n).and_then(|arp| arp_conflict(arp, mac, ips)) {
-                if !found.iter().any(|f| f.ip == c.ip) {
-                    found.push(c);
+        // Unregistered however this ends (an error, the connect's future dropped).
+        struct Registered<'a>(&'a ArpProber, &'a [Ipv4Addr], &'a Arc<ProbeSlot>);
+        impl Drop for Registered<'_> {
+            fn drop(&mut self) {
+                let mut w = lock(&self.0.waiting);
+                for ip in self.1 {
+                    if let Some(v) = w.get_mut(ip) {
+                        v.retain(|s| !Arc::ptr_eq(s, self.2));
+                        if v.is_empty() {
+                            w.remove(ip);
+                        }
+                    }
                 }
             }
         }
-        if found.len() == ips.len() {
-            break;
+        let _registered = Registered(self, ips, &slot);
+        for k in 0..how.probes {
+            for ip in ips {
+                send_on_link(
+                    self.listener.raw(),
+                    &arp_probe_frame(mac, *ip),
+                    self.ifindex,
+                    ETH_P_ARP,
+                    [0xff; 6],
+                )
+                .map_err(|e| {
+                    Error::io(
+                        format!("cannot send an ARP probe for {ip} on link {}", self.ifindex),
+                        e,
+                    )
+                })?;
+            }
+            tokio::time::sleep(if k + 1 == how.probes {
+                how.wait
+            } else {
+                how.interval
+            })
+            .await;
+            if lock(&slot.found).len() == ips.len() {
+                break;
+            }
         }
+        let found = lock(&slot.found).clone();
+        Ok(found)
     }
-    Ok(found)
 }
+
+/// The address an ARP frame (after the Ethernet header) speaks for: its sender, or the
+/// target of a probe (a request from 0.0.0.0).
+fn arp_subject(arp: &[u8]) -> Option<Ipv4Addr> {
+    if arp.len() < 28 || arp[0..6] != [0, 1, 8, 0, 6, 4] {
+        return None;
+    }
+    let spa = Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]);
+    if !spa.is_unspecified() {
+        return Some(spa);
+    }
+    (arp[7] == 1).then(|| Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]))
+}
+
+const ETH_P_ARP: u16 = 0x0806;
 
 /// A packet socket on a network's parent hearing ARP from the wire (frames the host sends are
 /// left out): what [`crate::network::Network::watch_conflicts`] reads.

@@ -448,7 +448,8 @@ impl Network {
         let Some(mac) = lower.mac.filter(MacAddr::is_assignable) else {
             return Ok(Vec::new());
         };
-        crate::probe::arp_probe(self.host().netns(), lower.index, mac, &v4, how)
+        let prober = self.nets.prober(lower.index).await;
+        async { prober?.probe(mac, &v4, how).await }
             .await
             .map_err(|e| {
                 e.context(format_args!(

@@ -77,6 +77,8 @@ struct Inner {
     records: records::Records,
     /// The packet socket announcing endpoints on their parents, opened on first use.
     announcer: std::sync::OnceLock<crate::probe::WireAnnouncer>,
+    /// Conflict detection's ARP probers, one per parent (by link index), opened on first use.
+    probers: tokio::sync::Mutex<std::collections::HashMap<u32, Arc<crate::probe::ArpProber>>>,
 }
 
 impl std::fmt::Debug for Networks {
@@ -121,6 +123,7 @@ impl Networks {
                 store,
                 records,
                 announcer: std::sync::OnceLock::new(),
+                probers: Default::default(),
             }),
         })
     }
@@ -491,6 +494,17 @@ impl Networks {
             .root
             .join("networks")
             .join(format!("{name}.conf"))
+    }
+
+    /// The ARP prober on parent link `ifindex` (opened once per parent).
+    pub(crate) async fn prober(&self, ifindex: u32) -> Result<Arc<crate::probe::ArpProber>> {
+        let mut probers = self.inner.probers.lock().await;
+        if let Some(p) = probers.get(&ifindex).filter(|p| p.is_running()) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(crate::probe::ArpProber::open(self.inner.host.netns(), ifindex).await?);
+        probers.insert(ifindex, p.clone());
+        Ok(p)
     }
 
     /// The host namespace's announcing socket (opened once: closing one is dear).
