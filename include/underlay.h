@@ -136,10 +136,22 @@ typedef struct underlay_attach underlay_attach;
 typedef struct underlay_attached underlay_attached;
 
 /**
+ * Watches the network's parent for address conflicts after connect (another MAC using an
+ * endpoint's address). Free with `underlay_conflict_watch_free`.
+ */
+typedef struct underlay_conflict_watch underlay_conflict_watch;
+
+/**
  * A connected endpoint: from connect or a lookup (free with `underlay_endpoint_free`) or
  * borrowed from an `underlay_endpoint_list`.
  */
 typedef struct underlay_endpoint underlay_endpoint;
+
+/**
+ * A conflict reported by `underlay_conflict_watch_next`. Free with
+ * `underlay_endpoint_conflict_free`.
+ */
+typedef struct underlay_endpoint_conflict underlay_endpoint_conflict;
 
 /**
  * A list of endpoints (owned; free with `underlay_endpoint_list_free`).
@@ -479,42 +491,6 @@ const char *underlay_address_peer(const underlay_address *address);
  * The broadcast address (IPv4, "10.1.0.255"), or NULL; borrowed.
  */
 const char *underlay_address_broadcast(const underlay_address *address);
-
-/**
- * The leases another tool left in the network that underlay cannot take as its own (a
- * host-local lease file with a container id over 256 bytes, or outside every pool).
- */
-underlay_result underlay_ipam_foreign_leases(const underlay_ipam *ipam,
-                                             underlay_foreign_lease_list **list_out);
-
-/**
- * The number of foreign leases in `list` (0 for NULL).
- */
-size_t underlay_foreign_lease_list_count(const underlay_foreign_lease_list *list);
-
-/**
- * Lease `index`'s address ("10.26.0.2"), borrowed from `list`; NULL for NULL or out of range.
- */
-const char *underlay_foreign_lease_list_address(const underlay_foreign_lease_list *list,
-                                                size_t index);
-
-/**
- * Where lease `index` is kept (its file), borrowed from `list`; NULL for NULL or out of range.
- */
-const char *underlay_foreign_lease_list_location(const underlay_foreign_lease_list *list,
-                                                 size_t index);
-
-/**
- * Why underlay cannot take lease `index` as its own, borrowed from `list`; NULL for NULL or
- * out of range.
- */
-const char *underlay_foreign_lease_list_reason(const underlay_foreign_lease_list *list,
-                                               size_t index);
-
-/**
- * Frees `list`. NULL is a no-op.
- */
-void underlay_foreign_lease_list_free(underlay_foreign_lease_list *list);
 
 #if defined(UNDERLAY_ETCD)
 /**
@@ -878,6 +854,42 @@ underlay_result underlay_etcd_store_gc_slices(const underlay_etcd_store *store,
 #endif
 
 /**
+ * The leases another tool left in the network that underlay cannot take as its own (a
+ * host-local lease file with a container id over 256 bytes, or outside every pool).
+ */
+underlay_result underlay_ipam_foreign_leases(const underlay_ipam *ipam,
+                                             underlay_foreign_lease_list **list_out);
+
+/**
+ * The number of foreign leases in `list` (0 for NULL).
+ */
+size_t underlay_foreign_lease_list_count(const underlay_foreign_lease_list *list);
+
+/**
+ * Lease `index`'s address ("10.26.0.2"), borrowed from `list`; NULL for NULL or out of range.
+ */
+const char *underlay_foreign_lease_list_address(const underlay_foreign_lease_list *list,
+                                                size_t index);
+
+/**
+ * Where lease `index` is kept (its file), borrowed from `list`; NULL for NULL or out of range.
+ */
+const char *underlay_foreign_lease_list_location(const underlay_foreign_lease_list *list,
+                                                 size_t index);
+
+/**
+ * Why underlay cannot take lease `index` as its own, borrowed from `list`; NULL for NULL or
+ * out of range.
+ */
+const char *underlay_foreign_lease_list_reason(const underlay_foreign_lease_list *list,
+                                               size_t index);
+
+/**
+ * Frees `list`. NULL is a no-op.
+ */
+void underlay_foreign_lease_list_free(underlay_foreign_lease_list *list);
+
+/**
  * A handle on the calling process's namespace.
  */
 underlay_result underlay_handle_new(underlay_handle **handle_out);
@@ -1043,6 +1055,43 @@ const char *underlay_lease_address(const underlay_lease *lease, size_t index);
  * none or `index` is out of range.
  */
 const char *underlay_lease_gateway(const underlay_lease *lease, size_t index);
+
+/**
+ * Whether the lease is a quarantine: an address found in use on the wire by conflict
+ * detection, held so that nobody is given it (false for NULL).
+ */
+bool underlay_lease_is_quarantine(const underlay_lease *lease);
+
+/**
+ * A quarantine's MAC that answered ("02:42:ac:10:0a:65"); borrowed. NULL when the lease is
+ * no quarantine or the MAC was not seen.
+ */
+const char *underlay_lease_quarantine_mac(const underlay_lease *lease);
+
+/**
+ * When a quarantine's address answered, in seconds since the Unix epoch (0 when the lease
+ * is no quarantine).
+ */
+uint64_t underlay_lease_quarantine_since(const underlay_lease *lease);
+
+/**
+ * Releases (`container_id`, `ifname`)'s lease and quarantines `address`, answered for on the
+ * wire by `mac` (NULL: not seen), in one commit. Only an address the owner held, or a free
+ * one, is quarantined: `*made_out` says whether it was.
+ */
+underlay_result underlay_ipam_quarantine(const underlay_ipam *ipam,
+                                         const char *container_id,
+                                         const char *ifname,
+                                         const char *address,
+                                         const char *mac,
+                                         bool *made_out);
+
+/**
+ * The quarantined addresses, as leases (`underlay_lease_is_quarantine` is true for each), by
+ * address. Lift one with `underlay_ipam_release` of its owner.
+ */
+underlay_result underlay_ipam_quarantined(const underlay_ipam *ipam,
+                                          underlay_lease_list **list_out);
 
 /**
  * Allocates an address for (`container_id`, `ifname`): `address` ("172.16.10.101") or, when
@@ -1994,6 +2043,17 @@ underlay_result underlay_network_spec_set_mtu(underlay_network_spec *spec, uint3
 underlay_result underlay_network_spec_set_bring_parent_up(underlay_network_spec *spec);
 
 /**
+ * Turns conflict detection on: before a connect assigns an address, `probes` probes (1..10)
+ * `interval_ms` apart, then `wait_ms` (1..10000) for an answer (ARP probes for IPv4,
+ * duplicate address detection for IPv6); an address that answers is quarantined and the
+ * next one tried. Quick: 1, 0, 150. RFC 5227: 3, 1000, 2000.
+ */
+underlay_result underlay_network_spec_set_conflict_detection(underlay_network_spec *spec,
+                                                             uint32_t probes,
+                                                             uint32_t interval_ms,
+                                                             uint32_t wait_ms);
+
+/**
  * Frees a spec. NULL is a no-op.
  */
 void underlay_network_spec_free(underlay_network_spec *spec);
@@ -2092,6 +2152,59 @@ const char *underlay_network_driver(const underlay_network *network);
  * The parent interface, NULL for an internal network; borrowed.
  */
 const char *underlay_network_parent(const underlay_network *network);
+
+/**
+ * The network's conflict detection: `*probes_out` is 0 when it is off (then the other two
+ * are 0 too).
+ */
+underlay_result underlay_network_conflict_detection(const underlay_network *network,
+                                                    uint32_t *probes_out,
+                                                    uint32_t *interval_ms_out,
+                                                    uint32_t *wait_ms_out);
+
+/**
+ * Starts watching (fails on an internal network: no wire).
+ */
+underlay_result underlay_network_watch_conflicts(const underlay_network *network,
+                                                 underlay_conflict_watch **watch_out);
+
+/**
+ * Waits up to `timeout_ms` for the next conflict: `*conflict_out` is new, or NULL when none
+ * came (that is success).
+ */
+underlay_result underlay_conflict_watch_next(const underlay_conflict_watch *watch,
+                                             uint32_t timeout_ms,
+                                             underlay_endpoint_conflict **conflict_out);
+
+/**
+ * Frees a watch. NULL is a no-op.
+ */
+void underlay_conflict_watch_free(underlay_conflict_watch *watch);
+
+/**
+ * The address in conflict; borrowed. NULL for NULL.
+ */
+const char *underlay_endpoint_conflict_ip(const underlay_endpoint_conflict *conflict);
+
+/**
+ * The other machine's MAC; borrowed. NULL for NULL.
+ */
+const char *underlay_endpoint_conflict_mac(const underlay_endpoint_conflict *conflict);
+
+/**
+ * The container id of the endpoint holding the address; borrowed. NULL for NULL.
+ */
+const char *underlay_endpoint_conflict_container_id(const underlay_endpoint_conflict *conflict);
+
+/**
+ * The endpoint's own MAC; borrowed. NULL for NULL or when unknown.
+ */
+const char *underlay_endpoint_conflict_endpoint_mac(const underlay_endpoint_conflict *conflict);
+
+/**
+ * Frees a conflict. NULL is a no-op.
+ */
+void underlay_endpoint_conflict_free(underlay_endpoint_conflict *conflict);
 
 /**
  * Frees a network handle (the network stays). NULL is a no-op.

@@ -2,7 +2,8 @@
 //! create the macvlan directly in the namespace, IPv6 off (the network is IPv4-only), address,
 //! default route, up, announce, record.
 //! Needs root; every namespace is made and deleted here. `cargo bench -p underlay --bench
-//! endpoints [-- N...] [--no-announce|--announce-segment] [--no-link-deletes] [--keep-ipv6] [--cold] [--repeat=K] [--only=seq-pre|seq-timed|conc-pre|conc-timed]`.
+//! endpoints [-- N...] [--no-announce|--announce-segment] [--no-link-deletes] [--keep-ipv6] [--cold] [--repeat=K] [--only=seq-pre|seq-timed|conc-pre|conc-timed] [--conflict-detection=MS]`
+//! (`UL_IN_FLIGHT=N` sets the connects in flight, default 64).
 
 use std::time::Instant;
 
@@ -44,6 +45,10 @@ async fn main() {
             .find_map(|a| a.strip_prefix("--repeat=").and_then(|r| r.parse().ok()))
             .unwrap_or(3)
             .max(1),
+        conflict_wait: args.iter().find_map(|a| {
+            a.strip_prefix("--conflict-detection=")
+                .and_then(|r| r.parse().ok())
+        }),
     };
     let sizes = if sizes.is_empty() {
         vec![100, 1000]
@@ -111,6 +116,9 @@ struct Opts {
     /// Runs per row (`--repeat=K`, default 3): the table shows the median and the range.
     repeat: usize,
     state: std::path::PathBuf,
+    /// Conflict detection on the network: one ARP probe, then this many ms
+    /// (`--conflict-detection=MS`).
+    conflict_wait: Option<u64>,
 }
 
 async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) -> (f64, f64, f64) {
@@ -128,8 +136,18 @@ async fn run(n: usize, concurrent: bool, ns_in_timed_part: bool, opts: &Opts) ->
     if opts.cold {
         let _ = std::fs::remove_dir_all(dir);
     }
-    let spec = NetworkSpec::macvlan("bench", "ens192", MacvlanMode::Bridge)
+    let mut spec = NetworkSpec::macvlan("bench", "ens192", MacvlanMode::Bridge)
         .pool("10.0.0.0/16 gateway=10.0.0.1".parse().unwrap());
+    if let Some(ms) = opts.conflict_wait {
+        spec = spec.conflict_detection(
+            underlay::ConflictDetection::new(
+                1,
+                std::time::Duration::ZERO,
+                std::time::Duration::from_millis(ms),
+            )
+            .expect("conflict detection timings"),
+        );
+    }
     let mut nets = Networks::open(&host, &dir).await.expect("state");
     let net: Network = match nets.create(spec.clone()).await {
         Ok(n) => n,

@@ -143,6 +143,40 @@ impl Handle {
             .collect())
     }
 
+    /// Duplicate address detection on link `index`: per IPv6 address, whether it is still
+    /// tentative and whether detection failed (`IFA_F_DADFAILED`: another node has it).
+    pub(crate) async fn dad_states(&self, index: u32) -> Result<Vec<(IpAddr, bool, bool)>> {
+        let mut msg = AddressMessage::default();
+        msg.header.index = index;
+        msg.header.family = AddressFamily::Inet6;
+        let replies = self
+            .dump(RouteNetlinkMessage::GetAddress(msg), "list", "addresses")
+            .await?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(m) if m.header.index == index => {
+                    let mut flags =
+                        AddressFlags::from_bits_truncate(u32::from(m.header.flags.bits()));
+                    let mut ip = None;
+                    for a in m.attributes {
+                        match a {
+                            AddressAttribute::Address(a) => ip = Some(a),
+                            AddressAttribute::Flags(f) => flags = f,
+                            _ => {}
+                        }
+                    }
+                    Some((
+                        ip?,
+                        flags.contains(AddressFlags::Tentative),
+                        flags.contains(AddressFlags::Dadfailed),
+                    ))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     async fn address_op(
         &self,
         link: LinkRef,

@@ -59,6 +59,7 @@ pub use link::vlan::{Vlan, VlanFlags, VlanProtocol, VlanQosMaps};
 pub use link::vxlan::{Vxlan, VxlanInfo, VXLAN_PORT};
 pub use link::{Link, LinkBuilder, LinkKind, LinkRef, LinkSet};
 pub use netns::{Netns, NETNS_RUN_DIR};
+pub use probe::{ConflictDetection, WireConflict};
 pub use route::{NextHop, Route, RouteScopeKind, TABLE_ALL, TABLE_MAIN};
 pub use sysctl::SysctlIf;
 pub use types::{check_mtu_value, IfName, MacAddr, VlanId, MTU_RANGE};

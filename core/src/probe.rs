@@ -1,8 +1,10 @@
 //! A connectivity probe: one ICMP echo from inside a namespace (what `ping -c1 -W` does),
 //! without needing the `ping` binary.
 
-use std::net::{IpAddr, SocketAddr};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -207,110 +209,134 @@ fn send_on_link(
     ll.sll_ifindex = ifindex as i32;
     ll.sll_halen = 6;
     ll.sll_addr[..6].copy_from_slice(&dst);
-    // SAFETY: buffers valid for their lengths.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            0,
-            (&ll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    retry_when_queue_full(|| {
+        // SAFETY: buffers valid for their lengths.
+        let n = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                0,
+                (&ll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    })
 }
 
-/// Sends the announcements; the sockets used are pushed to `keep` (their caller decides when
-/// to pay for closing them).
+/// Sends the announcements, one socket per address family whatever the number of addresses:
+/// a send-only packet socket puts the gratuitous ARPs on the link as whole frames, one ICMPv6
+/// socket sends the neighbour advertisements (through the kernel, which refuses one for a
+/// tentative address). The sockets are pushed to `keep` (their caller decides when to pay for
+/// closing them: closing a packet socket waits for an RCU grace period).
 fn announce(ifindex: u32, mac: MacAddr, ips: &[IpAddr], keep: &mut Vec<OwnedFd>) -> Result<()> {
-    for ip in ips {
-        match ip {
-            IpAddr::V4(v4) => {
-                const ETH_P_ARP: u16 = 0x0806;
-                let s = socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_DGRAM,
-                    i32::from(ETH_P_ARP.to_be()),
-                    "send a gratuitous ARP",
-                )?;
-                // ARP request, sender = target = our address (RFC 5227 announcement).
-                let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
-                arp.extend_from_slice(&mac.octets());
-                arp.extend_from_slice(&v4.octets());
-                arp.extend_from_slice(&[0; 6]);
-                arp.extend_from_slice(&v4.octets());
-                send_on_link(&s, &arp, ifindex, ETH_P_ARP, [0xff; 6])
-                    .map_err(|e| Error::io(format!("cannot send a gratuitous ARP for {ip}"), e))?;
-                keep.push(s);
+    let v4: Vec<IpAddr> = ips.iter().copied().filter(IpAddr::is_ipv4).collect();
+    if !v4.is_empty() {
+        let s = socket(libc::AF_PACKET, libc::SOCK_RAW, 0, "send gratuitous ARPs")?;
+        for (ip, (dst, ethertype, frame)) in v4.iter().zip(announcement_frames(mac, &v4)) {
+            send_on_link(&s, &frame, ifindex, ethertype, dst)
+                .map_err(|e| Error::io(format!("cannot send a gratuitous ARP for {ip}"), e))?;
+        }
+        keep.push(s);
+    }
+    let v6: Vec<std::net::Ipv6Addr> = ips
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    if v6.is_empty() {
+        return Ok(());
+    }
+    let s = socket(
+        libc::AF_INET6,
+        libc::SOCK_RAW,
+        libc::IPPROTO_ICMPV6,
+        "send neighbour advertisements",
+    )?;
+    let hops: libc::c_int = 255;
+    let idx = ifindex as libc::c_int;
+    // SAFETY: int options with their sizes.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_HOPS,
+            (&hops as *const libc::c_int).cast(),
+            4,
+        );
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_IF,
+            (&idx as *const libc::c_int).cast(),
+            4,
+        );
+    }
+    let all_nodes = SocketAddr::new(IpAddr::V6("ff02::1".parse().expect("static")), 0);
+    let (mut sa, len) = sockaddr(&all_nodes);
+    // SAFETY: sockaddr_storage holds a sockaddr_in6 here.
+    unsafe {
+        (*(&mut sa as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()).sin6_scope_id =
+            ifindex
+    };
+    for v6 in v6 {
+        // Neighbour advertisement, override flag, target = our address, option 2 = our MAC.
+        let mut na = vec![136u8, 0, 0, 0, 0x20, 0, 0, 0];
+        na.extend_from_slice(&v6.octets());
+        na.extend_from_slice(&[2, 1]);
+        na.extend_from_slice(&mac.octets());
+        let sent = retry_when_queue_full(|| {
+            // SAFETY: buffers valid for their lengths.
+            let n = unsafe {
+                libc::sendto(
+                    s.as_raw_fd(),
+                    na.as_ptr().cast(),
+                    na.len(),
+                    0,
+                    (&sa as *const libc::sockaddr_storage).cast(),
+                    len,
+                )
+            };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
             }
-            IpAddr::V6(v6) => {
-                let s = socket(
-                    libc::AF_INET6,
-                    libc::SOCK_RAW,
-                    libc::IPPROTO_ICMPV6,
-                    "send a neighbour advertisement",
-                )?;
-                let hops: libc::c_int = 255;
-                let idx = ifindex as libc::c_int;
-                // SAFETY: int options with their sizes.
-                unsafe {
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::IPPROTO_IPV6,
-                        libc::IPV6_MULTICAST_HOPS,
-                        (&hops as *const libc::c_int).cast(),
-                        4,
-                    );
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::IPPROTO_IPV6,
-                        libc::IPV6_MULTICAST_IF,
-                        (&idx as *const libc::c_int).cast(),
-                        4,
-                    );
-                }
-                // Neighbour advertisement, override flag, target = our address, option 2 = our MAC.
-                let mut na = vec![136u8, 0, 0, 0, 0x20, 0, 0, 0];
-                na.extend_from_slice(&v6.octets());
-                na.extend_from_slice(&[2, 1]);
-                na.extend_from_slice(&mac.octets());
-                let all_nodes = SocketAddr::new(IpAddr::V6("ff02::1".parse().expect("static")), 0);
-                let (mut sa, len) = sockaddr(&all_nodes);
-                // SAFETY: sockaddr_storage holds a sockaddr_in6 here.
-                unsafe {
-                    (*(&mut sa as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>())
-                        .sin6_scope_id = ifindex
-                };
-                // SAFETY: buffers valid for their lengths.
-                let n = unsafe {
-                    libc::sendto(
-                        s.as_raw_fd(),
-                        na.as_ptr().cast(),
-                        na.len(),
-                        0,
-                        (&sa as *const libc::sockaddr_storage).cast(),
-                        len,
-                    )
-                };
-                if n < 0 {
-                    let err = std::io::Error::last_os_error();
-                    // A tentative address (DAD running) cannot send yet; the kernel announces it after DAD.
-                    if err.raw_os_error() != Some(libc::EADDRNOTAVAIL) {
-                        return Err(Error::io(
-                            format!("cannot send a neighbour advertisement for {ip}"),
-                            err,
-                        ));
-                    }
-                }
-                keep.push(s);
+        });
+        if let Err(err) = sent {
+            // A tentative address (DAD running) cannot send yet; the kernel announces it after DAD.
+            if err.raw_os_error() != Some(libc::EADDRNOTAVAIL) {
+                return Err(Error::io(
+                    format!("cannot send a neighbour advertisement for {v6}"),
+                    err,
+                ));
             }
         }
     }
+    keep.push(s);
     Ok(())
+}
+
+/// Runs `send` again (up to 100 times, 1 ms apart) while the link's queue is full
+/// (`ENOBUFS`): a batch of hundreds of frames can outrun a slow NIC's transmit queue.
+fn retry_when_queue_full(mut send: impl FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match send() {
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -434,6 +460,577 @@ impl WireAnnouncer {
     }
 }
 
+/// How a connect checks on the wire that an address is free before it assigns it (a
+/// network's opt-in, [`crate::network::NetworkSpec::conflict_detection`]): IPv4 addresses by
+/// ARP probes (RFC 5227: sender address 0.0.0.0, so no neighbour learns anything) sent out of
+/// the parent before the endpoint exists, IPv6 addresses by the kernel's duplicate address
+/// detection on the endpoint (instead of `nodad`), with the same number of probes and wait.
+///
+/// ```
+/// use std::time::Duration;
+/// use underlay::ConflictDetection;
+/// let quick = ConflictDetection::default(); // 1 probe, then 150 ms of listening
+/// assert_eq!((quick.probes(), quick.wait()), (1, Duration::from_millis(150)));
+/// let rfc = ConflictDetection::rfc5227(); // 3 probes 1 s apart, then 2 s
+/// assert_eq!(rfc.total(), Duration::from_secs(4));
+/// assert!(ConflictDetection::new(0, Duration::ZERO, Duration::from_millis(100)).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConflictDetection {
+    probes: u32,
+    interval: Duration,
+    wait: Duration,
+}
+
+impl Default for ConflictDetection {
+    /// Short enough for container start-up: one probe, then 150 ms of listening.
+    fn default() -> Self {
+        ConflictDetection {
+            probes: 1,
+            interval: Duration::ZERO,
+            wait: Duration::from_millis(150),
+        }
+    }
+}
+
+impl ConflictDetection {
+    /// Most probes per address.
+    pub const MAX_PROBES: u32 = 10;
+    /// Longest interval between probes, and longest wait after the last one.
+    pub const MAX_WAIT: Duration = Duration::from_secs(10);
+
+    /// `probes` probes (1..=10) `interval` apart, then `wait` for an answer after the last
+    /// one (both at most 10 s; the wait at least 1 ms).
+    pub fn new(probes: u32, interval: Duration, wait: Duration) -> Result<ConflictDetection> {
+        if !(1..=Self::MAX_PROBES).contains(&probes) {
+            return Err(Error::invalid(format!(
+                "conflict detection: {probes} probes: give 1 to {}",
+                Self::MAX_PROBES
+            )));
+        }
+        for (what, d) in [("interval", interval), ("wait", wait)] {
+            if d > Self::MAX_WAIT {
+                return Err(Error::invalid(format!(
+                    "conflict detection: {what} of {d:?} is too long: give at most 10 s"
+                )));
+            }
+        }
+        if wait < Duration::from_millis(1) {
+            return Err(Error::invalid(
+                "conflict detection: a wait under 1 ms hears no answer: give at least 1 ms (100-200 ms on a LAN)",
+            ));
+        }
+        Ok(ConflictDetection {
+            probes,
+            interval,
+            wait,
+        })
+    }
+
+    /// RFC 5227's timings: 3 probes (PROBE_NUM) 1 s apart (PROBE_MIN), then 2 s
+    /// (ANNOUNCE_WAIT). The RFC's random initial delay (PROBE_WAIT) is left out: a connect
+    /// is not one of many hosts powering up at once.
+    pub fn rfc5227() -> ConflictDetection {
+        ConflictDetection {
+            probes: 3,
+            interval: Duration::from_secs(1),
+            wait: Duration::from_secs(2),
+        }
+    }
+
+    /// Probes per address.
+    pub fn probes(&self) -> u32 {
+        self.probes
+    }
+
+    /// Time between probes.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Time listening after the last probe.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// How long one check takes: the intervals plus the wait.
+    pub fn total(&self) -> Duration {
+        self.interval * (self.probes - 1) + self.wait
+    }
+
+    /// The stored form: `probes=N,interval_ms=I,wait_ms=W`.
+    pub(crate) fn to_text(self) -> String {
+        format!(
+            "probes={},interval_ms={},wait_ms={}",
+            self.probes,
+            self.interval.as_millis(),
+            self.wait.as_millis()
+        )
+    }
+
+    /// Reads [`ConflictDetection::to_text`]'s form, or Docker-style words: `on` (the
+    /// default timings), `rfc5227`.
+    pub(crate) fn parse(text: &str) -> Result<ConflictDetection> {
+        match text {
+            "on" | "true" | "1" => return Ok(ConflictDetection::default()),
+            "rfc5227" => return Ok(ConflictDetection::rfc5227()),
+            _ => {}
+        }
+        let bad = || {
+            Error::invalid(format!(
+                "conflict detection `{}`: give `on`, `rfc5227` or `probes=N,interval_ms=I,wait_ms=W`",
+                Error::show_input(text)
+            ))
+        };
+        let mut c = ConflictDetection::default();
+        for part in text.split(',') {
+            let (k, v) = part.split_once('=').ok_or_else(bad)?;
+            let n: u64 = v.parse().map_err(|_| bad())?;
+            match k {
+                "probes" => c.probes = u32::try_from(n).map_err(|_| bad())?,
+                "interval_ms" => c.interval = Duration::from_millis(n),
+                "wait_ms" => c.wait = Duration::from_millis(n),
+                _ => return Err(bad()),
+            }
+        }
+        ConflictDetection::new(c.probes, c.interval, c.wait)
+    }
+}
+
+/// An address found in use on the wire: who answered for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WireConflict {
+    /// The address.
+    pub ip: IpAddr,
+    /// The MAC that answered (None when the kernel's duplicate address detection failed
+    /// without the answer being seen).
+    pub mac: Option<MacAddr>,
+}
+
+/// The ARP probe for `ip` from `mac` (RFC 5227: sender address 0.0.0.0, target `ip`), a whole
+/// broadcast frame.
+fn arp_probe_frame(mac: MacAddr, ip: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac.octets());
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac.octets());
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&ip.octets());
+    f.resize(60, 0);
+    f
+}
+
+/// The conflict an ARP frame (the frame after the Ethernet header) shows for one of `ips`,
+/// probing from `mac`: someone else using the address (any ARP with it as sender), or
+/// probing for it too (a request from 0.0.0.0 for it).
+fn arp_conflict(arp: &[u8], mac: MacAddr, ips: &[Ipv4Addr]) -> Option<WireConflict> {
+    if arp.len() < 28 || arp[0..6] != [0, 1, 8, 0, 6, 4] {
+        return None;
+    }
+    let op = u16::from_be_bytes([arp[6], arp[7]]);
+    let sha: [u8; 6] = arp[8..14].try_into().ok()?;
+    let spa = Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]);
+    let tpa = Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]);
+    if sha == mac.octets() {
+        return None;
+    }
+    let hit = if ips.contains(&spa) {
+        spa
+    } else if op == 1 && spa.is_unspecified() && ips.contains(&tpa) {
+        tpa
+    } else {
+        return None;
+    };
+    Some(WireConflict {
+        ip: IpAddr::V4(hit),
+        mac: Some(MacAddr::new(sha)),
+    })
+}
+
+/// A packet socket of one protocol bound to one link, non-blocking, opened inside `netns`;
+/// closed off the async runtime when dropped (a close waits for an RCU grace period).
+struct LinkListener {
+    fd: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
+}
+
+impl LinkListener {
+    async fn open(netns: &Netns, ifindex: u32, ethertype: u16, what: &str) -> Result<Self> {
+        let what = what.to_string();
+        let fd = netns
+            .run_pooled(move || -> Result<OwnedFd> {
+                // Protocol 0 at creation, the real one at bind: a socket created with a
+                // protocol is hooked in at once, and re-binding it unhooks it first, which
+                // waits for an RCU grace period (~10-20 ms) on the opening thread.
+                let fd = socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_NONBLOCK,
+                    0,
+                    &what,
+                )?;
+                // SAFETY: all-zero is a valid sockaddr_ll.
+                let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                ll.sll_family = libc::AF_PACKET as u16;
+                ll.sll_protocol = ethertype.to_be();
+                ll.sll_ifindex = ifindex as i32;
+                // SAFETY: a sockaddr_ll with its size.
+                let r = unsafe {
+                    libc::bind(
+                        fd.as_raw_fd(),
+                        (&ll as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    )
+                };
+                if r != 0 {
+                    return Err(Error::io(
+                        format!("cannot listen on link {ifindex} to {what}"),
+                        std::io::Error::last_os_error(),
+                    ));
+                }
+                Ok(fd)
+            })
+            .await??;
+        // SAFETY: an OwnedFd keeps its descriptor open, and the same, until it is dropped.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| {
+            Error::io(
+                "cannot register a packet socket with the runtime",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        Ok(LinkListener { fd: Some(fd) })
+    }
+
+    fn raw(&self) -> &OwnedFd {
+        self.fd.as_ref().expect("open until dropped").get_ref()
+    }
+
+    /// The next frame received (not sent) on the link before `deadline`, into `buf`:
+    /// its length, or None at the deadline.
+    async fn next(&self, buf: &mut [u8], deadline: tokio::time::Instant) -> Result<Option<usize>> {
+        let fd = self.fd.as_ref().expect("open until dropped");
+        loop {
+            let mut guard = match tokio::time::timeout_at(deadline, fd.readable()).await {
+                Err(_) => return Ok(None),
+                Ok(g) => g.map_err(|e| Error::io("cannot wait on a packet socket", e))?,
+            };
+            // SAFETY: all-zero is a valid sockaddr_ll.
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: buffers valid for their lengths.
+            let n = unsafe {
+                libc::recvfrom(
+                    fd.get_ref().as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::WouldBlock {
+                    guard.clear_ready();
+                    continue;
+                }
+                return Err(Error::io("cannot receive on a packet socket", err));
+            }
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            return Ok(Some(n as usize));
+        }
+    }
+}
+
+impl Drop for LinkListener {
+    fn drop(&mut self) {
+        if let Some(fd) = self.fd.take() {
+            let fd = fd.into_inner();
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn_blocking(move || drop(fd));
+                }
+                Err(_) => drop(fd),
+            }
+        }
+    }
+}
+
+/// ARP probing on one parent, shared by every connect probing there at the same time: one
+/// packet socket (opening and closing one per probe costs RCU grace periods, and each would
+/// get a copy of every other probe's frames) and one task reading it, which hands each ARP
+/// frame to the probes waiting for its address. The task ends with the prober.
+pub(crate) struct ArpProber {
+    ifindex: u32,
+    listener: Arc<LinkListener>,
+    waiting: Arc<Mutex<HashMap<Ipv4Addr, Vec<Arc<ProbeSlot>>>>>,
+    reader: tokio::task::JoinHandle<()>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// What one probe heard: the first conflict per address.
+#[derive(Default)]
+struct ProbeSlot {
+    mac: Option<MacAddr>,
+    found: Mutex<Vec<WireConflict>>,
+}
+
+impl std::fmt::Debug for ArpProber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArpProber")
+            .field("ifindex", &self.ifindex)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ArpProber {
+    /// Opens the socket on link `ifindex` of `netns` and starts its reader on the runtime.
+    pub(crate) async fn open(netns: &Netns, ifindex: u32) -> Result<ArpProber> {
+        let listener = Arc::new(
+            LinkListener::open(netns, ifindex, ETH_P_ARP, "probe for address conflicts").await?,
+        );
+        let waiting: Arc<Mutex<HashMap<Ipv4Addr, Vec<Arc<ProbeSlot>>>>> = Arc::default();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (l, w) = (listener.clone(), waiting.clone());
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 1600];
+            loop {
+                let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+                let n = tokio::select! {
+                    _ = &mut stopped => return,
+                    n = l.next(&mut buf, far) => n,
+                };
+                let n = match n {
+                    Ok(Some(n)) => n,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading ARP answers to probes failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                // SOCK_RAW: the frame starts with its Ethernet header.
+                let Some(arp) = buf.get(14..n) else { continue };
+                let Some(ip) = arp_subject(arp) else { continue };
+                let slots: Vec<Arc<ProbeSlot>> = lock(&w).get(&ip).cloned().unwrap_or_default();
+                for slot in slots {
+                    let Some(mac) = slot.mac else { continue };
+                    if let Some(c) = arp_conflict(arp, mac, &[ip]) {
+                        let mut found = lock(&slot.found);
+                        if !found.iter().any(|f| f.ip == c.ip) {
+                            found.push(c);
+                        }
+                    }
+                }
+            }
+        });
+        Ok(ArpProber {
+            ifindex,
+            listener,
+            waiting,
+            reader,
+            _stop: stop,
+        })
+    }
+
+    /// Whether its reader still runs (it stops with the runtime that started it: a prober
+    /// made under a runtime since shut down must be opened again).
+    pub(crate) fn is_running(&self) -> bool {
+        !self.reader.is_finished()
+    }
+
+    /// Probes `ips` (RFC 5227 probes from `mac`) and returns those found in use, each once,
+    /// with the MAC that answered.
+    pub(crate) async fn probe(
+        &self,
+        mac: MacAddr,
+        ips: &[Ipv4Addr],
+        how: ConflictDetection,
+    ) -> Result<Vec<WireConflict>> {
+        let slot = Arc::new(ProbeSlot {
+            mac: Some(mac),
+            found: Mutex::default(),
+        });
+        {
+            let mut w = lock(&self.waiting);
+            for ip in ips {
+                w.entry(*ip).or_default().push(slot.clone());
+            }
+        }
+        // Unregistered however this ends (an error, the connect's future dropped).
+        struct Registered<'a>(&'a ArpProber, &'a [Ipv4Addr], &'a Arc<ProbeSlot>);
+        impl Drop for Registered<'_> {
+            fn drop(&mut self) {
+                let mut w = lock(&self.0.waiting);
+                for ip in self.1 {
+                    if let Some(v) = w.get_mut(ip) {
+                        v.retain(|s| !Arc::ptr_eq(s, self.2));
+                        if v.is_empty() {
+                            w.remove(ip);
+                        }
+                    }
+                }
+            }
+        }
+        let _registered = Registered(self, ips, &slot);
+        for k in 0..how.probes {
+            for ip in ips {
+                send_on_link(
+                    self.listener.raw(),
+                    &arp_probe_frame(mac, *ip),
+                    self.ifindex,
+                    ETH_P_ARP,
+                    [0xff; 6],
+                )
+                .map_err(|e| {
+                    Error::io(
+                        format!("cannot send an ARP probe for {ip} on link {}", self.ifindex),
+                        e,
+                    )
+                })?;
+            }
+            tokio::time::sleep(if k + 1 == how.probes {
+                how.wait
+            } else {
+                how.interval
+            })
+            .await;
+            if lock(&slot.found).len() == ips.len() {
+                break;
+            }
+        }
+        let found = lock(&slot.found).clone();
+        Ok(found)
+    }
+}
+
+/// The address an ARP frame (after the Ethernet header) speaks for: its sender, or the
+/// target of a probe (a request from 0.0.0.0).
+fn arp_subject(arp: &[u8]) -> Option<Ipv4Addr> {
+    if arp.len() < 28 || arp[0..6] != [0, 1, 8, 0, 6, 4] {
+        return None;
+    }
+    let spa = Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]);
+    if !spa.is_unspecified() {
+        return Some(spa);
+    }
+    (arp[7] == 1).then(|| Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]))
+}
+
+const ETH_P_ARP: u16 = 0x0806;
+
+/// A packet socket on a network's parent hearing ARP from the wire (frames the host sends are
+/// left out): what [`crate::network::Network::watch_conflicts`] reads.
+pub(crate) struct ArpListener {
+    listener: LinkListener,
+    buf: Box<[u8; 1600]>,
+}
+
+impl ArpListener {
+    pub(crate) async fn open(netns: &Netns, ifindex: u32) -> Result<ArpListener> {
+        let listener =
+            LinkListener::open(netns, ifindex, 0x0806, "watch for address conflicts").await?;
+        Ok(ArpListener {
+            listener,
+            buf: Box::new([0; 1600]),
+        })
+    }
+
+    /// The next ARP frame's (sender MAC, sender address, target address, is a request),
+    /// or None at `deadline`.
+    pub(crate) async fn next(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<(MacAddr, Ipv4Addr, Ipv4Addr, bool)>> {
+        loop {
+            let Some(n) = self.listener.next(&mut self.buf[..], deadline).await? else {
+                return Ok(None);
+            };
+            let Some(a) = self.buf.get(14..n) else {
+                continue;
+            };
+            if a.len() < 28 || a[0..6] != [0, 1, 8, 0, 6, 4] {
+                continue;
+            }
+            let sha: [u8; 6] = a[8..14].try_into().expect("6 bytes");
+            return Ok(Some((
+                MacAddr::new(sha),
+                Ipv4Addr::new(a[14], a[15], a[16], a[17]),
+                Ipv4Addr::new(a[24], a[25], a[26], a[27]),
+                a[7] == 1,
+            )));
+        }
+    }
+}
+
+/// Listens on an endpoint's link, inside its namespace, for neighbour advertisements and
+/// solicitations of others while its addresses go through duplicate address detection: tells
+/// who answered when detection fails.
+pub(crate) struct DadWitness {
+    listener: LinkListener,
+    mac: Option<MacAddr>,
+}
+
+impl DadWitness {
+    pub(crate) async fn open(netns: &Netns, ifindex: u32, mac: Option<MacAddr>) -> Result<Self> {
+        const ETH_P_IPV6: u16 = 0x86dd;
+        let listener = LinkListener::open(
+            netns,
+            ifindex,
+            ETH_P_IPV6,
+            "watch duplicate address detection",
+        )
+        .await?;
+        Ok(DadWitness { listener, mac })
+    }
+
+    /// For each of `ips`, the MAC of another node heard speaking for it so far (an
+    /// advertisement for it, or a solicitation for it from `::`: its link-layer source),
+    /// without waiting.
+    pub(crate) async fn heard(&self, ips: &[std::net::Ipv6Addr]) -> Result<Vec<Option<MacAddr>>> {
+        let mut buf = [0u8; 1600];
+        let now = tokio::time::Instant::now();
+        let mut who = vec![None; ips.len()];
+        while let Some(n) = self.listener.next(&mut buf, now).await? {
+            let f = &buf[..n];
+            // Ethernet (14) + IPv6 (40) + ICMPv6 NS/NA (24): type, target.
+            if f.len() < 78 || f[12..14] != [0x86, 0xdd] || f[20] != 58 {
+                continue;
+            }
+            let src: [u8; 6] = f[6..12].try_into().expect("6 bytes");
+            if Some(MacAddr::new(src)) == self.mac {
+                continue;
+            }
+            let icmp = &f[54..];
+            let target: [u8; 16] = icmp[8..24].try_into().expect("16 bytes");
+            let from_unspecified = f[22..38].iter().all(|b| *b == 0);
+            let speaks = match icmp[0] {
+                136 => true,
+                135 => from_unspecified,
+                _ => false,
+            };
+            if let Some(i) = ips
+                .iter()
+                .position(|ip| *ip == std::net::Ipv6Addr::from(target))
+            {
+                if speaks {
+                    who[i] = Some(MacAddr::new(src));
+                }
+            }
+        }
+        Ok(who)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +1043,54 @@ mod tests {
         let mut with = pkt;
         with[2..4].copy_from_slice(&0xe5cau16.to_be_bytes());
         assert_eq!(checksum(&with), 0);
+    }
+
+    #[test]
+    fn arp_probes_and_what_counts_as_a_conflict() {
+        let me: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        let them = [2u8, 0, 0, 0, 0, 9];
+        let ip = Ipv4Addr::new(10, 0, 0, 5);
+        let probe = arp_probe_frame(me, ip);
+        assert_eq!((probe.len(), &probe[0..6]), (60, &[0xff; 6][..]));
+        let arp = &probe[14..];
+        assert_eq!(&arp[14..18], &[0, 0, 0, 0], "sender address 0.0.0.0");
+        assert_eq!(&arp[24..28], &ip.octets());
+        // Our own probe is no conflict; another's probe for the address is; a reply is.
+        assert_eq!(arp_conflict(arp, me, &[ip]), None);
+        let mut theirs = arp.to_vec();
+        theirs[8..14].copy_from_slice(&them);
+        let hit = Some(WireConflict {
+            ip: IpAddr::V4(ip),
+            mac: Some(MacAddr::new(them)),
+        });
+        assert_eq!(arp_conflict(&theirs, me, &[ip]), hit);
+        let mut reply = theirs.clone();
+        reply[7] = 2;
+        reply[14..18].copy_from_slice(&ip.octets());
+        reply[24..28].copy_from_slice(&[0; 4]);
+        assert_eq!(arp_conflict(&reply, me, &[ip]), hit);
+        // A reply for another address, or a truncated frame, is none.
+        assert_eq!(
+            arp_conflict(&reply, me, &[Ipv4Addr::new(10, 0, 0, 6)]),
+            None
+        );
+        assert_eq!(arp_conflict(&reply[..20], me, &[ip]), None);
+    }
+
+    #[test]
+    fn conflict_detection_text() {
+        for c in [
+            ConflictDetection::default(),
+            ConflictDetection::rfc5227(),
+            ConflictDetection::new(4, Duration::from_millis(20), Duration::from_millis(75))
+                .unwrap(),
+        ] {
+            assert_eq!(ConflictDetection::parse(&c.to_text()).unwrap(), c);
+        }
+        assert!(ConflictDetection::new(11, Duration::ZERO, Duration::from_millis(1)).is_err());
+        assert!(
+            ConflictDetection::new(1, Duration::from_secs(11), Duration::from_millis(1)).is_err()
+        );
     }
 
     #[test]

@@ -270,6 +270,8 @@ pub struct underlay_lease {
     ifname: CString,
     addresses: Vec<(CString, Option<CString>)>,
     boot_id: Option<CString>,
+    /// Set for a quarantine (conflict detection): the MAC that answered, and since when.
+    quarantine: Option<(Option<CString>, u64)>,
 }
 
 impl underlay_lease {
@@ -288,6 +290,9 @@ impl underlay_lease {
                 })
                 .collect(),
             boot_id: l.boot_id.as_ref().map(|b| cstring(b.as_str())),
+            quarantine: l
+                .quarantine()
+                .map(|q| (q.mac.map(|m| cstring(m.to_string())), q.since)),
         }
     }
 }
@@ -414,6 +419,89 @@ pub(crate) fn owners(
         )
     };
     c.iter().zip(n).map(|(c, n)| owner(*c, *n)).collect()
+}
+
+/// Whether the lease is a quarantine: an address found in use on the wire by conflict
+/// detection, held so that nobody is given it (false for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_lease_is_quarantine(lease: *const underlay_lease) -> bool {
+    guard_value(false, || {
+        r(lease, "lease").is_ok_and(|l| l.quarantine.is_some())
+    })
+}
+
+/// A quarantine's MAC that answered ("02:42:ac:10:0a:65"); borrowed. NULL when the lease is
+/// no quarantine or the MAC was not seen.
+#[no_mangle]
+pub extern "C" fn underlay_lease_quarantine_mac(lease: *const underlay_lease) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(lease, "lease")
+            .ok()
+            .and_then(|l| l.quarantine.as_ref())
+            .map_or(std::ptr::null(), |q| opt_ptr(&q.0))
+    })
+}
+
+/// When a quarantine's address answered, in seconds since the Unix epoch (0 when the lease
+/// is no quarantine).
+#[no_mangle]
+pub extern "C" fn underlay_lease_quarantine_since(lease: *const underlay_lease) -> u64 {
+    guard_value(0, || {
+        r(lease, "lease")
+            .ok()
+            .and_then(|l| l.quarantine.as_ref())
+            .map_or(0, |q| q.1)
+    })
+}
+
+/// Releases (`container_id`, `ifname`)'s lease and quarantines `address`, answered for on the
+/// wire by `mac` (NULL: not seen), in one commit. Only an address the owner held, or a free
+/// one, is quarantined: `*made_out` says whether it was.
+#[no_mangle]
+pub extern "C" fn underlay_ipam_quarantine(
+    ipam: *const underlay_ipam,
+    container_id: *const c_char,
+    ifname: *const c_char,
+    address: *const c_char,
+    mac: *const c_char,
+    made_out: *mut bool,
+) -> underlay_result {
+    guard(|| {
+        let i = r(ipam, "ipam")?;
+        let o = owner(container_id, ifname)?;
+        let a = ip(address, "address")?;
+        let m = match crate::support::opt_s(mac, "mac")? {
+            Some(t) => Some(t.parse::<underlay::MacAddr>()?),
+            None => None,
+        };
+        let made = out(made_out, "made_out")?;
+        let q = block(
+            i.inner
+                .quarantine(&o, &[underlay::ipam::Quarantine::now(a, m)]),
+        )?;
+        made.set(!q.is_empty());
+        Ok(())
+    })
+}
+
+/// The quarantined addresses, as leases (`underlay_lease_is_quarantine` is true for each), by
+/// address. Lift one with `underlay_ipam_release` of its owner.
+#[no_mangle]
+pub extern "C" fn underlay_ipam_quarantined(
+    ipam: *const underlay_ipam,
+    list_out: *mut *mut underlay_lease_list,
+) -> underlay_result {
+    guard(|| {
+        let i = r(ipam, "ipam")?;
+        let o = out(list_out, "list_out")?;
+        let mut v: Vec<Lease> = block(i.inner.list())?
+            .into_iter()
+            .filter(|l| l.quarantine().is_some())
+            .collect();
+        v.sort_by_key(|l| l.quarantine().map(|q| q.ip));
+        o.set_box(leases(v));
+        Ok(())
+    })
 }
 
 fn owner(container_id: *const c_char, ifname: *const c_char) -> R<Owner> {

@@ -5,8 +5,8 @@ use std::ffi::CString;
 use std::os::raw::c_char;
 
 use underlay::network::{
-    DefaultRoute, Endpoint, EndpointSpec, HostAccess, MacPolicy, Network, NetworkSpec, Networks,
-    ShimRoutes,
+    ConflictWatch, DefaultRoute, Endpoint, EndpointSpec, HostAccess, MacPolicy, Network,
+    NetworkSpec, Networks, ShimRoutes,
 };
 use underlay::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
@@ -196,6 +196,29 @@ pub extern "C" fn underlay_network_spec_set_bring_parent_up(
     guard(|| {
         let sp = m(spec, "spec")?;
         sp.inner = sp.inner.clone().bring_parent_up();
+        Ok(())
+    })
+}
+
+/// Turns conflict detection on: before a connect assigns an address, `probes` probes (1..10)
+/// `interval_ms` apart, then `wait_ms` (1..10000) for an answer (ARP probes for IPv4,
+/// duplicate address detection for IPv6); an address that answers is quarantined and the
+/// next one tried. Quick: 1, 0, 150. RFC 5227: 3, 1000, 2000.
+#[no_mangle]
+pub extern "C" fn underlay_network_spec_set_conflict_detection(
+    spec: *mut underlay_network_spec,
+    probes: u32,
+    interval_ms: u32,
+    wait_ms: u32,
+) -> underlay_result {
+    guard(|| {
+        let sp = m(spec, "spec")?;
+        let how = underlay::ConflictDetection::new(
+            probes,
+            std::time::Duration::from_millis(interval_ms.into()),
+            std::time::Duration::from_millis(wait_ms.into()),
+        )?;
+        sp.inner = sp.inner.clone().conflict_detection(how);
         Ok(())
     })
 }
@@ -453,6 +476,141 @@ pub extern "C" fn underlay_network_parent(network: *const underlay_network) -> *
     guard_value(std::ptr::null(), || {
         r(network, "network").map_or(std::ptr::null(), |n| opt_ptr(&n.parent))
     })
+}
+
+/// The network's conflict detection: `*probes_out` is 0 when it is off (then the other two
+/// are 0 too).
+#[no_mangle]
+pub extern "C" fn underlay_network_conflict_detection(
+    network: *const underlay_network,
+    probes_out: *mut u32,
+    interval_ms_out: *mut u32,
+    wait_ms_out: *mut u32,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let (p, i, w) = (
+            out(probes_out, "probes_out")?,
+            out(interval_ms_out, "interval_ms_out")?,
+            out(wait_ms_out, "wait_ms_out")?,
+        );
+        let c = n.inner.conflict_detection();
+        let ms = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        p.set(c.map_or(0, |c| c.probes()));
+        i.set(c.map_or(0, |c| ms(c.interval())));
+        w.set(c.map_or(0, |c| ms(c.wait())));
+        Ok(())
+    })
+}
+
+/// Watches the network's parent for address conflicts after connect (another MAC using an
+/// endpoint's address). Free with `underlay_conflict_watch_free`.
+pub struct underlay_conflict_watch {
+    inner: std::sync::Mutex<ConflictWatch>,
+}
+
+/// A conflict reported by `underlay_conflict_watch_next`. Free with
+/// `underlay_endpoint_conflict_free`.
+pub struct underlay_endpoint_conflict {
+    ip: CString,
+    mac: Option<CString>,
+    container_id: CString,
+    endpoint_mac: Option<CString>,
+}
+
+/// Starts watching (fails on an internal network: no wire).
+#[no_mangle]
+pub extern "C" fn underlay_network_watch_conflicts(
+    network: *const underlay_network,
+    watch_out: *mut *mut underlay_conflict_watch,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let o = out(watch_out, "watch_out")?;
+        let w = block(n.inner.watch_conflicts())?;
+        o.set_box(underlay_conflict_watch {
+            inner: std::sync::Mutex::new(w),
+        });
+        Ok(())
+    })
+}
+
+/// Waits up to `timeout_ms` for the next conflict: `*conflict_out` is new, or NULL when none
+/// came (that is success).
+#[no_mangle]
+pub extern "C" fn underlay_conflict_watch_next(
+    watch: *const underlay_conflict_watch,
+    timeout_ms: u32,
+    conflict_out: *mut *mut underlay_endpoint_conflict,
+) -> underlay_result {
+    guard(|| {
+        let w = r(watch, "watch")?;
+        let o = out(conflict_out, "conflict_out")?;
+        let mut guard = w.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let timeout = std::time::Duration::from_millis(timeout_ms.into());
+        match block(guard.next(timeout))? {
+            Some(c) => o.set_box(underlay_endpoint_conflict {
+                ip: cstring(c.conflict.ip.to_string()),
+                mac: c.conflict.mac.map(|m| cstring(m.to_string())),
+                container_id: cstring(c.container_id),
+                endpoint_mac: c.endpoint_mac.map(|m| cstring(m.to_string())),
+            }),
+            None => o.set(std::ptr::null_mut()),
+        }
+        Ok(())
+    })
+}
+
+/// Frees a watch. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_conflict_watch_free(watch: *mut underlay_conflict_watch) {
+    guard_value((), || free(watch))
+}
+
+/// The address in conflict; borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_conflict_ip(
+    conflict: *const underlay_endpoint_conflict,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(conflict, "conflict").map_or(std::ptr::null(), |c| c.ip.as_ptr())
+    })
+}
+
+/// The other machine's MAC; borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_conflict_mac(
+    conflict: *const underlay_endpoint_conflict,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(conflict, "conflict").map_or(std::ptr::null(), |c| opt_ptr(&c.mac))
+    })
+}
+
+/// The container id of the endpoint holding the address; borrowed. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_conflict_container_id(
+    conflict: *const underlay_endpoint_conflict,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(conflict, "conflict").map_or(std::ptr::null(), |c| c.container_id.as_ptr())
+    })
+}
+
+/// The endpoint's own MAC; borrowed. NULL for NULL or when unknown.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_conflict_endpoint_mac(
+    conflict: *const underlay_endpoint_conflict,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(conflict, "conflict").map_or(std::ptr::null(), |c| opt_ptr(&c.endpoint_mac))
+    })
+}
+
+/// Frees a conflict. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_conflict_free(conflict: *mut underlay_endpoint_conflict) {
+    guard_value((), || free(conflict))
 }
 
 /// Frees a network handle (the network stays). NULL is a no-op.

@@ -166,6 +166,11 @@ impl Lease {
     fn boot_id(&self) -> Option<&str> {
         self.inner.boot_id.as_ref().map(|b| b.as_str())
     }
+    /// The quarantine this lease stands for (an address found in use on the wire), or None.
+    #[getter]
+    fn quarantine(&self) -> Option<Quarantine> {
+        self.inner.quarantine().map(|inner| Quarantine { inner })
+    }
     fn __repr__(&self) -> String {
         let ips: Vec<String> = self
             .inner
@@ -205,6 +210,66 @@ impl ForeignLease {
     }
     fn __repr__(&self) -> String {
         format!("<ForeignLease {} {}>", self.inner.addr, self.inner.location)
+    }
+}
+
+/// An address found in use on the wire by a machine the IPAM does not know (conflict
+/// detection), held in the IPAM so that nobody is given it: `ip`, the `mac` that answered
+/// (None when not seen), `since` (seconds since the Unix epoch). It shows in `Ipam.list()` as
+/// the lease of `owner`; `Ipam.release(*q.owner)` lifts it.
+#[pyclass(module = "underlay", frozen, eq)]
+#[derive(PartialEq)]
+pub(crate) struct Quarantine {
+    pub(crate) inner: ipam::Quarantine,
+}
+
+#[pymethods]
+impl Quarantine {
+    /// A quarantine of `ip` answered for by `mac`, since `since` (default: now).
+    #[new]
+    #[pyo3(signature = (ip, mac = None, since = None))]
+    fn new(ip: &Bound<'_, PyAny>, mac: Option<&str>, since: Option<u64>) -> PyResult<Quarantine> {
+        let ip = conv::ip(ip)?;
+        let mac = mac.map(conv::mac).transpose()?;
+        let mut inner = ipam::Quarantine::now(ip, mac);
+        if let Some(s) = since {
+            inner.since = s;
+        }
+        Ok(Quarantine { inner })
+    }
+    /// The address (`ipaddress`).
+    #[getter]
+    fn ip<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        conv::py_ip(py, self.inner.ip)
+    }
+    /// The MAC that answered, or None.
+    #[getter]
+    fn mac(&self) -> Option<String> {
+        self.inner.mac.map(|m| m.to_string())
+    }
+    /// When it answered, in seconds since the Unix epoch.
+    #[getter]
+    fn since(&self) -> u64 {
+        self.inner.since
+    }
+    /// The owner holding the address in the IPAM: (container id, interface name).
+    #[getter]
+    fn owner(&self) -> (String, String) {
+        let o = self.inner.owner();
+        (
+            o.container_id().to_string(),
+            o.ifname().as_str().to_string(),
+        )
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "<Quarantine {} mac={} since={}>",
+            self.inner.ip,
+            self.inner
+                .mac
+                .map_or("unknown".to_string(), |m| m.to_string()),
+            self.inner.since
+        )
     }
 }
 
@@ -426,6 +491,30 @@ impl Ipam {
         Ok(l.map(|inner| Lease { inner }))
     }
 
+    /// Releases the owner's lease and quarantines the addresses of `found` in one commit
+    /// (only those it held, or free ones: another owner's address stays its own); returns the
+    /// quarantines made.
+    #[pyo3(signature = (container_id, ifname = "eth0", *, found))]
+    fn quarantine(
+        &self,
+        py: Python<'_>,
+        container_id: String,
+        ifname: &str,
+        found: Vec<PyRef<'_, Quarantine>>,
+    ) -> PyResult<Vec<Quarantine>> {
+        let (o, i) = (owner(container_id, ifname)?, self.inner.clone());
+        let found: Vec<ipam::Quarantine> = found.iter().map(|q| q.inner.clone()).collect();
+        let v = block(py, async move { i.quarantine(&o, &found).await })?;
+        Ok(v.into_iter().map(|inner| Quarantine { inner }).collect())
+    }
+
+    /// The quarantined addresses, by address.
+    fn quarantined(&self, py: Python<'_>) -> PyResult<Vec<Quarantine>> {
+        let i = self.inner.clone();
+        let v = block(py, async move { i.quarantined().await })?;
+        Ok(v.into_iter().map(|inner| Quarantine { inner }).collect())
+    }
+
     /// Every lease.
     fn list(&self, py: Python<'_>) -> PyResult<Vec<Lease>> {
         let i = self.inner.clone();
@@ -501,6 +590,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Pool>()?;
     m.add_class::<Lease>()?;
     m.add_class::<ForeignLease>()?;
+    m.add_class::<Quarantine>()?;
     m.add_class::<Ipam>()?;
     m.add_function(wrap_pyfunction!(current_boot_id, m)?)?;
     Ok(())

@@ -38,6 +38,137 @@ pub(crate) struct Endpoint {
     network: net::Network,
 }
 
+/// How a connect checks on the wire that an address is free before assigning it: `probes`
+/// probes (1..10) `interval` seconds apart, then `wait` seconds for an answer (ARP probes for
+/// IPv4, duplicate address detection for IPv6). `ConflictDetection()`: 1 probe, 0.15 s;
+/// `ConflictDetection.rfc5227()`: 3 probes 1 s apart, then 2 s.
+#[pyclass(module = "underlay", frozen, eq)]
+#[derive(PartialEq)]
+pub(crate) struct ConflictDetection {
+    inner: underlay::ConflictDetection,
+}
+
+fn seconds(value: f64, what: &str) -> PyResult<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value).map_err(|_| {
+        invalid(format!(
+            "conflict detection: {what} of {value} s: give 0 to 10 seconds"
+        ))
+    })
+}
+
+#[pymethods]
+impl ConflictDetection {
+    #[new]
+    #[pyo3(signature = (probes = 1, interval = 0.0, wait = 0.15))]
+    fn new(probes: i64, interval: f64, wait: f64) -> PyResult<ConflictDetection> {
+        let p = u32::try_from(probes)
+            .map_err(|_| invalid(format!("conflict detection: {probes} probes: give 1 to 10")))?;
+        Ok(ConflictDetection {
+            inner: underlay::ConflictDetection::new(
+                p,
+                seconds(interval, "interval")?,
+                seconds(wait, "wait")?,
+            )
+            .map_err(to_py)?,
+        })
+    }
+    /// RFC 5227's timings: 3 probes 1 s apart, then 2 s.
+    #[staticmethod]
+    fn rfc5227() -> ConflictDetection {
+        ConflictDetection {
+            inner: underlay::ConflictDetection::rfc5227(),
+        }
+    }
+    /// Probes per address.
+    #[getter]
+    fn probes(&self) -> u32 {
+        self.inner.probes()
+    }
+    /// Seconds between probes.
+    #[getter]
+    fn interval(&self) -> f64 {
+        self.inner.interval().as_secs_f64()
+    }
+    /// Seconds listening after the last probe.
+    #[getter]
+    fn wait(&self) -> f64 {
+        self.inner.wait().as_secs_f64()
+    }
+    /// Seconds one check takes.
+    #[getter]
+    fn total(&self) -> f64 {
+        self.inner.total().as_secs_f64()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "ConflictDetection(probes={}, interval={}, wait={})",
+            self.inner.probes(),
+            self.inner.interval().as_secs_f64(),
+            self.inner.wait().as_secs_f64()
+        )
+    }
+}
+
+/// Watches a network's parent for address conflicts after connect (`Network.watch_conflicts`).
+#[pyclass(module = "underlay", frozen)]
+pub(crate) struct ConflictWatch {
+    inner: std::sync::Arc<tokio::sync::Mutex<net::ConflictWatch>>,
+}
+
+#[pymethods]
+impl ConflictWatch {
+    /// The next conflict, or None when `timeout` seconds pass without one.
+    #[pyo3(signature = (timeout = 1.0))]
+    fn next(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<EndpointConflict>> {
+        let t = std::time::Duration::try_from_secs_f64(timeout)
+            .map_err(|_| invalid(format!("timeout {timeout}: give seconds, 0 or more")))?;
+        let w = self.inner.clone();
+        let c = block(py, async move { w.lock().await.next(t).await })?;
+        Ok(c.map(|inner| EndpointConflict { inner }))
+    }
+}
+
+/// Another machine using an endpoint's address, seen on the wire.
+#[pyclass(module = "underlay", frozen)]
+pub(crate) struct EndpointConflict {
+    inner: net::EndpointConflict,
+}
+
+#[pymethods]
+impl EndpointConflict {
+    /// The address.
+    #[getter]
+    fn ip<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        conv::py_ip(py, self.inner.conflict.ip)
+    }
+    /// The other machine's MAC.
+    #[getter]
+    fn mac(&self) -> Option<String> {
+        self.inner.conflict.mac.map(|m| m.to_string())
+    }
+    /// The container id of the endpoint holding the address.
+    #[getter]
+    fn container_id(&self) -> &str {
+        &self.inner.container_id
+    }
+    /// The endpoint's own MAC.
+    #[getter]
+    fn endpoint_mac(&self) -> Option<String> {
+        self.inner.endpoint_mac.map(|m| m.to_string())
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "<EndpointConflict {} used by {} (endpoint {})>",
+            self.inner.conflict.ip,
+            self.inner
+                .conflict
+                .mac
+                .map_or("?".to_string(), |m| m.to_string()),
+            self.inner.container_id
+        )
+    }
+}
+
 /// What `Networks.reconcile` found and repaired.
 #[pyclass(module = "underlay", frozen)]
 pub(crate) struct ReconcileReport {
@@ -147,6 +278,7 @@ fn network_spec(
     pools: Option<Vec<Bound<'_, Pool>>>,
     mtu: Option<&Bound<'_, PyAny>>,
     bring_parent_up: bool,
+    conflict_detection: Option<underlay::ConflictDetection>,
 ) -> PyResult<NetworkSpec> {
     let d = self::driver(driver, mode, flag)?;
     let mut spec = match (&parent, d) {
@@ -162,6 +294,9 @@ fn network_spec(
     }
     if bring_parent_up {
         spec = spec.bring_parent_up();
+    }
+    if let Some(c) = conflict_detection {
+        spec = spec.conflict_detection(c);
     }
     Ok(spec)
 }
@@ -238,10 +373,11 @@ impl Networks {
     /// Creates network `name`: `driver` "macvlan" (`mode` a `MacvlanMode`, default bridge) or
     /// "ipvlan" (`mode` an `IpvlanMode`, default l2; `flag` an `IpvlanFlag`, default bridge) on
     /// `parent` (`ens192.10` is made on `ens192` when missing; None makes an internal
-    /// network), with `pools`, endpoint `mtu`, `bring_parent_up`. Nothing is left behind on
-    /// failure.
+    /// network), with `pools`, endpoint `mtu`, `bring_parent_up`, `conflict_detection` (a
+    /// `ConflictDetection`: check each address on the wire before assigning it). Nothing is
+    /// left behind on failure.
     #[pyo3(signature = (name, *, driver = "macvlan", parent = None, mode = None, flag = None,
-        pools = None, mtu = None, bring_parent_up = false))]
+        pools = None, mtu = None, bring_parent_up = false, conflict_detection = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         &self,
@@ -254,6 +390,7 @@ impl Networks {
         pools: Option<Vec<Bound<'_, Pool>>>,
         mtu: Option<&Bound<'_, PyAny>>,
         bring_parent_up: bool,
+        conflict_detection: Option<PyRef<'_, ConflictDetection>>,
     ) -> PyResult<Network> {
         let spec = network_spec(
             name,
@@ -264,6 +401,7 @@ impl Networks {
             pools,
             mtu,
             bring_parent_up,
+            conflict_detection.map(|c| c.inner),
         )?;
         let n = self.inner.clone();
         Ok(Network {
@@ -275,7 +413,7 @@ impl Networks {
     /// definition; a network of that name defined otherwise raises `Conflict` naming each
     /// difference. Concurrent first calls all get the one network.
     #[pyo3(signature = (name, *, driver = "macvlan", parent = None, mode = None, flag = None,
-        pools = None, mtu = None, bring_parent_up = false))]
+        pools = None, mtu = None, bring_parent_up = false, conflict_detection = None))]
     #[allow(clippy::too_many_arguments)]
     fn create_or_open(
         &self,
@@ -288,6 +426,7 @@ impl Networks {
         pools: Option<Vec<Bound<'_, Pool>>>,
         mtu: Option<&Bound<'_, PyAny>>,
         bring_parent_up: bool,
+        conflict_detection: Option<PyRef<'_, ConflictDetection>>,
     ) -> PyResult<Network> {
         let spec = network_spec(
             name,
@@ -298,6 +437,7 @@ impl Networks {
             pools,
             mtu,
             bring_parent_up,
+            conflict_detection.map(|c| c.inner),
         )?;
         let n = self.inner.clone();
         Ok(Network {
@@ -434,12 +574,29 @@ impl Network {
     fn host_access(&self) -> Option<&str> {
         self.inner.host_access()
     }
+    /// The network's `ConflictDetection`, or None when it is off.
+    #[getter]
+    fn conflict_detection(&self) -> Option<ConflictDetection> {
+        self.inner
+            .conflict_detection()
+            .map(|inner| ConflictDetection { inner })
+    }
+    /// Starts watching the parent for address conflicts after connect: another MAC using
+    /// (or probing for) an endpoint's IPv4 address. Raises `InvalidArgument` on an internal
+    /// network.
+    fn watch_conflicts(&self, py: Python<'_>) -> PyResult<ConflictWatch> {
+        let n = self.inner.clone();
+        let w = block(py, async move { n.watch_conflicts().await })?;
+        Ok(ConflictWatch {
+            inner: std::sync::Arc::new(tokio::sync::Mutex::new(w)),
+        })
+    }
 
     /// How the definition given by `Networks.create`'s keywords differs from this network's,
     /// one line per difference ("MTU: stored 1400, given the parent's"); [] when it is the
     /// same network (what `Networks.create_or_open` accepts). The name is this network's.
     #[pyo3(signature = (*, driver = "macvlan", parent = None, mode = None, flag = None,
-        pools = None, mtu = None))]
+        pools = None, mtu = None, conflict_detection = None))]
     #[allow(clippy::too_many_arguments)]
     fn differences(
         &self,
@@ -449,6 +606,7 @@ impl Network {
         flag: Option<&str>,
         pools: Option<Vec<Bound<'_, Pool>>>,
         mtu: Option<&Bound<'_, PyAny>>,
+        conflict_detection: Option<PyRef<'_, ConflictDetection>>,
     ) -> PyResult<Vec<String>> {
         let spec = network_spec(
             self.inner.name(),
@@ -459,6 +617,7 @@ impl Network {
             pools,
             mtu,
             false,
+            conflict_detection.map(|c| c.inner),
         )?;
         Ok(self.inner.differences(&spec))
     }
@@ -749,6 +908,9 @@ impl Endpoint {
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Networks>()?;
+    m.add_class::<ConflictDetection>()?;
+    m.add_class::<ConflictWatch>()?;
+    m.add_class::<EndpointConflict>()?;
     m.add_class::<Network>()?;
     m.add_class::<Endpoint>()?;
     m.add_class::<ReconcileReport>()?;

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{Error, ErrorKind, Result};
 
-use super::lease::{BootId, Lease, Owner, Request};
+use super::lease::{BootId, Lease, Owner, Quarantine, Request};
 use super::network::{check_name, Network};
 use super::state::NetState;
 use super::store::{Change, ForeignLease, Joined, Left, MemoryStore, Stamp, Store};
@@ -20,6 +20,7 @@ enum Op {
     Release(Owner),
     Gc(HashSet<Owner>),
     ReleaseStale,
+    Quarantine(Owner, Vec<Quarantine>),
 }
 
 enum Reply {
@@ -27,6 +28,7 @@ enum Reply {
     Released(Option<Lease>),
     /// Leases released, and whether more are left for another batch.
     Many(Vec<Lease>, bool),
+    Quarantined(Vec<Quarantine>),
 }
 
 struct Pending {
@@ -242,7 +244,39 @@ impl Ipam {
         }
     }
 
-    /// Releases every lease whose owner is not in `valid` (CNI GC); returns them. On a store
+    /// Releases `owner`'s lease and quarantines the addresses of `found` (conflict detection:
+    /// they answered on the wire), in one commit, so that no other owner is given them in
+    /// between. Only addresses `owner` held, or free ones, are quarantined (one owner per
+    /// address: another's stays its own); returns the quarantines made.
+    pub async fn quarantine(&self, owner: &Owner, found: &[Quarantine]) -> Result<Vec<Quarantine>> {
+        for q in found {
+            if let Some(m) = q.mac {
+                m.check_assignable(format_args!("the machine answering for {}", q.ip))?;
+            }
+        }
+        match self
+            .run(Op::Quarantine(owner.clone(), found.to_vec()))
+            .await?
+        {
+            Reply::Quarantined(q) => Ok(q),
+            _ => unreachable!("quarantine replies with quarantines"),
+        }
+    }
+
+    /// The quarantined addresses ([`Quarantine`]), by address.
+    pub async fn quarantined(&self) -> Result<Vec<Quarantine>> {
+        let mut v: Vec<Quarantine> = self
+            .read(|s| s.list())
+            .await?
+            .iter()
+            .filter_map(Lease::quarantine)
+            .collect();
+        v.sort_by_key(|q| q.ip);
+        Ok(v)
+    }
+
+    /// Releases every lease whose owner is not in `valid` (CNI GC), quarantines
+    /// ([`Quarantine`]) excepted; returns them. On a store
     /// whose commits are bounded ([`Store::max_releases_per_commit`]) it commits in batches,
     /// each one safe on its own; if one fails, the earlier ones stay released (the error says
     /// how many) and running it again finishes.
@@ -519,10 +553,19 @@ impl Ipam {
                         state.allocate(o, r, &boot, &mut changes).map(Reply::Lease)
                     }
                     Op::Release(o) => Ok(Reply::Released(state.release(o, &mut changes))),
+                    Op::Quarantine(o, found) => Ok(Reply::Quarantined(state.quarantine(
+                        o,
+                        found,
+                        &boot,
+                        &mut changes,
+                    ))),
                     Op::Gc(valid) => {
                         cache_only = true; // it needs every lease
-                        let (v, more) =
-                            state.release_where(|o, _| !valid.contains(o), budget, &mut changes);
+                        let (v, more) = state.release_where(
+                            |o, _| !valid.contains(o) && Quarantine::from_owner(o).is_none(),
+                            budget,
+                            &mut changes,
+                        );
                         Ok(Reply::Many(v, more))
                     }
                     Op::ReleaseStale => {

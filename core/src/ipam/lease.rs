@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::error::{Error, Result};
-use crate::types::IfName;
+use crate::types::{IfName, MacAddr};
 
 #[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct OwnerInner {
@@ -196,6 +196,70 @@ impl Lease {
     pub fn ips(&self) -> Vec<IpAddr> {
         self.addresses.iter().map(|a| a.address.addr()).collect()
     }
+
+    /// The quarantine this lease stands for, if its owner is one ([`Quarantine::owner`]).
+    pub fn quarantine(&self) -> Option<Quarantine> {
+        Quarantine::from_owner(&self.owner)
+    }
+}
+
+/// An address found in use on the wire by a machine the IPAM does not know (conflict
+/// detection: it answered an ARP probe, or failed duplicate address detection), held in the
+/// IPAM so that nobody is given it: a lease whose owner names the address, the MAC that
+/// answered and when ([`Quarantine::owner`]). It shows in lease listings, survives
+/// [`super::Ipam::gc`], and goes with [`super::Ipam::release`] of its owner (once the machine
+/// has left), or with [`super::Ipam::release_stale`] after a reboot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Quarantine {
+    /// The address.
+    pub ip: IpAddr,
+    /// The MAC that answered for it, when seen.
+    pub mac: Option<MacAddr>,
+    /// When it answered, in whole seconds since the Unix epoch.
+    pub since: u64,
+}
+
+impl Quarantine {
+    /// The interface name of every quarantine owner.
+    pub const IFNAME: &'static str = "quarantine";
+    const PREFIX: &'static str = "underlay-conflict_";
+
+    /// The owner holding the address: container id `underlay-conflict_<mac>_<since>_<ip>`
+    /// (`<mac>` is `unknown` when none was seen), interface `quarantine`.
+    pub fn owner(&self) -> Owner {
+        let mac = self
+            .mac
+            .map_or_else(|| "unknown".to_string(), |m| m.to_string());
+        Owner::new(
+            format!("{}{mac}_{}_{}", Self::PREFIX, self.since, self.ip),
+            Self::IFNAME,
+        )
+        .expect("a quarantine owner is a valid owner")
+    }
+
+    /// The quarantine `owner` stands for, if it is one.
+    pub fn from_owner(owner: &Owner) -> Option<Quarantine> {
+        if owner.ifname().as_str() != Self::IFNAME {
+            return None;
+        }
+        let rest = owner.container_id().strip_prefix(Self::PREFIX)?;
+        let mut parts = rest.splitn(3, '_');
+        let mac = match parts.next()? {
+            "unknown" => None,
+            m => Some(m.parse().ok()?),
+        };
+        let since = parts.next()?.parse().ok()?;
+        let ip = parts.next()?.parse().ok()?;
+        Some(Quarantine { ip, mac, since })
+    }
+
+    /// A quarantine of `ip`, answered for by `mac`, starting now.
+    pub fn now(ip: IpAddr, mac: Option<MacAddr>) -> Quarantine {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Quarantine { ip, mac, since }
+    }
 }
 
 /// What a store keeps per address: who holds it and under which boot.
@@ -207,4 +271,29 @@ pub struct Record {
     pub owner: Owner,
     /// The boot id at allocation time, if stamped.
     pub boot_id: Option<BootId>,
+}
+
+#[cfg(test)]
+mod quarantine_tests {
+    use super::*;
+
+    #[test]
+    fn quarantine_owner_round_trips() {
+        for (ip, mac) in [("10.0.0.5", Some("02:42:ac:10:0a:65")), ("fd00::5", None)] {
+            let q = Quarantine {
+                ip: ip.parse().unwrap(),
+                mac: mac.map(|m| m.parse().unwrap()),
+                since: 1_764_000_000,
+            };
+            assert_eq!(Quarantine::from_owner(&q.owner()), Some(q));
+        }
+        assert_eq!(
+            Quarantine::from_owner(&Owner::new("c1", "eth0").unwrap()),
+            None
+        );
+        assert_eq!(
+            Quarantine::from_owner(&Owner::new("underlay-conflict_x", "quarantine").unwrap()),
+            None
+        );
+    }
 }

@@ -16,7 +16,7 @@ mod state;
 mod store;
 
 pub use ipam::Ipam;
-pub use lease::{BootId, Lease, LeasedAddress, Owner, Record, Request};
+pub use lease::{BootId, Lease, LeasedAddress, Owner, Quarantine, Record, Request};
 pub(crate) use network::check_name;
 pub use network::Network;
 pub use pool::{AllocRange, Pool, PoolBuilder, Reserved};

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use crate::error::{Error, ErrorKind, Result};
 
 use super::intervals::IntervalSet;
-use super::lease::{BootId, Lease, LeasedAddress, Owner, Record, Request};
+use super::lease::{BootId, Lease, LeasedAddress, Owner, Quarantine, Record, Request};
 use super::network::Network;
 use super::pool::{ip_to_u128, span_index, u128_to_ip, AllocRange, Pool};
 use super::store::{Change, ForeignLease, Snapshot, Stamp};
@@ -508,6 +508,20 @@ impl NetState {
                 )));
             }
             if let Some(r) = self.records.get(&ip) {
+                if let Some(q) = Quarantine::from_owner(&r.owner) {
+                    return Err(Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!(
+                            "address {ip} in network `{name}` is quarantined: it answered on the \
+                             wire ({}, at {} s since the epoch); ask for another, or release \
+                             the quarantine (owner {}) once that machine is gone",
+                            q.mac
+                                .map_or("MAC not seen".to_string(), |m| format!("from {m}")),
+                            q.since,
+                            r.owner
+                        ),
+                    ));
+                }
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
                     format!(
@@ -607,6 +621,40 @@ impl NetState {
             }
         }
         Some(lease)
+    }
+
+    /// Releases `owner`'s lease and puts each address of `found` that it held, or that is free,
+    /// under its quarantine owner; an address another owner holds is left to it. Returns the
+    /// quarantines made.
+    pub(crate) fn quarantine(
+        &mut self,
+        owner: &Owner,
+        found: &[Quarantine],
+        boot_id: &Option<BootId>,
+        changes: &mut Vec<Change>,
+    ) -> Vec<Quarantine> {
+        self.release(owner, changes);
+        let mut made = Vec::new();
+        for q in found {
+            let Some(i) = self.network.pools().iter().position(|p| p.contains(q.ip)) else {
+                continue;
+            };
+            if self.records.contains_key(&q.ip)
+                || self.network.pools()[i].excluded_reason(q.ip).is_some()
+            {
+                continue;
+            }
+            let rec = Record {
+                addr: q.ip,
+                owner: q.owner(),
+                boot_id: boot_id.clone(),
+            };
+            if self.claim_record(rec.clone()).is_ok() {
+                changes.push(Change::Claim(rec));
+                made.push(q.clone());
+            }
+        }
+        made
     }
 
     /// Releases the owners for which `drop` is true, stopping (in owner order, at an owner's

@@ -15,6 +15,7 @@ use crate::link::ipvlan::Ipvlan;
 use crate::link::macvlan::Macvlan;
 use crate::link::Link;
 use crate::netns::Netns;
+use crate::probe::{ConflictDetection, DadWitness, WireConflict};
 use crate::route::Route;
 use crate::types::MacAddr;
 
@@ -312,24 +313,61 @@ impl Network {
             pending: Some(crate::sys::process_identity()),
         };
         self.write_endpoint(&pending, false, &held)?;
-        let lease = match self.ipam.allocate(&owner, &request).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = self.remove_endpoint_file(&spec.container_id, &spec.ifname, &held);
-                return Err(e);
+        // With conflict detection, an address that answers on the wire is quarantined and
+        // the connect starts over with the next free one, a few times at most.
+        let mut taken: Vec<WireConflict> = Vec::new();
+        loop {
+            let lease = match self.ipam.allocate(&owner, &request).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = self.remove_endpoint_file(&spec.container_id, &spec.ifname, &held);
+                    return Err(e);
+                }
+            };
+            let result = async {
+                check_step(&spec, ConnectStep::Allocate)?;
+                if let Some(how) = self.conflict_detection() {
+                    let found = self.probe_ipv4(&lease, how).await?;
+                    if !found.is_empty() {
+                        return Ok(Attempt::Taken(found));
+                    }
+                }
+                self.connect_steps(netns, &spec, &lease, &held).await
             }
-        };
-        let result = async {
-            check_step(&spec, ConnectStep::Allocate)?;
-            self.connect_steps(netns, &spec, &lease, &held).await
-        }
-        .await;
-        match result {
-            Ok(ep) => Ok(ep),
-            Err(e) => {
+            .await;
+            let found = match result {
+                Ok(Attempt::Done(ep)) => return Ok(ep),
+                Ok(Attempt::Taken(found)) => found,
+                Err(e) => {
+                    let mut errors = vec![e];
+                    // The record goes only with the lease: if the lease stays, so does the
+                    // pending record that lets reconcile (or the next connect) release it.
+                    if let Err(e) = self.ipam.release(&owner).await {
+                        errors.push(e);
+                    } else if let Err(e) =
+                        self.remove_endpoint_file(&spec.container_id, &spec.ifname, &held)
+                    {
+                        errors.push(e);
+                    }
+                    return Err(Error::multiple(
+                        format!(
+                            "connecting `{}` failed and its undo failed too",
+                            owner.container_id()
+                        ),
+                        errors,
+                    ));
+                }
+            };
+            // The lease goes and the addresses that answered are quarantined in one commit.
+            let quarantines: Vec<ipam::Quarantine> = found
+                .iter()
+                .map(|c| ipam::Quarantine::now(c.ip, c.mac))
+                .collect();
+            for c in &found {
+                tracing::warn!(network = %self.name(), address = %c.ip, mac = ?c.mac, endpoint = %spec.container_id, "address in use on the wire: quarantined");
+            }
+            if let Err(e) = self.ipam.quarantine(&owner, &quarantines).await {
                 let mut errors = vec![e];
-                // The record goes only with the lease: if the lease stays, so does the pending
-                // record that lets reconcile (or the next connect) release it.
                 if let Err(e) = self.ipam.release(&owner).await {
                     errors.push(e);
                 } else if let Err(e) =
@@ -337,15 +375,104 @@ impl Network {
                 {
                     errors.push(e);
                 }
-                Err(Error::multiple(
+                return Err(Error::multiple(
                     format!(
-                        "connecting `{}` failed and its undo failed too",
+                        "connecting `{}`: quarantining the addresses in use on the wire failed",
                         owner.container_id()
                     ),
                     errors,
-                ))
+                ));
+            }
+            taken.extend(found.iter().copied());
+            let asked: Vec<&WireConflict> =
+                found.iter().filter(|c| spec.ips.contains(&c.ip)).collect();
+            if !asked.is_empty() || taken.len() >= MAX_CONFLICTS {
+                self.remove_endpoint_file(&spec.container_id, &spec.ifname, &held)?;
+                let list = |v: &[&WireConflict]| {
+                    v.iter()
+                        .map(|c| match c.mac {
+                            Some(m) => format!("{} (answered by {m})", c.ip),
+                            None => format!("{} (duplicate address detection failed)", c.ip),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    if asked.is_empty() {
+                        format!(
+                            "connecting `{}` to network `{}`: {} addresses in a row are in use on \
+                             the wire: {}; they are quarantined (Ipam::quarantined); find the \
+                             machines using the pool's addresses, or narrow the pool's range",
+                            spec.container_id,
+                            self.name(),
+                            taken.len(),
+                            list(&taken.iter().collect::<Vec<_>>())
+                        )
+                    } else {
+                        format!(
+                            "connecting `{}` to network `{}`: the requested address {} is in use on \
+                             the wire, now quarantined: ask for another address, or release the \
+                             quarantine (Ipam::release of its owner) once that machine is gone",
+                            spec.container_id,
+                            self.name(),
+                            list(&asked)
+                        )
+                    },
+                ));
             }
         }
+    }
+
+    /// Starts watching the parent for address conflicts that appear after connect: a machine
+    /// on the wire using (gratuitous ARP, any ARP) or probing for an IPv4 address this
+    /// network gave one of its endpoints, from a MAC other than the endpoint's. Works with
+    /// or without [`NetworkSpec::conflict_detection`](super::NetworkSpec); a long-running
+    /// embedder (a daemon) keeps one per network and reports what [`ConflictWatch::next`]
+    /// returns. Fails on an internal network (no wire).
+    pub async fn watch_conflicts(&self) -> Result<ConflictWatch> {
+        if self.parent().is_none() {
+            return Err(Error::invalid(format!(
+                "network `{}` is internal (no parent): there is no wire to watch",
+                self.name()
+            )));
+        }
+        let lower = self.lower_link().await?;
+        let listener = crate::probe::ArpListener::open(self.host().netns(), lower.index).await?;
+        Ok(ConflictWatch {
+            net: self.clone(),
+            listener,
+            owners: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Probes the lease's IPv4 addresses by ARP out of the parent (nothing on an internal
+    /// network): those in use on the wire.
+    async fn probe_ipv4(&self, lease: &Lease, how: ConflictDetection) -> Result<Vec<WireConflict>> {
+        let v4: Vec<std::net::Ipv4Addr> = lease
+            .ips()
+            .into_iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        if v4.is_empty() || self.parent().is_none() {
+            return Ok(Vec::new());
+        }
+        let lower = self.lower_link().await?;
+        let Some(mac) = lower.mac.filter(MacAddr::is_assignable) else {
+            return Ok(Vec::new());
+        };
+        let prober = self.nets.prober(lower.index).await;
+        async { prober?.probe(mac, &v4, how).await }
+            .await
+            .map_err(|e| {
+                e.context(format_args!(
+                    "network `{}`: conflict detection",
+                    self.name()
+                ))
+            })
     }
 
     async fn connect_steps(
@@ -354,7 +481,7 @@ impl Network {
         spec: &EndpointSpec,
         lease: &Lease,
         held: &EndpointLock,
-    ) -> Result<Endpoint> {
+    ) -> Result<Attempt> {
         let target = match &spec.target {
             Some(t) => t.clone(),
             None => Handle::for_netns(netns).await?,
@@ -385,15 +512,35 @@ impl Network {
             }
             Ok::<(), Error>(())
         };
+        // Duplicate address detection (conflict detection on, IPv6 addresses) failed for these.
+        let mut dad_failed: Vec<WireConflict> = Vec::new();
         let steps = async {
             if ipv6_off {
                 disable_ipv6(netns, &link.name).await?;
                 target.set_link(link.index).up().execute().await?;
             }
             step(ConnectStep::CreateLink).await?;
+            let dad = match self.conflict_detection() {
+                Some(how) if ep.addresses.iter().any(|a| a.addr().is_ipv6()) => {
+                    Some(start_dad(netns, &link, how).await?)
+                }
+                _ => None,
+            };
             for a in &ep.addresses {
-                let opts = AddressOptions { nodad: a.addr().is_ipv6(), noprefixroute: false };
+                let opts = AddressOptions {
+                    nodad: a.addr().is_ipv6() && dad.is_none(),
+                    noprefixroute: false,
+                };
                 target.add_address_with(link.index, *a, opts).await?;
+            }
+            if let Some((witness, how)) = dad {
+                dad_failed = wait_for_dad(&target, &link, &witness, how).await?;
+                if !dad_failed.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        "duplicate address detection failed",
+                    ));
+                }
             }
             step(ConnectStep::Addresses).await?;
             ep.routes = add_default_routes(&target, spec.default_route, lease, link.index).await?;
@@ -424,6 +571,11 @@ impl Network {
         }
         .await;
         if let Err(e) = steps {
+            if !dad_failed.is_empty() {
+                // Try again with other addresses: this link and its addresses go first.
+                target.delete_link(link.index).await?;
+                return Ok(Attempt::Taken(dad_failed));
+            }
             // A link deleted from under the connect makes the next step fail in a misleading
             // way (an unreachable gateway, a missing device): say what happened instead.
             let gone =
@@ -467,7 +619,7 @@ impl Network {
                 )
             });
         }
-        Ok(ep)
+        Ok(Attempt::Done(ep))
     }
 
     /// Announces `ips` at `mac` out of the network's parent (nothing on an internal network).
@@ -986,6 +1138,187 @@ fn check_endpoint_key(container_id: &str, ifname: &str) -> Result<Owner> {
 }
 
 /// Disables IPv6 on interface `ifname` in `netns` (nothing to do on a kernel without IPv6).
+/// Address conflicts on a network's wire after connect ([`Network::watch_conflicts`]).
+pub struct ConflictWatch {
+    net: Network,
+    listener: crate::probe::ArpListener,
+    /// The endpoints' IPv4 addresses and MACs, as last read from their records.
+    owners: std::collections::HashMap<std::net::Ipv4Addr, (String, Option<MacAddr>)>,
+}
+
+impl std::fmt::Debug for ConflictWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConflictWatch")
+            .field("network", &self.net.name())
+            .finish()
+    }
+}
+
+/// A conflict seen on the wire after connect: another machine using an endpoint's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConflict {
+    /// The address and the MAC that used it.
+    pub conflict: WireConflict,
+    /// The endpoint holding the address (its container id).
+    pub container_id: String,
+    /// The endpoint's own MAC.
+    pub endpoint_mac: Option<MacAddr>,
+}
+
+impl ConflictWatch {
+    /// The next conflict, or None when `timeout` passes without one.
+    pub async fn next(&mut self, timeout: std::time::Duration) -> Result<Option<EndpointConflict>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while let Some((mac, sender, target, request)) = self.listener.next(deadline).await? {
+            // Someone using an address, or probing for one (sender 0.0.0.0).
+            let ip = if sender.is_unspecified() && request {
+                target
+            } else {
+                sender
+            };
+            if ip.is_unspecified() || !self.net.pools().iter().any(|p| p.contains(IpAddr::V4(ip))) {
+                continue;
+            }
+            let known = self.owners.get(&ip).cloned();
+            let owner = match known {
+                Some((_, Some(m))) if m == mac => continue,
+                // Unknown address or another MAC: read the records again (endpoints change).
+                _ => {
+                    self.reload()?;
+                    self.owners.get(&ip).cloned()
+                }
+            };
+            if let Some((container_id, endpoint_mac)) = owner {
+                if endpoint_mac != Some(mac) {
+                    tracing::warn!(network = %self.net.name(), address = %ip, %mac, endpoint = %container_id, "address conflict on the wire");
+                    return Ok(Some(EndpointConflict {
+                        conflict: WireConflict {
+                            ip: IpAddr::V4(ip),
+                            mac: Some(mac),
+                        },
+                        container_id,
+                        endpoint_mac,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn reload(&mut self) -> Result<()> {
+        self.owners = self
+            .net
+            .endpoints()?
+            .into_iter()
+            .flat_map(|ep| {
+                let (id, mac) = (ep.container_id.clone(), ep.mac);
+                ep.addresses
+                    .into_iter()
+                    .filter_map(move |a| match a.addr() {
+                        IpAddr::V4(v4) => Some((v4, (id.clone(), mac))),
+                        IpAddr::V6(_) => None,
+                    })
+            })
+            .collect();
+        Ok(())
+    }
+}
+
+/// How many addresses that answer on the wire one connect quarantines before it gives up.
+const MAX_CONFLICTS: usize = 8;
+
+/// How one try of a connect ended.
+enum Attempt {
+    /// The endpoint is up.
+    Done(Endpoint),
+    /// These addresses of the lease are in use on the wire; nothing of the try is left but the
+    /// lease.
+    Taken(Vec<WireConflict>),
+}
+
+/// Sets the new link's duplicate address detection to `how` (as many probes, spread over
+/// the same total time: the kernel has one interval; no random initial delay) and starts
+/// listening for who answers.
+async fn start_dad(
+    netns: &Netns,
+    link: &Link,
+    how: ConflictDetection,
+) -> Result<(DadWitness, ConflictDetection)> {
+    let retrans = (how.total() / how.probes()).as_millis().max(1);
+    let name = link.name.as_str();
+    for (key, value) in [
+        (format!("net/ipv6/conf/{name}/accept_dad"), "1".to_string()),
+        (
+            format!("net/ipv6/conf/{name}/dad_transmits"),
+            how.probes().to_string(),
+        ),
+        (
+            format!("net/ipv6/neigh/{name}/retrans_time_ms"),
+            retrans.to_string(),
+        ),
+        (
+            format!("net/ipv6/conf/{name}/router_solicitation_delay"),
+            "0".to_string(),
+        ),
+    ] {
+        netns
+            .set_sysctl_async(&key, &value)
+            .await
+            .map_err(|e| e.context("setting up duplicate address detection"))?;
+    }
+    let witness = DadWitness::open(netns, link.index, link.mac).await?;
+    Ok((witness, how))
+}
+
+/// Waits until the link's IPv6 addresses have been through duplicate address detection;
+/// returns those that failed it (another node has them), with the MAC heard answering.
+async fn wait_for_dad(
+    target: &Handle,
+    link: &Link,
+    witness: &DadWitness,
+    how: ConflictDetection,
+) -> Result<Vec<WireConflict>> {
+    let deadline = tokio::time::Instant::now() + how.total() + std::time::Duration::from_secs(2);
+    loop {
+        let states = target.dad_states(link.index).await?;
+        let failed: Vec<std::net::Ipv6Addr> = states
+            .iter()
+            .filter(|(_, _, failed)| *failed)
+            .filter_map(|(ip, _, _)| match ip {
+                IpAddr::V6(a) if !a.is_unicast_link_local() => Some(*a),
+                _ => None,
+            })
+            .collect();
+        let tentative = states.iter().any(|(ip, tentative, failed)| {
+            *tentative && !*failed && matches!(ip, IpAddr::V6(a) if !a.is_unicast_link_local())
+        });
+        if !tentative || tokio::time::Instant::now() >= deadline {
+            if tentative {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "duplicate address detection on `{}` did not finish within {:?}: is IPv6 \
+                         working in the namespace (net.ipv6.conf.{}.accept_dad)?",
+                        link.name,
+                        how.total() + std::time::Duration::from_secs(2),
+                        link.name
+                    ),
+                ));
+            }
+            let macs = witness.heard(&failed).await?;
+            return Ok(failed
+                .into_iter()
+                .zip(macs)
+                .map(|(ip, mac)| WireConflict {
+                    ip: IpAddr::V6(ip),
+                    mac,
+                })
+                .collect());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 async fn disable_ipv6(netns: &Netns, ifname: &str) -> Result<()> {
     let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
     match netns.set_sysctl_async(&key, "1").await {

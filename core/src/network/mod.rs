@@ -17,7 +17,10 @@ mod spec;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use endpoint::{Announce, ConnectStep, DefaultRoute, Endpoint, EndpointSpec, MacPolicy};
+pub use endpoint::{
+    Announce, ConflictWatch, ConnectStep, DefaultRoute, Endpoint, EndpointConflict, EndpointSpec,
+    MacPolicy,
+};
 pub use export::{render_vlan, ExportFile, ExportFormat};
 pub use reconcile::{GoneEndpoint, ReconcileReport};
 pub use shim::{HostAccess, ShimRoutes};
@@ -74,6 +77,8 @@ struct Inner {
     records: records::Records,
     /// The packet socket announcing endpoints on their parents, opened on first use.
     announcer: std::sync::OnceLock<crate::probe::WireAnnouncer>,
+    /// Conflict detection's ARP probers, one per parent (by link index), opened on first use.
+    probers: tokio::sync::Mutex<std::collections::HashMap<u32, Arc<crate::probe::ArpProber>>>,
 }
 
 impl std::fmt::Debug for Networks {
@@ -118,6 +123,7 @@ impl Networks {
                 store,
                 records,
                 announcer: std::sync::OnceLock::new(),
+                probers: Default::default(),
             }),
         })
     }
@@ -189,6 +195,7 @@ impl Networks {
             lower: lower.name.clone(),
             mtu: spec.mtu,
             shim: None,
+            conflict_detection: spec.conflict_detection,
         };
         if let Err(e) = self.write_record(&record) {
             // Undo the join: the definition if this host made it, the membership if recorded.
@@ -489,6 +496,17 @@ impl Networks {
             .join(format!("{name}.conf"))
     }
 
+    /// The ARP prober on parent link `ifindex` (opened once per parent).
+    pub(crate) async fn prober(&self, ifindex: u32) -> Result<Arc<crate::probe::ArpProber>> {
+        let mut probers = self.inner.probers.lock().await;
+        if let Some(p) = probers.get(&ifindex).filter(|p| p.is_running()) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(crate::probe::ArpProber::open(self.inner.host.netns(), ifindex).await?);
+        probers.insert(ifindex, p.clone());
+        Ok(p)
+    }
+
     /// The host namespace's announcing socket (opened once: closing one is dear).
     pub(crate) fn announcer(&self) -> Result<&crate::probe::WireAnnouncer> {
         if let Some(a) = self.inner.announcer.get() {
@@ -634,6 +652,11 @@ impl Network {
         self.record.mtu
     }
 
+    /// Whether and how addresses are checked on the wire before they are assigned.
+    pub fn conflict_detection(&self) -> Option<crate::ConflictDetection> {
+        self.record.conflict_detection
+    }
+
     /// The pools.
     pub fn pools(&self) -> &[ipam::Pool] {
         self.ipam.network().pools()
@@ -676,6 +699,7 @@ impl Network {
             mtu: self.mtu(),
             pools: self.pools().to_vec(),
             bring_parent_up: false,
+            conflict_detection: self.conflict_detection(),
         }
     }
 
@@ -708,6 +732,15 @@ impl Network {
                 "MTU: stored {}, given {}",
                 mtu(self.mtu()),
                 mtu(spec.mtu)
+            ));
+        }
+        if self.conflict_detection() != spec.conflict_detection {
+            let c =
+                |c: Option<crate::ConflictDetection>| c.map_or("off".to_string(), |c| c.to_text());
+            out.push(format!(
+                "conflict detection: stored {}, given {}",
+                c(self.conflict_detection()),
+                c(spec.conflict_detection)
             ));
         }
         if self.pools() != spec.pools.as_slice() {

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::ipam::Pool;
 use crate::link::ipvlan::{IpvlanFlag, IpvlanMode};
 use crate::link::macvlan::MacvlanMode;
+use crate::probe::ConflictDetection;
 use crate::types::{check_mtu, IfName};
 
 /// How endpoints attach to the parent.
@@ -55,6 +56,10 @@ pub struct NetworkSpec {
     pub pools: Vec<Pool>,
     /// Bring a down parent up instead of refusing.
     pub bring_parent_up: bool,
+    /// Check each address on the wire before a connect assigns it (off by default; see
+    /// [`ConflictDetection`]). Docker option `conflict_detection` (`on`, `rfc5227`, or
+    /// `probes=N,interval_ms=I,wait_ms=W`).
+    pub conflict_detection: Option<ConflictDetection>,
 }
 
 impl NetworkSpec {
@@ -82,6 +87,7 @@ impl NetworkSpec {
             mtu: None,
             pools: Vec::new(),
             bring_parent_up: false,
+            conflict_detection: None,
         }
     }
 
@@ -97,6 +103,7 @@ impl NetworkSpec {
             "ipvlan_flag",
             "mtu",
             "com.docker.network.driver.mtu",
+            "conflict_detection",
         ];
         if let Some(k) = opts.keys().find(|k| !known.contains(k)) {
             return Err(Error::invalid(format!(
@@ -150,7 +157,23 @@ impl NetworkSpec {
                 Error::invalid(format!("network `{name}`: MTU `{m}` is not a number"))
             })?);
         }
+        if let Some(c) = opts.get("conflict_detection") {
+            spec.conflict_detection = match *c {
+                "off" | "false" | "0" => None,
+                c => Some(
+                    ConflictDetection::parse(c)
+                        .map_err(|e| e.context(format_args!("network `{name}`")))?,
+                ),
+            };
+        }
         Ok(spec)
+    }
+
+    /// Turns conflict detection on with these timings ([`ConflictDetection::default`]: one
+    /// probe, 150 ms).
+    pub fn conflict_detection(mut self, how: ConflictDetection) -> NetworkSpec {
+        self.conflict_detection = Some(how);
+        self
     }
 
     /// Adds a pool.
@@ -193,6 +216,7 @@ pub(crate) struct Record {
     pub(crate) mtu: Option<u32>,
     /// Host access, when enabled.
     pub(crate) shim: Option<ShimRecord>,
+    pub(crate) conflict_detection: Option<ConflictDetection>,
 }
 
 /// The stored host-access settings.
@@ -222,6 +246,9 @@ impl Record {
         s.push_str(&format!("lower={}\n", self.lower));
         if let Some(m) = self.mtu {
             s.push_str(&format!("mtu={m}\n"));
+        }
+        if let Some(c) = self.conflict_detection {
+            s.push_str(&format!("conflict_detection={}\n", c.to_text()));
         }
         if let Some(sh) = &self.shim {
             s.push_str(&format!("shim={}\n", sh.name));
@@ -299,6 +326,10 @@ impl Record {
             lower: get("lower")?.to_string(),
             mtu,
             shim,
+            conflict_detection: kv
+                .get("conflict_detection")
+                .map(|c| ConflictDetection::parse(c).map_err(|e| corrupt(e.to_string())))
+                .transpose()?,
         })
     }
 }
@@ -355,6 +386,29 @@ mod tests {
     }
 
     #[test]
+    fn conflict_detection_option() {
+        let on = NetworkSpec::from_docker("n", "macvlan", &[("conflict_detection", "on")]).unwrap();
+        assert_eq!(on.conflict_detection, Some(ConflictDetection::default()));
+        let rfc =
+            NetworkSpec::from_docker("n", "macvlan", &[("conflict_detection", "rfc5227")]).unwrap();
+        assert_eq!(rfc.conflict_detection, Some(ConflictDetection::rfc5227()));
+        let off =
+            NetworkSpec::from_docker("n", "macvlan", &[("conflict_detection", "off")]).unwrap();
+        assert_eq!(off.conflict_detection, None);
+        for bad in [
+            "probes=0,wait_ms=100",
+            "probes=1,wait_ms=0",
+            "sometimes",
+            "probes=x",
+        ] {
+            let e = NetworkSpec::from_docker("n", "macvlan", &[("conflict_detection", bad)])
+                .unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{bad}");
+            assert!(e.to_string().contains("network `n`"), "{e}");
+        }
+    }
+
+    #[test]
     fn record_round_trip() {
         let r = Record {
             name: "mac_net10".into(),
@@ -367,8 +421,21 @@ mod tests {
                 address: Some("172.16.10.250/24".parse().unwrap()),
                 per_endpoint: false,
             }),
+            conflict_detection: Some(ConflictDetection::rfc5227()),
         };
         assert_eq!(Record::parse(&r.to_text(), "x").unwrap(), r);
+        let q = Record {
+            conflict_detection: Some(
+                ConflictDetection::new(
+                    2,
+                    std::time::Duration::from_millis(50),
+                    std::time::Duration::from_millis(120),
+                )
+                .unwrap(),
+            ),
+            ..r.clone()
+        };
+        assert_eq!(Record::parse(&q.to_text(), "x").unwrap(), q);
         let e = Record::parse("name=x\n", "/var/lib/underlay/networks/x").unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
         assert!(

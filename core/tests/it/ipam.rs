@@ -4,6 +4,7 @@
 mod hostlocal;
 mod procs;
 mod props;
+mod quarantine;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;

@@ -12,3 +12,4 @@ mod netns;
 mod network;
 mod network_routes;
 mod observability;
+mod wire;

@@ -28,12 +28,15 @@ from . import _underlay
 from ._underlay import (
     Address,
     Attached,
+    ConflictDetection,
     Endpoint,
     ForeignLease,
+    EndpointConflict,
     Lease,
     Link,
     Netns,
     Pool,
+    Quarantine,
     ReconcileReport,
     Record,
     Route,
@@ -45,6 +48,7 @@ __all__ = [
     "Ipam",
     "Networks",
     "Network",
+    "ConflictWatch",
     "Vlan",
     "Macvlan",
     "Ipvlan",
@@ -427,6 +431,16 @@ class Ipam:
         """Releases every lease whose owner is not in ``valid``."""
         return await _run(self.sync.gc, list(valid))
 
+    async def quarantine(
+        self, container_id: str, ifname: str = "eth0", *, found: Sequence[Quarantine]
+    ) -> _List[Quarantine]:
+        """Releases the owner's lease and quarantines ``found`` in one commit."""
+        return await _run(self.sync.quarantine, container_id, ifname, found=list(found))
+
+    async def quarantined(self) -> _List[Quarantine]:
+        """The quarantined addresses."""
+        return await _run(self.sync.quarantined)
+
     @property
     def boot_id(self) -> str | None:
         """The boot id new leases are stamped with, or None."""
@@ -491,6 +505,15 @@ class Network:
         """Every endpoint."""
         return await _run(self.sync.endpoints)
 
+    @property
+    def conflict_detection(self) -> ConflictDetection | None:
+        """The network's conflict detection, or None."""
+        return self.sync.conflict_detection
+
+    async def watch_conflicts(self) -> ConflictWatch:
+        """Starts watching the parent for address conflicts after connect."""
+        return ConflictWatch(await _run(self.sync.watch_conflicts))
+
     async def enable_host_access(self, **kwargs: Any) -> str:
         """Host access through a shim (keywords as the sync method); returns its name."""
         return await _run(self.sync.enable_host_access, **kwargs)
@@ -498,6 +521,18 @@ class Network:
     async def disable_host_access(self) -> None:
         """Removes the shim."""
         await _run(self.sync.disable_host_access)
+
+
+class ConflictWatch:
+    """Address conflicts after connect (the async face of ``underlay.ConflictWatch``)."""
+
+    def __init__(self, sync: _underlay.ConflictWatch) -> None:
+        """Wraps a sync watch."""
+        self.sync = sync
+
+    async def next(self, timeout: float = 1.0) -> EndpointConflict | None:
+        """The next conflict, or None after ``timeout`` seconds."""
+        return await _run(self.sync.next, timeout)
 
 
 class Networks:
