@@ -10,7 +10,7 @@ use underlay::ipam::{AllocRange, Pool};
 use underlay::network::NetworkSpec;
 use underlay::{IpvlanFlag, IpvlanMode, MacAddr, MacvlanMode};
 
-use crate::protocol::{code, CniError, RouteConf};
+use crate::protocol::{code, CniError, Dns, RouteConf};
 
 /// The default state directory of networks and endpoints (the library's).
 pub(crate) const DEFAULT_STATE_DIR: &str = underlay::network::DEFAULT_ROOT;
@@ -46,6 +46,9 @@ pub(crate) struct NetConf {
     #[serde(default)]
     pub(crate) args: Option<ArgsConf>,
     pub(crate) prev_result: Option<serde_json::Value>,
+    /// DNS settings for the result (the reference plugins' top-level `dns`): when given, the
+    /// result carries them instead of the IPAM's (`resolvConf`), as the reference macvlan does.
+    pub(crate) dns: Option<Dns>,
     #[serde(rename = "cni.dev/valid-attachments")]
     pub(crate) valid_attachments: Option<Vec<Attachment>>,
 }
@@ -68,6 +71,8 @@ pub(crate) struct IpamConf {
     pub(crate) routes: Vec<RouteConf>,
     /// host-local's data directory (default `/var/lib/cni/networks`).
     pub(crate) data_dir: Option<PathBuf>,
+    /// A resolv.conf-style file read into the result's `dns` (host-local's key).
+    pub(crate) resolv_conf: Option<PathBuf>,
     /// "host-local" (default: host-local's files in `dataDir`) or "local" (underlay's journal
     /// in the state directory).
     pub(crate) store: Option<String>,
@@ -279,6 +284,23 @@ impl IpamConf {
         sets.iter().map(|set| pool_of_set(set)).collect()
     }
 
+    /// The result's DNS settings from `resolvConf`, read as host-local reads it: `nameserver`
+    /// lines add a server, `domain` sets the domain, `search` and `options` lines add
+    /// to their lists; `#` and `;` start comments. Empty without `resolvConf`.
+    pub(crate) fn dns(&self) -> Result<Dns, CniError> {
+        let Some(path) = &self.resolv_conf else {
+            return Ok(Dns::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(format!(
+                "ipam: cannot read `resolvConf` {}: give a readable resolv.conf file",
+                path.display()
+            ))
+            .details(e.to_string())
+        })?;
+        Ok(parse_resolv_conf(&text))
+    }
+
     /// The data directory of the host-local layout.
     pub(crate) fn data_dir(&self) -> PathBuf {
         self.data_dir
@@ -336,6 +358,28 @@ fn pool_of_set(set: &[RangeConf]) -> Result<Pool, CniError> {
     b.build().map_err(|e| {
         invalid(format!("ipam: subnet {subnet}: {}", e.message())).details(e.to_string())
     })
+}
+
+/// A resolv.conf's settings as a result's `dns` (see [`IpamConf::dns`]).
+fn parse_resolv_conf(text: &str) -> Dns {
+    let mut dns = Dns::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let Some(key) = words.next() else { continue };
+        let rest: Vec<String> = words.map(str::to_string).collect();
+        match key {
+            "nameserver" => dns.nameservers.extend(rest.into_iter().take(1)),
+            "domain" => dns.domain = rest.into_iter().next(),
+            "search" => dns.search.extend(rest),
+            "options" => dns.options.extend(rest),
+            _ => {}
+        }
+    }
+    dns
 }
 
 /// The subnet's first address after the network address.
@@ -437,6 +481,18 @@ mod tests {
             let all = format!("{} {}", e.msg, e.details);
             assert!(all.contains(what), "{json}: {all}");
         }
+    }
+
+    #[test]
+    fn resolv_conf_as_host_local_reads_it() {
+        let dns = parse_resolv_conf(
+            "# comment\nnameserver 192.0.2.53\n; other\nnameserver 2001:db8::53\ndomain example.org\n\
+             search x.example\nsearch a.example b.example\noptions ndots:2\noptions edns0 rotate\nsortlist 10.0.0.0\n",
+        );
+        assert_eq!(dns.nameservers, ["192.0.2.53", "2001:db8::53"]);
+        assert_eq!(dns.domain.as_deref(), Some("example.org"));
+        assert_eq!(dns.search, ["x.example", "a.example", "b.example"]);
+        assert_eq!(dns.options, ["ndots:2", "edns0", "rotate"]);
     }
 
     #[test]

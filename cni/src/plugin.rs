@@ -10,8 +10,8 @@ use underlay::{ErrorKind, Handle, IfName, Netns, Route};
 
 use crate::config::{IpamConf, NetConf};
 use crate::protocol::{
-    code, is_before, CniError, CniResult, Dns, Env, Interface, IpConfig, RouteConf, VersionInfo,
-    LATEST, SUPPORTED_VERSIONS,
+    code, is_before, CniError, CniResult, Env, Interface, IpConfig, RouteConf, VersionInfo, LATEST,
+    SUPPORTED_VERSIONS,
 };
 
 /// Which binary this is: the main plugin or the IPAM-only one.
@@ -382,6 +382,11 @@ async fn add(
     let extra = extra_routes(conf, ipam)?;
     let ips = requested_in_ranges(conf, &call.args)?;
     let mac = conf.requested_mac(&call.args)?;
+    // As the reference macvlan: the config's `dns` wins over the IPAM's (`resolvConf`).
+    let dns = match &conf.dns {
+        Some(d) => d.clone(),
+        None => ipam.dns()?,
+    };
     // Chained after another plugin: its result is kept in ours.
     let chained = conf
         .prev_result
@@ -472,7 +477,7 @@ async fn add(
         }],
         routes: result_routes(ipam, &ep.routes),
         ips,
-        dns: Dns::default(),
+        dns,
     };
     let result = match chained {
         Some(prev) => result.after(prev),
@@ -679,6 +684,7 @@ async fn ipam_add(
     version: &str,
 ) -> Result<Option<serde_json::Value>, CniError> {
     let ipam = conf.ipam()?;
+    let dns = ipam.dns()?;
     let net = ipam_network(conf).await?;
     let mut request = Request::any();
     for ip in requested_in_ranges(conf, &call.args)? {
@@ -705,7 +711,7 @@ async fn ipam_add(
         interfaces: Vec::new(),
         routes: ipam.routes.clone(),
         ips,
-        dns: Dns::default(),
+        dns,
     };
     Ok(Some(to_json(&result.for_version(version))?))
 }

@@ -19,6 +19,8 @@ macro_rules! root_or_skip {
     };
 }
 
+mod features;
+
 /// Where Debian's containernetworking-plugins put the reference plugins.
 const REFERENCE_DIR: &str = "/usr/lib/cni";
 

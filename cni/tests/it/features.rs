@@ -1,0 +1,148 @@
+//! DNS (`resolvConf`, `dns`), GC of leases without records, IPAM delegated by exec, the etcd
+//! store: the plugin run as libcni runs it, the reference plugins as the oracle.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::common::{Call, Host, TempDir};
+use crate::{config, leases, privileged, REFERENCE_DIR};
+
+/// The reference plugin `name`, which `cargo xtask cni-test` installs (a missing one fails).
+fn reference(name: &str) -> std::path::PathBuf {
+    let p = Path::new(REFERENCE_DIR).join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: `cargo xtask cni-test` installs containernetworking-plugins",
+        p.display()
+    );
+    p
+}
+
+/// A resolv.conf with every kind of line host-local reads (and some it skips).
+const RESOLV_CONF: &str = "# written by the test\nnameserver 192.0.2.53\n; comment\n\
+nameserver 2001:db8::53\ndomain example.org\nsearch x.example\nsearch a.example b.example\n\
+options ndots:2\noptions edns0 rotate\nsortlist 10.0.0.0/8\nnameserver\n";
+
+/// `resolvConf` is read as host-local reads it (host-local itself is the oracle), in both
+/// roles; the config's `dns` replaces it in the main plugin's result, as in the reference
+/// macvlan's. A `resolvConf` that cannot be read is error 7 and leaves nothing behind.
+#[test]
+fn dns_from_resolv_conf_and_config() {
+    root_or_skip!("dns_from_resolv_conf_and_config");
+    let host_local = reference("host-local");
+    let macvlan = reference("macvlan");
+    let host = Host::new("dns");
+    let dir = TempDir::new("dns");
+    let resolv = dir.0.join("resolv.conf");
+    std::fs::write(&resolv, RESOLV_CONF).unwrap();
+    let bin = dir.0.join("bin");
+    let install = std::process::Command::new(crate::common::BIN)
+        .args(["install", bin.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "{install:?}");
+
+    for (i, v) in ["0.3.1", "1.0.0", "1.1.0"].into_iter().enumerate() {
+        // IPAM only: underlay-ipam and host-local on the same config, each its own dataDir.
+        let theirs_dir = TempDir::new("dnsr");
+        let name = format!("dns{i}");
+        let mut conf = config(&host, &dir, &name, v, &format!("10.61.{i}"));
+        conf["ipam"]["resolvConf"] = resolv.to_str().unwrap().into();
+        let mut theirs = conf.clone();
+        theirs["ipam"]["type"] = "host-local".into();
+        theirs["ipam"]["dataDir"] = theirs_dir.path("ipam").into();
+        let ours = Call::new("ADD")
+            .container("dnsctr", "/proc/self/ns/net")
+            .stdin(conf.clone())
+            .binary(&bin.join("underlay-ipam"))
+            .run_here();
+        let expected = if v == "1.1.0" {
+            // host-local 1.1.1 speaks up to 1.0.0: compare with its 1.0.0 answer.
+            theirs["cniVersion"] = "1.0.0".into();
+            let mut r = Call::new("ADD")
+                .container("dnsctr", "/proc/self/ns/net")
+                .stdin(theirs.clone())
+                .binary(&host_local)
+                .run_here()
+                .json;
+            r["cniVersion"] = "1.1.0".into();
+            r
+        } else {
+            Call::new("ADD")
+                .container("dnsctr", "/proc/self/ns/net")
+                .stdin(theirs.clone())
+                .binary(&host_local)
+                .run_here()
+                .json
+        };
+        assert_eq!(ours.code, 0, "{v}: {ours:?}");
+        assert_eq!(
+            ours.json, expected,
+            "{v}: underlay-ipam and host-local differ"
+        );
+        assert_eq!(ours.json["dns"]["nameservers"][1], "2001:db8::53", "{v}");
+
+        // The main plugin: the IPAM's DNS when the config has none ...
+        let ct = host.container("dn");
+        let add = Call::new("ADD")
+            .container("dnsmain", &ct.path())
+            .stdin(conf.clone())
+            .run(&host);
+        assert_eq!(add.code, 0, "{v}: {add:?}");
+        assert_eq!(add.json["dns"], expected["dns"], "{v}");
+        let del = Call::new("DEL")
+            .container("dnsmain", &ct.path())
+            .stdin(conf.clone())
+            .run(&host);
+        assert_eq!(del.code, 0, "{v}: {del:?}");
+    }
+
+    // ... and the config's `dns` when it has one, as the reference macvlan (oracle).
+    let theirs_dir = TempDir::new("dnsm");
+    let mut conf = config(&host, &dir, "dnsconf", "1.0.0", "10.62.0");
+    conf["ipam"]["resolvConf"] = resolv.to_str().unwrap().into();
+    conf["dns"] = json!({ "nameservers": ["198.51.100.1"], "domain": "conf.example",
+                          "search": ["s.example"], "options": ["ndots:1"] });
+    let mut theirs = conf.clone();
+    theirs["type"] = "macvlan".into();
+    theirs["ipam"]["type"] = "host-local".into();
+    theirs["ipam"]["dataDir"] = theirs_dir.path("ipam").into();
+    let (a, b) = (host.container("da"), host.container("db"));
+    let ours = Call::new("ADD")
+        .container("dnsc", &a.path())
+        .stdin(conf.clone())
+        .run(&host);
+    let expected = Call::new("ADD")
+        .container("dnsc", &b.path())
+        .cni_path(REFERENCE_DIR)
+        .binary(&macvlan)
+        .stdin(theirs)
+        .run(&host);
+    assert_eq!(ours.code, 0, "{ours:?}");
+    assert_eq!(expected.code, 0, "{expected:?}");
+    assert_eq!(ours.json["dns"], expected.json["dns"]);
+    assert_eq!(ours.json["dns"]["domain"], "conf.example");
+
+    // An unreadable resolvConf: error 7, no link, no lease, in both roles.
+    let mut bad = config(&host, &dir, "dnsbad", "1.0.0", "10.63.0");
+    bad["ipam"]["resolvConf"] = dir.path("nosuch.conf").into();
+    let ct = host.container("dx");
+    let add = Call::new("ADD")
+        .container("dnsbad", &ct.path())
+        .stdin(bad.clone())
+        .run(&host);
+    assert_eq!(add.json["code"], 7, "{add:?}");
+    assert!(
+        add.json["msg"].as_str().unwrap().contains("resolvConf"),
+        "{add:?}"
+    );
+    let ipam = Call::new("ADD")
+        .container("dnsbad", "/proc/self/ns/net")
+        .stdin(bad)
+        .binary(&bin.join("underlay-ipam"))
+        .run_here();
+    assert_eq!(ipam.json["code"], 7, "{ipam:?}");
+    assert_eq!(ct.links(), vec!["lo".to_string()]);
+    assert!(leases(&dir, "dnsbad").is_empty());
+}
