@@ -637,35 +637,25 @@ async fn status(conf: &NetConf, role: Role) -> Result<Option<serde_json::Value>,
 }
 
 async fn gc(conf: &NetConf) -> Result<Option<serde_json::Value>, CniError> {
-    let valid = conf.valid_attachments.clone().unwrap_or_default();
     let nets = networks(conf).await?;
     let Some(net) = existing_network(&nets, conf).await? else {
         return Ok(None);
     };
-    let eps = net
-        .endpoints()
-        .map_err(|e| lib_error("listing endpoints", e))?;
-    let mut errors = Vec::new();
-    for ep in eps {
-        if valid
-            .iter()
-            .any(|v| v.container_id == ep.container_id && v.ifname == ep.ifname)
-        {
-            continue;
-        }
-        if let Err(e) = net.disconnect(&ep.container_id, &ep.ifname).await {
-            errors.push(e.to_string());
-        }
-    }
-    if errors.is_empty() {
-        Ok(None)
-    } else {
-        Err(CniError::new(
-            code::TRY_AGAIN_LATER,
-            "GC could not release every stale attachment",
-        )
-        .details(errors.join("; ")))
-    }
+    net.gc(&valid_owners(conf)).await.map_err(|e| CniError {
+        code: code::TRY_AGAIN_LATER,
+        ..lib_error("GC could not release every stale attachment", e)
+    })?;
+    Ok(None)
+}
+
+/// `cni.dev/valid-attachments` as owners (entries that name no valid attachment are skipped:
+/// nothing could have been made for them).
+fn valid_owners(conf: &NetConf) -> Vec<Owner> {
+    conf.valid_attachments
+        .iter()
+        .flatten()
+        .filter_map(|a| Owner::new(a.container_id.as_str(), &a.ifname).ok())
+        .collect()
 }
 
 /// IPAM only: the network's pools in the configured store, defined on first use.
@@ -752,14 +742,9 @@ async fn ipam_check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Va
 }
 
 async fn ipam_gc(conf: &NetConf) -> Result<Option<serde_json::Value>, CniError> {
-    let valid: Vec<Owner> = conf
-        .valid_attachments
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| Owner::new(a.container_id.as_str(), &a.ifname).ok())
-        .collect();
     let net = ipam_network(conf).await?;
-    net.gc(&valid).await.map_err(|e| lib_error("GC", e))?;
+    net.gc(&valid_owners(conf))
+        .await
+        .map_err(|e| lib_error("GC", e))?;
     Ok(None)
 }

@@ -331,6 +331,36 @@ fn owner(container_id: *const c_char, ifname: *const c_char) -> R<Owner> {
     )?)
 }
 
+/// The `count` owners (`container_ids[i]`, `ifnames[i]`) of a GC call; the arrays may be NULL
+/// when `count` is 0. Every pointer is checked before anything is read or allocated: `count`
+/// is the caller's word, and a wrong one with NULL arrays must fail, not allocate.
+pub(crate) fn valid_owners(
+    container_ids: *const *const c_char,
+    ifnames: *const *const c_char,
+    count: usize,
+) -> R<Vec<Owner>> {
+    let mut valid = Vec::new();
+    if count > 0 {
+        if container_ids.is_null() {
+            return Err(null("container_ids"));
+        }
+        if ifnames.is_null() {
+            return Err(null("ifnames"));
+        }
+        // SAFETY: both arrays hold `count` pointers (the caller's contract).
+        let (c, n) = unsafe {
+            (
+                std::slice::from_raw_parts(container_ids, count),
+                std::slice::from_raw_parts(ifnames, count),
+            )
+        };
+        for k in 0..count {
+            valid.push(owner(c[k], n[k])?);
+        }
+    }
+    Ok(valid)
+}
+
 /// Allocates an address for (`container_id`, `ifname`): `address` ("172.16.10.101") or, when
 /// NULL, the next free one. Idempotent for one owner. `UNDERLAY_RESULT_POOL_EXHAUSTED` when no
 /// address is left, `UNDERLAY_RESULT_ALREADY_EXISTS` when `address` is taken.
@@ -422,29 +452,9 @@ pub extern "C" fn underlay_ipam_gc(
     released_out: *mut *mut underlay_lease_list,
 ) -> underlay_result {
     guard(|| {
-        // Every pointer is checked before anything is read or allocated: `count` is the
-        // caller's word, and a wrong one with NULL arrays must fail, not allocate.
         let i = r(ipam, "ipam")?;
         let o = out(released_out, "released_out")?;
-        let mut valid = Vec::new();
-        if count > 0 {
-            if container_ids.is_null() {
-                return Err(null("container_ids"));
-            }
-            if ifnames.is_null() {
-                return Err(null("ifnames"));
-            }
-            // SAFETY: both arrays hold `count` pointers (the caller's contract).
-            let (c, n) = unsafe {
-                (
-                    std::slice::from_raw_parts(container_ids, count),
-                    std::slice::from_raw_parts(ifnames, count),
-                )
-            };
-            for k in 0..count {
-                valid.push(owner(c[k], n[k])?);
-            }
-        }
+        let valid = valid_owners(container_ids, ifnames, count)?;
         o.set_box(leases(block(i.inner.gc(&valid))?));
         Ok(())
     })

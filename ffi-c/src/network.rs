@@ -661,6 +661,31 @@ pub extern "C" fn underlay_network_disconnect(
     })
 }
 
+/// CNI GC: releases every endpoint (link, lease, record) and every lease without an endpoint
+/// record of this network that is not among the `count` valid owners (`container_ids[i]`,
+/// `ifnames[i]`; the arrays may be NULL when `count` is 0). One that a connect or disconnect
+/// holds at the moment is left to it. `*released_out` lists what was released as
+/// "NETWORK/CONTAINER_ID/IFNAME".
+#[no_mangle]
+pub extern "C" fn underlay_network_gc(
+    network: *const underlay_network,
+    container_ids: *const *const c_char,
+    ifnames: *const *const c_char,
+    count: usize,
+    released_out: *mut *mut underlay_string_list,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let o = out(released_out, "released_out")?;
+        let valid = crate::ipam::valid_owners(container_ids, ifnames, count)?;
+        let gone = block(n.inner.gc(&valid))?;
+        o.set_box(underlay_string_list::new(gone.iter().map(|g| {
+            format!("{}/{}/{}", g.network, g.container_id, g.ifname)
+        })));
+        Ok(())
+    })
+}
+
 /// The endpoint (`container_id`, `ifname`): `*endpoint_out` is new, or NULL when there is
 /// none (that is success).
 #[no_mangle]

@@ -465,6 +465,32 @@ impl Network {
         block(py, async move { n.disconnect(&container_id, ifname).await })
     }
 
+    /// CNI GC: releases every endpoint (link, lease, record) and every lease without an
+    /// endpoint record that `valid` (pairs of container id and interface name) does not name;
+    /// one that a connect or disconnect holds at the moment is left to it. Returns what was
+    /// released.
+    fn gc(&self, py: Python<'_>, valid: Vec<(String, String)>) -> PyResult<Vec<Py<GoneEndpoint>>> {
+        let owners = valid
+            .into_iter()
+            .map(|(c, i)| underlay::ipam::Owner::new(c, &i).map_err(to_py))
+            .collect::<PyResult<Vec<_>>>()?;
+        let n = self.inner.clone();
+        let gone = block(py, async move { n.gc(&owners).await })?;
+        gone.into_iter()
+            .map(|g| {
+                Py::new(
+                    py,
+                    GoneEndpoint {
+                        network: g.network,
+                        container_id: g.container_id,
+                        ifname: g.ifname,
+                        addresses: g.addresses,
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// Like `disconnect`, but leaves the link in place for a caller that deletes the
     /// endpoint's namespace next (the link goes with it, at no cost): releases the addresses,
     /// the host routes and the record.

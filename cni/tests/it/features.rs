@@ -146,3 +146,137 @@ fn dns_from_resolv_conf_and_config() {
     assert_eq!(ct.links(), vec!["lo".to_string()]);
     assert!(leases(&dir, "dnsbad").is_empty());
 }
+
+/// The container id in a host-local lease file (`<id>\r\n<ifname>`).
+fn lease_owner(dir: &TempDir, net: &str, ip: &str) -> String {
+    let text = std::fs::read_to_string(dir.0.join("ipam").join(net).join(ip)).unwrap();
+    text.lines().next().unwrap_or("").trim().to_string()
+}
+
+/// GC releases every lease and link of the network that `cni.dev/valid-attachments` does not
+/// name: underlay's endpoints, and lease files without a record (containers started by the
+/// reference macvlan + host-local on the same data directory, a lease left by a dead one).
+#[test]
+fn gc_releases_leases_without_records() {
+    root_or_skip!("gc_releases_leases_without_records");
+    let macvlan = reference("macvlan");
+    let host = Host::new("gcl");
+    let dir = TempDir::new("gcl");
+    let conf = config(&host, &dir, "gclnet", "1.1.0", "10.64.0");
+    let mut theirs = conf.clone();
+    theirs["cniVersion"] = "1.0.0".into();
+    theirs["type"] = "macvlan".into();
+    theirs["ipam"]["type"] = "host-local".into();
+    let cts: Vec<_> = (0..4).map(|i| host.container(&format!("g{i}"))).collect();
+    // Ours: u-keep, u-drop; host-local's: h-keep, h-drop.
+    for (i, id) in ["u-keep", "u-drop", "h-keep", "h-drop"].iter().enumerate() {
+        let call = Call::new("ADD").container(id, &cts[i].path());
+        let out = if id.starts_with('u') {
+            call.stdin(conf.clone()).run(&host)
+        } else {
+            call.cni_path(REFERENCE_DIR)
+                .binary(&macvlan)
+                .stdin(theirs.clone())
+                .run(&host)
+        };
+        assert_eq!(out.code, 0, "{id}: {out:?}");
+    }
+    // A lease left behind by a container whose DEL never came.
+    let leftover = dir.0.join("ipam/gclnet/10.64.0.99");
+    std::fs::write(&leftover, "dead-one\r\neth0").unwrap();
+    assert_eq!(leases(&dir, "gclnet").len(), 5);
+
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([
+        { "containerID": "u-keep", "ifname": "eth0" },
+        { "containerID": "h-keep", "ifname": "eth0" },
+    ]);
+    let out = Call::new("GC").stdin(gc.clone()).run(&host);
+    assert_eq!(out.code, 0, "{out:?}");
+    let left = leases(&dir, "gclnet");
+    let owners: Vec<String> = left
+        .iter()
+        .map(|ip| lease_owner(&dir, "gclnet", ip))
+        .collect();
+    assert_eq!(owners.len(), 2, "{left:?} {owners:?}");
+    assert!(owners.contains(&"u-keep".to_string()) && owners.contains(&"h-keep".to_string()));
+    // The kept containers keep their interface and address; ours dropped loses its link.
+    for i in [0, 2] {
+        assert_eq!(cts[i].addrs("eth0").len(), 1, "container {i}");
+    }
+    assert!(cts[1].link_mac("eth0").is_none(), "GC left u-drop's link");
+    // Twice is the same as once.
+    let out = Call::new("GC").stdin(gc).run(&host);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(leases(&dir, "gclnet"), left);
+}
+
+/// GC (keeping nothing) in a loop while 16 plugin processes ADD: whatever GC took and whatever
+/// stayed, every container ends either with its link, its address and a lease file naming it,
+/// or with none of them; no address is in two containers.
+#[test]
+fn gc_during_concurrent_adds() {
+    root_or_skip!("gc_during_concurrent_adds");
+    let host = Host::new("gcc");
+    let dir = TempDir::new("gcc");
+    let conf = config(&host, &dir, "gccnet", "1.1.0", "10.65.0");
+    // Defined first, so that every GC finds the network.
+    let first = host.container("gf");
+    let add = Call::new("ADD")
+        .container("gcc-first", &first.path())
+        .stdin(conf.clone())
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    let cts: Vec<_> = (0..16).map(|i| host.container(&format!("c{i}"))).collect();
+    let children: Vec<_> = cts
+        .iter()
+        .enumerate()
+        .map(|(i, ct)| {
+            Call::new("ADD")
+                .container(&format!("gcc{i}"), &ct.path())
+                .stdin(conf.clone())
+                .spawn(&host)
+        })
+        .collect();
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let mut gcs = 0;
+    let mut children: Vec<_> = children.into_iter().map(Some).collect();
+    let mut outcomes: Vec<Option<crate::common::Outcome>> = (0..16).map(|_| None).collect();
+    while outcomes.iter().any(Option::is_none) {
+        let out = Call::new("GC").stdin(gc.clone()).run(&host);
+        assert_eq!(out.code, 0, "{out:?}");
+        gcs += 1;
+        for i in 0..16 {
+            if let Some(c) = children[i].as_mut() {
+                if c.try_wait().unwrap().is_some() {
+                    outcomes[i] = Some(crate::common::wait(children[i].take().unwrap()));
+                }
+            }
+        }
+    }
+    assert!(gcs >= 1);
+    let mut seen = std::collections::HashSet::new();
+    let held: std::collections::HashMap<String, String> = leases(&dir, "gccnet")
+        .into_iter()
+        .map(|ip| (lease_owner(&dir, "gccnet", &ip), ip))
+        .collect();
+    for (i, ct) in cts.iter().enumerate() {
+        let out = outcomes[i].as_ref().unwrap();
+        assert_eq!(out.code, 0, "{i}: {out:?}");
+        let addrs = ct.addrs("eth0");
+        match held.get(&format!("gcc{i}")) {
+            Some(ip) => {
+                assert_eq!(addrs, vec![format!("{ip}/24")], "container {i}");
+                assert!(seen.insert(ip.clone()), "{ip} in two containers");
+            }
+            None => assert!(
+                ct.link_mac("eth0").is_none(),
+                "container {i} has a link but no lease: {addrs:?}"
+            ),
+        }
+    }
+    // The first container, not valid either, went with the first GC.
+    assert!(!held.contains_key("gcc-first"));
+    assert!(first.link_mac("eth0").is_none());
+}

@@ -29,6 +29,7 @@ from ._underlay import (
     Address,
     Attached,
     Endpoint,
+    GoneEndpoint,
     Lease,
     Link,
     Netns,
@@ -457,6 +458,10 @@ class Network:
     async def disconnect_for_netns_deletion(self, container_id: str, ifname: str = "eth0") -> None:
         """Disconnects but leaves the link for the namespace's deletion."""
         await _run(self.sync.disconnect_for_netns_deletion, container_id, ifname)
+
+    async def gc(self, valid: Sequence[tuple[str, str]]) -> _List[GoneEndpoint]:
+        """Releases every endpoint and lease not in ``valid`` (CNI GC)."""
+        return await _run(self.sync.gc, valid)
 
     def export(self, format: str) -> _List[tuple[str, str]]:
         """The VLAN parent for ifupdown, ifcfg or networkd (no I/O: not a coroutine)."""
