@@ -73,9 +73,46 @@ pub(crate) struct IpamConf {
     pub(crate) data_dir: Option<PathBuf>,
     /// A resolv.conf-style file read into the result's `dns` (host-local's key).
     pub(crate) resolv_conf: Option<PathBuf>,
-    /// "host-local" (default: host-local's files in `dataDir`) or "local" (underlay's journal
-    /// in the state directory).
+    /// "host-local" (default: host-local's files in `dataDir`), "local" (underlay's journal
+    /// in the state directory) or "etcd" (one pool for every node, see [`EtcdConf`]).
     pub(crate) store: Option<String>,
+    /// `"store": "etcd"`: how to reach etcd.
+    pub(crate) etcd: Option<EtcdConf>,
+}
+
+/// The `ipam.etcd` block (`"store": "etcd"`). Unknown keys are refused: a misspelt TLS or
+/// auth key must not silently mean "none".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+pub(crate) struct EtcdConf {
+    /// Client URLs, `http://host:2379` (or `https://` with `caFile`).
+    pub(crate) endpoints: Vec<String>,
+    /// Key prefix (default `/underlay/`): every key of this IPAM lives under it.
+    pub(crate) prefix: Option<String>,
+    /// This node's name on its claims (default: the kernel's host name); GC releases only
+    /// this node's leases.
+    pub(crate) host: Option<String>,
+    /// PEM CA certificate to trust (TLS).
+    pub(crate) ca_file: Option<PathBuf>,
+    /// PEM client certificate and key (etcd's `--client-cert-auth`).
+    pub(crate) cert_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
+    /// The name to check the server certificate against (default: the endpoint's host).
+    pub(crate) tls_domain: Option<String>,
+    /// etcd user (with `password` or `passwordFile`).
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    /// A file holding the password (trailing newline ignored), so that the config need not.
+    pub(crate) password_file: Option<PathBuf>,
+    /// Attach this node's claims to a node lease of this many seconds (see docs/cni.md).
+    pub(crate) host_lease_seconds: Option<u64>,
+    /// Node slices of this many addresses (whereabouts' idea).
+    pub(crate) slice_size: Option<u32>,
+    /// The longest one request may take (default 5).
+    pub(crate) request_timeout_seconds: Option<u64>,
+    /// How long a call keeps retrying while etcd is unavailable (default 15).
+    pub(crate) retry_seconds: Option<u64>,
 }
 
 /// One range of a range set.

@@ -9,6 +9,7 @@
 //! becomes the spec's error object.
 
 mod config;
+mod etcd;
 mod install;
 mod log;
 mod plugin;

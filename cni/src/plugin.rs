@@ -229,10 +229,17 @@ pub(crate) fn lib_error(doing: &str, e: underlay::Error) -> CniError {
     CniError::new(code, format!("{doing}: {}", e.message())).details(e.to_string())
 }
 
-/// The IPAM store the config names: host-local's files in `dataDir` (default) or underlay's
-/// journal in the state directory (`"store": "local"`).
-fn ipam_store(conf: &NetConf, ipam: &IpamConf) -> Result<Arc<dyn Store>, CniError> {
-    match ipam.store.as_deref().unwrap_or("host-local") {
+/// The IPAM store the config names: host-local's files in `dataDir` (default), underlay's
+/// journal in the state directory (`"store": "local"`), or etcd (`"store": "etcd"`).
+async fn ipam_store(conf: &NetConf, ipam: &IpamConf) -> Result<Arc<dyn Store>, CniError> {
+    let store = ipam.store.as_deref().unwrap_or("host-local");
+    if store != "etcd" && ipam.etcd.is_some() {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!("ipam: an `etcd` block with `store` `{store}`: add \"store\": \"etcd\" or remove the block"),
+        ));
+    }
+    match store {
         "host-local" => {
             let dir = ipam.data_dir();
             make_dirs(&dir)?;
@@ -247,9 +254,10 @@ fn ipam_store(conf: &NetConf, ipam: &IpamConf) -> Result<Arc<dyn Store>, CniErro
                 LocalStore::open(&dir).map_err(|e| lib_error("opening the IPAM store", e))?,
             ))
         }
+        "etcd" => crate::etcd::connect(ipam).await,
         other => Err(CniError::new(
             code::INVALID_CONFIG,
-            format!("ipam `store` `{other}` is unknown: use \"host-local\" (default) or \"local\""),
+            format!("ipam `store` `{other}` is unknown: use \"host-local\" (default), \"local\" or \"etcd\""),
         )),
     }
 }
@@ -288,7 +296,7 @@ fn make_dirs(dir: &std::path::Path) -> Result<(), CniError> {
 
 async fn networks(conf: &NetConf) -> Result<Networks, CniError> {
     let ipam = conf.ipam()?;
-    let store = ipam_store(conf, ipam)?;
+    let store = ipam_store(conf, ipam).await?;
     make_dirs(&conf.state_dir())?;
     let host = Handle::new().map_err(|e| lib_error("opening netlink in the host namespace", e))?;
     Networks::with_store(&host, conf.state_dir(), store)
@@ -609,7 +617,7 @@ async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>,
 async fn status(conf: &NetConf, role: Role) -> Result<Option<serde_json::Value>, CniError> {
     let ipam = conf.ipam()?;
     ipam.pools()?;
-    ipam_store(conf, ipam).map_err(|e| CniError {
+    ipam_store(conf, ipam).await.map_err(|e| CniError {
         code: code::NOT_AVAILABLE,
         ..e
     })?;
@@ -663,7 +671,7 @@ async fn ipam_network(conf: &NetConf) -> Result<Ipam, CniError> {
     let ipam = conf.ipam()?;
     let network = underlay::ipam::Network::new(conf.name.as_str(), ipam.pools()?)
         .map_err(|e| lib_error("ipam", e))?;
-    Ipam::open_or_create(ipam_store(conf, ipam)?, network)
+    Ipam::open_or_create(ipam_store(conf, ipam).await?, network)
         .await
         .map_err(|e| lib_error(&format!("network `{}`", conf.name), e))
 }
@@ -708,7 +716,7 @@ async fn ipam_add(
 
 async fn ipam_del(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>, CniError> {
     let ipam = conf.ipam()?;
-    let store = ipam_store(conf, ipam)?;
+    let store = ipam_store(conf, ipam).await?;
     let net = match Ipam::open(store, &conf.name).await {
         Ok(n) => n,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),

@@ -280,3 +280,30 @@ fn gc_during_concurrent_adds() {
     assert!(!held.contains_key("gcc-first"));
     assert!(first.link_mac("eth0").is_none());
 }
+
+/// Without the feature `etcd`, `"store": "etcd"` is refused with error 7, saying how to build
+/// it, and nothing is made.
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn etcd_store_needs_the_feature() {
+    root_or_skip!("etcd_store_needs_the_feature");
+    let host = Host::new("noetcd");
+    let dir = TempDir::new("noetcd");
+    let mut conf = config(&host, &dir, "noetcd", "1.0.0", "10.67.0");
+    conf["ipam"]["store"] = "etcd".into();
+    conf["ipam"]["etcd"] = json!({ "endpoints": ["http://127.0.0.1:2379"] });
+    let ct = host.container("ne");
+    let out = Call::new("ADD")
+        .container("noetcd", &ct.path())
+        .stdin(conf)
+        .run(&host);
+    assert_eq!(out.json["code"], 7, "{out:?}");
+    assert!(
+        out.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("--features etcd"),
+        "{out:?}"
+    );
+    assert_eq!(ct.links(), vec!["lo".to_string()]);
+}

@@ -19,6 +19,8 @@ macro_rules! root_or_skip {
     };
 }
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod features;
 
 /// Where Debian's containernetworking-plugins put the reference plugins.

@@ -1,7 +1,7 @@
 //! Recovery after a reboot or a crash: make the kernel match the records, and the records match
 //! the kernel, without touching anything that is not underlay's.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use ipnet::IpNet;
@@ -148,8 +148,9 @@ impl super::Network {
 
     /// Releases everything of this network that `valid` does not name (CNI GC): each
     /// endpoint's link, lease and record, and each lease that has no endpoint record (made by
-    /// another program on a shared store, e.g. the host-local plugin on its data directory, or
-    /// left by a process that died). Each is undone under its endpoint's lock; one that a
+    /// another program on this host's store, e.g. the host-local plugin on its data directory,
+    /// or left by a process that died; on a store shared by hosts, etcd, only the leases this
+    /// host claimed). Each is undone under its endpoint's lock; one that a
     /// connect or disconnect holds at the moment is left to that call. The host shim's lease is
     /// kept. Returns what was released; failures are reported together after the rest is done.
     pub async fn gc(&self, valid: &[Owner]) -> Result<Vec<GoneEndpoint>> {
@@ -157,22 +158,21 @@ impl super::Network {
             .iter()
             .map(|o| (o.container_id(), o.ifname().as_str()))
             .collect();
-        let mut owners: Vec<(String, String)> = self
+        let mut owners: BTreeSet<(String, String)> = self
             .endpoints()?
             .into_iter()
             .map(|ep| (ep.container_id, ep.ifname))
             .collect();
-        for l in self.ipam().list().await? {
-            if shim::is_shim_owner(&l.owner) {
+        // On a shared store (etcd), only this host's leases: the others are their hosts'.
+        for r in self.ipam().store().host_records(self.name()).await? {
+            if shim::is_shim_owner(&r.owner) {
                 continue;
             }
             let o = (
-                l.owner.container_id().to_string(),
-                l.owner.ifname().as_str().to_string(),
+                r.owner.container_id().to_string(),
+                r.owner.ifname().as_str().to_string(),
             );
-            if !owners.contains(&o) {
-                owners.push(o);
-            }
+            owners.insert(o);
         }
         let files = self.nets.record_files();
         let mut gone = Vec::new();
