@@ -4,8 +4,9 @@
 //! Installs Debian's `containernetworking-plugins` with apt when missing: its macvlan and
 //! host-local plugins are the oracle for the result's shape and share a data directory with
 //! underlay in the tests; when they cannot be installed the task fails rather than let those
-//! tests skip. Then builds the plugin and runs
-//! `cargo test -p underlay-cni --locked [args]`.
+//! tests skip. The plugin is built and tested with its feature `etcd` (`"store": "etcd"`, tested
+//! on a real etcd), so etcd and protoc are installed too when missing ([`install_etcd`]). Then
+//! builds the plugin and runs `cargo test -p underlay-cni --features etcd --locked [args]`.
 
 use std::env;
 use std::ffi::OsString;
@@ -32,22 +33,33 @@ pub(crate) fn install_reference_plugins() -> io::Result<bool> {
     Ok(false)
 }
 
+/// The plugin's feature tested here: the etcd store.
+const FEATURES: &str = "etcd";
+
+/// Installs etcd (server and etcdctl, the tests' oracle) and protoc (the etcd client's build)
+/// if missing; false (having said so) if that failed.
+fn install_etcd() -> io::Result<bool> {
+    let mut needed = crate::etcd::ETCD.to_vec();
+    needed.push(("protobuf-compiler", "protoc", "--version"));
+    crate::etcd::install_missing("cni-test", &needed)
+}
+
 pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
     // Without the reference plugins their comparisons could only skip: fail instead.
-    if !install_reference_plugins()? {
+    if !install_reference_plugins()? || !install_etcd()? {
         return Ok(1);
     }
     let cargo: OsString = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    println!("==> CNI plugin: cargo build -p underlay-cni --locked");
+    println!("==> CNI plugin: cargo build -p underlay-cni --features {FEATURES} --locked");
     let status = Command::new(&cargo)
-        .args(["build", "-p", "underlay-cni", "--locked"])
+        .args(["build", "-p", "underlay-cni", "--features", FEATURES, "--locked"])
         .status()?;
     if !status.success() {
         return Ok(status.code().unwrap_or(1));
     }
-    println!("==> CNI plugin tests: cargo test -p underlay-cni --locked");
+    println!("==> CNI plugin tests: cargo test -p underlay-cni --features {FEATURES} --locked");
     let status = Command::new(&cargo)
-        .args(["test", "-p", "underlay-cni", "--locked"])
+        .args(["test", "-p", "underlay-cni", "--features", FEATURES, "--locked"])
         .args(args)
         .status()?;
     Ok(status.code().unwrap_or(1))
