@@ -49,6 +49,9 @@ pub(crate) struct NetConf {
     /// DNS settings for the result (the reference plugins' top-level `dns`): when given, the
     /// result carries them instead of the IPAM's (`resolvConf`), as the reference macvlan does.
     pub(crate) dns: Option<Dns>,
+    /// The reference plugins' `linkInContainer` (the parent in the container's namespace):
+    /// not supported, refused when true.
+    pub(crate) link_in_container: Option<bool>,
     #[serde(rename = "cni.dev/valid-attachments")]
     pub(crate) valid_attachments: Option<Vec<Attachment>>,
 }
@@ -192,6 +195,11 @@ impl NetConf {
     /// The library's definition of this network.
     pub(crate) fn network_spec(&self) -> Result<NetworkSpec, CniError> {
         let parent = self.parent()?;
+        if self.link_in_container == Some(true) {
+            return Err(invalid(
+                "`linkInContainer` is not supported: underlay's parents live in the host namespace; put `master` there, or use the reference macvlan/ipvlan plugin for this network",
+            ));
+        }
         let mut spec = match self.driver.as_deref().unwrap_or("macvlan") {
             "macvlan" => {
                 if self.flag.is_some() {
@@ -512,6 +520,10 @@ mod tests {
                 "driver",
             ),
             (r#"{"name":"n","master":"e"}"#, "no `ipam`"),
+            (
+                r#"{"name":"n","master":"e","linkInContainer":true,"ipam":{"type":"host-local","subnet":"10.1.0.0/24"}}"#,
+                "linkInContainer",
+            ),
         ] {
             let e = conf(json).network_spec().unwrap_err();
             assert_eq!(e.code, code::INVALID_CONFIG, "{json}");
