@@ -1404,6 +1404,19 @@ underlay_result underlay_network_disconnect(const underlay_network *network,
                                             const char *ifname);
 
 /**
+ * CNI GC: releases every endpoint (link, lease, record) and every lease without an endpoint
+ * record of this network that is not among the `count` valid owners (`container_ids[i]`,
+ * `ifnames[i]`; the arrays may be NULL when `count` is 0). One that a connect or disconnect
+ * holds at the moment is left to it. `*released_out` lists what was released as
+ * "NETWORK/CONTAINER_ID/IFNAME".
+ */
+underlay_result underlay_network_gc(const underlay_network *network,
+                                    const char *const *container_ids,
+                                    const char *const *ifnames,
+                                    size_t count,
+                                    underlay_string_list **released_out);
+
+/**
  * The endpoint (`container_id`, `ifname`): `*endpoint_out` is new, or NULL when there is
  * none (that is success).
  */
