@@ -52,14 +52,28 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
     let cargo: OsString = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     println!("==> CNI plugin: cargo build -p underlay-cni --features {FEATURES} --locked");
     let status = Command::new(&cargo)
-        .args(["build", "-p", "underlay-cni", "--features", FEATURES, "--locked"])
+        .args([
+            "build",
+            "-p",
+            "underlay-cni",
+            "--features",
+            FEATURES,
+            "--locked",
+        ])
         .status()?;
     if !status.success() {
         return Ok(status.code().unwrap_or(1));
     }
     println!("==> CNI plugin tests: cargo test -p underlay-cni --features {FEATURES} --locked");
     let status = Command::new(&cargo)
-        .args(["test", "-p", "underlay-cni", "--features", FEATURES, "--locked"])
+        .args([
+            "test",
+            "-p",
+            "underlay-cni",
+            "--features",
+            FEATURES,
+            "--locked",
+        ])
         .args(args)
         .status()?;
     Ok(status.code().unwrap_or(1))

@@ -333,6 +333,7 @@ impl Call {
     }
 
     /// Starts the plugin in the test thread's namespace without waiting (see [`wait`]).
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     pub(crate) fn spawn_here(&self) -> Child {
         self.start(None)
     }
