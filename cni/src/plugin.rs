@@ -405,15 +405,6 @@ async fn add(
     // Before anything is made: a wrong namespace leaves nothing behind.
     let netns = open_netns(&netns_path)?;
     let nets = networks(conf).await?;
-    let net = nets.create_or_open(spec).await.map_err(|e| {
-        // A parent that does not exist is the config's fault.
-        let missing = e.kind() == ErrorKind::NotFound;
-        let mut err = lib_error(&format!("network `{}`", conf.name), e);
-        if missing {
-            err.code = code::INVALID_CONFIG;
-        }
-        err
-    })?;
     // As host-local: a default route only where the config's routes name one; on a container
     // attached to several networks, the first network connected carries it (Docker's way).
     let default_route = if ipam.routes.iter().any(|r| r.dst.prefix_len() == 0) {
@@ -430,15 +421,39 @@ async fn add(
     if let Some(m) = mac {
         ep_spec = ep_spec.mac(MacPolicy::Fixed(m));
     }
-    let ep = net.connect(&netns, ep_spec).await.map_err(|e| {
-        lib_error(
-            &format!(
-                "connecting `{}`/{} to `{}`",
-                call.container_id, call.ifname, conf.name
-            ),
-            e,
-        )
-    })?;
+    let mut attempts = 0;
+    let (net, ep) = loop {
+        let net = nets.create_or_open(spec.clone()).await.map_err(|e| {
+            // A parent that does not exist is the config's fault.
+            let missing = e.kind() == ErrorKind::NotFound;
+            let mut err = lib_error(&format!("network `{}`", conf.name), e);
+            if missing {
+                err.code = code::INVALID_CONFIG;
+            }
+            err
+        })?;
+        match net.connect(&netns, ep_spec.clone()).await {
+            Ok(ep) => break (net, ep),
+            // Deleted by the network's last DEL between the open and the connect: again.
+            Err(e)
+                if e.kind() == ErrorKind::NotFound
+                    && attempts < 3
+                    && existing_network(&nets, conf).await?.is_none() =>
+            {
+                attempts += 1;
+            }
+            Err(e) => {
+                delete_if_unused(&nets, conf).await;
+                return Err(lib_error(
+                    &format!(
+                        "connecting `{}`/{} to `{}`",
+                        call.container_id, call.ifname, conf.name
+                    ),
+                    e,
+                ));
+            }
+        }
+    };
     let ips: Vec<IpConfig> = ep
         .addresses
         .iter()
@@ -469,9 +484,11 @@ async fn add(
         if let Err(e) = routed {
             let undo = net.disconnect(&call.container_id, &call.ifname).await;
             let mut err = lib_error("adding the configured routes", e);
-            if let Err(u) = undo {
-                err.details
-                    .push_str(&format!("; undoing the endpoint failed too: {u}"));
+            match undo {
+                Err(u) => err
+                    .details
+                    .push_str(&format!("; undoing the endpoint failed too: {u}")),
+                Ok(()) => delete_if_unused(&nets, conf).await,
             }
             return Err(err);
         }
@@ -508,7 +525,30 @@ async fn del(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>, C
                 e,
             )
         })?;
+    delete_if_unused(&nets, conf).await;
     Ok(None)
+}
+
+/// On a VLAN parent made on demand (`master` `<nic>.<id>`): deletes the network once nothing
+/// uses it (no endpoint, no lease), which removes the VLAN with it when underlay made it
+/// (`Networks::delete_if_unused`). Other networks stay defined, so that host-local's cursor
+/// goes on where it was. A failure is logged: the container's own call succeeded.
+async fn delete_if_unused(nets: &Networks, conf: &NetConf) {
+    let Ok(parent) = conf.parent() else { return };
+    let vlan = parent
+        .rsplit_once('.')
+        .is_some_and(|(nic, id)| !nic.is_empty() && id.parse::<u16>().is_ok());
+    if !vlan {
+        return;
+    }
+    match nets.delete_if_unused(&conf.name).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => eprintln!(
+            "underlay: network `{}` is unused but could not be deleted (its VLAN parent stays): {e}",
+            conf.name
+        ),
+    }
 }
 
 /// The `prevResult` (CHECK: required; ADD: chained after another plugin), in any supported

@@ -323,6 +323,23 @@ pub extern "C" fn underlay_networks_delete(
     })
 }
 
+/// Deletes network `name` if nothing uses it (no endpoint, no host access, no lease of this
+/// host, also none without an endpoint record); `*deleted_out` tells whether it did. While it
+/// is used nothing changes (that is success, with `false`).
+#[no_mangle]
+pub extern "C" fn underlay_networks_delete_if_unused(
+    networks: *const underlay_networks,
+    name: *const c_char,
+    deleted_out: *mut bool,
+) -> underlay_result {
+    guard(|| {
+        let n = r(networks, "networks")?;
+        let o = out(deleted_out, "deleted_out")?;
+        o.set(block(n.inner.delete_if_unused(s(name, "name")?))?);
+        Ok(())
+    })
+}
+
 /// What `underlay_networks_reconcile` found and did. Free with
 /// `underlay_reconcile_report_free`.
 pub struct underlay_reconcile_report {

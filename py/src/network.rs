@@ -293,6 +293,13 @@ impl Networks {
         block(py, async move { n.delete(&name).await })
     }
 
+    /// Deletes network `name` if nothing uses it (no endpoint, host access or lease of this
+    /// host); returns whether it did (nothing changes while it is used).
+    fn delete_if_unused(&self, py: Python<'_>, name: String) -> PyResult<bool> {
+        let n = self.inner.clone();
+        block(py, async move { n.delete_if_unused(&name).await })
+    }
+
     /// Recovery after a reboot or crash: parents and shims made again, endpoints whose
     /// namespace has gone released, stray links removed.
     fn reconcile(&self, py: Python<'_>) -> PyResult<ReconcileReport> {

@@ -119,3 +119,23 @@ def test_network_gc(three_networks: tuple[underlay.Netns, list[underlay.Network]
         with pytest.raises(underlay.InvalidArgument):
             net.gc([("keep", "a/b" * 10)])
         assert len(net.gc([])) == 2 and net.endpoints() == []
+
+
+def test_delete_if_unused(tmpdir_path: str) -> None:
+    """`Networks.delete_if_unused` keeps a network with an endpoint, deletes an unused one."""
+    if not ROOT:
+        pytest.skip("needs root (creates network namespaces): SKIPPED")
+    with underlay.Netns.create(unique("diu")) as host:
+        handle = host.handle()
+        nets = underlay.Networks(handle, os.path.join(tmpdir_path, "state"))
+        underlay.Veth.create(handle, "nic0", "nic0p", up=True, peer_up=True)
+        net = nets.create("du", parent="nic0", pools=[underlay.Pool("10.90.0.0/24", gateway="10.90.0.1")])
+        with underlay.Netns.create(unique("diuc")) as ctr:
+            net.connect(ctr, "c", announce=False)
+            assert nets.delete_if_unused("du") is False
+            assert [n.name for n in nets.list()] == ["du"]
+            net.disconnect("c")
+            assert nets.delete_if_unused("du") is True
+            assert nets.list() == []
+            with pytest.raises(underlay.NotFound):
+                nets.delete_if_unused("du")

@@ -7,6 +7,8 @@
 //! tests skip. The plugin is built and tested with its feature `etcd` (`"store": "etcd"`, tested
 //! on a real etcd), so etcd and protoc are installed too when missing ([`install_etcd`]). Then
 //! builds the plugin and runs `cargo test -p underlay-cni --features etcd --locked [args]`.
+//! Last, the tests that need 8021q and ipvlan (`vm_*`, ignored in a plain run) run in the qemu
+//! VM, one boot for all ([`run_vm_tests`]).
 
 use std::env;
 use std::ffi::OsString;

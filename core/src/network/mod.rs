@@ -269,11 +269,30 @@ impl Networks {
     /// is refused ([`ErrorKind::Busy`]) while other hosts hold leases in it, and then changes
     /// nothing.
     pub async fn delete(&self, name: &str) -> Result<()> {
+        self.delete_inner(name, false).await.map(|_| ())
+    }
+
+    /// Deletes network `name` if nothing uses it, as [`Networks::delete`] does, and tells
+    /// whether it did: `false`, with nothing changed, while it has an endpoint, host access,
+    /// or a lease of this host (also one without an endpoint record, such as another
+    /// program's on a shared host-local data directory: unlike `delete`, it releases none).
+    /// The checks hold the network's endpoint locks and the store's own lock, so a connect, or
+    /// another program's allocation, either comes first and keeps the network, or comes after
+    /// and finds it gone. For a front-end that keeps a network only while it is used (a CNI
+    /// plugin whose last DEL removes the VLAN parent made for it).
+    pub async fn delete_if_unused(&self, name: &str) -> Result<bool> {
+        self.delete_inner(name, true).await
+    }
+
+    async fn delete_inner(&self, name: &str, unused_only: bool) -> Result<bool> {
         let net = self.get(name).await?;
         // No connect or disconnect of this network runs while it goes (a connect that waited
         // finds the network gone).
         let _endpoints = self.inner.records.lock_network(name).await?;
         let eps = net.endpoints()?;
+        if unused_only && (!eps.is_empty() || net.record.shim.is_some()) {
+            return Ok(false);
+        }
         if !eps.is_empty() {
             let ids: Vec<String> = eps
                 .iter()
@@ -290,12 +309,20 @@ impl Networks {
         // A refused delete changes nothing: ask the store whether it would refuse the leave
         // (other hosts' leases in a network this host is the last to use) before any teardown.
         match self.inner.store.check_leave(name).await {
+            Err(e) if unused_only && e.kind() == ErrorKind::Busy => return Ok(false),
             Err(e) if e.kind() != ErrorKind::NotFound => {
                 return Err(e.context(format!(
                     "deleting network `{name}` refused, nothing changed"
                 )))
             }
             _ => {}
+        }
+        if unused_only {
+            match self.inner.store.host_records(name).await {
+                Ok(records) if !records.is_empty() => return Ok(false),
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
         let _lock = self.lock().await?;
         if net.record.shim.is_some() {
@@ -305,7 +332,11 @@ impl Networks {
         let mut errors = Vec::new();
         // Stray leases (no endpoint file) would keep the IPAM network busy: drop them. Only
         // this host's: on a shared store the other hosts' leases are theirs.
-        match self.inner.store.host_records(name).await {
+        match if unused_only {
+            Ok(Vec::new()) // none a moment ago; one claimed since makes the leave refuse
+        } else {
+            self.inner.store.host_records(name).await
+        } {
             Ok(records) => {
                 let mut owners: Vec<ipam::Owner> = records.into_iter().map(|r| r.owner).collect();
                 owners.sort();
@@ -320,6 +351,9 @@ impl Networks {
             Err(_) => {}
         }
         if let Err(e) = Ipam::leave(self.inner.store.as_ref(), name).await {
+            if unused_only && e.kind() == ErrorKind::Busy && errors.is_empty() {
+                return Ok(false); // a lease claimed since the check: the network is used
+            }
             if e.kind() != ErrorKind::NotFound {
                 // Refused after the check (a lease claimed meanwhile): keep the network's
                 // record, parent and link, so that a retry can finish the delete.
@@ -358,7 +392,7 @@ impl Networks {
             ));
         }
         if errors.is_empty() {
-            Ok(())
+            Ok(true)
         } else {
             Err(Error::multiple(
                 format!("deleting network `{name}`"),

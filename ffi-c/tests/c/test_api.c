@@ -299,6 +299,7 @@ static void test_null_parameters(void) {
   NUL(underlay_network_connect(NULL, NULL, NULL, &ep), "network");
   NUL(underlay_network_disconnect(NULL, "c", "eth0"), "network");
   NUL(underlay_network_gc(NULL, NULL, NULL, 0, NULL), "network");
+  NUL(underlay_networks_delete_if_unused(NULL, "n", NULL), "networks");
   NUL(underlay_network_endpoint(NULL, "c", "eth0", &ep), "network");
   NUL(underlay_network_endpoints(NULL, NULL), "network");
   NUL(underlay_network_enable_host_access(NULL, NULL, false, NULL, &str), "network");
@@ -1016,6 +1017,14 @@ static void test_networks(void) {
   EXPECT(underlay_networks_delete(nets, "mac_net1"), UNDERLAY_RESULT_BUSY, "mac_net1");
   OK(underlay_network_disable_host_access(net));
   {
+    /* Used (endpoint c1): delete_if_unused changes nothing. */
+    bool deleted = true;
+    OK(underlay_networks_delete_if_unused(nets, "mac_net1", &deleted));
+    TRUE(!deleted);
+    EXPECT(underlay_networks_delete_if_unused(nets, "mac_net1", NULL),
+           UNDERLAY_RESULT_NULL_PARAMETER, "deleted_out");
+  }
+  {
     /* GC keeps the valid endpoint, then (none valid) releases it: link, lease, record. */
     const char *ids[] = {"c1"}, *ifs[] = {"eth0"};
     underlay_string_list *gone = NULL;
@@ -1041,7 +1050,13 @@ static void test_networks(void) {
   net = NULL;
   OK(underlay_networks_get(nets, "mac_net1", &net));
   underlay_network_free(net);
-  OK(underlay_networks_delete(nets, "mac_net1"));
+  {
+    /* Unused now: deleted. */
+    bool deleted = false;
+    OK(underlay_networks_delete_if_unused(nets, "mac_net1", &deleted));
+    TRUE(deleted);
+  }
+  EXPECT(underlay_networks_delete(nets, "mac_net1"), UNDERLAY_RESULT_NOT_FOUND, "mac_net1");
   EXPECT(underlay_networks_get(nets, "mac_net1", &net), UNDERLAY_RESULT_NOT_FOUND, "mac_net1");
 out:
   underlay_networks_free(nets);

@@ -538,6 +538,10 @@ class Networks:
         """Deletes a network."""
         await _run(self.sync.delete, name)
 
+    async def delete_if_unused(self, name: str) -> bool:
+        """Deletes a network if nothing uses it; whether it did."""
+        return await _run(self.sync.delete_if_unused, name)
+
     async def reconcile(self) -> ReconcileReport:
         """Recovery after a reboot or crash."""
         return await _run(self.sync.reconcile)
