@@ -1260,6 +1260,15 @@ underlay_result underlay_networks_list(const underlay_networks *networks,
 underlay_result underlay_networks_delete(const underlay_networks *networks, const char *name);
 
 /**
+ * Deletes network `name` if nothing uses it (no endpoint, no host access, no lease of this
+ * host, also none without an endpoint record); `*deleted_out` tells whether it did. While it
+ * is used nothing changes (that is success, with `false`).
+ */
+underlay_result underlay_networks_delete_if_unused(const underlay_networks *networks,
+                                                   const char *name,
+                                                   bool *deleted_out);
+
+/**
  * Recovery after a reboot or a crash: recreates VLAN parents and shims, removes endpoints
  * whose namespace is gone and stray links.
  */

@@ -423,26 +423,33 @@ async fn add(
     }
     let mut attempts = 0;
     let (net, ep) = loop {
-        let net = nets.create_or_open(spec.clone()).await.map_err(|e| {
-            // A parent that does not exist is the config's fault.
-            let missing = e.kind() == ErrorKind::NotFound;
-            let mut err = lib_error(&format!("network `{}`", conf.name), e);
-            if missing {
-                err.code = code::INVALID_CONFIG;
+        let net = match nets.create_or_open(spec.clone()).await {
+            Ok(net) => net,
+            // Half deleted by a DEL meanwhile: again.
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
+                attempts += 1;
+                continue;
             }
-            err
-        })?;
+            Err(e) => {
+                // A parent that does not exist is the config's fault.
+                let missing = e.kind() == ErrorKind::NotFound;
+                let mut err = lib_error(&format!("network `{}`", conf.name), e);
+                if missing {
+                    err.code = code::INVALID_CONFIG;
+                }
+                return Err(err);
+            }
+        };
         match net.connect(&netns, ep_spec.clone()).await {
             Ok(ep) => break (net, ep),
-            // Deleted by the network's last DEL between the open and the connect: again.
-            Err(e)
-                if e.kind() == ErrorKind::NotFound
-                    && attempts < 3
-                    && existing_network(&nets, conf).await?.is_none() =>
-            {
+            // The network was deleted by its last DEL between the open and the connect
+            // (another ADD may have made it again since), or the link by another process:
+            // open it and connect again.
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
                 attempts += 1;
             }
             Err(e) => {
+                drop(net); // its pin would keep the network
                 delete_if_unused(&nets, conf).await;
                 return Err(lib_error(
                     &format!(
@@ -488,7 +495,10 @@ async fn add(
                 Err(u) => err
                     .details
                     .push_str(&format!("; undoing the endpoint failed too: {u}")),
-                Ok(()) => delete_if_unused(&nets, conf).await,
+                Ok(()) => {
+                    drop(net); // its pin would keep the network
+                    delete_if_unused(&nets, conf).await;
+                }
             }
             return Err(err);
         }

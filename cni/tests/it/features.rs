@@ -307,3 +307,52 @@ fn etcd_store_needs_the_feature() {
     );
     assert_eq!(ct.links(), vec!["lo".to_string()]);
 }
+
+/// On a `nic.id` master the last DEL deletes the network (in the VM, with the VLAN the plugin
+/// made). Here the "VLAN" is a veth named `par0.10` (underlay did not make it, so it stays):
+/// 8 workers each ADD and DEL their own container 8 times at once, so that DELs delete the
+/// network under other workers' ADDs. Every call succeeds (an ADD that raced the delete opens
+/// the network again), each ADD's container has its result's address, and at the end no lease
+/// and no network record is left, while the parent stays.
+#[test]
+fn last_del_deletes_the_network_under_concurrent_adds() {
+    root_or_skip!("last_del_deletes_the_network_under_concurrent_adds");
+    let host = Host::new("ldel");
+    host.ns.ip(&[
+        "link", "add", "par0.10", "type", "veth", "peer", "name", "wire10",
+    ]);
+    host.ns.ip(&["link", "set", "par0.10", "up"]);
+    let dir = TempDir::new("ldel");
+    let mut conf = config(&host, &dir, "ldnet", "1.0.0", "10.91.0");
+    conf["master"] = "par0.10".into();
+    let cts: Vec<_> = (0..8).map(|i| host.container(&format!("l{i}"))).collect();
+    std::thread::scope(|s| {
+        for (i, ct) in cts.iter().enumerate() {
+            let (host, conf) = (&host, &conf);
+            s.spawn(move || {
+                for round in 0..8 {
+                    let id = format!("ld{i}");
+                    let add = Call::new("ADD")
+                        .container(&id, &ct.path())
+                        .stdin(conf.clone())
+                        .run(host);
+                    assert_eq!(add.code, 0, "{i}/{round}: {add:?}");
+                    let addr = add.json["ips"][0]["address"].as_str().unwrap().to_string();
+                    assert_eq!(ct.addrs("eth0"), vec![addr], "{i}/{round}");
+                    let del = Call::new("DEL")
+                        .container(&id, &ct.path())
+                        .stdin(conf.clone())
+                        .run(host);
+                    assert_eq!(del.code, 0, "{i}/{round}: {del:?}");
+                    assert_eq!(ct.links(), vec!["lo".to_string()], "{i}/{round}");
+                }
+            });
+        }
+    });
+    assert!(leases(&dir, "ldnet").is_empty());
+    assert!(
+        !dir.0.join("state/networks/ldnet.conf").exists(),
+        "the last DEL left the network"
+    );
+    assert!(host.ns.link_mac("par0.10").is_some(), "the parent went");
+}

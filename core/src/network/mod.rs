@@ -207,12 +207,23 @@ impl Networks {
     /// the other opens. A network of that name defined otherwise (driver, mode, parent, MTU,
     /// pools) is [`ErrorKind::Conflict`], the message naming each difference.
     /// [`NetworkSpec::bring_parent_up`] matters only when the network is created.
+    ///
+    /// The network returned is pinned while it (or a clone) lives: [`Networks::delete_if_unused`]
+    /// leaves it alone, so a connect through it never finds it deleted by another process's
+    /// last disconnect.
     pub async fn create_or_open(&self, spec: NetworkSpec) -> Result<Network> {
+        ipam::check_name(&spec.name)?;
+        // Before the network is looked at: a delete_if_unused under way finishes first.
+        let pin = Arc::new(ipam::fsutil::lock_shared_async(&self.pin_path(&spec.name)).await?);
+        let pinned = |mut net: Network| {
+            net.pin = Some(pin.clone());
+            net
+        };
         // A network deleted between a failed create and the open: try again (a few times).
         let mut last = None;
         for _ in 0..3 {
             match self.create(spec.clone()).await {
-                Ok(net) => return Ok(net),
+                Ok(net) => return Ok(pinned(net)),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
@@ -220,7 +231,7 @@ impl Networks {
                 Ok(net) => {
                     let diffs = net.differences(&spec);
                     if diffs.is_empty() {
-                        return Ok(net);
+                        return Ok(pinned(net));
                     }
                     return Err(Error::new(
                         ErrorKind::Conflict,
@@ -273,8 +284,8 @@ impl Networks {
     }
 
     /// Deletes network `name` if nothing uses it, as [`Networks::delete`] does, and tells
-    /// whether it did: `false`, with nothing changed, while it has an endpoint, host access,
-    /// or a lease of this host (also one without an endpoint record, such as another
+    /// whether it did: `false`, with nothing changed, while it has an endpoint, host access, a
+    /// live handle from [`Networks::create_or_open`] (in any process), or a lease of this host (also one without an endpoint record, such as another
     /// program's on a shared host-local data directory: unlike `delete`, it releases none).
     /// The checks hold the network's endpoint locks and the store's own lock, so a connect, or
     /// another program's allocation, either comes first and keeps the network, or comes after
@@ -293,6 +304,16 @@ impl Networks {
         if unused_only && (!eps.is_empty() || net.record.shim.is_some()) {
             return Ok(false);
         }
+        // A pinned network (a handle of create_or_open, about to connect) is in use; the pin
+        // is held to the end, so none is taken meanwhile.
+        let _pin = if unused_only {
+            match ipam::fsutil::try_lock(&self.pin_path(name))? {
+                Some(pin) => Some(pin),
+                None => return Ok(false),
+            }
+        } else {
+            None
+        };
         if !eps.is_empty() {
             let ids: Vec<String> = eps
                 .iter()
@@ -516,6 +537,16 @@ impl Networks {
         ipam::fsutil::lock_async(&self.inner.root.join("networks.lock")).await
     }
 
+    /// The lock file that pins network `name` (shared: [`Networks::create_or_open`]'s
+    /// handles; exclusive: [`Networks::delete_if_unused`]). Never deleted, so that every
+    /// process locks the same inode.
+    fn pin_path(&self, name: &str) -> PathBuf {
+        self.inner
+            .root
+            .join("networks")
+            .join(format!(".{name}.pin"))
+    }
+
     pub(crate) fn record_path(&self, name: &str) -> PathBuf {
         self.inner
             .root
@@ -591,6 +622,8 @@ pub struct Network {
     /// The shim endpoints' routes go through, as last read from the record file, with that
     /// file's identity (inode, mtime): another process may enable host access at any time.
     shim_cache: Arc<std::sync::Mutex<Option<ShimSetting>>>,
+    /// The shared lock that keeps [`Networks::delete_if_unused`] away (create_or_open's).
+    pin: Option<Arc<std::fs::File>>,
 }
 
 /// The shim endpoints route through (if any), with the identity of the record file it was read
@@ -615,6 +648,7 @@ impl Network {
             ipam,
             lower_cache: Arc::default(),
             shim_cache: Arc::default(),
+            pin: None,
         }
     }
 
