@@ -185,15 +185,30 @@ impl NetConf {
         })?;
         if !IN_PROCESS_IPAM.contains(&ipam.ipam_type.as_str()) {
             return Err(invalid(format!(
-                "ipam type `{}` is not supported yet: use \"underlay-ipam\" or \"host-local\" (both served by underlay, with host-local's keys and files)",
+                "ipam type `{}` is not served in-process (only \"underlay-ipam\" and \"host-local\" are): the main plugin runs it as a delegate",
                 ipam.ipam_type
             )));
         }
         Ok(ipam)
     }
 
+    /// The `ipam.type` served by another plugin, by exec (any but underlay's and host-local's).
+    pub(crate) fn delegate(&self) -> Option<&str> {
+        let t = self.ipam.as_ref()?.ipam_type.as_str();
+        (!t.is_empty() && !IN_PROCESS_IPAM.contains(&t)).then_some(t)
+    }
+
     /// The library's definition of this network.
     pub(crate) fn network_spec(&self) -> Result<NetworkSpec, CniError> {
+        let mut spec = self.base_spec()?;
+        for pool in self.ipam()?.pools()? {
+            spec = spec.pool(pool);
+        }
+        Ok(spec)
+    }
+
+    /// The definition without pools (driver, mode, parent, MTU).
+    pub(crate) fn base_spec(&self) -> Result<NetworkSpec, CniError> {
         let parent = self.parent()?;
         if self.link_in_container == Some(true) {
             return Err(invalid(
@@ -238,9 +253,6 @@ impl NetConf {
         };
         if let Some(mtu) = self.mtu.filter(|m| *m != 0) {
             spec = spec.mtu(mtu);
-        }
-        for pool in self.ipam()?.pools()? {
-            spec = spec.pool(pool);
         }
         Ok(spec)
     }
@@ -501,7 +513,7 @@ mod tests {
             ),
             (
                 r#"{"name":"n","master":"e","ipam":{"type":"dhcp"}}"#,
-                "not supported yet",
+                "not served in-process",
             ),
             (
                 r#"{"name":"n","master":"e","ipam":{"type":"host-local","subnet":"10.1.0.1/16"}}"#,

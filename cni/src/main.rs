@@ -9,6 +9,7 @@
 //! becomes the spec's error object.
 
 mod config;
+mod delegate;
 mod etcd;
 mod install;
 mod log;

@@ -5,10 +5,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use underlay::ipam::{HostLocalStore, Ipam, LocalStore, Owner, Request, Store};
-use underlay::network::{DefaultRoute, EndpointSpec, MacPolicy, Network, Networks};
+use underlay::network::{
+    DefaultRoute, Endpoint, EndpointSpec, MacPolicy, Network, NetworkSpec, Networks,
+};
 use underlay::{ErrorKind, Handle, IfName, Netns, Route};
 
 use crate::config::{IpamConf, NetConf};
+use crate::delegate;
 use crate::protocol::{
     code, is_before, CniError, CniResult, Env, Interface, IpConfig, RouteConf, VersionInfo, LATEST,
     SUPPORTED_VERSIONS,
@@ -98,6 +101,7 @@ fn run_command(
             Ok(())
         }
     };
+    let raw_copy = raw.clone();
     let conf: NetConf = serde_json::from_value(raw).map_err(|e| {
         CniError::new(code::INVALID_CONFIG, "the network configuration is invalid")
             .details(e.to_string())
@@ -107,6 +111,9 @@ fn run_command(
             code::INVALID_CONFIG,
             "the network configuration has no `name`",
         ));
+    }
+    if role == Role::Main && conf.delegate().is_some() {
+        return delegated(env, command, version, &conf, &raw_copy);
     }
     match command {
         "ADD" => {
@@ -149,12 +156,52 @@ fn run_command(
     }
 }
 
+/// A command of the main plugin whose `ipam.type` is another plugin's (see [`delegate`]).
+fn delegated(
+    env: &Env,
+    command: &str,
+    version: &str,
+    conf: &NetConf,
+    raw: &serde_json::Value,
+) -> Result<Option<serde_json::Value>, CniError> {
+    let needs_version = |v: &str| -> Result<(), CniError> {
+        if is_before(version, v) {
+            Err(CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                format!("{command} needs cniVersion {v} or later; the config has {version}"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match command {
+        "ADD" => delegate::add(conf, raw, &Call::from_env(env, true)?, version),
+        "DEL" => delegate::del(conf, raw, &Call::from_env(env, false)?),
+        "CHECK" => {
+            needs_version("0.4.0")?;
+            delegate::check(conf, raw, &Call::from_env(env, true)?)
+        }
+        "STATUS" => {
+            needs_version("1.1.0")?;
+            delegate::status(conf, raw)
+        }
+        "GC" => {
+            needs_version("1.1.0")?;
+            delegate::gc(conf, raw)
+        }
+        other => Err(CniError::new(
+            code::INVALID_ENVIRONMENT,
+            format!("CNI_COMMAND `{other}` is unknown: ADD, DEL, CHECK, STATUS, GC or VERSION"),
+        )),
+    }
+}
+
 /// The per-container part of the environment, checked.
-struct Call {
-    container_id: String,
-    ifname: String,
-    netns: Option<String>,
-    args: Vec<(String, String)>,
+pub(crate) struct Call {
+    pub(crate) container_id: String,
+    pub(crate) ifname: String,
+    pub(crate) netns: Option<String>,
+    pub(crate) args: Vec<(String, String)>,
 }
 
 impl Call {
@@ -200,7 +247,7 @@ impl Call {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CniError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CniError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -209,7 +256,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CniError> {
         })
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, CniError> {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, CniError> {
     serde_json::to_value(v).map_err(|e| {
         CniError::new(code::INTERNAL, "cannot encode the answer").details(e.to_string())
     })
@@ -287,7 +334,7 @@ fn requested_in_ranges(conf: &NetConf, args: &[(String, String)]) -> Result<Vec<
 }
 
 /// Creates `dir` and its parents (a fresh host has no `/var/lib/cni`).
-fn make_dirs(dir: &std::path::Path) -> Result<(), CniError> {
+pub(crate) fn make_dirs(dir: &std::path::Path) -> Result<(), CniError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         CniError::new(code::IO_FAILURE, format!("cannot create {}", dir.display()))
             .details(e.to_string())
@@ -305,7 +352,10 @@ async fn networks(conf: &NetConf) -> Result<Networks, CniError> {
 }
 
 /// The network, if it was ever created (DEL, CHECK, GC do not create it).
-async fn existing_network(nets: &Networks, conf: &NetConf) -> Result<Option<Network>, CniError> {
+pub(crate) async fn existing_network(
+    nets: &Networks,
+    conf: &NetConf,
+) -> Result<Option<Network>, CniError> {
     match nets.get(&conf.name).await {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -313,7 +363,7 @@ async fn existing_network(nets: &Networks, conf: &NetConf) -> Result<Option<Netw
     }
 }
 
-fn open_netns(path: &str) -> Result<Netns, CniError> {
+pub(crate) fn open_netns(path: &str) -> Result<Netns, CniError> {
     Netns::open_path(path).map_err(|e| {
         CniError::new(
             code::UNKNOWN_CONTAINER,
@@ -380,6 +430,105 @@ fn result_routes(ipam: &IpamConf, set: &[Route]) -> Vec<RouteConf> {
         .collect()
 }
 
+/// Defines or opens the network and connects the container (again when the network was
+/// deleted by another process's last DEL in between); on failure a network on a VLAN parent
+/// that nothing uses any more goes.
+pub(crate) async fn connect(
+    nets: &Networks,
+    conf: &NetConf,
+    call: &Call,
+    spec: &NetworkSpec,
+    ep_spec: &EndpointSpec,
+    netns: &Netns,
+) -> Result<(Network, Endpoint), CniError> {
+    let mut attempts = 0;
+    let (net, ep) = loop {
+        let net = match nets.create_or_open(spec.clone()).await {
+            Ok(net) => net,
+            // Half deleted by a DEL meanwhile: again.
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
+                attempts += 1;
+                continue;
+            }
+            Err(e) => {
+                // A parent that does not exist is the config's fault.
+                let missing = e.kind() == ErrorKind::NotFound;
+                let mut err = lib_error(&format!("network `{}`", conf.name), e);
+                if missing {
+                    err.code = code::INVALID_CONFIG;
+                }
+                return Err(err);
+            }
+        };
+        match net.connect(netns, ep_spec.clone()).await {
+            Ok(ep) => break (net, ep),
+            // The network was deleted by its last DEL between the open and the connect
+            // (another ADD may have made it again since), or the link by another process:
+            // open it and connect again.
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
+                attempts += 1;
+            }
+            Err(e) => {
+                drop(net); // its pin would keep the network
+                delete_if_unused(nets, conf).await;
+                return Err(lib_error(
+                    &format!(
+                        "connecting `{}`/{} to `{}`",
+                        call.container_id, call.ifname, conf.name
+                    ),
+                    e,
+                ));
+            }
+        }
+    };
+    Ok((net, ep))
+}
+
+/// Adds `extra` routes (through their `gw`, else the gateway of their family) to the
+/// container; if that fails, disconnects it again.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn add_routes(
+    nets: &Networks,
+    net: Network,
+    conf: &NetConf,
+    call: &Call,
+    netns: &Netns,
+    ep: &Endpoint,
+    extra: &[RouteConf],
+    ips: &[IpConfig],
+) -> Result<(), CniError> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let routed = async {
+        let h = Handle::for_netns(netns).await?;
+        for r in extra {
+            let Some(gw) = r.gw.or_else(|| gateway_for(ips, r.dst.addr().is_ipv6())) else {
+                continue;
+            };
+            h.add_route(&Route::new(r.dst).via(gw).dev(ep.index))
+                .await?;
+        }
+        Ok::<(), underlay::Error>(())
+    }
+    .await;
+    if let Err(e) = routed {
+        let undo = net.disconnect(&call.container_id, &call.ifname).await;
+        let mut err = lib_error("adding the configured routes", e);
+        match undo {
+            Err(u) => err
+                .details
+                .push_str(&format!("; undoing the endpoint failed too: {u}")),
+            Ok(()) => {
+                drop(net); // its pin would keep the network
+                delete_if_unused(nets, conf).await;
+            }
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
 async fn add(
     conf: &NetConf,
     call: &Call,
@@ -421,46 +570,7 @@ async fn add(
     if let Some(m) = mac {
         ep_spec = ep_spec.mac(MacPolicy::Fixed(m));
     }
-    let mut attempts = 0;
-    let (net, ep) = loop {
-        let net = match nets.create_or_open(spec.clone()).await {
-            Ok(net) => net,
-            // Half deleted by a DEL meanwhile: again.
-            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
-                attempts += 1;
-                continue;
-            }
-            Err(e) => {
-                // A parent that does not exist is the config's fault.
-                let missing = e.kind() == ErrorKind::NotFound;
-                let mut err = lib_error(&format!("network `{}`", conf.name), e);
-                if missing {
-                    err.code = code::INVALID_CONFIG;
-                }
-                return Err(err);
-            }
-        };
-        match net.connect(&netns, ep_spec.clone()).await {
-            Ok(ep) => break (net, ep),
-            // The network was deleted by its last DEL between the open and the connect
-            // (another ADD may have made it again since), or the link by another process:
-            // open it and connect again.
-            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
-                attempts += 1;
-            }
-            Err(e) => {
-                drop(net); // its pin would keep the network
-                delete_if_unused(&nets, conf).await;
-                return Err(lib_error(
-                    &format!(
-                        "connecting `{}`/{} to `{}`",
-                        call.container_id, call.ifname, conf.name
-                    ),
-                    e,
-                ));
-            }
-        }
-    };
+    let (net, ep) = connect(&nets, conf, call, &spec, &ep_spec, &netns).await?;
     let ips: Vec<IpConfig> = ep
         .addresses
         .iter()
@@ -475,34 +585,7 @@ async fn add(
                 .and_then(|p| p.gateway()),
         })
         .collect();
-    if !extra.is_empty() {
-        let routed = async {
-            let h = Handle::for_netns(&netns).await?;
-            for r in &extra {
-                let Some(gw) = r.gw.or_else(|| gateway_for(&ips, r.dst.addr().is_ipv6())) else {
-                    continue;
-                };
-                h.add_route(&Route::new(r.dst).via(gw).dev(ep.index))
-                    .await?;
-            }
-            Ok::<(), underlay::Error>(())
-        }
-        .await;
-        if let Err(e) = routed {
-            let undo = net.disconnect(&call.container_id, &call.ifname).await;
-            let mut err = lib_error("adding the configured routes", e);
-            match undo {
-                Err(u) => err
-                    .details
-                    .push_str(&format!("; undoing the endpoint failed too: {u}")),
-                Ok(()) => {
-                    drop(net); // its pin would keep the network
-                    delete_if_unused(&nets, conf).await;
-                }
-            }
-            return Err(err);
-        }
-    }
+    add_routes(&nets, net, conf, call, &netns, &ep, &extra, &ips).await?;
     let result = CniResult {
         cni_version: String::new(),
         interfaces: vec![Interface {
@@ -543,7 +626,7 @@ async fn del(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>, C
 /// uses it (no endpoint, no lease), which removes the VLAN with it when underlay made it
 /// (`Networks::delete_if_unused`). Other networks stay defined, so that host-local's cursor
 /// goes on where it was. A failure is logged: the container's own call succeeded.
-async fn delete_if_unused(nets: &Networks, conf: &NetConf) {
+pub(crate) async fn delete_if_unused(nets: &Networks, conf: &NetConf) {
     let Ok(parent) = conf.parent() else { return };
     let vlan = parent
         .rsplit_once('.')
@@ -578,7 +661,7 @@ fn prev_result(conf: &NetConf) -> Result<CniResult, CniError> {
 
 async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>, CniError> {
     let spec = conf.network_spec()?;
-    let prev = prev_result(conf)?;
+    prev_result(conf)?;
     let nets = networks(conf).await?;
     let net = existing_network(&nets, conf).await?.ok_or_else(|| {
         CniError::new(
@@ -590,6 +673,17 @@ async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>,
     nets.create_or_open(spec)
         .await
         .map_err(|e| lib_error(&format!("network `{}`", conf.name), e))?;
+    check_endpoint(conf, call, &net).await
+}
+
+/// CHECK of the container's interface: the endpoint is recorded, and in its namespace the
+/// interface is the one underlay made, with `prevResult`'s MAC, addresses and routes.
+pub(crate) async fn check_endpoint(
+    conf: &NetConf,
+    call: &Call,
+    net: &Network,
+) -> Result<Option<serde_json::Value>, CniError> {
+    let prev = prev_result(conf)?;
     let ep = net
         .endpoint(&call.container_id, &call.ifname)
         .map_err(|e| lib_error("reading the endpoint", e))?
@@ -672,6 +766,14 @@ async fn status(conf: &NetConf, role: Role) -> Result<Option<serde_json::Value>,
         ..e
     })?;
     if role == Role::Main {
+        parent_status(conf).await?;
+    }
+    Ok(None)
+}
+
+/// STATUS of the parent: 50 when it is missing (for `nic.id`, when `nic` is).
+pub(crate) async fn parent_status(conf: &NetConf) -> Result<Option<serde_json::Value>, CniError> {
+    {
         let parent = conf.parent()?.to_string();
         let host =
             Handle::new().map_err(|e| lib_error("opening netlink in the host namespace", e))?;
@@ -696,7 +798,15 @@ async fn status(conf: &NetConf, role: Role) -> Result<Option<serde_json::Value>,
 
 async fn gc(conf: &NetConf) -> Result<Option<serde_json::Value>, CniError> {
     let nets = networks(conf).await?;
-    let Some(net) = existing_network(&nets, conf).await? else {
+    gc_network(conf, &nets).await
+}
+
+/// GC of the network's endpoints and leases not in `cni.dev/valid-attachments`.
+pub(crate) async fn gc_network(
+    conf: &NetConf,
+    nets: &Networks,
+) -> Result<Option<serde_json::Value>, CniError> {
+    let Some(net) = existing_network(nets, conf).await? else {
         return Ok(None);
     };
     net.gc(&valid_owners(conf)).await.map_err(|e| CniError {

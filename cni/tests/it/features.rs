@@ -356,3 +356,161 @@ fn last_del_deletes_the_network_under_concurrent_adds() {
     );
     assert!(host.ns.link_mac("par0.10").is_some(), "the parent went");
 }
+
+/// Any other `ipam.type` runs by exec, as the reference plugins run it: Debian's host-local
+/// binary under another name (`hl-ext`, so that underlay does not serve it in-process) and
+/// Debian's `static`. The result equals the reference macvlan's on the same config (but for
+/// MAC and sandbox); CHECK runs; DEL gives the lease back through the delegate; an ADD that
+/// fails after the delegate allocated (a missing master) runs its DEL; a delegate that is not
+/// on CNI_PATH is error 7; the delegate's own error comes through with its code.
+#[test]
+fn other_ipam_types_are_delegated() {
+    root_or_skip!("other_ipam_types_are_delegated");
+    let macvlan = reference("macvlan");
+    let host_local = reference("host-local");
+    let host = Host::new("dlg");
+    let dir = TempDir::new("dlg");
+    let bin = dir.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(&host_local, bin.join("hl-ext")).unwrap();
+    let cni_path = format!("{}:{REFERENCE_DIR}", bin.display());
+    let delegate_leases = |d: &TempDir| leases(d, "dlgnet");
+
+    for (i, v) in ["0.3.1", "0.4.0", "1.0.0"].into_iter().enumerate() {
+        let (ours_dir, theirs_dir) = (TempDir::new("dlgu"), TempDir::new("dlgr"));
+        let mut conf = config(&host, &ours_dir, "dlgnet", v, &format!("10.93.{i}"));
+        conf["ipam"]["type"] = "hl-ext".into();
+        conf["ipam"]["routes"] = json!([{ "dst": "0.0.0.0/0" }, { "dst": "192.168.60.0/24" }]);
+        let mut theirs = conf.clone();
+        theirs["type"] = "macvlan".into();
+        theirs["ipam"]["dataDir"] = theirs_dir.path("ipam").into();
+        let (a, b) = (host.container("da"), host.container("db"));
+        let ours = Call::new("ADD")
+            .container("dlg", &a.path())
+            .cni_path(&cni_path)
+            .stdin(conf.clone())
+            .run(&host);
+        let expected = Call::new("ADD")
+            .container("dlg", &b.path())
+            .cni_path(&cni_path)
+            .binary(&macvlan)
+            .stdin(theirs)
+            .run(&host);
+        assert_eq!(ours.code, 0, "{v}: {ours:?}");
+        assert_eq!(expected.code, 0, "{v}: {expected:?}");
+        let mut want = expected.json.clone();
+        want["interfaces"][0]["mac"] = ours.json["interfaces"][0]["mac"].clone();
+        want["interfaces"][0]["sandbox"] = a.path().into();
+        assert_eq!(ours.json, want, "{v}");
+        assert_eq!(a.addrs("eth0"), b.addrs("eth0"), "{v}");
+        assert_eq!(a.routes("-4"), b.routes("-4"), "{v}");
+        // host-local (the delegate) holds the lease in its data directory.
+        assert_eq!(delegate_leases(&ours_dir), vec![format!("10.93.{i}.10")]);
+        if v != "0.3.1" {
+            let mut check = conf.clone();
+            check["prevResult"] = ours.json.clone();
+            let out = Call::new("CHECK")
+                .container("dlg", &a.path())
+                .cni_path(&cni_path)
+                .stdin(check)
+                .run(&host);
+            assert_eq!(out.code, 0, "{v}: {out:?}");
+        }
+        let del = Call::new("DEL")
+            .container("dlg", &a.path())
+            .cni_path(&cni_path)
+            .stdin(conf.clone())
+            .run(&host);
+        assert_eq!(del.code, 0, "{v}: {del:?}");
+        assert_eq!(a.links(), vec!["lo".to_string()], "{v}");
+        assert!(
+            delegate_leases(&ours_dir).is_empty(),
+            "{v}: the delegate kept its lease"
+        );
+
+        // Undo: the delegate allocated, then the master is missing: its DEL runs.
+        let mut bad = conf.clone();
+        bad["name"] = "dlgnet".into();
+        bad["master"] = "nosuch0".into();
+        let out = Call::new("ADD")
+            .container("dlgbad", &a.path())
+            .cni_path(&cni_path)
+            .stdin(bad)
+            .run(&host);
+        assert_eq!(out.json["code"], 7, "{v}: {out:?}");
+        assert!(
+            delegate_leases(&ours_dir).is_empty(),
+            "{v}: the undo kept the lease"
+        );
+        assert_eq!(a.links(), vec!["lo".to_string()], "{v}");
+    }
+
+    // Debian's `static`, against the reference macvlan with the same ipam block.
+    let sdir = TempDir::new("dlgs");
+    let mut conf = config(&host, &sdir, "dlgstatic", "1.0.0", "10.94.0");
+    conf["ipam"] = json!({ "type": "static",
+        "addresses": [{ "address": "10.94.0.7/24", "gateway": "10.94.0.1" }],
+        "routes": [{ "dst": "0.0.0.0/0" }], "dns": { "nameservers": ["10.94.0.53"] } });
+    let mut theirs = conf.clone();
+    theirs["type"] = "macvlan".into();
+    let (a, b) = (host.container("sa"), host.container("sb"));
+    let ours = Call::new("ADD")
+        .container("st", &a.path())
+        .cni_path(REFERENCE_DIR)
+        .stdin(conf.clone())
+        .run(&host);
+    let expected = Call::new("ADD")
+        .container("st", &b.path())
+        .cni_path(REFERENCE_DIR)
+        .binary(&macvlan)
+        .stdin(theirs)
+        .run(&host);
+    assert_eq!(ours.code, 0, "{ours:?}");
+    let mut want = expected.json.clone();
+    want["interfaces"][0]["mac"] = ours.json["interfaces"][0]["mac"].clone();
+    want["interfaces"][0]["sandbox"] = a.path().into();
+    // The one difference, by choice: without a `dns` in the config the result keeps the
+    // IPAM's (the reference bridge plugin's rule); the reference macvlan drops it.
+    assert_eq!(expected.json["dns"], json!({}));
+    want["dns"] = json!({ "nameservers": ["10.94.0.53"] });
+    assert_eq!(ours.json, want);
+    assert_eq!(a.addrs("eth0"), vec!["10.94.0.7/24".to_string()]);
+    assert!(a.has_default_via("10.94.0.1"));
+    let del = Call::new("DEL")
+        .container("st", &a.path())
+        .cni_path(REFERENCE_DIR)
+        .stdin(conf.clone())
+        .run(&host);
+    assert_eq!(del.code, 0, "{del:?}");
+
+    // Not on CNI_PATH: 7, nothing made.
+    let mut missing = conf.clone();
+    missing["ipam"]["type"] = "no-such-ipam".into();
+    let out = Call::new("ADD")
+        .container("st", &a.path())
+        .cni_path(REFERENCE_DIR)
+        .stdin(missing)
+        .run(&host);
+    assert_eq!(out.json["code"], 7, "{out:?}");
+    assert!(
+        out.json["msg"].as_str().unwrap().contains("CNI_PATH"),
+        "{out:?}"
+    );
+    // The delegate's own error, with its code (static: an address without a prefix).
+    let mut broken = conf.clone();
+    broken["ipam"]["addresses"] = json!([{ "address": "10.94.0.7" }]);
+    let out = Call::new("ADD")
+        .container("st", &a.path())
+        .cni_path(REFERENCE_DIR)
+        .stdin(broken)
+        .run(&host);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("ipam plugin `static`"),
+        "{out:?}"
+    );
+    assert_eq!(a.links(), vec!["lo".to_string()]);
+}
