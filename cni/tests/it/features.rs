@@ -445,6 +445,24 @@ fn other_ipam_types_are_delegated() {
         assert_eq!(a.links(), vec!["lo".to_string()], "{v}");
     }
 
+    // STATUS (1.1.0): the delegate must be on CNI_PATH (its own STATUS runs only when it
+    // speaks 1.1.0, which host-local 1.1.1 does not); GC releases this network's endpoints.
+    let gdir = TempDir::new("dlgg");
+    let mut v11 = config(&host, &gdir, "dlggc", "1.1.0", "10.93.9");
+    v11["ipam"]["type"] = "hl-ext".into();
+    let st = Call::new("STATUS")
+        .cni_path(&cni_path)
+        .stdin(v11.clone())
+        .run(&host);
+    assert_eq!(st.code, 0, "{st:?}");
+    let st = Call::new("STATUS")
+        .cni_path(REFERENCE_DIR)
+        .stdin(v11.clone())
+        .run(&host);
+    assert_eq!(st.json["code"], 50, "{st:?}");
+    let gc = Call::new("GC").cni_path(&cni_path).stdin(v11).run(&host);
+    assert_eq!(gc.code, 0, "{gc:?}");
+
     // Debian's `static`, against the reference macvlan with the same ipam block.
     let sdir = TempDir::new("dlgs");
     let mut conf = config(&host, &sdir, "dlgstatic", "1.0.0", "10.94.0");
