@@ -9,6 +9,8 @@
 //! builds the plugin and runs `cargo test -p underlay-cni --features etcd --locked [args]`.
 //! Last, the tests that need 8021q and ipvlan (`vm_*`, ignored in a plain run) run in the qemu
 //! VM, one boot for all ([`run_vm_tests`]).
+//! Last, the tests that need 8021q and ipvlan (`vm_*`, ignored in a plain run) run in the qemu
+//! VM, one boot for all ([`run_vm_tests`]).
 
 use std::env;
 use std::ffi::OsString;
@@ -76,7 +78,57 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
             FEATURES,
             "--locked",
         ])
-        .args(args)
+        .args(&args)
         .status()?;
-    Ok(status.code().unwrap_or(1))
+    if !status.success() {
+        return Ok(status.code().unwrap_or(1));
+    }
+    // Arguments select host tests (a filter): the VM run is for the whole suite only.
+    if !args.is_empty() {
+        println!("==> cni-test: arguments given, so the VM tests (`vm_*`) are not run");
+        return Ok(0);
+    }
+    run_vm_tests(&cargo)
+}
+
+/// Runs the plugin's `vm_*` tests (VLAN parents made on demand, ipvlan) in the qemu VM: the
+/// `it` test binary, `--ignored vm_`, one boot.
+fn run_vm_tests(cargo: &OsString) -> io::Result<i32> {
+    let out = Command::new(cargo)
+        .args([
+            "test",
+            "-p",
+            "underlay-cni",
+            "--features",
+            FEATURES,
+            "--locked",
+        ])
+        .args(["--test", "it", "--no-run", "--message-format=json"])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Ok(out.status.code().unwrap_or(1));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(exe) = stdout
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\"") && l.contains("underlay-cni"))
+        .filter(|l| l.contains("\"name\":\"it\""))
+        .find_map(|l| {
+            let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+            let len = l[start..].find('"')?;
+            Some(l[start..start + len].to_string())
+        })
+    else {
+        eprintln!("cni-test: cargo named no executable for the plugin's `it` tests");
+        return Ok(1);
+    };
+    println!("==> CNI plugin VM tests (8021q, ipvlan): {exe} --ignored vm_, in the qemu VM");
+    let vm = xtask::vm::prepare()?;
+    vm.run(
+        xtask::vm::VmCommand::new(&exe)
+            .args(["--ignored", "vm_", "--test-threads=1"])
+            .current_dir(env::current_dir()?)
+            .timeout(std::time::Duration::from_secs(900)),
+    )
 }
