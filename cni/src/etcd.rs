@@ -1,4 +1,4 @@
-//! `"store": "etcd"`: the `ipam.etcd` block as the library's [`EtcdConfig`]. Built only with
+//! `"store": "etcd"`: the `ipam.etcd` block as the library's `EtcdConfig`. Built only with
 //! the crate's feature `etcd` (its gRPC code needs `protoc` to build); without it the store is
 //! refused with error 7, saying so.
 
