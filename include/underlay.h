@@ -2101,6 +2101,15 @@ underlay_result underlay_networks_list(const underlay_networks *networks,
 underlay_result underlay_networks_delete(const underlay_networks *networks, const char *name);
 
 /**
+ * Deletes network `name` if nothing uses it (no endpoint, no host access, no lease of this
+ * host, also none without an endpoint record); `*deleted_out` tells whether it did. While it
+ * is used nothing changes (that is success, with `false`).
+ */
+underlay_result underlay_networks_delete_if_unused(const underlay_networks *networks,
+                                                   const char *name,
+                                                   bool *deleted_out);
+
+/**
  * Recovery after a reboot or a crash: recreates VLAN parents and shims, removes endpoints
  * whose namespace is gone and stray links.
  */
@@ -2304,6 +2313,19 @@ underlay_result underlay_network_connect(const underlay_network *network,
 underlay_result underlay_network_disconnect(const underlay_network *network,
                                             const char *container_id,
                                             const char *ifname);
+
+/**
+ * CNI GC: releases every endpoint (link, lease, record) and every lease without an endpoint
+ * record of this network that is not among the `count` valid owners (`container_ids[i]`,
+ * `ifnames[i]`; the arrays may be NULL when `count` is 0). One that a connect or disconnect
+ * holds at the moment is left to it. `*released_out` lists what was released as
+ * "NETWORK/CONTAINER_ID/IFNAME".
+ */
+underlay_result underlay_network_gc(const underlay_network *network,
+                                    const char *const *container_ids,
+                                    const char *const *ifnames,
+                                    size_t count,
+                                    underlay_string_list **released_out);
 
 /**
  * The endpoint (`container_id`, `ifname`): `*endpoint_out` is new, or NULL when there is

@@ -10,7 +10,7 @@ use underlay::ipam::{AllocRange, Pool};
 use underlay::network::NetworkSpec;
 use underlay::{IpvlanFlag, IpvlanMode, MacAddr, MacvlanMode};
 
-use crate::protocol::{code, CniError, RouteConf};
+use crate::protocol::{code, CniError, Dns, RouteConf};
 
 /// The default state directory of networks and endpoints (the library's).
 pub(crate) const DEFAULT_STATE_DIR: &str = underlay::network::DEFAULT_ROOT;
@@ -46,6 +46,12 @@ pub(crate) struct NetConf {
     #[serde(default)]
     pub(crate) args: Option<ArgsConf>,
     pub(crate) prev_result: Option<serde_json::Value>,
+    /// DNS settings for the result (the reference plugins' top-level `dns`): when given, the
+    /// result carries them instead of the IPAM's (`resolvConf`), as the reference macvlan does.
+    pub(crate) dns: Option<Dns>,
+    /// The reference plugins' `linkInContainer` (the parent in the container's namespace):
+    /// not supported, refused when true.
+    pub(crate) link_in_container: Option<bool>,
     #[serde(rename = "cni.dev/valid-attachments")]
     pub(crate) valid_attachments: Option<Vec<Attachment>>,
 }
@@ -68,9 +74,48 @@ pub(crate) struct IpamConf {
     pub(crate) routes: Vec<RouteConf>,
     /// host-local's data directory (default `/var/lib/cni/networks`).
     pub(crate) data_dir: Option<PathBuf>,
-    /// "host-local" (default: host-local's files in `dataDir`) or "local" (underlay's journal
-    /// in the state directory).
+    /// A resolv.conf-style file read into the result's `dns` (host-local's key).
+    pub(crate) resolv_conf: Option<PathBuf>,
+    /// "host-local" (default: host-local's files in `dataDir`), "local" (underlay's journal
+    /// in the state directory) or "etcd" (one pool for every node, see [`EtcdConf`]).
     pub(crate) store: Option<String>,
+    /// `"store": "etcd"`: how to reach etcd.
+    pub(crate) etcd: Option<EtcdConf>,
+}
+
+/// The `ipam.etcd` block (`"store": "etcd"`). Unknown keys are refused: a misspelt TLS or
+/// auth key must not silently mean "none".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+pub(crate) struct EtcdConf {
+    /// Client URLs, `http://host:2379` (or `https://` with `caFile`).
+    pub(crate) endpoints: Vec<String>,
+    /// Key prefix (default `/underlay/`): every key of this IPAM lives under it.
+    pub(crate) prefix: Option<String>,
+    /// This node's name on its claims (default: the kernel's host name); GC releases only
+    /// this node's leases.
+    pub(crate) host: Option<String>,
+    /// PEM CA certificate to trust (TLS).
+    pub(crate) ca_file: Option<PathBuf>,
+    /// PEM client certificate and key (etcd's `--client-cert-auth`).
+    pub(crate) cert_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
+    /// The name to check the server certificate against (default: the endpoint's host).
+    pub(crate) tls_domain: Option<String>,
+    /// etcd user (with `password` or `passwordFile`).
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    /// A file holding the password (trailing newline ignored), so that the config need not.
+    pub(crate) password_file: Option<PathBuf>,
+    /// Attach this node's claims to a node lease of this many seconds (see docs/cni.md).
+    pub(crate) host_lease_seconds: Option<u64>,
+    /// Node slices of this many addresses (whereabouts' idea).
+    pub(crate) slice_size: Option<u32>,
+    /// The longest one request may take (default 5).
+    pub(crate) request_timeout_seconds: Option<u64>,
+    /// How long a call keeps retrying while etcd is unavailable (default 15).
+    pub(crate) retry_seconds: Option<u64>,
 }
 
 /// One range of a range set.
@@ -140,16 +185,36 @@ impl NetConf {
         })?;
         if !IN_PROCESS_IPAM.contains(&ipam.ipam_type.as_str()) {
             return Err(invalid(format!(
-                "ipam type `{}` is not supported yet: use \"underlay-ipam\" or \"host-local\" (both served by underlay, with host-local's keys and files)",
+                "ipam type `{}` is not served in-process (only \"underlay-ipam\" and \"host-local\" are): the main plugin runs it as a delegate",
                 ipam.ipam_type
             )));
         }
         Ok(ipam)
     }
 
+    /// The `ipam.type` served by another plugin, by exec (any but underlay's and host-local's).
+    pub(crate) fn delegate(&self) -> Option<&str> {
+        let t = self.ipam.as_ref()?.ipam_type.as_str();
+        (!t.is_empty() && !IN_PROCESS_IPAM.contains(&t)).then_some(t)
+    }
+
     /// The library's definition of this network.
     pub(crate) fn network_spec(&self) -> Result<NetworkSpec, CniError> {
+        let mut spec = self.base_spec()?;
+        for pool in self.ipam()?.pools()? {
+            spec = spec.pool(pool);
+        }
+        Ok(spec)
+    }
+
+    /// The definition without pools (driver, mode, parent, MTU).
+    pub(crate) fn base_spec(&self) -> Result<NetworkSpec, CniError> {
         let parent = self.parent()?;
+        if self.link_in_container == Some(true) {
+            return Err(invalid(
+                "`linkInContainer` is not supported: underlay's parents live in the host namespace; put `master` there, or use the reference macvlan/ipvlan plugin for this network",
+            ));
+        }
         let mut spec = match self.driver.as_deref().unwrap_or("macvlan") {
             "macvlan" => {
                 if self.flag.is_some() {
@@ -188,9 +253,6 @@ impl NetConf {
         };
         if let Some(mtu) = self.mtu.filter(|m| *m != 0) {
             spec = spec.mtu(mtu);
-        }
-        for pool in self.ipam()?.pools()? {
-            spec = spec.pool(pool);
         }
         Ok(spec)
     }
@@ -279,6 +341,23 @@ impl IpamConf {
         sets.iter().map(|set| pool_of_set(set)).collect()
     }
 
+    /// The result's DNS settings from `resolvConf`, read as host-local reads it: `nameserver`
+    /// lines add a server, `domain` sets the domain, `search` and `options` lines add
+    /// to their lists; `#` and `;` start comments. Empty without `resolvConf`.
+    pub(crate) fn dns(&self) -> Result<Dns, CniError> {
+        let Some(path) = &self.resolv_conf else {
+            return Ok(Dns::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(format!(
+                "ipam: cannot read `resolvConf` {}: give a readable resolv.conf file",
+                path.display()
+            ))
+            .details(e.to_string())
+        })?;
+        Ok(parse_resolv_conf(&text))
+    }
+
     /// The data directory of the host-local layout.
     pub(crate) fn data_dir(&self) -> PathBuf {
         self.data_dir
@@ -336,6 +415,28 @@ fn pool_of_set(set: &[RangeConf]) -> Result<Pool, CniError> {
     b.build().map_err(|e| {
         invalid(format!("ipam: subnet {subnet}: {}", e.message())).details(e.to_string())
     })
+}
+
+/// A resolv.conf's settings as a result's `dns` (see [`IpamConf::dns`]).
+fn parse_resolv_conf(text: &str) -> Dns {
+    let mut dns = Dns::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let Some(key) = words.next() else { continue };
+        let rest: Vec<String> = words.map(str::to_string).collect();
+        match key {
+            "nameserver" => dns.nameservers.extend(rest.into_iter().take(1)),
+            "domain" => dns.domain = rest.into_iter().next(),
+            "search" => dns.search.extend(rest),
+            "options" => dns.options.extend(rest),
+            _ => {}
+        }
+    }
+    dns
 }
 
 /// The subnet's first address after the network address.
@@ -412,7 +513,7 @@ mod tests {
             ),
             (
                 r#"{"name":"n","master":"e","ipam":{"type":"dhcp"}}"#,
-                "not supported yet",
+                "not served in-process",
             ),
             (
                 r#"{"name":"n","master":"e","ipam":{"type":"host-local","subnet":"10.1.0.1/16"}}"#,
@@ -431,12 +532,28 @@ mod tests {
                 "driver",
             ),
             (r#"{"name":"n","master":"e"}"#, "no `ipam`"),
+            (
+                r#"{"name":"n","master":"e","linkInContainer":true,"ipam":{"type":"host-local","subnet":"10.1.0.0/24"}}"#,
+                "linkInContainer",
+            ),
         ] {
             let e = conf(json).network_spec().unwrap_err();
             assert_eq!(e.code, code::INVALID_CONFIG, "{json}");
             let all = format!("{} {}", e.msg, e.details);
             assert!(all.contains(what), "{json}: {all}");
         }
+    }
+
+    #[test]
+    fn resolv_conf_as_host_local_reads_it() {
+        let dns = parse_resolv_conf(
+            "# comment\nnameserver 192.0.2.53\n; other\nnameserver 2001:db8::53\ndomain example.org\n\
+             search x.example\nsearch a.example b.example\noptions ndots:2\noptions edns0 rotate\nsortlist 10.0.0.0\n",
+        );
+        assert_eq!(dns.nameservers, ["192.0.2.53", "2001:db8::53"]);
+        assert_eq!(dns.domain.as_deref(), Some("example.org"));
+        assert_eq!(dns.search, ["x.example", "a.example", "b.example"]);
+        assert_eq!(dns.options, ["ndots:2", "edns0", "rotate"]);
     }
 
     #[test]

@@ -2,13 +2,16 @@
 //! `underlay-ipam` serves only addresses (under the reference macvlan/ipvlan plugins, like
 //! host-local); any other name (`underlay`, `underlay-cni`) is the main plugin, which makes the
 //! container's macvlan/ipvlan interface with its addresses and routes, serving an
-//! `underlay-ipam` or `host-local` `ipam` block in-process. `underlay-cni install DIR` puts
+//! `underlay-ipam` or `host-local` `ipam` block in-process and running any other `ipam.type`
+//! by exec. `underlay-cni install DIR` puts
 //! both names into a CNI bin dir. See docs/cni.md.
 //!
 //! Answers go to stdout (the spec's JSON), logs to stderr. No panic reaches the runtime: it
 //! becomes the spec's error object.
 
 mod config;
+mod delegate;
+mod etcd;
 mod install;
 mod log;
 mod plugin;

@@ -5,13 +5,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use underlay::ipam::{HostLocalStore, Ipam, LocalStore, Owner, Request, Store};
-use underlay::network::{DefaultRoute, EndpointSpec, MacPolicy, Network, Networks};
+use underlay::network::{
+    DefaultRoute, Endpoint, EndpointSpec, MacPolicy, Network, NetworkSpec, Networks,
+};
 use underlay::{ErrorKind, Handle, IfName, Netns, Route};
 
 use crate::config::{IpamConf, NetConf};
+use crate::delegate;
 use crate::protocol::{
-    code, is_before, CniError, CniResult, Dns, Env, Interface, IpConfig, RouteConf, VersionInfo,
-    LATEST, SUPPORTED_VERSIONS,
+    code, is_before, CniError, CniResult, Env, Interface, IpConfig, RouteConf, VersionInfo, LATEST,
+    SUPPORTED_VERSIONS,
 };
 
 /// Which binary this is: the main plugin or the IPAM-only one.
@@ -98,6 +101,7 @@ fn run_command(
             Ok(())
         }
     };
+    let raw_copy = raw.clone();
     let conf: NetConf = serde_json::from_value(raw).map_err(|e| {
         CniError::new(code::INVALID_CONFIG, "the network configuration is invalid")
             .details(e.to_string())
@@ -107,6 +111,9 @@ fn run_command(
             code::INVALID_CONFIG,
             "the network configuration has no `name`",
         ));
+    }
+    if role == Role::Main && conf.delegate().is_some() {
+        return delegated(env, command, version, &conf, &raw_copy);
     }
     match command {
         "ADD" => {
@@ -149,12 +156,52 @@ fn run_command(
     }
 }
 
+/// A command of the main plugin whose `ipam.type` is another plugin's (see [`delegate`]).
+fn delegated(
+    env: &Env,
+    command: &str,
+    version: &str,
+    conf: &NetConf,
+    raw: &serde_json::Value,
+) -> Result<Option<serde_json::Value>, CniError> {
+    let needs_version = |v: &str| -> Result<(), CniError> {
+        if is_before(version, v) {
+            Err(CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                format!("{command} needs cniVersion {v} or later; the config has {version}"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match command {
+        "ADD" => delegate::add(conf, raw, &Call::from_env(env, true)?, version),
+        "DEL" => delegate::del(conf, raw, &Call::from_env(env, false)?),
+        "CHECK" => {
+            needs_version("0.4.0")?;
+            delegate::check(conf, raw, &Call::from_env(env, true)?)
+        }
+        "STATUS" => {
+            needs_version("1.1.0")?;
+            delegate::status(conf, raw)
+        }
+        "GC" => {
+            needs_version("1.1.0")?;
+            delegate::gc(conf, raw)
+        }
+        other => Err(CniError::new(
+            code::INVALID_ENVIRONMENT,
+            format!("CNI_COMMAND `{other}` is unknown: ADD, DEL, CHECK, STATUS, GC or VERSION"),
+        )),
+    }
+}
+
 /// The per-container part of the environment, checked.
-struct Call {
-    container_id: String,
-    ifname: String,
-    netns: Option<String>,
-    args: Vec<(String, String)>,
+pub(crate) struct Call {
+    pub(crate) container_id: String,
+    pub(crate) ifname: String,
+    pub(crate) netns: Option<String>,
+    pub(crate) args: Vec<(String, String)>,
 }
 
 impl Call {
@@ -200,7 +247,7 @@ impl Call {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CniError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CniError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -209,7 +256,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CniError> {
         })
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, CniError> {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, CniError> {
     serde_json::to_value(v).map_err(|e| {
         CniError::new(code::INTERNAL, "cannot encode the answer").details(e.to_string())
     })
@@ -229,10 +276,17 @@ pub(crate) fn lib_error(doing: &str, e: underlay::Error) -> CniError {
     CniError::new(code, format!("{doing}: {}", e.message())).details(e.to_string())
 }
 
-/// The IPAM store the config names: host-local's files in `dataDir` (default) or underlay's
-/// journal in the state directory (`"store": "local"`).
-fn ipam_store(conf: &NetConf, ipam: &IpamConf) -> Result<Arc<dyn Store>, CniError> {
-    match ipam.store.as_deref().unwrap_or("host-local") {
+/// The IPAM store the config names: host-local's files in `dataDir` (default), underlay's
+/// journal in the state directory (`"store": "local"`), or etcd (`"store": "etcd"`).
+async fn ipam_store(conf: &NetConf, ipam: &IpamConf) -> Result<Arc<dyn Store>, CniError> {
+    let store = ipam.store.as_deref().unwrap_or("host-local");
+    if store != "etcd" && ipam.etcd.is_some() {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!("ipam: an `etcd` block with `store` `{store}`: add \"store\": \"etcd\" or remove the block"),
+        ));
+    }
+    match store {
         "host-local" => {
             let dir = ipam.data_dir();
             make_dirs(&dir)?;
@@ -247,9 +301,10 @@ fn ipam_store(conf: &NetConf, ipam: &IpamConf) -> Result<Arc<dyn Store>, CniErro
                 LocalStore::open(&dir).map_err(|e| lib_error("opening the IPAM store", e))?,
             ))
         }
+        "etcd" => crate::etcd::connect(ipam).await,
         other => Err(CniError::new(
             code::INVALID_CONFIG,
-            format!("ipam `store` `{other}` is unknown: use \"host-local\" (default) or \"local\""),
+            format!("ipam `store` `{other}` is unknown: use \"host-local\" (default), \"local\" or \"etcd\""),
         )),
     }
 }
@@ -279,7 +334,7 @@ fn requested_in_ranges(conf: &NetConf, args: &[(String, String)]) -> Result<Vec<
 }
 
 /// Creates `dir` and its parents (a fresh host has no `/var/lib/cni`).
-fn make_dirs(dir: &std::path::Path) -> Result<(), CniError> {
+pub(crate) fn make_dirs(dir: &std::path::Path) -> Result<(), CniError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         CniError::new(code::IO_FAILURE, format!("cannot create {}", dir.display()))
             .details(e.to_string())
@@ -288,7 +343,7 @@ fn make_dirs(dir: &std::path::Path) -> Result<(), CniError> {
 
 async fn networks(conf: &NetConf) -> Result<Networks, CniError> {
     let ipam = conf.ipam()?;
-    let store = ipam_store(conf, ipam)?;
+    let store = ipam_store(conf, ipam).await?;
     make_dirs(&conf.state_dir())?;
     let host = Handle::new().map_err(|e| lib_error("opening netlink in the host namespace", e))?;
     Networks::with_store(&host, conf.state_dir(), store)
@@ -297,7 +352,10 @@ async fn networks(conf: &NetConf) -> Result<Networks, CniError> {
 }
 
 /// The network, if it was ever created (DEL, CHECK, GC do not create it).
-async fn existing_network(nets: &Networks, conf: &NetConf) -> Result<Option<Network>, CniError> {
+pub(crate) async fn existing_network(
+    nets: &Networks,
+    conf: &NetConf,
+) -> Result<Option<Network>, CniError> {
     match nets.get(&conf.name).await {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -305,7 +363,7 @@ async fn existing_network(nets: &Networks, conf: &NetConf) -> Result<Option<Netw
     }
 }
 
-fn open_netns(path: &str) -> Result<Netns, CniError> {
+pub(crate) fn open_netns(path: &str) -> Result<Netns, CniError> {
     Netns::open_path(path).map_err(|e| {
         CniError::new(
             code::UNKNOWN_CONTAINER,
@@ -372,6 +430,105 @@ fn result_routes(ipam: &IpamConf, set: &[Route]) -> Vec<RouteConf> {
         .collect()
 }
 
+/// Defines or opens the network and connects the container (again when the network was
+/// deleted by another process's last DEL in between); on failure a network on a VLAN parent
+/// that nothing uses any more goes.
+pub(crate) async fn connect(
+    nets: &Networks,
+    conf: &NetConf,
+    call: &Call,
+    spec: &NetworkSpec,
+    ep_spec: &EndpointSpec,
+    netns: &Netns,
+) -> Result<(Network, Endpoint), CniError> {
+    let mut attempts = 0;
+    let (net, ep) = loop {
+        let net = match nets.create_or_open(spec.clone()).await {
+            Ok(net) => net,
+            // Half deleted by a DEL meanwhile: again.
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
+                attempts += 1;
+                continue;
+            }
+            Err(e) => {
+                // A parent that does not exist is the config's fault.
+                let missing = e.kind() == ErrorKind::NotFound;
+                let mut err = lib_error(&format!("network `{}`", conf.name), e);
+                if missing {
+                    err.code = code::INVALID_CONFIG;
+                }
+                return Err(err);
+            }
+        };
+        match net.connect(netns, ep_spec.clone()).await {
+            Ok(ep) => break (net, ep),
+            // The network was deleted by its last DEL between the open and the connect
+            // (another ADD may have made it again since), or the link by another process:
+            // open it and connect again.
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
+                attempts += 1;
+            }
+            Err(e) => {
+                drop(net); // its pin would keep the network
+                delete_if_unused(nets, conf).await;
+                return Err(lib_error(
+                    &format!(
+                        "connecting `{}`/{} to `{}`",
+                        call.container_id, call.ifname, conf.name
+                    ),
+                    e,
+                ));
+            }
+        }
+    };
+    Ok((net, ep))
+}
+
+/// Adds `extra` routes (through their `gw`, else the gateway of their family) to the
+/// container; if that fails, disconnects it again.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn add_routes(
+    nets: &Networks,
+    net: Network,
+    conf: &NetConf,
+    call: &Call,
+    netns: &Netns,
+    ep: &Endpoint,
+    extra: &[RouteConf],
+    ips: &[IpConfig],
+) -> Result<(), CniError> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let routed = async {
+        let h = Handle::for_netns(netns).await?;
+        for r in extra {
+            let Some(gw) = r.gw.or_else(|| gateway_for(ips, r.dst.addr().is_ipv6())) else {
+                continue;
+            };
+            h.add_route(&Route::new(r.dst).via(gw).dev(ep.index))
+                .await?;
+        }
+        Ok::<(), underlay::Error>(())
+    }
+    .await;
+    if let Err(e) = routed {
+        let undo = net.disconnect(&call.container_id, &call.ifname).await;
+        let mut err = lib_error("adding the configured routes", e);
+        match undo {
+            Err(u) => err
+                .details
+                .push_str(&format!("; undoing the endpoint failed too: {u}")),
+            Ok(()) => {
+                drop(net); // its pin would keep the network
+                delete_if_unused(nets, conf).await;
+            }
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
 async fn add(
     conf: &NetConf,
     call: &Call,
@@ -382,6 +539,11 @@ async fn add(
     let extra = extra_routes(conf, ipam)?;
     let ips = requested_in_ranges(conf, &call.args)?;
     let mac = conf.requested_mac(&call.args)?;
+    // As the reference macvlan: the config's `dns` wins over the IPAM's (`resolvConf`).
+    let dns = match &conf.dns {
+        Some(d) => d.clone(),
+        None => ipam.dns()?,
+    };
     // Chained after another plugin: its result is kept in ours.
     let chained = conf
         .prev_result
@@ -392,15 +554,6 @@ async fn add(
     // Before anything is made: a wrong namespace leaves nothing behind.
     let netns = open_netns(&netns_path)?;
     let nets = networks(conf).await?;
-    let net = nets.create_or_open(spec).await.map_err(|e| {
-        // A parent that does not exist is the config's fault.
-        let missing = e.kind() == ErrorKind::NotFound;
-        let mut err = lib_error(&format!("network `{}`", conf.name), e);
-        if missing {
-            err.code = code::INVALID_CONFIG;
-        }
-        err
-    })?;
     // As host-local: a default route only where the config's routes name one; on a container
     // attached to several networks, the first network connected carries it (Docker's way).
     let default_route = if ipam.routes.iter().any(|r| r.dst.prefix_len() == 0) {
@@ -417,15 +570,7 @@ async fn add(
     if let Some(m) = mac {
         ep_spec = ep_spec.mac(MacPolicy::Fixed(m));
     }
-    let ep = net.connect(&netns, ep_spec).await.map_err(|e| {
-        lib_error(
-            &format!(
-                "connecting `{}`/{} to `{}`",
-                call.container_id, call.ifname, conf.name
-            ),
-            e,
-        )
-    })?;
+    let (net, ep) = connect(&nets, conf, call, &spec, &ep_spec, &netns).await?;
     let ips: Vec<IpConfig> = ep
         .addresses
         .iter()
@@ -440,29 +585,7 @@ async fn add(
                 .and_then(|p| p.gateway()),
         })
         .collect();
-    if !extra.is_empty() {
-        let routed = async {
-            let h = Handle::for_netns(&netns).await?;
-            for r in &extra {
-                let Some(gw) = r.gw.or_else(|| gateway_for(&ips, r.dst.addr().is_ipv6())) else {
-                    continue;
-                };
-                h.add_route(&Route::new(r.dst).via(gw).dev(ep.index))
-                    .await?;
-            }
-            Ok::<(), underlay::Error>(())
-        }
-        .await;
-        if let Err(e) = routed {
-            let undo = net.disconnect(&call.container_id, &call.ifname).await;
-            let mut err = lib_error("adding the configured routes", e);
-            if let Err(u) = undo {
-                err.details
-                    .push_str(&format!("; undoing the endpoint failed too: {u}"));
-            }
-            return Err(err);
-        }
-    }
+    add_routes(&nets, net, conf, call, &netns, &ep, &extra, &ips).await?;
     let result = CniResult {
         cni_version: String::new(),
         interfaces: vec![Interface {
@@ -472,7 +595,7 @@ async fn add(
         }],
         routes: result_routes(ipam, &ep.routes),
         ips,
-        dns: Dns::default(),
+        dns,
     };
     let result = match chained {
         Some(prev) => result.after(prev),
@@ -495,7 +618,30 @@ async fn del(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>, C
                 e,
             )
         })?;
+    delete_if_unused(&nets, conf).await;
     Ok(None)
+}
+
+/// On a VLAN parent made on demand (`master` `<nic>.<id>`): deletes the network once nothing
+/// uses it (no endpoint, no lease), which removes the VLAN with it when underlay made it
+/// (`Networks::delete_if_unused`). Other networks stay defined, so that host-local's cursor
+/// goes on where it was. A failure is logged: the container's own call succeeded.
+pub(crate) async fn delete_if_unused(nets: &Networks, conf: &NetConf) {
+    let Ok(parent) = conf.parent() else { return };
+    let vlan = parent
+        .rsplit_once('.')
+        .is_some_and(|(nic, id)| !nic.is_empty() && id.parse::<u16>().is_ok());
+    if !vlan {
+        return;
+    }
+    match nets.delete_if_unused(&conf.name).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => eprintln!(
+            "underlay: network `{}` is unused but could not be deleted (its VLAN parent stays): {e}",
+            conf.name
+        ),
+    }
 }
 
 /// The `prevResult` (CHECK: required; ADD: chained after another plugin), in any supported
@@ -515,7 +661,7 @@ fn prev_result(conf: &NetConf) -> Result<CniResult, CniError> {
 
 async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>, CniError> {
     let spec = conf.network_spec()?;
-    let prev = prev_result(conf)?;
+    prev_result(conf)?;
     let nets = networks(conf).await?;
     let net = existing_network(&nets, conf).await?.ok_or_else(|| {
         CniError::new(
@@ -527,6 +673,17 @@ async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>,
     nets.create_or_open(spec)
         .await
         .map_err(|e| lib_error(&format!("network `{}`", conf.name), e))?;
+    check_endpoint(conf, call, &net).await
+}
+
+/// CHECK of the container's interface: the endpoint is recorded, and in its namespace the
+/// interface is the one underlay made, with `prevResult`'s MAC, addresses and routes.
+pub(crate) async fn check_endpoint(
+    conf: &NetConf,
+    call: &Call,
+    net: &Network,
+) -> Result<Option<serde_json::Value>, CniError> {
+    let prev = prev_result(conf)?;
     let ep = net
         .endpoint(&call.container_id, &call.ifname)
         .map_err(|e| lib_error("reading the endpoint", e))?
@@ -604,11 +761,19 @@ async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>,
 async fn status(conf: &NetConf, role: Role) -> Result<Option<serde_json::Value>, CniError> {
     let ipam = conf.ipam()?;
     ipam.pools()?;
-    ipam_store(conf, ipam).map_err(|e| CniError {
+    ipam_store(conf, ipam).await.map_err(|e| CniError {
         code: code::NOT_AVAILABLE,
         ..e
     })?;
     if role == Role::Main {
+        parent_status(conf).await?;
+    }
+    Ok(None)
+}
+
+/// STATUS of the parent: 50 when it is missing (for `nic.id`, when `nic` is).
+pub(crate) async fn parent_status(conf: &NetConf) -> Result<Option<serde_json::Value>, CniError> {
+    {
         let parent = conf.parent()?.to_string();
         let host =
             Handle::new().map_err(|e| lib_error("opening netlink in the host namespace", e))?;
@@ -632,35 +797,33 @@ async fn status(conf: &NetConf, role: Role) -> Result<Option<serde_json::Value>,
 }
 
 async fn gc(conf: &NetConf) -> Result<Option<serde_json::Value>, CniError> {
-    let valid = conf.valid_attachments.clone().unwrap_or_default();
     let nets = networks(conf).await?;
-    let Some(net) = existing_network(&nets, conf).await? else {
+    gc_network(conf, &nets).await
+}
+
+/// GC of the network's endpoints and leases not in `cni.dev/valid-attachments`.
+pub(crate) async fn gc_network(
+    conf: &NetConf,
+    nets: &Networks,
+) -> Result<Option<serde_json::Value>, CniError> {
+    let Some(net) = existing_network(nets, conf).await? else {
         return Ok(None);
     };
-    let eps = net
-        .endpoints()
-        .map_err(|e| lib_error("listing endpoints", e))?;
-    let mut errors = Vec::new();
-    for ep in eps {
-        if valid
-            .iter()
-            .any(|v| v.container_id == ep.container_id && v.ifname == ep.ifname)
-        {
-            continue;
-        }
-        if let Err(e) = net.disconnect(&ep.container_id, &ep.ifname).await {
-            errors.push(e.to_string());
-        }
-    }
-    if errors.is_empty() {
-        Ok(None)
-    } else {
-        Err(CniError::new(
-            code::TRY_AGAIN_LATER,
-            "GC could not release every stale attachment",
-        )
-        .details(errors.join("; ")))
-    }
+    net.gc(&valid_owners(conf)).await.map_err(|e| CniError {
+        code: code::TRY_AGAIN_LATER,
+        ..lib_error("GC could not release every stale attachment", e)
+    })?;
+    Ok(None)
+}
+
+/// `cni.dev/valid-attachments` as owners (entries that name no valid attachment are skipped:
+/// nothing could have been made for them).
+fn valid_owners(conf: &NetConf) -> Vec<Owner> {
+    conf.valid_attachments
+        .iter()
+        .flatten()
+        .filter_map(|a| Owner::new(a.container_id.as_str(), &a.ifname).ok())
+        .collect()
 }
 
 /// IPAM only: the network's pools in the configured store, defined on first use.
@@ -668,7 +831,7 @@ async fn ipam_network(conf: &NetConf) -> Result<Ipam, CniError> {
     let ipam = conf.ipam()?;
     let network = underlay::ipam::Network::new(conf.name.as_str(), ipam.pools()?)
         .map_err(|e| lib_error("ipam", e))?;
-    Ipam::open_or_create(ipam_store(conf, ipam)?, network)
+    Ipam::open_or_create(ipam_store(conf, ipam).await?, network)
         .await
         .map_err(|e| lib_error(&format!("network `{}`", conf.name), e))
 }
@@ -679,6 +842,7 @@ async fn ipam_add(
     version: &str,
 ) -> Result<Option<serde_json::Value>, CniError> {
     let ipam = conf.ipam()?;
+    let dns = ipam.dns()?;
     let net = ipam_network(conf).await?;
     let mut request = Request::any();
     for ip in requested_in_ranges(conf, &call.args)? {
@@ -705,14 +869,14 @@ async fn ipam_add(
         interfaces: Vec::new(),
         routes: ipam.routes.clone(),
         ips,
-        dns: Dns::default(),
+        dns,
     };
     Ok(Some(to_json(&result.for_version(version))?))
 }
 
 async fn ipam_del(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>, CniError> {
     let ipam = conf.ipam()?;
-    let store = ipam_store(conf, ipam)?;
+    let store = ipam_store(conf, ipam).await?;
     let net = match Ipam::open(store, &conf.name).await {
         Ok(n) => n,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -746,14 +910,9 @@ async fn ipam_check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Va
 }
 
 async fn ipam_gc(conf: &NetConf) -> Result<Option<serde_json::Value>, CniError> {
-    let valid: Vec<Owner> = conf
-        .valid_attachments
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| Owner::new(a.container_id.as_str(), &a.ifname).ok())
-        .collect();
     let net = ipam_network(conf).await?;
-    net.gc(&valid).await.map_err(|e| lib_error("GC", e))?;
+    net.gc(&valid_owners(conf))
+        .await
+        .map_err(|e| lib_error("GC", e))?;
     Ok(None)
 }

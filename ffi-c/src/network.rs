@@ -356,6 +356,23 @@ pub extern "C" fn underlay_networks_delete(
     })
 }
 
+/// Deletes network `name` if nothing uses it (no endpoint, no host access, no lease of this
+/// host, also none without an endpoint record); `*deleted_out` tells whether it did. While it
+/// is used nothing changes (that is success, with `false`).
+#[no_mangle]
+pub extern "C" fn underlay_networks_delete_if_unused(
+    networks: *const underlay_networks,
+    name: *const c_char,
+    deleted_out: *mut bool,
+) -> underlay_result {
+    guard(|| {
+        let n = r(networks, "networks")?;
+        let o = out(deleted_out, "deleted_out")?;
+        o.set(block(n.inner.delete_if_unused(s(name, "name")?))?);
+        Ok(())
+    })
+}
+
 /// What `underlay_networks_reconcile` found and did. Free with
 /// `underlay_reconcile_report_free`.
 pub struct underlay_reconcile_report {
@@ -847,6 +864,31 @@ pub extern "C" fn underlay_network_disconnect(
         let n = r(network, "network")?;
         let (c, i) = (s(container_id, "container_id")?, s(ifname, "ifname")?);
         block(n.inner.disconnect(c, i))
+    })
+}
+
+/// CNI GC: releases every endpoint (link, lease, record) and every lease without an endpoint
+/// record of this network that is not among the `count` valid owners (`container_ids[i]`,
+/// `ifnames[i]`; the arrays may be NULL when `count` is 0). One that a connect or disconnect
+/// holds at the moment is left to it. `*released_out` lists what was released as
+/// "NETWORK/CONTAINER_ID/IFNAME".
+#[no_mangle]
+pub extern "C" fn underlay_network_gc(
+    network: *const underlay_network,
+    container_ids: *const *const c_char,
+    ifnames: *const *const c_char,
+    count: usize,
+    released_out: *mut *mut underlay_string_list,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let o = out(released_out, "released_out")?;
+        let valid = crate::ipam::owners(container_ids, ifnames, count)?;
+        let gone = block(n.inner.gc(&valid))?;
+        o.set_box(underlay_string_list::new(gone.iter().map(|g| {
+            format!("{}/{}/{}", g.network, g.container_id, g.ifname)
+        })));
+        Ok(())
     })
 }
 

@@ -492,6 +492,13 @@ impl Networks {
         block(py, async move { n.delete(&name).await })
     }
 
+    /// Deletes network `name` if nothing uses it (no endpoint, host access or lease of this
+    /// host); returns whether it did (nothing changes while it is used).
+    fn delete_if_unused(&self, py: Python<'_>, name: String) -> PyResult<bool> {
+        let n = self.inner.clone();
+        block(py, async move { n.delete_if_unused(&name).await })
+    }
+
     /// Recovery after a reboot or crash: parents and shims made again, endpoints whose
     /// namespace has gone released, stray links removed.
     fn reconcile(&self, py: Python<'_>) -> PyResult<ReconcileReport> {
@@ -717,6 +724,32 @@ impl Network {
     fn disconnect(&self, py: Python<'_>, container_id: String, ifname: &str) -> PyResult<()> {
         let n = self.inner.clone();
         block(py, async move { n.disconnect(&container_id, ifname).await })
+    }
+
+    /// CNI GC: releases every endpoint (link, lease, record) and every lease without an
+    /// endpoint record that `valid` (pairs of container id and interface name) does not name;
+    /// one that a connect or disconnect holds at the moment is left to it. Returns what was
+    /// released.
+    fn gc(&self, py: Python<'_>, valid: Vec<(String, String)>) -> PyResult<Vec<Py<GoneEndpoint>>> {
+        let owners = valid
+            .into_iter()
+            .map(|(c, i)| underlay::ipam::Owner::new(c, &i).map_err(to_py))
+            .collect::<PyResult<Vec<_>>>()?;
+        let n = self.inner.clone();
+        let gone = block(py, async move { n.gc(&owners).await })?;
+        gone.into_iter()
+            .map(|g| {
+                Py::new(
+                    py,
+                    GoneEndpoint {
+                        network: g.network,
+                        container_id: g.container_id,
+                        ifname: g.ifname,
+                        addresses: g.addresses,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Like `disconnect`, but leaves the link in place for a caller that deletes the

@@ -95,3 +95,47 @@ def test_target_in_another_namespace_is_refused(
             nets[0].connect(ctr, "c2", target=host.handle(), announce=False)
         assert str(host.name) in str(e.value) and str(ctr.name) in str(e.value)
         assert nets[0].endpoint("c2") is None and nets[0].endpoints() == []
+
+
+def test_network_gc(three_networks: tuple[underlay.Netns, list[underlay.Network]]) -> None:
+    """`Network.gc` keeps the valid endpoints and releases the others: link, lease, record."""
+    _, nets = three_networks
+    net = nets[0]
+    with underlay.Netns.create(unique("gcc")) as ctr:
+        net.connect(ctr, "keep", ifname="eth0", announce=False)
+        net.connect(ctr, "drop", ifname="eth1", announce=False)
+        gone = net.gc([("keep", "eth0")])
+        assert [(g.network, g.container_id, g.ifname) for g in gone] == [("gw0", "drop", "eth1")]
+        assert [str(a) for a in gone[0].addresses] == ["10.80.0.3/24", "fd80::3/64"]
+        assert ctr.name
+        links = json.loads(
+            subprocess.run(["ip", "-n", ctr.name, "-j", "link", "show"], check=True, capture_output=True).stdout
+        )
+        assert sorted(l["ifname"] for l in links) == ["eth0", "lo"]
+        assert [e.container_id for e in net.endpoints()] == ["keep"]
+        # The lease went too: its address can be taken again.
+        again = net.connect(ctr, "again", ifname="eth2", ip="10.80.0.3", announce=False)
+        assert [str(a) for a in again.addresses][0] == "10.80.0.3/24"
+        with pytest.raises(underlay.InvalidArgument):
+            net.gc([("keep", "a/b" * 10)])
+        assert len(net.gc([])) == 2 and net.endpoints() == []
+
+
+def test_delete_if_unused(tmpdir_path: str) -> None:
+    """`Networks.delete_if_unused` keeps a network with an endpoint, deletes an unused one."""
+    if not ROOT:
+        pytest.skip("needs root (creates network namespaces): SKIPPED")
+    with underlay.Netns.create(unique("diu")) as host:
+        handle = host.handle()
+        nets = underlay.Networks(handle, os.path.join(tmpdir_path, "state"))
+        underlay.Veth.create(handle, "nic0", "nic0p", up=True, peer_up=True)
+        net = nets.create("du", parent="nic0", pools=[underlay.Pool("10.90.0.0/24", gateway="10.90.0.1")])
+        with underlay.Netns.create(unique("diuc")) as ctr:
+            net.connect(ctr, "c", announce=False)
+            assert nets.delete_if_unused("du") is False
+            assert [n.name for n in nets.list()] == ["du"]
+            net.disconnect("c")
+            assert nets.delete_if_unused("du") is True
+            assert nets.list() == []
+            with pytest.raises(underlay.NotFound):
+                nets.delete_if_unused("du")

@@ -4,8 +4,13 @@
 //! Installs Debian's `containernetworking-plugins` with apt when missing: its macvlan and
 //! host-local plugins are the oracle for the result's shape and share a data directory with
 //! underlay in the tests; when they cannot be installed the task fails rather than let those
-//! tests skip. Then builds the plugin and runs
-//! `cargo test -p underlay-cni --locked [args]`.
+//! tests skip. The plugin is built and tested with its feature `etcd` (`"store": "etcd"`, tested
+//! on a real etcd), so etcd and protoc are installed too when missing ([`install_etcd`]). Then
+//! builds the plugin and runs `cargo test -p underlay-cni --features etcd --locked [args]`.
+//! Last, the tests that need 8021q and ipvlan (`vm_*`, ignored in a plain run) run in the qemu
+//! VM, one boot for all ([`run_vm_tests`]).
+//! Last, the tests that need 8021q and ipvlan (`vm_*`, ignored in a plain run) run in the qemu
+//! VM, one boot for all ([`run_vm_tests`]).
 
 use std::env;
 use std::ffi::OsString;
@@ -37,23 +42,98 @@ pub(crate) fn install_reference_plugins() -> io::Result<bool> {
     Ok(false)
 }
 
+/// The plugin's feature tested here: the etcd store.
+const FEATURES: &str = "etcd";
+
+/// Installs etcd (server and etcdctl, the tests' oracle) and protoc (the etcd client's build)
+/// if missing; false (having said so) if that failed.
+fn install_etcd() -> io::Result<bool> {
+    let mut needed = crate::etcd::ETCD.to_vec();
+    needed.push(("protobuf-compiler", "protoc", "--version"));
+    crate::etcd::install_missing("cni-test", &needed)
+}
+
 pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
     // Without the reference plugins their comparisons could only skip: fail instead.
-    if !install_reference_plugins()? {
+    if !install_reference_plugins()? || !install_etcd()? {
         return Ok(1);
     }
     let cargo: OsString = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    println!("==> CNI plugin: cargo build -p underlay-cni --locked");
+    println!("==> CNI plugin: cargo build -p underlay-cni --features {FEATURES} --locked");
     let status = Command::new(&cargo)
-        .args(["build", "-p", "underlay-cni", "--locked"])
+        .args([
+            "build",
+            "-p",
+            "underlay-cni",
+            "--features",
+            FEATURES,
+            "--locked",
+        ])
         .status()?;
     if !status.success() {
         return Ok(status.code().unwrap_or(1));
     }
-    println!("==> CNI plugin tests: cargo test -p underlay-cni --locked");
+    println!("==> CNI plugin tests: cargo test -p underlay-cni --features {FEATURES} --locked");
     let status = Command::new(&cargo)
-        .args(["test", "-p", "underlay-cni", "--locked"])
-        .args(args)
+        .args([
+            "test",
+            "-p",
+            "underlay-cni",
+            "--features",
+            FEATURES,
+            "--locked",
+        ])
+        .args(&args)
         .status()?;
-    Ok(status.code().unwrap_or(1))
+    if !status.success() {
+        return Ok(status.code().unwrap_or(1));
+    }
+    // Arguments select host tests (a filter): the VM run is for the whole suite only.
+    if !args.is_empty() {
+        println!("==> cni-test: arguments given, so the VM tests (`vm_*`) are not run");
+        return Ok(0);
+    }
+    run_vm_tests(&cargo)
+}
+
+/// Runs the plugin's `vm_*` tests (VLAN parents made on demand, ipvlan) in the qemu VM: the
+/// `it` test binary, `--ignored vm_`, one boot.
+fn run_vm_tests(cargo: &OsString) -> io::Result<i32> {
+    let out = Command::new(cargo)
+        .args([
+            "test",
+            "-p",
+            "underlay-cni",
+            "--features",
+            FEATURES,
+            "--locked",
+        ])
+        .args(["--test", "it", "--no-run", "--message-format=json"])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Ok(out.status.code().unwrap_or(1));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(exe) = stdout
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\"") && l.contains("underlay-cni"))
+        .filter(|l| l.contains("\"name\":\"it\""))
+        .find_map(|l| {
+            let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+            let len = l[start..].find('"')?;
+            Some(l[start..start + len].to_string())
+        })
+    else {
+        eprintln!("cni-test: cargo named no executable for the plugin's `it` tests");
+        return Ok(1);
+    };
+    println!("==> CNI plugin VM tests (8021q, ipvlan): {exe} --ignored vm_, in the qemu VM");
+    let vm = xtask::vm::prepare()?;
+    vm.run(
+        xtask::vm::VmCommand::new(&exe)
+            .args(["--ignored", "vm_", "--test-threads=1"])
+            .current_dir(env::current_dir()?)
+            .timeout(std::time::Duration::from_secs(900)),
+    )
 }

@@ -86,7 +86,8 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
     let cargo: OsString = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // The workspace's lint step builds without the feature: lint what it leaves out here (the
     // store, its tests and bench, the Python binding's `EtcdStore`, the demo's etcd mode).
-    let features = "underlay/etcd,underlay-py/etcd,underlay-examples/etcd,underlay-ffi/etcd";
+    let features =
+        "underlay/etcd,underlay-py/etcd,underlay-examples/etcd,underlay-ffi/etcd,underlay-cni/etcd";
     println!("==> etcd lints: cargo clippy --workspace --all-targets --features {features}");
     let status = Command::new(&cargo)
         .args(["clippy", "--workspace", "--all-targets", "--locked"])

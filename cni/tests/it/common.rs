@@ -40,7 +40,7 @@ pub(crate) struct Ns {
 }
 
 impl Ns {
-    fn new(tag: &str) -> Ns {
+    pub(crate) fn new(tag: &str) -> Ns {
         let name = unique(tag);
         let out = ip(&["netns", "add", &name]);
         assert!(out.status.success(), "ip netns add {name}: {out:?}");
@@ -330,6 +330,12 @@ impl Call {
     /// Starts the plugin in `host` without waiting (see [`wait`]).
     pub(crate) fn spawn(&self, host: &Host) -> Child {
         self.start(Some(host))
+    }
+
+    /// Starts the plugin in the test thread's namespace without waiting (see [`wait`]).
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn spawn_here(&self) -> Child {
+        self.start(None)
     }
 
     /// Runs the plugin in the test's own namespace (calls that touch no link).

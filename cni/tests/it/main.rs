@@ -19,6 +19,11 @@ macro_rules! root_or_skip {
     };
 }
 
+#[cfg(feature = "etcd")]
+mod etcd;
+mod features;
+mod vm;
+
 /// Where Debian's containernetworking-plugins put the reference plugins.
 const REFERENCE_DIR: &str = "/usr/lib/cni";
 

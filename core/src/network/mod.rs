@@ -214,12 +214,23 @@ impl Networks {
     /// the other opens. A network of that name defined otherwise (driver, mode, parent, MTU,
     /// pools) is [`ErrorKind::Conflict`], the message naming each difference.
     /// [`NetworkSpec::bring_parent_up`] matters only when the network is created.
+    ///
+    /// The network returned is pinned while it (or a clone) lives: [`Networks::delete_if_unused`]
+    /// leaves it alone, so a connect through it never finds it deleted by another process's
+    /// last disconnect.
     pub async fn create_or_open(&self, spec: NetworkSpec) -> Result<Network> {
+        ipam::check_name(&spec.name)?;
+        // Before the network is looked at: a delete_if_unused under way finishes first.
+        let pin = Arc::new(ipam::fsutil::lock_shared_async(&self.pin_path(&spec.name)).await?);
+        let pinned = |mut net: Network| {
+            net.pin = Some(pin.clone());
+            net
+        };
         // A network deleted between a failed create and the open: try again (a few times).
         let mut last = None;
         for _ in 0..3 {
             match self.create(spec.clone()).await {
-                Ok(net) => return Ok(net),
+                Ok(net) => return Ok(pinned(net)),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
@@ -227,7 +238,7 @@ impl Networks {
                 Ok(net) => {
                     let diffs = net.differences(&spec);
                     if diffs.is_empty() {
-                        return Ok(net);
+                        return Ok(pinned(net));
                     }
                     return Err(Error::new(
                         ErrorKind::Conflict,
@@ -276,11 +287,40 @@ impl Networks {
     /// is refused ([`ErrorKind::Busy`]) while other hosts hold leases in it, and then changes
     /// nothing.
     pub async fn delete(&self, name: &str) -> Result<()> {
+        self.delete_inner(name, false).await.map(|_| ())
+    }
+
+    /// Deletes network `name` if nothing uses it, as [`Networks::delete`] does, and tells
+    /// whether it did: `false`, with nothing changed, while it has an endpoint, host access, a
+    /// live handle from [`Networks::create_or_open`] (in any process), or a lease of this host (also one without an endpoint record, such as another
+    /// program's on a shared host-local data directory: unlike `delete`, it releases none).
+    /// The checks hold the network's endpoint locks and the store's own lock, so a connect, or
+    /// another program's allocation, either comes first and keeps the network, or comes after
+    /// and finds it gone. For a front-end that keeps a network only while it is used (a CNI
+    /// plugin whose last DEL removes the VLAN parent made for it).
+    pub async fn delete_if_unused(&self, name: &str) -> Result<bool> {
+        self.delete_inner(name, true).await
+    }
+
+    async fn delete_inner(&self, name: &str, unused_only: bool) -> Result<bool> {
         let net = self.get(name).await?;
         // No connect or disconnect of this network runs while it goes (a connect that waited
         // finds the network gone).
         let _endpoints = self.inner.records.lock_network(name).await?;
         let eps = net.endpoints()?;
+        if unused_only && (!eps.is_empty() || net.record.shim.is_some()) {
+            return Ok(false);
+        }
+        // A pinned network (a handle of create_or_open, about to connect) is in use; the pin
+        // is held to the end, so none is taken meanwhile.
+        let _pin = if unused_only {
+            match ipam::fsutil::try_lock(&self.pin_path(name))? {
+                Some(pin) => Some(pin),
+                None => return Ok(false),
+            }
+        } else {
+            None
+        };
         if !eps.is_empty() {
             let ids: Vec<String> = eps
                 .iter()
@@ -297,12 +337,20 @@ impl Networks {
         // A refused delete changes nothing: ask the store whether it would refuse the leave
         // (other hosts' leases in a network this host is the last to use) before any teardown.
         match self.inner.store.check_leave(name).await {
+            Err(e) if unused_only && e.kind() == ErrorKind::Busy => return Ok(false),
             Err(e) if e.kind() != ErrorKind::NotFound => {
                 return Err(e.context(format!(
                     "deleting network `{name}` refused, nothing changed"
                 )))
             }
             _ => {}
+        }
+        if unused_only {
+            match self.inner.store.host_records(name).await {
+                Ok(records) if !records.is_empty() => return Ok(false),
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
         let _lock = self.lock().await?;
         if net.record.shim.is_some() {
@@ -312,7 +360,11 @@ impl Networks {
         let mut errors = Vec::new();
         // Stray leases (no endpoint file) would keep the IPAM network busy: drop them. Only
         // this host's: on a shared store the other hosts' leases are theirs.
-        match self.inner.store.host_records(name).await {
+        match if unused_only {
+            Ok(Vec::new()) // none a moment ago; one claimed since makes the leave refuse
+        } else {
+            self.inner.store.host_records(name).await
+        } {
             Ok(records) => {
                 let mut owners: Vec<ipam::Owner> = records.into_iter().map(|r| r.owner).collect();
                 owners.sort();
@@ -327,6 +379,9 @@ impl Networks {
             Err(_) => {}
         }
         if let Err(e) = Ipam::leave(self.inner.store.as_ref(), name).await {
+            if unused_only && e.kind() == ErrorKind::Busy && errors.is_empty() {
+                return Ok(false); // a lease claimed since the check: the network is used
+            }
             if e.kind() != ErrorKind::NotFound {
                 // Refused after the check (a lease claimed meanwhile): keep the network's
                 // record, parent and link, so that a retry can finish the delete.
@@ -365,7 +420,7 @@ impl Networks {
             ));
         }
         if errors.is_empty() {
-            Ok(())
+            Ok(true)
         } else {
             Err(Error::multiple(
                 format!("deleting network `{name}`"),
@@ -489,6 +544,16 @@ impl Networks {
         ipam::fsutil::lock_async(&self.inner.root.join("networks.lock")).await
     }
 
+    /// The lock file that pins network `name` (shared: [`Networks::create_or_open`]'s
+    /// handles; exclusive: [`Networks::delete_if_unused`]). Never deleted, so that every
+    /// process locks the same inode.
+    fn pin_path(&self, name: &str) -> PathBuf {
+        self.inner
+            .root
+            .join("networks")
+            .join(format!(".{name}.pin"))
+    }
+
     pub(crate) fn record_path(&self, name: &str) -> PathBuf {
         self.inner
             .root
@@ -575,6 +640,8 @@ pub struct Network {
     /// The shim endpoints' routes go through, as last read from the record file, with that
     /// file's identity (inode, mtime): another process may enable host access at any time.
     shim_cache: Arc<std::sync::Mutex<Option<ShimSetting>>>,
+    /// The shared lock that keeps [`Networks::delete_if_unused`] away (create_or_open's).
+    pin: Option<Arc<std::fs::File>>,
 }
 
 /// The shim endpoints route through (if any), with the identity of the record file it was read
@@ -599,6 +666,7 @@ impl Network {
             ipam,
             lower_cache: Arc::default(),
             shim_cache: Arc::default(),
+            pin: None,
         }
     }
 

@@ -1,15 +1,16 @@
 //! Recovery after a reboot or a crash: make the kernel match the records, and the records match
 //! the kernel, without touching anything that is not underlay's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use ipnet::IpNet;
 
 use super::endpoint::endpoint_file_name;
 use super::spec::Record;
-use super::{parent, shim, Networks, MARK};
+use super::{parent, shim, Network, Networks, MARK};
 use crate::error::{Error, ErrorKind, Result};
+use crate::ipam::Owner;
 use crate::types::IfName;
 
 /// An endpoint whose namespace is gone, whose link is gone from its namespace (its parent was
@@ -52,7 +53,7 @@ impl ReconcileReport {
     }
 }
 
-impl super::Network {
+impl Network {
     /// Undoes every endpoint of this network that is gone, each judged and undone under its
     /// lock (so never one that a connect or disconnect is changing, nor a record put there
     /// after it was judged); removes temporary files of killed writers. `live` caches where
@@ -143,6 +144,67 @@ impl super::Network {
         }
         drop(held);
         Ok((gone, errors))
+    }
+
+    /// Releases everything of this network that `valid` does not name (CNI GC): each
+    /// endpoint's link, lease and record, and each lease that has no endpoint record (made by
+    /// another program on this host's store, e.g. the host-local plugin on its data directory,
+    /// or left by a process that died; on a store shared by hosts, etcd, only the leases this
+    /// host claimed). Each is undone under its endpoint's lock; one that a
+    /// connect or disconnect holds at the moment is left to that call. The host shim's lease is
+    /// kept. Returns what was released; failures are reported together after the rest is done.
+    pub async fn gc(&self, valid: &[Owner]) -> Result<Vec<GoneEndpoint>> {
+        let keep: HashSet<(&str, &str)> = valid
+            .iter()
+            .map(|o| (o.container_id(), o.ifname().as_str()))
+            .collect();
+        let mut owners: BTreeSet<(String, String)> = self
+            .endpoints()?
+            .into_iter()
+            .map(|ep| (ep.container_id, ep.ifname))
+            .collect();
+        // On a shared store (etcd), only this host's leases: the others are their hosts'.
+        for r in self.ipam().store().host_records(self.name()).await? {
+            if shim::is_shim_owner(&r.owner) {
+                continue;
+            }
+            let o = (
+                r.owner.container_id().to_string(),
+                r.owner.ifname().as_str().to_string(),
+            );
+            owners.insert(o);
+        }
+        let files = self.nets.record_files();
+        let mut gone = Vec::new();
+        let mut errors = Vec::new();
+        for (container_id, ifname) in owners {
+            if keep.contains(&(container_id.as_str(), ifname.as_str())) {
+                continue;
+            }
+            let name = endpoint_file_name(&container_id, &ifname);
+            let Some(held) = files.try_lock(self.name(), &name)? else {
+                continue; // a call on this endpoint is under way: it is that call's
+            };
+            match self
+                .disconnect_locked(&container_id, &ifname, true, &held)
+                .await
+            {
+                Ok(addresses) => gone.push(self.gone(container_id, ifname, addresses)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(gone)
+        } else {
+            Err(Error::multiple(
+                format!(
+                    "gc of network `{}` released {} endpoints, then failed on others; run it again to finish",
+                    self.name(),
+                    gone.len()
+                ),
+                errors,
+            ))
+        }
     }
 
     /// What the report says of an endpoint of this network that was undone.

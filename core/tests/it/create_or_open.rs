@@ -143,3 +143,41 @@ async fn stored_network_compares_with_a_spec() {
     assert_eq!(nets.create_or_open(stored).await.unwrap().name(), "cnet");
     nets.delete("cnet").await.unwrap();
 }
+
+/// `Networks::delete_if_unused`: not while a `create_or_open` handle lives (the pin), nor
+/// while it has an endpoint, nor while a lease without an endpoint record is there (it releases
+/// none, unlike `delete`); then it deletes, and the network is gone from the listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_if_unused_keeps_a_used_network() {
+    if !privileged("delete_if_unused_keeps_a_used_network") {
+        return;
+    }
+    let h = TestNs::with_veth("diu", "ens192", "wire0").await;
+    let dir = TempDir::new("diu");
+    let nets = Networks::open(&h.handle, &dir.0).await.unwrap();
+    let pinned = nets
+        .create_or_open(spec("10.32.0.0/24 gateway=10.32.0.1"))
+        .await
+        .unwrap();
+    assert!(
+        !nets.delete_if_unused("cnet").await.unwrap(),
+        "deleted a pinned network"
+    );
+    let owner = underlay::ipam::Owner::new("stray", "eth0").unwrap();
+    pinned
+        .ipam()
+        .allocate(&owner, &underlay::ipam::Request::any())
+        .await
+        .unwrap();
+    drop(pinned);
+    // A lease without a record (another program's): kept, and so is the network.
+    assert!(!nets.delete_if_unused("cnet").await.unwrap());
+    let net = nets.get("cnet").await.unwrap();
+    assert_eq!(net.ipam().list().await.unwrap().len(), 1);
+    net.ipam().release(&owner).await.unwrap();
+    drop(net); // `get` does not pin
+    assert!(nets.delete_if_unused("cnet").await.unwrap());
+    assert!(nets.list().await.unwrap().is_empty());
+    let e = nets.delete_if_unused("cnet").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+}

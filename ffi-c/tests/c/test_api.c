@@ -318,6 +318,8 @@ static void test_null_parameters(void) {
   NUL(underlay_endpoint_spec_set_default_route(NULL, "auto", 0), "spec");
   NUL(underlay_network_connect(NULL, NULL, NULL, &ep), "network");
   NUL(underlay_network_disconnect(NULL, "c", "eth0"), "network");
+  NUL(underlay_network_gc(NULL, NULL, NULL, 0, NULL), "network");
+  NUL(underlay_networks_delete_if_unused(NULL, "n", NULL), "networks");
   NUL(underlay_network_endpoint(NULL, "c", "eth0", &ep), "network");
   NUL(underlay_network_endpoints(NULL, NULL), "network");
   NUL(underlay_network_enable_host_access(NULL, NULL, false, NULL, &str), "network");
@@ -1041,12 +1043,47 @@ static void test_networks(void) {
   underlay_reconcile_report_free(rep);
   EXPECT(underlay_networks_delete(nets, "mac_net1"), UNDERLAY_RESULT_BUSY, "mac_net1");
   OK(underlay_network_disable_host_access(net));
+  {
+    /* Used (endpoint c1): delete_if_unused changes nothing. */
+    bool deleted = true;
+    OK(underlay_networks_delete_if_unused(nets, "mac_net1", &deleted));
+    TRUE(!deleted);
+    EXPECT(underlay_networks_delete_if_unused(nets, "mac_net1", NULL),
+           UNDERLAY_RESULT_NULL_PARAMETER, "deleted_out");
+  }
+  {
+    /* GC keeps the valid endpoint, then (none valid) releases it: link, lease, record. */
+    const char *ids[] = {"c1"}, *ifs[] = {"eth0"};
+    underlay_string_list *gone = NULL;
+    char cmd[160];
+    OK(underlay_network_gc(net, ids, ifs, 1, &gone));
+    TRUE(gone != NULL && underlay_string_list_count(gone) == 0);
+    underlay_string_list_free(gone);
+    gone = NULL;
+    EXPECT(underlay_network_gc(net, ids, NULL, 1, &gone), UNDERLAY_RESULT_NULL_PARAMETER,
+           "ifnames");
+    OK(underlay_network_gc(net, NULL, NULL, 0, &gone));
+    TRUE(gone != NULL && underlay_string_list_count(gone) == 1 &&
+         strcmp(underlay_string_list_get(gone, 0), "mac_net1/c1/eth0") == 0);
+    underlay_string_list_free(gone);
+    OK(underlay_network_endpoint(net, "c1", "eth0", &ep));
+    TRUE(ep == NULL);
+    /* The oracle: the link is gone from the container. */
+    snprintf(cmd, sizeof cmd, "ip -n %s link show eth0 >/dev/null 2>&1", ctr_name);
+    TRUE(system(cmd) != 0);
+  }
   OK(underlay_network_disconnect(net, "c1", "eth0"));
   underlay_network_free(net);
   net = NULL;
   OK(underlay_networks_get(nets, "mac_net1", &net));
   underlay_network_free(net);
-  OK(underlay_networks_delete(nets, "mac_net1"));
+  {
+    /* Unused now: deleted. */
+    bool deleted = false;
+    OK(underlay_networks_delete_if_unused(nets, "mac_net1", &deleted));
+    TRUE(deleted);
+  }
+  EXPECT(underlay_networks_delete(nets, "mac_net1"), UNDERLAY_RESULT_NOT_FOUND, "mac_net1");
   EXPECT(underlay_networks_get(nets, "mac_net1", &net), UNDERLAY_RESULT_NOT_FOUND, "mac_net1");
 out:
   underlay_networks_free(nets);

@@ -32,6 +32,7 @@ from ._underlay import (
     Endpoint,
     ForeignLease,
     EndpointConflict,
+    GoneEndpoint,
     Lease,
     Link,
     Netns,
@@ -493,6 +494,10 @@ class Network:
         """Disconnects but leaves the link for the namespace's deletion."""
         await _run(self.sync.disconnect_for_netns_deletion, container_id, ifname)
 
+    async def gc(self, valid: Sequence[tuple[str, str]]) -> _List[GoneEndpoint]:
+        """Releases every endpoint and lease not in ``valid`` (CNI GC)."""
+        return await _run(self.sync.gc, valid)
+
     def export(self, format: str) -> _List[tuple[str, str]]:
         """The VLAN parent for ifupdown, ifcfg or networkd (no I/O: not a coroutine)."""
         return self.sync.export(format)
@@ -593,6 +598,10 @@ class Networks:
     async def delete(self, name: str) -> None:
         """Deletes a network."""
         await _run(self.sync.delete, name)
+
+    async def delete_if_unused(self, name: str) -> bool:
+        """Deletes a network if nothing uses it; whether it did."""
+        return await _run(self.sync.delete_if_unused, name)
 
     async def reconcile(self) -> ReconcileReport:
         """Recovery after a reboot or crash."""

@@ -71,21 +71,47 @@ pub(crate) fn lock(path: &Path) -> Result<File> {
 /// Like [`lock`] for async callers: tries without blocking and waits between tries, so a
 /// caller never holds a runtime worker while the holder's own tasks need one.
 pub(crate) async fn lock_async(path: &Path) -> Result<File> {
+    flock_async(path, libc::LOCK_EX).await
+}
+
+/// A shared `flock` on `path` (created if missing), awaited like [`lock_async`]: many holders
+/// at once, none while an exclusive one is held.
+pub(crate) async fn lock_shared_async(path: &Path) -> Result<File> {
+    flock_async(path, libc::LOCK_SH).await
+}
+
+async fn flock_async(path: &Path, op: libc::c_int) -> Result<File> {
     let f = open_lock_file(path)?;
     let mut pause = std::time::Duration::from_millis(1);
     loop {
-        // SAFETY: flock on a descriptor we own.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        match try_flock(&f, op, path)? {
+            true => return Ok(f),
+            false => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// An exclusive `flock` on `path` if nobody holds one (shared or exclusive) now.
+pub(crate) fn try_lock(path: &Path) -> Result<Option<File>> {
+    let f = open_lock_file(path)?;
+    Ok(try_flock(&f, libc::LOCK_EX, path)?.then_some(f))
+}
+
+/// One non-blocking `flock(op)`: whether it was taken (EINTR is tried again).
+fn try_flock(f: &File, op: libc::c_int, path: &Path) -> Result<bool> {
+    loop {
+        // SAFETY: flock on a descriptor the caller owns.
+        let r = unsafe { libc::flock(f.as_raw_fd(), op | libc::LOCK_NB) };
         if r == 0 {
-            return Ok(f);
+            return Ok(true);
         }
         let e = std::io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::EINTR) => {}
-            Some(libc::EWOULDBLOCK) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_millis(20));
-            }
+            Some(libc::EWOULDBLOCK) => return Ok(false),
             _ => return Err(io_err("lock", path, e)),
         }
     }
