@@ -5,7 +5,10 @@
 //! host-local plugins are the oracle for the result's shape and share a data directory with
 //! underlay in the tests; when they cannot be installed the task fails rather than let those
 //! tests skip. Then builds the plugin and runs
-//! `cargo test -p underlay-cni --locked [args]`.
+//! `cargo test -p underlay-cni --locked [args]`, then the plugin under real runtimes:
+//! `xtask/cni-runtimes/podman.sh` (podman 4.3, CNI backend) and `containerd.sh` (containerd
+//! 1.6, `ctr run --cni`), each in namespaces of its own, with podman, containerd, runc and
+//! busybox-static installed with apt when missing.
 
 use std::env;
 use std::ffi::OsString;
@@ -50,5 +53,40 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
         .args(["test", "-p", "underlay-cni", "--locked"])
         .args(args)
         .status()?;
-    Ok(status.code().unwrap_or(1))
+    if !status.success() {
+        return Ok(status.code().unwrap_or(1));
+    }
+    runtimes(&cargo)
+}
+
+/// The Debian packages the runtime runs need, each with a program it provides and an argument
+/// that program answers to.
+const RUNTIMES: [(&str, &str, &str); 4] = [
+    ("podman", "podman", "--version"),
+    ("containerd", "containerd", "--version"),
+    ("runc", "runc", "--version"),
+    ("busybox-static", "busybox", "true"),
+];
+
+/// podman and containerd run containers on `type: underlay` networks (xtask/cni-runtimes).
+fn runtimes(cargo: &OsString) -> io::Result<i32> {
+    if !crate::etcd::install_missing("cni-test", &RUNTIMES)? {
+        return Ok(1);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf();
+    let plugin = crate::c_api::target_dir(cargo, &root)?.join("debug/underlay-cni");
+    let mut failed = 0;
+    for script in ["podman.sh", "containerd.sh"] {
+        let path = root.join("xtask/cni-runtimes").join(script);
+        println!("==> CNI plugin under a runtime: {}", path.display());
+        let status = Command::new("bash").arg(&path).arg(&plugin).status()?;
+        if !status.success() {
+            eprintln!("cni-test: {script} failed ({status})");
+            failed = status.code().unwrap_or(1);
+        }
+    }
+    Ok(failed)
 }

@@ -26,7 +26,7 @@ pub(crate) const ETCD: [(&str, &str, &str); 2] = [
     ("etcd-client", "etcdctl", "version"),
 ];
 
-fn works(program: &str, arg: &str) -> bool {
+pub(crate) fn works(program: &str, arg: &str) -> bool {
     Command::new(program)
         .arg(arg)
         .stdout(Stdio::null())
@@ -35,23 +35,39 @@ fn works(program: &str, arg: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// `apt-get install -y --no-install-recommends PACKAGES` under a policy-rc.d that starts no
+/// service, after `apt-get update` if the first try failed; false if it still failed.
 pub(crate) fn apt_install(packages: &[&str]) -> io::Result<bool> {
     let install = |pkgs: &[&str]| -> io::Result<bool> {
         Ok(Command::new("apt-get")
-            .args(["install", "-y"])
+            .args(["install", "-y", "--no-install-recommends"])
             .args(pkgs)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()?
             .success())
     };
-    if install(packages)? {
-        return Ok(true);
+    // No service may start (containerd, etcd): a policy-rc.d that refuses, if none is there.
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let made_policy = !policy.exists() && {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(policy, "#!/bin/sh\nexit 101\n")
+            .and_then(|()| std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755)))
+            .is_ok()
+    };
+    let installed = (|| {
+        if install(packages)? {
+            return Ok(true);
+        }
+        println!("apt-get install failed; running apt-get update first");
+        if !Command::new("apt-get").arg("update").status()?.success() {
+            return Ok(false);
+        }
+        install(packages)
+    })();
+    if made_policy {
+        let _ = std::fs::remove_file(policy);
     }
-    println!("apt-get install failed; running apt-get update first");
-    if !Command::new("apt-get").arg("update").status()?.success() {
-        return Ok(false);
-    }
-    install(packages)
+    installed
 }
 
 /// Installs with apt the packages of `needed` whose program does not run; false (having said
