@@ -39,7 +39,11 @@ enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Reference, Kind::UnderlayHostLocal, Kind::UnderlayLocal];
+    const ALL: [Kind; 3] = [
+        Kind::Reference,
+        Kind::UnderlayHostLocal,
+        Kind::UnderlayLocal,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -170,8 +174,9 @@ impl Net {
                     .build()
                     .unwrap();
                 rt.block_on(async {
-                    let store =
-                        LocalStore::open(self.state_dir.join("ipam")).unwrap().durable(false);
+                    let store = LocalStore::open(self.state_dir.join("ipam"))
+                        .unwrap()
+                        .durable(false);
                     let ipam = Ipam::open(Arc::new(store), &self.name).await.unwrap();
                     for i in 0..n {
                         let owner = Owner::new(format!("fill-{i}").as_str(), "eth0").unwrap();
@@ -199,7 +204,11 @@ impl Container {
                 libc::O_RDONLY | libc::O_CLOEXEC,
             );
             assert!(fd >= 0, "open the new namespace");
-            assert_eq!(libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns home");
+            assert_eq!(
+                libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET),
+                0,
+                "setns home"
+            );
             Container {
                 fd: OwnedFd::from_raw_fd(fd),
             }
@@ -366,9 +375,16 @@ fn main() {
     let quick = args.iter().any(|a| a == "quick");
     let mut sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     if sizes.is_empty() {
-        sizes = if quick { vec![0, 1000] } else { vec![0, 1000, 10000] };
+        sizes = if quick {
+            vec![0, 1000]
+        } else {
+            vec![0, 1000, 10000]
+        };
     }
-    let many_n = match std::env::var("UNDERLAY_BENCH_MANY").ok().and_then(|v| v.parse().ok()) {
+    let many_n = match std::env::var("UNDERLAY_BENCH_MANY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         Some(n) => n,
         None if quick => 200,
         None => 1000,
@@ -387,7 +403,9 @@ fn main() {
         OwnedFd::from_raw_fd(fd)
     };
     ip(&["link", "set", "lo", "up"]);
-    ip(&["link", "add", "par0", "type", "veth", "peer", "name", "wire0"]);
+    ip(&[
+        "link", "add", "par0", "type", "veth", "peer", "name", "wire0",
+    ]);
     ip(&["link", "set", "par0", "up"]);
     ip(&["link", "set", "wire0", "up"]);
 
@@ -407,15 +425,23 @@ fn main() {
 
     println!(
         "# underlay CNI plugin vs macvlan + host-local ({})",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     println!("\n## Start-up: VERSION exec, median of 200 (ms)\n");
     println!("| binary | ms |\n|---|---|");
     for (what, bin) in [
         ("/bin/true (exec alone)", PathBuf::from("/bin/true")),
         ("underlay", work.join("bin/underlay")),
-        ("macvlan (reference)", PathBuf::from(REFERENCE_DIR).join("macvlan")),
-        ("host-local (reference)", PathBuf::from(REFERENCE_DIR).join("host-local")),
+        (
+            "macvlan (reference)",
+            PathBuf::from(REFERENCE_DIR).join("macvlan"),
+        ),
+        (
+            "host-local (reference)",
+            PathBuf::from(REFERENCE_DIR).join("host-local"),
+        ),
     ] {
         settle();
         println!("| {what} | {:.2} |", startup(&bin, 200));
@@ -451,8 +477,7 @@ fn main() {
     println!(
         "| plugin | ADD wall (s) | ADDs/s | DEL wall (s) | DELs/s | load before |\n|---|---|---|---|---|---|"
     );
-    let cts: Arc<Vec<Container>> =
-        Arc::new((0..many_n).map(|_| Container::new(&home)).collect());
+    let cts: Arc<Vec<Container>> = Arc::new((0..many_n).map(|_| Container::new(&home)).collect());
     for (k, kind) in Kind::ALL.into_iter().enumerate() {
         if !selected(kind) {
             continue;

@@ -22,7 +22,9 @@ tasks:
                            the etcd features first)
   cni-test [args]          the CNI plugin (underlay-cni) run as libcni runs it, in throwaway
                            namespaces (installs containernetworking-plugins with apt if
-                           missing: the reference plugins are the tests' oracle)
+                           missing: the reference plugins are the tests' oracle), then under
+                           podman and containerd (xtask/cni-runtimes; installs podman,
+                           containerd, runc, busybox-static if missing)
   c-test [--bless] [--install PREFIX]
                            the C ABI: header up to date (--bless rewrites it), C examples and
                            tests under sanitizers; --install puts header, libraries and
