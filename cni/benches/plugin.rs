@@ -188,6 +188,15 @@ impl Net {
     }
 }
 
+/// The benchmark's directory, removed on drop (also when a call fails).
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A namespace of this process's, kept open: the path a runtime would pass in CNI_NETNS.
 struct Container {
     fd: OwnedFd,
@@ -311,26 +320,33 @@ fn startup(binary: &Path, n: usize) -> f64 {
     median(t)
 }
 
-/// `rounds` ADD+DEL of one container each; (ADD, DEL) medians in ms.
-/// With `UNDERLAY_BENCH_WRAP` (e.g. `perf record -g -o /tmp/p.data --`), every call runs under
-/// it: for profiling, not for the numbers.
-fn add_del(net: &Net, ct: &Container, rounds: usize) -> (f64, f64) {
+/// `rounds` ADD+DEL of one container on each network, the networks taking turns within each
+/// round (so a load that comes and goes weighs on each alike); (ADD, DEL) medians in ms per
+/// network. With `UNDERLAY_BENCH_WRAP` (e.g. `perf record -g -o /tmp/p.data --`), every call
+/// runs under it: for profiling, not for the numbers.
+fn add_del(nets: &[Net], ct: &Container, rounds: usize) -> Vec<(f64, f64)> {
     let wrap: Vec<String> = std::env::var("UNDERLAY_BENCH_WRAP")
         .unwrap_or_default()
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    let (mut adds, mut dels) = (Vec::new(), Vec::new());
+    let mut adds = vec![Vec::new(); nets.len()];
+    let mut dels = vec![Vec::new(); nets.len()];
     for r in 0..rounds {
         let id = format!("bench-{r}");
-        let t = Instant::now();
-        net.call_wrapped("ADD", &id, &ct.path(), &wrap);
-        adds.push(ms(t.elapsed()));
-        let t = Instant::now();
-        net.call_wrapped("DEL", &id, &ct.path(), &wrap);
-        dels.push(ms(t.elapsed()));
+        for (i, net) in nets.iter().enumerate() {
+            let t = Instant::now();
+            net.call_wrapped("ADD", &id, &ct.path(), &wrap);
+            adds[i].push(ms(t.elapsed()));
+            let t = Instant::now();
+            net.call_wrapped("DEL", &id, &ct.path(), &wrap);
+            dels[i].push(ms(t.elapsed()));
+        }
     }
-    (median(adds), median(dels))
+    adds.into_iter()
+        .zip(dels)
+        .map(|(a, d)| (median(a), median(d)))
+        .collect()
 }
 
 /// Every container's ADD, then every DEL, `parallel` calls at a time; wall times in s.
@@ -412,12 +428,12 @@ fn main() {
     let base = std::env::var_os("UNDERLAY_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    let work = base.join(format!("underlay-cni-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let work = WorkDir(base.join(format!("underlay-cni-bench-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&work.0);
+    std::fs::create_dir_all(&work.0).unwrap();
     let status = Command::new(PLUGIN)
         .arg("install")
-        .arg(work.join("bin"))
+        .arg(work.0.join("bin"))
         .stdout(Stdio::null())
         .status()
         .unwrap();
@@ -433,7 +449,7 @@ fn main() {
     println!("| binary | ms |\n|---|---|");
     for (what, bin) in [
         ("/bin/true (exec alone)", PathBuf::from("/bin/true")),
-        ("underlay", work.join("bin/underlay")),
+        ("underlay", work.0.join("bin/underlay")),
         (
             "macvlan (reference)",
             PathBuf::from(REFERENCE_DIR).join("macvlan"),
@@ -447,25 +463,31 @@ fn main() {
         println!("| {what} | {:.2} |", startup(&bin, 200));
     }
 
-    println!("\n## ADD+DEL of one container with N leases in the pool, median (ms)\n");
+    println!(
+        "\n## ADD+DEL of one container with N leases in the pool, median (ms); the plugins take \
+         turns in each round\n"
+    );
     println!("| N | plugin | ADD | DEL | ADD+DEL | load before |\n|---|---|---|---|---|---|");
     let ct = Container::new(&home);
     for &n in &sizes {
         let rounds = if n >= 10000 { 15 } else { 31 };
-        for (k, kind) in Kind::ALL.into_iter().enumerate() {
-            if !selected(kind) {
-                continue;
-            }
-            let net = Net::new(kind, &work, &format!("s{n}k{k}"));
+        let nets: Vec<Net> = Kind::ALL
+            .into_iter()
+            .enumerate()
+            .filter(|(_, kind)| selected(*kind))
+            .map(|(k, kind)| Net::new(kind, &work.0, &format!("s{n}k{k}")))
+            .collect();
+        for net in &nets {
             // Creates the network (and adopts nothing), then the earlier containers' leases.
             net.call("ADD", "warm", &ct.path());
             net.call("DEL", "warm", &ct.path());
             net.fill(n);
-            let load = settle();
-            let (add, del) = add_del(&net, &ct, rounds);
+        }
+        let load = settle();
+        for (net, (add, del)) in nets.iter().zip(add_del(&nets, &ct, rounds)) {
             println!(
                 "| {n} | {} | {add:.2} | {del:.2} | {:.2} | {load} |",
-                kind.label(),
+                net.kind.label(),
                 add + del
             );
             let _ = std::fs::remove_dir_all(&net.data_dir);
@@ -482,7 +504,7 @@ fn main() {
         if !selected(kind) {
             continue;
         }
-        let net = Arc::new(Net::new(kind, &work, &format!("many{k}")));
+        let net = Arc::new(Net::new(kind, &work.0, &format!("many{k}")));
         let load = settle();
         let (add, del) = many(&net, &cts, 16);
         println!(
@@ -492,5 +514,4 @@ fn main() {
             many_n as f64 / del
         );
     }
-    let _ = std::fs::remove_dir_all(&work);
 }

@@ -460,7 +460,8 @@ impl Inner {
         Ok(self.scan(name, false)?.version)
     }
 
-    fn write_file(&self, dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
+    /// Writes `name` anew (a new file renamed over it), its data synced when `sync`.
+    fn write_file(&self, dir: &Path, name: &str, data: &[u8], sync: bool) -> std::io::Result<()> {
         let tmp = dir.join(".underlay.tmp");
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -469,7 +470,7 @@ impl Inner {
             .mode(0o644)
             .open(&tmp)?;
         f.write_all(data)?;
-        if self.durable {
+        if sync {
             f.sync_data()?;
         }
         std::fs::rename(&tmp, dir.join(name))
@@ -546,7 +547,8 @@ impl Inner {
                         r.owner.container_id(),
                         r.owner.ifname().as_str()
                     );
-                    self.write_file(&dir, &file, body.as_bytes()).map_err(io)?;
+                    self.write_file(&dir, &file, body.as_bytes(), self.durable)
+                        .map_err(io)?;
                     let id = if handles {
                         now.dir.identity(&file, &mut handles)?
                     } else {
@@ -565,10 +567,13 @@ impl Inner {
                     version = version.wrapping_sub(id);
                 }
                 Change::Cursor { pool, addr } => {
+                    // A hint (where next-fit goes on), not a lease: its data is not synced
+                    // (host-local syncs nothing); lost, next-fit starts earlier.
                     self.write_file(
                         &dir,
                         &format!("{CURSOR_PREFIX}{pool}"),
                         addr.to_string().as_bytes(),
+                        false,
                     )
                     .map_err(io)?;
                 }
