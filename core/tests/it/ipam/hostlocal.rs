@@ -156,7 +156,7 @@ async fn a_lease_replaced_under_the_same_name_is_seen() {
         .unwrap();
     let dir = data_dir.join("repl");
     for round in 0..20 {
-        let first = owner(&format!("first{round}"));
+        let first = owner(format!("first{round}"));
         let lease = ipam.allocate(&first, &Request::any()).await.unwrap();
         let addr = lease.ips()[0].to_string();
         // host-local (under its lock, as underlay's commit takes it): DEL, then an ADD of
@@ -178,7 +178,7 @@ async fn a_lease_replaced_under_the_same_name_is_seen() {
             std::fs::read_to_string(dir.join(&addr)).unwrap(),
             format!("second{round}\r\neth0")
         );
-        let second = owner(&format!("second{round}"));
+        let second = owner(format!("second{round}"));
         assert_eq!(
             ipam.lookup(&second).await.unwrap().unwrap().ips()[0].to_string(),
             addr
