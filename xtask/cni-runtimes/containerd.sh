@@ -100,6 +100,7 @@ teardown() {
   ip netns del "$NS-gw" 2>/dev/null; ip netns del "$NS" 2>/dev/null
   rm -rf "$WORK"
   [ "$(ip netns list | grep -c "^$NS")" = 0 ] || bad "namespaces $NS* left behind"
+  [ -z "$(find /sys/fs/cgroup -maxdepth 4 -type d -name "$NS" 2>/dev/null)" ] || bad "cgroups $NS left behind"
   echo "RESULT containerd: $passes passed, $fails failed"
 }
 trap 'teardown; [ $fails = 0 ] && exit 0; exit 1' EXIT

@@ -96,8 +96,8 @@ teardown() {
   kill_cgroup "$NS"
   ip netns del "$NS-gw" 2>/dev/null; ip netns del "$NS" 2>/dev/null
   rm -rf "$WORK"   # the overlay, shm and netns mounts died with the private mount namespace
-  left=$(ip netns list | grep -c "^$NS")
-  [ "$left" = 0 ] || bad "namespaces $NS* left behind"
+  [ "$(ip netns list | grep -c "^$NS")" = 0 ] || bad "namespaces $NS* left behind"
+  [ -z "$(find /sys/fs/cgroup -maxdepth 4 -type d -name "$NS" 2>/dev/null)" ] || bad "cgroups $NS left behind"
   echo "RESULT podman: $passes passed, $fails failed"
 }
 trap 'teardown; [ $fails = 0 ] && exit 0; exit 1' EXIT
