@@ -475,7 +475,7 @@ fn crate_version(cargo: &OsString, root: &Path) -> io::Result<String> {
         .ok_or_else(|| io::Error::other(format!("cannot read the version from `{id}`")))
 }
 
-fn target_dir(cargo: &OsString, root: &Path) -> io::Result<PathBuf> {
+pub(crate) fn target_dir(cargo: &OsString, root: &Path) -> io::Result<PathBuf> {
     let out = Command::new(cargo)
         .current_dir(root)
         .args(["metadata", "--format-version", "1", "--no-deps"])

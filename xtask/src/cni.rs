@@ -7,10 +7,11 @@
 //! tests skip. The plugin is built and tested with its feature `etcd` (`"store": "etcd"`, tested
 //! on a real etcd), so etcd and protoc are installed too when missing ([`install_etcd`]). Then
 //! builds the plugin and runs `cargo test -p underlay-cni --features etcd --locked [args]`.
-//! Last, the tests that need 8021q and ipvlan (`vm_*`, ignored in a plain run) run in the qemu
-//! VM, one boot for all ([`run_vm_tests`]).
-//! Last, the tests that need 8021q and ipvlan (`vm_*`, ignored in a plain run) run in the qemu
-//! VM, one boot for all ([`run_vm_tests`]).
+//! Without arguments, then the plugin under real runtimes: `xtask/cni-runtimes/podman.sh`
+//! (podman 4.3, CNI backend) and `containerd.sh` (containerd 1.6, `ctr run --cni`), each in
+//! namespaces of its own, with podman, containerd, runc and busybox-static installed with apt
+//! when missing; last, the tests that need 8021q and ipvlan (`vm_*`, ignored in a plain run)
+//! in the qemu VM, one boot for all ([`run_vm_tests`]).
 
 use std::env;
 use std::ffi::OsString;
@@ -93,7 +94,9 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
         println!("==> cni-test: arguments given, so the VM tests (`vm_*`) are not run");
         return Ok(0);
     }
-    run_vm_tests(&cargo)
+    let runtimes = runtimes(&cargo)?;
+    let vm = run_vm_tests(&cargo)?;
+    Ok(if runtimes != 0 { runtimes } else { vm })
 }
 
 /// Runs the plugin's `vm_*` tests (VLAN parents made on demand, ipvlan) in the qemu VM: the
@@ -136,4 +139,36 @@ fn run_vm_tests(cargo: &OsString) -> io::Result<i32> {
             .current_dir(env::current_dir()?)
             .timeout(std::time::Duration::from_secs(900)),
     )
+}
+
+/// The Debian packages the runtime runs need, each with a program it provides and an argument
+/// that program answers to.
+const RUNTIMES: [(&str, &str, &str); 4] = [
+    ("podman", "podman", "--version"),
+    ("containerd", "containerd", "--version"),
+    ("runc", "runc", "--version"),
+    ("busybox-static", "busybox", "true"),
+];
+
+/// podman and containerd run containers on `type: underlay` networks (xtask/cni-runtimes).
+fn runtimes(cargo: &OsString) -> io::Result<i32> {
+    if !crate::etcd::install_missing("cni-test", &RUNTIMES)? {
+        return Ok(1);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf();
+    let plugin = crate::c_api::target_dir(cargo, &root)?.join("debug/underlay-cni");
+    let mut failed = 0;
+    for script in ["podman.sh", "containerd.sh"] {
+        let path = root.join("xtask/cni-runtimes").join(script);
+        println!("==> CNI plugin under a runtime: {}", path.display());
+        let status = Command::new("bash").arg(&path).arg(&plugin).status()?;
+        if !status.success() {
+            eprintln!("cni-test: {script} failed ({status})");
+            failed = status.code().unwrap_or(1);
+        }
+    }
+    Ok(failed)
 }

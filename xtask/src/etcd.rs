@@ -26,7 +26,7 @@ pub(crate) const ETCD: [(&str, &str, &str); 2] = [
     ("etcd-client", "etcdctl", "version"),
 ];
 
-fn works(program: &str, arg: &str) -> bool {
+pub(crate) fn works(program: &str, arg: &str) -> bool {
     Command::new(program)
         .arg(arg)
         .stdout(Stdio::null())

@@ -23,7 +23,9 @@ tasks:
                            the etcd features first)
   cni-test [args]          the CNI plugin (underlay-cni) run as libcni runs it, in throwaway
                            namespaces (installs containernetworking-plugins with apt if
-                           missing: the reference plugins are the tests' oracle)
+                           missing: the reference plugins are the tests' oracle), then under
+                           podman and containerd (xtask/cni-runtimes; installs podman,
+                           containerd, runc, busybox-static if missing)
   parity [--list]          every public Rust capability has its C and Python counterpart
                            (docs/parity.md; also a unit test of xtask)
   c-test [--bless] [--install PREFIX]

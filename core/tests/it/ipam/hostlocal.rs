@@ -430,3 +430,50 @@ fn processes_and_host_local_churn_around_foreign_leases() {
     assert_eq!(foreign, want);
     assert_eq!(rt.block_on(ipam.list()).unwrap().len(), 4 * 12);
 }
+
+/// A lease file host-local removes and writes anew for another container under the same
+/// address (the new file may even get the old inode number) between a load and a commit of
+/// underlay's moves the version: a lookup from the cache is not answered with the old owner,
+/// a stale release is refused, and the new owner's file stays. Versions go by the files'
+/// handles, not by reading every lease.
+#[tokio::test]
+async fn a_lease_replaced_under_the_same_name_is_seen() {
+    let tmp = TempDir::new("hostlocal-replaced");
+    let data_dir = tmp.path().join("networks");
+    let store = Arc::new(HostLocalStore::open(&data_dir).unwrap());
+    let ipam = Ipam::open_or_create(store, net("repl", &["10.23.0.0/24"]))
+        .await
+        .unwrap();
+    let dir = data_dir.join("repl");
+    for round in 0..20 {
+        let first = owner(format!("first{round}"));
+        let lease = ipam.allocate(&first, &Request::any()).await.unwrap();
+        let addr = lease.ips()[0].to_string();
+        // host-local (under its lock, as underlay's commit takes it): DEL, then an ADD of
+        // another container with IP= that address.
+        std::fs::remove_file(dir.join(&addr)).unwrap();
+        host_local_reserve(&dir, &addr, &format!("second{round}"), "eth0", 0);
+        // underlay's cache still says `first` holds it: a lookup from the cache is confirmed
+        // by the version, which must have moved.
+        assert!(
+            ipam.lookup(&first).await.unwrap().is_none(),
+            "round {round}: the cache's stale owner was taken for current"
+        );
+        // And a release must not remove the file.
+        assert!(
+            ipam.release(&first).await.unwrap().is_none(),
+            "round {round}: a stale release went through"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join(&addr)).unwrap(),
+            format!("second{round}\r\neth0")
+        );
+        let second = owner(format!("second{round}"));
+        assert_eq!(
+            ipam.lookup(&second).await.unwrap().unwrap().ips()[0].to_string(),
+            addr
+        );
+        ipam.release(&second).await.unwrap().unwrap();
+        assert!(!dir.join(&addr).exists());
+    }
+}
