@@ -166,11 +166,65 @@ impl super::Network {
         if ep.pending.is_some() {
             return Ok(true);
         }
+        if ep.handoff.is_some() {
+            return self.handed_off_link_gone(ep).await;
+        }
         let Some(ns) = ep.locate_netns(live) else {
             return Ok(true);
         };
         let h = crate::handle::Handle::for_netns(&ns).await?;
         Ok(ep.own_link(&h, self.ipam()).await?.is_none())
+    }
+}
+
+impl super::Network {
+    /// Whether the link of a prepared endpoint ([`super::Network::prepare`]) is in no namespace
+    /// of this host: not in the host namespace under its temporary name, nor in any namespace
+    /// a process, thread, descriptor or bind mount holds (the runtime moved and renamed it) as
+    /// a link in underlay's endpoint group with the recorded MAC (for an ipvlan, whose MAC is
+    /// the parent's: one carrying a recorded address, or none yet). The host is looked at
+    /// again after the other namespaces, so a link the runtime moves back meanwhile (Docker
+    /// does on `Leave`) is found. Namespaces are listed afresh, so one made since an earlier
+    /// look is seen.
+    async fn handed_off_link_gone(&self, ep: &super::Endpoint) -> Result<bool> {
+        let host = self.host().clone();
+        if ep.own_link(&host, self.ipam()).await?.is_some() {
+            return Ok(false);
+        }
+        let host_inode = host.netns().inode();
+        let ipvlan = matches!(self.driver(), super::Driver::Ipvlan(..));
+        for (inode, path) in crate::netns::live_netns_paths() {
+            if inode == host_inode {
+                continue;
+            }
+            let Ok(ns) = crate::netns::Netns::open_path(&path) else {
+                continue;
+            };
+            let Ok(h) = crate::handle::Handle::for_netns(&ns).await else {
+                continue;
+            };
+            let Ok(links) = h.links().await else {
+                continue;
+            };
+            for l in links {
+                if l.group != super::ENDPOINT_GROUP || (ep.mac.is_some() && l.mac != ep.mac) {
+                    continue;
+                }
+                if !ipvlan {
+                    return Ok(false);
+                }
+                let carried = h.addresses(Some(l.index.into())).await.unwrap_or_default();
+                let global: Vec<_> = carried.iter().filter(|a| a.scope != "link").collect();
+                if global.is_empty()
+                    || global
+                        .iter()
+                        .any(|a| ep.addresses.iter().any(|e| e.addr() == a.address.addr()))
+                {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(ep.own_link(&host, self.ipam()).await?.is_none())
     }
 }
 
