@@ -63,9 +63,10 @@ fn parse_pool_id(id: &str) -> Result<(String, IpNet), Failure> {
     Ok((id[..sep].to_string(), subnet))
 }
 
-/// The first host address of `subnet` (Docker's default gateway).
+/// The first host address of `subnet` (Docker's default gateway): never the subnet's own
+/// address (an IPv6 subnet's is the subnet-router anycast address).
 fn first_host(subnet: &IpNet) -> Option<IpAddr> {
-    subnet.hosts().next()
+    subnet.hosts().find(|ip| *ip != subnet.network())
 }
 
 impl Plugin {
@@ -253,6 +254,14 @@ mod tests {
         for bad in ["", "local", "local/10.0.0.0", "/10.0.0.0/24x"] {
             assert!(parse_pool_id(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            first_host(&"fd00:218::/64".parse().unwrap()),
+            Some("fd00:218::1".parse().unwrap())
+        );
+        assert_eq!(
+            first_host(&"10.1.0.0/24".parse().unwrap()),
+            Some("10.1.0.1".parse().unwrap())
+        );
         let a = pool_network_name("local", &"10.1.0.0/24".parse().unwrap());
         assert_eq!(a.len(), 19);
         assert_ne!(
