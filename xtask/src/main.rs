@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod c_api;
 mod cni;
+mod docker;
 mod etcd;
 mod python;
 
@@ -14,7 +15,7 @@ usage: cargo xtask <task>
 
 tasks:
   test [args]              the whole suite as CI runs it: fmt check, clippy -D warnings, docs
-                           -D warnings, vm-prepare, the scenarios demo, cni-test, then
+                           -D warnings, vm-prepare, the scenarios demo, cni-test, docker-test, then
                            `cargo test --workspace --locked [args]` (the vm test binary boots
                            the VM itself when the kernel lacks 8021q/ipvlan)
   etcd-test [args]         the etcd IPAM store against real etcd members (installs etcd-server,
@@ -23,6 +24,9 @@ tasks:
   cni-test [args]          the CNI plugin (underlay-cni) run as libcni runs it, in throwaway
                            namespaces (installs containernetworking-plugins with apt if
                            missing: the reference plugins are the tests' oracle)
+  docker-test [args]       the Docker plugin (underlay-docker): its HTTP API in process, then
+                           under a real dockerd 20.10 in its own namespace (installs docker.io
+                           and busybox-static with apt if missing, no service started)
   c-test [--bless] [--install PREFIX]
                            the C ABI: header up to date (--bless rewrites it), C examples and
                            tests under sanitizers; --install puts header, libraries and
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Some("test") => test(args.collect()),
         Some("etcd-test") => etcd::run(args.collect()),
         Some("cni-test") => cni::run(args.collect()),
+        Some("docker-test") => docker::run(args.collect()),
         Some("c-test") => c_api::run(args.collect()),
         Some("py-test") => python::run(args.collect()),
         Some("vm-prepare") => vm_prepare(),
@@ -125,6 +130,12 @@ fn test(args: Vec<OsString>) -> std::io::Result<i32> {
     let cni = cni::run(Vec::new())?;
     if cni != 0 {
         return Ok(cni);
+    }
+    // Before the workspace's tests too: it installs dockerd, and runs the plugin under it.
+    println!("==> Docker plugin: cargo xtask docker-test");
+    let docker = docker::run(Vec::new())?;
+    if docker != 0 {
+        return Ok(docker);
     }
     println!("==> tests: cargo test --workspace --locked");
     let status = std::process::Command::new(&cargo)

@@ -188,30 +188,46 @@ impl super::Network {
     /// look is seen.
     async fn handed_off_link_gone(&self, ep: &super::Endpoint) -> Result<bool> {
         let host = self.host().clone();
-        if ep.own_link(&host, self.ipam()).await?.is_some() {
-            return Ok(false);
+        // Twice, each with a fresh list of namespaces: a namespace opened through a path that
+        // went stale meanwhile (its process exited) is not taken for a missing link.
+        for _ in 0..2 {
+            if ep.own_link(&host, self.ipam()).await?.is_some()
+                || self.link_in_other_netns(ep, host.netns().inode()).await
+            {
+                return Ok(false);
+            }
         }
-        let host_inode = host.netns().inode();
+        Ok(ep.own_link(&host, self.ipam()).await?.is_none())
+    }
+
+    /// Whether a namespace other than the host's holds `ep`'s moved link (see
+    /// [`Self::handed_off_link_gone`]).
+    async fn link_in_other_netns(&self, ep: &super::Endpoint, host_inode: u64) -> bool {
         let ipvlan = matches!(self.driver(), super::Driver::Ipvlan(..));
-        for (inode, path) in crate::netns::live_netns_paths() {
+        for (inode, paths) in crate::netns::live_netns_all_paths() {
             if inode == host_inode {
                 continue;
             }
-            let Ok(ns) = crate::netns::Netns::open_path(&path) else {
-                continue;
-            };
-            let Ok(h) = crate::handle::Handle::for_netns(&ns).await else {
-                continue;
-            };
-            let Ok(links) = h.links().await else {
-                continue;
-            };
+            // Every path until one opens this namespace.
+            let mut handle = None;
+            for p in paths {
+                if let Ok(ns) = crate::netns::Netns::open_path(&p) {
+                    if ns.inode() == inode {
+                        if let Ok(h) = crate::handle::Handle::for_netns(&ns).await {
+                            handle = Some(h);
+                            break;
+                        }
+                    }
+                }
+            }
+            let Some(h) = handle else { continue };
+            let Ok(links) = h.links().await else { continue };
             for l in links {
                 if l.group != super::ENDPOINT_GROUP || (ep.mac.is_some() && l.mac != ep.mac) {
                     continue;
                 }
                 if !ipvlan {
-                    return Ok(false);
+                    return true;
                 }
                 let carried = h.addresses(Some(l.index.into())).await.unwrap_or_default();
                 let global: Vec<_> = carried.iter().filter(|a| a.scope != "link").collect();
@@ -220,11 +236,11 @@ impl super::Network {
                         .iter()
                         .any(|a| ep.addresses.iter().any(|e| e.addr() == a.address.addr()))
                 {
-                    return Ok(false);
+                    return true;
                 }
             }
         }
-        Ok(ep.own_link(&host, self.ipam()).await?.is_none())
+        false
     }
 }
 
