@@ -105,11 +105,23 @@ pub(crate) fn read_body<T: DeserializeOwned>(
             "{call}: the request has no body: send the call's JSON object"
         )));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." {
+            String::new()
+        } else {
+            format!(" at `{at}`")
+        };
         Failure::BadRequest(format!(
-            "{call}: the request is not what the plugin API describes: {e}"
+            "{call}: the request is not what the plugin API describes{at}: {}",
+            e.inner()
         ))
-    })
+    })?;
+    de.end().map_err(|e| {
+        Failure::BadRequest(format!("{call}: trailing data after the request: {e}"))
+    })?;
+    Ok(value)
 }
 
 impl Plugin {

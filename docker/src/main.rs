@@ -100,12 +100,16 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let listener = tokio::net::UnixListener::bind(&args.socket)
         .map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
-    // Calls wait in the listen backlog while reconcile runs.
-    match plugin.reconcile().await {
-        Ok(r) if r.is_clean() => {}
-        Ok(r) => eprintln!("underlay-docker: reconcile: {r:?}"),
-        Err(e) => eprintln!("underlay-docker: reconcile: {e}"),
-    }
+    // Beside serving: reconcile only tries endpoint locks (and skips those a call holds), so
+    // dockerd's calls need not wait for its look through every namespace.
+    let reconciling = plugin.clone();
+    tokio::spawn(async move {
+        match reconciling.reconcile().await {
+            Ok(r) if r.is_clean() => {}
+            Ok(r) => eprintln!("underlay-docker: reconcile: {r:?}"),
+            Err(e) => eprintln!("underlay-docker: reconcile: {e}"),
+        }
+    });
     eprintln!(
         "underlay-docker: serving {} (state {}, scope {})",
         args.socket.display(),
@@ -132,7 +136,24 @@ async fn run(args: Args) -> Result<(), String> {
     served.map_err(|e| format!("serving {}: {e}", args.socket.display()))
 }
 
+/// Raises the soft limit of open files to the hard one: reconcile opens a socket per
+/// namespace of the host while it looks for moved endpoint links.
+fn raise_open_files_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the one struct passed, which outlives them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    raise_open_files_limit();
     let args = match parse_args() {
         Ok(a) => a,
         Err(msg) if msg.is_empty() => {

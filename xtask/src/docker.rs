@@ -15,7 +15,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The Debian packages and a file each one provides.
-const NEEDED: [(&str, &str); 2] = [("docker.io", "/usr/sbin/dockerd"), ("busybox-static", "/bin/busybox")];
+const NEEDED: [(&str, &str); 2] = [
+    ("docker.io", "/usr/sbin/dockerd"),
+    ("busybox-static", "/bin/busybox"),
+];
 
 /// Installs the missing packages with apt, no service started; false if that fails.
 fn install_missing() -> io::Result<bool> {
@@ -85,7 +88,14 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
     }
     println!("==> docker plugin, under dockerd: docker/tests/e2e.sh");
     let status = Command::new(&cargo)
-        .args(["build", "-p", "underlay-docker", "--locked", "--bin", "underlay-docker"])
+        .args([
+            "build",
+            "-p",
+            "underlay-docker",
+            "--locked",
+            "--bin",
+            "underlay-docker",
+        ])
         .status()?;
     if !status.success() {
         return Ok(status.code().unwrap_or(1));

@@ -64,6 +64,10 @@ impl super::Network {
         let mut gone = Vec::new();
         let mut errors = Vec::new();
         let files = self.nets.record_files();
+        // Prepared endpoints whose link is not in the host namespace: judged together, their
+        // locks held, after one look through every other namespace.
+        let mut handed_off = Vec::new();
+        let mut judged = Vec::new();
         for name in self.endpoint_files()? {
             // Held by a call under way: that call decides.
             let Some(held) = files.try_lock(self.name(), &name)? else {
@@ -77,14 +81,39 @@ impl super::Network {
                     continue;
                 }
             };
+            if ep.handoff.is_some() && ep.pending.is_none() {
+                match ep.own_link(self.host(), self.ipam()).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => handed_off.push((ep, held)),
+                    Err(e) => errors.push(e),
+                }
+                continue;
+            }
             match self.is_gone(&ep, live).await {
-                Ok(true) => {}
-                Ok(false) => continue,
+                Ok(true) => judged.push((ep, held)),
+                Ok(false) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        if !handed_off.is_empty() {
+            // A namespace that could not be looked into may hold any of them: judge none.
+            let moved = match self.moved_links().await {
+                Ok(m) => m,
                 Err(e) => {
                     errors.push(e);
-                    continue;
+                    handed_off.clear();
+                    Vec::new()
+                }
+            };
+            for (ep, held) in handed_off {
+                match self.handed_off_link_gone(&ep, &moved).await {
+                    Ok(true) => judged.push((ep, held)),
+                    Ok(false) => {}
+                    Err(e) => errors.push(e),
                 }
             }
+        }
+        for (ep, held) in judged {
             match self
                 .disconnect_locked(&ep.container_id, &ep.ifname, true, &held)
                 .await
@@ -166,9 +195,6 @@ impl super::Network {
         if ep.pending.is_some() {
             return Ok(true);
         }
-        if ep.handoff.is_some() {
-            return self.handed_off_link_gone(ep).await;
-        }
         let Some(ns) = ep.locate_netns(live) else {
             return Ok(true);
         };
@@ -178,70 +204,89 @@ impl super::Network {
 }
 
 impl super::Network {
-    /// Whether the link of a prepared endpoint ([`super::Network::prepare`]) is in no namespace
-    /// of this host: not in the host namespace under its temporary name, nor in any namespace
-    /// a process, thread, descriptor or bind mount holds (the runtime moved and renamed it) as
-    /// a link in underlay's endpoint group with the recorded MAC (for an ipvlan, whose MAC is
-    /// the parent's: one carrying a recorded address, or none yet). The host is looked at
-    /// again after the other namespaces, so a link the runtime moves back meanwhile (Docker
-    /// does on `Leave`) is found. Namespaces are listed afresh, so one made since an earlier
-    /// look is seen.
-    async fn handed_off_link_gone(&self, ep: &super::Endpoint) -> Result<bool> {
-        let host = self.host().clone();
-        // Twice, each with a fresh list of namespaces: a namespace opened through a path that
-        // went stale meanwhile (its process exited) is not taken for a missing link.
-        for _ in 0..2 {
-            if ep.own_link(&host, self.ipam()).await?.is_some()
-                || self.link_in_other_netns(ep, host.netns().inode()).await
-            {
-                return Ok(false);
-            }
+    /// Whether the link of a prepared endpoint ([`super::Network::prepare`]), read under its
+    /// lock, is in no namespace of this host: not in the host namespace under its temporary
+    /// name, and not among `moved` (see [`Self::moved_links`]): a link in underlay's endpoint
+    /// group with the recorded MAC (for an ipvlan, whose MAC is the parent's: one carrying a
+    /// recorded address, or none yet). The host is looked at again last, so a link the runtime
+    /// moved back meanwhile (Docker does on `Leave`) is found.
+    async fn handed_off_link_gone(
+        &self,
+        ep: &super::Endpoint,
+        moved: &[MovedLink],
+    ) -> Result<bool> {
+        let ipvlan = matches!(self.driver(), super::Driver::Ipvlan(..));
+        let found = moved.iter().any(|l| {
+            (ep.mac.is_none() || l.mac == ep.mac)
+                && (!ipvlan
+                    || l.addresses.is_empty()
+                    || l.addresses
+                        .iter()
+                        .any(|a| ep.addresses.iter().any(|e| e.addr() == *a)))
+        });
+        if found {
+            return Ok(false);
         }
-        Ok(ep.own_link(&host, self.ipam()).await?.is_none())
+        Ok(ep.own_link(self.host(), self.ipam()).await?.is_none())
     }
 
-    /// Whether a namespace other than the host's holds `ep`'s moved link (see
-    /// [`Self::handed_off_link_gone`]).
-    async fn link_in_other_netns(&self, ep: &super::Endpoint, host_inode: u64) -> bool {
-        let ipvlan = matches!(self.driver(), super::Driver::Ipvlan(..));
-        for (inode, paths) in crate::netns::live_netns_all_paths() {
-            if inode == host_inode {
-                continue;
-            }
-            // Every path until one opens this namespace.
-            let mut handle = None;
-            for p in paths {
-                if let Ok(ns) = crate::netns::Netns::open_path(&p) {
-                    if ns.inode() == inode {
-                        if let Ok(h) = crate::handle::Handle::for_netns(&ns).await {
-                            handle = Some(h);
-                            break;
-                        }
-                    }
-                }
-            }
-            let Some(h) = handle else { continue };
-            let Ok(links) = h.links().await else { continue };
-            for l in links {
-                if l.group != super::ENDPOINT_GROUP || (ep.mac.is_some() && l.mac != ep.mac) {
+    /// The links in underlay's endpoint group in every live namespace but the host's, each
+    /// namespace opened through any path that still works. Listed twice, each time with a fresh
+    /// list of namespaces, so that a namespace whose path went stale (its process exited) or
+    /// that a runtime made meanwhile is not missed. A namespace that opens but cannot be read
+    /// (out of descriptors, say) fails the whole look: what it holds is unknown.
+    async fn moved_links(&self) -> Result<Vec<MovedLink>> {
+        let host_inode = self.host().netns().inode();
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            for (inode, paths) in crate::netns::live_netns_all_paths() {
+                if inode == host_inode {
                     continue;
                 }
-                if !ipvlan {
-                    return true;
-                }
-                let carried = h.addresses(Some(l.index.into())).await.unwrap_or_default();
-                let global: Vec<_> = carried.iter().filter(|a| a.scope != "link").collect();
-                if global.is_empty()
-                    || global
-                        .iter()
-                        .any(|a| ep.addresses.iter().any(|e| e.addr() == a.address.addr()))
+                // No path opens it any more: it is gone, and its links with it.
+                let Some(ns) = paths
+                    .iter()
+                    .filter_map(|p| crate::netns::Netns::open_path(p).ok())
+                    .find(|ns| ns.inode() == inode)
+                else {
+                    continue;
+                };
+                let unreadable = |e: Error| {
+                    e.context(format!(
+                        "reconcile: looking for moved endpoint links in {ns} (nothing judged gone)"
+                    ))
+                };
+                let h = crate::handle::Handle::for_netns(&ns)
+                    .await
+                    .map_err(unreadable)?;
+                let links = h.links().await.map_err(unreadable)?;
+                for l in links
+                    .into_iter()
+                    .filter(|l| l.group == super::ENDPOINT_GROUP)
                 {
-                    return true;
+                    let addresses = h
+                        .addresses(Some(l.index.into()))
+                        .await
+                        .map_err(unreadable)?
+                        .into_iter()
+                        .filter(|a| a.scope != "link")
+                        .map(|a| a.address.addr())
+                        .collect();
+                    out.push(MovedLink {
+                        mac: l.mac,
+                        addresses,
+                    });
                 }
             }
         }
-        false
+        Ok(out)
     }
+}
+
+/// A link in underlay's endpoint group found outside the host namespace.
+struct MovedLink {
+    mac: Option<crate::types::MacAddr>,
+    addresses: Vec<std::net::IpAddr>,
 }
 
 impl Networks {
