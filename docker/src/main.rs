@@ -13,12 +13,14 @@ Serves Docker's network driver and IPAM driver plugin API (`docker network creat
 --ipam-driver underlay`) on a Unix socket.
   --socket PATH   default /run/docker/plugins/underlay.sock (dockerd finds it there)
   --state DIR     networks, endpoints and (without --etcd) pools; default /var/lib/underlay
-  --etcd URLS     keep the pools on etcd, shared by every Docker host using them (scope global)";
+  --etcd URLS     keep the pools on etcd, shared by every Docker host using them (scope global)
+  --host NAME     with --etcd: this host's name on its claims (default: the kernel's host name)";
 
 struct Args {
     socket: PathBuf,
     state: PathBuf,
     etcd: Option<Vec<String>>,
+    host: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -26,6 +28,7 @@ fn parse_args() -> Result<Args, String> {
         socket: PathBuf::from(DEFAULT_SOCKET),
         state: PathBuf::from(underlay::network::DEFAULT_ROOT),
         etcd: None,
+        host: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -51,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
                         .collect(),
                 )
             }
+            "--host" => args.host = Some(value()?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -59,13 +63,17 @@ fn parse_args() -> Result<Args, String> {
 }
 
 #[cfg(feature = "etcd")]
-async fn etcd_store(urls: Vec<String>) -> underlay::Result<Arc<dyn Store>> {
-    let store = underlay::ipam::EtcdStore::connect(underlay::ipam::EtcdConfig::new(urls)).await?;
+async fn etcd_store(urls: Vec<String>, host: Option<String>) -> underlay::Result<Arc<dyn Store>> {
+    let mut config = underlay::ipam::EtcdConfig::new(urls);
+    if let Some(h) = host {
+        config = config.host(h);
+    }
+    let store = underlay::ipam::EtcdStore::connect(config).await?;
     Ok(Arc::new(store))
 }
 
 #[cfg(not(feature = "etcd"))]
-async fn etcd_store(_urls: Vec<String>) -> underlay::Result<Arc<dyn Store>> {
+async fn etcd_store(_urls: Vec<String>, _host: Option<String>) -> underlay::Result<Arc<dyn Store>> {
     Err(underlay::Error::invalid(
         "--etcd: this underlay-docker was built without etcd support: build it with `cargo build -p underlay-docker --features etcd` (needs protoc)",
     ))
@@ -76,7 +84,7 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let pools = match args.etcd {
-        Some(urls) => Some(etcd_store(urls).await.map_err(|e| e.to_string())?),
+        Some(urls) => Some(etcd_store(urls, args.host).await.map_err(|e| e.to_string())?),
         None => None,
     };
     let plugin = Arc::new(

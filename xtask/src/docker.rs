@@ -6,7 +6,9 @@
 //! (the plugin's HTTP API replaying recorded dockerd calls, and mutated bad ones, against the
 //! kernel in throwaway namespaces), builds the plugin and, as root, runs
 //! `docker/tests/e2e.sh`: dockerd 20.10 in a network namespace of its own with containers on
-//! `docker network create -d underlay --ipam-driver underlay` (see the script's header).
+//! `docker network create -d underlay --ipam-driver underlay` (see the script's header). With
+//! `--etcd`, then `docker/tests/e2e-etcd.sh`: two dockerd hosts on one etcd-backed pool (the
+//! plugin built with its `etcd` feature; etcd and protoc installed if missing).
 
 use std::env;
 use std::ffi::OsString;
@@ -68,7 +70,10 @@ fn install_missing() -> io::Result<bool> {
     Ok(ok)
 }
 
-pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
+pub(crate) fn run(mut args: Vec<OsString>) -> io::Result<i32> {
+    // `--etcd`: also two dockerd hosts on one etcd-backed pool (not part of `cargo xtask test`).
+    let etcd = args.iter().any(|a| a == "--etcd");
+    args.retain(|a| a != "--etcd");
     let root = is_root();
     if root && !install_missing()? {
         return Ok(1);
@@ -106,6 +111,24 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
         .unwrap_or_else(|| ws.join("target"));
     let status = Command::new("bash")
         .arg(ws.join("docker/tests/e2e.sh"))
+        .arg(target.join("debug/underlay-docker"))
+        .status()?;
+    if !status.success() || !etcd {
+        return Ok(status.code().unwrap_or(1));
+    }
+    println!("==> docker plugin, two dockerd hosts on one etcd pool: docker/tests/e2e-etcd.sh");
+    if !crate::etcd::install_missing("docker-test --etcd", &crate::etcd::NEEDED)? {
+        return Ok(1);
+    }
+    // The binary is rebuilt with the feature (the plain one's tests are done).
+    let status = Command::new(&cargo)
+        .args(["build", "-p", "underlay-docker", "--locked", "--features", "etcd", "--bin", "underlay-docker"])
+        .status()?;
+    if !status.success() {
+        return Ok(status.code().unwrap_or(1));
+    }
+    let status = Command::new("bash")
+        .arg(ws.join("docker/tests/e2e-etcd.sh"))
         .arg(target.join("debug/underlay-docker"))
         .status()?;
     Ok(status.code().unwrap_or(1))

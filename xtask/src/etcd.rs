@@ -13,7 +13,7 @@ use std::io;
 use std::process::{Command, Stdio};
 
 /// The Debian packages and a program each one provides (with an argument it answers to).
-const NEEDED: [(&str, &str, &str); 3] = [
+pub(crate) const NEEDED: [(&str, &str, &str); 3] = [
     ("etcd-server", "etcd", "--version"),
     ("etcd-client", "etcdctl", "version"),
     ("protobuf-compiler", "protoc", "--version"),

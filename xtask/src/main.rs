@@ -24,9 +24,11 @@ tasks:
   cni-test [args]          the CNI plugin (underlay-cni) run as libcni runs it, in throwaway
                            namespaces (installs containernetworking-plugins with apt if
                            missing: the reference plugins are the tests' oracle)
-  docker-test [args]       the Docker plugin (underlay-docker): its HTTP API in process, then
+  docker-test [--etcd] [args]
+                           the Docker plugin (underlay-docker): its HTTP API in process, then
                            under a real dockerd 20.10 in its own namespace (installs docker.io
-                           and busybox-static with apt if missing, no service started)
+                           and busybox-static with apt if missing, no service started);
+                           --etcd: then two dockerd hosts on one etcd-backed pool
   c-test [--bless] [--install PREFIX]
                            the C ABI: header up to date (--bless rewrites it), C examples and
                            tests under sanitizers; --install puts header, libraries and
