@@ -84,7 +84,11 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let pools = match args.etcd {
-        Some(urls) => Some(etcd_store(urls, args.host).await.map_err(|e| e.to_string())?),
+        Some(urls) => Some(
+            etcd_store(urls, args.host)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
         None => None,
     };
     let plugin = Arc::new(

@@ -122,7 +122,16 @@ pub(crate) fn run(mut args: Vec<OsString>) -> io::Result<i32> {
     }
     // The binary is rebuilt with the feature (the plain one's tests are done).
     let status = Command::new(&cargo)
-        .args(["build", "-p", "underlay-docker", "--locked", "--features", "etcd", "--bin", "underlay-docker"])
+        .args([
+            "build",
+            "-p",
+            "underlay-docker",
+            "--locked",
+            "--features",
+            "etcd",
+            "--bin",
+            "underlay-docker",
+        ])
         .status()?;
     if !status.success() {
         return Ok(status.code().unwrap_or(1));
