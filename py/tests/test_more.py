@@ -240,12 +240,15 @@ def test_prepare_for_a_runtime_that_moves_the_link(
     with underlay.Netns.create(unique("c")) as container:
         handle.set_link(ep.handoff, netns=container, name="eth0")
         assert nets.reconcile().gone_endpoints == []
+    del container
     net.disconnect("docker-ep1")
     assert net.endpoint("docker-ep1") is None
     # A second one whose container vanished without a word: reconcile undoes it.
     ep2 = net.prepare("docker-ep2")
-    with underlay.Netns.create(unique("c")) as container:
-        handle.set_link(ep2.handoff, netns=container, name="eth0")
+    with underlay.Netns.create(unique("c")) as container2:
+        handle.set_link(ep2.handoff, netns=container2, name="eth0")
+    # The object still holds the namespace open (so its link lives): let it go.
+    del container2
     report = nets.reconcile()
     assert [g.container_id for g in report.gone_endpoints] == ["docker-ep2"]
     assert net.endpoints() == []
