@@ -51,6 +51,8 @@ pub struct Plugin {
     pools: Arc<dyn Store>,
     /// Open pools, by IPAM network name.
     ipams: Mutex<HashMap<String, Ipam>>,
+    /// Report scope `global`.
+    global: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -143,6 +145,7 @@ impl Plugin {
             nets,
             pools,
             ipams: Mutex::new(HashMap::new()),
+            global: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -156,13 +159,30 @@ impl Plugin {
         &self.pools
     }
 
-    /// `global` when the pool store is shared by hosts, else `local`.
+    /// The scope the network driver reports: `local`, unless [`Plugin::set_global_scope`]
+    /// asked for `global` (a store shared by hosts only: swarm networks). dockerd 20.10 lets a
+    /// global-scope driver's networks be created only under swarm ("This node is not a swarm
+    /// manager"), so hosts sharing an etcd pool without swarm keep `local`: each host's network
+    /// is its own, the pool theirs in common.
     pub fn scope(&self) -> &'static str {
-        if self.pools.is_shared() {
+        if self.global.load(std::sync::atomic::Ordering::Relaxed) {
             "global"
         } else {
             "local"
         }
+    }
+
+    /// Reports scope `global` (for swarm). Refused unless the pool store is shared by hosts:
+    /// a global network's addresses must come from one pool on every node.
+    pub fn set_global_scope(&self) -> Result<()> {
+        if !self.pools.is_shared() {
+            return Err(underlay::Error::invalid(
+                "scope global needs the pools on a store shared by the hosts: start the plugin with --etcd",
+            ));
+        }
+        self.global
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Brings kernel and records in line after a restart ([`Networks::reconcile`]): parents,

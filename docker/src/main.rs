@@ -13,14 +13,16 @@ Serves Docker's network driver and IPAM driver plugin API (`docker network creat
 --ipam-driver underlay`) on a Unix socket.
   --socket PATH   default /run/docker/plugins/underlay.sock (dockerd finds it there)
   --state DIR     networks, endpoints and (without --etcd) pools; default /var/lib/underlay
-  --etcd URLS     keep the pools on etcd, shared by every Docker host using them (scope global)
-  --host NAME     with --etcd: this host's name on its claims (default: the kernel's host name)";
+  --etcd URLS     keep the pools on etcd, shared by every Docker host using them
+  --host NAME     with --etcd: this host's name on its claims (default: the kernel's host name)
+  --scope SCOPE   local (default) or, with --etcd under swarm, global";
 
 struct Args {
     socket: PathBuf,
     state: PathBuf,
     etcd: Option<Vec<String>>,
     host: Option<String>,
+    global: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -29,6 +31,7 @@ fn parse_args() -> Result<Args, String> {
         state: PathBuf::from(underlay::network::DEFAULT_ROOT),
         etcd: None,
         host: None,
+        global: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -55,6 +58,13 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "--host" => args.host = Some(value()?),
+            "--scope" => {
+                args.global = match value()?.as_str() {
+                    "local" => false,
+                    "global" => true,
+                    other => return Err(format!("--scope `{other}`: use local or global")),
+                }
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -96,6 +106,9 @@ async fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("opening the state in {}: {e}", args.state.display()))?,
     );
+    if args.global {
+        plugin.set_global_scope().map_err(|e| e.to_string())?;
+    }
     if let Some(dir) = args.socket.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

@@ -6,7 +6,7 @@
 # Namespaces: $W holds the "switch" (a bridge, 10.241.0.254 = the gateway, and the etcd member
 # on it); $A and $B are the two hosts, each with a dockerd 20.10, its own plugin (--etcd, --host
 # A|B) and a veth parent on the bridge. Each host starts N containers (default 50) at once on
-# `-d underlay --ipam-driver underlay --subnet 10.241.0.0/24 --ip-range 10.241.0.0/25`: no
+# `-d underlay --ipam-driver underlay --subnet 10.241.0.0/24 --ip-range 10.241.0.128/25`: no
 # address twice across the hosts, a container on A pings one on B, then everything goes.
 set -u
 PLUGIN_BIN=${1:-}
@@ -114,14 +114,12 @@ for h in $HOSTS; do
   for _ in $(seq 1 300); do D "$h" version >/dev/null 2>&1 && break; sleep 0.1; done
   D "$h" version >/dev/null 2>&1 || { tail -5 "$WORK/$h/dockerd.log" "$WORK/$h/plugin.out"; die "dockerd $h did not come up"; }
   D "$h" import "$WORK/rootfs.tar" uldk-busybox:latest >/dev/null || die "import $h"
-  check "plugin $h reports scope global" sh -c 'grep -q "scope global" "$1"' _ "$WORK/$h/plugin.out"
 done
 
 # ------------------------------------------------------------------ one pool, two hosts
 for h in $HOSTS; do
   D "$h" network create -d "$P" --ipam-driver "$P" --subnet 10.241.0.0/24 --gateway 10.241.0.254 \
-    --ip-range 10.241.0.0/25 --aux-address hostA=10.241.0.2 --aux-address hostB=10.241.0.3 \
-    -o parent=par0 s1 >/dev/null && ok "network create on $h" || die "network create on $h"
+    --ip-range 10.241.0.128/25 -o parent=par0 s1 >/dev/null && ok "network create on $h" || die "network create on $h"
 done
 for h in $HOSTS; do
   for k in $(seq 1 "$N"); do
@@ -142,7 +140,7 @@ done > "$WORK/addresses"
 total=$(grep -c . "$WORK/addresses"); unique=$(sort -u "$WORK/addresses" | grep -c .)
 check "every container has an address ($total of $((2 * N)))" [ "$total" = $((2 * N)) ]
 check "no address twice across the two hosts ($unique unique)" [ "$unique" = "$total" ]
-check "all inside --ip-range 10.241.0.0/25" sh -c '! awk -F. "\$4 > 127" "$1" | grep -q .' _ "$WORK/addresses"
+check "all inside --ip-range 10.241.0.128/25" sh -c '! awk -F. "\$4 < 128" "$1" | grep -q .' _ "$WORK/addresses"
 bip=$(D B exec cB1 ip -4 -o addr show dev eth0 | sed -n 's/.* inet \([0-9.]*\)\/.*/\1/p')
 check "a container on A pings one on B ($bip)" D A exec cA1 ping -c 1 -W 3 "$bip"
 check "a container on B pings the gateway" D B exec cB1 ping -c 1 -W 3 10.241.0.254
@@ -153,7 +151,7 @@ for h in $HOSTS; do
 done
 for h in $HOSTS; do
   D "$h" network rm s1 >/dev/null && ok "network rm on $h" || bad "network rm on $h"
-  check "no endpoint link left on $h" sh -c '[ "$(ip -n "$1" -o link | grep -vc " lo:\| par0@")" = 0 ]' _ "$(ns "$h")"
+  check "no endpoint link left on $h" sh -c '[ "$(ip -n "$1" -o link 2>/dev/null | grep -vc " lo:\| par0@")" = 0 ]' _ "$(ns "$h")"
 done
 left=$(ETCDCTL_API=3 nsenter --net="/run/netns/$W" etcdctl --endpoints "$ETCD" get --prefix /underlay/ --keys-only 2>/dev/null | grep -c "/addr/" || true)
 check "no address claim left in etcd ($left)" [ "$left" = 0 ]
