@@ -53,6 +53,42 @@ pub struct Plugin {
     ipams: Mutex<HashMap<String, Ipam>>,
     /// Report scope `global`.
     global: std::sync::atomic::AtomicBool,
+    /// The call log, if asked for.
+    log: Option<CallLog>,
+}
+
+/// One JSON line per call: `path`, `request`, `response` (the shape of the recorded fixtures)
+/// and `micros`, the time the plugin took.
+struct CallLog(Mutex<std::fs::File>);
+
+#[derive(Serialize)]
+struct CallLogLine<'a> {
+    path: &'a str,
+    request: serde_json::Value,
+    response: &'a serde_json::Value,
+    micros: u128,
+}
+
+impl CallLog {
+    fn write(
+        &self,
+        path: &str,
+        body: &[u8],
+        response: &serde_json::Value,
+        took: std::time::Duration,
+    ) {
+        use std::io::Write;
+        let line = CallLogLine {
+            path,
+            request: serde_json::from_slice(body).unwrap_or(serde_json::Value::Null),
+            response,
+            micros: took.as_micros(),
+        };
+        if let (Ok(mut text), Ok(mut f)) = (serde_json::to_vec(&line), self.0.lock()) {
+            text.push(b'\n');
+            let _ = f.write_all(&text);
+        }
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -146,6 +182,7 @@ impl Plugin {
             pools,
             ipams: Mutex::new(HashMap::new()),
             global: std::sync::atomic::AtomicBool::new(false),
+            log: None,
         })
     }
 
@@ -170,6 +207,23 @@ impl Plugin {
         } else {
             "local"
         }
+    }
+
+    /// Logs every call to `path` (appended): one JSON line each with `path`, `request`,
+    /// `response` and `micros` (the plugin's time for it).
+    pub fn log_calls_to(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path.as_ref())
+            .map_err(|e| {
+                underlay::Error::io(
+                    format!("cannot open the call log {}", path.as_ref().display()),
+                    e,
+                )
+            })?;
+        self.log = Some(CallLog(Mutex::new(f)));
+        Ok(())
     }
 
     /// Reports scope `global` (for swarm). Refused unless the pool store is shared by hosts:
@@ -289,6 +343,7 @@ impl Plugin {
 async fn handle(State(plugin): State<Arc<Plugin>>, uri: Uri, body: Bytes) -> Response {
     use futures::FutureExt;
     let path = uri.path().to_string();
+    let started = std::time::Instant::now();
     // A bug must not take the daemon down: a panic becomes a 500 for this call only.
     let (status, value) = match std::panic::AssertUnwindSafe(plugin.call(&path, &body))
         .catch_unwind()
@@ -300,6 +355,9 @@ async fn handle(State(plugin): State<Arc<Plugin>>, uri: Uri, body: Bytes) -> Res
             serde_json::json!({ "Err": format!("{path}: internal error (a bug in underlay-docker; see its log)"), "Error": format!("{path}: internal error") }),
         ),
     };
+    if let Some(log) = &plugin.log {
+        log.write(&path, &body, &value, started.elapsed());
+    }
     let bytes = serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec());
     (
         status,

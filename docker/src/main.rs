@@ -15,7 +15,8 @@ Serves Docker's network driver and IPAM driver plugin API (`docker network creat
   --state DIR     networks, endpoints and (without --etcd) pools; default /var/lib/underlay
   --etcd URLS     keep the pools on etcd, shared by every Docker host using them
   --host NAME     with --etcd: this host's name on its claims (default: the kernel's host name)
-  --scope SCOPE   local (default) or, with --etcd under swarm, global";
+  --scope SCOPE   local (default) or, with --etcd under swarm, global
+  --log FILE      append one JSON line per call: path, request, response, micros";
 
 struct Args {
     socket: PathBuf,
@@ -23,6 +24,7 @@ struct Args {
     etcd: Option<Vec<String>>,
     host: Option<String>,
     global: bool,
+    log: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -32,6 +34,7 @@ fn parse_args() -> Result<Args, String> {
         etcd: None,
         host: None,
         global: false,
+        log: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -58,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "--host" => args.host = Some(value()?),
+            "--log" => args.log = Some(PathBuf::from(value()?)),
             "--scope" => {
                 args.global = match value()?.as_str() {
                     "local" => false,
@@ -101,11 +105,13 @@ async fn run(args: Args) -> Result<(), String> {
         ),
         None => None,
     };
-    let plugin = Arc::new(
-        Plugin::open(&host, &args.state, pools)
-            .await
-            .map_err(|e| format!("opening the state in {}: {e}", args.state.display()))?,
-    );
+    let mut plugin = Plugin::open(&host, &args.state, pools)
+        .await
+        .map_err(|e| format!("opening the state in {}: {e}", args.state.display()))?;
+    if let Some(log) = &args.log {
+        plugin.log_calls_to(log).map_err(|e| e.to_string())?;
+    }
+    let plugin = Arc::new(plugin);
     if args.global {
         plugin.set_global_scope().map_err(|e| e.to_string())?;
     }
