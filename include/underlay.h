@@ -2308,6 +2308,17 @@ underlay_result underlay_network_connect(const underlay_network *network,
                                          underlay_endpoint **endpoint_out);
 
 /**
+ * Prepares an endpoint for a runtime that moves the link into the container itself
+ * (Docker's remote driver): the lease, and the link made down and unaddressed in the host
+ * namespace under a temporary name (`underlay_endpoint_handoff`), with connect's records,
+ * lock and undo. `underlay_network_disconnect` deletes the link if it is still (or again)
+ * there under that name and takes it as gone otherwise.
+ */
+underlay_result underlay_network_prepare(const underlay_network *network,
+                                         const underlay_endpoint_spec *spec,
+                                         underlay_endpoint **endpoint_out);
+
+/**
  * Disconnects (`container_id`, `ifname`): deletes the link, releases the lease.
  */
 underlay_result underlay_network_disconnect(const underlay_network *network,
@@ -2356,6 +2367,15 @@ underlay_result underlay_network_enable_host_access(const underlay_network *netw
                                                     char **shim_out);
 
 /**
+ * Like `underlay_network_enable_host_access`, giving the shim `address` (an address of the
+ * pools, reserved like an endpoint's): Docker's `-o underlay.host_access=IP`.
+ */
+underlay_result underlay_network_enable_host_access_at(const underlay_network *network,
+                                                       const char *shim_name,
+                                                       const char *address,
+                                                       char **shim_out);
+
+/**
  * Removes the shim and its routes.
  */
 underlay_result underlay_network_disable_host_access(const underlay_network *network);
@@ -2384,6 +2404,13 @@ const char *underlay_endpoint_ifname(const underlay_endpoint *endpoint);
  * The MAC, NULL if unknown; borrowed.
  */
 const char *underlay_endpoint_mac(const underlay_endpoint *endpoint);
+
+/**
+ * For a prepared endpoint (`underlay_network_prepare`): the link's temporary name in the
+ * host namespace, for the runtime that moves it; NULL for a connected one (or NULL);
+ * borrowed.
+ */
+const char *underlay_endpoint_handoff(const underlay_endpoint *endpoint);
 
 /**
  * The interface index inside the namespace (0 for NULL).

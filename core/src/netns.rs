@@ -429,31 +429,47 @@ impl fmt::Display for Netns {
 /// something that cannot be named (a socket, another mount namespace's mount), if at all.
 pub(crate) fn live_netns_paths() -> std::collections::HashMap<u64, PathBuf> {
     let mut found = std::collections::HashMap::new();
-    let mut note = |link: &Path| {
+    each_live_netns_path(|ino, path| {
+        found.entry(ino).or_insert(path);
+    });
+    found
+}
+
+/// Like [`live_netns_paths`], with every path found for each namespace: when one goes stale
+/// (its process or descriptor went), another may still open it.
+pub(crate) fn live_netns_all_paths() -> std::collections::HashMap<u64, Vec<PathBuf>> {
+    let mut found: std::collections::HashMap<u64, Vec<PathBuf>> = std::collections::HashMap::new();
+    each_live_netns_path(|ino, path| found.entry(ino).or_default().push(path));
+    found
+}
+
+/// Calls `note` with (nsfs inode, path) for each place a live namespace can be opened from.
+fn each_live_netns_path(mut note: impl FnMut(u64, PathBuf)) {
+    let mut link = |link: &Path| {
         if let Some(ino) = std::fs::read_link(link)
             .ok()
             .and_then(|t| netns_inode_of_link(&t.to_string_lossy()))
         {
-            found.entry(ino).or_insert_with(|| link.to_path_buf());
+            note(ino, link.to_path_buf());
         }
     };
     let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
     for p in procs.filter(|p| p.file_name().to_string_lossy().parse::<u32>().is_ok()) {
         let dir = p.path();
-        note(&dir.join("ns/net"));
+        link(&dir.join("ns/net"));
         for t in std::fs::read_dir(dir.join("task"))
             .into_iter()
             .flatten()
             .flatten()
         {
-            note(&t.path().join("ns/net"));
+            link(&t.path().join("ns/net"));
         }
         for fd in std::fs::read_dir(dir.join("fd"))
             .into_iter()
             .flatten()
             .flatten()
         {
-            note(&fd.path());
+            link(&fd.path());
         }
     }
     // Bind mounts: `ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - nsfs ...`, ROOT `net:[INODE]`.
@@ -462,13 +478,10 @@ pub(crate) fn live_netns_paths() -> std::collections::HashMap<u64, PathBuf> {
         let mut fields = line.split(' ').skip(3);
         if let (Some(root), Some(point)) = (fields.next(), fields.next()) {
             if let Some(ino) = netns_inode_of_link(root) {
-                found
-                    .entry(ino)
-                    .or_insert_with(|| PathBuf::from(unescape_mountinfo(point)));
+                note(ino, PathBuf::from(unescape_mountinfo(point)));
             }
         }
     }
-    found
 }
 
 /// The inode in a namespace link's target, `net:[4026531840]`.

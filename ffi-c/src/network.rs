@@ -779,6 +779,7 @@ pub struct underlay_endpoint {
     container_id: CString,
     ifname: CString,
     mac: Option<CString>,
+    handoff: Option<CString>,
     addresses: Vec<CString>,
     routes: Vec<CString>,
     netns: Option<CString>,
@@ -792,6 +793,7 @@ impl underlay_endpoint {
             container_id: cstring(e.container_id),
             ifname: cstring(e.ifname),
             mac: e.mac.map(|m| cstring(m.to_string())),
+            handoff: e.handoff.map(cstring),
             addresses: e.addresses.iter().map(|a| cstring(a.to_string())).collect(),
             routes: e.routes.iter().map(|x| cstring(x.to_string())).collect(),
             netns: e.netns.map(|n| cstring(n.to_string_lossy().into_owned())),
@@ -848,6 +850,27 @@ pub extern "C" fn underlay_network_connect(
         let sp = r(spec, "spec")?;
         let o = out(endpoint_out, "endpoint_out")?;
         let ep = block(n.inner.connect(&ns.inner, sp.inner.clone()))?;
+        o.set_box(underlay_endpoint::new(ep));
+        Ok(())
+    })
+}
+
+/// Prepares an endpoint for a runtime that moves the link into the container itself
+/// (Docker's remote driver): the lease, and the link made down and unaddressed in the host
+/// namespace under a temporary name (`underlay_endpoint_handoff`), with connect's records,
+/// lock and undo. `underlay_network_disconnect` deletes the link if it is still (or again)
+/// there under that name and takes it as gone otherwise.
+#[no_mangle]
+pub extern "C" fn underlay_network_prepare(
+    network: *const underlay_network,
+    spec: *const underlay_endpoint_spec,
+    endpoint_out: *mut *mut underlay_endpoint,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let sp = r(spec, "spec")?;
+        let o = out(endpoint_out, "endpoint_out")?;
+        let ep = block(n.inner.prepare(sp.inner.clone()))?;
         o.set_box(underlay_endpoint::new(ep));
         Ok(())
     })
@@ -972,6 +995,28 @@ pub extern "C" fn underlay_network_enable_host_access(
     })
 }
 
+/// Like `underlay_network_enable_host_access`, giving the shim `address` (an address of the
+/// pools, reserved like an endpoint's): Docker's `-o underlay.host_access=IP`.
+#[no_mangle]
+pub extern "C" fn underlay_network_enable_host_access_at(
+    network: *const underlay_network,
+    shim_name: *const c_char,
+    address: *const c_char,
+    shim_out: *mut *mut c_char,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let mut spec = HostAccess::new().address(ip(address, "address")?);
+        if let Some(name) = opt_s(shim_name, "shim_name")? {
+            spec = spec.name(name);
+        }
+        let o = out(shim_out, "shim_out")?;
+        let name = block(n.inner.enable_host_access(spec))?;
+        o.set(owned_string(name));
+        Ok(())
+    })
+}
+
 /// Removes the shim and its routes.
 #[no_mangle]
 pub extern "C" fn underlay_network_disable_host_access(
@@ -1014,6 +1059,16 @@ pub extern "C" fn underlay_endpoint_ifname(endpoint: *const underlay_endpoint) -
 pub extern "C" fn underlay_endpoint_mac(endpoint: *const underlay_endpoint) -> *const c_char {
     guard_value(std::ptr::null(), || {
         r(endpoint, "endpoint").map_or(std::ptr::null(), |e| opt_ptr(&e.mac))
+    })
+}
+
+/// For a prepared endpoint (`underlay_network_prepare`): the link's temporary name in the
+/// host namespace, for the runtime that moves it; NULL for a connected one (or NULL);
+/// borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_handoff(endpoint: *const underlay_endpoint) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(endpoint, "endpoint").map_or(std::ptr::null(), |e| opt_ptr(&e.handoff))
     })
 }
 

@@ -719,6 +719,56 @@ impl Network {
         })
     }
 
+    /// Prepares an endpoint for a runtime that moves the link into the container itself
+    /// (Docker's remote driver): the lease (`ip`, or the next free address), and the link,
+    /// made down and unaddressed in the host namespace under a temporary name
+    /// (`Endpoint.handoff`), with connect's records, lock and undo. `disconnect` deletes the
+    /// link if it is still (or again) there under that name and takes it as gone otherwise;
+    /// `Networks.reconcile` undoes an endpoint whose link is in no namespace any more. `mac`
+    /// and `announce` as for `connect`.
+    #[pyo3(signature = (container_id, *, ifname = "eth0", ip = None, mac = None,
+        announce = AnnounceArg::On(true)))]
+    fn prepare(
+        &self,
+        py: Python<'_>,
+        container_id: String,
+        ifname: &str,
+        ip: Option<&Bound<'_, PyAny>>,
+        mac: Option<&str>,
+        announce: AnnounceArg,
+    ) -> PyResult<Endpoint> {
+        let announce = match announce {
+            AnnounceArg::On(true) => Announce::Wire,
+            AnnounceArg::On(false) => Announce::Off,
+            AnnounceArg::Whom(whom) => match whom.as_str() {
+                "wire" => Announce::Wire,
+                "off" => Announce::Off,
+                _ => {
+                    return Err(invalid(format!(
+                        "announce={whom:?}: give True, False, \"wire\" or \"off\" (a prepared link has no container to announce from)"
+                    )))
+                }
+            },
+        };
+        let mut spec = EndpointSpec::new(container_id)
+            .ifname(ifname)
+            .announce_to(announce);
+        if let Some(ip) = conv::opt_ip(ip)? {
+            spec = spec.ip(ip);
+        }
+        match mac {
+            None => {}
+            Some("container-id") => spec = spec.mac(MacPolicy::FromContainerId),
+            Some(m) => spec = spec.mac(MacPolicy::Fixed(conv::mac(m)?)),
+        }
+        let n = self.inner.clone();
+        let inner = block(py, async move { n.prepare(spec).await })?;
+        Ok(Endpoint {
+            inner,
+            network: self.inner.clone(),
+        })
+    }
+
     /// Disconnects (`container_id`, `ifname`): deletes its link and releases its addresses.
     #[pyo3(signature = (container_id, ifname = "eth0"))]
     fn disconnect(&self, py: Python<'_>, container_id: String, ifname: &str) -> PyResult<()> {
@@ -814,14 +864,16 @@ impl Network {
     /// Lets the host reach its own containers (S3): a bridge-mode macvlan shim on the parent
     /// (`name`, default after the network), up, and host routes through it: per endpoint
     /// (`routes="endpoints"`) or per allocation range (`routes="ranges"`). `with_address`
-    /// gives the shim an address from the pools. Returns the shim's name.
-    #[pyo3(signature = (*, name = None, with_address = false, routes = "endpoints"))]
+    /// gives the shim an address from the pools; `address` that address of the pools.
+    /// Returns the shim's name.
+    #[pyo3(signature = (*, name = None, with_address = false, routes = "endpoints", address = None))]
     fn enable_host_access(
         &self,
         py: Python<'_>,
         name: Option<String>,
         with_address: bool,
         routes: &str,
+        address: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<String> {
         let mut spec = HostAccess::new().routes(match routes {
             "endpoints" => ShimRoutes::Endpoints,
@@ -837,6 +889,9 @@ impl Network {
         }
         if with_address {
             spec = spec.with_address();
+        }
+        if let Some(ip) = conv::opt_ip(address)? {
+            spec = spec.address(ip);
         }
         let n = self.inner.clone();
         block(py, async move { n.enable_host_access(spec).await })
@@ -884,6 +939,12 @@ impl Endpoint {
     #[getter]
     fn mac(&self) -> Option<String> {
         self.inner.mac.map(|m| m.to_string())
+    }
+    /// For a prepared endpoint (`Network.prepare`): the link's temporary name in the host
+    /// namespace, for the runtime that moves it; None for a connected one.
+    #[getter]
+    fn handoff(&self) -> Option<String> {
+        self.inner.handoff.clone()
     }
     /// The addresses (`ipaddress` interfaces, with the pools' prefix).
     #[getter]

@@ -250,3 +250,40 @@ def test_arp_sysctl_values_outside_the_integer_type(netns: underlay.Netns) -> No
             netns.set_arp_ignore("lo", v)
     with pytest.raises(underlay.InvalidArgument, match="out of range -1..2"):
         netns.set_accept_dad("lo", 2**40)
+
+
+@needs_root
+def test_prepare_for_a_runtime_that_moves_the_link(
+    netns: underlay.Netns, handle: underlay.Handle, nic: str, tmpdir_path: str
+) -> None:
+    """Network.prepare: the link waits in the host namespace under a temporary name (Docker
+    moves it); disconnect accepts it gone once its container namespace died; reconcile finds
+    one that vanished silently."""
+    nets = underlay.Networks(handle, tmpdir_path)
+    net = nets.create("dk", parent=nic, pools=[underlay.Pool("10.74.0.0/24")])
+    ep = net.prepare("docker-ep1", ip="10.74.0.10")
+    assert ep.handoff is not None and ep.handoff.startswith("ulh")
+    assert [str(a) for a in ep.addresses] == ["10.74.0.10/24"]
+    link = handle.link(ep.handoff)
+    assert link.group == 0x756C6570  # underlay's endpoint group ("ulep")
+    with pytest.raises(underlay.AlreadyExists):
+        net.prepare("docker-ep1", ip="10.74.0.11")
+    # As Docker: the link moves into the container's namespace; the namespace dies.
+    with underlay.Netns.create(unique("c")) as container:
+        handle.set_link(ep.handoff, netns=container, name="eth0")
+        assert nets.reconcile().gone_endpoints == []
+    del container
+    net.disconnect("docker-ep1")
+    assert net.endpoint("docker-ep1") is None
+    # A second one whose container vanished without a word: reconcile undoes it.
+    ep2 = net.prepare("docker-ep2")
+    with underlay.Netns.create(unique("c")) as container2:
+        handle.set_link(ep2.handoff, netns=container2, name="eth0")
+    # The object still holds the namespace open (so its link lives): let it go.
+    del container2
+    report = nets.reconcile()
+    assert [g.container_id for g in report.gone_endpoints] == ["docker-ep2"]
+    assert net.endpoints() == []
+    with pytest.raises(underlay.InvalidArgument):
+        net.prepare("docker-ep3", announce="segment")
+    nets.delete("dk")

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod c_api;
 mod cni;
+mod docker;
 mod etcd;
 mod parity;
 mod python;
@@ -15,7 +16,7 @@ usage: cargo xtask <task>
 
 tasks:
   test [args]              the whole suite as CI runs it: fmt check, clippy -D warnings, docs
-                           -D warnings, vm-prepare, the scenarios demo, cni-test, then
+                           -D warnings, vm-prepare, the scenarios demo, cni-test, docker-test, then
                            `cargo test --workspace --locked [args]` (the vm test binary boots
                            the VM itself when the kernel lacks 8021q/ipvlan)
   etcd-test [args]         the etcd IPAM store against real etcd members (installs etcd-server,
@@ -28,6 +29,11 @@ tasks:
                            containerd, runc, busybox-static if missing)
   parity [--list]          every public Rust capability has its C and Python counterpart
                            (docs/parity.md; also a unit test of xtask)
+  docker-test [--etcd] [args]
+                           the Docker plugin (underlay-docker): its HTTP API in process, then
+                           under a real dockerd 20.10 in its own namespace (installs docker.io
+                           and busybox-static with apt if missing, no service started);
+                           --etcd: then two dockerd hosts on one etcd-backed pool
   c-test [--bless] [--install PREFIX]
                            the C ABI: header up to date (--bless rewrites it), C examples and
                            tests under sanitizers; --install puts header, libraries and
@@ -47,6 +53,7 @@ fn main() -> ExitCode {
         Some("test") => test(args.collect()),
         Some("etcd-test") => etcd::run(args.collect()),
         Some("cni-test") => cni::run(args.collect()),
+        Some("docker-test") => docker::run(args.collect()),
         Some("c-test") => c_api::run(args.collect()),
         Some("parity") => parity::run(args.any(|a| a == "--list")),
         Some("py-test") => python::run(args.collect()),
@@ -135,6 +142,12 @@ fn test(args: Vec<OsString>) -> std::io::Result<i32> {
     let cni = cni::run(Vec::new())?;
     if cni != 0 {
         return Ok(cni);
+    }
+    // Before the workspace's tests too: it installs dockerd, and runs the plugin under it.
+    println!("==> Docker plugin: cargo xtask docker-test");
+    let docker = docker::run(Vec::new())?;
+    if docker != 0 {
+        return Ok(docker);
     }
     println!("==> tests: cargo test --workspace --locked");
     let status = std::process::Command::new(&cargo)

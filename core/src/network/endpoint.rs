@@ -242,6 +242,9 @@ pub struct Endpoint {
     /// The namespace, as a path when it has one (`/run/netns/NAME`, `/proc/PID/ns/net`).
     pub netns: Option<PathBuf>,
     pub(crate) netns_inode: u64,
+    /// For an endpoint made by [`Network::prepare`]: the link's temporary name in the caller's
+    /// namespace, which the runtime moves (and renames) into the container itself.
+    pub handoff: Option<String>,
     /// Set while a connect is under way: the connecting process (pid, start time), so that
     /// reconcile can undo a connect whose process died midway.
     pub(crate) pending: Option<(u32, u64)>,
@@ -259,6 +262,42 @@ impl Network {
     /// most, then [`ErrorKind::Busy`]). A connect that died midway (its record still pending)
     /// is undone by the next connect of the endpoint, or by [`super::Networks::reconcile`].
     pub async fn connect(&self, netns: &Netns, spec: EndpointSpec) -> Result<Endpoint> {
+        self.connect_inner(netns, spec, false).await
+    }
+
+    /// Prepares an endpoint for a runtime that moves the link into the container itself
+    /// (Docker's remote driver: `Join` names the link in `SrcName`, and dockerd moves it,
+    /// renames it and sets its addresses and routes): leases the address (or the requested
+    /// one) and creates the link (macvlan or ipvlan on the network's parent, MTU, MAC: down,
+    /// no address) in the host namespace of [`super::Networks`] under a temporary name,
+    /// [`Endpoint::handoff`]. The endpoint is recorded, locked and undone on failure as
+    /// [`Network::connect`]'s is; the shim routes to it and its addresses are announced on the
+    /// wire. With conflict detection its IPv4 addresses are probed first (IPv6 duplicate
+    /// address detection is the runtime's: it sets the addresses). [`EndpointSpec::target`],
+    /// [`Announce::Segment`] (there is no container yet: the wire is told) and the
+    /// default-route and IPv6 settings (the runtime sets addresses and routes) do not apply.
+    ///
+    /// [`Network::disconnect`] removes it: it deletes the link if it is still (or again) in
+    /// the host namespace under its temporary name, and takes it as gone otherwise (it died
+    /// with the container's namespace). [`super::Networks::reconcile`] undoes a prepared
+    /// endpoint whose link is in no namespace of this host any more.
+    pub async fn prepare(&self, spec: EndpointSpec) -> Result<Endpoint> {
+        let host = self.host().netns().clone();
+        self.connect_inner(&host, spec, true).await
+    }
+
+    async fn connect_inner(
+        &self,
+        netns: &Netns,
+        mut spec: EndpointSpec,
+        handoff: bool,
+    ) -> Result<Endpoint> {
+        if handoff {
+            spec.target = Some(self.host().clone());
+            if spec.announce == Announce::Segment {
+                spec.announce = Announce::Wire;
+            }
+        }
         if let Some(target) = &spec.target {
             check_target(netns, target)?;
         }
@@ -310,6 +349,7 @@ impl Network {
             routes: Vec::new(),
             netns: netns.path().map(PathBuf::from),
             netns_inode: netns.inode(),
+            handoff: handoff.then(|| handoff_name(self.name(), &spec.container_id, &spec.ifname)),
             pending: Some(crate::sys::process_identity()),
         };
         self.write_endpoint(&pending, false, &held)?;
@@ -332,7 +372,8 @@ impl Network {
                         return Ok(Attempt::Taken(found));
                     }
                 }
-                self.connect_steps(netns, &spec, &lease, &held).await
+                self.connect_steps(netns, &spec, &lease, &held, handoff)
+                    .await
             }
             .await;
             let found = match result {
@@ -481,6 +522,7 @@ impl Network {
         spec: &EndpointSpec,
         lease: &Lease,
         held: &EndpointLock,
+        handoff: bool,
     ) -> Result<Attempt> {
         let target = match &spec.target {
             Some(t) => t.clone(),
@@ -488,19 +530,32 @@ impl Network {
         };
         // IPv6 goes off before the link comes up, so the kernel never starts it (link-local
         // address, duplicate detection, multicast reports) on an IPv4-only endpoint.
-        let ipv6_off =
-            !spec.keep_ipv6 && !lease.addresses.iter().any(|a| a.address.addr().is_ipv6());
-        let link = self.create_link(&target, spec, !ipv6_off).await?;
+        let ipv6_off = !handoff
+            && !spec.keep_ipv6
+            && !lease.addresses.iter().any(|a| a.address.addr().is_ipv6());
+        // A prepared link stays down, unaddressed, under its temporary name: the runtime
+        // moves, renames, configures and brings it up.
+        let temp_name =
+            handoff.then(|| handoff_name(self.name(), &spec.container_id, &spec.ifname));
+        let link_name = temp_name.as_deref().unwrap_or(&spec.ifname);
+        let link = self
+            .create_link(&target, spec, link_name, !ipv6_off && !handoff)
+            .await?;
         let mut ep = Endpoint {
             network: self.name().to_string(),
             container_id: spec.container_id.clone(),
-            ifname: link.name.clone(),
+            ifname: if handoff {
+                spec.ifname.clone()
+            } else {
+                link.name.clone()
+            },
             index: link.index,
             mac: link.mac,
             addresses: lease.addresses.iter().map(|a| a.address).collect(),
             routes: Vec::new(),
             netns: netns.path().map(PathBuf::from),
             netns_inode: netns.inode(),
+            handoff: temp_name.clone(),
             pending: None,
         };
         let mut host_routes = Vec::new();
@@ -521,12 +576,12 @@ impl Network {
             }
             step(ConnectStep::CreateLink).await?;
             let dad = match self.conflict_detection() {
-                Some(how) if ep.addresses.iter().any(|a| a.addr().is_ipv6()) => {
+                Some(how) if !handoff && ep.addresses.iter().any(|a| a.addr().is_ipv6()) => {
                     Some(start_dad(netns, &link, how).await?)
                 }
                 _ => None,
             };
-            for a in &ep.addresses {
+            for a in ep.addresses.iter().filter(|_| !handoff) {
                 let opts = AddressOptions {
                     nodad: a.addr().is_ipv6() && dad.is_none(),
                     noprefixroute: false,
@@ -543,7 +598,10 @@ impl Network {
                 }
             }
             step(ConnectStep::Addresses).await?;
-            ep.routes = add_default_routes(&target, spec.default_route, lease, link.index).await?;
+            if !handoff {
+                ep.routes =
+                    add_default_routes(&target, spec.default_route, lease, link.index).await?;
+            }
             step(ConnectStep::Routes).await?;
             if let Some(mac) = link.mac {
                 let ips: Vec<IpAddr> = ep.addresses.iter().map(|a| a.addr()).collect();
@@ -631,12 +689,18 @@ impl Network {
         self.nets.announcer()?.send(lower.index, mac, ips)
     }
 
-    async fn create_link(&self, target: &Handle, spec: &EndpointSpec, up: bool) -> Result<Link> {
-        match self.create_link_once(target, spec, up).await {
+    async fn create_link(
+        &self,
+        target: &Handle,
+        spec: &EndpointSpec,
+        name: &str,
+        up: bool,
+    ) -> Result<Link> {
+        match self.create_link_once(target, spec, name, up).await {
             // The parent was recreated (reconcile) since it was cached: read it again, once.
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 self.forget_lower();
-                self.create_link_once(target, spec, up).await
+                self.create_link_once(target, spec, name, up).await
             }
             other => other,
         }
@@ -646,6 +710,7 @@ impl Network {
         &self,
         target: &Handle,
         spec: &EndpointSpec,
+        name: &str,
         up: bool,
     ) -> Result<Link> {
         let host = self.host();
@@ -654,7 +719,7 @@ impl Network {
         // The group marks the link as underlay's in the create request itself.
         match self.driver() {
             Driver::Macvlan(mode) => {
-                let mut b = Macvlan::create(host, &spec.ifname, index, mode)
+                let mut b = Macvlan::create(host, name, index, mode)
                     .parent_link(lower)
                     .target(target)
                     .group(ENDPOINT_GROUP);
@@ -682,7 +747,7 @@ impl Network {
                         self.name()
                     )));
                 }
-                let mut b = Ipvlan::create(host, &spec.ifname, index, mode)
+                let mut b = Ipvlan::create(host, name, index, mode)
                     .flag(flag)
                     .parent_link(lower)
                     .target(target)
@@ -797,10 +862,16 @@ impl Network {
     /// index (when recorded), its name and underlay's link group, so that nothing else of the
     /// container's is ever touched.
     async fn delete_endpoint_link(&self, ep: &Endpoint) -> Result<()> {
-        let Some(ns) = ep.locate_netns(&mut None) else {
-            return Ok(());
+        // A prepared endpoint's link is deleted only where it was made: in the host namespace
+        // (elsewhere it is the runtime's, and goes with the container's namespace).
+        let h = if ep.handoff.is_some() {
+            self.host().clone()
+        } else {
+            let Some(ns) = ep.locate_netns(&mut None) else {
+                return Ok(());
+            };
+            Handle::for_netns(&ns).await?
         };
-        let h = Handle::for_netns(&ns).await?;
         match ep.own_link(&h, &self.ipam).await? {
             Some(l) => match h.delete_link(l.index).await {
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -908,6 +979,9 @@ impl Network {
             text.push_str(&format!("netns={}\n", p.display()));
         }
         text.push_str(&format!("inode={}\n", ep.netns_inode));
+        if let Some(h) = &ep.handoff {
+            text.push_str(&format!("handoff={h}\n"));
+        }
         if ep.index != 0 {
             text.push_str(&format!("index={}\n", ep.index));
         }
@@ -979,7 +1053,11 @@ impl Endpoint {
     /// those leased to this endpoint in `ipam` (another network's endpoint of the container
     /// may have the name).
     pub(crate) async fn own_link(&self, h: &Handle, ipam: &ipam::Ipam) -> Result<Option<Link>> {
-        let found = if self.index != 0 {
+        let found = if let Some(name) = &self.handoff {
+            // The runtime moved it away and may have moved it back (renamed to this name,
+            // perhaps under another index): only this name, group and MAC are its own.
+            h.link(name.as_str()).await
+        } else if self.index != 0 {
             h.link(self.index).await
         } else {
             h.link(self.ifname.as_str()).await
@@ -990,7 +1068,7 @@ impl Endpoint {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        if self.index != 0 || self.pending.is_none() {
+        if self.index != 0 || self.pending.is_none() || self.handoff.is_some() {
             return Ok(Some(link));
         }
         let owner = Owner::new(self.container_id.as_str(), &self.ifname)?;
@@ -1093,6 +1171,24 @@ fn check_step(spec: &EndpointSpec, step: ConnectStep) -> Result<()> {
 /// The host route through the shim to an endpoint address.
 pub(crate) fn host_route(ip: IpAddr, shim: &str) -> Route {
     Route::new(IpNet::from(ip)).dev(shim)
+}
+
+/// The temporary name of a prepared endpoint's link (see [`Network::prepare`]): `ulh` and 12
+/// hex digits of a hash of network, container id and interface name, so that endpoints
+/// prepared at once do not clash, and a retry of the same endpoint finds its own name.
+pub(crate) fn handoff_name(network: &str, container_id: &str, ifname: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in network
+        .bytes()
+        .chain([0])
+        .chain(container_id.bytes())
+        .chain([0])
+        .chain(ifname.bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("ulh{:012x}", h & 0xffff_ffff_ffff)
 }
 
 /// Longest endpoint record file name: with its temporary name (`.{name}.tmp`) it stays well
@@ -1355,6 +1451,7 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
         routes: Vec::new(),
         netns: None,
         netns_inode: 0,
+        handoff: None,
         pending: None,
     };
     for line in text
@@ -1368,6 +1465,7 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
         match k {
             "container" => ep.container_id = v.to_string(),
             "ifname" => ep.ifname = v.to_string(),
+            "handoff" => ep.handoff = Some(v.to_string()),
             "netns" => ep.netns = Some(PathBuf::from(v)),
             "inode" => ep.netns_inode = v.parse().map_err(|_| corrupt("bad inode"))?,
             "index" => ep.index = v.parse().map_err(|_| corrupt("bad index"))?,

@@ -65,6 +65,10 @@ impl Network {
         let mut gone = Vec::new();
         let mut errors = Vec::new();
         let files = self.nets.record_files();
+        // Prepared endpoints whose link is not in the host namespace: judged together, their
+        // locks held, after one look through every other namespace.
+        let mut handed_off = Vec::new();
+        let mut judged = Vec::new();
         for name in self.endpoint_files()? {
             // Held by a call under way: that call decides.
             let Some(held) = files.try_lock(self.name(), &name)? else {
@@ -78,14 +82,39 @@ impl Network {
                     continue;
                 }
             };
+            if ep.handoff.is_some() && ep.pending.is_none() {
+                match ep.own_link(self.host(), self.ipam()).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => handed_off.push((ep, held)),
+                    Err(e) => errors.push(e),
+                }
+                continue;
+            }
             match self.is_gone(&ep, live).await {
-                Ok(true) => {}
-                Ok(false) => continue,
+                Ok(true) => judged.push((ep, held)),
+                Ok(false) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        if !handed_off.is_empty() {
+            // A namespace that could not be looked into may hold any of them: judge none.
+            let moved = match self.moved_links().await {
+                Ok(m) => m,
                 Err(e) => {
                     errors.push(e);
-                    continue;
+                    handed_off.clear();
+                    Vec::new()
+                }
+            };
+            for (ep, held) in handed_off {
+                match self.handed_off_link_gone(&ep, &moved).await {
+                    Ok(true) => judged.push((ep, held)),
+                    Ok(false) => {}
+                    Err(e) => errors.push(e),
                 }
             }
+        }
+        for (ep, held) in judged {
             match self
                 .disconnect_locked(&ep.container_id, &ep.ifname, true, &held)
                 .await
@@ -234,6 +263,92 @@ impl Network {
         let h = crate::handle::Handle::for_netns(&ns).await?;
         Ok(ep.own_link(&h, self.ipam()).await?.is_none())
     }
+}
+
+impl super::Network {
+    /// Whether the link of a prepared endpoint ([`super::Network::prepare`]), read under its
+    /// lock, is in no namespace of this host: not in the host namespace under its temporary
+    /// name, and not among `moved` (see [`Self::moved_links`]): a link in underlay's endpoint
+    /// group with the recorded MAC (for an ipvlan, whose MAC is the parent's: one carrying a
+    /// recorded address, or none yet). The host is looked at again last, so a link the runtime
+    /// moved back meanwhile (Docker does on `Leave`) is found.
+    async fn handed_off_link_gone(
+        &self,
+        ep: &super::Endpoint,
+        moved: &[MovedLink],
+    ) -> Result<bool> {
+        let ipvlan = matches!(self.driver(), super::Driver::Ipvlan(..));
+        let found = moved.iter().any(|l| {
+            (ep.mac.is_none() || l.mac == ep.mac)
+                && (!ipvlan
+                    || l.addresses.is_empty()
+                    || l.addresses
+                        .iter()
+                        .any(|a| ep.addresses.iter().any(|e| e.addr() == *a)))
+        });
+        if found {
+            return Ok(false);
+        }
+        Ok(ep.own_link(self.host(), self.ipam()).await?.is_none())
+    }
+
+    /// The links in underlay's endpoint group in every live namespace but the host's, each
+    /// namespace opened through any path that still works. Listed twice, each time with a fresh
+    /// list of namespaces, so that a namespace whose path went stale (its process exited) or
+    /// that a runtime made meanwhile is not missed. A namespace that opens but cannot be read
+    /// (out of descriptors, say) fails the whole look: what it holds is unknown.
+    async fn moved_links(&self) -> Result<Vec<MovedLink>> {
+        let host_inode = self.host().netns().inode();
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            for (inode, paths) in crate::netns::live_netns_all_paths() {
+                if inode == host_inode {
+                    continue;
+                }
+                // No path opens it any more: it is gone, and its links with it.
+                let Some(ns) = paths
+                    .iter()
+                    .filter_map(|p| crate::netns::Netns::open_path(p).ok())
+                    .find(|ns| ns.inode() == inode)
+                else {
+                    continue;
+                };
+                let unreadable = |e: Error| {
+                    e.context(format!(
+                        "reconcile: looking for moved endpoint links in {ns} (nothing judged gone)"
+                    ))
+                };
+                let h = crate::handle::Handle::for_netns(&ns)
+                    .await
+                    .map_err(unreadable)?;
+                let links = h.links().await.map_err(unreadable)?;
+                for l in links
+                    .into_iter()
+                    .filter(|l| l.group == super::ENDPOINT_GROUP)
+                {
+                    let addresses = h
+                        .addresses(Some(l.index.into()))
+                        .await
+                        .map_err(unreadable)?
+                        .into_iter()
+                        .filter(|a| a.scope != "link")
+                        .map(|a| a.address.addr())
+                        .collect();
+                    out.push(MovedLink {
+                        mac: l.mac,
+                        addresses,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A link in underlay's endpoint group found outside the host namespace.
+struct MovedLink {
+    mac: Option<crate::types::MacAddr>,
+    addresses: Vec<std::net::IpAddr>,
 }
 
 impl Networks {

@@ -38,6 +38,7 @@ pub enum ShimRoutes {
 pub struct HostAccess {
     name: Option<String>,
     address: bool,
+    ip: Option<IpAddr>,
     routes: ShimRoutes,
 }
 
@@ -57,6 +58,14 @@ impl HostAccess {
     /// containers that must see a host address in their own subnet.
     pub fn with_address(mut self) -> Self {
         self.address = true;
+        self
+    }
+
+    /// Give the shim this address of the network's pools (reserved like an endpoint's: a
+    /// taken address is refused), e.g. Docker's `-o underlay.host_access=IP`.
+    pub fn address(mut self, ip: IpAddr) -> Self {
+        self.address = true;
+        self.ip = Some(ip);
         self
     }
 
@@ -104,7 +113,8 @@ impl Network {
         let steps = async {
             let mut address = None;
             if spec.address {
-                let lease = self.ipam.allocate(&owner, &Request::any()).await?;
+                let request = spec.ip.map_or_else(Request::any, Request::ip);
+                let lease = self.ipam.allocate(&owner, &request).await?;
                 leased = true;
                 for a in &lease.addresses {
                     // A host route only: the parent already routes the subnet.

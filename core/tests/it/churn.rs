@@ -107,6 +107,7 @@ async fn churn_worker() {
                     job.violation(format!("reconcile failed: {e}"));
                 }
             }
+            "handoff" => handoff_round(&job, net, &mut rng, i).await,
             "disconnect" => {
                 // Disconnects `victim` whenever it is there: touches nothing else.
                 if let Err(e) = net.disconnect("victim", "eth0").await {
@@ -177,6 +178,57 @@ async fn churn_worker() {
     }
 }
 
+/// One prepared endpoint (`Network::prepare`) as Docker handles it: the link moved into a
+/// fresh namespace and renamed `eth0`, its address set there; then, at random, the namespace
+/// deleted before the disconnect, the link moved back under its temporary name before it
+/// (Docker's `Leave`), or the namespace deleted and nothing said (reconcile's job).
+async fn handoff_round(job: &Job, net: &underlay::network::Network, rng: &mut Rng, i: u64) {
+    let host = std::env::var("UNDERLAY_CHURN_HOST").unwrap();
+    let id = format!("handoff-{}-{}-{i}", job.slot, std::process::id());
+    let ep = match net.prepare(EndpointSpec::new(&id)).await {
+        Ok(ep) => ep,
+        Err(e) => return job.violation(format!("prepare {id}: {e}")),
+    };
+    job.progress();
+    let tmp = ep.handoff.clone().unwrap();
+    let ns_name = format!("{}-{}-{i}", job.prefix, std::process::id());
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().unwrap();
+        out.status.success()
+    };
+    Netns::create(&ns_name).unwrap();
+    let addr = ep.addresses[0].to_string();
+    if !(ip(&[
+        "-n", &host, "link", "set", &tmp, "netns", &ns_name, "name", "eth0",
+    ]) && ip(&["-n", &ns_name, "addr", "add", &addr, "dev", "eth0"]))
+    {
+        return job.violation(format!("{id}: moving {tmp} into {ns_name} failed"));
+    }
+    match rng.below(3) {
+        0 => {
+            Netns::delete(&ns_name).unwrap();
+            if let Err(e) = net.disconnect(&id, "eth0").await {
+                job.violation(format!("disconnect {id} after its namespace went: {e}"));
+            }
+        }
+        1 => {
+            if !ip(&[
+                "-n", &ns_name, "link", "set", "eth0", "netns", &host, "name", &tmp,
+            ]) {
+                job.violation(format!("{id}: moving eth0 back failed"));
+            }
+            if let Err(e) = net.disconnect(&id, "eth0").await {
+                job.violation(format!("disconnect {id} after Leave: {e}"));
+            }
+            if ip(&["-n", &host, "link", "show", &tmp]) {
+                job.violation(format!("{id}: {tmp} is still in the host after disconnect"));
+            }
+            Netns::delete(&ns_name).unwrap();
+        }
+        _ => Netns::delete(&ns_name).unwrap(),
+    }
+}
+
 /// IPv4 addresses on `dev` in namespace `ns` (the oracle).
 fn ipv4_of(ns: &str, dev: &str) -> Vec<String> {
     let out = Command::new("ip")
@@ -200,7 +252,8 @@ fn env_or(key: &str, default: u64) -> u64 {
 }
 
 /// The roles of one round, as (role, slot).
-const ROLES: [(&str, &str); 7] = [
+const ROLES: [(&str, &str); 8] = [
+    ("handoff", "1"),
     ("victim", "0"),
     ("disconnect", "0"),
     ("other", "1"),
@@ -307,13 +360,16 @@ async fn endpoints_under_churn() {
 
 /// The invariants, against the kernel.
 async fn check(nets: &Networks, prefix: &str, when: &str) {
-    // The oracle: every endpoint link in the test's namespaces, with its IPv4 addresses.
+    // The oracle: every endpoint link in the test's namespaces (and the host's, where prepared
+    // links wait), with its IPv4 addresses and its MAC.
     let mut links: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut macs: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut owners: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let host_ns = nets.host().netns().name().unwrap_or_default().to_string();
     for ns in Netns::list()
         .unwrap()
         .into_iter()
-        .filter(|n| n.starts_with(prefix))
+        .filter(|n| n.starts_with(prefix) || *n == host_ns)
     {
         let Some(dump) = try_ip_json(&ns, &["addr", "show"]) else {
             continue;
@@ -334,6 +390,10 @@ async fn check(nets: &Networks, prefix: &str, when: &str) {
                     .push((ns.clone(), name.clone()));
             }
             if group_of(&ns, &name) == Some(ENDPOINT_GROUP) {
+                if let Some(mac) = l["address"].as_str() {
+                    let twice = macs.insert(mac.to_string(), (ns.clone(), name.clone()));
+                    assert!(twice.is_none(), "{when}: MAC {mac} on two endpoint links");
+                }
                 links.insert((ns.clone(), name), v4);
             }
         }
@@ -368,13 +428,43 @@ async fn check(nets: &Networks, prefix: &str, when: &str) {
                 .and_then(|p| p.file_name())
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let key = (ns.clone(), ep.ifname.clone());
-            assert_eq!(
-                links.get(&key),
-                Some(&addrs),
-                "{when}: record {owner} of `{}` does not match its link in {ns}",
-                net.name()
-            );
+            let mut key = (ns.clone(), ep.ifname.clone());
+            if let Some(tmp) = &ep.handoff {
+                // Prepared: its link (found by MAC) waits in the host under its temporary name,
+                // unaddressed, or was moved into a container (addressed there, or not yet).
+                let mac = ep.mac.unwrap().to_string();
+                let at = macs.get(&mac).cloned().unwrap_or_else(|| {
+                    panic!(
+                        "{when}: prepared {owner} of `{}`: no link has its MAC {mac}",
+                        net.name()
+                    )
+                });
+                let carried = &links[&at];
+                if at.0 == host_ns {
+                    assert_eq!(
+                        &at.1, tmp,
+                        "{when}: prepared {owner} in the host under another name"
+                    );
+                    assert!(
+                        carried.is_empty(),
+                        "{when}: prepared {owner}: addressed in the host"
+                    );
+                } else {
+                    assert!(
+                        carried.is_empty() || *carried == addrs,
+                        "{when}: prepared {owner} moved into {}: {carried:?}, recorded {addrs:?}",
+                        at.0
+                    );
+                }
+                key = at;
+            } else {
+                assert_eq!(
+                    links.get(&key),
+                    Some(&addrs),
+                    "{when}: record {owner} of `{}` does not match its link in {ns}",
+                    net.name()
+                );
+            }
             assert_eq!(
                 leases.get(&owner),
                 Some(&addrs),

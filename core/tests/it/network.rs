@@ -359,6 +359,102 @@ async fn failure_at_each_connect_step_leaves_nothing() {
         .unwrap();
 }
 
+/// `prepare` (a runtime moves the link itself): the link waits in the host namespace, down,
+/// unaddressed, in underlay's group, under its temporary name (iproute2 as oracle), with the
+/// lease, record and host route of a connect; a failure after any step leaves nothing; the
+/// disconnect deletes the link while it is there and accepts it gone once its namespace died.
+#[tokio::test]
+async fn prepare_for_a_runtime_that_moves_the_link() {
+    root_or_skip!("prepare_for_a_runtime_that_moves_the_link");
+    let (h, _dir, nets) = host("prep").await;
+    let net = nets.create(mac_net("prep", "ens192")).await.unwrap();
+    net.enable_host_access(HostAccess::new()).await.unwrap();
+    for step in [
+        ConnectStep::Allocate,
+        ConnectStep::CreateLink,
+        ConnectStep::Announce,
+        ConnectStep::Record,
+        ConnectStep::HostRoute,
+    ] {
+        let e = net
+            .prepare(EndpointSpec::new("victim").fail_after(step))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("injected"), "{step:?}: {e}");
+        let names: Vec<String> = h
+            .ip(&["link", "show"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["ifname"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.starts_with("ulh")),
+            "{step:?}: link left: {names:?}"
+        );
+        assert!(
+            net.ipam().list().await.unwrap().is_empty(),
+            "{step:?}: lease left"
+        );
+        assert!(net.endpoints().unwrap().is_empty(), "{step:?}: record left");
+    }
+    let ep = net
+        .prepare(EndpointSpec::new("dk1").ip("172.22.16.10".parse().unwrap()))
+        .await
+        .unwrap();
+    let tmp = ep.handoff.clone().unwrap();
+    assert!(tmp.starts_with("ulh") && tmp.len() <= 15, "{tmp}");
+    let l = &h.ip(&["link", "show", "dev", &tmp])[0];
+    assert_eq!(l["linkinfo"]["info_kind"], "macvlan", "{l}");
+    assert_eq!(l["link"], "ens192", "{l}");
+    assert!(
+        !l["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
+        "{l}"
+    );
+    assert_eq!(l["address"].as_str().unwrap(), ep.mac.unwrap().to_string());
+    let v4 = h.ip(&["-4", "addr", "show", "dev", &tmp]);
+    assert!(
+        v4.as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["addr_info"].as_array().is_none_or(|a| a.is_empty())),
+        "{v4}"
+    );
+    let route = h.ip(&["-4", "route", "show", "172.22.16.10"]);
+    assert_eq!(route[0]["dev"], "prep-h", "{route}");
+    // Prepared again: the one there stays.
+    let again = net.prepare(EndpointSpec::new("dk1")).await.unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::AlreadyExists, "{again}");
+    // Still in the host: the disconnect deletes it.
+    net.disconnect("dk1", "eth0").await.unwrap();
+    assert!(h
+        .ip(&["link", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["ifname"] != tmp.as_str()));
+    assert!(net.ipam().list().await.unwrap().is_empty());
+    // Moved into a container whose namespace then dies: the disconnect takes it as gone.
+    let ep = net.prepare(EndpointSpec::new("dk2")).await.unwrap();
+    let c = TestNs::new("prepc").await;
+    h.handle
+        .set_link(ep.handoff.as_deref().unwrap())
+        .netns(&c.ns)
+        .name("eth0")
+        .execute()
+        .await
+        .unwrap();
+    assert!(nets.reconcile().await.unwrap().gone_endpoints.is_empty());
+    drop(c);
+    net.disconnect("dk2", "eth0").await.unwrap();
+    assert!(net.endpoints().unwrap().is_empty());
+    assert!(h
+        .ip(&["-4", "route", "show", "dev", "prep-h"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
 /// Container ids and interface names that no endpoint can have are refused up front (they
 /// used to panic while naming the record file); long and non-ASCII ids work.
 #[tokio::test]

@@ -148,7 +148,7 @@ static void test_getters_null(void) {
   TRUE(underlay_endpoint_ifname(NULL) == NULL && underlay_endpoint_mac(NULL) == NULL);
   TRUE(underlay_endpoint_index(NULL) == 0 && underlay_endpoint_address_count(NULL) == 0);
   TRUE(underlay_endpoint_address(NULL, 0) == NULL && underlay_endpoint_route_count(NULL) == 0);
-  TRUE(underlay_endpoint_route(NULL, 0) == NULL);
+  TRUE(underlay_endpoint_route(NULL, 0) == NULL && underlay_endpoint_handoff(NULL) == NULL);
   TRUE(!underlay_reconcile_report_is_clean(NULL));
   TRUE(underlay_reconcile_report_recreated_parents(NULL) == NULL);
   TRUE(underlay_reconcile_report_recreated_shims(NULL) == NULL);
@@ -317,6 +317,8 @@ static void test_null_parameters(void) {
   NUL(underlay_endpoint_spec_set_keep_ipv6(NULL, true), "spec");
   NUL(underlay_endpoint_spec_set_default_route(NULL, "auto", 0), "spec");
   NUL(underlay_network_connect(NULL, NULL, NULL, &ep), "network");
+  NUL(underlay_network_prepare(NULL, NULL, &ep), "network");
+  NUL(underlay_network_enable_host_access_at(NULL, NULL, "10.0.0.2", &str), "network");
   NUL(underlay_network_disconnect(NULL, "c", "eth0"), "network");
   NUL(underlay_network_gc(NULL, NULL, NULL, 0, NULL), "network");
   NUL(underlay_networks_delete_if_unused(NULL, "n", NULL), "networks");
@@ -1026,6 +1028,37 @@ static void test_networks(void) {
   OK(underlay_network_endpoints(net, &el));
   TRUE(underlay_endpoint_list_count(el) == 1);
   underlay_endpoint_list_free(el);
+  {
+    /* A prepared endpoint (Docker's remote driver): its link waits in the host namespace
+       under a temporary name; a connected one has none. */
+    underlay_endpoint *pe = NULL;
+    underlay_link *pl = NULL;
+    OK(underlay_network_endpoint(net, "c1", "eth0", &ep));
+    TRUE(ep != NULL && underlay_endpoint_handoff(ep) == NULL);
+    underlay_endpoint_free(ep);
+    ep = NULL;
+    NUL(underlay_network_prepare(net, NULL, &pe), "spec");
+    OK(underlay_endpoint_spec_new("docker-ep1", &es));
+    OK(underlay_endpoint_spec_add_ip(es, "172.22.16.11"));
+    OK(underlay_network_prepare(net, es, &pe));
+    EXPECT(underlay_network_prepare(net, es, &pe), UNDERLAY_RESULT_ALREADY_EXISTS, "docker-ep1");
+    underlay_endpoint_spec_free(es);
+    es = NULL;
+    TRUE(pe != NULL && underlay_endpoint_handoff(pe) != NULL &&
+         strncmp(underlay_endpoint_handoff(pe), "ulh", 3) == 0);
+    TRUE(pe != NULL && strcmp(underlay_endpoint_address(pe, 0), "172.22.16.11/24") == 0);
+    if (pe != NULL) {
+      OK(underlay_handle_link_get(hh, underlay_endpoint_handoff(pe), &pl));
+      TRUE(pl != NULL);
+      underlay_link_free(pl);
+    }
+    underlay_endpoint_free(pe);
+    OK(underlay_network_disconnect(net, "docker-ep1", "eth0"));
+    OK(underlay_network_endpoint(net, "docker-ep1", "eth0", &ep));
+    TRUE(ep == NULL);
+  }
+  EXPECT(underlay_network_enable_host_access_at(net, NULL, "not-an-ip", &shim),
+         UNDERLAY_RESULT_INVALID_ARGUMENT, "not-an-ip");
   EXPECT(underlay_network_enable_host_access(net, NULL, false, "sideways", &shim),
          UNDERLAY_RESULT_INVALID_ARGUMENT, "sideways");
   OK(underlay_network_enable_host_access(net, "macvlan0-host", false, NULL, &shim));

@@ -1,0 +1,368 @@
+//! underlay's Docker plugin: a libnetwork remote network driver (`docker network create -d
+//! underlay`) and IPAM driver (`--ipam-driver underlay`), served as JSON over HTTP/1.1 on a
+//! Unix socket. A translator: each call's JSON is read into a serde type, turned into a call of
+//! the `underlay` library, and its result (or error, in the key dockerd reads) written back.
+//! See docs/docker.md.
+//!
+//! Who owns what: the IPAM driver owns the addresses. Each Docker pool is an IPAM network of
+//! its own in the pool store (`STATE/docker-pools`, or etcd, shared by hosts), named after the
+//! address space and subnet, so two hosts asking for one subnet share one pool; every
+//! `RequestAddress` is a lease there, held until `ReleaseAddress`. The network driver keeps a
+//! [`Networks`] in the state directory: a network per Docker network (named by its id, with
+//! Docker's pools, gateway and aux addresses), and an endpoint per Docker endpoint, prepared
+//! with [`underlay::network::Network::prepare`] for the address Docker got from the IPAM
+//! driver. The endpoint's lease in the network's own store is a second, host-local check of
+//! that address, made under the endpoint's lock: it never hands out an address, so an address
+//! has one owner (the pool's lease) while each endpoint still has the records, locks and undo
+//! of a connect.
+
+#![deny(missing_docs)]
+
+mod ipam_driver;
+mod network_driver;
+pub mod protocol;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use underlay::ipam::{Ipam, LocalStore, Store};
+use underlay::network::{Networks, ReconcileReport};
+use underlay::{Handle, Result};
+
+/// The socket dockerd finds the plugin by (`/run/docker/plugins/NAME.sock`).
+pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/underlay.sock";
+
+/// The content type of every answer (the plugin API's).
+pub const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1+json";
+
+/// The pool store's directory under the state directory (without etcd).
+pub const POOLS_DIR: &str = "docker-pools";
+
+/// The plugin: both drivers over one state directory.
+pub struct Plugin {
+    nets: Networks,
+    pools: Arc<dyn Store>,
+    /// Open pools, by IPAM network name.
+    ipams: Mutex<HashMap<String, Ipam>>,
+    /// Report scope `global`.
+    global: std::sync::atomic::AtomicBool,
+    /// The call log, if asked for.
+    log: Option<CallLog>,
+}
+
+/// One JSON line per call: `path`, `request`, `response` (the shape of the recorded fixtures)
+/// and `micros`, the time the plugin took.
+struct CallLog(Mutex<std::fs::File>);
+
+#[derive(Serialize)]
+struct CallLogLine<'a> {
+    path: &'a str,
+    request: serde_json::Value,
+    response: &'a serde_json::Value,
+    micros: u128,
+}
+
+impl CallLog {
+    fn write(
+        &self,
+        path: &str,
+        body: &[u8],
+        response: &serde_json::Value,
+        took: std::time::Duration,
+    ) {
+        use std::io::Write;
+        let line = CallLogLine {
+            path,
+            request: serde_json::from_slice(body).unwrap_or(serde_json::Value::Null),
+            response,
+            micros: took.as_micros(),
+        };
+        if let (Ok(mut text), Ok(mut f)) = (serde_json::to_vec(&line), self.0.lock()) {
+            text.push(b'\n');
+            let _ = f.write_all(&text);
+        }
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("nets", &self.nets)
+            .field("pools", &self.pools)
+            .finish()
+    }
+}
+
+/// Which API a call belongs to: its errors go in that API's key.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Api {
+    Network,
+    Ipam,
+    Plugin,
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The request cannot be read (400).
+    BadRequest(String),
+    /// The library refused or failed.
+    Library(underlay::Error),
+    /// No such call (404).
+    Unknown(String),
+}
+
+impl From<underlay::Error> for Failure {
+    fn from(e: underlay::Error) -> Failure {
+        Failure::Library(e)
+    }
+}
+
+pub(crate) type Answer = std::result::Result<serde_json::Value, Failure>;
+
+/// Serializes an answer (the protocol types cannot fail to serialize).
+pub(crate) fn answer(value: impl Serialize) -> Answer {
+    serde_json::to_value(value)
+        .map_err(|e| Failure::BadRequest(format!("cannot encode the answer: {e}")))
+}
+
+/// Reads a request body into `T`, naming the call in the message.
+pub(crate) fn read_body<T: DeserializeOwned>(
+    call: &str,
+    body: &[u8],
+) -> std::result::Result<T, Failure> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Failure::BadRequest(format!(
+            "{call}: the request has no body: send the call's JSON object"
+        )));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." {
+            String::new()
+        } else {
+            format!(" at `{at}`")
+        };
+        Failure::BadRequest(format!(
+            "{call}: the request is not what the plugin API describes{at}: {}",
+            e.inner()
+        ))
+    })?;
+    de.end().map_err(|e| {
+        Failure::BadRequest(format!("{call}: trailing data after the request: {e}"))
+    })?;
+    Ok(value)
+}
+
+impl Plugin {
+    /// Opens the plugin's state under `state`: the networks and endpoints (as
+    /// [`Networks::open`] keeps them, with `host`'s namespace holding the parents and the
+    /// prepared links) and the pool store (`pools`, or a local store in `state/docker-pools`).
+    pub async fn open(
+        host: &Handle,
+        state: impl AsRef<Path>,
+        pools: Option<Arc<dyn Store>>,
+    ) -> Result<Plugin> {
+        let state = state.as_ref();
+        let nets = Networks::open(host, state).await?;
+        let pools = match pools {
+            Some(p) => p,
+            None => Arc::new(LocalStore::open(state.join(POOLS_DIR))?),
+        };
+        Ok(Plugin {
+            nets,
+            pools,
+            ipams: Mutex::new(HashMap::new()),
+            global: std::sync::atomic::AtomicBool::new(false),
+            log: None,
+        })
+    }
+
+    /// The networks (and their endpoints) the network driver made.
+    pub fn networks(&self) -> &Networks {
+        &self.nets
+    }
+
+    /// The pool store.
+    pub fn pool_store(&self) -> &Arc<dyn Store> {
+        &self.pools
+    }
+
+    /// The scope the network driver reports: `local`, unless [`Plugin::set_global_scope`]
+    /// asked for `global` (a store shared by hosts only: swarm networks). dockerd 20.10 lets a
+    /// global-scope driver's networks be created only under swarm ("This node is not a swarm
+    /// manager"), so hosts sharing an etcd pool without swarm keep `local`: each host's network
+    /// is its own, the pool theirs in common.
+    pub fn scope(&self) -> &'static str {
+        if self.global.load(std::sync::atomic::Ordering::Relaxed) {
+            "global"
+        } else {
+            "local"
+        }
+    }
+
+    /// Logs every call to `path` (appended): one JSON line each with `path`, `request`,
+    /// `response` and `micros` (the plugin's time for it).
+    pub fn log_calls_to(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path.as_ref())
+            .map_err(|e| {
+                underlay::Error::io(
+                    format!("cannot open the call log {}", path.as_ref().display()),
+                    e,
+                )
+            })?;
+        self.log = Some(CallLog(Mutex::new(f)));
+        Ok(())
+    }
+
+    /// Reports scope `global` (for swarm). Refused unless the pool store is shared by hosts:
+    /// a global network's addresses must come from one pool on every node.
+    pub fn set_global_scope(&self) -> Result<()> {
+        if !self.pools.is_shared() {
+            return Err(underlay::Error::invalid(
+                "scope global needs the pools on a store shared by the hosts: start the plugin with --etcd",
+            ));
+        }
+        self.global
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Brings kernel and records in line after a restart ([`Networks::reconcile`]): parents,
+    /// shims, endpoints whose link is gone from every namespace.
+    pub async fn reconcile(&self) -> Result<ReconcileReport> {
+        self.nets.reconcile().await
+    }
+
+    /// Answers one call: `path` as dockerd posts it (`/NetworkDriver.Join`), `body` its JSON.
+    /// Returns the HTTP status and the JSON answer. Never panics on any input.
+    pub async fn call(&self, path: &str, body: &[u8]) -> (StatusCode, serde_json::Value) {
+        let method = path.trim_start_matches('/');
+        let api = if method.starts_with("NetworkDriver.") {
+            Api::Network
+        } else if method.starts_with("IpamDriver.") {
+            Api::Ipam
+        } else {
+            Api::Plugin
+        };
+        let outcome = self.dispatch(method, body).await;
+        match outcome {
+            Ok(v) => (StatusCode::OK, v),
+            Err(f) => {
+                let (status, msg) = match f {
+                    Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+                    // dockerd reads the error from the answer's key with any status; 200 keeps
+                    // its message as the library wrote it.
+                    Failure::Library(e) => (StatusCode::OK, e.to_string()),
+                    Failure::Unknown(m) => (StatusCode::NOT_FOUND, m),
+                };
+                let v = match api {
+                    Api::Ipam => serde_json::to_value(protocol::IpamError { error: msg }),
+                    _ => serde_json::to_value(protocol::NetworkError { err: msg }),
+                };
+                (status, v.unwrap_or(serde_json::Value::Null))
+            }
+        }
+    }
+
+    async fn dispatch(&self, method: &str, body: &[u8]) -> Answer {
+        match method {
+            "Plugin.Activate" => answer(protocol::Activate {
+                implements: vec!["NetworkDriver", "IpamDriver"],
+            }),
+            "NetworkDriver.GetCapabilities" => answer(protocol::NetworkCapabilities {
+                scope: self.scope(),
+                connectivity_scope: self.scope(),
+            }),
+            "NetworkDriver.CreateNetwork" => self.create_network(read_body(method, body)?).await,
+            "NetworkDriver.DeleteNetwork" => self.delete_network(read_body(method, body)?).await,
+            "NetworkDriver.CreateEndpoint" => self.create_endpoint(read_body(method, body)?).await,
+            "NetworkDriver.DeleteEndpoint" => self.delete_endpoint(read_body(method, body)?).await,
+            "NetworkDriver.EndpointOperInfo" => {
+                self.endpoint_oper_info(read_body(method, body)?).await
+            }
+            "NetworkDriver.Join" => self.join(read_body(method, body)?).await,
+            "NetworkDriver.Leave"
+            | "NetworkDriver.ProgramExternalConnectivity"
+            | "NetworkDriver.RevokeExternalConnectivity" => {
+                // Nothing to do on this host's side (Docker moves the link back itself), but
+                // the request must be one.
+                let _: protocol::EndpointRef = read_body(method, body)?;
+                answer(protocol::Empty {})
+            }
+            "NetworkDriver.DiscoverNew" | "NetworkDriver.DiscoverDelete" => {
+                answer(protocol::Empty {})
+            }
+            "IpamDriver.GetCapabilities" => answer(protocol::IpamCapabilities {
+                requires_mac_address: false,
+                requires_request_replay: false,
+            }),
+            "IpamDriver.GetDefaultAddressSpaces" => answer(protocol::AddressSpaces {
+                local: "local",
+                global: "global",
+            }),
+            "IpamDriver.RequestPool" => self.request_pool(read_body(method, body)?).await,
+            "IpamDriver.ReleasePool" => self.release_pool(read_body(method, body)?).await,
+            "IpamDriver.RequestAddress" => self.request_address(read_body(method, body)?).await,
+            "IpamDriver.ReleaseAddress" => self.release_address(read_body(method, body)?).await,
+            other => Err(Failure::Unknown(format!(
+                "`{}` is not a call of the network or IPAM driver API",
+                underlay::Error::show_input(other)
+            ))),
+        }
+    }
+
+    /// The HTTP router: every path posts to [`Plugin::call`].
+    pub fn router(self: Arc<Self>) -> axum::Router {
+        axum::Router::new().fallback(handle).with_state(self)
+    }
+
+    /// Serves dockerd on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::UnixListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+async fn handle(State(plugin): State<Arc<Plugin>>, uri: Uri, body: Bytes) -> Response {
+    use futures::FutureExt;
+    let path = uri.path().to_string();
+    let started = std::time::Instant::now();
+    // A bug must not take the daemon down: a panic becomes a 500 for this call only.
+    let (status, value) = match std::panic::AssertUnwindSafe(plugin.call(&path, &body))
+        .catch_unwind()
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "Err": format!("{path}: internal error (a bug in underlay-docker; see its log)"), "Error": format!("{path}: internal error") }),
+        ),
+    };
+    if let Some(log) = &plugin.log {
+        log.write(&path, &body, &value, started.elapsed());
+    }
+    let bytes = serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec());
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
+        bytes,
+    )
+        .into_response()
+}

@@ -1,0 +1,224 @@
+#!/bin/bash
+# e2e.sh PLUGIN_BIN — underlay-docker under a real dockerd 20.10 (Debian's docker.io), offline,
+# in network namespaces of its own. Run by `cargo xtask docker-test` (which installs docker.io
+# and busybox-static, builds the plugin and passes its path); as root.
+#
+# dockerd runs in netns $NS (nsenter, not `ip netns exec`, which remounts /sys and hides the
+# cgroup v1 mounts), under `unshare --mount --propagation slave` (its overlay, shm and netns
+# mounts never reach the host), cgroupfs driver, no bridge, no iptables, its own data/exec
+# roots under $WORK. The image is a busybox-static rootfs `docker import`ed (no registry). The
+# parent is a veth whose peer sits in $NS-gw, the "gateway" the containers ping.
+#
+# Checks (S1 and S3 of docs/docker.md with `-d underlay --ipam-driver underlay`):
+#   a static --ip and addresses from --ip-range; containers ping each other and the gateway;
+#   the host (dockerd's netns) reaches a container through the shim (-o underlay.host_access);
+#   bad options refused in Docker's error shape; plugin restart (TERM and KILL) with a
+#   --restart=always container running; dockerd restart (the container comes back, no panic);
+#   dockerd killed -9 and its containers gone: the plugin's reconcile removes their endpoints;
+#   docker rm -f / network rm leave no link, no endpoint record, no lease, no pool.
+# Exit 0: every check passed; 1: a check failed; 2: usage. Tears everything down, also on failure.
+set -u
+PLUGIN_BIN=${1:-}
+[ -x "$PLUGIN_BIN" ] || { echo "usage: $0 PATH/TO/underlay-docker" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "e2e.sh: must run as root" >&2; exit 2; }
+PLUGIN_BIN=$(readlink -f "$PLUGIN_BIN")
+
+NS=uldk$$; GWNS=$NS-gw; CG=$NS
+P=underlay-e2e-$$                      # the driver's name: its own socket, never a real install's
+SOCK=/run/docker/plugins/$P.sock
+PARENT=uldkpar0
+SP=10.231.0                            # the /24; host .2 on the parent, gateway .1 in $GWNS
+WORK=$(mktemp -d /tmp/uldk-e2e.XXXXXX)
+STATE=$WORK/state
+export DOCKER_CONFIG=$WORK/cli
+D() { /usr/bin/docker -H "unix://$WORK/docker.sock" "$@"; }
+IN() { nsenter --net="/run/netns/$NS" -- "$@"; }
+
+fails=0; passes=0
+ok()   { passes=$((passes+1)); echo "PASS: $*"; }
+bad()  { fails=$((fails+1)); echo "FAIL: $*"; }
+check(){ local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+die()  { bad "$*"; exit 1; }
+
+pre_plugins=$([ -e /run/docker/plugins ] && echo 1 || echo 0)
+pre_docker=$([ -e /run/docker ] && echo 1 || echo 0)
+pre_containerd=$([ -e /run/containerd ] && echo 1 || echo 0)
+pre_containerd_s=$([ -e /run/containerd/s ] && echo 1 || echo 0)
+DPID=; PPID_PLUGIN=
+
+kill_containers() {   # container processes live in our cgroup parent; shims are found by -address
+  for f in /sys/fs/cgroup/pids/"$CG"/*/cgroup.procs /sys/fs/cgroup/"$CG"/*/cgroup.procs; do
+    [ -f "$f" ] && for p in $(cat "$f"); do kill -KILL "$p" 2>/dev/null; done
+  done
+  for p in $(pgrep -f -- "-address $WORK/exec/containerd/containerd.sock"); do kill -KILL "$p" 2>/dev/null; done
+}
+stop_dockerd() {
+  [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null || return 0
+  kill -TERM "$DPID"; for _ in $(seq 1 150); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$DPID" 2>/dev/null && kill -KILL "$DPID"
+  DPID=
+}
+stop_plugin() {   # $1: TERM or KILL
+  [ -n "$PPID_PLUGIN" ] || return 0
+  kill -"${1:-TERM}" "$PPID_PLUGIN" 2>/dev/null
+  for _ in $(seq 1 50); do kill -0 "$PPID_PLUGIN" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$PPID_PLUGIN" 2>/dev/null
+  PPID_PLUGIN=
+}
+teardown() {
+  set +e
+  if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
+    D ps -aq 2>/dev/null | xargs -r /usr/bin/docker -H "unix://$WORK/docker.sock" rm -f >/dev/null 2>&1
+  fi
+  stop_dockerd
+  kill_containers
+  stop_plugin KILL
+  rm -f "$SOCK"
+  [ "$pre_plugins" = 0 ] && rmdir /run/docker/plugins 2>/dev/null
+  [ "$pre_docker" = 0 ] && rmdir /run/docker 2>/dev/null
+  [ "$pre_containerd_s" = 0 ] && rmdir /run/containerd/s 2>/dev/null
+  [ "$pre_containerd" = 0 ] && rmdir /run/containerd 2>/dev/null
+  for d in $(find /sys/fs/cgroup -maxdepth 4 -type d -name "$CG" 2>/dev/null); do
+    find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  ip netns del "$GWNS" 2>/dev/null; ip netns del "$NS" 2>/dev/null
+  if [ "$fails" != 0 ]; then
+    echo "--- plugin log"; tail -20 "$WORK/plugin.out" 2>/dev/null
+    echo "--- dockerd log (errors)"; grep -iE 'level=(error|fatal)|panic' "$WORK/dockerd.log" 2>/dev/null | tail -20
+  fi
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+  echo "RESULT docker e2e: $passes passed, $fails failed"
+}
+trap 'rc=$?; teardown; [ $fails = 0 ] && [ $rc = 0 ] && exit 0; exit 1' EXIT
+trap 'exit 1' INT TERM
+
+# ------------------------------------------------------------------ namespaces, dockerd, image
+ip netns add "$NS" && ip netns add "$GWNS" || die "ip netns add"
+ip -n "$NS" link set lo up; ip -n "$GWNS" link set lo up
+ip -n "$NS" link add "$PARENT" type veth peer name uldkgw0 netns "$GWNS" || die "veth"
+ip -n "$NS" addr add "$SP.2/24" dev "$PARENT"; ip -n "$NS" link set "$PARENT" up
+ip -n "$GWNS" addr add "$SP.1/24" dev uldkgw0; ip -n "$GWNS" link set uldkgw0 up
+
+mkdir -p "$WORK/data" "$WORK/exec" "$DOCKER_CONFIG"
+printf '{"deprecated-key-path": "%s/key.json"}\n' "$WORK" > "$WORK/daemon.json"
+start_dockerd() {
+  setsid nsenter --net="/run/netns/$NS" -- unshare --mount --propagation slave -- \
+    /usr/sbin/dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/dockerd.pid" \
+    -H "unix://$WORK/docker.sock" --config-file "$WORK/daemon.json" \
+    --bridge=none --iptables=false --ip6tables=false --ip-masq=false --userland-proxy=false \
+    --cgroup-parent="$CG" --exec-opt native.cgroupdriver=cgroupfs \
+    >>"$WORK/dockerd.log" 2>&1 </dev/null &
+  DPID=$!
+  for _ in $(seq 1 300); do D version >/dev/null 2>&1 && return 0; kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+  return 1
+}
+start_plugin() {   # the plugin first: a driver missing at dockerd's start stalls its API ~30 s
+  setsid nsenter --net="/run/netns/$NS" -- "$PLUGIN_BIN" --socket "$SOCK" --state "$STATE" \
+    >>"$WORK/plugin.out" 2>&1 </dev/null &
+  PPID_PLUGIN=$!
+  for _ in $(seq 1 100); do [ -S "$SOCK" ] && return 0; kill -0 "$PPID_PLUGIN" 2>/dev/null || break; sleep 0.1; done
+  return 1
+}
+start_plugin || { cat "$WORK/plugin.out"; die "plugin socket $SOCK did not appear"; }
+start_dockerd || { tail -5 "$WORK/dockerd.log"; die "dockerd did not come up"; }
+
+rootfs=$(mktemp -d "$WORK/rootfs.XXXX"); chmod 755 "$rootfs"
+bb=$(command -v busybox) || die "busybox-static is not installed"
+mkdir -p "$rootfs"/{bin,etc,proc,sys,dev,tmp,root,run,var}
+cp "$bb" "$rootfs/bin/busybox"
+for a in $("$bb" --list); do [ "$a" = busybox ] || ln -s busybox "$rootfs/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$rootfs/etc/passwd"; printf 'root:x:0:\n' > "$rootfs/etc/group"
+tar -C "$rootfs" --numeric-owner -cf "$WORK/rootfs.tar" . && D import "$WORK/rootfs.tar" uldk-busybox:latest >/dev/null \
+  || die "docker import"
+IMG=uldk-busybox:latest
+
+# ------------------------------------------------------------------ helpers
+addr_of() { D exec "$1" ip -4 -o addr show dev eth0 2>/dev/null | sed -n 's/.* inet \([0-9.]*\)\/.*/\1/p' | head -1; }
+pings() { D exec "$1" ping -c 1 -W 3 "$2" >/dev/null 2>&1; }
+in_range() { local last=${1##*.}; [ "${1%.*}" = "$SP" ] && [ "$last" -ge 64 ] && [ "$last" -le 95 ]; }
+# Links underlay may leave in dockerd's netns: lo, the parent, the shim(s) of live networks.
+stray_links() { ip -n "$NS" -j link show | python3 -c '
+import json, sys
+keep = set(sys.argv[1:])
+print(" ".join(l["ifname"] for l in json.load(sys.stdin)
+      if l["ifname"] not in keep and not l.get("ifalias", "").startswith("underlay:shim")))' lo "$PARENT"; }
+records() { find "$STATE/endpoints" -mindepth 2 -type f ! -name '.*' ! -path '*/.free/*' 2>/dev/null | wc -l; }
+
+# ------------------------------------------------------------------ bad requests via docker
+out=$(D network create -d "$P" --ipam-driver "$P" --subnet 10.232.0.0/24 -o parent=nosuchparent0 bad1 2>&1)
+check "parent that does not exist: refused, message names it" sh -c 'echo "$1" | grep -q nosuchparent0' _ "$out"
+out=$(D network create -d "$P" --ipam-driver "$P" --subnet 10.232.0.0/24 -o parent=$PARENT -o macvlan_mode=nonsense bad2 2>&1)
+check "bad macvlan_mode: refused" sh -c 'echo "$1" | grep -qi nonsense' _ "$out"
+out=$(D network create -d "$P" --ipam-driver "$P" --subnet 10.232.0.0/24 -o parent=$PARENT -o underlay.bogus=1 bad3 2>&1)
+check "unknown underlay.* option: refused" sh -c 'echo "$1" | grep -q underlay.bogus' _ "$out"
+check "refused networks left no pool" sh -c '[ -z "$(ls "$1/docker-pools" | grep -v "^lock$")" ]' _ "$STATE"
+
+# ------------------------------------------------------------------ S1 + S3
+D network create -d "$P" --ipam-driver "$P" --subnet "$SP.0/24" --gateway "$SP.1" --ip-range "$SP.64/27" \
+  -o parent="$PARENT" -o underlay.host_access=on s1 >/dev/null && ok "network create s1 (--ip-range, host access)" \
+  || die "network create s1"
+out=$(D network create -d "$P" --ipam-driver "$P" --subnet "$SP.0/25" -o parent="$PARENT" s1overlap 2>&1)
+check "overlapping subnet: refused" sh -c '[ -n "$1" ] && ! /usr/bin/docker -H "unix://$2/docker.sock" network inspect s1overlap >/dev/null 2>&1' _ "$out" "$WORK"
+D run -d --name c1 --network s1 --ip "$SP.10" "$IMG" sleep 3600 >/dev/null || die "run c1 --ip"
+D run -d --name c2 --network s1 "$IMG" sleep 3600 >/dev/null || die "run c2"
+D run -d --name c3 --restart=always --network s1 "$IMG" sleep 3600 >/dev/null || die "run c3 --restart=always"
+a1=$(addr_of c1); a2=$(addr_of c2); a3=$(addr_of c3)
+echo "  c1=$a1 c2=$a2 c3=$a3"
+check "c1 has the static --ip $SP.10" [ "$a1" = "$SP.10" ]
+check "c2 and c3 got addresses in --ip-range $SP.64/27, distinct" sh -c 'in_range() { l=${1##*.}; [ "${1%.*}" = "$3" ] && [ "$l" -ge 64 ] && [ "$l" -le 95 ]; }; in_range "$1" x "$3" && in_range "$2" x "$3" && [ "$1" != "$2" ]' _ "$a2" "$a3" "$SP"
+check "c1 pings c2" pings c1 "$a2"
+check "c2 pings the gateway $SP.1 (upstream namespace)" pings c2 "$SP.1"
+check "the host (dockerd's netns) pings c1 through the shim" IN ping -c 1 -W 3 "$SP.10"
+check "host route to c2 goes through the shim" sh -c 'ip -n "$1" -j route show "$2" | grep -q "\"dev\""' _ "$NS" "$a2"
+out=$(D run --rm --network s1 --ip "$SP.10" "$IMG" true 2>&1)
+check "a second container on c1's --ip is refused" sh -c '[ -n "$1" ]' _ "$out"
+check "records: one per container (3)" [ "$(records)" = 3 ]
+
+# ------------------------------------------------------------------ plugin restarts
+stop_plugin TERM; start_plugin && ok "plugin restarted (TERM)" || bad "plugin restart (TERM)"
+D run -d --name c4 --network s1 "$IMG" sleep 3600 >/dev/null && ok "run c4 after plugin restart" || bad "run c4"
+a4=$(addr_of c4); echo "  c4=$a4"
+check "c4's address is fresh" sh -c '[ -n "$1" ] && [ "$1" != "$2" ] && [ "$1" != "$3" ] && [ "$1" != "$4" ]' _ "$a4" "$a1" "$a2" "$a3"
+stop_plugin KILL; start_plugin && ok "plugin restarted (KILL)" || bad "plugin restart (KILL)"
+check "c3 (restart=always) still pings the gateway" pings c3 "$SP.1"
+D rm -f c4 >/dev/null && ok "rm -f c4 after plugin kill" || bad "rm -f c4"
+
+# ------------------------------------------------------------------ dockerd restart
+stop_dockerd
+start_dockerd && ok "dockerd restarted" || bad "dockerd restart"
+for _ in $(seq 1 50); do [ "$(D inspect -f '{{.State.Running}}' c3 2>/dev/null)" = true ] && break; sleep 0.2; done
+check "c3 (restart=always) is running again" [ "$(D inspect -f '{{.State.Running}}' c3 2>/dev/null)" = true ]
+a3b=$(addr_of c3); echo "  c3 after restart=$a3b"
+check "c3 has an address in --ip-range again and pings the gateway" sh -c 'l=${1##*.}; [ "${1%.*}" = "$2" ] && [ "$l" -ge 64 ] && [ "$l" -le 95 ]' _ "$a3b" "$SP"
+pings c3 "$SP.1" || bad "c3 pings after dockerd restart"
+sleep 1
+check "dockerd alive, no panic in its log" sh -c 'kill -0 "$1" && ! grep -q "panic" "$2"' _ "$DPID" "$WORK/dockerd.log"
+D start c1 c2 >/dev/null 2>&1
+check "c1 and c2 started again, c1 keeps $SP.10" sh -c '[ "$1" = "$2" ]' _ "$(addr_of c1)" "$SP.10"
+
+# ------------------------------------------------------------------ dockerd killed -9, containers gone
+kill -KILL "$DPID"; DPID=
+sleep 0.5
+kill_containers
+sleep 1
+stop_plugin TERM; start_plugin && ok "plugin restarted after dockerd kill -9" || bad "plugin restart after kill -9"
+# reconcile runs beside serving: give it time to look through the host's namespaces
+for _ in $(seq 1 100); do [ "$(records)" = 0 ] && break; sleep 0.2; done
+check "reconcile removed the endpoints whose containers died (no records)" [ "$(records)" = 0 ]
+left=$(stray_links)
+check "no endpoint link left in dockerd's netns${left:+ (left: $left)}" [ -z "$left" ]
+start_dockerd && ok "dockerd started after kill -9" || bad "dockerd start after kill -9"
+for _ in $(seq 1 50); do [ "$(D inspect -f '{{.State.Running}}' c3 2>/dev/null)" = true ] && break; sleep 0.2; done
+check "c3 (restart=always) is back after the kill" [ "$(D inspect -f '{{.State.Running}}' c3 2>/dev/null)" = true ]
+check "c3 pings the gateway" pings c3 "$SP.1"
+
+# ------------------------------------------------------------------ teardown leaves nothing
+D rm -f c1 c2 c3 >/dev/null 2>&1
+left=$(stray_links)
+check "rm -f: no endpoint link left${left:+ (left: $left)}" [ -z "$left" ]
+check "rm -f: no endpoint record left" [ "$(records)" = 0 ]
+D network rm s1 >/dev/null && ok "network rm s1" || bad "network rm s1"
+links=$(ip -n "$NS" -j link show | python3 -c 'import json,sys; print(" ".join(sorted(l["ifname"] for l in json.load(sys.stdin))))')
+check "network rm: only lo and the parent left ($links)" [ "$links" = "lo $PARENT" ]
+check "network rm: no network record, no pool, no lease" sh -c '[ -z "$(ls "$1/networks")" ] && [ -z "$(ls "$1/docker-pools" | grep -v "^lock$")" ] && [ -z "$(ls "$1/ipam" | grep -v "^lock$")" ]' _ "$STATE"
+exit 0
