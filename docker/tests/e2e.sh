@@ -109,7 +109,9 @@ start_dockerd() {
     --cgroup-parent="$CG" --exec-opt native.cgroupdriver=cgroupfs \
     >>"$WORK/dockerd.log" 2>&1 </dev/null &
   DPID=$!
-  for _ in $(seq 1 300); do D version >/dev/null 2>&1 && return 0; kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+  # 60 s: after a kill -9 under load dockerd takes a while to take its containerd back
+  for _ in $(seq 1 600); do D version >/dev/null 2>&1 && return 0; kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+  echo "--- dockerd did not answer; its log ends:"; tail -15 "$WORK/dockerd.log"
   return 1
 }
 start_plugin() {   # the plugin first: a driver missing at dockerd's start stalls its API ~30 s
