@@ -75,7 +75,14 @@ fn exec(plugin: &str, command: &str, stdin: &[u8]) -> Result<Option<serde_json::
     let out = child
         .wait_with_output()
         .map_err(|e| failed("wait for it", e))?;
-    written.map_err(|e| failed("write its stdin", e))?;
+    // A plugin may answer without reading its stdin (host-local's VERSION) and be gone before
+    // the write: its exit status and output tell, not the broken pipe.
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(failed("write its stdin", e))
+        }
+        _ => {}
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     if out.status.success() {
         if text.trim().is_empty() {
