@@ -12,6 +12,8 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use underlay_docker::Plugin;
 
+mod vm;
+
 /// dockerd 20.10.24's calls to a remote driver + IPAM (../shared/runtimes/fixtures/docker).
 const CALLS: &str = include_str!("../fixtures/docker-20.10-calls.jsonl");
 /// The parent the recording used.
