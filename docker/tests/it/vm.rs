@@ -44,18 +44,25 @@ async fn remove_network(d: &Dockerd, id: &str, subnet: &str, gateway: &str) {
 }
 
 /// A container's life on network `id` as dockerd calls it: RequestAddress, CreateEndpoint,
-/// Join; returns the link Join named (in dockerd's namespace) and the address.
+/// Join, with the MAC dockerd gives every endpoint (the IPAM driver requires one); returns
+/// the link Join named (in dockerd's namespace) and the address.
 async fn start(d: &Dockerd, id: &str, ep: &str, subnet: &str) -> (String, String) {
+    let mac = format!(
+        "02:42:0a:00:{:02x}:{:02x}",
+        ep.as_bytes()[0],
+        ep.as_bytes()[1]
+    );
     let a = d
         .ok(
             "/IpamDriver.RequestAddress",
-            &json!({"PoolID": format!("local/{subnet}"), "Address": "", "Options": null}),
+            &json!({"PoolID": format!("local/{subnet}"), "Address": "",
+                    "Options": {"com.docker.network.endpoint.macaddress": mac}}),
         )
         .await;
     let address = a["Address"].as_str().unwrap().to_string();
     d.ok(
         "/NetworkDriver.CreateEndpoint",
-        &json!({"NetworkID": id, "EndpointID": ep, "Interface": {"Address": address, "AddressIPv6": "", "MacAddress": ""}, "Options": {}}),
+        &json!({"NetworkID": id, "EndpointID": ep, "Interface": {"Address": address, "AddressIPv6": "", "MacAddress": mac}, "Options": {}}),
     )
     .await;
     let j = d
@@ -116,10 +123,11 @@ fn vm_vlan_parent_made_on_demand_and_shared() {
         // Endpoints on both: macvlans on the VLAN.
         let (src_a, addr_a) = start(&d, NET_A, "ea", "10.61.0.0/24").await;
         let (src_b, addr_b) = start(&d, NET_B, "eb", "10.62.0.0/24").await;
-        for src in [&src_a, &src_b] {
+        for (src, mac) in [(&src_a, "02:42:0a:00:65:61"), (&src_b, "02:42:0a:00:65:62")] {
             let l = link(&d, src);
             assert_eq!(l["linkinfo"]["info_kind"], "macvlan", "{l}");
             assert_eq!(l["link"], vlan_name.as_str(), "{l}");
+            assert_eq!(l["address"], mac, "{l}");
         }
         stop(&d, NET_A, "ea", "10.61.0.0/24", &addr_a).await;
         stop(&d, NET_B, "eb", "10.62.0.0/24", &addr_b).await;
@@ -180,7 +188,8 @@ fn vm_vlan_parent_made_on_demand_and_shared() {
 }
 
 /// `-o ipvlan_mode=l2|l3 [-o ipvlan_flag=...]`: CreateEndpoint makes an ipvlan of that mode
-/// and flag on the parent, sharing its MAC, Join names it; Leave and DeleteEndpoint remove
+/// and flag on the parent, with the parent's MAC (the one dockerd sends is the lease's key
+/// only), Join names it; Leave and DeleteEndpoint remove
 /// it, nothing left in the namespace or the state.
 #[test]
 #[ignore = "needs ipvlan: `cargo xtask docker-test` runs it in the VM"]
