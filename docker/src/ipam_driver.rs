@@ -318,7 +318,12 @@ impl Plugin {
             .into_iter()
             .find(|l| l.ips().contains(&ip));
         if let Some(l) = holder {
-            ipam.release(&l.owner).await?;
+            // An endpoint still holding the address is another container's: this release is
+            // the rollback of a container refused on it (the same --mac-address twice got
+            // the holder's address back). Its own release follows its DeleteEndpoint.
+            if !self.endpoint_holds(&req.pool_id, ip).await? {
+                ipam.release(&l.owner).await?;
+            }
         }
         answer(protocol::Empty {})
     }
@@ -345,6 +350,27 @@ impl Plugin {
             }
         }
         Ok((held, subnets))
+    }
+
+    /// Whether an endpoint of a network of this plugin's with pool `pool_id`'s subnet holds
+    /// `ip`.
+    async fn endpoint_holds(&self, pool_id: &str, ip: IpAddr) -> underlay::Result<bool> {
+        let Ok((_, subnet)) = parse_pool_id(pool_id) else {
+            return Ok(false);
+        };
+        for net in self.nets.list().await? {
+            if !net.pools().iter().any(|p| p.subnet() == subnet) {
+                continue;
+            }
+            if net
+                .endpoints()?
+                .iter()
+                .any(|ep| ep.addresses.iter().any(|a| a.addr() == ip))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Finds the leases whose `RequestAddress` answer may never have reached dockerd: claimed

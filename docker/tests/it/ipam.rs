@@ -106,6 +106,23 @@ fn mac_aware_request_address() {
         let src = j["InterfaceName"]["SrcName"].as_str().unwrap();
         let link = d.links().into_iter().find(|l| l["ifname"] == src).unwrap();
         assert_eq!(link["address"], m1, "{link}");
+        // The same MAC for a second container: RequestAddress gives m1's address back, the
+        // endpoint on it is refused, and dockerd's rollback (ReleaseAddress) leaves m1's lease.
+        let dup = addr(&d.ok("/IpamDriver.RequestAddress", &request("", m1)).await);
+        assert_eq!(dup, a1);
+        d.refused(
+            "/NetworkDriver.CreateEndpoint",
+            &json!({"NetworkID": NET, "EndpointID": "m1b", "Interface": {"Address": format!("{dup}/24"), "MacAddress": m1}}),
+            axum::http::StatusCode::OK,
+            &a1,
+        )
+        .await;
+        d.ok("/IpamDriver.ReleaseAddress", &json!({"PoolID": POOL, "Address": dup}))
+            .await;
+        assert!(
+            leases(&d.dir, "10.9.0.0/24").await.iter().any(|(ip, o)| ip.to_string() == a1 && o == "docker-mac-02420a090031/ipam"),
+            "the rollback released the address m1's endpoint holds"
+        );
         d.ok("/NetworkDriver.DeleteEndpoint", &json!({"NetworkID": NET, "EndpointID": "m1"}))
             .await;
         // Released: the MAC holds nothing; asked again, an address (a new lease).
