@@ -302,3 +302,108 @@ fn lease_of_an_answer_lost_to_kill_9_is_released_by_the_next_run() {
         assert!(ip(&["netns", "list"]).status.success());
     });
 }
+
+/// Churn: a restarted plugin reclaims the unanswered leases of its earlier run while dockerd
+/// retries half of those containers (their MACs asked again and answered just before, their
+/// CreateEndpoint racing the reclaim) and starts new ones. Every endpoint's address keeps its pool lease (one owner, never released
+/// under it), the leases asked again stay, the others go. Rounds of it, each from a fresh run.
+#[test]
+fn reclaim_under_churn_never_releases_a_used_address() {
+    if !root("reclaim_under_churn_never_releases_a_used_address") {
+        return;
+    }
+    rt().block_on(async {
+        let d = Dockerd::new("churn").await;
+        let (_, v) = network(&d, NET, "10.9.0.0/24", json!({"parent": crate::PARENT})).await;
+        assert!(v.get("Err").is_none(), "{v}");
+        let handle = underlay::Handle::for_netns(&underlay::Netns::open(&d.ns).unwrap())
+            .await
+            .unwrap();
+        let mac = |round: usize, i: usize| format!("02:42:0a:09:{round:02x}:{i:02x}");
+        for round in 0..4usize {
+            // The earlier run: 16 answers lost (leases without an endpoint).
+            for i in 0..16 {
+                d.ok("/IpamDriver.RequestAddress", &request("", &mac(round, i)))
+                    .await;
+            }
+            // The next run, on the same state.
+            let next = Arc::new(
+                underlay_docker::Plugin::open(&handle, &d.dir, None)
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(next.find_unanswered().await.unwrap(), 16);
+            // dockerd retrying the even ones: their MACs asked again and answered (the lease
+            // given back) before the reclaim; their CreateEndpoint races it, as do 8 new
+            // containers (RequestAddress, CreateEndpoint).
+            let mut answered = Vec::new();
+            for i in (0..16).step_by(2) {
+                let m = mac(round, i);
+                let body = serde_json::to_vec(&request("", &m)).unwrap();
+                let (_, a) = next.call("/IpamDriver.RequestAddress", &body).await;
+                answered.push((m, Some(a["Address"].as_str().unwrap().to_string())));
+            }
+            answered.extend((32..40).map(|i| (mac(round, i), None)));
+            let mut tasks = Vec::new();
+            let reclaimer = next.clone();
+            tasks.push(tokio::spawn(async move {
+                reclaimer.reclaim_unanswered().await.unwrap();
+                Vec::<(String, String)>::new()
+            }));
+            for (m, address) in answered {
+                let p = next.clone();
+                tasks.push(tokio::spawn(async move {
+                    let address = match address {
+                        Some(a) => a,
+                        None => {
+                            let body = serde_json::to_vec(&request("", &m)).unwrap();
+                            let (_, a) = p.call("/IpamDriver.RequestAddress", &body).await;
+                            a["Address"]
+                                .as_str()
+                                .unwrap_or_else(|| panic!("{a}"))
+                                .to_string()
+                        }
+                    };
+                    let ep = format!("ep{}", m.replace(':', ""));
+                    let body = serde_json::to_vec(&json!({"NetworkID": NET, "EndpointID": ep,
+                        "Interface": {"Address": address, "MacAddress": m}}))
+                    .unwrap();
+                    let (_, r) = p.call("/NetworkDriver.CreateEndpoint", &body).await;
+                    assert!(r.get("Err").is_none(), "{r}");
+                    vec![(ep, address)]
+                }));
+            }
+            let mut started = Vec::new();
+            for t in tasks {
+                started.extend(t.await.unwrap());
+            }
+            let held = leases(&d.dir, "10.9.0.0/24").await;
+            for (ep, address) in &started {
+                let ip: IpAddr = address.split('/').next().unwrap().parse().unwrap();
+                let m = ep.trim_start_matches("ep");
+                assert!(
+                    held.iter()
+                        .any(|(h, o)| *h == ip && *o == format!("docker-mac-{m}/ipam")),
+                    "round {round}: {ep}'s {ip} lost its lease: {held:?}"
+                );
+            }
+            // The odd ones (never asked again) are gone; the gateway and the endpoints' stay.
+            assert_eq!(held.len(), 1 + started.len(), "round {round}: {held:?}");
+            // Those containers end.
+            for (ep, address) in started {
+                d.ok(
+                    "/NetworkDriver.DeleteEndpoint",
+                    &json!({"NetworkID": NET, "EndpointID": ep}),
+                )
+                .await;
+                d.ok(
+                    "/IpamDriver.ReleaseAddress",
+                    &json!({"PoolID": POOL, "Address": address.split('/').next().unwrap()}),
+                )
+                .await;
+            }
+        }
+        d.ok("/NetworkDriver.DeleteNetwork", &json!({"NetworkID": NET}))
+            .await;
+    });
+}
