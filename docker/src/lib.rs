@@ -55,6 +55,28 @@ pub struct Plugin {
     global: std::sync::atomic::AtomicBool,
     /// The call log, if asked for.
     log: Option<CallLog>,
+    /// Leases of earlier runs no endpoint held at start ([`Plugin::find_unanswered`]).
+    unanswered: Mutex<ipam_driver::Unanswered>,
+    /// Read by a MAC's `RequestAddress`, written by [`Plugin::reclaim_unanswered`].
+    reclaiming: tokio::sync::RwLock<()>,
+}
+
+/// Test-only fault injection: with `UNDERLAY_DOCKER_TEST_KILL_AFTER_LEASE=1` in its
+/// environment the plugin kills itself (SIGKILL, as `kill -9`) right after committing a
+/// `RequestAddress` lease, before writing the answer: the crash test's deterministic kill.
+mod test_hook {
+    /// The variable.
+    const VAR: &str = "UNDERLAY_DOCKER_TEST_KILL_AFTER_LEASE";
+
+    pub(crate) fn after_lease_committed() {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *ON.get_or_init(|| std::env::var_os(VAR).is_some_and(|v| v == "1")) {
+            // SAFETY: kill and getpid have no preconditions.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// One JSON line per call: `path`, `request`, `response` (the shape of the recorded fixtures)
@@ -183,6 +205,8 @@ impl Plugin {
             ipams: Mutex::new(HashMap::new()),
             global: std::sync::atomic::AtomicBool::new(false),
             log: None,
+            unanswered: Mutex::new(Vec::new()),
+            reclaiming: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -305,7 +329,9 @@ impl Plugin {
                 answer(protocol::Empty {})
             }
             "IpamDriver.GetCapabilities" => answer(protocol::IpamCapabilities {
-                requires_mac_address: false,
+                // dockerd then sends each endpoint's MAC with its RequestAddress (its own
+                // random one without --mac-address): the key of MAC-aware leases.
+                requires_mac_address: true,
                 requires_request_replay: false,
             }),
             "IpamDriver.GetDefaultAddressSpaces" => answer(protocol::AddressSpaces {

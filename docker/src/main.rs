@@ -16,7 +16,10 @@ Serves Docker's network driver and IPAM driver plugin API (`docker network creat
   --etcd URLS     keep the pools on etcd, shared by every Docker host using them
   --host NAME     with --etcd: this host's name on its claims (default: the kernel's host name)
   --scope SCOPE   local (default) or, with --etcd under swarm, global
-  --log FILE      append one JSON line per call: path, request, response, micros";
+  --log FILE      append one JSON line per call: path, request, response, micros
+  --reclaim-after SECS
+                  release, this long after start, the leases of earlier runs that no endpoint
+                  holds (an answer lost to a crash); default 60 (dockerd retries 30 s)";
 
 struct Args {
     socket: PathBuf,
@@ -25,6 +28,7 @@ struct Args {
     host: Option<String>,
     global: bool,
     log: Option<PathBuf>,
+    reclaim_after: std::time::Duration,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -35,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         host: None,
         global: false,
         log: None,
+        reclaim_after: std::time::Duration::from_secs(60),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -62,6 +67,13 @@ fn parse_args() -> Result<Args, String> {
             }
             "--host" => args.host = Some(value()?),
             "--log" => args.log = Some(PathBuf::from(value()?)),
+            "--reclaim-after" => {
+                let v = value()?;
+                args.reclaim_after = std::time::Duration::from_secs(
+                    v.parse()
+                        .map_err(|_| format!("--reclaim-after `{v}`: give whole seconds (60)"))?,
+                )
+            }
             "--scope" => {
                 args.global = match value()?.as_str() {
                     "local" => false,
@@ -131,14 +143,38 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let listener = tokio::net::UnixListener::bind(&args.socket)
         .map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
+    // Before serving: every lease no endpoint holds now was made by an earlier run.
+    match plugin.find_unanswered().await {
+        Ok(0) => {}
+        Ok(n) => eprintln!(
+            "underlay-docker: {n} leases of an earlier run held by no endpoint: released in {} s unless claimed",
+            args.reclaim_after.as_secs()
+        ),
+        Err(e) => eprintln!("underlay-docker: looking for unanswered leases: {e}"),
+    }
     // Beside serving: reconcile only tries endpoint locks (and skips those a call holds), so
     // dockerd's calls need not wait for its look through every namespace.
     let reconciling = plugin.clone();
+    let reclaim_after = args.reclaim_after;
     tokio::spawn(async move {
         match reconciling.reconcile().await {
             Ok(r) if r.is_clean() => {}
             Ok(r) => eprintln!("underlay-docker: reconcile: {r:?}"),
             Err(e) => eprintln!("underlay-docker: reconcile: {e}"),
+        }
+        tokio::time::sleep(reclaim_after).await;
+        match reconciling.reclaim_unanswered().await {
+            Ok(v) if v.is_empty() => {}
+            Ok(v) => {
+                for l in v {
+                    eprintln!(
+                        "underlay-docker: released {:?} of {}: its answer never reached dockerd",
+                        l.ips(),
+                        l.owner
+                    );
+                }
+            }
+            Err(e) => eprintln!("underlay-docker: releasing unanswered leases: {e}"),
         }
     });
     eprintln!(

@@ -209,7 +209,10 @@ impl Plugin {
             spec = spec.ip(ip);
         }
         let given = !(iface.address.is_empty() && iface.address_ipv6.is_empty());
-        if !iface.mac_address.is_empty() {
+        // dockerd gives every endpoint a MAC (the IPAM driver requires one: its own random
+        // one without --mac-address); an ipvlan link has its parent's, so there it is the
+        // lease's key only.
+        if !iface.mac_address.is_empty() && net.driver().name() != "ipvlan" {
             let mac = iface.mac_address.parse()?;
             spec = spec.mac(MacPolicy::Fixed(mac));
         }

@@ -107,6 +107,10 @@ pub struct RequestAddress {
 /// The `RequestAddressType` of the gateway's request.
 pub const GATEWAY_REQUEST: &str = "com.docker.network.gateway";
 
+/// The `RequestAddress` option holding the endpoint's MAC (sent when the IPAM driver's
+/// capabilities say `RequiresMACAddress`).
+pub const MAC_OPTION: &str = "com.docker.network.endpoint.macaddress";
+
 /// `IpamDriver.RequestAddress`'s answer.
 #[derive(Serialize)]
 pub struct AddressResponse {

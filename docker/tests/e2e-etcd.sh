@@ -6,8 +6,9 @@
 # Namespaces: $W holds the "switch" (a bridge, 10.241.0.254 = the gateway, and the etcd member
 # on it); $A and $B are the two hosts, each with a dockerd 20.10, its own plugin (--etcd, --host
 # A|B) and a veth parent on the bridge. Each host starts N containers (default 50) at once on
-# `-d underlay --ipam-driver underlay --subnet 10.241.0.0/24 --ip-range 10.241.0.128/25`: no
-# address twice across the hosts, a container on A pings one on B, then everything goes.
+# `-d underlay --ipam-driver underlay --subnet 10.241.0.0/24 --ip-range 10.241.0.128/25`
+# (and `--aux-address`, reserved for both): no address twice across the hosts, a container on A
+# pings one on B, then everything goes.
 set -u
 PLUGIN_BIN=${1:-}
 [ -x "$PLUGIN_BIN" ] || { echo "usage: $0 PATH/TO/underlay-docker (built with --features etcd)" >&2; exit 2; }
@@ -119,8 +120,11 @@ done
 # ------------------------------------------------------------------ one pool, two hosts
 for h in $HOSTS; do
   D "$h" network create -d "$P" --ipam-driver "$P" --subnet 10.241.0.0/24 --gateway 10.241.0.254 \
-    --ip-range 10.241.0.128/25 -o parent=par0 s1 >/dev/null && ok "network create on $h" || die "network create on $h"
+    --ip-range 10.241.0.128/25 --aux-address router=10.241.0.100 -o parent=par0 s1 >/dev/null \
+    && ok "network create on $h (with --aux-address, shared by both hosts)" || die "network create on $h"
 done
+out=$(D B run --rm --network s1 --ip 10.241.0.100 uldk-busybox:latest true 2>&1)
+check "the aux address is no container's on B either" sh -c 'echo "$1" | grep -q docker-aux-10.241.0.100' _ "$out"
 for h in $HOSTS; do
   for k in $(seq 1 "$N"); do
     D "$h" run -d --name "c$h$k" --network s1 uldk-busybox:latest sleep 3600 >/dev/null 2>>"$WORK/$h/run.err" &

@@ -11,6 +11,7 @@
 #
 # Checks (S1 and S3 of docs/docker.md with `-d underlay --ipam-driver underlay`):
 #   a static --ip and addresses from --ip-range; containers ping each other and the gateway;
+#   --mac-address on eth0 and as the lease's key, the same MAC twice refused;
 #   the host (dockerd's netns) reaches a container through the shim (-o underlay.host_access);
 #   bad options refused in Docker's error shape; plugin restart (TERM and KILL) with a
 #   --restart=always container running; dockerd restart (the container comes back, no panic);
@@ -174,6 +175,23 @@ check "the host (dockerd's netns) pings c1 through the shim" IN ping -c 1 -W 3 "
 check "host route to c2 goes through the shim" sh -c 'ip -n "$1" -j route show "$2" | grep -q "\"dev\""' _ "$NS" "$a2"
 out=$(D run --rm --network s1 --ip "$SP.10" "$IMG" true 2>&1)
 check "a second container on c1's --ip is refused" sh -c '[ -n "$1" ]' _ "$out"
+# --mac-address: the MAC reaches eth0 and keys the lease (the IPAM requires MACs); the same MAC
+# for a second container gets the holder's address back, is refused, and its rollback leaves
+# the holder's lease (docs/docker.md, MAC-aware addresses).
+MAC=02:42:0a:e7:00:55
+D run -d --name cm --network s1 --mac-address "$MAC" "$IMG" sleep 3600 >/dev/null || bad "run cm --mac-address"
+am=$(addr_of cm); mm=$(D exec cm cat /sys/class/net/eth0/address 2>/dev/null); echo "  cm=$am ($mm)"
+check "cm has --mac-address $MAC on eth0" [ "$mm" = "$MAC" ]
+check "cm's address is in --ip-range" in_range "$am"
+# The pool's answer to another container asking for cm's address names the lease's holder.
+holder() { D run --rm --network s1 --ip "$am" "$IMG" true 2>&1; }
+check "cm's lease is keyed by its MAC" sh -c 'echo "$1" | grep -q "docker-mac-$2"' _ "$(holder)" "${MAC//:/}"
+out=$(D run --rm --network s1 --mac-address "$MAC" "$IMG" true 2>&1)
+check "a second container with cm's MAC is refused" sh -c '[ -n "$1" ]' _ "$out"
+check "cm keeps its lease after that container's rollback" sh -c 'echo "$1" | grep -q "docker-mac-$2"' _ "$(holder)" "${MAC//:/}"
+check "cm pings the gateway" pings cm "$SP.1"
+D rm -f cm >/dev/null || bad "rm -f cm"
+check "rm -f cm released its lease (a container gets $am)" sh -c '[ -z "$1" ]' _ "$(holder)"
 check "records: one per container (3)" [ "$(records)" = 3 ]
 
 # ------------------------------------------------------------------ plugin restarts

@@ -102,43 +102,7 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
 /// Runs the plugin's `vm_*` tests (VLAN parents made on demand, ipvlan) in the qemu VM: the
 /// `it` test binary, `--ignored vm_`, one boot.
 fn run_vm_tests(cargo: &OsString) -> io::Result<i32> {
-    let out = Command::new(cargo)
-        .args([
-            "test",
-            "-p",
-            "underlay-cni",
-            "--features",
-            FEATURES,
-            "--locked",
-        ])
-        .args(["--test", "it", "--no-run", "--message-format=json"])
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
-    if !out.status.success() {
-        return Ok(out.status.code().unwrap_or(1));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let Some(exe) = stdout
-        .lines()
-        .filter(|l| l.contains("\"reason\":\"compiler-artifact\"") && l.contains("underlay-cni"))
-        .filter(|l| l.contains("\"name\":\"it\""))
-        .find_map(|l| {
-            let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
-            let len = l[start..].find('"')?;
-            Some(l[start..start + len].to_string())
-        })
-    else {
-        eprintln!("cni-test: cargo named no executable for the plugin's `it` tests");
-        return Ok(1);
-    };
-    println!("==> CNI plugin VM tests (8021q, ipvlan): {exe} --ignored vm_, in the qemu VM");
-    let vm = xtask::vm::prepare()?;
-    vm.run(
-        xtask::vm::VmCommand::new(&exe)
-            .args(["--ignored", "vm_", "--test-threads=1"])
-            .current_dir(env::current_dir()?)
-            .timeout(std::time::Duration::from_secs(900)),
-    )
+    crate::vm_tests::run("cni-test", cargo, "underlay-cni", Some(FEATURES))
 }
 
 /// The Debian packages the runtime runs need, each with a program it provides and an argument

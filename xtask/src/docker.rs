@@ -6,7 +6,9 @@
 //! (the plugin's HTTP API replaying recorded dockerd calls, and mutated bad ones, against the
 //! kernel in throwaway namespaces), builds the plugin and, as root, runs
 //! `docker/tests/e2e.sh`: dockerd 20.10 in a network namespace of its own with containers on
-//! `docker network create -d underlay --ipam-driver underlay` (see the script's header). With
+//! `docker network create -d underlay --ipam-driver underlay` (see the script's header); then,
+//! without arguments, the in-process tests that need 8021q and ipvlan (`vm_*`: VLAN parents
+//! made on demand, ipvlan endpoints) in the qemu VM, one boot ([`crate::vm_tests`]). With
 //! `--etcd`, then `docker/tests/e2e-etcd.sh`: two dockerd hosts on one etcd-backed pool (the
 //! plugin built with its `etcd` feature; etcd and protoc installed if missing).
 
@@ -109,12 +111,22 @@ pub(crate) fn run(mut args: Vec<OsString>) -> io::Result<i32> {
     let target = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| ws.join("target"));
-    let status = Command::new("bash")
+    let e2e = Command::new("bash")
         .arg(ws.join("docker/tests/e2e.sh"))
         .arg(target.join("debug/underlay-docker"))
         .status()?;
-    if !status.success() || !etcd {
-        return Ok(status.code().unwrap_or(1));
+    // Arguments select in-process tests (a filter): the VM run is for the whole suite only.
+    let vm = if args.is_empty() {
+        crate::vm_tests::run("docker-test", &cargo, "underlay-docker", None)?
+    } else {
+        println!("==> docker-test: arguments given, so the VM tests (`vm_*`) are not run");
+        0
+    };
+    if !e2e.success() {
+        return Ok(e2e.code().unwrap_or(1));
+    }
+    if vm != 0 || !etcd {
+        return Ok(vm);
     }
     println!("==> docker plugin, two dockerd hosts on one etcd pool: docker/tests/e2e-etcd.sh");
     if !crate::etcd::install_missing("docker-test --etcd", &crate::etcd::NEEDED)? {

@@ -10,6 +10,7 @@ mod docker;
 mod etcd;
 mod parity;
 mod python;
+mod vm_tests;
 
 const USAGE: &str = "\
 usage: cargo xtask <task>

@@ -12,6 +12,9 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use underlay_docker::Plugin;
 
+mod ipam;
+mod vm;
+
 /// dockerd 20.10.24's calls to a remote driver + IPAM (../shared/runtimes/fixtures/docker).
 const CALLS: &str = include_str!("../fixtures/docker-20.10-calls.jsonl");
 /// The parent the recording used.
@@ -26,7 +29,7 @@ fn root(test: &str) -> bool {
     root
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+pub(crate) static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn unique(tag: &str) -> String {
     format!(
@@ -50,6 +53,11 @@ struct Dockerd {
 
 impl Dockerd {
     async fn new(tag: &str) -> Dockerd {
+        Dockerd::with_pools(tag, None).await
+    }
+
+    /// As [`Dockerd::new`], the pools in `pools` (a store two "hosts" share) if given.
+    async fn with_pools(tag: &str, pools: Option<Arc<dyn underlay::ipam::Store>>) -> Dockerd {
         let ns = unique(tag);
         assert!(ip(&["netns", "add", &ns]).status.success());
         for args in [
@@ -68,7 +76,7 @@ impl Dockerd {
         let handle = underlay::Handle::for_netns(&underlay::Netns::open(&ns).unwrap())
             .await
             .unwrap();
-        let plugin = Arc::new(Plugin::open(&handle, &dir, None).await.unwrap());
+        let plugin = Arc::new(Plugin::open(&handle, &dir, pools).await.unwrap());
         Dockerd { ns, dir, plugin }
     }
 
@@ -492,9 +500,12 @@ fn refusals_say_why_and_leave_nothing() {
         )
         .await;
         // A taken address; a bad one; host bits; a V6 flag that disagrees; no subnet.
-        d.ok("/IpamDriver.RequestAddress", &json!({"PoolID": "local/10.9.0.0/24", "Address": "10.9.0.5"})).await;
-        d.refused("/IpamDriver.RequestAddress", &json!({"PoolID": "local/10.9.0.0/24", "Address": "10.9.0.5"}), ok, "10.9.0.5").await;
-        d.refused("/IpamDriver.RequestAddress", &json!({"PoolID": "local/10.9.0.0/24", "Address": "10.9.1.5"}), ok, "10.9.1.5").await;
+        // (dockerd sends each endpoint's MAC: the plugin requires it.)
+        let mac = |m: &str| json!({"com.docker.network.endpoint.macaddress": m});
+        d.ok("/IpamDriver.RequestAddress", &json!({"PoolID": "local/10.9.0.0/24", "Address": "10.9.0.5", "Options": mac("02:42:0a:09:00:05")})).await;
+        d.refused("/IpamDriver.RequestAddress", &json!({"PoolID": "local/10.9.0.0/24", "Address": "10.9.0.5", "Options": mac("02:42:0a:09:00:06")}), ok, "10.9.0.5").await;
+        d.refused("/IpamDriver.RequestAddress", &json!({"PoolID": "local/10.9.0.0/24", "Address": "10.9.1.5", "Options": mac("02:42:0a:09:00:06")}), ok, "10.9.1.5").await;
+        d.refused("/IpamDriver.RequestAddress", &json!({"PoolID": "local/10.9.0.0/24", "Address": "", "Options": mac("02:42:0a:09:00:0g")}), ok, "02:42:0a:09:00:0g").await;
         d.refused("/IpamDriver.RequestAddress", &json!({"PoolID": "local/10.9.0.0/24", "Address": "ten"}), ok, "ten").await;
         d.refused("/IpamDriver.RequestPool", &json!({"AddressSpace": "local", "Pool": "10.8.0.1/24"}), ok, "host bits").await;
         d.refused("/IpamDriver.RequestPool", &json!({"AddressSpace": "local", "Pool": "10.8.0.0/24", "V6": true}), ok, "V6").await;
