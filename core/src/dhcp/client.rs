@@ -317,7 +317,12 @@ fn answer(r: &Message, from: MacAddr) -> Option<Answer> {
     }
 }
 
+/// `now` is kept to the millisecond, as the record keeps it.
 pub(crate) fn lease_from_ack(r: &Message, from: MacAddr, now: SystemTime) -> Option<DhcpLease> {
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let now = std::time::UNIX_EPOCH + Duration::from_millis(since.as_millis() as u64);
     let server = server_id(r)?;
     let address = r.yiaddr();
     if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use super::endpoint::{
     add_default_routes, check_endpoint_key, check_step, disable_ipv6, Announce, ConnectStep,
-    Endpoint, EndpointSpec,
+    Endpoint, EndpointSpec, MacPolicy,
 };
 use super::records::EndpointLock;
 use super::spec::Driver;
@@ -102,6 +102,16 @@ impl Network {
         held: &EndpointLock,
     ) -> Result<Endpoint> {
         let (container_id, ifname) = (spec.container_id(), spec.ifname_str());
+        // The MAC is derived from the container id unless one is fixed: servers that pick
+        // addresses by MAC (dnsmasq once a lease is released) and switches that bind an
+        // address to a MAC (DHCP snooping) then see the same client after a reconnect.
+        let derived;
+        let spec = if spec.mac_policy() == MacPolicy::Random {
+            derived = spec.clone().mac(MacPolicy::FromContainerId);
+            &derived
+        } else {
+            spec
+        };
         let made = async {
             let target = match spec.target_handle() {
                 Some(t) => t.clone(),

@@ -157,7 +157,8 @@ impl EndpointSpec {
         self
     }
 
-    /// How to pick the MAC.
+    /// How to pick the MAC. On a DHCP network the default ([`MacPolicy::Random`]) gives
+    /// [`MacPolicy::FromContainerId`]'s MAC: the same client after a reconnect.
     pub fn mac(mut self, policy: MacPolicy) -> Self {
         self.mac = policy;
         self
@@ -233,6 +234,10 @@ impl EndpointSpec {
 
     pub(super) fn default_route_mode(&self) -> DefaultRoute {
         self.default_route
+    }
+
+    pub(super) fn mac_policy(&self) -> MacPolicy {
+        self.mac
     }
 
     pub(super) fn announce_mode(&self) -> Announce {
