@@ -161,7 +161,7 @@ impl Client {
                     &m,
                     (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, BROADCAST_MAC),
                     cfg,
-                    |r, from| answer(r, from),
+                    answer,
                 )
                 .await?;
             match got {
@@ -270,9 +270,7 @@ impl Client {
         } else {
             (ip, lease.server, lease.server_mac.octets())
         };
-        let got = self
-            .exchange(&m, to, cfg, |r, from| answer(r, from))
-            .await?;
+        let got = self.exchange(&m, to, cfg, answer).await?;
         Ok(match got {
             Some(Answer::Ack(l)) => Renewal::Ack(l),
             Some(Answer::Nak(_)) => Renewal::Nak,

@@ -313,7 +313,7 @@ impl Network {
                 self.write_endpoint(&ep, true, &held)?;
                 return Ok(got);
             }
-            Renewal::NoAnswer if !lease.expires().is_some_and(|t| SystemTime::now() >= t) => {
+            Renewal::NoAnswer if lease.expires().is_none_or(|t| SystemTime::now() < t) => {
                 tracing::warn!(endpoint = %label, "DHCP renewal not answered: the lease holds until it expires");
                 return Ok(lease);
             }

@@ -437,7 +437,7 @@ impl Network {
             }
             .await;
             let found = match result {
-                Ok(Attempt::Done(ep)) => return Ok(ep),
+                Ok(Attempt::Done(ep)) => return Ok(*ep),
                 Ok(Attempt::Taken(found)) => found,
                 Err(e) => {
                     let mut errors = vec![e];
@@ -741,7 +741,7 @@ impl Network {
                 )
             });
         }
-        Ok(Attempt::Done(ep))
+        Ok(Attempt::Done(Box::new(ep)))
     }
 
     /// Announces `ips` at `mac` out of the network's parent (nothing on an internal network).
@@ -1407,7 +1407,7 @@ const MAX_CONFLICTS: usize = 8;
 /// How one try of a connect ended.
 enum Attempt {
     /// The endpoint is up.
-    Done(Endpoint),
+    Done(Box<Endpoint>),
     /// These addresses of the lease are in use on the wire; nothing of the try is left but the
     /// lease.
     Taken(Vec<WireConflict>),
