@@ -177,7 +177,7 @@ fn test(args: Vec<OsString>) -> std::io::Result<i32> {
 }
 
 /// The DHCP tests' server: Debian package, program, an argument it answers to.
-const DNSMASQ: [(&str, &str, &str); 1] = [("dnsmasq-base", "dnsmasq", "--version")];
+pub(crate) const DNSMASQ: [(&str, &str, &str); 1] = [("dnsmasq-base", "dnsmasq", "--version")];
 
 fn vm_prepare() -> std::io::Result<i32> {
     let vm = xtask::vm::prepare()?;

@@ -118,6 +118,19 @@ impl Dnsmasq {
         v
     }
 
+    /// The leases once `done` holds for them (dnsmasq writes its file after handling a
+    /// message: a release's reply-less handling is not seen at once), 2 s at most.
+    async fn leases_when(&self, done: impl Fn(&[DnsmasqLease]) -> bool) -> Vec<DnsmasqLease> {
+        for _ in 0..40 {
+            let l = self.leases();
+            if done(&l) {
+                return l;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.leases()
+    }
+
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -190,11 +203,8 @@ async fn dnsmasq_leases_for_50_containers_concurrently() {
     for d in done {
         d.unwrap();
     }
-    assert!(
-        server.leases().is_empty(),
-        "every lease released: {:?}",
-        server.leases()
-    );
+    let left = server.leases_when(|l| l.is_empty()).await;
+    assert!(left.is_empty(), "every lease released: {left:?}");
     assert!(containers.iter().all(|c| c.ip_link("eth0").is_none()));
 }
 
@@ -214,9 +224,14 @@ async fn dnsmasq_same_container_same_address_and_renewal_after_restart() {
         .unwrap();
     let c = TestNs::new("dq2c").await;
     let first = net.connect(&c.ns, EndpointSpec::new("same")).await.unwrap();
-    let client_id = server.leases()[0].client_id.clone();
+    let client_id = server.leases_when(|l| l.len() == 1).await[0]
+        .client_id
+        .clone();
     net.disconnect("same", "eth0").await.unwrap();
-    assert!(server.leases().is_empty(), "released");
+    assert!(
+        server.leases_when(|l| l.is_empty()).await.is_empty(),
+        "released"
+    );
     let others: Vec<TestNs> = futures::future::join_all(
         (0..3).map(|i| async move { TestNs::new(&format!("dq2o{i}")).await }),
     )
