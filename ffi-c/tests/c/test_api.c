@@ -1273,7 +1273,6 @@ static void test_dhcp(void) {
   char host_name[64], wire_name[64], ctr_name[64], root[128], cmd[1024], leases[200];
   underlay_netns *hn = NULL, *wn = NULL, *cn = NULL;
   underlay_handle *hh = NULL, *wh = NULL, *ch = NULL;
-  underlay_link_builder *b = NULL;
   underlay_networks *nets = NULL;
   underlay_network_spec *sp = NULL;
   underlay_network *net = NULL;
