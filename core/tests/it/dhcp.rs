@@ -372,3 +372,78 @@ async fn dhcp_refusals() {
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(e.to_string().contains("DHCP"), "{e}");
 }
+
+/// The child half of `dhcp_connect_killed_midway_is_undone_by_reconcile`: connects on the DHCP
+/// network and hangs once the server's address is on the link.
+#[tokio::test]
+async fn dhcp_crash_child() {
+    let Ok(dir) = std::env::var("UNDERLAY_DHCP_CRASH_DIR") else {
+        return;
+    };
+    let host = underlay::Netns::open(&std::env::var("UNDERLAY_DHCP_CRASH_HOST").unwrap()).unwrap();
+    let c = underlay::Netns::open(&std::env::var("UNDERLAY_DHCP_CRASH_NS").unwrap()).unwrap();
+    let h = underlay::Handle::for_netns(&host).await.unwrap();
+    let nets = Networks::open(&h, &dir).await.unwrap();
+    let net = nets.get("dcrash").await.unwrap();
+    net.connect(
+        &c,
+        EndpointSpec::new("victim").hang_after(underlay::network::ConnectStep::Addresses),
+    )
+    .await
+    .unwrap();
+}
+
+/// A process killed (SIGKILL) in the middle of a DHCP connect, its lease acknowledged and its
+/// address set: reconcile deletes its link and record; the server still holds the lease, and
+/// the same container's next connect gets that address back (same client id and MAC).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dhcp_connect_killed_midway_is_undone_by_reconcile() {
+    root_or_skip!("dhcp_connect_killed_midway_is_undone_by_reconcile");
+    let (h, wire, dir, nets) = host_and_wire("dh6").await;
+    let server = TestServer::start(&wire, "wire0", plan(60, 30, 52)).await;
+    let net = nets
+        .create(NetworkSpec::macvlan("dcrash", "ens192", MacvlanMode::Bridge).dhcp(quick()))
+        .await
+        .unwrap();
+    let c = TestNs::new("dh6c").await;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "dhcp::dhcp_crash_child", "--nocapture"])
+        .env("UNDERLAY_DHCP_CRASH_DIR", &dir.0)
+        .env("UNDERLAY_DHCP_CRASH_HOST", &h.name)
+        .env("UNDERLAY_DHCP_CRASH_NS", &c.name)
+        .spawn()
+        .unwrap();
+    let mut midway = false;
+    for _ in 0..400 {
+        if ip_addrs(&c, "eth0")
+            .iter()
+            .any(|a| a.starts_with("10.77.0."))
+        {
+            midway = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(midway, "the child never got midway");
+    let pending = net.endpoint("victim", "eth0").unwrap();
+    assert!(
+        pending.is_some(),
+        "the dead connect left its pending record"
+    );
+    let report = nets.reconcile().await.unwrap();
+    assert_eq!(report.gone_endpoints.len(), 1, "{report:?}");
+    assert!(c.ip_link("eth0").is_none(), "its link is gone");
+    assert!(net.endpoints().unwrap().is_empty(), "its record is gone");
+    assert!(nets.reconcile().await.unwrap().is_clean());
+    let held = server.leased();
+    assert_eq!(held.len(), 1, "the server still holds the lease");
+    let again = net
+        .connect(&c.ns, EndpointSpec::new("victim"))
+        .await
+        .unwrap();
+    assert_eq!(again.dhcp.unwrap().address.addr(), held[0]);
+    net.disconnect("victim", "eth0").await.unwrap();
+    assert!(server.leased().is_empty());
+}
