@@ -74,11 +74,13 @@ async fn dhcp_connect_gets_a_lease_and_disconnect_releases_it() {
     let server = TestServer::start(&wire, "wire0", plan(60, 30, 52)).await;
     server.set(|k| &k.garbage_first, true);
     let net = nets
-        .create(NetworkSpec::macvlan("dnet", "ens192", MacvlanMode::Bridge).dhcp(quick()))
+        .create(
+            NetworkSpec::macvlan("dnet", "ens192", MacvlanMode::Bridge).dhcp(DhcpConfig::default()),
+        )
         .await
         .unwrap();
     assert!(net.pools().is_empty());
-    assert_eq!(net.dhcp(), Some(quick()));
+    assert_eq!(net.dhcp(), Some(DhcpConfig::default()));
     let c = TestNs::new("dh1c").await;
     let ep = net
         .connect(&c.ns, EndpointSpec::new("web-1"))
@@ -233,7 +235,8 @@ async fn dhcp_offer_outside_the_subnet_is_refused() {
 async fn dhcp_renewal_rebinding_expiry_and_nak() {
     root_or_skip!("dhcp_renewal_rebinding_expiry_and_nak");
     let (_h, wire, _dir, nets) = host_and_wire("dh4").await;
-    let server = TestServer::start(&wire, "wire0", plan(6, 2, 3)).await;
+    // Expiry well after T2, so that an unanswered rebinding (3 tries, 1.4 s) ends before it.
+    let server = TestServer::start(&wire, "wire0", plan(8, 2, 3)).await;
     let net = nets
         .create(NetworkSpec::macvlan("dnet4", "ens192", MacvlanMode::Bridge).dhcp(quick()))
         .await
