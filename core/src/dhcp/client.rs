@@ -107,6 +107,27 @@ impl Client {
         self.sock.send(src, dst, dst_mac, &bytes)
     }
 
+    /// Sends `m`, trying again for up to ~50 ms while the link's transmit queue is full
+    /// (`ENOBUFS`: hundreds of endpoints broadcasting at once on one parent).
+    async fn send_when_queue_frees(
+        &self,
+        m: &Message,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        dst_mac: [u8; 6],
+    ) -> Result<()> {
+        let mut left = 10;
+        loop {
+            match self.send(m, src, dst, dst_mac) {
+                Err(e) if queue_full(&e) && left > 0 => {
+                    left -= 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Sends `m` and waits for an answer `accept` takes, retransmitting per `cfg`.
     async fn exchange<T>(
         &self,
@@ -116,7 +137,13 @@ impl Client {
         mut accept: impl FnMut(&Message, MacAddr) -> Option<T>,
     ) -> Result<Option<T>> {
         for i in 0..cfg.tries() {
-            self.send(m, src, dst, dst_mac)?;
+            // A full transmit queue drops the frame as the wire might: the next try resends.
+            if let Err(e) = self.send_when_queue_frees(m, src, dst, dst_mac).await {
+                if !queue_full(&e) {
+                    return Err(e);
+                }
+                tracing::debug!(endpoint = %self.label, error = %e, "DHCP message dropped: queue full");
+            }
             let deadline = tokio::time::Instant::now() + cfg.wait(i);
             while let Some((bytes, from)) = self.sock.recv(deadline).await? {
                 let Ok(reply) = Message::from_bytes(&bytes) else {
@@ -279,18 +306,23 @@ impl Client {
     }
 
     /// Gives `lease` back (DHCPRELEASE, unicast to its server; no answer is expected).
-    pub(crate) fn release(&self, lease: &DhcpLease) -> Result<()> {
+    pub(crate) async fn release(&self, lease: &DhcpLease) -> Result<()> {
         let ip = lease.address.addr();
         let mut m = self.message(fresh_xid(), MessageType::Release, ip);
         m.opts_mut()
             .insert(DhcpOption::ServerIdentifier(lease.server));
-        self.send(&m, ip, lease.server, lease.server_mac.octets())
+        self.send_when_queue_frees(&m, ip, lease.server, lease.server_mac.octets())
+            .await
     }
 }
 
 enum Answer {
     Ack(DhcpLease),
     Nak(()),
+}
+
+fn queue_full(e: &Error) -> bool {
+    matches!(e.errno(), Some(libc::ENOBUFS) | Some(libc::EAGAIN))
 }
 
 fn fresh_xid() -> u32 {

@@ -202,7 +202,7 @@ impl Network {
         // Undo: the lease back to the server, the link, the record.
         let mut errors = vec![e];
         if let Some((client, lease)) = &lease_held {
-            if let Err(e) = client.release(lease) {
+            if let Err(e) = client.release(lease).await {
                 tracing::warn!(endpoint = %container_id, error = %e, "DHCP release after a failed connect failed: the lease expires on the server");
             }
         }
@@ -238,7 +238,7 @@ impl Network {
         let client = self
             .dhcp_client(&ns, ep.index, ep.mac, &ep.container_id, &ep.ifname, None)
             .await?;
-        client.release(lease)
+        client.release(lease).await
     }
 
     /// Keeps endpoint `container_id`/`ifname`'s DHCP lease: renews it (unicast to its server,
