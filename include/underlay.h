@@ -142,6 +142,23 @@ typedef struct underlay_attached underlay_attached;
 typedef struct underlay_conflict_watch underlay_conflict_watch;
 
 /**
+ * A DHCP lease: borrowed from an endpoint (`underlay_endpoint_dhcp`) or a renewal, or owned
+ * (`underlay_network_renew_dhcp`; free with `underlay_dhcp_lease_free`).
+ */
+typedef struct underlay_dhcp_lease underlay_dhcp_lease;
+
+/**
+ * One endpoint's renewal from `underlay_network_renew_due_dhcp`; borrowed from its list.
+ */
+typedef struct underlay_dhcp_renewal underlay_dhcp_renewal;
+
+/**
+ * The renewals of one `underlay_network_renew_due_dhcp` call (free with
+ * `underlay_dhcp_renewal_list_free`).
+ */
+typedef struct underlay_dhcp_renewal_list underlay_dhcp_renewal_list;
+
+/**
  * A connected endpoint: from connect or a lookup (free with `underlay_endpoint_free`) or
  * borrowed from an `underlay_endpoint_list`.
  */
@@ -491,6 +508,171 @@ const char *underlay_address_peer(const underlay_address *address);
  * The broadcast address (IPv4, "10.1.0.255"), or NULL; borrowed.
  */
 const char *underlay_address_broadcast(const underlay_address *address);
+
+/**
+ * Takes the endpoints' addresses from the LAN's DHCP server instead of pools (IPv4): each
+ * exchange tries `tries` times (1..10), waiting `first_wait_ms` (10..16000) for the first
+ * answer and twice as long at each retry; `subnet` ("10.40.0.0/16", or NULL) refuses
+ * addresses outside it. Defaults: 4, 1000, NULL. Such a network has no pools.
+ */
+underlay_result underlay_network_spec_set_dhcp(underlay_network_spec *spec,
+                                               uint32_t tries,
+                                               uint32_t first_wait_ms,
+                                               const char *subnet);
+
+/**
+ * The network's DHCP setting: `*tries_out` is 0 when its addresses come from pools (then
+ * the waits are 0 too); `*total_wait_ms_out` is the wait before one exchange gives up.
+ */
+underlay_result underlay_network_dhcp(const underlay_network *network,
+                                      uint32_t *tries_out,
+                                      uint32_t *first_wait_ms_out,
+                                      uint32_t *total_wait_ms_out);
+
+/**
+ * The subnet a DHCP network's addresses must lie in ("10.40.0.0/16"), NULL when none (or
+ * not a DHCP network); borrowed.
+ */
+const char *underlay_network_dhcp_subnet(const underlay_network *network);
+
+/**
+ * On a DHCP network, the host name sent to the server (default: the container id's letters,
+ * digits and '-').
+ */
+underlay_result underlay_endpoint_spec_set_hostname(underlay_endpoint_spec *spec,
+                                                    const char *hostname);
+
+/**
+ * The endpoint's DHCP lease, borrowed (valid while the endpoint lives); NULL on a pooled
+ * network, or when the lease was lost (expired or refused).
+ */
+const underlay_dhcp_lease *underlay_endpoint_dhcp(const underlay_endpoint *endpoint);
+
+/**
+ * The address with the server's prefix ("10.77.0.100/24"); borrowed.
+ */
+const char *underlay_dhcp_lease_address(const underlay_dhcp_lease *lease);
+
+/**
+ * The server (its server identifier); borrowed.
+ */
+const char *underlay_dhcp_lease_server(const underlay_dhcp_lease *lease);
+
+/**
+ * The MAC the server's answer came from (unicast renewals and the release go there); borrowed.
+ */
+const char *underlay_dhcp_lease_server_mac(const underlay_dhcp_lease *lease);
+
+/**
+ * The router (the default route's gateway), NULL when the server gave none; borrowed.
+ */
+const char *underlay_dhcp_lease_router(const underlay_dhcp_lease *lease);
+
+/**
+ * The lease time in seconds (4294967295: infinite; 0 for NULL).
+ */
+uint64_t underlay_dhcp_lease_time_s(const underlay_dhcp_lease *lease);
+
+/**
+ * Renewal (T1) after this many seconds.
+ */
+uint64_t underlay_dhcp_lease_t1_s(const underlay_dhcp_lease *lease);
+
+/**
+ * Rebinding (T2) after this many seconds.
+ */
+uint64_t underlay_dhcp_lease_t2_s(const underlay_dhcp_lease *lease);
+
+/**
+ * When the server's ACK came, in milliseconds since the Unix epoch.
+ */
+uint64_t underlay_dhcp_lease_obtained_ms(const underlay_dhcp_lease *lease);
+
+/**
+ * Whether the lease never ends (false for NULL).
+ */
+bool underlay_dhcp_lease_is_infinite(const underlay_dhcp_lease *lease);
+
+/**
+ * When the lease ends, in ms since the Unix epoch (0: never, or NULL).
+ */
+uint64_t underlay_dhcp_lease_expires_ms(const underlay_dhcp_lease *lease);
+
+/**
+ * When renewal is due (T1), in ms since the Unix epoch (0: never, or NULL).
+ */
+uint64_t underlay_dhcp_lease_renew_at_ms(const underlay_dhcp_lease *lease);
+
+/**
+ * When rebinding is due (T2), in ms since the Unix epoch (0: never, or NULL).
+ */
+uint64_t underlay_dhcp_lease_rebind_at_ms(const underlay_dhcp_lease *lease);
+
+/**
+ * Frees a lease returned by `underlay_network_renew_dhcp`. NULL is a no-op.
+ */
+void underlay_dhcp_lease_free(underlay_dhcp_lease *lease);
+
+/**
+ * Keeps the endpoint's DHCP lease: renews it (unicast, before T2) or rebinds it (broadcast,
+ * until expiry) and updates its record; an unanswered renewal keeps the lease. A lease that
+ * expired or was refused (NAK) loses its address (removed from the endpoint) and fails
+ * (`UNDERLAY_RESULT_TIMEOUT` / `UNDERLAY_RESULT_CONFLICT`); the next call asks for a lease
+ * again. `*lease_out` (free with `underlay_dhcp_lease_free`) is the lease held.
+ */
+underlay_result underlay_network_renew_dhcp(const underlay_network *network,
+                                            const char *container_id,
+                                            const char *ifname,
+                                            underlay_dhcp_lease **lease_out);
+
+/**
+ * The renewer's tick: renews every endpoint whose lease is due (past T1) or lost, one
+ * renewal each in `*renewals_out` (see `underlay_network_renew_dhcp`). A long-running
+ * process calls it every few seconds.
+ */
+underlay_result underlay_network_renew_due_dhcp(const underlay_network *network,
+                                                underlay_dhcp_renewal_list **renewals_out);
+
+/**
+ * The number of renewals in `list` (0 for NULL).
+ */
+size_t underlay_dhcp_renewal_list_count(const underlay_dhcp_renewal_list *list);
+
+/**
+ * Renewal `index` of `list`, borrowed; NULL when out of range.
+ */
+const underlay_dhcp_renewal *underlay_dhcp_renewal_list_get(const underlay_dhcp_renewal_list *list,
+                                                            size_t index);
+
+/**
+ * Frees `list` and its renewals. NULL is a no-op.
+ */
+void underlay_dhcp_renewal_list_free(underlay_dhcp_renewal_list *list);
+
+/**
+ * The renewal's container id; borrowed.
+ */
+const char *underlay_dhcp_renewal_container_id(const underlay_dhcp_renewal *renewal);
+
+/**
+ * The renewal's interface name; borrowed.
+ */
+const char *underlay_dhcp_renewal_ifname(const underlay_dhcp_renewal *renewal);
+
+/**
+ * The lease held after the renewal, borrowed; NULL when it failed.
+ */
+const underlay_dhcp_lease *underlay_dhcp_renewal_lease(const underlay_dhcp_renewal *renewal);
+
+/**
+ * `UNDERLAY_RESULT_OK`, or why the renewal failed (the lease was lost: its address removed).
+ */
+underlay_result underlay_dhcp_renewal_result(const underlay_dhcp_renewal *renewal);
+
+/**
+ * The failure's message (naming the network and the endpoint), NULL on success; borrowed.
+ */
+const char *underlay_dhcp_renewal_error(const underlay_dhcp_renewal *renewal);
 
 #if defined(UNDERLAY_ETCD)
 /**

@@ -31,6 +31,7 @@
 
 mod addr;
 mod attach;
+pub mod dhcp;
 #[doc(hidden)]
 pub mod doc_support;
 mod error;
@@ -47,6 +48,7 @@ mod types;
 
 pub use addr::{Address, AddressOptions};
 pub use attach::{Attach, Attached};
+pub use dhcp::{DhcpConfig, DhcpLease};
 pub use error::{Error, ErrorKind, Result};
 pub use handle::Handle;
 pub use ipam::Ipam;

@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod address;
+pub mod dhcp;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod foreign_lease;

@@ -74,7 +74,7 @@ pub extern "C" fn underlay_networks_free(networks: *mut underlay_networks) {
 /// `_from_docker`, completed with pools, used by `underlay_networks_create`, freed by
 /// `underlay_network_spec_free`.
 pub struct underlay_network_spec {
-    inner: NetworkSpec,
+    pub(crate) inner: NetworkSpec,
 }
 
 fn new_spec(
@@ -232,13 +232,14 @@ pub extern "C" fn underlay_network_spec_free(spec: *mut underlay_network_spec) {
 /// One network. Thread-safe. Free with `underlay_network_free` (or borrowed from an
 /// `underlay_network_list`).
 pub struct underlay_network {
-    inner: Network,
+    pub(crate) inner: Network,
     name: CString,
     driver: CString,
     parent: Option<CString>,
     lower: CString,
     host_access: Option<CString>,
     pools: Vec<CString>,
+    pub(crate) dhcp_subnet: Option<CString>,
 }
 
 impl underlay_network {
@@ -254,6 +255,10 @@ impl underlay_network {
                 .iter()
                 .map(|p| cstring(p.to_string()))
                 .collect(),
+            dhcp_subnet: inner
+                .dhcp()
+                .and_then(|d| d.allowed_subnet())
+                .map(|s| cstring(s.to_string())),
             inner,
         }
     }
@@ -639,7 +644,7 @@ pub extern "C" fn underlay_network_free(network: *mut underlay_network) {
 /// What to connect: `docker run --network NET [--ip IP] [--mac-address MAC]`. Made by
 /// `underlay_endpoint_spec_new`, freed by `underlay_endpoint_spec_free`.
 pub struct underlay_endpoint_spec {
-    inner: EndpointSpec,
+    pub(crate) inner: EndpointSpec,
 }
 
 /// An endpoint for `container_id`: interface "eth0", any free address, random MAC.
@@ -783,10 +788,11 @@ pub struct underlay_endpoint {
     addresses: Vec<CString>,
     routes: Vec<CString>,
     netns: Option<CString>,
+    pub(crate) dhcp: Option<crate::dhcp::underlay_dhcp_lease>,
 }
 
 impl underlay_endpoint {
-    fn new(e: Endpoint) -> underlay_endpoint {
+    pub(crate) fn new(e: Endpoint) -> underlay_endpoint {
         underlay_endpoint {
             index: e.index,
             network: cstring(e.network),
@@ -797,6 +803,7 @@ impl underlay_endpoint {
             addresses: e.addresses.iter().map(|a| cstring(a.to_string())).collect(),
             routes: e.routes.iter().map(|x| cstring(x.to_string())).collect(),
             netns: e.netns.map(|n| cstring(n.to_string_lossy().into_owned())),
+            dhcp: e.dhcp.map(crate::dhcp::underlay_dhcp_lease::new),
         }
     }
 }

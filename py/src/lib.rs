@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 
 mod attach;
 mod conv;
+mod dhcp;
 mod errors;
 #[cfg(feature = "etcd")]
 mod etcd;
@@ -68,6 +69,7 @@ fn _underlay(m: &Bound<'_, PyModule>) -> PyResult<()> {
     attach::register(m)?;
     ipam::register(m)?;
     network::register(m)?;
+    dhcp::register(m)?;
     #[cfg(feature = "etcd")]
     etcd::register(m)?;
     Ok(())

@@ -10,6 +10,7 @@ use underlay::network::{
 use underlay::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
 use crate::conv;
+use crate::dhcp::{DhcpConfig, DhcpLease, DhcpRenewal};
 use crate::errors::{invalid, to_py};
 use crate::handle::{Handle, Route};
 use crate::ipam::Pool;
@@ -279,6 +280,7 @@ fn network_spec(
     mtu: Option<&Bound<'_, PyAny>>,
     bring_parent_up: bool,
     conflict_detection: Option<underlay::ConflictDetection>,
+    dhcp: Option<underlay::DhcpConfig>,
 ) -> PyResult<NetworkSpec> {
     let d = self::driver(driver, mode, flag)?;
     let mut spec = match (&parent, d) {
@@ -297,6 +299,9 @@ fn network_spec(
     }
     if let Some(c) = conflict_detection {
         spec = spec.conflict_detection(c);
+    }
+    if let Some(d) = dhcp {
+        spec = spec.dhcp(d);
     }
     Ok(spec)
 }
@@ -377,7 +382,8 @@ impl Networks {
     /// `ConflictDetection`: check each address on the wire before assigning it). Nothing is
     /// left behind on failure.
     #[pyo3(signature = (name, *, driver = "macvlan", parent = None, mode = None, flag = None,
-        pools = None, mtu = None, bring_parent_up = false, conflict_detection = None))]
+        pools = None, mtu = None, bring_parent_up = false, conflict_detection = None,
+        dhcp = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         &self,
@@ -391,6 +397,7 @@ impl Networks {
         mtu: Option<&Bound<'_, PyAny>>,
         bring_parent_up: bool,
         conflict_detection: Option<PyRef<'_, ConflictDetection>>,
+        dhcp: Option<PyRef<'_, DhcpConfig>>,
     ) -> PyResult<Network> {
         let spec = network_spec(
             name,
@@ -402,6 +409,7 @@ impl Networks {
             mtu,
             bring_parent_up,
             conflict_detection.map(|c| c.inner),
+            dhcp.map(|d| d.inner),
         )?;
         let n = self.inner.clone();
         Ok(Network {
@@ -413,7 +421,8 @@ impl Networks {
     /// definition; a network of that name defined otherwise raises `Conflict` naming each
     /// difference. Concurrent first calls all get the one network.
     #[pyo3(signature = (name, *, driver = "macvlan", parent = None, mode = None, flag = None,
-        pools = None, mtu = None, bring_parent_up = false, conflict_detection = None))]
+        pools = None, mtu = None, bring_parent_up = false, conflict_detection = None,
+        dhcp = None))]
     #[allow(clippy::too_many_arguments)]
     fn create_or_open(
         &self,
@@ -427,6 +436,7 @@ impl Networks {
         mtu: Option<&Bound<'_, PyAny>>,
         bring_parent_up: bool,
         conflict_detection: Option<PyRef<'_, ConflictDetection>>,
+        dhcp: Option<PyRef<'_, DhcpConfig>>,
     ) -> PyResult<Network> {
         let spec = network_spec(
             name,
@@ -438,6 +448,7 @@ impl Networks {
             mtu,
             bring_parent_up,
             conflict_detection.map(|c| c.inner),
+            dhcp.map(|d| d.inner),
         )?;
         let n = self.inner.clone();
         Ok(Network {
@@ -603,7 +614,7 @@ impl Network {
     /// one line per difference ("MTU: stored 1400, given the parent's"); [] when it is the
     /// same network (what `Networks.create_or_open` accepts). The name is this network's.
     #[pyo3(signature = (*, driver = "macvlan", parent = None, mode = None, flag = None,
-        pools = None, mtu = None, conflict_detection = None))]
+        pools = None, mtu = None, conflict_detection = None, dhcp = None))]
     #[allow(clippy::too_many_arguments)]
     fn differences(
         &self,
@@ -614,6 +625,7 @@ impl Network {
         pools: Option<Vec<Bound<'_, Pool>>>,
         mtu: Option<&Bound<'_, PyAny>>,
         conflict_detection: Option<PyRef<'_, ConflictDetection>>,
+        dhcp: Option<PyRef<'_, DhcpConfig>>,
     ) -> PyResult<Vec<String>> {
         let spec = network_spec(
             self.inner.name(),
@@ -625,8 +637,42 @@ impl Network {
             mtu,
             false,
             conflict_detection.map(|c| c.inner),
+            dhcp.map(|d| d.inner),
         )?;
         Ok(self.inner.differences(&spec))
+    }
+
+    /// The network's `DhcpConfig` when its addresses come from a DHCP server, else None.
+    #[getter]
+    fn dhcp(&self) -> Option<DhcpConfig> {
+        self.inner.dhcp().map(|inner| DhcpConfig { inner })
+    }
+
+    /// Keeps endpoint (`container_id`, `ifname`)'s DHCP lease: renews it (unicast, before
+    /// T2) or rebinds it (broadcast, until expiry) and updates its record; an unanswered
+    /// renewal keeps the lease. A lease that expired (`Timeout`) or was refused (`Conflict`)
+    /// loses its address, removed from the endpoint; the next call asks for a lease again.
+    #[pyo3(signature = (container_id, ifname = "eth0"))]
+    fn renew_dhcp(
+        &self,
+        py: Python<'_>,
+        container_id: String,
+        ifname: &str,
+    ) -> PyResult<DhcpLease> {
+        let (n, ifname) = (self.inner.clone(), ifname.to_string());
+        let inner = block(
+            py,
+            async move { n.renew_dhcp(&container_id, &ifname).await },
+        )?;
+        Ok(DhcpLease { inner })
+    }
+
+    /// The renewer's tick: renews every endpoint whose lease is due (past T1) or lost, one
+    /// `DhcpRenewal` each. A long-running process calls it every few seconds.
+    fn renew_due_dhcp(&self, py: Python<'_>) -> PyResult<Vec<DhcpRenewal>> {
+        let n = self.inner.clone();
+        let done = block(py, async move { n.renew_due_dhcp().await })?;
+        Ok(done.into_iter().map(|r| DhcpRenewal::new(py, r)).collect())
     }
 
     /// The network's IPAM (its leases: list, lookup, gc).
@@ -650,10 +696,12 @@ impl Network {
     /// `default_route`: "auto" (a default route via the gateway unless the namespace has one
     /// of that IP version already, another network's, as Docker gives one endpoint the
     /// gateway), a metric (int: always, with that metric, lower wins; give each network its
-    /// own, as netavark does) or "none". Undone as a whole if a step fails.
+    /// own, as netavark does) or "none". `hostname`: on a DHCP network, the host name sent to
+    /// the server (default: the container id's letters, digits and '-'). Undone as a whole if
+    /// a step fails.
     #[pyo3(signature = (netns, container_id, *, ifname = "eth0", ip = None, mac = None,
         target = None, announce = AnnounceArg::On(true), keep_ipv6 = false,
-        default_route = DefaultRouteArg::Mode("auto".into())))]
+        default_route = DefaultRouteArg::Mode("auto".into()), hostname = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
@@ -667,6 +715,7 @@ impl Network {
         announce: AnnounceArg,
         keep_ipv6: bool,
         default_route: DefaultRouteArg,
+        hostname: Option<String>,
     ) -> PyResult<Endpoint> {
         let announce = match announce {
             AnnounceArg::On(true) => Announce::Wire,
@@ -710,6 +759,9 @@ impl Network {
         }
         if let Some(t) = target {
             spec = spec.target(&t.inner);
+        }
+        if let Some(h) = hostname {
+            spec = spec.hostname(h);
         }
         let (n, ns) = (self.inner.clone(), netns.inner.clone());
         let inner = block(py, async move { n.connect(&ns, spec).await })?;
@@ -964,6 +1016,11 @@ impl Endpoint {
     #[getter]
     fn netns(&self) -> Option<PathBuf> {
         self.inner.netns.clone()
+    }
+    /// On a DHCP network, the lease held (None when it was lost, or on a pooled network).
+    #[getter]
+    fn dhcp(&self) -> Option<DhcpLease> {
+        self.inner.dhcp.clone().map(|inner| DhcpLease { inner })
     }
 
     /// Disconnects this endpoint (as `Network.disconnect`).

@@ -61,6 +61,7 @@ def _op(op: str, a: list[str], n: underlay.Netns, h: underlay.Handle) -> Callabl
         "arp_announce": lambda: n.set_arp_announce(a[0], int(a[1])),
         "accept_dad": lambda: n.set_accept_dad(a[0], int(a[1])),
         "announce": lambda: n.announce(1, a[0], a[1:]),
+        "dhcp": lambda: underlay.DhcpConfig(int(a[0]), int(a[1]) / 1000, a[2] if len(a) > 2 else None),
     }
     assert op in ops, f"{TABLE}: operation {op!r} has no Python runner: add it here and in C"
     return ops[op]

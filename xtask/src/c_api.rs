@@ -79,6 +79,10 @@ pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
     let root = workspace_root();
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     ensure_tools(&cargo)?;
+    // The C DHCP test runs dnsmasq in its own namespaces.
+    if !crate::etcd::install_missing("c-test", &crate::DNSMASQ)? {
+        return Ok(1);
+    }
     let mut t = Tally {
         passed: 0,
         failed: 0,

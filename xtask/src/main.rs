@@ -19,7 +19,8 @@ tasks:
   test [args]              the whole suite as CI runs it: fmt check, clippy -D warnings, docs
                            -D warnings, vm-prepare, the scenarios demo, cni-test, docker-test, then
                            `cargo test --workspace --locked [args]` (the vm test binary boots
-                           the VM itself when the kernel lacks 8021q/ipvlan)
+                           the VM itself when the kernel lacks 8021q/ipvlan; installs
+                           dnsmasq-base with apt if missing, the DHCP tests' server)
   etcd-test [args]         the etcd IPAM store against real etcd members (installs etcd-server,
                            etcd-client and protobuf-compiler with apt if missing; clippy with
                            the etcd features first)
@@ -150,6 +151,12 @@ fn test(args: Vec<OsString>) -> std::io::Result<i32> {
     if docker != 0 {
         return Ok(docker);
     }
+    // The DHCP tests (core/tests/it/dhcp_dnsmasq.rs) run dnsmasq in their own namespaces;
+    // `dnsmasq-base` is the program alone, without the system service.
+    println!("==> DHCP tests' server: dnsmasq");
+    if !etcd::install_missing("DHCP tests", &DNSMASQ)? {
+        return Ok(1);
+    }
     println!("==> tests: cargo test --workspace --locked");
     let status = std::process::Command::new(&cargo)
         .args(["test", "--workspace", "--locked"])
@@ -169,6 +176,9 @@ fn test(args: Vec<OsString>) -> std::io::Result<i32> {
     let py = python::run(Vec::new())?;
     Ok(if c != 0 { c } else { py })
 }
+
+/// The DHCP tests' server: Debian package, program, an argument it answers to.
+pub(crate) const DNSMASQ: [(&str, &str, &str); 1] = [("dnsmasq-base", "dnsmasq", "--version")];
 
 fn vm_prepare() -> std::io::Result<i32> {
     let vm = xtask::vm::prepare()?;

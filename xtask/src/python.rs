@@ -101,6 +101,10 @@ pub(crate) fn run(mut args: Vec<OsString>) -> std::io::Result<i32> {
         "etcd for the etcd store's tests",
         "etcd-server, etcd-client",
     );
+    // The Python DHCP test runs dnsmasq in its own namespaces.
+    if !crate::etcd::install_missing("py-test", &crate::DNSMASQ)? {
+        return Ok(1);
+    }
     if !crate::etcd::install_missing("py-test", &crate::etcd::ETCD)? {
         return Ok(1);
     }

@@ -116,6 +116,7 @@ pub struct EndpointSpec {
     ifname: String,
     ips: Vec<IpAddr>,
     mac: MacPolicy,
+    hostname: Option<String>,
     target: Option<Handle>,
     announce: Announce,
     keep_ipv6: bool,
@@ -133,6 +134,7 @@ impl EndpointSpec {
             ifname: "eth0".into(),
             ips: Vec::new(),
             mac: MacPolicy::Random,
+            hostname: None,
             target: None,
             announce: Announce::Wire,
             keep_ipv6: false,
@@ -155,9 +157,17 @@ impl EndpointSpec {
         self
     }
 
-    /// How to pick the MAC.
+    /// How to pick the MAC. On a DHCP network the default ([`MacPolicy::Random`]) gives
+    /// [`MacPolicy::FromContainerId`]'s MAC: the same client after a reconnect.
     pub fn mac(mut self, policy: MacPolicy) -> Self {
         self.mac = policy;
+        self
+    }
+
+    /// On a DHCP network, the host name sent to the server (option 12; default: the
+    /// container id's letters, digits and `-`, at most 63). Ignored on pooled networks.
+    pub fn hostname(mut self, name: impl Into<String>) -> Self {
+        self.hostname = Some(name.into());
         self
     }
 
@@ -196,6 +206,42 @@ impl EndpointSpec {
     pub fn default_route(mut self, mode: DefaultRoute) -> Self {
         self.default_route = mode;
         self
+    }
+
+    pub(super) fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
+    pub(super) fn ifname_str(&self) -> &str {
+        &self.ifname
+    }
+
+    pub(super) fn ips(&self) -> &[IpAddr] {
+        &self.ips
+    }
+
+    pub(super) fn target_handle(&self) -> Option<&Handle> {
+        self.target.as_ref()
+    }
+
+    pub(super) fn keeps_ipv6(&self) -> bool {
+        self.keep_ipv6
+    }
+
+    pub(super) fn hostname_str(&self) -> Option<&str> {
+        self.hostname.as_deref()
+    }
+
+    pub(super) fn default_route_mode(&self) -> DefaultRoute {
+        self.default_route
+    }
+
+    pub(super) fn mac_policy(&self) -> MacPolicy {
+        self.mac
+    }
+
+    pub(super) fn announce_mode(&self) -> Announce {
+        self.announce
     }
 
     /// Test hook: fail right after `step`, to check that everything is undone.
@@ -248,6 +294,12 @@ pub struct Endpoint {
     /// Set while a connect is under way: the connecting process (pid, start time), so that
     /// reconcile can undo a connect whose process died midway.
     pub(crate) pending: Option<(u32, u64)>,
+    /// On a DHCP network: the lease the endpoint holds (`None` once it was lost: expired or
+    /// refused; [`Network::renew_dhcp`] then asks for one again).
+    pub dhcp: Option<crate::DhcpLease>,
+    /// On a DHCP network: the address of a lease that was lost, asked for again first
+    /// (INIT-REBOOT).
+    pub(crate) dhcp_previous: Option<std::net::Ipv4Addr>,
 }
 
 impl Network {
@@ -302,6 +354,9 @@ impl Network {
             check_target(netns, target)?;
         }
         let owner = check_endpoint_key(&spec.container_id, &spec.ifname)?;
+        if self.dhcp().is_some() {
+            self.check_dhcp_spec(&spec, handoff)?;
+        }
         if let MacPolicy::Fixed(m) = spec.mac {
             m.check_assignable(format_args!("the endpoint of `{}`", spec.container_id))?;
         }
@@ -351,8 +406,13 @@ impl Network {
             netns_inode: netns.inode(),
             handoff: handoff.then(|| handoff_name(self.name(), &spec.container_id, &spec.ifname)),
             pending: Some(crate::sys::process_identity()),
+            dhcp: None,
+            dhcp_previous: None,
         };
         self.write_endpoint(&pending, false, &held)?;
+        if let Some(cfg) = self.dhcp() {
+            return self.connect_dhcp(netns, &spec, cfg, pending, &held).await;
+        }
         // With conflict detection, an address that answers on the wire is quarantined and
         // the connect starts over with the next free one, a few times at most.
         let mut taken: Vec<WireConflict> = Vec::new();
@@ -377,7 +437,7 @@ impl Network {
             }
             .await;
             let found = match result {
-                Ok(Attempt::Done(ep)) => return Ok(ep),
+                Ok(Attempt::Done(ep)) => return Ok(*ep),
                 Ok(Attempt::Taken(found)) => found,
                 Err(e) => {
                     let mut errors = vec![e];
@@ -557,6 +617,8 @@ impl Network {
             netns_inode: netns.inode(),
             handoff: temp_name.clone(),
             pending: None,
+            dhcp: None,
+            dhcp_previous: None,
         };
         let mut host_routes = Vec::new();
         let (target_ref, index) = (&target, link.index);
@@ -599,8 +661,10 @@ impl Network {
             }
             step(ConnectStep::Addresses).await?;
             if !handoff {
+                let gateways: Vec<IpAddr> =
+                    lease.addresses.iter().filter_map(|a| a.gateway).collect();
                 ep.routes =
-                    add_default_routes(&target, spec.default_route, lease, link.index).await?;
+                    add_default_routes(&target, spec.default_route, &gateways, link.index).await?;
             }
             step(ConnectStep::Routes).await?;
             if let Some(mac) = link.mac {
@@ -677,11 +741,11 @@ impl Network {
                 )
             });
         }
-        Ok(Attempt::Done(ep))
+        Ok(Attempt::Done(Box::new(ep)))
     }
 
     /// Announces `ips` at `mac` out of the network's parent (nothing on an internal network).
-    async fn announce_on_wire(&self, mac: MacAddr, ips: &[IpAddr]) -> Result<()> {
+    pub(super) async fn announce_on_wire(&self, mac: MacAddr, ips: &[IpAddr]) -> Result<()> {
         if self.parent().is_none() {
             return Ok(());
         }
@@ -689,7 +753,7 @@ impl Network {
         self.nets.announcer()?.send(lower.index, mac, ips)
     }
 
-    async fn create_link(
+    pub(super) async fn create_link(
         &self,
         target: &Handle,
         spec: &EndpointSpec,
@@ -812,6 +876,13 @@ impl Network {
         let ep = self.endpoint(container_id, ifname)?;
         let mut errors = Vec::new();
         if let Some(ep) = &ep {
+            if ep.dhcp.is_some() {
+                // Given back before the link goes (a failure only delays the address's
+                // return to the server's pool until the lease expires).
+                if let Err(e) = self.release_dhcp(ep).await {
+                    tracing::warn!(network = %self.name(), endpoint = %container_id, error = %e, "DHCP release failed: the server frees the address when the lease expires");
+                }
+            }
             if delete_link {
                 // Kept as it is (lease and record too) when its link cannot be deleted: the
                 // address is still in use.
@@ -969,7 +1040,12 @@ impl Network {
 
     /// Writes `ep`'s record, under its lock: replacing the one there, or only if there is none
     /// (`replace` false: `EEXIST` otherwise).
-    fn write_endpoint(&self, ep: &Endpoint, replace: bool, held: &EndpointLock) -> Result<()> {
+    pub(super) fn write_endpoint(
+        &self,
+        ep: &Endpoint,
+        replace: bool,
+        held: &EndpointLock,
+    ) -> Result<()> {
         let dir = self.nets.endpoints_dir(self.name());
         let mut text = format!(
             "# underlay endpoint v2\ncontainer={}\nifname={}\n",
@@ -994,6 +1070,12 @@ impl Network {
         for a in &ep.addresses {
             text.push_str(&format!("address={a}\n"));
         }
+        if let Some(l) = &ep.dhcp {
+            text.push_str(&format!("dhcp={}\n", l.to_text()));
+        }
+        if let Some(p) = ep.dhcp_previous {
+            text.push_str(&format!("dhcp_previous={p}\n"));
+        }
         for r in &ep.routes {
             if let Some(g) = r.gateway {
                 text.push_str(&format!("gateway={g}\n"));
@@ -1017,7 +1099,7 @@ impl Network {
         }
     }
 
-    fn remove_endpoint_file(
+    pub(super) fn remove_endpoint_file(
         &self,
         container_id: &str,
         ifname: &str,
@@ -1087,15 +1169,14 @@ impl Endpoint {
     }
 }
 
-/// Adds the default routes through `lease`'s gateways out of link `index` as `mode` says, and
+/// Adds the default routes through `gateways` out of link `index` as `mode` says, and
 /// returns those it added (only they are the endpoint's: they go with its link).
-async fn add_default_routes(
+pub(super) async fn add_default_routes(
     target: &Handle,
     mode: DefaultRoute,
-    lease: &Lease,
+    gateways: &[IpAddr],
     index: u32,
 ) -> Result<Vec<Route>> {
-    let gateways: Vec<IpAddr> = lease.addresses.iter().filter_map(|a| a.gateway).collect();
     if gateways.is_empty() || mode == DefaultRoute::None {
         return Ok(Vec::new());
     }
@@ -1113,7 +1194,7 @@ async fn add_default_routes(
         Vec::new()
     };
     let mut added = Vec::new();
-    for gw in gateways {
+    for &gw in gateways {
         let mut r = Route::default_via(gw).dev(index);
         if let DefaultRoute::Metric(m) = mode {
             r = r.metric(m);
@@ -1155,7 +1236,7 @@ fn check_target(netns: &Netns, target: &Handle) -> Result<()> {
     )))
 }
 
-fn check_step(spec: &EndpointSpec, step: ConnectStep) -> Result<()> {
+pub(super) fn check_step(spec: &EndpointSpec, step: ConnectStep) -> Result<()> {
     if spec.hang_after == Some(step) {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
@@ -1229,7 +1310,7 @@ pub(super) fn endpoint_file_name(container_id: &str, ifname: &str) -> String {
 /// container id as an IPAM owner's ([`Owner::new`]: 1 to 256 bytes of UTF-8 without
 /// whitespace, control characters or `/`, so CNI's and Docker's ids all fit), the interface
 /// name as an [`crate::IfName`].
-fn check_endpoint_key(container_id: &str, ifname: &str) -> Result<Owner> {
+pub(super) fn check_endpoint_key(container_id: &str, ifname: &str) -> Result<Owner> {
     Owner::new(container_id, ifname)
 }
 
@@ -1326,7 +1407,7 @@ const MAX_CONFLICTS: usize = 8;
 /// How one try of a connect ended.
 enum Attempt {
     /// The endpoint is up.
-    Done(Endpoint),
+    Done(Box<Endpoint>),
     /// These addresses of the lease are in use on the wire; nothing of the try is left but the
     /// lease.
     Taken(Vec<WireConflict>),
@@ -1415,7 +1496,7 @@ async fn wait_for_dad(
     }
 }
 
-async fn disable_ipv6(netns: &Netns, ifname: &str) -> Result<()> {
+pub(super) async fn disable_ipv6(netns: &Netns, ifname: &str) -> Result<()> {
     let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
     match netns.set_sysctl_async(&key, "1").await {
         Err(e)
@@ -1453,6 +1534,8 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
         netns_inode: 0,
         handoff: None,
         pending: None,
+        dhcp: None,
+        dhcp_previous: None,
     };
     for line in text
         .lines()
@@ -1484,6 +1567,12 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
                     .last_mut()
                     .ok_or_else(|| corrupt("metric before gateway"))?;
                 r.metric = Some(m);
+            }
+            "dhcp" => {
+                ep.dhcp = Some(crate::DhcpLease::parse(v).ok_or_else(|| corrupt("bad dhcp lease"))?)
+            }
+            "dhcp_previous" => {
+                ep.dhcp_previous = Some(v.parse().map_err(|_| corrupt("bad dhcp_previous"))?)
             }
             "pending" => {
                 let (p, t) = v.split_once(':').ok_or_else(|| corrupt("bad pending"))?;

@@ -6,6 +6,7 @@
 //! `endpoints/<network>/`. Links underlay makes in the host namespace carry an alias starting
 //! with `underlay:` so that [`Networks::reconcile`] can tell them from the user's.
 
+mod dhcp;
 mod endpoint;
 mod export;
 mod parent;
@@ -17,6 +18,7 @@ mod spec;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use dhcp::DhcpRenewal;
 pub use endpoint::{
     Announce, ConflictWatch, ConnectStep, DefaultRoute, Endpoint, EndpointConflict, EndpointSpec,
     MacPolicy,
@@ -177,7 +179,12 @@ impl Networks {
                 )));
             }
         }
-        let ipam_net = ipam::Network::new(spec.name.clone(), spec.pools.clone())?;
+        // A DHCP network's addresses are the server's: its IPAM network is a placeholder that
+        // never leases (so that every network has one, as reconcile and the stores expect).
+        let ipam_net = match spec.dhcp {
+            Some(_) => ipam::Network::new(spec.name.clone(), vec![dhcp_placeholder_pool()])?,
+            None => ipam::Network::new(spec.name.clone(), spec.pools.clone())?,
+        };
         // On a store shared by several hosts (etcd), another host may have defined the network
         // already: an identical definition is joined (this host counted as one of its users),
         // a different one refused.
@@ -196,6 +203,7 @@ impl Networks {
             mtu: spec.mtu,
             shim: None,
             conflict_detection: spec.conflict_detection,
+            dhcp: spec.dhcp,
         };
         if let Err(e) = self.write_record(&record) {
             // Undo the join: the definition if this host made it, the membership if recorded.
@@ -725,9 +733,17 @@ impl Network {
         self.record.conflict_detection
     }
 
-    /// The pools.
+    /// The pools (none on a DHCP network).
     pub fn pools(&self) -> &[ipam::Pool] {
+        if self.record.dhcp.is_some() {
+            return &[];
+        }
         self.ipam.network().pools()
+    }
+
+    /// The DHCP settings, when the endpoints' addresses come from a DHCP server.
+    pub fn dhcp(&self) -> Option<crate::DhcpConfig> {
+        self.record.dhcp
     }
 
     /// The IPAM of this network (leases, gc).
@@ -768,6 +784,7 @@ impl Network {
             pools: self.pools().to_vec(),
             bring_parent_up: false,
             conflict_detection: self.conflict_detection(),
+            dhcp: self.dhcp(),
         }
     }
 
@@ -811,6 +828,14 @@ impl Network {
                 c(spec.conflict_detection)
             ));
         }
+        if self.dhcp() != spec.dhcp {
+            let d = |d: Option<crate::DhcpConfig>| d.map_or("off".to_string(), |d| d.to_text());
+            out.push(format!(
+                "DHCP: stored {}, given {}",
+                d(self.dhcp()),
+                d(spec.dhcp)
+            ));
+        }
         if self.pools() != spec.pools.as_slice() {
             let pools = |p: &[ipam::Pool]| {
                 p.iter()
@@ -826,6 +851,12 @@ impl Network {
         }
         out
     }
+}
+
+/// The one pool of a DHCP network's IPAM network: never leased from (0.0.0.0/30 holds no
+/// address a DHCP server hands out).
+fn dhcp_placeholder_pool() -> ipam::Pool {
+    ipam::Pool::new("0.0.0.0/30".parse().expect("a valid subnet")).expect("a valid pool")
 }
 
 /// A link name of at most 15 bytes made of `prefix`, `name` (shortened with a hash when needed)

@@ -94,6 +94,12 @@ impl Network {
     /// from the pools, and routes the endpoints' addresses (or the pools' ranges) through it.
     /// Idempotent: returns the shim's name when host access is already on.
     pub async fn enable_host_access(&self, spec: HostAccess) -> Result<String> {
+        if self.dhcp().is_some() {
+            return Err(Error::invalid(format!(
+                "network `{}` takes its addresses from DHCP: host access is not supported there yet",
+                self.name()
+            )));
+        }
         // No connect or disconnect meanwhile: each either sees the shim and routes itself, or
         // is listed here and routed.
         let _endpoints = self.nets.record_files().lock_network(self.name()).await?;

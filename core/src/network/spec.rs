@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::dhcp::DhcpConfig;
 use crate::error::{Error, Result};
 use crate::ipam::Pool;
 use crate::link::ipvlan::{IpvlanFlag, IpvlanMode};
@@ -60,6 +61,9 @@ pub struct NetworkSpec {
     /// [`ConflictDetection`]). Docker option `conflict_detection` (`on`, `rfc5227`, or
     /// `probes=N,interval_ms=I,wait_ms=W`).
     pub conflict_detection: Option<ConflictDetection>,
+    /// Addresses from the LAN's DHCP server instead of pools (IPv4; see [`NetworkSpec::dhcp`]).
+    /// Docker option `dhcp` (`on`, or `tries=N,wait_ms=W,subnet=S`).
+    pub dhcp: Option<DhcpConfig>,
 }
 
 impl NetworkSpec {
@@ -88,6 +92,7 @@ impl NetworkSpec {
             pools: Vec::new(),
             bring_parent_up: false,
             conflict_detection: None,
+            dhcp: None,
         }
     }
 
@@ -104,6 +109,7 @@ impl NetworkSpec {
             "mtu",
             "com.docker.network.driver.mtu",
             "conflict_detection",
+            "dhcp",
         ];
         if let Some(k) = opts.keys().find(|k| !known.contains(k)) {
             return Err(Error::invalid(format!(
@@ -166,7 +172,27 @@ impl NetworkSpec {
                 ),
             };
         }
+        if let Some(d) = opts.get("dhcp") {
+            spec.dhcp = match *d {
+                "off" | "false" | "0" => None,
+                d => Some(
+                    DhcpConfig::parse(d)
+                        .map_err(|e| e.context(format_args!("network `{name}`")))?,
+                ),
+            };
+        }
         Ok(spec)
+    }
+
+    /// Takes the endpoints' addresses from the LAN's DHCP server (IPv4) instead of pools: on
+    /// connect each endpoint runs a DHCP client on its own link (its MAC as chaddr, a client
+    /// identifier derived from the container id and interface name, so the same container gets
+    /// the same lease back) and gets its address, prefix and default route from the server's
+    /// ACK. Such a network has no pools and no host access; conflict detection does not apply
+    /// (the server owns the addresses). See docs/dhcp.md.
+    pub fn dhcp(mut self, how: DhcpConfig) -> NetworkSpec {
+        self.dhcp = Some(how);
+        self
     }
 
     /// Turns conflict detection on with these timings ([`ConflictDetection::default`]: one
@@ -196,7 +222,32 @@ impl NetworkSpec {
 
     /// Checks everything that needs no kernel.
     pub(crate) fn validate(&self) -> Result<Option<IfName>> {
-        crate::ipam::Network::new(self.name.clone(), self.pools.clone())?;
+        if self.dhcp.is_some() {
+            crate::ipam::check_name(&self.name)?;
+            if !self.pools.is_empty() {
+                return Err(Error::invalid(format!(
+                    "network `{}` takes its addresses from DHCP: give it no pool (restrict the \
+                     server's addresses with DhcpConfig::subnet instead)",
+                    self.name
+                )));
+            }
+            if self.parent.is_none() {
+                return Err(Error::invalid(format!(
+                    "network `{}`: DHCP needs a parent (a wire with a DHCP server on it); an \
+                     internal network has none",
+                    self.name
+                )));
+            }
+            if self.conflict_detection.is_some() {
+                return Err(Error::invalid(format!(
+                    "network `{}`: conflict detection applies to pooled addresses; with DHCP the \
+                     server owns the addresses: turn one of them off",
+                    self.name
+                )));
+            }
+        } else {
+            crate::ipam::Network::new(self.name.clone(), self.pools.clone())?;
+        }
         if let Some(m) = self.mtu {
             check_mtu(m, &format!("network `{}`", self.name))?;
         }
@@ -217,6 +268,7 @@ pub(crate) struct Record {
     /// Host access, when enabled.
     pub(crate) shim: Option<ShimRecord>,
     pub(crate) conflict_detection: Option<ConflictDetection>,
+    pub(crate) dhcp: Option<DhcpConfig>,
 }
 
 /// The stored host-access settings.
@@ -249,6 +301,9 @@ impl Record {
         }
         if let Some(c) = self.conflict_detection {
             s.push_str(&format!("conflict_detection={}\n", c.to_text()));
+        }
+        if let Some(d) = self.dhcp {
+            s.push_str(&format!("dhcp={}\n", d.to_text()));
         }
         if let Some(sh) = &self.shim {
             s.push_str(&format!("shim={}\n", sh.name));
@@ -330,6 +385,10 @@ impl Record {
                 .get("conflict_detection")
                 .map(|c| ConflictDetection::parse(c).map_err(|e| corrupt(e.to_string())))
                 .transpose()?,
+            dhcp: kv
+                .get("dhcp")
+                .map(|c| DhcpConfig::parse(c).map_err(|e| corrupt(e.to_string())))
+                .transpose()?,
         })
     }
 }
@@ -386,6 +445,28 @@ mod tests {
     }
 
     #[test]
+    fn dhcp_option_and_refusals() {
+        let on = NetworkSpec::from_docker("n", "macvlan", &[("parent", "eth0"), ("dhcp", "on")])
+            .unwrap();
+        assert_eq!(on.dhcp, Some(DhcpConfig::default()));
+        assert!(on.validate().is_ok());
+        let e = NetworkSpec::from_docker("n", "macvlan", &[("dhcp", "tries=99")]).unwrap_err();
+        assert!(e.to_string().contains("network `n`"), "{e}");
+        let pooled = on.clone().pool("10.0.0.0/24".parse().unwrap());
+        let e = pooled.validate().unwrap_err();
+        assert!(e.to_string().contains("no pool"), "{e}");
+        let internal = NetworkSpec::internal("n", Driver::Macvlan(MacvlanMode::Bridge))
+            .dhcp(DhcpConfig::default());
+        assert!(internal
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("parent"));
+        let probing = on.conflict_detection(ConflictDetection::default());
+        assert!(probing.validate().is_err());
+    }
+
+    #[test]
     fn conflict_detection_option() {
         let on = NetworkSpec::from_docker("n", "macvlan", &[("conflict_detection", "on")]).unwrap();
         assert_eq!(on.conflict_detection, Some(ConflictDetection::default()));
@@ -422,8 +503,15 @@ mod tests {
                 per_endpoint: false,
             }),
             conflict_detection: Some(ConflictDetection::rfc5227()),
+            dhcp: None,
         };
         assert_eq!(Record::parse(&r.to_text(), "x").unwrap(), r);
+        let d = Record {
+            dhcp: Some(DhcpConfig::default().subnet("10.9.0.0/16".parse().unwrap())),
+            conflict_detection: None,
+            ..r.clone()
+        };
+        assert_eq!(Record::parse(&d.to_text(), "x").unwrap(), d);
         let q = Record {
             conflict_detection: Some(
                 ConflictDetection::new(

@@ -4,6 +4,9 @@
 mod churn;
 mod common;
 mod create_or_open;
+mod dhcp;
+mod dhcp_dnsmasq;
+mod dhcp_server;
 mod ipam;
 #[cfg(feature = "etcd")]
 mod ipam_etcd;

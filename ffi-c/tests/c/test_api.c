@@ -101,6 +101,8 @@ static void test_free_null(void) {
   underlay_reconcile_report_free(NULL);
   underlay_conflict_watch_free(NULL);
   underlay_endpoint_conflict_free(NULL);
+  underlay_dhcp_lease_free(NULL);
+  underlay_dhcp_renewal_list_free(NULL);
   checks++;
 }
 
@@ -149,6 +151,17 @@ static void test_getters_null(void) {
   TRUE(underlay_endpoint_index(NULL) == 0 && underlay_endpoint_address_count(NULL) == 0);
   TRUE(underlay_endpoint_address(NULL, 0) == NULL && underlay_endpoint_route_count(NULL) == 0);
   TRUE(underlay_endpoint_route(NULL, 0) == NULL && underlay_endpoint_handoff(NULL) == NULL);
+  TRUE(underlay_endpoint_dhcp(NULL) == NULL && underlay_network_dhcp_subnet(NULL) == NULL);
+  TRUE(underlay_dhcp_lease_address(NULL) == NULL && underlay_dhcp_lease_server(NULL) == NULL &&
+       underlay_dhcp_lease_server_mac(NULL) == NULL && underlay_dhcp_lease_router(NULL) == NULL);
+  TRUE(underlay_dhcp_lease_time_s(NULL) == 0 && underlay_dhcp_lease_t1_s(NULL) == 0 &&
+       underlay_dhcp_lease_t2_s(NULL) == 0 && underlay_dhcp_lease_obtained_ms(NULL) == 0);
+  TRUE(!underlay_dhcp_lease_is_infinite(NULL) && underlay_dhcp_lease_expires_ms(NULL) == 0 &&
+       underlay_dhcp_lease_renew_at_ms(NULL) == 0 && underlay_dhcp_lease_rebind_at_ms(NULL) == 0);
+  TRUE(underlay_dhcp_renewal_list_count(NULL) == 0 && underlay_dhcp_renewal_list_get(NULL, 0) == NULL);
+  TRUE(underlay_dhcp_renewal_container_id(NULL) == NULL && underlay_dhcp_renewal_ifname(NULL) == NULL &&
+       underlay_dhcp_renewal_lease(NULL) == NULL && underlay_dhcp_renewal_error(NULL) == NULL);
+  TRUE(underlay_dhcp_renewal_result(NULL) == UNDERLAY_RESULT_NULL_PARAMETER);
   TRUE(!underlay_reconcile_report_is_clean(NULL));
   TRUE(underlay_reconcile_report_recreated_parents(NULL) == NULL);
   TRUE(underlay_reconcile_report_recreated_shims(NULL) == NULL);
@@ -287,6 +300,16 @@ static void test_null_parameters(void) {
   NUL(underlay_network_spec_set_mtu(NULL, 1400), "spec");
   NUL(underlay_network_spec_set_bring_parent_up(NULL), "spec");
   NUL(underlay_network_spec_set_conflict_detection(NULL, 1, 0, 150), "spec");
+  NUL(underlay_network_spec_set_dhcp(NULL, 4, 1000, NULL), "spec");
+  NUL(underlay_endpoint_spec_set_hostname(NULL, "h"), "spec");
+  {
+    uint32_t t, f, w;
+    underlay_dhcp_lease *dl = NULL;
+    underlay_dhcp_renewal_list *dr = NULL;
+    NUL(underlay_network_dhcp(NULL, &t, &f, &w), "network");
+    NUL(underlay_network_renew_dhcp(NULL, "c", "eth0", &dl), "network");
+    NUL(underlay_network_renew_due_dhcp(NULL, &dr), "network");
+  }
   {
     uint32_t p, i, w;
     bool made;
@@ -1243,6 +1266,143 @@ out:
   }
 }
 
+/* A DHCP network against dnsmasq in the wire namespace: the lease read back through the
+   endpoint, renewal, the renewer's tick, release on disconnect (dnsmasq's lease file as the
+   oracle), and no server: a timeout naming the endpoint, nothing left. */
+static void test_dhcp(void) {
+  char host_name[64], wire_name[64], ctr_name[64], root[128], cmd[1024], leases[200];
+  underlay_netns *hn = NULL, *wn = NULL, *cn = NULL;
+  underlay_handle *hh = NULL, *wh = NULL, *ch = NULL;
+  underlay_networks *nets = NULL;
+  underlay_network_spec *sp = NULL;
+  underlay_network *net = NULL;
+  underlay_endpoint_spec *es = NULL;
+  underlay_endpoint *ep = NULL;
+  underlay_dhcp_lease *renewed = NULL;
+  underlay_dhcp_renewal_list *due = NULL;
+  uint32_t tries = 9, first = 9, total = 9;
+  int started = 0;
+
+  if (system("dnsmasq --version >/dev/null 2>&1") != 0) {
+    FAIL("dnsmasq is not installed: the DHCP test needs Debian's dnsmasq "
+         "(`apt-get install --no-install-recommends dnsmasq-base`; `cargo xtask c-test` installs it)");
+    return;
+  }
+  snprintf(host_name, sizeof host_name, "ulcd-h-%d", (int)getpid());
+  snprintf(wire_name, sizeof wire_name, "ulcd-w-%d", (int)getpid());
+  snprintf(ctr_name, sizeof ctr_name, "ulcd-c-%d", (int)getpid());
+  snprintf(root, sizeof root, "/tmp/ulcd-root-%d", (int)getpid());
+  snprintf(leases, sizeof leases, "%s/dnsmasq.leases", root);
+  OK(underlay_handle_create_netns(host_name, &hn, &hh));
+  OK(underlay_handle_create_netns(wire_name, &wn, &wh));
+  OK(underlay_handle_create_netns(ctr_name, &cn, &ch));
+  if (hh == NULL || wh == NULL || ch == NULL)
+    goto out;
+  snprintf(cmd, sizeof cmd,
+           "ip -n %s link add ens36 type veth peer name wire0 netns %s && ip -n %s link set ens36 up"
+           " && ip -n %s link set wire0 up && ip -n %s addr add 10.81.0.1/24 dev wire0 && mkdir -p %s",
+           host_name, wire_name, host_name, wire_name, wire_name, root);
+  TRUE(system(cmd) == 0);
+  snprintf(cmd, sizeof cmd,
+           "ip netns exec %s dnsmasq --port=0 --conf-file=/dev/null --interface=wire0 --bind-interfaces"
+           " --dhcp-range=10.81.0.10,10.81.0.50,255.255.255.0,2m --dhcp-authoritative --no-ping"
+           " --user=root --group=root --dhcp-leasefile=%s --pid-file=%s/dnsmasq.pid",
+           wire_name, leases, root);
+  started = system(cmd) == 0; /* daemonizes; stopped by its pid file below */
+  TRUE(started);
+  OK(underlay_networks_open(hh, root, &nets));
+  OK(underlay_network_spec_macvlan("cd_net", "ens36", "bridge", &sp));
+  EXPECT(underlay_network_spec_set_dhcp(sp, 2, 200, "fd00::/64"), UNDERLAY_RESULT_INVALID_ARGUMENT,
+         "IPv6");
+  OK(underlay_network_spec_set_dhcp(sp, 2, 200, "10.81.0.0/24"));
+  OK(underlay_networks_create(nets, sp, &net));
+  underlay_network_spec_free(sp);
+  if (net == NULL)
+    goto out;
+  OK(underlay_network_dhcp(net, &tries, &first, &total));
+  TRUE(tries == 2 && first == 200 && total == 600);
+  TRUE(strcmp(or_empty(underlay_network_dhcp_subnet(net)), "10.81.0.0/24") == 0);
+  TRUE(underlay_network_pool_count(net) == 0);
+  OK(underlay_endpoint_spec_new("cd1", &es));
+  OK(underlay_endpoint_spec_set_hostname(es, "c-dhcp"));
+  OK(underlay_network_connect(net, cn, es, &ep));
+  underlay_endpoint_spec_free(es);
+  es = NULL;
+  if (ep == NULL)
+    goto out;
+  {
+    const underlay_dhcp_lease *l = underlay_endpoint_dhcp(ep);
+    char want[200];
+    TRUE(l != NULL);
+    if (l == NULL)
+      goto out;
+    TRUE(strncmp(or_empty(underlay_dhcp_lease_address(l)), "10.81.0.", 8) == 0);
+    TRUE(strcmp(or_empty(underlay_endpoint_address(ep, 0)), or_empty(underlay_dhcp_lease_address(l))) == 0);
+    TRUE(strcmp(or_empty(underlay_dhcp_lease_server(l)), "10.81.0.1") == 0);
+    TRUE(strcmp(or_empty(underlay_dhcp_lease_router(l)), "10.81.0.1") == 0);
+    TRUE(underlay_dhcp_lease_server_mac(l) != NULL);
+    TRUE(underlay_dhcp_lease_time_s(l) == 120 && underlay_dhcp_lease_t1_s(l) == 60 &&
+         underlay_dhcp_lease_t2_s(l) == 105);
+    TRUE(!underlay_dhcp_lease_is_infinite(l) && underlay_dhcp_lease_obtained_ms(l) > 1700000000000ULL);
+    TRUE(underlay_dhcp_lease_expires_ms(l) == underlay_dhcp_lease_obtained_ms(l) + 120000);
+    TRUE(underlay_dhcp_lease_renew_at_ms(l) == underlay_dhcp_lease_obtained_ms(l) + 60000);
+    TRUE(underlay_dhcp_lease_rebind_at_ms(l) == underlay_dhcp_lease_obtained_ms(l) + 105000);
+    /* The oracle: dnsmasq's lease file names the address and the host name. */
+    snprintf(want, sizeof want, "%.*s", (int)(strchr(underlay_dhcp_lease_address(l), '/') -
+                                              underlay_dhcp_lease_address(l)),
+             underlay_dhcp_lease_address(l));
+    snprintf(cmd, sizeof cmd, "grep -q ' %s c-dhcp ' %s", want, leases);
+    TRUE(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "ip -n %s -4 addr show dev eth0 | grep -q 'inet %s/24'", ctr_name, want);
+    TRUE(system(cmd) == 0);
+  }
+  OK(underlay_network_renew_dhcp(net, "cd1", "eth0", &renewed));
+  TRUE(renewed != NULL &&
+       strcmp(or_empty(underlay_dhcp_lease_address(renewed)), or_empty(underlay_endpoint_address(ep, 0))) == 0);
+  OK(underlay_network_renew_due_dhcp(net, &due));
+  TRUE(underlay_dhcp_renewal_list_count(due) == 0); /* nothing due before T1 */
+  EXPECT(underlay_network_renew_dhcp(net, "nobody", "eth0", &renewed), UNDERLAY_RESULT_NOT_FOUND,
+         "nobody");
+  OK(underlay_network_disconnect(net, "cd1", "eth0"));
+  /* Released: dnsmasq empties its lease file (polled: it writes after the message came). */
+  snprintf(cmd, sizeof cmd, "for i in $(seq 40); do test ! -s %s && exit 0; sleep 0.05; done; exit 1",
+           leases);
+  TRUE(system(cmd) == 0);
+  /* The server goes away: a clear timeout, nothing left. */
+  snprintf(cmd, sizeof cmd, "kill $(cat %s/dnsmasq.pid)", root);
+  TRUE(system(cmd) == 0);
+  started = 0;
+  OK(underlay_endpoint_spec_new("cd2", &es));
+  EXPECT(underlay_network_connect(net, cn, es, &ep), UNDERLAY_RESULT_TIMEOUT, "cd2");
+  TRUE(lacks("no DHCP server answered") == 0);
+  snprintf(cmd, sizeof cmd, "ip -n %s link show eth0 >/dev/null 2>&1", ctr_name);
+  TRUE(system(cmd) != 0);
+out:
+  if (started) {
+    snprintf(cmd, sizeof cmd, "kill $(cat %s/dnsmasq.pid)", root);
+    if (system(cmd) != 0)
+      fprintf(stderr, "stopping dnsmasq failed\n");
+  }
+  underlay_dhcp_renewal_list_free(due);
+  underlay_dhcp_lease_free(renewed);
+  underlay_endpoint_spec_free(es);
+  underlay_endpoint_free(ep);
+  underlay_network_free(net);
+  underlay_networks_free(nets);
+  underlay_handle_free(ch);
+  underlay_handle_free(wh);
+  underlay_handle_free(hh);
+  underlay_netns_free(cn);
+  underlay_netns_free(wn);
+  underlay_netns_free(hn);
+  underlay_netns_delete(ctr_name);
+  underlay_netns_delete(wire_name);
+  underlay_netns_delete(host_name);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  if (system(cmd) != 0)
+    fprintf(stderr, "cleanup of %s failed\n", root);
+}
+
 /* The oracle: how many IPv4 default routes namespace `name` has (`ip -4 route show default`). */
 static int default_routes(const char *name) {
   char cmd[160], line[256];
@@ -1381,6 +1541,7 @@ int main(void) {
     test_networks();
     test_several_networks();
     test_conflicts();
+    test_dhcp();
   } else {
     printf("SKIPPED: kernel cases need root (namespaces, links); CI runs them as root\n");
   }

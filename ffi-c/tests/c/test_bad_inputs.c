@@ -148,6 +148,15 @@ static underlay_result run(const char *op, char **argv, int argc, int *unknown) 
     return underlay_netns_set_arp_announce(ns, argv[0], atoi(argv[1]));
   if (strcmp(op, "accept_dad") == 0 && argc == 2)
     return underlay_netns_set_accept_dad(ns, argv[0], atoi(argv[1]));
+  if (strcmp(op, "dhcp") == 0 && (argc == 2 || argc == 3)) {
+    underlay_network_spec *sp = NULL;
+    underlay_result res = underlay_network_spec_macvlan("n", "lo", "bridge", &sp);
+    if (res == UNDERLAY_RESULT_OK)
+      res = underlay_network_spec_set_dhcp(sp, (uint32_t)atoi(argv[0]), (uint32_t)atoi(argv[1]),
+                                           argc == 3 ? argv[2] : NULL);
+    underlay_network_spec_free(sp);
+    return res;
+  }
   if (strcmp(op, "announce") == 0 && argc >= 1) {
     const char *ips[MAX_ARGS];
     for (int i = 1; i < argc; i++)

@@ -29,6 +29,9 @@ from ._underlay import (
     Address,
     Attached,
     ConflictDetection,
+    DhcpConfig,
+    DhcpLease,
+    DhcpRenewal,
     Endpoint,
     ForeignLease,
     EndpointConflict,
@@ -518,6 +521,19 @@ class Network:
     async def watch_conflicts(self) -> ConflictWatch:
         """Starts watching the parent for address conflicts after connect."""
         return ConflictWatch(await _run(self.sync.watch_conflicts))
+
+    @property
+    def dhcp(self) -> DhcpConfig | None:
+        """The network's DHCP setting, or None (pools)."""
+        return self.sync.dhcp
+
+    async def renew_dhcp(self, container_id: str, ifname: str = "eth0") -> DhcpLease:
+        """Renews (or rebinds, or asks again for) an endpoint's DHCP lease."""
+        return await _run(self.sync.renew_dhcp, container_id, ifname)
+
+    async def renew_due_dhcp(self) -> _List[DhcpRenewal]:
+        """The renewer's tick: renews every endpoint whose lease is due or lost."""
+        return await _run(self.sync.renew_due_dhcp)
 
     async def enable_host_access(self, **kwargs: Any) -> str:
         """Host access through a shim (keywords as the sync method); returns its name."""
