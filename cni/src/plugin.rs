@@ -581,8 +581,7 @@ async fn add(
             gateway: net
                 .pools()
                 .iter()
-                .find(|p| p.subnet().contains(&a.addr()))
-                .and_then(|p| p.gateway()),
+                .find_map(|p| p.gateway_of(a.addr())),
         })
         .collect();
     add_routes(&nets, net, conf, call, &netns, &ep, &extra, &ips).await?;

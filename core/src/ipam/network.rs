@@ -57,13 +57,11 @@ impl Network {
         }
         for (i, a) in pools.iter().enumerate() {
             for b in &pools[i + 1..] {
-                if a.overlaps(b) {
+                if let Some((x, y)) = a.overlapping(b) {
                     return Err(Error::new(
                         ErrorKind::Overlap,
                         format!(
-                            "pools {} and {} of network `{name}` overlap: give disjoint subnets",
-                            a.subnet(),
-                            b.subnet()
+                            "pools {x} and {y} of network `{name}` overlap: give disjoint subnets"
                         ),
                     ));
                 }
@@ -87,15 +85,13 @@ impl Network {
     pub fn check_disjoint(&self, other: &Network) -> Result<()> {
         for a in &self.pools {
             for b in &other.pools {
-                if a.overlaps(b) {
+                if let Some((x, y)) = a.overlapping(b) {
                     return Err(Error::new(
                         ErrorKind::Overlap,
                         format!(
-                            "pool {} of network `{}` overlaps pool {} of network `{}` in the same \
+                            "pool {x} of network `{}` overlaps pool {y} of network `{}` in the same \
                              store: choose a disjoint subnet or delete `{}` first",
-                            a.subnet(),
                             self.name,
-                            b.subnet(),
                             other.name,
                             other.name
                         ),
