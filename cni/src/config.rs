@@ -525,6 +525,21 @@ mod tests {
             spec.pools[0].to_string(),
             "10.1.0.0/16 gateway=10.1.0.1 range=10.1.5.1-10.1.255.254"
         );
+        // A range set over two subnets: one pool of two segments, in the set's order, each
+        // with its own gateway.
+        let c = conf(
+            r#"{"name":"n","master":"e","ipam":{"type":"host-local","ranges":[[
+            {"subnet":"10.2.0.0/24","rangeStart":"10.2.0.10","rangeEnd":"10.2.0.11"},
+            {"subnet":"10.2.0.0/24","rangeStart":"10.2.0.20","rangeEnd":"10.2.0.21"},
+            {"subnet":"10.1.0.0/24","gateway":"10.1.0.254"}]]}}"#,
+        );
+        let spec = c.network_spec().unwrap();
+        assert_eq!(spec.pools.len(), 1);
+        assert_eq!(
+            spec.pools[0].to_string(),
+            "10.2.0.0/24 gateway=10.2.0.1 range=10.2.0.10-10.2.0.11 range=10.2.0.20-10.2.0.21 + \
+             10.1.0.0/24 gateway=10.1.0.254"
+        );
         for (json, what) in [
             (
                 r#"{"name":"n","ipam":{"type":"host-local","subnet":"10.1.0.0/16"}}"#,
@@ -549,6 +564,14 @@ mod tests {
             (
                 r#"{"name":"n","master":"e","driver":"bridge","ipam":{"type":"host-local","subnet":"10.1.0.0/24"}}"#,
                 "driver",
+            ),
+            (
+                r#"{"name":"n","master":"e","ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"},{"subnet":"10.2.0.0/24"},{"subnet":"10.1.0.0/24","rangeStart":"10.1.0.9"}]]}}"#,
+                "cannot go on into 10.1.0.0/24",
+            ),
+            (
+                r#"{"name":"n","master":"e","ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"},{"subnet":"fd00::/64"}]]}}"#,
+                "mix IPv4 and IPv6",
             ),
             (r#"{"name":"n","master":"e"}"#, "no `ipam`"),
             (
