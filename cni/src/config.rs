@@ -378,11 +378,15 @@ fn pool_of_set(set: &[RangeConf]) -> Result<Pool, CniError> {
         pool = Some(match pool {
             None => seg,
             Some(p) => {
-                let (a, b) = (p.subnets(), seg.subnet());
+                let a: Vec<_> = p.segments().iter().map(|s| s.subnet()).collect();
+                let b = seg.subnet();
                 p.then(seg).map_err(|e| {
                     invalid(format!(
                         "ipam: a range set over subnets {} cannot go on into {b}: {}",
-                        a.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+                        a.iter()
+                            .map(|n| n.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         e.message()
                     ))
                     .details(e.to_string())

@@ -578,10 +578,7 @@ async fn add(
             version: None,
             interface: Some(0),
             address: *a,
-            gateway: net
-                .pools()
-                .iter()
-                .find_map(|p| p.gateway_of(a.addr())),
+            gateway: net.pools().iter().find_map(|p| p.gateway_of(a.addr())),
         })
         .collect();
     add_routes(&nets, net, conf, call, &netns, &ep, &extra, &ips).await?;

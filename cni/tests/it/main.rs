@@ -666,7 +666,10 @@ fn a_range_set_over_two_subnets_matches_the_reference_plugins() {
     ];
     let mut ours_cts = Vec::new();
     for (i, (addr, gw)) in want.iter().enumerate() {
-        let (a, b) = (host.container(&format!("u{i}")), host.container(&format!("r{i}")));
+        let (a, b) = (
+            host.container(&format!("u{i}")),
+            host.container(&format!("r{i}")),
+        );
         let id = format!("rs2ctr{i}");
         let ours = Call::new("ADD")
             .container(&id, &a.path())
@@ -694,12 +697,14 @@ fn a_range_set_over_two_subnets_matches_the_reference_plugins() {
         ours_cts.push((id, a));
     }
     // One cursor for the set, in the second subnet, as host-local's.
-    let cursor = |d: &TempDir| {
-        std::fs::read_to_string(d.0.join("ipam/rs2net/last_reserved_ip.0")).unwrap()
-    };
+    let cursor =
+        |d: &TempDir| std::fs::read_to_string(d.0.join("ipam/rs2net/last_reserved_ip.0")).unwrap();
     assert_eq!(cursor(&ours_dir), "10.54.9.10");
     assert_eq!(cursor(&ours_dir), cursor(&theirs_dir));
-    assert_eq!(leases(&ours_dir, "rs2net"), vec!["10.54.0.10", "10.54.0.11", "10.54.9.10"]);
+    assert_eq!(
+        leases(&ours_dir, "rs2net"),
+        vec!["10.54.0.10", "10.54.0.11", "10.54.9.10"]
+    );
     for (id, ct) in &ours_cts {
         let del = Call::new("DEL")
             .container(id, &ct.path())

@@ -528,12 +528,12 @@ impl Pool {
     }
 
     /// The subnets of every segment, in order.
-    pub fn subnets(&self) -> Vec<IpNet> {
+    pub(crate) fn subnets(&self) -> Vec<IpNet> {
         self.segs.iter().map(|s| s.subnet).collect()
     }
 
     /// The subnet of the segment holding `ip` (`None` outside the pool).
-    pub fn subnet_of(&self, ip: IpAddr) -> Option<IpNet> {
+    pub(crate) fn subnet_of(&self, ip: IpAddr) -> Option<IpNet> {
         self.segment_of(ip).map(|s| s.subnet)
     }
 
@@ -595,12 +595,9 @@ impl Pool {
 
     /// True if a subnet of one pool shares an address with a subnet of the other.
     pub fn overlaps(&self, other: &Pool) -> bool {
-        self.segs.iter().any(|a| {
-            other
-                .segs
-                .iter()
-                .any(|b| nets_overlap(a.subnet, b.subnet))
-        })
+        self.segs
+            .iter()
+            .any(|a| other.segs.iter().any(|b| nets_overlap(a.subnet, b.subnet)))
     }
 
     /// The first pair of overlapping subnets of the two pools.
@@ -906,16 +903,28 @@ mod tests {
         assert_eq!(p.capacity(), 10 + 5);
         assert_eq!(p.subnets().len(), 2);
         let segs = p.segments();
-        assert_eq!(segs[0].to_string(), "10.2.0.0/24 gateway=10.2.0.254 range=10.2.0.10-10.2.0.19");
-        assert_eq!(segs[1].to_string(), "10.1.0.0/29 gateway=none reserve=h=10.1.0.3");
+        assert_eq!(
+            segs[0].to_string(),
+            "10.2.0.0/24 gateway=10.2.0.254 range=10.2.0.10-10.2.0.19"
+        );
+        assert_eq!(
+            segs[1].to_string(),
+            "10.1.0.0/29 gateway=none reserve=h=10.1.0.3"
+        );
         assert_eq!((segs[0].capacity(), segs[1].capacity()), (10, 5));
         let a = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(p.gateway_of(a("10.1.0.5")), None);
         assert_eq!(p.gateway_of(a("10.2.0.5")), Some(a("10.2.0.254")));
-        assert_eq!(p.subnet_of(a("10.1.0.5")), Some("10.1.0.0/29".parse().unwrap()));
+        assert_eq!(
+            p.subnet_of(a("10.1.0.5")),
+            Some("10.1.0.0/29".parse().unwrap())
+        );
         assert!(p.in_ranges(a("10.1.0.5")) && !p.in_ranges(a("10.2.0.5")));
         assert_eq!(p.excluded_reason(a("10.1.0.3")).unwrap(), "reserved as `h`");
-        assert_eq!(p.excluded_reason(a("10.1.0.7")).unwrap(), "the broadcast address");
+        assert_eq!(
+            p.excluded_reason(a("10.1.0.7")).unwrap(),
+            "the broadcast address"
+        );
         assert!(!p.contains(a("10.3.0.1")));
         // Overlaps with any segment.
         assert!(p.overlaps(&pool("10.1.0.0/16").unwrap()));
@@ -925,7 +934,11 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Overlap, "{e}");
         let e = pool("10.1.0.0/24 + fd00::/64").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
-        for bad in ["10.1.0.0/24 +", "+ 10.1.0.0/24", "10.1.0.0/24 + + 10.2.0.0/24"] {
+        for bad in [
+            "10.1.0.0/24 +",
+            "+ 10.1.0.0/24",
+            "10.1.0.0/24 + + 10.2.0.0/24",
+        ] {
             assert!(pool(bad).is_err(), "{bad}");
         }
     }

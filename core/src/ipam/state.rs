@@ -269,11 +269,8 @@ impl NetState {
             addresses: addrs
                 .iter()
                 .map(|&(i, ip)| LeasedAddress {
-                    address: IpNet::new(
-                        ip,
-                        pools[i].subnet_of(ip).map_or(0, |n| n.prefix_len()),
-                    )
-                    .expect("prefix of a valid subnet"),
+                    address: IpNet::new(ip, pools[i].subnet_of(ip).map_or(0, |n| n.prefix_len()))
+                        .expect("prefix of a valid subnet"),
                     gateway: pools[i].gateway_of(ip),
                     pool: i,
                 })
@@ -787,12 +784,16 @@ mod tests {
         // Range set order, not address order: 10.9.0.0/29 first, then 10.1.0.0/30.
         let mut s = state(&["10.9.0.0/29 range=10.9.0.5-10.9.0.6 + 10.1.0.0/30 gateway=none"]);
         let mut ch = vec![];
-        let l = s.allocate(&owner(0), &Request::any(), &None, &mut ch).unwrap();
+        let l = s
+            .allocate(&owner(0), &Request::any(), &None, &mut ch)
+            .unwrap();
         assert_eq!(l.addresses[0].address.to_string(), "10.9.0.5/29");
         assert_eq!(l.addresses[0].gateway, Some(ip("10.9.0.1")));
         assert_eq!(alloc(&mut s, 1).unwrap(), ip("10.9.0.6"));
         // The first segment is full: its own prefix and gateway for the second's address.
-        let l = s.allocate(&owner(2), &Request::any(), &None, &mut ch).unwrap();
+        let l = s
+            .allocate(&owner(2), &Request::any(), &None, &mut ch)
+            .unwrap();
         assert_eq!(l.addresses[0].address.to_string(), "10.1.0.1/30");
         assert_eq!(l.addresses[0].gateway, None);
         assert_eq!(l.addresses[0].pool, 0);
@@ -812,7 +813,10 @@ mod tests {
         // A fixed address in the second segment; excluded ones of either are refused.
         s.release(&owner(3), &mut vec![]).unwrap();
         let r = Request::ip(ip("10.1.0.2"));
-        assert_eq!(s.allocate(&owner(6), &r, &None, &mut ch).unwrap().ips()[0], ip("10.1.0.2"));
+        assert_eq!(
+            s.allocate(&owner(6), &r, &None, &mut ch).unwrap().ips()[0],
+            ip("10.1.0.2")
+        );
         for bad in ["10.9.0.1", "10.1.0.3", "10.1.0.0"] {
             let r = Request::ip(ip(bad));
             assert!(s.allocate(&owner(7), &r, &None, &mut ch).is_err(), "{bad}");

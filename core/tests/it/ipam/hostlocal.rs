@@ -352,7 +352,11 @@ async fn a_range_set_over_two_subnets_is_shared_with_host_local() {
             let id = format!("hl{k}");
             let r = host_local("ADD", &data_dir, "rs", ranges, &id).unwrap();
             let (a, gw) = host_local_ip(&r);
-            let g = if a.starts_with("10.28.0.") { "10.28.0.1" } else { "10.28.1.6" };
+            let g = if a.starts_with("10.28.0.") {
+                "10.28.0.1"
+            } else {
+                "10.28.1.6"
+            };
             assert_eq!(gw, g, "{r}");
             (id, a)
         };
@@ -361,7 +365,10 @@ async fn a_range_set_over_two_subnets_is_shared_with_host_local() {
         held.push((id, got));
     }
     // Full: both say so.
-    let e = ipam.allocate(&owner("full"), &Request::any()).await.unwrap_err();
+    let e = ipam
+        .allocate(&owner("full"), &Request::any())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PoolExhausted, "{e}");
     assert!(host_local("ADD", &data_dir, "rs", ranges, "full").is_err());
     // Every lease, host-local's in either subnet too, is underlay's own, with its prefix and
@@ -373,7 +380,11 @@ async fn a_range_set_over_two_subnets_is_shared_with_host_local() {
     for (id, a) in &held {
         let l = again.lookup(&owner(id)).await.unwrap().unwrap();
         assert_eq!(&l.addresses[0].address.to_string(), a, "{id}");
-        let want_gw = if a.starts_with("10.28.0.") { "10.28.0.1" } else { "10.28.1.6" };
+        let want_gw = if a.starts_with("10.28.0.") {
+            "10.28.0.1"
+        } else {
+            "10.28.1.6"
+        };
         assert_eq!(l.addresses[0].gateway, Some(ip(want_gw)), "{id}");
     }
     // Releases in the first subnet: host-local's h0 (.3) and underlay's u0 (.6). Next-fit

@@ -215,7 +215,10 @@ fn processes_share_a_pool_over_two_subnets() {
     let first: IpAddr = "10.79.200.0".parse().unwrap();
     let in_first = |a: &IpAddr| *a >= first;
     // Both segments used; the wrap reused released addresses of the first segment.
-    assert!(addrs.iter().filter(|a| in_first(a)).count() > 200, "{addrs:?}");
+    assert!(
+        addrs.iter().filter(|a| in_first(a)).count() > 200,
+        "{addrs:?}"
+    );
     assert!(addrs.iter().filter(|a| !in_first(a)).count() > 1000);
     let mut reused: HashMap<IpAddr, usize> = HashMap::new();
     for a in &every_ack {
@@ -307,7 +310,15 @@ fn kill_9_rounds(name: &str, pools: &[&str]) {
     }
     assert!(!acks.held.is_empty() && !acks.released.is_empty());
     if pools[0].contains(" + ") {
-        let second = acks.held.values().filter(|a| a.to_string().starts_with("10.81.")).count();
-        assert!(second > 0, "never went on into the second subnet: {:?}", acks.held);
+        let second = acks
+            .held
+            .values()
+            .filter(|a| a.to_string().starts_with("10.81."))
+            .count();
+        assert!(
+            second > 0,
+            "never went on into the second subnet: {:?}",
+            acks.held
+        );
     }
 }
