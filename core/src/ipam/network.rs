@@ -166,6 +166,30 @@ mod tests {
     }
 
     #[test]
+    fn every_segment_counts_for_overlaps() {
+        let set = pool("10.0.0.0/24 + 10.1.0.0/24");
+        let e = Network::new("n", vec![set.clone(), pool("10.1.0.128/25")]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Overlap);
+        assert!(e.message().contains("10.1.0.0/24 and 10.1.0.128/25"), "{e}");
+        let a = Network::new("a", vec![set]).unwrap();
+        let b = Network::new("b", vec![pool("10.1.0.0/16")]).unwrap();
+        let e = a.check_disjoint(&b).unwrap_err();
+        assert!(
+            e.message().contains("pool 10.1.0.0/24 of network `a`"),
+            "{e}"
+        );
+        assert!(b.check_disjoint(&a).is_err());
+        let c = Network::new("c", vec![pool("10.2.0.0/16")]).unwrap();
+        a.check_disjoint(&c).unwrap();
+        // The definition's text round-trips.
+        assert_eq!(Network::parse(&a.to_text(), "t").unwrap(), a);
+        assert_eq!(
+            a.to_text(),
+            "name a\npool 10.0.0.0/24 gateway=10.0.0.1 + 10.1.0.0/24 gateway=10.1.0.1\n"
+        );
+    }
+
+    #[test]
     fn pools_must_be_disjoint() {
         let e = Network::new("n", vec![pool("10.0.0.0/16"), pool("10.0.1.0/24")]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Overlap);
