@@ -2751,6 +2751,38 @@ const char *underlay_network_mode(const underlay_network *network);
 underlay_result underlay_pool_parse(const char *text, underlay_pool **pool_out);
 
 /**
+ * A new pool: `first` followed by the segments of `next` (a CNI host-local range set over
+ * several subnets; in text, segments joined by ` + `): an owner gets one address, from
+ * `next` once `first` is full. The subnets must be of one family and disjoint. Free with
+ * `underlay_pool_free`.
+ */
+underlay_result underlay_pool_then(const underlay_pool *first,
+                                   const underlay_pool *next,
+                                   underlay_pool **pool_out);
+
+/**
+ * The number of segments (subnets) of the pool: 1 for most pools (0 for NULL). The subnet,
+ * gateway, ranges and reserved addresses read above are the first segment's.
+ */
+size_t underlay_pool_segment_count(const underlay_pool *pool);
+
+/**
+ * Segment `index` as a pool of one subnet, in `*segment_out` (free with
+ * `underlay_pool_free`).
+ */
+underlay_result underlay_pool_segment(const underlay_pool *pool,
+                                      size_t index,
+                                      underlay_pool **segment_out);
+
+/**
+ * The gateway of the segment holding `address`, in `*gateway_out` (a new string, free with
+ * `underlay_string_free`; NULL when that segment has no gateway or no segment holds it).
+ */
+underlay_result underlay_pool_gateway_of(const underlay_pool *pool,
+                                         const char *address,
+                                         char **gateway_out);
+
+/**
  * Frees a pool. NULL is a no-op.
  */
 void underlay_pool_free(underlay_pool *pool);

@@ -318,7 +318,7 @@ impl NetConf {
 }
 
 impl IpamConf {
-    /// The pools: one per range set (its ranges must share one subnet).
+    /// The pools: one per range set (a set over several subnets is a pool of several segments).
     pub(crate) fn pools(&self) -> Result<Vec<Pool>, CniError> {
         let mut sets = self.ranges.clone();
         if let Some(subnet) = self.subnet {
@@ -367,10 +367,39 @@ impl IpamConf {
 }
 
 fn pool_of_set(set: &[RangeConf]) -> Result<Pool, CniError> {
-    let first = set
-        .first()
-        .ok_or_else(|| invalid("ipam: an empty range set in `ranges`"))?;
-    let subnet = first.subnet;
+    if set.is_empty() {
+        return Err(invalid("ipam: an empty range set in `ranges`"));
+    }
+    // Consecutive ranges of one subnet make a segment; a set over several subnets is a pool
+    // of several segments, in the set's order (host-local's range set).
+    let mut pool: Option<Pool> = None;
+    for seg in set.chunk_by(|a, b| a.subnet == b.subnet) {
+        let seg = pool_of_segment(seg)?;
+        pool = Some(match pool {
+            None => seg,
+            Some(p) => {
+                let a: Vec<_> = p.segments().iter().map(|s| s.subnet()).collect();
+                let b = seg.subnet();
+                p.then(seg).map_err(|e| {
+                    invalid(format!(
+                        "ipam: a range set over subnets {} cannot go on into {b}: {}",
+                        a.iter()
+                            .map(|n| n.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        e.message()
+                    ))
+                    .details(e.to_string())
+                })?
+            }
+        });
+    }
+    Ok(pool.expect("a non-empty set"))
+}
+
+/// The pool of consecutive ranges of one subnet.
+fn pool_of_segment(set: &[RangeConf]) -> Result<Pool, CniError> {
+    let subnet = set[0].subnet;
     if subnet.addr() != subnet.network() {
         return Err(invalid(format!(
             "ipam: subnet `{subnet}` has host bits set: did you mean `{}`?",
@@ -379,12 +408,6 @@ fn pool_of_set(set: &[RangeConf]) -> Result<Pool, CniError> {
     }
     let mut gateway = None;
     for r in set {
-        if r.subnet != subnet {
-            return Err(invalid(format!(
-                "ipam: a range set with subnets {subnet} and {} is not supported yet: give each subnet its own range set",
-                r.subnet
-            )));
-        }
         match (gateway, r.gateway) {
             (Some(a), Some(b)) if a != b => {
                 return Err(invalid(format!(
@@ -506,6 +529,21 @@ mod tests {
             spec.pools[0].to_string(),
             "10.1.0.0/16 gateway=10.1.0.1 range=10.1.5.1-10.1.255.254"
         );
+        // A range set over two subnets: one pool of two segments, in the set's order, each
+        // with its own gateway.
+        let c = conf(
+            r#"{"name":"n","master":"e","ipam":{"type":"host-local","ranges":[[
+            {"subnet":"10.2.0.0/24","rangeStart":"10.2.0.10","rangeEnd":"10.2.0.11"},
+            {"subnet":"10.2.0.0/24","rangeStart":"10.2.0.20","rangeEnd":"10.2.0.21"},
+            {"subnet":"10.1.0.0/24","gateway":"10.1.0.254"}]]}}"#,
+        );
+        let spec = c.network_spec().unwrap();
+        assert_eq!(spec.pools.len(), 1);
+        assert_eq!(
+            spec.pools[0].to_string(),
+            "10.2.0.0/24 gateway=10.2.0.1 range=10.2.0.10-10.2.0.11 range=10.2.0.20-10.2.0.21 + \
+             10.1.0.0/24 gateway=10.1.0.254"
+        );
         for (json, what) in [
             (
                 r#"{"name":"n","ipam":{"type":"host-local","subnet":"10.1.0.0/16"}}"#,
@@ -530,6 +568,14 @@ mod tests {
             (
                 r#"{"name":"n","master":"e","driver":"bridge","ipam":{"type":"host-local","subnet":"10.1.0.0/24"}}"#,
                 "driver",
+            ),
+            (
+                r#"{"name":"n","master":"e","ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"},{"subnet":"10.2.0.0/24"},{"subnet":"10.1.0.0/24","rangeStart":"10.1.0.9"}]]}}"#,
+                "cannot go on into 10.1.0.0/24",
+            ),
+            (
+                r#"{"name":"n","master":"e","ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"},{"subnet":"fd00::/64"}]]}}"#,
+                "mix IPv4 and IPv6",
             ),
             (r#"{"name":"n","master":"e"}"#, "no `ipam`"),
             (

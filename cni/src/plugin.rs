@@ -578,11 +578,7 @@ async fn add(
             version: None,
             interface: Some(0),
             address: *a,
-            gateway: net
-                .pools()
-                .iter()
-                .find(|p| p.subnet().contains(&a.addr()))
-                .and_then(|p| p.gateway()),
+            gateway: net.pools().iter().find_map(|p| p.gateway_of(a.addr())),
         })
         .collect();
     add_routes(&nets, net, conf, call, &netns, &ep, &extra, &ips).await?;

@@ -7,7 +7,9 @@ use std::os::raw::c_char;
 use underlay::ipam::Pool;
 
 use crate::result::underlay_result;
-use crate::support::{cstring, free, guard, guard_value, ip, opt_ptr, out, r, s};
+use crate::support::{
+    cstring, free, guard, guard_value, invalid, ip, opt_ptr, out, owned_string, r, s,
+};
 
 /// A pool. Free with `underlay_pool_free`.
 pub struct underlay_pool {
@@ -28,19 +30,96 @@ pub extern "C" fn underlay_pool_parse(
 ) -> underlay_result {
     guard(|| {
         let p: Pool = s(text, "text")?.parse()?;
+        out(pool_out, "pool_out")?.set_box(wrap(p));
+        Ok(())
+    })
+}
+
+fn wrap(p: Pool) -> underlay_pool {
+    underlay_pool {
+        text: cstring(p.to_string()),
+        subnet: cstring(p.subnet().to_string()),
+        gateway: p.gateway().map(|g| cstring(g.to_string())),
+        ranges: p.ranges().iter().map(|x| cstring(x.to_string())).collect(),
+        reserved: p
+            .reserved()
+            .iter()
+            .map(|x| (cstring(x.name()), cstring(x.addr().to_string())))
+            .collect(),
+        inner: p,
+    }
+}
+
+/// A new pool: `first` followed by the segments of `next` (a CNI host-local range set over
+/// several subnets; in text, segments joined by ` + `): an owner gets one address, from
+/// `next` once `first` is full. The subnets must be of one family and disjoint. Free with
+/// `underlay_pool_free`.
+#[no_mangle]
+pub extern "C" fn underlay_pool_then(
+    first: *const underlay_pool,
+    next: *const underlay_pool,
+    pool_out: *mut *mut underlay_pool,
+) -> underlay_result {
+    guard(|| {
+        let a = r(first, "first")?.inner.clone();
+        let b = r(next, "next")?.inner.clone();
         let o = out(pool_out, "pool_out")?;
-        o.set_box(underlay_pool {
-            text: cstring(p.to_string()),
-            subnet: cstring(p.subnet().to_string()),
-            gateway: p.gateway().map(|g| cstring(g.to_string())),
-            ranges: p.ranges().iter().map(|x| cstring(x.to_string())).collect(),
-            reserved: p
-                .reserved()
-                .iter()
-                .map(|x| (cstring(x.name()), cstring(x.addr().to_string())))
-                .collect(),
-            inner: p,
-        });
+        o.set_box(wrap(a.then(b)?));
+        Ok(())
+    })
+}
+
+/// The number of segments (subnets) of the pool: 1 for most pools (0 for NULL). The subnet,
+/// gateway, ranges and reserved addresses read above are the first segment's.
+#[no_mangle]
+pub extern "C" fn underlay_pool_segment_count(pool: *const underlay_pool) -> usize {
+    guard_value(0, || {
+        r(pool, "pool").map_or(0, |p| p.inner.segments().len())
+    })
+}
+
+/// Segment `index` as a pool of one subnet, in `*segment_out` (free with
+/// `underlay_pool_free`).
+#[no_mangle]
+pub extern "C" fn underlay_pool_segment(
+    pool: *const underlay_pool,
+    index: usize,
+    segment_out: *mut *mut underlay_pool,
+) -> underlay_result {
+    guard(|| {
+        let p = r(pool, "pool")?;
+        let o = out(segment_out, "segment_out")?;
+        let mut segs = p.inner.segments();
+        if index >= segs.len() {
+            return Err(invalid(format!(
+                "pool `{}` has {} segments, no segment {index}: give an index below \
+                 underlay_pool_segment_count",
+                p.inner,
+                segs.len()
+            )));
+        }
+        o.set_box(wrap(segs.swap_remove(index)));
+        Ok(())
+    })
+}
+
+/// The gateway of the segment holding `address`, in `*gateway_out` (a new string, free with
+/// `underlay_string_free`; NULL when that segment has no gateway or no segment holds it).
+#[no_mangle]
+pub extern "C" fn underlay_pool_gateway_of(
+    pool: *const underlay_pool,
+    address: *const c_char,
+    gateway_out: *mut *mut c_char,
+) -> underlay_result {
+    guard(|| {
+        let p = r(pool, "pool")?;
+        let a = ip(address, "address")?;
+        let o = out(gateway_out, "gateway_out")?;
+        o.set(
+            p.inner
+                .gateway_of(a)
+                .map_or(std::ptr::null_mut(), |g| owned_string(g.to_string())),
+        );
         Ok(())
     })
 }

@@ -103,9 +103,37 @@ impl Pool {
     fn contains(&self, ip: &Bound<'_, PyAny>) -> PyResult<bool> {
         Ok(self.inner.contains(conv::ip(ip)?))
     }
-    /// Whether the two pools' subnets overlap.
+    /// Whether a subnet of one pool overlaps a subnet of the other.
     fn overlaps(&self, other: &Pool) -> bool {
         self.inner.overlaps(&other.inner)
+    }
+    /// This pool followed by the segments of `next` (a CNI host-local range set over several
+    /// subnets): one address per owner, from `next` once this pool is full.
+    fn then(&self, next: &Pool) -> PyResult<Pool> {
+        Ok(Pool {
+            inner: self.inner.clone().then(next.inner.clone()).map_err(to_py)?,
+        })
+    }
+    /// The segments, each a pool of one subnet, in allocation order (`subnet`, `gateway`,
+    /// `ranges` and `reserved` are the first one's).
+    #[getter]
+    fn segments(&self) -> Vec<Pool> {
+        self.inner
+            .segments()
+            .into_iter()
+            .map(|inner| Pool { inner })
+            .collect()
+    }
+    /// The gateway of the segment holding `ip` (None without one, or outside the pool).
+    fn gateway_of<'py>(
+        &self,
+        py: Python<'py>,
+        ip: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner
+            .gateway_of(conv::ip(ip)?)
+            .map(|g| conv::py_ip(py, g))
+            .transpose()
     }
     fn __str__(&self) -> String {
         self.inner.to_string()

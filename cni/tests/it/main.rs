@@ -634,6 +634,87 @@ fn results_match_the_reference_plugins() {
     }
 }
 
+/// A range set over two subnets (host-local's range set): underlay takes the first range,
+/// then goes on into the second, each address with its own range's prefix and gateway, and
+/// answers and configures as the reference macvlan + host-local do on the same config.
+#[test]
+fn a_range_set_over_two_subnets_matches_the_reference_plugins() {
+    root_or_skip!("a_range_set_over_two_subnets_matches_the_reference_plugins");
+    let reference = Path::new(REFERENCE_DIR).join("macvlan");
+    if !reference.exists() {
+        eprintln!("SKIPPED a_range_set_over_two_subnets_matches_the_reference_plugins: {} is missing (`cargo xtask cni-test` installs containernetworking-plugins)", reference.display());
+        return;
+    }
+    let host = Host::new("rs2");
+    let ours_dir = TempDir::new("rs2u");
+    let theirs_dir = TempDir::new("rs2r");
+    let mut conf = config(&host, &ours_dir, "rs2net", "1.0.0", "10.54.0");
+    conf["ipam"]["ranges"] = json!([[
+        { "subnet": "10.54.0.0/24", "rangeStart": "10.54.0.10", "rangeEnd": "10.54.0.11" },
+        { "subnet": "10.54.8.0/22", "rangeStart": "10.54.9.10", "rangeEnd": "10.54.9.20",
+          "gateway": "10.54.11.254" }
+    ]]);
+    conf["ipam"]["routes"] = json!([{ "dst": "0.0.0.0/0" }]);
+    let mut theirs = conf.clone();
+    theirs["type"] = "macvlan".into();
+    theirs["ipam"]["type"] = "host-local".into();
+    theirs["ipam"]["dataDir"] = theirs_dir.path("ipam").into();
+    let want = [
+        ("10.54.0.10/24", "10.54.0.1"),
+        ("10.54.0.11/24", "10.54.0.1"),
+        ("10.54.9.10/22", "10.54.11.254"),
+    ];
+    let mut ours_cts = Vec::new();
+    for (i, (addr, gw)) in want.iter().enumerate() {
+        let (a, b) = (
+            host.container(&format!("u{i}")),
+            host.container(&format!("r{i}")),
+        );
+        let id = format!("rs2ctr{i}");
+        let ours = Call::new("ADD")
+            .container(&id, &a.path())
+            .stdin(conf.clone())
+            .run(&host);
+        let theirs_out = Call::new("ADD")
+            .container(&id, &b.path())
+            .cni_path(REFERENCE_DIR)
+            .binary(&reference)
+            .stdin(theirs.clone())
+            .run(&host);
+        assert_eq!(ours.code, 0, "{i}: {ours:?}");
+        assert_eq!(theirs_out.code, 0, "{i}: {theirs_out:?}");
+        assert_eq!(ours.json["ips"][0]["address"], *addr, "{ours:?}");
+        assert_eq!(ours.json["ips"][0]["gateway"], *gw, "{ours:?}");
+        let mut expected = theirs_out.json.clone();
+        expected["interfaces"][0]["mac"] = ours.json["interfaces"][0]["mac"].clone();
+        expected["interfaces"][0]["sandbox"] = a.path().into();
+        assert_eq!(ours.json, expected, "{i}");
+        // The kernel: the address with its range's prefix, the default route via its gateway.
+        assert_eq!(a.addrs("eth0"), vec![addr.to_string()]);
+        assert_eq!(a.addrs("eth0"), b.addrs("eth0"), "{i}");
+        assert_eq!(a.routes("-4"), b.routes("-4"), "{i}");
+        assert!(a.has_default_via(gw), "{i}");
+        ours_cts.push((id, a));
+    }
+    // One cursor for the set, in the second subnet, as host-local's.
+    let cursor =
+        |d: &TempDir| std::fs::read_to_string(d.0.join("ipam/rs2net/last_reserved_ip.0")).unwrap();
+    assert_eq!(cursor(&ours_dir), "10.54.9.10");
+    assert_eq!(cursor(&ours_dir), cursor(&theirs_dir));
+    assert_eq!(
+        leases(&ours_dir, "rs2net"),
+        vec!["10.54.0.10", "10.54.0.11", "10.54.9.10"]
+    );
+    for (id, ct) in &ours_cts {
+        let del = Call::new("DEL")
+            .container(id, &ct.path())
+            .stdin(conf.clone())
+            .run(&host);
+        assert_eq!(del.code, 0, "{del:?}");
+    }
+    assert!(leases(&ours_dir, "rs2net").is_empty());
+}
+
 /// underlay and the reference host-local plugin allocating at once on one data directory
 /// (a host moving between them): no address twice.
 #[test]

@@ -57,13 +57,11 @@ impl Network {
         }
         for (i, a) in pools.iter().enumerate() {
             for b in &pools[i + 1..] {
-                if a.overlaps(b) {
+                if let Some((x, y)) = a.overlapping(b) {
                     return Err(Error::new(
                         ErrorKind::Overlap,
                         format!(
-                            "pools {} and {} of network `{name}` overlap: give disjoint subnets",
-                            a.subnet(),
-                            b.subnet()
+                            "pools {x} and {y} of network `{name}` overlap: give disjoint subnets"
                         ),
                     ));
                 }
@@ -87,15 +85,13 @@ impl Network {
     pub fn check_disjoint(&self, other: &Network) -> Result<()> {
         for a in &self.pools {
             for b in &other.pools {
-                if a.overlaps(b) {
+                if let Some((x, y)) = a.overlapping(b) {
                     return Err(Error::new(
                         ErrorKind::Overlap,
                         format!(
-                            "pool {} of network `{}` overlaps pool {} of network `{}` in the same \
+                            "pool {x} of network `{}` overlaps pool {y} of network `{}` in the same \
                              store: choose a disjoint subnet or delete `{}` first",
-                            a.subnet(),
                             self.name,
-                            b.subnet(),
                             other.name,
                             other.name
                         ),
@@ -167,6 +163,30 @@ mod tests {
         for bad in ["", ".", "..", ".hidden", "a/b", "a b", &"x".repeat(65)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn every_segment_counts_for_overlaps() {
+        let set = pool("10.0.0.0/24 + 10.1.0.0/24");
+        let e = Network::new("n", vec![set.clone(), pool("10.1.0.128/25")]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Overlap);
+        assert!(e.message().contains("10.1.0.0/24 and 10.1.0.128/25"), "{e}");
+        let a = Network::new("a", vec![set]).unwrap();
+        let b = Network::new("b", vec![pool("10.1.0.0/16")]).unwrap();
+        let e = a.check_disjoint(&b).unwrap_err();
+        assert!(
+            e.message().contains("pool 10.1.0.0/24 of network `a`"),
+            "{e}"
+        );
+        assert!(b.check_disjoint(&a).is_err());
+        let c = Network::new("c", vec![pool("10.2.0.0/16")]).unwrap();
+        a.check_disjoint(&c).unwrap();
+        // The definition's text round-trips.
+        assert_eq!(Network::parse(&a.to_text(), "t").unwrap(), a);
+        assert_eq!(
+            a.to_text(),
+            "name a\npool 10.0.0.0/24 gateway=10.0.0.1 + 10.1.0.0/24 gateway=10.1.0.1\n"
+        );
     }
 
     #[test]

@@ -257,11 +257,16 @@ impl PoolBuilder {
     }
 }
 
-/// One subnet to allocate from: gateway, allocation ranges, reserved addresses.
+/// Addresses to allocate from: one subnet with its gateway, allocation ranges and reserved
+/// addresses, or (a CNI host-local range set over several subnets) several such segments.
 ///
 /// For IPv4 the network, broadcast and gateway addresses are never handed out; for IPv6 the
-/// subnet-router anycast address (the first one) and the gateway. As text (the form the store
-/// keeps): `SUBNET [gateway=IP|none] [range=CIDR|START-END]... [reserve=[NAME=]IP]...`.
+/// subnet-router anycast address (the first one) and the gateway. An owner gets one address
+/// from a pool: next-fit over the segments in order, going on into the next segment when one
+/// is full, as host-local's range set iterator does; each address carries its own segment's
+/// prefix length and gateway. As text (the form the store keeps):
+/// `SUBNET [gateway=IP|none] [range=CIDR|START-END]... [reserve=[NAME=]IP]...`, segments
+/// joined by ` + `.
 ///
 /// ```
 /// use underlay::ipam::{AllocRange, Pool, Reserved};
@@ -275,19 +280,42 @@ impl PoolBuilder {
 /// // The same pool as text.
 /// let again: Pool = pool.to_string().parse()?;
 /// assert_eq!(again, pool);
+/// // A range set over two subnets: 10.1.0.0/30 first, then 10.2.0.0/30.
+/// let set = Pool::new("10.1.0.0/30".parse().unwrap())?.then(Pool::new("10.2.0.0/30".parse().unwrap())?)?;
+/// assert_eq!(set.to_string(), "10.1.0.0/30 gateway=10.1.0.1 + 10.2.0.0/30 gateway=10.2.0.1");
+/// assert_eq!((set.capacity(), set.segments().len()), (2, 2));
 /// # Ok::<(), underlay::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool {
+    segs: Vec<Segment>,
+    /// Allocation spans as address numbers: per segment, in segment order, its spans sorted
+    /// and disjoint.
+    spans: Vec<(u128, u128)>,
+    capacity: u128,
+}
+
+/// One subnet of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Segment {
     subnet: IpNet,
     gateway: Option<IpAddr>,
     ranges: Vec<AllocRange>,
     reserved: Vec<Reserved>,
-    /// Allocation spans as offsets from the subnet's first address, sorted, disjoint.
-    spans: Vec<(u128, u128)>,
-    /// Offsets never handed out, sorted, unique.
+    /// This segment's spans: `Pool::spans[spans.0..spans.1]`.
+    spans: (usize, usize),
+    /// Address numbers never handed out, sorted, unique.
     excluded: Vec<u128>,
-    capacity: u128,
+}
+
+impl Segment {
+    fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv6() == matches!(self.subnet, IpNet::V6(_)) && self.subnet.contains(&ip)
+    }
+
+    fn contains_num(&self, n: u128) -> bool {
+        ip_to_u128(self.subnet.network()) <= n && n <= ip_to_u128(self.subnet.broadcast())
+    }
 }
 
 impl Pool {
@@ -306,6 +334,64 @@ impl Pool {
         Pool::builder(subnet).build()
     }
 
+    /// This pool followed by the segments of `next` (a host-local range set over several
+    /// subnets): an owner still gets one address, from `next` once this pool is full. The
+    /// subnets must be of one family and disjoint.
+    pub fn then(self, next: Pool) -> Result<Pool> {
+        if self.is_ipv6() != next.is_ipv6() {
+            return Err(Error::invalid(format!(
+                "pool {} and pool {} mix IPv4 and IPv6: one address comes from a pool, so give \
+                 each family its own pool",
+                self.subnet(),
+                next.subnet()
+            )));
+        }
+        for a in &self.segs {
+            for b in &next.segs {
+                if nets_overlap(a.subnet, b.subnet) {
+                    return Err(Error::new(
+                        ErrorKind::Overlap,
+                        format!(
+                            "subnets {} and {} of one pool overlap: give disjoint subnets",
+                            a.subnet, b.subnet
+                        ),
+                    ));
+                }
+            }
+        }
+        let Pool {
+            mut segs,
+            mut spans,
+            capacity,
+        } = self;
+        let shift = spans.len();
+        for mut s in next.segs {
+            s.spans = (s.spans.0 + shift, s.spans.1 + shift);
+            segs.push(s);
+        }
+        spans.extend(next.spans);
+        Ok(Pool {
+            segs,
+            spans,
+            capacity: capacity.saturating_add(next.capacity),
+        })
+    }
+
+    /// The segments, each a pool of one subnet, in allocation order (one for most pools).
+    pub fn segments(&self) -> Vec<Pool> {
+        self.segs
+            .iter()
+            .map(|s| Pool {
+                spans: self.spans[s.spans.0..s.spans.1].to_vec(),
+                capacity: segment_capacity(&self.spans[s.spans.0..s.spans.1], &s.excluded),
+                segs: vec![Segment {
+                    spans: (0, s.spans.1 - s.spans.0),
+                    ..s.clone()
+                }],
+            })
+            .collect()
+    }
+
     fn validate(b: PoolBuilder) -> Result<Pool> {
         let subnet = b.subnet;
         let v6 = matches!(subnet, IpNet::V6(_));
@@ -322,7 +408,7 @@ impl Pool {
             )));
         }
         let base = ip_to_u128(subnet.network());
-        let last = ip_to_u128(subnet.broadcast()) - base;
+        let last = ip_to_u128(subnet.broadcast());
         let inside = |ip: IpAddr| ip.is_ipv6() == v6 && subnet.contains(&ip);
 
         let gateway = match b.gateway {
@@ -340,8 +426,8 @@ impl Pool {
                         "gateway {gw} is outside subnet {subnet}: give an address inside it"
                     )));
                 }
-                let off = ip_to_u128(gw) - base;
-                if !v6 && (off == 0 || off == last) {
+                let n = ip_to_u128(gw);
+                if !v6 && (n == base || n == last) {
                     return Err(Error::invalid(format!(
                         "gateway {gw} is the network or broadcast address of {subnet}: \
                          give a host address"
@@ -362,10 +448,10 @@ impl Pool {
                     "range {r} is outside subnet {subnet}: give a range inside it"
                 )));
             }
-            spans.push((lo - base, hi - base, *r));
+            spans.push((lo, hi, *r));
         }
         if spans.is_empty() {
-            spans.push((0, last, AllocRange::Cidr(subnet)));
+            spans.push((base, last, AllocRange::Cidr(subnet)));
         }
         spans.sort_by_key(|s| s.0);
         for w in spans.windows(2) {
@@ -381,12 +467,12 @@ impl Pool {
         }
 
         let mut excluded = Vec::with_capacity(b.reserved.len() + 3);
-        excluded.push(0); // IPv4 network address, IPv6 subnet-router anycast.
+        excluded.push(base); // IPv4 network address, IPv6 subnet-router anycast.
         if !v6 {
             excluded.push(last);
         }
         if let Some(gw) = gateway {
-            excluded.push(ip_to_u128(gw) - base);
+            excluded.push(ip_to_u128(gw));
         }
         for r in &b.reserved {
             if !inside(r.addr) {
@@ -394,18 +480,13 @@ impl Pool {
                     "reserved address {r} is outside subnet {subnet}: give an address inside it"
                 )));
             }
-            excluded.push(ip_to_u128(r.addr) - base);
+            excluded.push(ip_to_u128(r.addr));
         }
         excluded.sort_unstable();
         excluded.dedup();
 
         let spans: Vec<(u128, u128)> = spans.into_iter().map(|(lo, hi, _)| (lo, hi)).collect();
-        let mut capacity: u128 = spans.iter().map(|(lo, hi)| hi - lo + 1).sum();
-        for off in &excluded {
-            if span_index(&spans, *off).is_some() {
-                capacity -= 1;
-            }
-        }
+        let capacity = segment_capacity(&spans, &excluded);
         if capacity == 0 {
             return Err(Error::invalid(format!(
                 "pool {subnet} has no usable address in its ranges once the network, broadcast, \
@@ -413,34 +494,56 @@ impl Pool {
             )));
         }
         Ok(Pool {
-            subnet,
-            gateway,
-            ranges: b.ranges,
-            reserved: b.reserved,
+            segs: vec![Segment {
+                subnet,
+                gateway,
+                ranges: b.ranges,
+                reserved: b.reserved,
+                spans: (0, spans.len()),
+                excluded,
+            }],
             spans,
-            excluded,
             capacity,
         })
     }
 
-    /// The subnet.
+    /// The subnet (of the first segment: see [`Pool::segments`]).
     pub fn subnet(&self) -> IpNet {
-        self.subnet
+        self.segs[0].subnet
     }
 
-    /// The gateway, if any.
+    /// The gateway, if any (of the first segment: see [`Pool::gateway_of`]).
     pub fn gateway(&self) -> Option<IpAddr> {
-        self.gateway
+        self.segs[0].gateway
     }
 
-    /// The allocation ranges as given (empty: the whole subnet).
+    /// The allocation ranges as given (empty: the whole subnet; of the first segment).
     pub fn ranges(&self) -> &[AllocRange] {
-        &self.ranges
+        &self.segs[0].ranges
     }
 
-    /// The reserved addresses.
+    /// The reserved addresses (of the first segment).
     pub fn reserved(&self) -> &[Reserved] {
-        &self.reserved
+        &self.segs[0].reserved
+    }
+
+    /// The subnets of every segment, in order.
+    pub(crate) fn subnets(&self) -> Vec<IpNet> {
+        self.segs.iter().map(|s| s.subnet).collect()
+    }
+
+    /// The subnet of the segment holding `ip` (`None` outside the pool).
+    pub(crate) fn subnet_of(&self, ip: IpAddr) -> Option<IpNet> {
+        self.segment_of(ip).map(|s| s.subnet)
+    }
+
+    /// The gateway of the segment holding `ip` (`None` outside the pool, or without one).
+    pub fn gateway_of(&self, ip: IpAddr) -> Option<IpAddr> {
+        self.segment_of(ip).and_then(|s| s.gateway)
+    }
+
+    fn segment_of(&self, ip: IpAddr) -> Option<&Segment> {
+        self.segs.iter().find(|s| s.contains(ip))
     }
 
     /// How many addresses the pool can hand out.
@@ -450,76 +553,125 @@ impl Pool {
 
     /// True for an IPv6 pool.
     pub fn is_ipv6(&self) -> bool {
-        matches!(self.subnet, IpNet::V6(_))
+        matches!(self.segs[0].subnet, IpNet::V6(_))
     }
 
-    /// True if `ip` is inside the subnet.
+    /// True if `ip` is inside a subnet of the pool.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        ip.is_ipv6() == self.is_ipv6() && self.subnet.contains(&ip)
+        self.segment_of(ip).is_some()
     }
 
     /// True if `ip` lies in one of the allocation ranges.
     pub fn in_ranges(&self, ip: IpAddr) -> bool {
-        self.contains(ip) && span_index(&self.spans, self.offset(ip)).is_some()
+        self.contains(ip) && self.span_index(self.offset(ip)).is_some()
     }
 
-    /// Why `ip` (inside the subnet) can never be handed out, if it cannot.
+    /// Why `ip` (inside the pool) can never be handed out, if it cannot.
     pub fn excluded_reason(&self, ip: IpAddr) -> Option<String> {
-        if !self.contains(ip) {
+        let seg = self.segment_of(ip)?;
+        let n = ip_to_u128(ip);
+        if seg.excluded.binary_search(&n).is_err() {
             return None;
         }
-        let off = self.offset(ip);
-        if self.excluded.binary_search(&off).is_err() {
-            return None;
-        }
-        if Some(ip) == self.gateway {
+        if Some(ip) == seg.gateway {
             return Some("the gateway".into());
         }
-        if let Some(r) = self.reserved.iter().find(|r| r.addr == ip) {
+        if let Some(r) = seg.reserved.iter().find(|r| r.addr == ip) {
             return Some(if r.name.is_empty() {
                 "a reserved address".into()
             } else {
                 format!("reserved as `{}`", r.name)
             });
         }
-        Some(if off == 0 && self.is_ipv6() {
+        let first = n == ip_to_u128(seg.subnet.network());
+        Some(if first && self.is_ipv6() {
             "the subnet-router anycast address".into()
-        } else if off == 0 {
+        } else if first {
             "the network address".into()
         } else {
             "the broadcast address".into()
         })
     }
 
-    /// True if the subnets of the two pools share an address.
+    /// True if a subnet of one pool shares an address with a subnet of the other.
     pub fn overlaps(&self, other: &Pool) -> bool {
-        self.is_ipv6() == other.is_ipv6()
-            && (self.subnet.contains(&other.subnet.network())
-                || other.subnet.contains(&self.subnet.network()))
+        self.segs
+            .iter()
+            .any(|a| other.segs.iter().any(|b| nets_overlap(a.subnet, b.subnet)))
     }
 
+    /// The first pair of overlapping subnets of the two pools.
+    pub(crate) fn overlapping(&self, other: &Pool) -> Option<(IpNet, IpNet)> {
+        self.segs.iter().find_map(|a| {
+            other
+                .segs
+                .iter()
+                .find(|b| nets_overlap(a.subnet, b.subnet))
+                .map(|b| (a.subnet, b.subnet))
+        })
+    }
+
+    /// `ip` as a number: the allocator's offsets are address numbers, the same in every
+    /// segment.
     pub(crate) fn offset(&self, ip: IpAddr) -> u128 {
-        ip_to_u128(ip) - ip_to_u128(self.subnet.network())
+        ip_to_u128(ip)
     }
 
     pub(crate) fn addr_at(&self, off: u128) -> IpAddr {
-        u128_to_ip(ip_to_u128(self.subnet.network()) + off, self.is_ipv6())
+        u128_to_ip(off, self.is_ipv6())
     }
 
+    /// The allocation spans in allocation order: per segment, sorted.
     pub(crate) fn spans(&self) -> &[(u128, u128)] {
         &self.spans
     }
 
-    pub(crate) fn excluded_offsets(&self) -> &[u128] {
-        &self.excluded
+    /// Every excluded address number, of every segment.
+    pub(crate) fn excluded_offsets(&self) -> impl Iterator<Item = &u128> {
+        self.segs.iter().flat_map(|s| s.excluded.iter())
     }
 
     pub(crate) fn is_excluded_offset(&self, off: u128) -> bool {
-        self.excluded.binary_search(&off).is_ok()
+        self.segs
+            .iter()
+            .find(|s| s.contains_num(off))
+            .is_some_and(|s| s.excluded.binary_search(&off).is_ok())
+    }
+
+    /// The index (into [`Pool::spans`]) of the span holding `off`.
+    pub(crate) fn span_index(&self, off: u128) -> Option<usize> {
+        let s = self.segs.iter().find(|s| s.contains_num(off))?;
+        span_index(&self.spans[s.spans.0..s.spans.1], off).map(|j| s.spans.0 + j)
+    }
+
+    /// Where next-fit goes on after `off`, which lies in no span: the index of the next span
+    /// of `off`'s segment, or of the following segment's first span (wrapping); 0 when `off`
+    /// is outside the pool.
+    pub(crate) fn span_after(&self, off: u128) -> usize {
+        let Some(s) = self.segs.iter().find(|s| s.contains_num(off)) else {
+            return 0;
+        };
+        let j = s.spans.0 + self.spans[s.spans.0..s.spans.1].partition_point(|x| x.0 <= off);
+        j % self.spans.len()
     }
 }
 
-/// The index of the span holding `off`.
+fn nets_overlap(a: IpNet, b: IpNet) -> bool {
+    matches!(a, IpNet::V6(_)) == matches!(b, IpNet::V6(_))
+        && (a.contains(&b.network()) || b.contains(&a.network()))
+}
+
+fn segment_capacity(spans: &[(u128, u128)], excluded: &[u128]) -> u128 {
+    let mut capacity: u128 = spans.iter().map(|(lo, hi)| hi - lo + 1).sum();
+    for n in excluded {
+        if span_index(spans, *n).is_some() {
+            capacity -= 1;
+        }
+    }
+    capacity
+}
+
+/// The index of the span holding `off` in sorted, disjoint `spans`.
 pub(crate) fn span_index(spans: &[(u128, u128)], off: u128) -> Option<usize> {
     let i = spans.partition_point(|s| s.1 < off);
     (i < spans.len() && spans[i].0 <= off).then_some(i)
@@ -527,16 +679,21 @@ pub(crate) fn span_index(spans: &[(u128, u128)], off: u128) -> Option<usize> {
 
 impl fmt::Display for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.subnet)?;
-        match self.gateway {
-            Some(gw) => write!(f, " gateway={gw}")?,
-            None => write!(f, " gateway=none")?,
-        }
-        for r in &self.ranges {
-            write!(f, " range={r}")?;
-        }
-        for r in &self.reserved {
-            write!(f, " reserve={r}")?;
+        for (i, s) in self.segs.iter().enumerate() {
+            if i > 0 {
+                write!(f, " + ")?;
+            }
+            write!(f, "{}", s.subnet)?;
+            match s.gateway {
+                Some(gw) => write!(f, " gateway={gw}")?,
+                None => write!(f, " gateway=none")?,
+            }
+            for r in &s.ranges {
+                write!(f, " range={r}")?;
+            }
+            for r in &s.reserved {
+                write!(f, " reserve={r}")?;
+            }
         }
         Ok(())
     }
@@ -545,35 +702,50 @@ impl fmt::Display for Pool {
 impl FromStr for Pool {
     type Err = Error;
     fn from_str(s: &str) -> Result<Pool> {
-        let mut words = s.split_whitespace();
-        let subnet = words.next().ok_or_else(|| {
-            Error::invalid(
-                "pool text is empty: write `SUBNET [gateway=IP|none] [range=...] [reserve=...]`",
-            )
-        })?;
-        let mut b = Pool::builder(parse_net(subnet, "subnet")?);
-        for word in words {
-            let (key, value) = word.split_once('=').ok_or_else(|| {
-                Error::invalid(format!(
-                    "pool option `{}` has no `=`: write `gateway=IP`, `range=...` or `reserve=...`",
-                    word.escape_debug()
-                ))
-            })?;
-            b = match key {
-                "gateway" if value == "none" => b.no_gateway(),
-                "gateway" => b.gateway(parse_ip(value, "gateway")?),
-                "range" => b.range(value.parse()?),
-                "reserve" => b.reserve(value.parse()?),
-                _ => {
-                    return Err(Error::invalid(format!(
-                        "unknown pool option `{}`: use `gateway`, `range` or `reserve`",
-                        key.escape_debug()
-                    )))
-                }
-            };
+        let mut pool: Option<Pool> = None;
+        for seg in s.split(" + ") {
+            let seg = parse_segment(seg)?;
+            pool = Some(match pool {
+                None => seg,
+                Some(p) => p.then(seg)?,
+            });
         }
-        b.build()
+        pool.ok_or_else(|| Error::invalid("pool text is empty"))
     }
+}
+
+/// Parses one segment: `SUBNET [gateway=IP|none] [range=...] [reserve=...]`.
+fn parse_segment(s: &str) -> Result<Pool> {
+    let mut words = s.split_whitespace();
+    let subnet = words.next().ok_or_else(|| {
+        Error::invalid(
+            "pool text is empty: write `SUBNET [gateway=IP|none] [range=...] [reserve=...]`, \
+             segments joined by ` + `",
+        )
+    })?;
+    let mut b = Pool::builder(parse_net(subnet, "subnet")?);
+    for word in words {
+        let (key, value) = word.split_once('=').ok_or_else(|| {
+            Error::invalid(format!(
+                "pool option `{}` has no `=`: write `gateway=IP`, `range=...` or `reserve=...` \
+                 (and ` + ` between the segments of a pool over several subnets)",
+                word.escape_debug()
+            ))
+        })?;
+        b = match key {
+            "gateway" if value == "none" => b.no_gateway(),
+            "gateway" => b.gateway(parse_ip(value, "gateway")?),
+            "range" => b.range(value.parse()?),
+            "reserve" => b.reserve(value.parse()?),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "unknown pool option `{}`: use `gateway`, `range` or `reserve`",
+                    key.escape_debug()
+                )))
+            }
+        };
+    }
+    b.build()
 }
 
 #[cfg(test)]
@@ -720,6 +892,55 @@ mod tests {
         let p = pool(text).unwrap();
         assert_eq!(p.to_string(), text);
         assert_eq!(pool(&p.to_string()).unwrap(), p);
+    }
+
+    #[test]
+    fn segments() {
+        let text = "10.2.0.0/24 gateway=10.2.0.254 range=10.2.0.10-10.2.0.19 + 10.1.0.0/29 gateway=none reserve=h=10.1.0.3";
+        let p = pool(text).unwrap();
+        assert_eq!(p.to_string(), text);
+        assert_eq!(pool(&p.to_string()).unwrap(), p);
+        assert_eq!(p.capacity(), 10 + 5);
+        assert_eq!(p.subnets().len(), 2);
+        let segs = p.segments();
+        assert_eq!(
+            segs[0].to_string(),
+            "10.2.0.0/24 gateway=10.2.0.254 range=10.2.0.10-10.2.0.19"
+        );
+        assert_eq!(
+            segs[1].to_string(),
+            "10.1.0.0/29 gateway=none reserve=h=10.1.0.3"
+        );
+        assert_eq!((segs[0].capacity(), segs[1].capacity()), (10, 5));
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(p.gateway_of(a("10.1.0.5")), None);
+        assert_eq!(p.gateway_of(a("10.2.0.5")), Some(a("10.2.0.254")));
+        assert_eq!(
+            p.subnet_of(a("10.1.0.5")),
+            Some("10.1.0.0/29".parse().unwrap())
+        );
+        assert!(p.in_ranges(a("10.1.0.5")) && !p.in_ranges(a("10.2.0.5")));
+        assert_eq!(p.excluded_reason(a("10.1.0.3")).unwrap(), "reserved as `h`");
+        assert_eq!(
+            p.excluded_reason(a("10.1.0.7")).unwrap(),
+            "the broadcast address"
+        );
+        assert!(!p.contains(a("10.3.0.1")));
+        // Overlaps with any segment.
+        assert!(p.overlaps(&pool("10.1.0.0/16").unwrap()));
+        assert!(!p.overlaps(&pool("10.3.0.0/16").unwrap()));
+        // Segments must be disjoint and of one family.
+        let e = pool("10.1.0.0/24 + 10.1.0.128/25").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Overlap, "{e}");
+        let e = pool("10.1.0.0/24 + fd00::/64").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        for bad in [
+            "10.1.0.0/24 +",
+            "+ 10.1.0.0/24",
+            "10.1.0.0/24 + + 10.2.0.0/24",
+        ] {
+            assert!(pool(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

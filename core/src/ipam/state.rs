@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use super::intervals::IntervalSet;
 use super::lease::{BootId, Lease, LeasedAddress, Owner, Quarantine, Record, Request};
 use super::network::Network;
-use super::pool::{ip_to_u128, span_index, u128_to_ip, AllocRange, Pool};
+use super::pool::{ip_to_u128, u128_to_ip, AllocRange, Pool};
 use super::store::{Change, ForeignLease, Snapshot, Stamp};
 
 /// FxHash (rustc's): much faster than SipHash on short keys; the keys (addresses, container
@@ -202,9 +202,10 @@ impl NetState {
         let Some(i) = pools.iter().position(|p| p.contains(u128_to_ip(lo, v6))) else {
             return;
         };
-        let base = ip_to_u128(pools[i].subnet().network());
-        let last = ip_to_u128(pools[i].subnet().broadcast()) - base;
-        let r = (lo - base, (hi - base).min(last));
+        let Some(subnet) = pools[i].subnet_of(u128_to_ip(lo, v6)) else {
+            return;
+        };
+        let r = (lo, hi.min(ip_to_u128(subnet.broadcast())));
         let v = &mut self.pools[i].slices;
         if !v.contains(&r) {
             v.push(r);
@@ -268,9 +269,9 @@ impl NetState {
             addresses: addrs
                 .iter()
                 .map(|&(i, ip)| LeasedAddress {
-                    address: IpNet::new(ip, pools[i].subnet().prefix_len())
+                    address: IpNet::new(ip, pools[i].subnet_of(ip).map_or(0, |n| n.prefix_len()))
                         .expect("prefix of a valid subnet"),
-                    gateway: pools[i].gateway(),
+                    gateway: pools[i].gateway_of(ip),
                     pool: i,
                 })
                 .collect(),
@@ -396,18 +397,17 @@ impl NetState {
 
     /// The next free offset of pool `i` after its cursor, wrapping around.
     fn next_fit(&self, i: usize) -> Option<u128> {
-        let spans = self.network.pools()[i].spans();
+        let pool = &self.network.pools()[i];
+        let spans = pool.spans();
         let ps = &self.pools[i];
+        // host-local's range set iterator: on after the cursor, through the segments in
+        // order, wrapping around.
         let (j, from) = match ps.cursor {
-            Some(c) => match span_index(spans, c) {
+            Some(c) => match pool.span_index(c) {
                 Some(j) => (j, c + 1),
                 None => {
-                    let j = spans.partition_point(|s| s.0 <= c);
-                    if j == spans.len() {
-                        (0, spans[0].0)
-                    } else {
-                        (j, spans[j].0)
-                    }
+                    let j = pool.span_after(c);
+                    (j, spans[j].0)
                 }
             },
             None => (0, spans[0].0),
@@ -431,19 +431,18 @@ impl NetState {
     fn pick_in_slices(&self, i: usize) -> Option<u128> {
         let spans = self.network.pools()[i].spans();
         let ps = &self.pools[i];
+        // A slice lies in one segment; the spans are sorted within each segment only.
         let free_in = |lo: u128, hi: u128| -> Option<u128> {
-            let mut j = spans.partition_point(|s| s.1 < lo);
-            while j < spans.len() && spans[j].0 <= hi {
-                let (start, end) = (lo.max(spans[j].0), hi.min(spans[j].1));
-                if start <= end {
-                    let f = ps.used.first_free_from(start);
-                    if f <= end {
-                        return Some(f);
-                    }
-                }
-                j += 1;
-            }
-            None
+            let mut hits: Vec<(u128, u128)> = spans
+                .iter()
+                .filter(|s| s.0 <= hi && s.1 >= lo)
+                .map(|s| (lo.max(s.0), hi.min(s.1)))
+                .collect();
+            hits.sort_unstable();
+            hits.into_iter().find_map(|(start, end)| {
+                let f = ps.used.first_free_from(start);
+                (f <= end).then_some(f)
+            })
         };
         if let Some(c) = ps.slice_cursor {
             for &(lo, hi) in &ps.slices {
@@ -571,7 +570,11 @@ impl NetState {
                             format!(
                                 "pool {} of network `{name}` is exhausted: all {} addresses of \
                                  its ranges are in use; release leases (gc), or widen the ranges",
-                                p.subnet(),
+                                p.subnets()
+                                    .iter()
+                                    .map(|n| n.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(" + "),
                                 p.capacity()
                             ),
                         ));
@@ -774,6 +777,65 @@ mod tests {
             alloc(&mut s, 5).unwrap_err().kind(),
             ErrorKind::PoolExhausted
         );
+    }
+
+    #[test]
+    fn a_pool_over_two_subnets_goes_on_into_the_second_and_wraps() {
+        // Range set order, not address order: 10.9.0.0/29 first, then 10.1.0.0/30.
+        let mut s = state(&["10.9.0.0/29 range=10.9.0.5-10.9.0.6 + 10.1.0.0/30 gateway=none"]);
+        let mut ch = vec![];
+        let l = s
+            .allocate(&owner(0), &Request::any(), &None, &mut ch)
+            .unwrap();
+        assert_eq!(l.addresses[0].address.to_string(), "10.9.0.5/29");
+        assert_eq!(l.addresses[0].gateway, Some(ip("10.9.0.1")));
+        assert_eq!(alloc(&mut s, 1).unwrap(), ip("10.9.0.6"));
+        // The first segment is full: its own prefix and gateway for the second's address.
+        let l = s
+            .allocate(&owner(2), &Request::any(), &None, &mut ch)
+            .unwrap();
+        assert_eq!(l.addresses[0].address.to_string(), "10.1.0.1/30");
+        assert_eq!(l.addresses[0].gateway, None);
+        assert_eq!(l.addresses[0].pool, 0);
+        // One cursor per pool (host-local's `last_reserved_ip.0`), in whichever segment.
+        assert!(ch.contains(&Change::Cursor {
+            pool: 0,
+            addr: ip("10.1.0.1")
+        }));
+        // A release in the first segment is not reused at once: next-fit goes on in the
+        // second, then wraps around into the first.
+        s.release(&owner(0), &mut vec![]).unwrap();
+        assert_eq!(alloc(&mut s, 3).unwrap(), ip("10.1.0.2"));
+        assert_eq!(alloc(&mut s, 4).unwrap(), ip("10.9.0.5"));
+        let e = alloc(&mut s, 5).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PoolExhausted);
+        assert!(e.message().contains("10.9.0.0/29 + 10.1.0.0/30"), "{e}");
+        // A fixed address in the second segment; excluded ones of either are refused.
+        s.release(&owner(3), &mut vec![]).unwrap();
+        let r = Request::ip(ip("10.1.0.2"));
+        assert_eq!(
+            s.allocate(&owner(6), &r, &None, &mut ch).unwrap().ips()[0],
+            ip("10.1.0.2")
+        );
+        for bad in ["10.9.0.1", "10.1.0.3", "10.1.0.0"] {
+            let r = Request::ip(ip(bad));
+            assert!(s.allocate(&owner(7), &r, &None, &mut ch).is_err(), "{bad}");
+        }
+        // A cursor outside every span (the second segment's network address) goes on in
+        // that segment's next span.
+        let mut s = state(&["10.9.0.0/29 + 10.1.0.0/29 range=10.1.0.4-10.1.0.5"]);
+        s.apply_external(&[Change::Cursor {
+            pool: 0,
+            addr: ip("10.1.0.0"),
+        }])
+        .unwrap();
+        assert_eq!(alloc(&mut s, 0).unwrap(), ip("10.1.0.4"));
+        s.apply_external(&[Change::Cursor {
+            pool: 0,
+            addr: ip("10.1.0.6"),
+        }])
+        .unwrap();
+        assert_eq!(alloc(&mut s, 1).unwrap(), ip("10.9.0.2"));
     }
 
     #[test]

@@ -267,7 +267,7 @@ impl Network {
                 }
             }
             ShimRoutes::Ranges => {
-                for pool in self.pools() {
+                for pool in self.pools().iter().flat_map(|p| p.segments()) {
                     if pool.ranges().is_empty() {
                         return Err(Error::invalid(format!(
                             "network `{}`: pool {} has no allocation range, and routing its whole subnet through the \

@@ -163,6 +163,60 @@ fn one_node_two_hosts_share_networks_and_leases() {
     });
 }
 
+/// A pool over two subnets (a CNI host-local range set) on etcd: the definition is stored in
+/// the ` + ` text (read back by etcdctl), two hosts fill the first subnet and go on into the
+/// second, never the same address, each address with its own subnet's prefix and gateway;
+/// overlap checks see the second subnet.
+#[test]
+fn a_pool_over_two_subnets_is_shared_by_two_hosts() {
+    if skip("a_pool_over_two_subnets_is_shared_by_two_hosts") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        let (a, b) = (store(&c, "h1").await, store(&c, "h2").await);
+        let text = "10.44.0.0/29 gateway=10.44.0.1 + 10.45.0.0/24 gateway=10.45.0.254";
+        let n = net("set", &[text]);
+        let ia = Ipam::create(a.clone(), n.clone()).await.unwrap();
+        let out = c.ctl(&["get", "/underlay/ipam/net/set", "--print-value-only"]);
+        assert_eq!(out.trim(), format!("name set\npool {text}"));
+        let ib = Ipam::open(b.clone(), "set").await.unwrap();
+        assert_eq!(ib.network().pools(), n.pools());
+        let e = Ipam::create(b.clone(), net("wide", &["10.45.0.128/25"]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Overlap, "{e}");
+        let mut all = HashSet::new();
+        for i in 0..6 {
+            for (ipam, h) in [(&ia, "a"), (&ib, "b")] {
+                let l = ipam
+                    .allocate(&owner(format!("{h}{i}")), &Request::any())
+                    .await
+                    .unwrap();
+                let x = &l.addresses[0];
+                assert!(all.insert(x.address.addr()), "{x:?} handed out twice");
+                let (prefix, gw) = if x.address.addr() < ip("10.45.0.0") {
+                    (29, "10.44.0.1")
+                } else {
+                    (24, "10.45.0.254")
+                };
+                assert_eq!(
+                    (x.address.prefix_len(), x.gateway),
+                    (prefix, Some(ip(gw))),
+                    "{x:?}"
+                );
+            }
+        }
+        // 5 in the first subnet (.2-.6), then 7 in the second, from its start.
+        let mut got: Vec<IpAddr> = all.into_iter().collect();
+        got.sort();
+        assert_eq!(got[4], ip("10.44.0.6"));
+        assert_eq!(got[5], ip("10.45.0.1"));
+        assert_eq!(got[11], ip("10.45.0.7"));
+        assert_eq!(check(&ia).await, check(&ib).await);
+    });
+}
+
 fn boot_suffix(ipam: &Ipam) -> String {
     ipam.boot_id()
         .map(|b| format!(" boot={b}"))

@@ -83,6 +83,63 @@ static void test_pools(void) {
   TRUE(underlay_pool_subnet(NULL) == NULL && underlay_pool_capacity(NULL) == 0);
 }
 
+/* A pool over two subnets (a CNI host-local range set): built from two pools or parsed from
+ * text, read segment by segment, each address's gateway its own segment's. */
+static void test_pool_segments(void) {
+  underlay_pool *a = NULL, *b = NULL, *set = NULL, *parsed = NULL, *seg = NULL, *v6 = NULL;
+  char *gw = NULL;
+  OK(underlay_pool_parse("10.9.0.0/29 range=10.9.0.5-10.9.0.6", &a));
+  OK(underlay_pool_parse("10.1.0.0/30 gateway=none", &b));
+  OK(underlay_pool_then(a, b, &set));
+  TRUE(set != NULL &&
+       strcmp(underlay_pool_string(set), "10.9.0.0/29 gateway=10.9.0.1 range=10.9.0.5-10.9.0.6 + "
+                                         "10.1.0.0/30 gateway=none") == 0);
+  TRUE(underlay_pool_capacity(set) == 4 && underlay_pool_segment_count(set) == 2 &&
+       underlay_pool_segment_count(a) == 1 && underlay_pool_segment_count(NULL) == 0);
+  /* The scalar getters read the first segment. */
+  TRUE(strcmp(underlay_pool_subnet(set), "10.9.0.0/29") == 0);
+  OK(underlay_pool_segment(set, 1, &seg));
+  TRUE(seg != NULL && strcmp(underlay_pool_subnet(seg), "10.1.0.0/30") == 0 &&
+       underlay_pool_gateway(seg) == NULL && underlay_pool_capacity(seg) == 2);
+  underlay_pool_free(seg);
+  seg = NULL;
+  EXPECT(underlay_pool_segment(set, 2, &seg), UNDERLAY_RESULT_INVALID_ARGUMENT, "no segment 2");
+  TRUE(seg == NULL);
+  EXPECT(underlay_pool_segment(set, 0, NULL), UNDERLAY_RESULT_NULL_PARAMETER, "segment_out");
+  OK(underlay_pool_gateway_of(set, "10.9.0.5", &gw));
+  TRUE(gw != NULL && strcmp(gw, "10.9.0.1") == 0);
+  underlay_string_free(gw);
+  gw = (char *)"untouched";
+  OK(underlay_pool_gateway_of(set, "10.1.0.2", &gw));
+  TRUE(gw == NULL);
+  OK(underlay_pool_gateway_of(set, "192.0.2.1", &gw));
+  TRUE(gw == NULL);
+  EXPECT(underlay_pool_gateway_of(set, "x", &gw), UNDERLAY_RESULT_INVALID_ARGUMENT, "`x`");
+  /* Text gives the same pool; overlaps and contains see every segment. */
+  OK(underlay_pool_parse(underlay_pool_string(set), &parsed));
+  TRUE(parsed != NULL && strcmp(underlay_pool_string(parsed), underlay_pool_string(set)) == 0);
+  bool in = false;
+  OK(underlay_pool_contains(set, "10.1.0.1", &in));
+  TRUE(in);
+  TRUE(underlay_pool_overlaps(set, b) && underlay_pool_overlaps(b, set));
+  /* Overlapping or mixed-family segments are refused, nothing made. */
+  underlay_pool *bad = NULL;
+  EXPECT(underlay_pool_then(set, b, &bad), UNDERLAY_RESULT_OVERLAP, "10.1.0.0/30");
+  TRUE(bad == NULL);
+  OK(underlay_pool_parse("fd00:9::/64", &v6));
+  EXPECT(underlay_pool_then(a, v6, &bad), UNDERLAY_RESULT_INVALID_ARGUMENT, "IPv6");
+  EXPECT(underlay_pool_then(NULL, b, &bad), UNDERLAY_RESULT_NULL_PARAMETER, "`first`");
+  EXPECT(underlay_pool_then(a, b, NULL), UNDERLAY_RESULT_NULL_PARAMETER, "pool_out");
+  EXPECT(underlay_pool_parse("10.1.0.0/24 + 10.1.0.128/25", &bad), UNDERLAY_RESULT_OVERLAP,
+         "overlap");
+  TRUE(bad == NULL);
+  underlay_pool_free(a);
+  underlay_pool_free(b);
+  underlay_pool_free(set);
+  underlay_pool_free(parsed);
+  underlay_pool_free(v6);
+}
+
 static void test_render_vlan(void) {
   underlay_export *e = NULL;
   OK(underlay_render_vlan("networkd", "ens192.20", "ens192", 20, &e));
@@ -190,6 +247,7 @@ out:
 
 int main(void) {
   test_pools();
+  test_pool_segments();
   test_render_vlan();
   test_ipam();
   printf("test_values: %d checks, %d failed\n", checks, failures);

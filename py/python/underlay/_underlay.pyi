@@ -624,6 +624,14 @@ class Pool:
     def is_ipv6(self) -> bool: ...
     def contains(self, ip: _IpLike) -> bool: ...
     def overlaps(self, other: Pool) -> bool: ...
+    def then(self, next: Pool) -> Pool:
+        """This pool followed by the segments of `next` (a host-local range set over several
+        subnets): one address per owner, from `next` once this pool is full."""
+    @property
+    def segments(self) -> _List[Pool]:
+        """The segments, each a pool of one subnet, in allocation order."""
+    def gateway_of(self, ip: _IpLike) -> _Ip | None:
+        """The gateway of the segment holding `ip`."""
     def __eq__(self, other: object, /) -> bool: ...
 
 @final

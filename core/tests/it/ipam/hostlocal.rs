@@ -168,8 +168,8 @@ fn have_host_local(test: &str) -> bool {
 }
 
 /// Leases the real host-local wrote that underlay cannot take as its own (a container id
-/// over 256 bytes; a range set spanning two subnets, its lease in the second) are adopted as
-/// foreign leases: the network is created, opens and works; they are listed, never handed
+/// over 256 bytes; a lease in a subnet the network's definition leaves out, here the second
+/// subnet of host-local's range set) are adopted as foreign leases: the network is created, opens and works; they are listed, never handed
 /// out nor overwritten; once host-local releases them, their address is free again.
 #[tokio::test]
 async fn foreign_host_local_leases_block_only_their_address() {
@@ -198,8 +198,8 @@ async fn foreign_host_local_leases_block_only_their_address() {
     );
 
     let store = Arc::new(HostLocalStore::open(&data_dir).unwrap());
-    // The pool underlay can express: the first subnet, whole; the lease in 10.26.1.0/24 lies
-    // outside it.
+    // A definition of the first subnet only: the lease in 10.26.1.0/24 lies outside it (with
+    // the whole range set, `a_range_set_over_two_subnets_...`, it would be underlay's own).
     let n = net("fl", &["10.26.0.0/24"]);
     let ipam = Ipam::create(store.clone(), n.clone()).await.unwrap();
     let ipam = Ipam::open(store.clone(), "fl").await.unwrap_or(ipam);
@@ -285,6 +285,127 @@ async fn foreign_host_local_leases_block_only_their_address() {
         again.foreign_leases().await.unwrap(),
         ipam.foreign_leases().await.unwrap()
     );
+}
+
+/// The address and gateway of a host-local result.
+fn host_local_ip(result: &str) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_str(result).unwrap();
+    (
+        v["ips"][0]["address"].as_str().unwrap().to_string(),
+        v["ips"][0]["gateway"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A host-local range set over two subnets, driven by the real host-local and by underlay in
+/// turn on one dataDir: underlay adopts host-local's leases in both subnets as its own (no
+/// foreign lease), both continue the other's `last_reserved_ip.0` through the first subnet
+/// into the second and around, no address is handed out twice, and every address carries its
+/// own subnet's prefix and gateway as host-local's result gives them.
+#[tokio::test]
+async fn a_range_set_over_two_subnets_is_shared_with_host_local() {
+    if !have_host_local("a_range_set_over_two_subnets_is_shared_with_host_local") {
+        return;
+    }
+    let tmp = TempDir::new("hostlocal-set");
+    let data_dir = tmp.path().join("networks");
+    let dir = data_dir.join("rs");
+    // Usable: 10.28.0.3-.6 (range start .3), then 10.28.1.2-.6 (.1 the gateway).
+    let ranges = r#"[[{"subnet":"10.28.0.0/29","rangeStart":"10.28.0.3"},{"subnet":"10.28.1.0/29","gateway":"10.28.1.6"}]]"#;
+    let cursor = || std::fs::read_to_string(dir.join("last_reserved_ip.0")).unwrap();
+    // host-local first: three containers in the first subnet.
+    let mut held: Vec<(String, String)> = Vec::new(); // (owner id, address/prefix)
+    for id in ["h0", "h1", "h2"] {
+        let (a, gw) = host_local_ip(&host_local("ADD", &data_dir, "rs", ranges, id).unwrap());
+        assert_eq!(gw, "10.28.0.1", "{a}");
+        held.push((id.into(), a));
+    }
+    let store = Arc::new(HostLocalStore::open(&data_dir).unwrap());
+    let n = net(
+        "rs",
+        &["10.28.0.0/29 range=10.28.0.3-10.28.0.6 + 10.28.1.0/29 gateway=10.28.1.6"],
+    );
+    let ipam = Ipam::create(store.clone(), n).await.unwrap();
+    assert!(ipam.foreign_leases().await.unwrap().is_empty());
+    // Turn by turn: underlay, host-local, ...; each continues after the other's cursor.
+    let want = [
+        "10.28.0.6/29",
+        "10.28.1.1/29",
+        "10.28.1.2/29",
+        "10.28.1.3/29",
+        "10.28.1.4/29",
+        "10.28.1.5/29",
+    ];
+    for (k, want) in want.iter().enumerate() {
+        let (id, got) = if k % 2 == 0 {
+            let id = format!("u{k}");
+            let l = ipam.allocate(&owner(&id), &Request::any()).await.unwrap();
+            let a = &l.addresses[0];
+            let gw = if a.address.addr() < ip("10.28.1.0") {
+                "10.28.0.1"
+            } else {
+                "10.28.1.6"
+            };
+            assert_eq!(a.gateway, Some(ip(gw)), "{l:?}");
+            assert_eq!(a.pool, 0);
+            (id, a.address.to_string())
+        } else {
+            let id = format!("hl{k}");
+            let r = host_local("ADD", &data_dir, "rs", ranges, &id).unwrap();
+            let (a, gw) = host_local_ip(&r);
+            let g = if a.starts_with("10.28.0.") {
+                "10.28.0.1"
+            } else {
+                "10.28.1.6"
+            };
+            assert_eq!(gw, g, "{r}");
+            (id, a)
+        };
+        assert_eq!(&got, want, "turn {k} ({id})");
+        assert_eq!(cursor(), got.split('/').next().unwrap(), "turn {k}");
+        held.push((id, got));
+    }
+    // Full: both say so.
+    let e = ipam
+        .allocate(&owner("full"), &Request::any())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PoolExhausted, "{e}");
+    assert!(host_local("ADD", &data_dir, "rs", ranges, "full").is_err());
+    // Every lease, host-local's in either subnet too, is underlay's own, with its prefix and
+    // gateway; nothing twice.
+    let again = Ipam::open(store.clone(), "rs").await.unwrap();
+    assert!(again.foreign_leases().await.unwrap().is_empty());
+    let map = check(&again).await;
+    assert_eq!(map.len(), held.len());
+    for (id, a) in &held {
+        let l = again.lookup(&owner(id)).await.unwrap().unwrap();
+        assert_eq!(&l.addresses[0].address.to_string(), a, "{id}");
+        let want_gw = if a.starts_with("10.28.0.") {
+            "10.28.0.1"
+        } else {
+            "10.28.1.6"
+        };
+        assert_eq!(l.addresses[0].gateway, Some(ip(want_gw)), "{id}");
+    }
+    // Releases in the first subnet: host-local's h0 (.3) and underlay's u0 (.6). Next-fit
+    // goes on after the cursor (10.28.1.5), wraps around into the first subnet: .3 for
+    // host-local's next, then .6 for underlay's, as host-local would.
+    host_local("DEL", &data_dir, "rs", ranges, "h0").unwrap();
+    again.release(&owner("u0")).await.unwrap().unwrap();
+    let (a, _) = host_local_ip(&host_local("ADD", &data_dir, "rs", ranges, "h9").unwrap());
+    assert_eq!(a, "10.28.0.3/29");
+    let l = again.allocate(&owner("u9"), &Request::any()).await.unwrap();
+    assert_eq!(l.addresses[0].address.to_string(), "10.28.0.6/29");
+    assert_eq!(cursor(), "10.28.0.6");
+    assert_eq!(
+        host_local_get_by_id(&dir, "u9", "eth0"),
+        vec!["10.28.0.6".to_string()]
+    );
+    // host-local releases what underlay allocated, and underlay what host-local did.
+    host_local("DEL", &data_dir, "rs", ranges, "u2").unwrap();
+    again.release(&owner("h9")).await.unwrap().unwrap();
+    assert!(!dir.join("10.28.1.2").exists() && !dir.join("10.28.0.3").exists());
+    assert_eq!(check(&again).await.len(), held.len() - 2);
 }
 
 const HL_CHILD: &str = "UNDERLAY_HOSTLOCAL_CHILD";

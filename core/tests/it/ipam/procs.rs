@@ -176,19 +176,81 @@ fn eight_processes_share_one_pool() {
     assert_eq!(rt.block_on(verify(&dir, &acks)), 8 * 500);
 }
 
+/// Six processes on a pool over two subnets (a host-local range set), the first one higher:
+/// they fill it in segment order, go on into the second and, with more allocations than the
+/// pool holds, wrap around into addresses released in the first; never an address twice.
 #[test]
-fn kill_9_at_random_moments_leaves_a_consistent_store() {
+fn processes_share_a_pool_over_two_subnets() {
     if std::env::var(CHILD).is_ok() {
         return;
     }
-    let tmp = TempDir::new("crash");
+    let tmp = TempDir::new("procs-set");
+    let dir = tmp.path().to_path_buf();
+    let rt = rt();
+    // 253 + 1347 = 1600 addresses for 6 x 300 allocations, every 5th released at once.
+    let pool = "10.79.200.0/24 + 10.79.16.0/21 range=10.79.16.10-10.79.21.76";
+    rt.block_on(async {
+        let store = Arc::new(LocalStore::open(&dir).unwrap());
+        Ipam::create(store, net("shared", &[pool])).await.unwrap();
+    });
+    let children: Vec<Child> = (0..6)
+        .map(|i| spawn(&dir, &format!("s{i}"), 300, 25, 5))
+        .collect();
+    let mut acks = Acks::default();
+    let mut every_ack: Vec<IpAddr> = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "child failed: {:?}", out.status);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            acks.add(line);
+            if let Some(i) = line.find("@@ ack ") {
+                every_ack.push(line[i..].rsplit(' ').next().unwrap().parse().unwrap());
+            }
+        }
+    }
+    assert_eq!(acks.held.len(), 6 * 240);
+    let addrs: HashSet<&IpAddr> = acks.held.values().collect();
+    assert_eq!(addrs.len(), 6 * 240, "an address was handed out twice");
+    assert_eq!(rt.block_on(verify(&dir, &acks)), 6 * 240);
+    let first: IpAddr = "10.79.200.0".parse().unwrap();
+    let in_first = |a: &IpAddr| *a >= first;
+    // Both segments used; the wrap reused released addresses of the first segment.
+    assert!(
+        addrs.iter().filter(|a| in_first(a)).count() > 200,
+        "{addrs:?}"
+    );
+    assert!(addrs.iter().filter(|a| !in_first(a)).count() > 1000);
+    let mut reused: HashMap<IpAddr, usize> = HashMap::new();
+    for a in &every_ack {
+        *reused.entry(*a).or_default() += 1;
+    }
+    assert!(
+        reused.iter().any(|(a, n)| *n > 1 && in_first(a)),
+        "no address of the first subnet was reused after the wrap"
+    );
+}
+
+#[test]
+fn kill_9_at_random_moments_leaves_a_consistent_store() {
+    kill_9_rounds("crash", &["10.78.0.0/16"]);
+}
+
+/// The same on a pool over two subnets: the first one fills within the first rounds.
+#[test]
+fn kill_9_on_a_pool_over_two_subnets_leaves_a_consistent_store() {
+    kill_9_rounds("crash-set", &["10.80.0.0/24 + 10.81.0.0/16"]);
+}
+
+fn kill_9_rounds(name: &str, pools: &[&str]) {
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    let tmp = TempDir::new(name);
     let dir = tmp.path().to_path_buf();
     let rt = rt();
     rt.block_on(async {
         let store = Arc::new(LocalStore::open(&dir).unwrap());
-        Ipam::create(store, net("shared", &["10.78.0.0/16"]))
-            .await
-            .unwrap();
+        Ipam::create(store, net("shared", pools)).await.unwrap();
     });
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -247,4 +309,16 @@ fn kill_9_at_random_moments_leaves_a_consistent_store() {
         rt.block_on(verify(&dir, &acks));
     }
     assert!(!acks.held.is_empty() && !acks.released.is_empty());
+    if pools[0].contains(" + ") {
+        let second = acks
+            .held
+            .values()
+            .filter(|a| a.to_string().starts_with("10.81."))
+            .count();
+        assert!(
+            second > 0,
+            "never went on into the second subnet: {:?}",
+            acks.held
+        );
+    }
 }

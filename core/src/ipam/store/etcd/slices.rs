@@ -439,8 +439,13 @@ fn free_block(
     size: u32,
 ) -> Option<IpAddr> {
     let size = u128::from(size);
-    if let Some(pool) = net.pools().get(pool) {
-        let subnet = pool.subnet();
+    // The segments in order: a pool over several subnets is sliced in each of them.
+    for subnet in net
+        .pools()
+        .get(pool)
+        .map(|p| p.subnets())
+        .unwrap_or_default()
+    {
         let v6 = subnet.network().is_ipv6();
         let (lo, hi) = (to_u128(subnet.network()), to_u128(subnet.broadcast()));
         let mut start = lo;
