@@ -2260,7 +2260,8 @@ underlay_result underlay_endpoint_spec_set_keep_ipv6(underlay_endpoint_spec *spe
  * Whom the endpoint's addresses are announced to once it is up (gratuitous ARP, unsolicited
  * neighbour advertisement): "wire" (the default: out of the parent, to the network beyond
  * the host), "segment" (from inside the endpoint: this host's other endpoints too, O(endpoints)
- * per connect) or "off".
+ * per connect), "kernel" (as "segment", sent by the kernel as the link comes up: no packet
+ * socket in this process) or "off".
  */
 underlay_result underlay_endpoint_spec_set_announce(underlay_endpoint_spec *spec, const char *whom);
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::Deserialize;
 use underlay::ipam::{AllocRange, Pool};
-use underlay::network::NetworkSpec;
+use underlay::network::{Announce, NetworkSpec};
 use underlay::{IpvlanFlag, IpvlanMode, MacAddr, MacvlanMode};
 
 use crate::protocol::{code, CniError, Dns, RouteConf};
@@ -52,6 +52,9 @@ pub(crate) struct NetConf {
     /// The reference plugins' `linkInContainer` (the parent in the container's namespace):
     /// not supported, refused when true.
     pub(crate) link_in_container: Option<bool>,
+    /// Whom a new endpoint's addresses are announced to: "kernel" (default), "wire",
+    /// "segment" or "off" (the library's `Announce`).
+    pub(crate) announce: Option<String>,
     #[serde(rename = "cni.dev/valid-attachments")]
     pub(crate) valid_attachments: Option<Vec<Attachment>>,
 }
@@ -178,6 +181,17 @@ impl NetConf {
         }
     }
 
+    /// Whom the endpoint's addresses are announced to: the kernel by default (no packet
+    /// socket in the plugin's process, whose close costs an RCU grace period per call).
+    pub(crate) fn announce(&self) -> Result<Announce, CniError> {
+        match &self.announce {
+            None => Ok(Announce::Kernel),
+            Some(a) => a
+                .parse()
+                .map_err(|e: underlay::Error| invalid(format!("`announce`: {e}"))),
+        }
+    }
+
     /// The `ipam` block, which must be served in-process.
     pub(crate) fn ipam(&self) -> Result<&IpamConf, CniError> {
         let ipam = self.ipam.as_ref().ok_or_else(|| {
@@ -210,6 +224,7 @@ impl NetConf {
     /// The definition without pools (driver, mode, parent, MTU).
     pub(crate) fn base_spec(&self) -> Result<NetworkSpec, CniError> {
         let parent = self.parent()?;
+        self.announce()?;
         if self.link_in_container == Some(true) {
             return Err(invalid(
                 "`linkInContainer` is not supported: underlay's parents live in the host namespace; put `master` there, or use the reference macvlan/ipvlan plugin for this network",

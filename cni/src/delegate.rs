@@ -221,6 +221,7 @@ async fn attach(
     let has_default = delegated.routes.iter().any(|r| r.dst.prefix_len() == 0);
     let mut ep_spec = EndpointSpec::new(call.container_id.as_str())
         .ifname(call.ifname.as_str())
+        .announce_to(conf.announce()?)
         .default_route(if has_default {
             DefaultRoute::Auto
         } else {

@@ -563,6 +563,7 @@ async fn add(
     };
     let mut ep_spec = EndpointSpec::new(call.container_id.as_str())
         .ifname(call.ifname.as_str())
+        .announce_to(conf.announce()?)
         .default_route(default_route);
     for ip in ips {
         ep_spec = ep_spec.ip(ip);

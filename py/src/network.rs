@@ -644,7 +644,8 @@ impl Network {
     /// `target`: a handle already open in `netns` (saves opening one). `announce`: whom the
     /// gratuitous ARP / unsolicited neighbour advertisement sent once the link is up reaches:
     /// True or "wire" (out of the parent: the network beyond the host), "segment" (from inside:
-    /// this host's other endpoints too, O(endpoints) per connect), False or "off" (none).
+    /// this host's other endpoints too, O(endpoints) per connect), "kernel" (as "segment",
+    /// sent by the kernel as the link comes up: no packet socket), False or "off" (none).
     /// `keep_ipv6`: an endpoint given no IPv6 address keeps the kernel's IPv6 (link-local,
     /// SLAAC from router advertisements); by default IPv6 is off on it, as Docker does.
     /// `default_route`: "auto" (a default route via the gateway unless the namespace has one
@@ -674,10 +675,11 @@ impl Network {
             AnnounceArg::Whom(whom) => match whom.as_str() {
                 "wire" => Announce::Wire,
                 "segment" => Announce::Segment,
+                "kernel" => Announce::Kernel,
                 "off" => Announce::Off,
                 _ => {
                     return Err(invalid(format!(
-                        "announce={whom:?}: give True, False, \"wire\", \"segment\" or \"off\""
+                        "announce={whom:?}: give True, False, \"wire\", \"segment\", \"kernel\" or \"off\""
                     )))
                 }
             },

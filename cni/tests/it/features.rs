@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::{Call, Host, TempDir};
 use crate::{config, leases, privileged, REFERENCE_DIR};
@@ -531,4 +531,70 @@ fn other_ipam_types_are_delegated() {
         "{out:?}"
     );
     assert_eq!(a.links(), vec!["lo".to_string()]);
+}
+
+/// An ADD is announced by the kernel (the default `announce`, arp_notify with the link brought
+/// up after its address): a neighbour on the wire that takes gratuitous ARP (`wire0`, the
+/// parent veth's other end, `arp_accept`) learns the container's address and MAC at once;
+/// the link is up with its default route; `"announce": "off"` sends nothing.
+#[test]
+fn add_is_announced_to_the_wire_by_the_kernel() {
+    root_or_skip!("add_is_announced_to_the_wire_by_the_kernel");
+    let host = Host::new("ann");
+    host.ns
+        .ip(&["addr", "add", "10.94.0.250/24", "dev", "wire0"]);
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &host.ns.name, "sysctl", "-qw"])
+        .arg("net.ipv4.conf.wire0.arp_accept=1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let dir = TempDir::new("ann");
+    let conf = config(&host, &dir, "annnet", "1.0.0", "10.94.0");
+    let knows = |ip: &str, mac: &str| {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &host.ns.name, "-j", "neigh", "show", "dev", "wire0"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        v.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|n| n["dst"] == ip && (mac.is_empty() || n["lladdr"] == mac))
+        })
+    };
+    let eventually = |f: &dyn Fn() -> bool| {
+        (0..50).any(|_| {
+            let ok = f();
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            ok
+        })
+    };
+    let ct = host.container("k");
+    let add = Call::new("ADD")
+        .container("ann-k", &ct.path())
+        .stdin(conf.clone())
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    let mac = add.json["interfaces"][0]["mac"].as_str().unwrap();
+    assert_eq!(ct.addrs("eth0"), vec!["10.94.0.10/24".to_string()]);
+    assert!(ct.has_default_via("10.94.0.1"));
+    // IPv4 only: IPv6 stays off (no link-local address).
+    assert_eq!(ct.all_addrs("eth0"), vec!["10.94.0.10/24".to_string()]);
+    assert!(
+        eventually(&|| knows("10.94.0.10", mac)),
+        "the wire never learnt 10.94.0.10 at {mac}"
+    );
+    let mut quiet_conf = conf.clone();
+    quiet_conf["announce"] = "off".into();
+    let quiet = host.container("q");
+    let add = Call::new("ADD")
+        .container("ann-q", &quiet.path())
+        .stdin(quiet_conf)
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(quiet.addrs("eth0"), vec!["10.94.0.11/24".to_string()]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!knows("10.94.0.11", ""), "`announce: off` was announced");
 }

@@ -303,6 +303,11 @@ fn bad_configs_and_environments_get_their_codes() {
             7,
         ),
         (
+            "bad announce",
+            add_call(good_but(&|c| c["announce"] = "loud".into())),
+            7,
+        ),
+        (
             "mtu a string",
             add_call(good_but(&|c| c["mtu"] = "big".into())),
             7,

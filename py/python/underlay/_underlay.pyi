@@ -904,7 +904,7 @@ class Network:
         ip: _IpLike | None = None,
         mac: str | None = None,
         target: Handle | None = None,
-        announce: bool | Literal["wire", "segment", "off"] = ...,
+        announce: bool | Literal["wire", "segment", "kernel", "off"] = ...,
         keep_ipv6: bool = False,
         default_route: Literal["auto", "none"] | int = ...,
     ) -> Endpoint: ...
