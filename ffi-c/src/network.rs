@@ -1026,6 +1026,21 @@ pub extern "C" fn underlay_network_disable_host_access(
     guard(|| block(r(network, "network")?.inner.disable_host_access()))
 }
 
+/// Removes the shim and its routes if the network has no endpoint (a pending one counts);
+/// `*disabled_out` tells whether it did (false when an endpoint is left or there was no shim).
+#[no_mangle]
+pub extern "C" fn underlay_network_disable_host_access_if_unused(
+    network: *const underlay_network,
+    disabled_out: *mut bool,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let o = out(disabled_out, "disabled_out")?;
+        o.set(block(n.inner.disable_host_access_if_unused())?);
+        Ok(())
+    })
+}
+
 /// Frees an endpoint (never one borrowed from a list). NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn underlay_endpoint_free(endpoint: *mut underlay_endpoint) {

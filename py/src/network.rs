@@ -905,6 +905,13 @@ impl Network {
         block(py, async move { n.disable_host_access().await })
     }
 
+    /// Removes the host shim and its routes if the network has no endpoint (a pending one
+    /// counts); whether it did.
+    fn disable_host_access_if_unused(&self, py: Python<'_>) -> PyResult<bool> {
+        let n = self.inner.clone();
+        block(py, async move { n.disable_host_access_if_unused().await })
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "<Network {} {} on {}>",
