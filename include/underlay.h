@@ -2382,6 +2382,13 @@ underlay_result underlay_network_enable_host_access_at(const underlay_network *n
 underlay_result underlay_network_disable_host_access(const underlay_network *network);
 
 /**
+ * Removes the shim and its routes if the network has no endpoint (a pending one counts);
+ * `*disabled_out` tells whether it did (false when an endpoint is left or there was no shim).
+ */
+underlay_result underlay_network_disable_host_access_if_unused(const underlay_network *network,
+                                                               bool *disabled_out);
+
+/**
  * Frees an endpoint (never one borrowed from a list). NULL is a no-op.
  */
 void underlay_endpoint_free(underlay_endpoint *endpoint);
