@@ -2442,7 +2442,8 @@ underlay_result underlay_endpoint_spec_set_keep_ipv6(underlay_endpoint_spec *spe
  * Whom the endpoint's addresses are announced to once it is up (gratuitous ARP, unsolicited
  * neighbour advertisement): "wire" (the default: out of the parent, to the network beyond
  * the host), "segment" (from inside the endpoint: this host's other endpoints too, O(endpoints)
- * per connect) or "off".
+ * per connect), "kernel" (as "segment", sent by the kernel as the link comes up: no packet
+ * socket in this process) or "off".
  */
 underlay_result underlay_endpoint_spec_set_announce(underlay_endpoint_spec *spec, const char *whom);
 
@@ -2561,6 +2562,13 @@ underlay_result underlay_network_enable_host_access_at(const underlay_network *n
  * Removes the shim and its routes.
  */
 underlay_result underlay_network_disable_host_access(const underlay_network *network);
+
+/**
+ * Removes the shim and its routes if the network has no endpoint (a pending one counts);
+ * `*disabled_out` tells whether it did (false when an endpoint is left or there was no shim).
+ */
+underlay_result underlay_network_disable_host_access_if_unused(const underlay_network *network,
+                                                               bool *disabled_out);
 
 /**
  * Frees an endpoint (never one borrowed from a list). NULL is a no-op.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::Deserialize;
 use underlay::ipam::{AllocRange, Pool};
-use underlay::network::NetworkSpec;
+use underlay::network::{Announce, HostAccess, NetworkSpec, ShimRoutes};
 use underlay::{IpvlanFlag, IpvlanMode, MacAddr, MacvlanMode};
 
 use crate::protocol::{code, CniError, Dns, RouteConf};
@@ -52,6 +52,12 @@ pub(crate) struct NetConf {
     /// The reference plugins' `linkInContainer` (the parent in the container's namespace):
     /// not supported, refused when true.
     pub(crate) link_in_container: Option<bool>,
+    /// Host access through the library's shim: `true`, or `{"name", "address", "routes"}`
+    /// (see [`NetConf::host_access`]).
+    pub(crate) host_access: Option<serde_json::Value>,
+    /// Whom a new endpoint's addresses are announced to: "kernel" (default), "wire",
+    /// "segment" or "off" (the library's `Announce`).
+    pub(crate) announce: Option<String>,
     #[serde(rename = "cni.dev/valid-attachments")]
     pub(crate) valid_attachments: Option<Vec<Attachment>>,
 }
@@ -178,6 +184,72 @@ impl NetConf {
         }
     }
 
+    /// Whom the endpoint's addresses are announced to: the kernel by default (no packet
+    /// socket in the plugin's process, whose close costs an RCU grace period per call).
+    pub(crate) fn announce(&self) -> Result<Announce, CniError> {
+        match &self.announce {
+            None => Ok(Announce::Kernel),
+            Some(a) => a
+                .parse()
+                .map_err(|e: underlay::Error| invalid(format!("`announce`: {e}"))),
+        }
+    }
+
+    /// `hostAccess` as the library's settings: `true` (a shim named after the network, no
+    /// address, a host route per container), `false`/absent (none), or an object with
+    /// `name`, `address` (`true`: one from the pools; or an address of the pools) and
+    /// `routes` (`"endpoints"`, the default, or `"ranges"`: one route per allocation range).
+    pub(crate) fn host_access(&self) -> Result<Option<HostAccess>, CniError> {
+        use serde_json::Value;
+        let settings = match &self.host_access {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => return Ok(None),
+            Some(Value::Bool(true)) => return Ok(Some(HostAccess::new())),
+            Some(Value::Object(o)) => o,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "`hostAccess` is {other}: give true, or {{\"address\": true | \"IP\", \"routes\": \"endpoints\" | \"ranges\", \"name\": \"shim name\"}}"
+                )))
+            }
+        };
+        let mut ha = HostAccess::new();
+        for (key, value) in settings {
+            ha = match (key.as_str(), value) {
+                ("name", Value::String(n)) => {
+                    underlay::IfName::new(n).map_err(|e| {
+                        invalid(format!("`hostAccess.name` `{n}` is not an interface name"))
+                            .details(e.to_string())
+                    })?;
+                    ha.name(n)
+                }
+                ("address", Value::Bool(true)) => ha.with_address(),
+                ("address", Value::Bool(false)) => ha,
+                ("address", Value::String(a)) => ha.address(a.parse().map_err(|_| {
+                    invalid(format!(
+                        "`hostAccess.address` `{a}` is not an IP address: give one of the pools' addresses, or true for any"
+                    ))
+                })?),
+                ("routes", Value::String(r)) if r == "endpoints" => ha.routes(ShimRoutes::Endpoints),
+                ("routes", Value::String(r)) if r == "ranges" => ha.routes(ShimRoutes::Ranges),
+                (k @ ("name" | "address" | "routes"), v) => {
+                    return Err(invalid(format!(
+                        "`hostAccess.{k}` is {v}: give {}",
+                        match k {
+                            "name" => "an interface name",
+                            "address" => "true (an address of the pools) or one of the pools' addresses",
+                            _ => "\"endpoints\" (a host route per container) or \"ranges\" (one per allocation range)",
+                        }
+                    )))
+                }
+                (k, _) => {
+                    return Err(invalid(format!(
+                        "`hostAccess` has an unknown key `{k}`: its keys are \"name\", \"address\" and \"routes\""
+                    )))
+                }
+            };
+        }
+        Ok(Some(ha))
+    }
+
     /// The `ipam` block, which must be served in-process.
     pub(crate) fn ipam(&self) -> Result<&IpamConf, CniError> {
         let ipam = self.ipam.as_ref().ok_or_else(|| {
@@ -210,6 +282,8 @@ impl NetConf {
     /// The definition without pools (driver, mode, parent, MTU).
     pub(crate) fn base_spec(&self) -> Result<NetworkSpec, CniError> {
         let parent = self.parent()?;
+        self.announce()?;
+        self.host_access()?;
         if self.link_in_container == Some(true) {
             return Err(invalid(
                 "`linkInContainer` is not supported: underlay's parents live in the host namespace; put `master` there, or use the reference macvlan/ipvlan plugin for this network",

@@ -21,8 +21,8 @@ use underlay::Handle;
 
 use crate::config::NetConf;
 use crate::plugin::{
-    add_routes, connect, delete_if_unused, existing_network, lib_error, make_dirs, open_netns,
-    runtime, Call,
+    add_routes, connect, delete_if_unused, existing_network, host_access, lib_error, make_dirs,
+    open_netns, runtime, Call,
 };
 use crate::protocol::{code, CniError, CniResult, Interface, IpConfig, RouteConf};
 
@@ -228,6 +228,7 @@ async fn attach(
     let has_default = delegated.routes.iter().any(|r| r.dst.prefix_len() == 0);
     let mut ep_spec = EndpointSpec::new(call.container_id.as_str())
         .ifname(call.ifname.as_str())
+        .announce_to(conf.announce()?)
         .default_route(if has_default {
             DefaultRoute::Auto
         } else {
@@ -240,6 +241,7 @@ async fn attach(
         ep_spec = ep_spec.mac(MacPolicy::Fixed(m));
     }
     let (net, ep) = connect(&nets, conf, call, &spec, &ep_spec, &netns).await?;
+    let net = host_access(&nets, net, conf, call).await?;
     let ips: Vec<IpConfig> = delegated
         .ips
         .iter()

@@ -484,6 +484,37 @@ pub(crate) async fn connect(
     Ok((net, ep))
 }
 
+/// `hostAccess`: makes the shim unless it is there (once for all processes: the library
+/// checks under the network's lock) and routes the new container through it; on failure
+/// disconnects the container again. Runs after the connect, so that a concurrent last DEL
+/// (which removes the shim only while the network has no endpoint) cannot remove it under
+/// this container.
+pub(crate) async fn host_access(
+    nets: &Networks,
+    net: Network,
+    conf: &NetConf,
+    call: &Call,
+) -> Result<Network, CniError> {
+    let Some(settings) = conf.host_access()? else {
+        return Ok(net);
+    };
+    let Err(e) = net.enable_host_access(settings).await else {
+        return Ok(net);
+    };
+    let undo = net.disconnect(&call.container_id, &call.ifname).await;
+    let mut err = lib_error("enabling host access (`hostAccess`)", e);
+    match undo {
+        Err(u) => err
+            .details
+            .push_str(&format!("; undoing the endpoint failed too: {u}")),
+        Ok(()) => {
+            drop(net); // its pin would keep the network
+            delete_if_unused(nets, conf).await;
+        }
+    }
+    Err(err)
+}
+
 /// Adds `extra` routes (through their `gw`, else the gateway of their family) to the
 /// container; if that fails, disconnects it again.
 #[allow(clippy::too_many_arguments)]
@@ -563,6 +594,7 @@ async fn add(
     };
     let mut ep_spec = EndpointSpec::new(call.container_id.as_str())
         .ifname(call.ifname.as_str())
+        .announce_to(conf.announce()?)
         .default_route(default_route);
     for ip in ips {
         ep_spec = ep_spec.ip(ip);
@@ -571,6 +603,7 @@ async fn add(
         ep_spec = ep_spec.mac(MacPolicy::Fixed(m));
     }
     let (net, ep) = connect(&nets, conf, call, &spec, &ep_spec, &netns).await?;
+    let net = host_access(&nets, net, conf, call).await?;
     let ips: Vec<IpConfig> = ep
         .addresses
         .iter()
@@ -618,11 +651,23 @@ async fn del(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>, C
     Ok(None)
 }
 
-/// On a VLAN parent made on demand (`master` `<nic>.<id>`): deletes the network once nothing
-/// uses it (no endpoint, no lease), which removes the VLAN with it when underlay made it
-/// (`Networks::delete_if_unused`). Other networks stay defined, so that host-local's cursor
-/// goes on where it was. A failure is logged: the container's own call succeeded.
+/// With `hostAccess`: removes the shim once the network has no endpoint
+/// (`Network::disable_host_access_if_unused`). On a VLAN parent made on demand (`master`
+/// `<nic>.<id>`): deletes the network once nothing uses it (no endpoint, no lease), which
+/// removes the VLAN with it when underlay made it (`Networks::delete_if_unused`). Other
+/// networks stay defined, so that host-local's cursor goes on where it was. A failure is
+/// logged: the container's own call succeeded.
 pub(crate) async fn delete_if_unused(nets: &Networks, conf: &NetConf) {
+    if conf.host_access().ok().flatten().is_some() {
+        if let Ok(net) = nets.get(&conf.name).await {
+            if let Err(e) = net.disable_host_access_if_unused().await {
+                eprintln!(
+                    "underlay: network `{}` has no container but its host access shim could not be removed: {e}",
+                    conf.name
+                );
+            }
+        }
+    }
     let Ok(parent) = conf.parent() else { return };
     let vlan = parent
         .rsplit_once('.')
@@ -809,6 +854,8 @@ pub(crate) async fn gc_network(
         code: code::TRY_AGAIN_LATER,
         ..lib_error("GC could not release every stale attachment", e)
     })?;
+    drop(net);
+    delete_if_unused(nets, conf).await;
     Ok(None)
 }
 

@@ -737,6 +737,13 @@ impl LinkListener {
                     guard.clear_ready();
                     continue;
                 }
+                // Bound while the link was down (the kernel reports that once, then hooks
+                // the socket in when the link comes up: `Announce::Kernel` brings an
+                // endpoint up after duplicate address detection's witness is open), or the
+                // link went down meanwhile: keep listening until the deadline.
+                if err.raw_os_error() == Some(libc::ENETDOWN) {
+                    continue;
+                }
                 return Err(Error::io("cannot receive on a packet socket", err));
             }
             if from.sll_pkttype == libc::PACKET_OUTGOING {

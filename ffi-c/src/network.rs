@@ -729,7 +729,8 @@ pub extern "C" fn underlay_endpoint_spec_set_keep_ipv6(
 /// Whom the endpoint's addresses are announced to once it is up (gratuitous ARP, unsolicited
 /// neighbour advertisement): "wire" (the default: out of the parent, to the network beyond
 /// the host), "segment" (from inside the endpoint: this host's other endpoints too, O(endpoints)
-/// per connect) or "off".
+/// per connect), "kernel" (as "segment", sent by the kernel as the link comes up: no packet
+/// socket in this process) or "off".
 #[no_mangle]
 pub extern "C" fn underlay_endpoint_spec_set_announce(
     spec: *mut underlay_endpoint_spec,
@@ -1030,6 +1031,21 @@ pub extern "C" fn underlay_network_disable_host_access(
     network: *const underlay_network,
 ) -> underlay_result {
     guard(|| block(r(network, "network")?.inner.disable_host_access()))
+}
+
+/// Removes the shim and its routes if the network has no endpoint (a pending one counts);
+/// `*disabled_out` tells whether it did (false when an endpoint is left or there was no shim).
+#[no_mangle]
+pub extern "C" fn underlay_network_disable_host_access_if_unused(
+    network: *const underlay_network,
+    disabled_out: *mut bool,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let o = out(disabled_out, "disabled_out")?;
+        o.set(block(n.inner.disable_host_access_if_unused())?);
+        Ok(())
+    })
 }
 
 /// Frees an endpoint (never one borrowed from a list). NULL is a no-op.

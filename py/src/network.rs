@@ -690,7 +690,8 @@ impl Network {
     /// `target`: a handle already open in `netns` (saves opening one). `announce`: whom the
     /// gratuitous ARP / unsolicited neighbour advertisement sent once the link is up reaches:
     /// True or "wire" (out of the parent: the network beyond the host), "segment" (from inside:
-    /// this host's other endpoints too, O(endpoints) per connect), False or "off" (none).
+    /// this host's other endpoints too, O(endpoints) per connect), "kernel" (as "segment",
+    /// sent by the kernel as the link comes up: no packet socket), False or "off" (none).
     /// `keep_ipv6`: an endpoint given no IPv6 address keeps the kernel's IPv6 (link-local,
     /// SLAAC from router advertisements); by default IPv6 is off on it, as Docker does.
     /// `default_route`: "auto" (a default route via the gateway unless the namespace has one
@@ -723,10 +724,11 @@ impl Network {
             AnnounceArg::Whom(whom) => match whom.as_str() {
                 "wire" => Announce::Wire,
                 "segment" => Announce::Segment,
+                "kernel" => Announce::Kernel,
                 "off" => Announce::Off,
                 _ => {
                     return Err(invalid(format!(
-                        "announce={whom:?}: give True, False, \"wire\", \"segment\" or \"off\""
+                        "announce={whom:?}: give True, False, \"wire\", \"segment\", \"kernel\" or \"off\""
                     )))
                 }
             },
@@ -953,6 +955,13 @@ impl Network {
     fn disable_host_access(&self, py: Python<'_>) -> PyResult<()> {
         let n = self.inner.clone();
         block(py, async move { n.disable_host_access().await })
+    }
+
+    /// Removes the host shim and its routes if the network has no endpoint (a pending one
+    /// counts); whether it did.
+    fn disable_host_access_if_unused(&self, py: Python<'_>) -> PyResult<bool> {
+        let n = self.inner.clone();
+        block(py, async move { n.disable_host_access_if_unused().await })
     }
 
     fn __repr__(&self) -> String {

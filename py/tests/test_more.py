@@ -168,6 +168,12 @@ def test_networks_store_export_disconnect(netns: underlay.Netns, handle: underla
         assert c3.sysctl("net/ipv6/conf/eth0/disable_ipv6") == "0"
         assert any(a["local"].startswith("fe80:") for a in ip_json(c3, "addr", "show", "eth0")[0]["addr_info"])
         n2.disconnect_for_netns_deletion("c3")
+    with underlay.Netns.create(unique("ctr")) as c4:
+        # The kernel announces: arp_notify on, the link up with its address and route.
+        n2.connect(c4, "c4", announce="kernel")
+        assert c4.sysctl("net/ipv4/conf/eth0/arp_notify") == "1"
+        assert "UP" in ip_json(c4, "link", "show", "eth0")[0]["flags"]
+        n2.disconnect_for_netns_deletion("c4")
     report = other.reconcile()
     assert report.is_clean() and report.gone_endpoints == [] and "ReconcileReport" in repr(report)
     other.delete("plain")

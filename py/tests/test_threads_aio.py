@@ -111,8 +111,11 @@ def test_aio_kernel(tmpdir_path: str) -> None:
             assert len(await net.endpoints()) == 1 and await net.endpoint("ctr1") is not None
             shim = await net.enable_host_access(name="shim0")
             assert shim == "shim0"
-            await net.disable_host_access()
+            assert not await net.disable_host_access_if_unused(), "ctr1 uses the network"
+            assert (await nets.get("n1")).sync.host_access == "shim0"
             await net.disconnect("ctr1")
+            assert await net.disable_host_access_if_unused()
+            assert (await nets.get("n1")).sync.host_access is None
             assert [n.name for n in await nets.list()] == ["n1"]
             assert (await nets.get("n1")).name == "n1"
             await nets.delete("n1")

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::{Call, Host, TempDir};
 use crate::{config, leases, privileged, REFERENCE_DIR};
@@ -531,4 +531,217 @@ fn other_ipam_types_are_delegated() {
         "{out:?}"
     );
     assert_eq!(a.links(), vec!["lo".to_string()]);
+}
+
+/// An ADD is announced by the kernel (the default `announce`, arp_notify with the link brought
+/// up after its address): a neighbour on the wire that takes gratuitous ARP (`wire0`, the
+/// parent veth's other end, `arp_accept`) learns the container's address and MAC at once;
+/// the link is up with its default route; `"announce": "off"` sends nothing.
+#[test]
+fn add_is_announced_to_the_wire_by_the_kernel() {
+    root_or_skip!("add_is_announced_to_the_wire_by_the_kernel");
+    let host = Host::new("ann");
+    host.ns
+        .ip(&["addr", "add", "10.94.0.250/24", "dev", "wire0"]);
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &host.ns.name, "sysctl", "-qw"])
+        .arg("net.ipv4.conf.wire0.arp_accept=1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let dir = TempDir::new("ann");
+    let conf = config(&host, &dir, "annnet", "1.0.0", "10.94.0");
+    let knows = |ip: &str, mac: &str| {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &host.ns.name, "-j", "neigh", "show", "dev", "wire0"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        v.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|n| n["dst"] == ip && (mac.is_empty() || n["lladdr"] == mac))
+        })
+    };
+    let eventually = |f: &dyn Fn() -> bool| {
+        (0..50).any(|_| {
+            let ok = f();
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            ok
+        })
+    };
+    let ct = host.container("k");
+    let add = Call::new("ADD")
+        .container("ann-k", &ct.path())
+        .stdin(conf.clone())
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    let mac = add.json["interfaces"][0]["mac"].as_str().unwrap();
+    assert_eq!(ct.addrs("eth0"), vec!["10.94.0.10/24".to_string()]);
+    assert!(ct.has_default_via("10.94.0.1"));
+    // IPv4 only: IPv6 stays off (no link-local address).
+    assert_eq!(ct.all_addrs("eth0"), vec!["10.94.0.10/24".to_string()]);
+    assert!(
+        eventually(&|| knows("10.94.0.10", mac)),
+        "the wire never learnt 10.94.0.10 at {mac}"
+    );
+    let mut quiet_conf = conf.clone();
+    quiet_conf["announce"] = "off".into();
+    let quiet = host.container("q");
+    let add = Call::new("ADD")
+        .container("ann-q", &quiet.path())
+        .stdin(quiet_conf)
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(quiet.addrs("eth0"), vec!["10.94.0.11/24".to_string()]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!knows("10.94.0.11", ""), "`announce: off` was announced");
+}
+
+/// The host namespace of the test pings `ip` (one echo, 1 s at most).
+fn host_pings(host: &Host, ip: &str) -> bool {
+    std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &host.ns.name,
+            "ping",
+            "-c1",
+            "-W1",
+            "-q",
+            ip,
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// The host namespace's macvlan links (`ip -d -j link`): the shims (endpoints live in the
+/// containers).
+fn shims(host: &Host) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-n", &host.ns.name, "-d", "-j", "link", "show"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["linkinfo"]["info_kind"] == "macvlan")
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The device of the host namespace's route to `dst` (`ip -j route show DST`), if any.
+fn host_route_dev(host: &Host, dst: &str) -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-n", &host.ns.name, "-j", "route", "show", dst])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v.get(0)?["dev"].as_str().map(str::to_string)
+}
+
+/// `hostAccess`: the host (with its address on the parent, as a Docker host has) cannot
+/// reach a macvlan container without it, and reaches every container through the shim with
+/// it. 6 workers ADD and DEL their own container 4 times at once: each container is reached
+/// right after its ADD (a concurrent last DEL never takes the shim from under it), there is
+/// one shim, and once the last container is gone the shim and its routes are gone too. The
+/// object form gives the shim an address of the pools and routes the ranges.
+#[test]
+fn host_access_reaches_containers_through_the_shim() {
+    root_or_skip!("host_access_reaches_containers_through_the_shim");
+    let host = Host::new("hac");
+    // The wire's end in a namespace of its own: the host reaches a container through the
+    // shim or not at all.
+    let wire = crate::common::Ns::new("hacw");
+    host.ns.ip(&["link", "set", "wire0", "netns", &wire.name]);
+    wire.ip(&["link", "set", "wire0", "up"]);
+    host.ns.ip(&["addr", "add", "10.95.0.2/24", "dev", "par0"]);
+    let dir = TempDir::new("hac");
+    let plain = config(&host, &dir, "hacnet", "1.0.0", "10.95.0");
+    let ct = host.container("p");
+    let add = Call::new("ADD")
+        .container("hac-p", &ct.path())
+        .stdin(plain.clone())
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(ct.addrs("eth0"), vec!["10.95.0.10/24".to_string()]);
+    assert!(
+        !host_pings(&host, "10.95.0.10"),
+        "the host reached a macvlan container without a shim"
+    );
+    let del = Call::new("DEL")
+        .container("hac-p", &ct.path())
+        .stdin(plain.clone())
+        .run(&host);
+    assert_eq!(del.code, 0, "{del:?}");
+
+    let mut conf = plain.clone();
+    conf["hostAccess"] = true.into();
+    let cts: Vec<_> = (0..6).map(|i| host.container(&format!("h{i}"))).collect();
+    std::thread::scope(|s| {
+        for (i, ct) in cts.iter().enumerate() {
+            let (host, conf) = (&host, &conf);
+            s.spawn(move || {
+                for round in 0..4 {
+                    let id = format!("hac{i}");
+                    let add = Call::new("ADD")
+                        .container(&id, &ct.path())
+                        .stdin(conf.clone())
+                        .run(host);
+                    assert_eq!(add.code, 0, "{i}/{round}: {add:?}");
+                    let addr = add.json["ips"][0]["address"].as_str().unwrap();
+                    let ip = addr.split('/').next().unwrap();
+                    assert_eq!(ct.addrs("eth0"), vec![addr.to_string()], "{i}/{round}");
+                    assert_eq!(
+                        host_route_dev(host, ip).as_deref(),
+                        Some("hacnet-h"),
+                        "{i}/{round}: no host route to {ip} through the shim"
+                    );
+                    assert!(host_pings(host, ip), "{i}/{round}: {ip} unreachable");
+                    assert_eq!(shims(host), vec!["hacnet-h".to_string()], "{i}/{round}");
+                    let del = Call::new("DEL")
+                        .container(&id, &ct.path())
+                        .stdin(conf.clone())
+                        .run(host);
+                    assert_eq!(del.code, 0, "{i}/{round}: {del:?}");
+                    assert_eq!(host_route_dev(host, ip), None, "{i}/{round}: route left");
+                }
+            });
+        }
+    });
+    assert!(shims(&host).is_empty(), "the last DEL left the shim");
+    assert!(leases(&dir, "hacnet").is_empty());
+
+    // The object form: an address of the pools, one route per allocation range.
+    // (Another state directory: one store refuses overlapping networks.)
+    let dir2 = TempDir::new("hac2");
+    let mut with_address = config(&host, &dir2, "hacnet2", "1.0.0", "10.95.0");
+    with_address["hostAccess"] = json!({"address": "10.95.0.200", "routes": "ranges"});
+    with_address["ipam"]["ranges"][0][0]["rangeStart"] = "10.95.0.16".into();
+    with_address["ipam"]["ranges"][0][0]["rangeEnd"] = "10.95.0.31".into();
+    let add = Call::new("ADD")
+        .container("hac-a", &ct.path())
+        .stdin(with_address.clone())
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(
+        host.ns.addrs("hacnet2-h"),
+        vec!["10.95.0.200/32".to_string()]
+    );
+    assert_eq!(
+        host_route_dev(&host, "10.95.0.16/28").as_deref(),
+        Some("hacnet2-h")
+    );
+    assert!(host_pings(&host, "10.95.0.16"));
+    let del = Call::new("DEL")
+        .container("hac-a", &ct.path())
+        .stdin(with_address)
+        .run(&host);
+    assert_eq!(del.code, 0, "{del:?}");
+    assert!(shims(&host).is_empty(), "the last DEL left the shim");
+    assert!(host.ns.addrs("par0") == vec!["10.95.0.2/24".to_string()]);
 }

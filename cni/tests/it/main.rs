@@ -303,6 +303,28 @@ fn bad_configs_and_environments_get_their_codes() {
             7,
         ),
         (
+            "bad announce",
+            add_call(good_but(&|c| c["announce"] = "loud".into())),
+            7,
+        ),
+        (
+            "hostAccess a string",
+            add_call(good_but(&|c| c["hostAccess"] = "yes".into())),
+            7,
+        ),
+        (
+            "hostAccess unknown key",
+            add_call(good_but(&|c| c["hostAccess"] = json!({"adress": true}))),
+            7,
+        ),
+        (
+            "hostAccess bad address",
+            add_call(good_but(&|c| {
+                c["hostAccess"] = json!({"address": "10.60.0.x"})
+            })),
+            7,
+        ),
+        (
             "mtu a string",
             add_call(good_but(&|c| c["mtu"] = "big".into())),
             7,

@@ -524,6 +524,13 @@ impl Ipam {
         let mut attempt = 0;
         let mut confirmed = false;
         let fail = |e: &Error| ops.iter().map(|_| Err(copy_err(e))).collect::<Vec<_>>();
+        // Other writers of the network wait from here to the commit, where the store can
+        // hold them off (host-local's layout): the batch is computed on current state
+        // rather than refused and recomputed.
+        let _update = match self.inner.store.lock_for_update(name).await {
+            Ok(held) => held,
+            Err(e) => return fail(&e),
+        };
         // The most changes a gc-like op adds to a batch (the store's bound).
         let budget = self
             .inner

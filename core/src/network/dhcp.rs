@@ -173,7 +173,9 @@ impl Network {
                 let sent = match spec.announce_mode() {
                     Announce::Off => Ok(()),
                     Announce::Segment => netns.announce_async(link.index, mac, ips).await,
-                    Announce::Wire => self.announce_on_wire(mac, &ips).await,
+                    // The link came up before the server gave the address, so the kernel's
+                    // announcements at link up cannot carry it: the wire is told instead.
+                    Announce::Wire | Announce::Kernel => self.announce_on_wire(mac, &ips).await,
                 };
                 if let Err(e) = sent {
                     tracing::warn!(endpoint = %container_id, error = %e, "announcing the endpoint's address failed");

@@ -11,7 +11,7 @@ use crate::addr::AddressOptions;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::Handle;
 use crate::ipam::{self, Lease, Owner, Request};
-use crate::link::ipvlan::Ipvlan;
+use crate::link::ipvlan::{Ipvlan, IpvlanMode};
 use crate::link::macvlan::Macvlan;
 use crate::link::Link;
 use crate::netns::Netns;
@@ -48,20 +48,31 @@ pub enum Announce {
     /// endpoint (as the CNI macvlan plugin does). A bridge-mode parent hands each such
     /// broadcast to every sibling, so a connect costs O(endpoints on the parent).
     Segment,
+    /// Everyone on the segment, as [`Announce::Segment`], but sent by the kernel: the link is
+    /// brought up after its addresses are set, with `net.ipv4.conf.IFACE.arp_notify` (and
+    /// `net.ipv6.conf.IFACE.ndisc_notify` when it keeps IPv6) on, so the kernel sends a
+    /// gratuitous ARP for each IPv4 address as the link comes up and an unsolicited NA for
+    /// each IPv6 address once it is usable. No packet socket in the calling process, whose
+    /// close waits for an RCU grace period (about 10 ms): the cheapest mode for a short-lived
+    /// process (the CNI plugin's default). The settings stay on the link, so the kernel
+    /// announces again if its MAC changes. On a link without ARP (ipvlan l3, l3s) and for a
+    /// prepared endpoint ([`Network::prepare`]) the wire is told instead ([`Announce::Wire`]).
+    Kernel,
     /// Nothing is sent.
     Off,
 }
 
 impl std::str::FromStr for Announce {
     type Err = Error;
-    /// "wire", "segment" or "off".
+    /// "wire", "segment", "kernel" or "off".
     fn from_str(s: &str) -> Result<Announce> {
         match s {
             "wire" => Ok(Announce::Wire),
             "segment" => Ok(Announce::Segment),
+            "kernel" => Ok(Announce::Kernel),
             "off" => Ok(Announce::Off),
             _ => Err(Error::invalid(format!(
-                "announce `{}`: give \"wire\", \"segment\" or \"off\"",
+                "announce `{}`: give \"wire\", \"segment\", \"kernel\" or \"off\"",
                 Error::show_input(s)
             ))),
         }
@@ -346,7 +357,7 @@ impl Network {
     ) -> Result<Endpoint> {
         if handoff {
             spec.target = Some(self.host().clone());
-            if spec.announce == Announce::Segment {
+            if matches!(spec.announce, Announce::Segment | Announce::Kernel) {
                 spec.announce = Announce::Wire;
             }
         }
@@ -598,8 +609,24 @@ impl Network {
         let temp_name =
             handoff.then(|| handoff_name(self.name(), &spec.container_id, &spec.ifname));
         let link_name = temp_name.as_deref().unwrap_or(&spec.ifname);
+        // The kernel announces the addresses a link has when it comes up (arp_notify): the
+        // link comes up after them. A link without ARP (ipvlan l3, l3s) tells the wire.
+        let arp_less = matches!(
+            self.driver(),
+            Driver::Ipvlan(IpvlanMode::L3 | IpvlanMode::L3s, _)
+        );
+        let announce = match spec.announce {
+            Announce::Kernel if arp_less => Announce::Wire,
+            a => a,
+        };
+        let kernel_announce = announce == Announce::Kernel && !handoff;
         let link = self
-            .create_link(&target, spec, link_name, !ipv6_off && !handoff)
+            .create_link(
+                &target,
+                spec,
+                link_name,
+                !ipv6_off && !handoff && !kernel_announce,
+            )
             .await?;
         let mut ep = Endpoint {
             network: self.name().to_string(),
@@ -634,7 +661,12 @@ impl Network {
         let steps = async {
             if ipv6_off {
                 disable_ipv6(netns, &link.name).await?;
-                target.set_link(link.index).up().execute().await?;
+                if !kernel_announce {
+                    target.set_link(link.index).up().execute().await?;
+                }
+            }
+            if kernel_announce {
+                kernel_announcements(netns, &link.name, !ipv6_off).await?;
             }
             step(ConnectStep::CreateLink).await?;
             let dad = match self.conflict_detection() {
@@ -649,6 +681,10 @@ impl Network {
                     noprefixroute: false,
                 };
                 target.add_address_with(link.index, *a, opts).await?;
+            }
+            if kernel_announce {
+                // Announces every address (and starts IPv6 duplicate address detection).
+                target.set_link(link.index).up().execute().await?;
             }
             if let Some((witness, how)) = dad {
                 dad_failed = wait_for_dad(&target, &link, &witness, how).await?;
@@ -669,8 +705,9 @@ impl Network {
             step(ConnectStep::Routes).await?;
             if let Some(mac) = link.mac {
                 let ips: Vec<IpAddr> = ep.addresses.iter().map(|a| a.addr()).collect();
-                let sent = match spec.announce {
-                    Announce::Off => Ok(()),
+                let sent = match announce {
+                    // Sent by the kernel as the link came up.
+                    Announce::Off | Announce::Kernel => Ok(()),
                     Announce::Segment => netns.announce_async(link.index, mac, ips).await,
                     Announce::Wire => self.announce_on_wire(mac, &ips).await,
                 };
@@ -1496,6 +1533,21 @@ async fn wait_for_dad(
     }
 }
 
+/// Has the kernel announce the link's addresses: gratuitous ARP when it comes up, and with
+/// `ipv6` an unsolicited NA for each IPv6 address once it is usable.
+async fn kernel_announcements(netns: &Netns, ifname: &str, ipv6: bool) -> Result<()> {
+    let mut keys = vec![format!("net/ipv4/conf/{ifname}/arp_notify")];
+    if ipv6 {
+        keys.push(format!("net/ipv6/conf/{ifname}/ndisc_notify"));
+    }
+    for key in keys {
+        netns.set_sysctl_async(&key, "1").await.map_err(|e| {
+            e.context("turning on the kernel's announcements (Announce::Kernel; Announce::Wire needs no sysctl)")
+        })?;
+    }
+    Ok(())
+}
+
 pub(super) async fn disable_ipv6(netns: &Netns, ifname: &str) -> Result<()> {
     let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
     match netns.set_sysctl_async(&key, "1").await {
@@ -1598,6 +1650,7 @@ mod tests {
     fn announce_names() {
         assert_eq!("wire".parse::<Announce>().unwrap(), Announce::Wire);
         assert_eq!("segment".parse::<Announce>().unwrap(), Announce::Segment);
+        assert_eq!("kernel".parse::<Announce>().unwrap(), Announce::Kernel);
         assert_eq!("off".parse::<Announce>().unwrap(), Announce::Off);
         let e = "loud".parse::<Announce>().unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);

@@ -225,6 +225,25 @@ impl Network {
         self.disable_host_access_locked().await
     }
 
+    /// Removes host access as [`Network::disable_host_access`] does, but only if the network
+    /// has no endpoint (a pending one, of a connect under way or one that died, counts), and
+    /// tells whether it did: for a front-end that keeps the shim only while a container uses
+    /// the network (the CNI plugin's last DEL). Checked and done under the network's endpoint
+    /// lock: a connect either comes first and keeps the shim, or comes after and finds none
+    /// (and enables it again).
+    pub async fn disable_host_access_if_unused(&self) -> Result<bool> {
+        let _endpoints = self.nets.record_files().lock_network(self.name()).await?;
+        if !self.endpoints()?.is_empty() {
+            return Ok(false);
+        }
+        let _lock = self.nets.lock().await?;
+        if self.current_record()?.shim.is_none() {
+            return Ok(false);
+        }
+        self.disable_host_access_locked().await?;
+        Ok(true)
+    }
+
     /// [`Network::disable_host_access`] for a caller holding the network's endpoints and the
     /// networks' lock (in that order, as every caller takes them).
     pub(crate) async fn disable_host_access_locked(&self) -> Result<()> {

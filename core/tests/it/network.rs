@@ -1048,7 +1048,8 @@ async fn host_and_wire(tag: &str, v6: &str) -> (TestNs, TestNs) {
 
 /// Announcements: by default they leave through the parent, so a neighbour beyond it learns
 /// the address and MAC at once (IPv4 and IPv6) while siblings on the parent are not told;
-/// `Announce::Segment` tells the siblings too; `announce(false)` sends nothing.
+/// `Announce::Segment` tells the siblings too, and so does `Announce::Kernel` (sent by the
+/// kernel as the link comes up); `announce(false)` sends nothing.
 #[tokio::test]
 async fn connect_announces_to_the_wire_or_the_segment() {
     root_or_skip!("connect_announces_to_the_wire_or_the_segment");
@@ -1136,6 +1137,35 @@ async fn connect_announces_to_the_wire_or_the_segment() {
         eventually(&|| knows(&sibling, "eth0", ip, everyone.mac)),
         "the sibling never heard of the segment-wide announcement"
     );
+    // The kernel announces as the link comes up (arp_notify, ndisc_notify): the wire and the
+    // siblings learn, and no packet socket is opened by this process.
+    let d = TestNs::new("annd").await;
+    let by_kernel = net
+        .connect(
+            &d.ns,
+            EndpointSpec::new("by-kernel").announce_to(underlay::network::Announce::Kernel),
+        )
+        .await
+        .unwrap();
+    let (v4, v6) = (by_kernel.addresses[0].addr(), by_kernel.addresses[1].addr());
+    assert!(v6.is_ipv6());
+    for ip in [v4, v6] {
+        assert!(
+            eventually(&|| knows(&wire, "wire0", ip, by_kernel.mac)),
+            "the neighbour on the wire never learnt {ip} from the kernel"
+        );
+    }
+    assert!(
+        eventually(&|| knows(&sibling, "eth0", v4, by_kernel.mac)),
+        "the sibling never heard the kernel's announcement"
+    );
+    let link = d.ip_link("eth0").expect("the endpoint's link");
+    assert!(
+        link["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
+        "{link}"
+    );
+    let routes = d.ip(&["route", "show", "default"]);
+    assert_eq!(routes.as_array().unwrap().len(), 1, "{routes}");
     let quiet = net
         .connect(&c.ns, EndpointSpec::new("quiet").announce(false))
         .await

@@ -437,6 +437,34 @@ async fn ipv6_duplicate_address_detection_failure_is_handled() {
             .collect::<Vec<_>>(),
         vec![("fd32::2".to_string(), Some(wire_mac))]
     );
+    // Announced by the kernel (the link comes up after its addresses): duplicate address
+    // detection still runs and fails on an address the neighbour holds.
+    wire.handle
+        .add_address_with("wire0", "fd32::4/64".parse().unwrap(), NODAD)
+        .await
+        .unwrap();
+    let k = TestNs::new("wdadk").await;
+    let ep = net
+        .connect(
+            &k.ns,
+            EndpointSpec::new("v6k").announce_to(underlay::network::Announce::Kernel),
+        )
+        .await
+        .unwrap();
+    let got = ep.addresses[0].addr().to_string();
+    assert_eq!(got, "fd32::5");
+    let addrs = oracle_addrs(&k, "eth0");
+    let (_, flags) = addrs
+        .iter()
+        .find(|(a, _)| *a == got)
+        .expect("address on eth0");
+    assert!(flags.is_empty(), "fd32::5 has flags {flags:?}");
+    let q = net.ipam().quarantined().await.unwrap();
+    assert!(
+        q.iter()
+            .any(|q| q.ip.to_string() == "fd32::4" && q.mac == Some(wire_mac)),
+        "{q:?}"
+    );
     // Without conflict detection, IPv6 addresses still go on with nodad.
     let plain = nets
         .create(

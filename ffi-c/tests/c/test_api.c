@@ -1098,6 +1098,14 @@ static void test_networks(void) {
   TRUE(underlay_reconcile_report_removed_links(rep) != NULL);
   underlay_reconcile_report_free(rep);
   EXPECT(underlay_networks_delete(nets, "mac_net1"), UNDERLAY_RESULT_BUSY, "mac_net1");
+  {
+    /* An endpoint (c1) is left: the shim stays. */
+    bool disabled = true;
+    OK(underlay_network_disable_host_access_if_unused(net, &disabled));
+    TRUE(!disabled);
+    EXPECT(underlay_network_disable_host_access_if_unused(net, NULL),
+           UNDERLAY_RESULT_NULL_PARAMETER, "disabled_out");
+  }
   OK(underlay_network_disable_host_access(net));
   {
     /* Used (endpoint c1): delete_if_unused changes nothing. */

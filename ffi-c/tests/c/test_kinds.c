@@ -342,6 +342,7 @@ static void test_networks(underlay_handle *h) {
   OK(underlay_netns_create(ctr, &cns));
   OK(underlay_endpoint_spec_new("ctr1", &es));
   EXPECT(underlay_endpoint_spec_set_announce(es, "loud"), UNDERLAY_RESULT_INVALID_ARGUMENT, "loud");
+  OK(underlay_endpoint_spec_set_announce(es, "kernel"));
   OK(underlay_endpoint_spec_set_announce(es, "off"));
   OK(underlay_network_connect(net, cns, es, &ep));
   underlay_endpoint_spec_free(es);

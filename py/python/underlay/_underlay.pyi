@@ -979,7 +979,7 @@ class Network:
         ip: _IpLike | None = None,
         mac: str | None = None,
         target: Handle | None = None,
-        announce: bool | Literal["wire", "segment", "off"] = ...,
+        announce: bool | Literal["wire", "segment", "kernel", "off"] = ...,
         keep_ipv6: bool = False,
         default_route: Literal["auto", "none"] | int = ...,
         hostname: str | None = None,
@@ -1008,6 +1008,7 @@ class Network:
         address: _IpLike | None = None,
     ) -> str: ...
     def disable_host_access(self) -> None: ...
+    def disable_host_access_if_unused(self) -> bool: ...
 
 @final
 class Endpoint:

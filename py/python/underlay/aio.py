@@ -543,6 +543,10 @@ class Network:
         """Removes the shim."""
         await _run(self.sync.disable_host_access)
 
+    async def disable_host_access_if_unused(self) -> bool:
+        """Removes the shim if the network has no endpoint; whether it did."""
+        return await _run(self.sync.disable_host_access_if_unused)
+
 
 class ConflictWatch:
     """Address conflicts after connect (the async face of ``underlay.ConflictWatch``)."""

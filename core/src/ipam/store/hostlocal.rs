@@ -18,6 +18,8 @@ use super::stateformat::{corrupt, decode_network, encode_network};
 use super::{blocking, blocking_store_methods, Change, ForeignLease, Snapshot, Store, StoreFuture};
 
 const DEF_FILE: &str = "underlay.network";
+/// The lock underlay's writers hold from a load to its commit ([`Store::lock_for_update`]).
+const UPDATE_LOCK: &str = ".underlay.update";
 const CURSOR_PREFIX: &str = "last_reserved_ip.";
 
 /// A store in CNI host-local's layout: `<dataDir>/<network>/<ip>` files holding
@@ -608,6 +610,26 @@ impl Inner {
 impl Store for HostLocalStore {
     fn keeps_boot_ids(&self) -> bool {
         false
+    }
+
+    /// An `flock` on `<network>/.underlay.update`, from a batch's load to its commit: host-local
+    /// holds its `lock` through a whole allocation, so underlay's writers, which check their
+    /// commit's version under that `lock` and otherwise recompute on a fresh load, wait their
+    /// turn here instead of refusing each other's commits (host-local itself does not take it,
+    /// and is caught by the version check as before).
+    fn lock_for_update<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> StoreFuture<'a, Option<Box<dyn std::any::Any + Send + Sync>>> {
+        Box::pin(async move {
+            let dir = self.inner.net_dir(name)?;
+            if !dir.is_dir() {
+                return Ok(None); // the load that follows says what is missing
+            }
+            let path = dir.join(UPDATE_LOCK);
+            let held = blocking(move || fsutil::lock(&path)).await?;
+            Ok(Some(Box::new(held) as Box<dyn std::any::Any + Send + Sync>))
+        })
     }
 
     blocking_store_methods!();

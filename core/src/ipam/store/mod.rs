@@ -227,6 +227,20 @@ pub trait Store: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Holds off the other [`super::Ipam`]s of this store's network (in any process) from a
+    /// batch's load to its commit, where the store can: a guard, released when dropped, or
+    /// `None` (default). Under many concurrent writers each batch is then computed on current
+    /// state instead of being refused at commit and recomputed. Commits stay checked by
+    /// version: writers that do not take it (another program on the same files) are still
+    /// caught there.
+    fn lock_for_update<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> StoreFuture<'a, Option<Box<dyn std::any::Any + Send + Sync>>> {
+        let _ = name;
+        Box::pin(async { Ok(None) })
+    }
+
     /// Whether [`Store::leave_network`] would refuse now for a reason other than this host's
     /// own leases (which a caller releases first): on a shared store, this host is the last
     /// member and other hosts hold leases ([`ErrorKind::Busy`] naming them). Changes nothing;

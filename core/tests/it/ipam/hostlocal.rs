@@ -517,6 +517,8 @@ fn processes_and_host_local_churn_around_foreign_leases() {
         }
     }
     assert_eq!(underlay_holds.len(), 4 * 12);
+    // underlay's writers took turns from load to commit (Store::lock_for_update).
+    assert!(data_dir.join("churn/.underlay.update").exists());
     // The directory holds exactly both sides' live leases, each file its owner's.
     let dir = data_dir.join("churn");
     let mut files: std::collections::HashMap<IpAddr, String> = Default::default();
