@@ -316,6 +316,44 @@ impl Client {
     }
 }
 
+/// The DHCPRELEASE of `lease` held by client `mac`/`client_id` as a whole Ethernet frame from
+/// `mac` to the server's MAC (IPv4, UDP 68 -> 67, from the lease's address), for a sender
+/// outside the client's namespace: reconcile, once the namespace and its link are gone, puts it
+/// on the network's parent.
+pub(crate) fn release_frame(mac: MacAddr, client_id: &[u8], lease: &DhcpLease) -> Result<Vec<u8>> {
+    let ip = lease.address.addr();
+    let mut m = Message::new_with_id(
+        fresh_xid(),
+        ip,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &mac.octets(),
+    );
+    let o = m.opts_mut();
+    o.insert(DhcpOption::MessageType(MessageType::Release));
+    o.insert(DhcpOption::ClientIdentifier(client_id.to_vec()));
+    o.insert(DhcpOption::ServerIdentifier(lease.server));
+    let bytes = m.to_vec().map_err(|e| {
+        Error::new(
+            ErrorKind::Protocol,
+            format!("cannot encode the DHCP release of {}: {e}", lease.address),
+        )
+    })?;
+    let mut f = Vec::with_capacity(14 + 28 + bytes.len());
+    f.extend_from_slice(&lease.server_mac.octets());
+    f.extend_from_slice(&mac.octets());
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend_from_slice(&super::wire::udp_packet(
+        ip,
+        lease.server,
+        super::wire::CLIENT_PORT,
+        super::wire::SERVER_PORT,
+        &bytes,
+    ));
+    Ok(f)
+}
+
 enum Answer {
     Ack(DhcpLease),
     Nak(()),

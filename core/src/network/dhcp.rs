@@ -228,19 +228,42 @@ impl Network {
         })
     }
 
-    /// Sends DHCPRELEASE for `ep`'s lease from inside its namespace (nothing when the
-    /// namespace or its link is gone: the lease then expires on the server).
+    /// Sends DHCPRELEASE for `ep`'s lease: from inside its namespace, on its link; when the
+    /// namespace or the link is gone (reconcile's case), as a frame from the endpoint's MAC on
+    /// the network's parent in the host namespace (no answer comes to a release, so nothing
+    /// needs to be received where the link was).
     pub(super) async fn release_dhcp(&self, ep: &Endpoint) -> Result<()> {
         let Some(lease) = &ep.dhcp else {
             return Ok(());
         };
-        let Some(ns) = ep.locate_netns(&mut None) else {
-            return Ok(());
-        };
-        let client = self
-            .dhcp_client(&ns, ep.index, ep.mac, &ep.container_id, &ep.ifname, None)
-            .await?;
-        client.release(lease).await
+        if let Some(ns) = ep.locate_netns(&mut None) {
+            match self
+                .dhcp_client(&ns, ep.index, ep.mac, &ep.container_id, &ep.ifname, None)
+                .await
+            {
+                Ok(client) => return client.release(lease).await,
+                Err(e) => {
+                    tracing::debug!(network = %self.name(), endpoint = %ep.container_id, error = %e, "DHCP release from the endpoint's link impossible: sending it from the parent")
+                }
+            }
+        }
+        let label = self.dhcp_label(&ep.container_id, &ep.ifname);
+        let mac = ep.mac.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Conflict,
+                format!("{label}: the record has no MAC address to release its DHCP lease from"),
+            )
+        })?;
+        let frame = crate::dhcp::client::release_frame(
+            mac,
+            &client_id(&ep.container_id, &ep.ifname),
+            lease,
+        )?;
+        let lower = self.lower_link().await?;
+        self.nets
+            .announcer()?
+            .send_frame(lower.index, &frame)
+            .map_err(|e| e.context(&label))
     }
 
     /// Keeps endpoint `container_id`/`ifname`'s DHCP lease: renews it (unicast to its server,

@@ -304,3 +304,62 @@ async fn dnsmasq_gone_renewal_holds_and_connect_times_out() {
     net.disconnect("stay", "eth0").await.unwrap();
     assert!(net.endpoints().unwrap().is_empty());
 }
+
+/// Containers whose namespace died without a disconnect: reconcile gives their leases back
+/// (DHCPRELEASE from their MAC and client id, sent on the parent since their link is gone) and
+/// dnsmasq's lease file drops them, while the live container's lease and link stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnsmasq_reconcile_releases_leases_of_dead_namespaces() {
+    root_or_skip!("dnsmasq_reconcile_releases_leases_of_dead_namespaces");
+    let (_h, wire, dir, nets) = host_and_wire("dq4").await;
+    let server = Dnsmasq::start(&wire, &dir.0.join("dnsmasq")).await;
+    let net = nets
+        .create(
+            NetworkSpec::macvlan("dq4", "ens192", MacvlanMode::Bridge).dhcp(DhcpConfig::default()),
+        )
+        .await
+        .unwrap();
+    let live = TestNs::new("dq4live").await;
+    let kept = net
+        .connect(&live.ns, EndpointSpec::new("live"))
+        .await
+        .unwrap();
+    let mut dead = Vec::new();
+    for i in 0..2 {
+        let name = format!("ult-dq4dead{i}-{}", std::process::id());
+        let ns = underlay::Netns::create(&name).unwrap();
+        let ep = net
+            .connect(&ns, EndpointSpec::new(format!("dead{i}")))
+            .await
+            .unwrap();
+        drop(ns);
+        dead.push((name, ep));
+    }
+    let before = server.leases_when(|l| l.len() == 3).await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    for (name, _) in &dead {
+        underlay::Netns::delete(name).unwrap();
+    }
+    let report = nets.reconcile().await.unwrap();
+    let mut gone: Vec<String> = report
+        .gone_endpoints
+        .iter()
+        .map(|g| g.container_id.clone())
+        .collect();
+    gone.sort();
+    assert_eq!(gone, ["dead0", "dead1"]);
+    let kept_ip = kept.addresses[0].addr().to_string();
+    let left = server.leases_when(|l| l.len() == 1).await;
+    assert_eq!(
+        left.iter().map(|l| l.ip.clone()).collect::<Vec<_>>(),
+        vec![kept_ip.clone()],
+        "only the live container's lease is left: {left:?} (dead: {:?})",
+        dead.iter()
+            .map(|(_, e)| e.addresses[0].to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(left[0].mac, mac_of(&live, "eth0"));
+    assert_eq!(ip_addrs(&live, "eth0"), vec![kept.addresses[0].to_string()]);
+    assert_eq!(net.endpoints().unwrap().len(), 1);
+    assert!(nets.reconcile().await.unwrap().is_clean());
+}
