@@ -145,7 +145,19 @@ impl Network {
             self.write_endpoint(&pending, true, held)?;
             if !spec.keeps_ipv6() {
                 disable_ipv6(netns, &link.name).await?;
-                target.set_link(link.index).up().execute().await?;
+                // The MAC is the container's own: a link of its previous life, in a namespace
+                // just deleted, holds it on the parent until the kernel's namespace cleanup
+                // runs (macvlan refuses two up links with one MAC: EADDRINUSE). Wait for it.
+                let mut left = 40;
+                loop {
+                    match target.set_link(link.index).up().execute().await {
+                        Err(e) if e.errno() == Some(libc::EADDRINUSE) && left > 0 => {
+                            left -= 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        other => break other?,
+                    }
+                }
             }
             check_step(spec, ConnectStep::CreateLink)?;
             let client = self

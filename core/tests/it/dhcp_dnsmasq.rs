@@ -25,22 +25,22 @@ macro_rules! root_or_skip {
 
 /// One line of dnsmasq's lease file.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct DnsmasqLease {
-    expiry: u64,
-    mac: String,
-    ip: String,
-    hostname: String,
-    client_id: String,
+pub(crate) struct DnsmasqLease {
+    pub(crate) expiry: u64,
+    pub(crate) mac: String,
+    pub(crate) ip: String,
+    pub(crate) hostname: String,
+    pub(crate) client_id: String,
 }
 
 /// dnsmasq serving 10.79.0.0/24 (2-minute leases) on `wire0` of the wire namespace.
-struct Dnsmasq {
+pub(crate) struct Dnsmasq {
     child: Option<Child>,
     leasefile: PathBuf,
 }
 
 impl Dnsmasq {
-    async fn start(wire: &TestNs, dir: &Path) -> Dnsmasq {
+    pub(crate) async fn start(wire: &TestNs, dir: &Path) -> Dnsmasq {
         let works = Command::new("dnsmasq")
             .arg("--version")
             .stdout(Stdio::null())
@@ -99,7 +99,7 @@ impl Dnsmasq {
         );
     }
 
-    fn leases(&self) -> Vec<DnsmasqLease> {
+    pub(crate) fn leases(&self) -> Vec<DnsmasqLease> {
         let text = std::fs::read_to_string(&self.leasefile).unwrap_or_default();
         let mut v: Vec<DnsmasqLease> = text
             .lines()
@@ -120,7 +120,10 @@ impl Dnsmasq {
 
     /// The leases once `done` holds for them (dnsmasq writes its file after handling a
     /// message: a release's reply-less handling is not seen at once), 2 s at most.
-    async fn leases_when(&self, done: impl Fn(&[DnsmasqLease]) -> bool) -> Vec<DnsmasqLease> {
+    pub(crate) async fn leases_when(
+        &self,
+        done: impl Fn(&[DnsmasqLease]) -> bool,
+    ) -> Vec<DnsmasqLease> {
         for _ in 0..40 {
             let l = self.leases();
             if done(&l) {
