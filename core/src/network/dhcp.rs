@@ -113,6 +113,23 @@ impl Network {
             spec
         };
         let made = async {
+            // The link's MAC goes into the pending record before the link is made: with no
+            // IPAM lease to tell it by, reconcile knows a link made just before a crash by it.
+            pending.mac = Some(match self.driver() {
+                Driver::Ipvlan(..) => self.lower_link().await?.mac.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Conflict,
+                        format!("network `{}`: its parent has no MAC address", self.name()),
+                    )
+                })?,
+                _ => match spec.mac_policy() {
+                    MacPolicy::Fixed(m) => m,
+                    _ => {
+                        crate::MacAddr::derived_from(format!("{container_id}/{ifname}").as_bytes())
+                    }
+                },
+            });
+            self.write_endpoint(&pending, true, held)?;
             let target = match spec.target_handle() {
                 Some(t) => t.clone(),
                 None => Handle::for_netns(netns).await?,
