@@ -401,8 +401,9 @@ async fn check(nets: &Networks, server: &Dnsmasq, prefix: &str, killed: &Killed,
     for l in &leases {
         assert!(
             live.contains(&l.hostname) || killed.excuses(&l.hostname),
-            "{when}: lease of gone endpoint `{}` left on the server: {l:?}",
-            l.hostname
+            "{when}: lease of gone endpoint `{}` left on the server: {l:?}\n{}",
+            l.hostname,
+            server.log_about(&l.mac)
         );
     }
 }

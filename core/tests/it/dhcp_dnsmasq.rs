@@ -99,6 +99,17 @@ impl Dnsmasq {
         );
     }
 
+    /// dnsmasq's log lines that mention `what` (for failure messages).
+    pub(crate) fn log_about(&self, what: &str) -> String {
+        let log = self.leasefile.with_file_name("dnsmasq.log");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(what))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     pub(crate) fn leases(&self) -> Vec<DnsmasqLease> {
         let text = std::fs::read_to_string(&self.leasefile).unwrap_or_default();
         let mut v: Vec<DnsmasqLease> = text
