@@ -467,6 +467,38 @@ mod tests {
         m
     }
 
+    /// The release reconcile sends from the parent: Ethernet from the client's MAC to the
+    /// server's, IPv4 from the leased address, UDP 68 -> 67, a DHCPRELEASE naming the client.
+    #[test]
+    fn release_frames_name_the_client() {
+        let server_mac = MacAddr::new([2, 0, 0, 0, 0, 0x99]);
+        let full = ack(vec![
+            DhcpOption::ServerIdentifier("10.0.0.1".parse().unwrap()),
+            DhcpOption::AddressLeaseTime(100),
+            DhcpOption::SubnetMask("255.255.255.0".parse().unwrap()),
+        ]);
+        let lease = lease_from_ack(&full, server_mac, SystemTime::now()).unwrap();
+        let mac = MacAddr::new([2, 0, 0, 0, 0, 7]);
+        let f = release_frame(mac, &[0, 1, 2], &lease).unwrap();
+        assert_eq!(&f[..6], &server_mac.octets());
+        assert_eq!(&f[6..12], &mac.octets());
+        assert_eq!(&f[12..14], &[8, 0]);
+        assert_eq!(&f[14 + 12..14 + 20], &[10, 0, 0, 9, 10, 0, 0, 1]);
+        let payload = super::super::wire::udp_payload(&f[14..], 67).unwrap();
+        let m = Message::from_bytes(payload).unwrap();
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Release));
+        assert_eq!(m.ciaddr(), "10.0.0.9".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(&m.chaddr()[..6], &mac.octets());
+        assert_eq!(
+            m.opts().get(OptionCode::ClientIdentifier),
+            Some(&DhcpOption::ClientIdentifier(vec![0, 1, 2]))
+        );
+        assert_eq!(
+            m.opts().get(OptionCode::ServerIdentifier),
+            Some(&DhcpOption::ServerIdentifier("10.0.0.1".parse().unwrap()))
+        );
+    }
+
     #[test]
     fn acks_become_leases() {
         let from = MacAddr::new([2, 0, 0, 0, 0, 0x99]);
