@@ -458,6 +458,15 @@ impl WireAnnouncer {
         }
         Ok(())
     }
+
+    /// Sends one whole Ethernet `frame` (its header included) out of link `ifindex`.
+    pub(crate) fn send_frame(&self, ifindex: u32, frame: &[u8]) -> Result<()> {
+        let mut dst = [0u8; 6];
+        dst.copy_from_slice(&frame[..6]);
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        send_on_link(&self.fd, frame, ifindex, ethertype, dst)
+            .map_err(|e| Error::io(format!("cannot send a frame on link {ifindex}"), e))
+    }
 }
 
 /// How a connect checks on the wire that an address is free before it assigns it (a

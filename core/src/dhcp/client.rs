@@ -316,6 +316,44 @@ impl Client {
     }
 }
 
+/// The DHCPRELEASE of `lease` held by client `mac`/`client_id` as a whole Ethernet frame from
+/// `mac` to the server's MAC (IPv4, UDP 68 -> 67, from the lease's address), for a sender
+/// outside the client's namespace: reconcile, once the namespace and its link are gone, puts it
+/// on the network's parent.
+pub(crate) fn release_frame(mac: MacAddr, client_id: &[u8], lease: &DhcpLease) -> Result<Vec<u8>> {
+    let ip = lease.address.addr();
+    let mut m = Message::new_with_id(
+        fresh_xid(),
+        ip,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &mac.octets(),
+    );
+    let o = m.opts_mut();
+    o.insert(DhcpOption::MessageType(MessageType::Release));
+    o.insert(DhcpOption::ClientIdentifier(client_id.to_vec()));
+    o.insert(DhcpOption::ServerIdentifier(lease.server));
+    let bytes = m.to_vec().map_err(|e| {
+        Error::new(
+            ErrorKind::Protocol,
+            format!("cannot encode the DHCP release of {}: {e}", lease.address),
+        )
+    })?;
+    let mut f = Vec::with_capacity(14 + 28 + bytes.len());
+    f.extend_from_slice(&lease.server_mac.octets());
+    f.extend_from_slice(&mac.octets());
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend_from_slice(&super::wire::udp_packet(
+        ip,
+        lease.server,
+        super::wire::CLIENT_PORT,
+        super::wire::SERVER_PORT,
+        &bytes,
+    ));
+    Ok(f)
+}
+
 enum Answer {
     Ack(DhcpLease),
     Nak(()),
@@ -427,6 +465,38 @@ mod tests {
             m.opts_mut().insert(o);
         }
         m
+    }
+
+    /// The release reconcile sends from the parent: Ethernet from the client's MAC to the
+    /// server's, IPv4 from the leased address, UDP 68 -> 67, a DHCPRELEASE naming the client.
+    #[test]
+    fn release_frames_name_the_client() {
+        let server_mac = MacAddr::new([2, 0, 0, 0, 0, 0x99]);
+        let full = ack(vec![
+            DhcpOption::ServerIdentifier("10.0.0.1".parse().unwrap()),
+            DhcpOption::AddressLeaseTime(100),
+            DhcpOption::SubnetMask("255.255.255.0".parse().unwrap()),
+        ]);
+        let lease = lease_from_ack(&full, server_mac, SystemTime::now()).unwrap();
+        let mac = MacAddr::new([2, 0, 0, 0, 0, 7]);
+        let f = release_frame(mac, &[0, 1, 2], &lease).unwrap();
+        assert_eq!(&f[..6], &server_mac.octets());
+        assert_eq!(&f[6..12], &mac.octets());
+        assert_eq!(&f[12..14], &[8, 0]);
+        assert_eq!(&f[14 + 12..14 + 20], &[10, 0, 0, 9, 10, 0, 0, 1]);
+        let payload = super::super::wire::udp_payload(&f[14..], 67).unwrap();
+        let m = Message::from_bytes(payload).unwrap();
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Release));
+        assert_eq!(m.ciaddr(), "10.0.0.9".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(&m.chaddr()[..6], &mac.octets());
+        assert_eq!(
+            m.opts().get(OptionCode::ClientIdentifier),
+            Some(&DhcpOption::ClientIdentifier(vec![0, 1, 2]))
+        );
+        assert_eq!(
+            m.opts().get(OptionCode::ServerIdentifier),
+            Some(&DhcpOption::ServerIdentifier("10.0.0.1".parse().unwrap()))
+        );
     }
 
     #[test]

@@ -113,6 +113,23 @@ impl Network {
             spec
         };
         let made = async {
+            // The link's MAC goes into the pending record before the link is made: with no
+            // IPAM lease to tell it by, reconcile knows a link made just before a crash by it.
+            pending.mac = Some(match self.driver() {
+                Driver::Ipvlan(..) => self.lower_link().await?.mac.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Conflict,
+                        format!("network `{}`: its parent has no MAC address", self.name()),
+                    )
+                })?,
+                _ => match spec.mac_policy() {
+                    MacPolicy::Fixed(m) => m,
+                    _ => {
+                        crate::MacAddr::derived_from(format!("{container_id}/{ifname}").as_bytes())
+                    }
+                },
+            });
+            self.write_endpoint(&pending, true, held)?;
             let target = match spec.target_handle() {
                 Some(t) => t.clone(),
                 None => Handle::for_netns(netns).await?,
@@ -145,7 +162,19 @@ impl Network {
             self.write_endpoint(&pending, true, held)?;
             if !spec.keeps_ipv6() {
                 disable_ipv6(netns, &link.name).await?;
-                target.set_link(link.index).up().execute().await?;
+                // The MAC is the container's own: a link of its previous life, in a namespace
+                // just deleted, holds it on the parent until the kernel's namespace cleanup
+                // runs (macvlan refuses two up links with one MAC: EADDRINUSE). Wait for it.
+                let mut left = 40;
+                loop {
+                    match target.set_link(link.index).up().execute().await {
+                        Err(e) if e.errno() == Some(libc::EADDRINUSE) && left > 0 => {
+                            left -= 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        other => break other?,
+                    }
+                }
             }
             check_step(spec, ConnectStep::CreateLink)?;
             let client = self
@@ -228,19 +257,42 @@ impl Network {
         })
     }
 
-    /// Sends DHCPRELEASE for `ep`'s lease from inside its namespace (nothing when the
-    /// namespace or its link is gone: the lease then expires on the server).
+    /// Sends DHCPRELEASE for `ep`'s lease: from inside its namespace, on its link; when the
+    /// namespace or the link is gone (reconcile's case), as a frame from the endpoint's MAC on
+    /// the network's parent in the host namespace (no answer comes to a release, so nothing
+    /// needs to be received where the link was).
     pub(super) async fn release_dhcp(&self, ep: &Endpoint) -> Result<()> {
         let Some(lease) = &ep.dhcp else {
             return Ok(());
         };
-        let Some(ns) = ep.locate_netns(&mut None) else {
-            return Ok(());
-        };
-        let client = self
-            .dhcp_client(&ns, ep.index, ep.mac, &ep.container_id, &ep.ifname, None)
-            .await?;
-        client.release(lease).await
+        if let Some(ns) = ep.locate_netns(&mut None) {
+            match self
+                .dhcp_client(&ns, ep.index, ep.mac, &ep.container_id, &ep.ifname, None)
+                .await
+            {
+                Ok(client) => return client.release(lease).await,
+                Err(e) => {
+                    tracing::debug!(network = %self.name(), endpoint = %ep.container_id, error = %e, "DHCP release from the endpoint's link impossible: sending it from the parent")
+                }
+            }
+        }
+        let label = self.dhcp_label(&ep.container_id, &ep.ifname);
+        let mac = ep.mac.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Conflict,
+                format!("{label}: the record has no MAC address to release its DHCP lease from"),
+            )
+        })?;
+        let frame = crate::dhcp::client::release_frame(
+            mac,
+            &client_id(&ep.container_id, &ep.ifname),
+            lease,
+        )?;
+        let lower = self.lower_link().await?;
+        self.nets
+            .announcer()?
+            .send_frame(lower.index, &frame)
+            .map_err(|e| e.context(&label))
     }
 
     /// Keeps endpoint `container_id`/`ifname`'s DHCP lease: renews it (unicast to its server,

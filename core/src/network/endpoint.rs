@@ -980,7 +980,7 @@ impl Network {
             };
             Handle::for_netns(&ns).await?
         };
-        match ep.own_link(&h, &self.ipam).await? {
+        match ep.own_link(&h, &self.ipam, self.dhcp().is_some()).await? {
             Some(l) => match h.delete_link(l.index).await {
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
                 other => other,
@@ -1171,7 +1171,12 @@ impl Endpoint {
     /// has no index yet: a link of that name is its own only if it carries no address but
     /// those leased to this endpoint in `ipam` (another network's endpoint of the container
     /// may have the name).
-    pub(crate) async fn own_link(&self, h: &Handle, ipam: &ipam::Ipam) -> Result<Option<Link>> {
+    pub(crate) async fn own_link(
+        &self,
+        h: &Handle,
+        ipam: &ipam::Ipam,
+        dhcp: bool,
+    ) -> Result<Option<Link>> {
         let found = if let Some(name) = &self.handoff {
             // The runtime moved it away and may have moved it back (renamed to this name,
             // perhaps under another index): only this name, group and MAC are its own.
@@ -1189,6 +1194,17 @@ impl Endpoint {
         };
         if self.index != 0 || self.pending.is_none() || self.handoff.is_some() {
             return Ok(Some(link));
+        }
+        if dhcp {
+            // No IPAM lease tells a DHCP endpoint's link: its connect records the MAC before
+            // making the link (checked above) and adds the address only after recording the
+            // link's index, so its link is the one with that MAC and no address yet.
+            if self.mac.is_none() {
+                return Ok(None);
+            }
+            let carried = h.addresses(Some(link.index.into())).await?;
+            let bare = carried.iter().all(|a| a.scope == "link");
+            return Ok(bare.then_some(link));
         }
         let owner = Owner::new(self.container_id.as_str(), &self.ifname)?;
         let Some(lease) = ipam.lookup(&owner).await? else {

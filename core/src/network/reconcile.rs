@@ -83,7 +83,7 @@ impl Network {
                 }
             };
             if ep.handoff.is_some() && ep.pending.is_none() {
-                match ep.own_link(self.host(), self.ipam()).await {
+                match ep.own_link(self.host(), self.ipam(), false).await {
                     Ok(Some(_)) => {}
                     Ok(None) => handed_off.push((ep, held)),
                     Err(e) => errors.push(e),
@@ -261,7 +261,10 @@ impl Network {
             return Ok(true);
         };
         let h = crate::handle::Handle::for_netns(&ns).await?;
-        Ok(ep.own_link(&h, self.ipam()).await?.is_none())
+        Ok(ep
+            .own_link(&h, self.ipam(), self.dhcp().is_some())
+            .await?
+            .is_none())
     }
 }
 
@@ -289,7 +292,10 @@ impl super::Network {
         if found {
             return Ok(false);
         }
-        Ok(ep.own_link(self.host(), self.ipam()).await?.is_none())
+        Ok(ep
+            .own_link(self.host(), self.ipam(), false)
+            .await?
+            .is_none())
     }
 
     /// The links in underlay's endpoint group in every live namespace but the host's, each

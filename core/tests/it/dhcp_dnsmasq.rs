@@ -25,22 +25,22 @@ macro_rules! root_or_skip {
 
 /// One line of dnsmasq's lease file.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct DnsmasqLease {
-    expiry: u64,
-    mac: String,
-    ip: String,
-    hostname: String,
-    client_id: String,
+pub(crate) struct DnsmasqLease {
+    pub(crate) expiry: u64,
+    pub(crate) mac: String,
+    pub(crate) ip: String,
+    pub(crate) hostname: String,
+    pub(crate) client_id: String,
 }
 
 /// dnsmasq serving 10.79.0.0/24 (2-minute leases) on `wire0` of the wire namespace.
-struct Dnsmasq {
+pub(crate) struct Dnsmasq {
     child: Option<Child>,
     leasefile: PathBuf,
 }
 
 impl Dnsmasq {
-    async fn start(wire: &TestNs, dir: &Path) -> Dnsmasq {
+    pub(crate) async fn start(wire: &TestNs, dir: &Path) -> Dnsmasq {
         let works = Command::new("dnsmasq")
             .arg("--version")
             .stdout(Stdio::null())
@@ -99,7 +99,18 @@ impl Dnsmasq {
         );
     }
 
-    fn leases(&self) -> Vec<DnsmasqLease> {
+    /// dnsmasq's log lines that mention `what` (for failure messages).
+    pub(crate) fn log_about(&self, what: &str) -> String {
+        let log = self.leasefile.with_file_name("dnsmasq.log");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(what))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub(crate) fn leases(&self) -> Vec<DnsmasqLease> {
         let text = std::fs::read_to_string(&self.leasefile).unwrap_or_default();
         let mut v: Vec<DnsmasqLease> = text
             .lines()
@@ -120,7 +131,10 @@ impl Dnsmasq {
 
     /// The leases once `done` holds for them (dnsmasq writes its file after handling a
     /// message: a release's reply-less handling is not seen at once), 2 s at most.
-    async fn leases_when(&self, done: impl Fn(&[DnsmasqLease]) -> bool) -> Vec<DnsmasqLease> {
+    pub(crate) async fn leases_when(
+        &self,
+        done: impl Fn(&[DnsmasqLease]) -> bool,
+    ) -> Vec<DnsmasqLease> {
         for _ in 0..40 {
             let l = self.leases();
             if done(&l) {
@@ -303,4 +317,63 @@ async fn dnsmasq_gone_renewal_holds_and_connect_times_out() {
     // Disconnect still works without a server (the release goes unanswered by design).
     net.disconnect("stay", "eth0").await.unwrap();
     assert!(net.endpoints().unwrap().is_empty());
+}
+
+/// Containers whose namespace died without a disconnect: reconcile gives their leases back
+/// (DHCPRELEASE from their MAC and client id, sent on the parent since their link is gone) and
+/// dnsmasq's lease file drops them, while the live container's lease and link stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnsmasq_reconcile_releases_leases_of_dead_namespaces() {
+    root_or_skip!("dnsmasq_reconcile_releases_leases_of_dead_namespaces");
+    let (_h, wire, dir, nets) = host_and_wire("dq4").await;
+    let server = Dnsmasq::start(&wire, &dir.0.join("dnsmasq")).await;
+    let net = nets
+        .create(
+            NetworkSpec::macvlan("dq4", "ens192", MacvlanMode::Bridge).dhcp(DhcpConfig::default()),
+        )
+        .await
+        .unwrap();
+    let live = TestNs::new("dq4live").await;
+    let kept = net
+        .connect(&live.ns, EndpointSpec::new("live"))
+        .await
+        .unwrap();
+    let mut dead = Vec::new();
+    for i in 0..2 {
+        let name = format!("ult-dq4dead{i}-{}", std::process::id());
+        let ns = underlay::Netns::create(&name).unwrap();
+        let ep = net
+            .connect(&ns, EndpointSpec::new(format!("dead{i}")))
+            .await
+            .unwrap();
+        drop(ns);
+        dead.push((name, ep));
+    }
+    let before = server.leases_when(|l| l.len() == 3).await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    for (name, _) in &dead {
+        underlay::Netns::delete(name).unwrap();
+    }
+    let report = nets.reconcile().await.unwrap();
+    let mut gone: Vec<String> = report
+        .gone_endpoints
+        .iter()
+        .map(|g| g.container_id.clone())
+        .collect();
+    gone.sort();
+    assert_eq!(gone, ["dead0", "dead1"]);
+    let kept_ip = kept.addresses[0].addr().to_string();
+    let left = server.leases_when(|l| l.len() == 1).await;
+    assert_eq!(
+        left.iter().map(|l| l.ip.clone()).collect::<Vec<_>>(),
+        vec![kept_ip.clone()],
+        "only the live container's lease is left: {left:?} (dead: {:?})",
+        dead.iter()
+            .map(|(_, e)| e.addresses[0].to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(left[0].mac, mac_of(&live, "eth0"));
+    assert_eq!(ip_addrs(&live, "eth0"), vec![kept.addresses[0].to_string()]);
+    assert_eq!(net.endpoints().unwrap().len(), 1);
+    assert!(nets.reconcile().await.unwrap().is_clean());
 }

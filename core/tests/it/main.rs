@@ -5,6 +5,7 @@ mod churn;
 mod common;
 mod create_or_open;
 mod dhcp;
+mod dhcp_churn;
 mod dhcp_dnsmasq;
 mod dhcp_server;
 mod ipam;
