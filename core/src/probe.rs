@@ -658,6 +658,56 @@ fn arp_conflict(arp: &[u8], mac: MacAddr, ips: &[Ipv4Addr]) -> Option<WireConfli
     })
 }
 
+/// A packet socket (`kind` SOCK_RAW or SOCK_DGRAM) of protocol `ethertype` bound to link
+/// `ifindex`, non-blocking, opened inside `netns` and registered with the runtime for reading.
+/// `what` says what it is for, in the errors ("probe for address conflicts").
+pub(crate) async fn open_link_socket(
+    netns: &Netns,
+    ifindex: u32,
+    kind: i32,
+    ethertype: u16,
+    what: &str,
+) -> Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    let owned_what = what.to_string();
+    let fd = netns
+        .run_pooled(move || -> Result<OwnedFd> {
+            let what = owned_what;
+            // Protocol 0 at creation, the real one at bind: a socket created with a protocol is
+            // hooked in at once, and re-binding it unhooks it first, which waits for an RCU
+            // grace period (~10-20 ms) on the opening thread.
+            let fd = socket(libc::AF_PACKET, kind | libc::SOCK_NONBLOCK, 0, &what)?;
+            // SAFETY: all-zero is a valid sockaddr_ll.
+            let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            ll.sll_family = libc::AF_PACKET as u16;
+            ll.sll_protocol = ethertype.to_be();
+            ll.sll_ifindex = ifindex as i32;
+            // SAFETY: a sockaddr_ll with its size.
+            let r = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&ll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if r != 0 {
+                return Err(Error::io(
+                    format!("cannot listen on link {ifindex} to {what}"),
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            Ok(fd)
+        })
+        .await??;
+    // SAFETY: an OwnedFd keeps its descriptor open, and the same, until it is dropped.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| {
+            Error::io(
+                format!("cannot register a packet socket to {what} with the runtime"),
+                std::io::Error::other(e.to_string()),
+            )
+        })
+}
+
 /// A packet socket of one protocol bound to one link, non-blocking, opened inside `netns`;
 /// closed off the async runtime when dropped (a close waits for an RCU grace period).
 struct LinkListener {
@@ -666,50 +716,7 @@ struct LinkListener {
 
 impl LinkListener {
     async fn open(netns: &Netns, ifindex: u32, ethertype: u16, what: &str) -> Result<Self> {
-        let what = what.to_string();
-        let fd = netns
-            .run_pooled(move || -> Result<OwnedFd> {
-                // Protocol 0 at creation, the real one at bind: a socket created with a
-                // protocol is hooked in at once, and re-binding it unhooks it first, which
-                // waits for an RCU grace period (~10-20 ms) on the opening thread.
-                let fd = socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_RAW | libc::SOCK_NONBLOCK,
-                    0,
-                    &what,
-                )?;
-                // SAFETY: all-zero is a valid sockaddr_ll.
-                let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-                ll.sll_family = libc::AF_PACKET as u16;
-                ll.sll_protocol = ethertype.to_be();
-                ll.sll_ifindex = ifindex as i32;
-                // SAFETY: a sockaddr_ll with its size.
-                let r = unsafe {
-                    libc::bind(
-                        fd.as_raw_fd(),
-                        (&ll as *const libc::sockaddr_ll).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                    )
-                };
-                if r != 0 {
-                    return Err(Error::io(
-                        format!("cannot listen on link {ifindex} to {what}"),
-                        std::io::Error::last_os_error(),
-                    ));
-                }
-                Ok(fd)
-            })
-            .await??;
-        // SAFETY: an OwnedFd keeps its descriptor open, and the same, until it is dropped.
-        let fd = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-        }
-        .map_err(|e| {
-            Error::io(
-                "cannot register a packet socket with the runtime",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        let fd = open_link_socket(netns, ifindex, libc::SOCK_RAW, ethertype, what).await?;
         Ok(LinkListener { fd: Some(fd) })
     }
 

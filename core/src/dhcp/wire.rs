@@ -23,53 +23,14 @@ pub(super) struct LinkSocket {
 
 impl LinkSocket {
     pub(super) async fn open(netns: &Netns, ifindex: u32) -> Result<LinkSocket> {
-        let fd = netns
-            .run_pooled(move || -> Result<OwnedFd> {
-                // SAFETY: plain socket(2); the fd is owned right after. Protocol 0 at creation,
-                // ETH_P_IP at bind (re-binding a hooked socket waits for an RCU grace period).
-                let raw = unsafe {
-                    libc::socket(
-                        libc::AF_PACKET,
-                        libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                        0,
-                    )
-                };
-                if raw < 0 {
-                    return Err(Error::io(
-                        "cannot open a packet socket for the DHCP client",
-                        std::io::Error::last_os_error(),
-                    ));
-                }
-                // SAFETY: raw is a fresh, valid descriptor.
-                let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-                let ll = link_addr(ifindex, [0; 6]);
-                // SAFETY: a sockaddr_ll with its size.
-                let r = unsafe {
-                    libc::bind(
-                        fd.as_raw_fd(),
-                        (&ll as *const libc::sockaddr_ll).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                    )
-                };
-                if r != 0 {
-                    return Err(Error::io(
-                        format!("cannot bind the DHCP client's socket to link {ifindex}"),
-                        std::io::Error::last_os_error(),
-                    ));
-                }
-                Ok(fd)
-            })
-            .await??;
-        // SAFETY: an OwnedFd keeps its descriptor open, and the same, until it is dropped.
-        let fd = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-        }
-        .map_err(|e| {
-            Error::io(
-                "cannot register the DHCP client's socket",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        let fd = crate::probe::open_link_socket(
+            netns,
+            ifindex,
+            libc::SOCK_DGRAM,
+            ETH_P_IP,
+            "run the DHCP client",
+        )
+        .await?;
         Ok(LinkSocket {
             fd: Some(fd),
             ifindex,
