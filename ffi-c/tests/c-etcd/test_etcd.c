@@ -17,40 +17,7 @@
 #error "build with `pkg-config --cflags underlay-etcd` (defines UNDERLAY_ETCD)"
 #endif
 
-static int failures, checks;
-
-#define FAIL(...)                                                                  \
-  do {                                                                             \
-    failures++;                                                                    \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                           \
-    fprintf(stderr, __VA_ARGS__);                                                  \
-    fprintf(stderr, "\n");                                                         \
-  } while (0)
-
-/* Whether the last error message lacks `needle` (NULL: nothing to look for). */
-static int lacks(const char *needle) {
-  return needle != NULL && strstr(underlay_last_error_message(), needle) == NULL;
-}
-
-#define EXPECT(expr, want, needle)                                                 \
-  do {                                                                             \
-    underlay_result got_ = (expr);                                                 \
-    checks++;                                                                      \
-    if (got_ != (want)) {                                                          \
-      FAIL("%s: got %s, want %s (%s)", #expr, underlay_result_name(got_),          \
-           underlay_result_name(want), underlay_last_error_message());             \
-    } else if ((want) != UNDERLAY_RESULT_OK && lacks(needle)) {                    \
-      FAIL("%s: message `%s` lacks `%s`", #expr, underlay_last_error_message(),    \
-           (const char *)(needle));                                                \
-    }                                                                              \
-  } while (0)
-#define OK(expr) EXPECT(expr, UNDERLAY_RESULT_OK, NULL)
-#define TRUE(cond)                                                                 \
-  do {                                                                             \
-    checks++;                                                                      \
-    if (!(cond))                                                                   \
-      FAIL("%s", #cond);                                                           \
-  } while (0)
+#include "../c/check.h"
 
 static const char *url;
 static char prefix[64];

@@ -15,39 +15,7 @@
 
 #include "underlay.h"
 
-static int failures, checks;
-
-#define FAIL(...)                                                                  \
-  do {                                                                             \
-    failures++;                                                                    \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                           \
-    fprintf(stderr, __VA_ARGS__);                                                  \
-    fprintf(stderr, "\n");                                                         \
-  } while (0)
-
-static int lacks(const char *needle) {
-  return needle != NULL && strstr(underlay_last_error_message(), needle) == NULL;
-}
-
-#define EXPECT(expr, want, needle)                                                 \
-  do {                                                                             \
-    underlay_result got_ = (expr);                                                 \
-    checks++;                                                                      \
-    if (got_ != (want)) {                                                          \
-      FAIL("%s: got %s, want %s (%s)", #expr, underlay_result_name(got_),          \
-           underlay_result_name(want), underlay_last_error_message());             \
-    } else if ((want) != UNDERLAY_RESULT_OK && lacks(needle)) {                    \
-      FAIL("%s: message `%s` lacks `%s`", #expr, underlay_last_error_message(),    \
-           (const char *)(needle));                                                \
-    }                                                                              \
-  } while (0)
-#define OK(expr) EXPECT(expr, UNDERLAY_RESULT_OK, NULL)
-#define TRUE(cond)                                                                 \
-  do {                                                                             \
-    checks++;                                                                      \
-    if (!(cond))                                                                   \
-      FAIL("%s", #cond);                                                           \
-  } while (0)
+#include "check.h"
 
 static char ns[64];
 
