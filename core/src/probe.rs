@@ -710,23 +710,43 @@ pub(crate) async fn open_link_socket(
 
 /// A packet socket of one protocol bound to one link, non-blocking, opened inside `netns`;
 /// closed off the async runtime when dropped (a close waits for an RCU grace period).
-struct LinkListener {
+pub(crate) struct LinkListener {
     fd: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
 }
 
 impl LinkListener {
     async fn open(netns: &Netns, ifindex: u32, ethertype: u16, what: &str) -> Result<Self> {
-        let fd = open_link_socket(netns, ifindex, libc::SOCK_RAW, ethertype, what).await?;
+        Self::open_kind(netns, ifindex, libc::SOCK_RAW, ethertype, what).await
+    }
+
+    /// As `open`, of socket type `kind` (SOCK_RAW: whole frames; SOCK_DGRAM: payloads).
+    pub(crate) async fn open_kind(
+        netns: &Netns,
+        ifindex: u32,
+        kind: i32,
+        ethertype: u16,
+        what: &str,
+    ) -> Result<Self> {
+        let fd = open_link_socket(netns, ifindex, kind, ethertype, what).await?;
         Ok(LinkListener { fd: Some(fd) })
     }
 
-    fn raw(&self) -> &OwnedFd {
+    pub(crate) fn raw(&self) -> &OwnedFd {
         self.fd.as_ref().expect("open until dropped").get_ref()
     }
 
     /// The next frame received (not sent) on the link before `deadline`, into `buf`:
     /// its length, or None at the deadline.
     async fn next(&self, buf: &mut [u8], deadline: tokio::time::Instant) -> Result<Option<usize>> {
+        Ok(self.next_from(buf, deadline).await?.map(|(n, _)| n))
+    }
+
+    /// As `next`, with the sender's MAC.
+    pub(crate) async fn next_from(
+        &self,
+        buf: &mut [u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<(usize, MacAddr)>> {
         let fd = self.fd.as_ref().expect("open until dropped");
         loop {
             let mut guard = match tokio::time::timeout_at(deadline, fd.readable()).await {
@@ -765,7 +785,9 @@ impl LinkListener {
             if from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
-            return Ok(Some(n as usize));
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(&from.sll_addr[..6]);
+            return Ok(Some((n as usize, MacAddr::new(mac))));
         }
     }
 }

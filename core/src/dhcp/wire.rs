@@ -5,10 +5,11 @@
 //! The IPv4 and UDP headers around `dhcproto`'s payload are built and checked here.
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use crate::error::{Error, Result};
 use crate::netns::Netns;
+use crate::probe::LinkListener;
 use crate::types::MacAddr;
 
 pub(super) const CLIENT_PORT: u16 = 68;
@@ -17,13 +18,13 @@ const ETH_P_IP: u16 = 0x0800;
 
 /// An IPv4 packet socket bound to one link, registered with the runtime; closed off it.
 pub(super) struct LinkSocket {
-    fd: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
+    listener: LinkListener,
     ifindex: u32,
 }
 
 impl LinkSocket {
     pub(super) async fn open(netns: &Netns, ifindex: u32) -> Result<LinkSocket> {
-        let fd = crate::probe::open_link_socket(
+        let listener = LinkListener::open_kind(
             netns,
             ifindex,
             libc::SOCK_DGRAM,
@@ -31,10 +32,7 @@ impl LinkSocket {
             "run the DHCP client",
         )
         .await?;
-        Ok(LinkSocket {
-            fd: Some(fd),
-            ifindex,
-        })
+        Ok(LinkSocket { listener, ifindex })
     }
 
     /// Sends `payload` as a UDP datagram `src`:68 -> `dst`:67 in a frame to `dst_mac`.
@@ -47,7 +45,7 @@ impl LinkSocket {
     ) -> Result<()> {
         let pkt = udp_packet(src, dst, CLIENT_PORT, SERVER_PORT, payload);
         let ll = link_addr(self.ifindex, dst_mac);
-        let fd = self.fd.as_ref().expect("open until dropped").get_ref();
+        let fd = self.listener.raw();
         // SAFETY: buffers valid for their lengths.
         let n = unsafe {
             libc::sendto(
@@ -74,59 +72,13 @@ impl LinkSocket {
         &self,
         deadline: tokio::time::Instant,
     ) -> Result<Option<(Vec<u8>, MacAddr)>> {
-        let fd = self.fd.as_ref().expect("open until dropped");
         let mut buf = vec![0u8; 2048];
-        loop {
-            let mut guard = match tokio::time::timeout_at(deadline, fd.readable()).await {
-                Err(_) => return Ok(None),
-                Ok(g) => g.map_err(|e| Error::io("cannot wait on the DHCP client's socket", e))?,
-            };
-            // SAFETY: all-zero is a valid sockaddr_ll.
-            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            // SAFETY: buffers valid for their lengths.
-            let n = unsafe {
-                libc::recvfrom(
-                    fd.get_ref().as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut from as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
-            };
-            if n < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.kind() == std::io::ErrorKind::WouldBlock {
-                    guard.clear_ready();
-                    continue;
-                }
-                return Err(Error::io("cannot receive on the DHCP client's socket", err));
-            }
-            if from.sll_pkttype == libc::PACKET_OUTGOING {
-                continue;
-            }
-            if let Some(payload) = udp_payload(&buf[..n as usize], CLIENT_PORT) {
-                let mut mac = [0u8; 6];
-                mac.copy_from_slice(&from.sll_addr[..6]);
-                return Ok(Some((payload.to_vec(), MacAddr::new(mac))));
+        while let Some((n, mac)) = self.listener.next_from(&mut buf, deadline).await? {
+            if let Some(payload) = udp_payload(&buf[..n], CLIENT_PORT) {
+                return Ok(Some((payload.to_vec(), mac)));
             }
         }
-    }
-}
-
-impl Drop for LinkSocket {
-    fn drop(&mut self) {
-        // Closing a packet socket waits for an RCU grace period: not on a runtime worker.
-        if let Some(fd) = self.fd.take() {
-            let fd = fd.into_inner();
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => {
-                    rt.spawn_blocking(move || drop(fd));
-                }
-                Err(_) => drop(fd),
-            }
-        }
+        Ok(None)
     }
 }
 

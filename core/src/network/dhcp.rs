@@ -270,7 +270,14 @@ impl Network {
                 .dhcp_client(&ns, ep.index, ep.mac, &ep.container_id, &ep.ifname, None)
                 .await
             {
-                Ok(client) => return client.release(lease).await,
+                // A namespace on its way out may still show the link, down: the send fails
+                // (ENETDOWN) and the parent says it instead.
+                Ok(client) => match client.release(lease).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        tracing::debug!(network = %self.name(), endpoint = %ep.container_id, error = %e, "DHCP release from the endpoint's link failed: sending it from the parent")
+                    }
+                },
                 Err(e) => {
                     tracing::debug!(network = %self.name(), endpoint = %ep.container_id, error = %e, "DHCP release from the endpoint's link impossible: sending it from the parent")
                 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use underlay::network::{EndpointSpec, NetworkSpec, Networks, ENDPOINT_GROUP};
 use underlay::{ErrorKind, Handle, MacvlanMode, Netns};
 
-use crate::common::{ip_json, privileged, TestNs};
+use crate::common::{ip_json, privileged, remove_namespaces, Children, Cleanup, TestNs};
 use crate::network::TempDir;
 
 const NETWORKS: [(&str, &str); 2] = [
@@ -508,14 +508,6 @@ fn group_of(ns: &str, dev: &str) -> Option<u32> {
         .unwrap_or_else(|| g.parse().ok())
 }
 
-fn remove_namespaces(prefix: &str) {
-    for ns in Netns::list().unwrap_or_default() {
-        if ns.starts_with(prefix) {
-            let _ = Netns::delete(&ns);
-        }
-    }
-}
-
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -530,25 +522,4 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// A round's children, killed (-9) when dropped, also when the test fails.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Removes the namespaces of this run (by their name's prefix) when dropped.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        remove_namespaces(&self.0);
-    }
 }

@@ -124,3 +124,33 @@ pub(crate) fn ip_addrs(t: &TestNs, dev: &str) -> Vec<String> {
         .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
         .collect()
 }
+
+/// Deletes the named namespaces whose name starts with `prefix` (a churn test's own).
+pub(crate) fn remove_namespaces(prefix: &str) {
+    for ns in underlay::Netns::list().unwrap_or_default() {
+        if ns.starts_with(prefix) {
+            let _ = underlay::Netns::delete(&ns);
+        }
+    }
+}
+
+/// A churn round's child processes, killed (-9) when dropped, also when the test fails.
+pub(crate) struct Children(pub(crate) Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Removes the namespaces of a run (by their name's prefix) when dropped.
+pub(crate) struct Cleanup(pub(crate) String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        remove_namespaces(&self.0);
+    }
+}

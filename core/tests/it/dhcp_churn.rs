@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use underlay::network::{EndpointSpec, NetworkSpec, Networks};
 use underlay::{DhcpConfig, ErrorKind, Handle, MacvlanMode, Netns};
 
-use crate::common::{ip_json, privileged};
+use crate::common::{ip_json, privileged, remove_namespaces, Children, Cleanup};
 use crate::dhcp::host_and_wire;
 use crate::dhcp_dnsmasq::{Dnsmasq, DnsmasqLease};
 
@@ -405,34 +405,5 @@ async fn check(nets: &Networks, server: &Dnsmasq, prefix: &str, killed: &Killed,
             l.hostname,
             server.log_about(&l.mac)
         );
-    }
-}
-
-fn remove_namespaces(prefix: &str) {
-    for ns in Netns::list().unwrap_or_default() {
-        if ns.starts_with(prefix) {
-            let _ = Netns::delete(&ns);
-        }
-    }
-}
-
-/// A round's children, killed (-9) when dropped, also when the test fails.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Removes the namespaces of this run (by their name's prefix) when dropped.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        remove_namespaces(&self.0);
     }
 }
