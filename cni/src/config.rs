@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use underlay::ipam::{AllocRange, Pool};
 use underlay::network::{Announce, HostAccess, NetworkSpec, ShimRoutes};
-use underlay::{IpvlanFlag, IpvlanMode, MacAddr, MacvlanMode};
+use underlay::{ConflictDetection, IpvlanFlag, IpvlanMode, MacAddr, MacvlanMode};
 
 use crate::protocol::{code, CniError, Dns, RouteConf};
 
@@ -58,6 +58,10 @@ pub(crate) struct NetConf {
     /// Whom a new endpoint's addresses are announced to: "kernel" (default), "wire",
     /// "segment" or "off" (the library's `Announce`).
     pub(crate) announce: Option<String>,
+    /// Address-conflict detection before an address is assigned (the library's
+    /// `ConflictDetection`): `true` (1 probe, then 150 ms), `"rfc5227"`, or
+    /// `{"probes": N, "intervalMs": I, "waitMs": W}`.
+    pub(crate) conflict_detection: Option<serde_json::Value>,
     #[serde(rename = "cni.dev/valid-attachments")]
     pub(crate) valid_attachments: Option<Vec<Attachment>>,
 }
@@ -195,6 +199,46 @@ impl NetConf {
         }
     }
 
+    /// `conflictDetection` as the library's settings; None when off (absent or `false`).
+    pub(crate) fn conflict_detection(&self) -> Result<Option<ConflictDetection>, CniError> {
+        let bad = |what: String| {
+            invalid(format!(
+                "`conflictDetection` {what}: give true, \"rfc5227\" or {{\"probes\": N, \"intervalMs\": I, \"waitMs\": W}}"
+            ))
+        };
+        match &self.conflict_detection {
+            None | Some(serde_json::Value::Bool(false)) => Ok(None),
+            Some(serde_json::Value::Bool(true)) => Ok(Some(ConflictDetection::default())),
+            Some(serde_json::Value::String(s)) if s == "rfc5227" => {
+                Ok(Some(ConflictDetection::rfc5227()))
+            }
+            Some(serde_json::Value::Object(o)) => {
+                let d = ConflictDetection::default();
+                let mut probes = d.probes();
+                let mut interval = d.interval();
+                let mut wait = d.wait();
+                for (k, v) in o {
+                    let n = v
+                        .as_u64()
+                        .ok_or_else(|| bad(format!("`{k}` is {v}, not a whole number")))?;
+                    match k.as_str() {
+                        "probes" => {
+                            probes = u32::try_from(n)
+                                .map_err(|_| bad(format!("`probes` {n} is too large")))?
+                        }
+                        "intervalMs" => interval = std::time::Duration::from_millis(n),
+                        "waitMs" => wait = std::time::Duration::from_millis(n),
+                        _ => return Err(bad(format!("has an unknown key `{k}`"))),
+                    }
+                }
+                ConflictDetection::new(probes, interval, wait)
+                    .map(Some)
+                    .map_err(|e| invalid(format!("`conflictDetection`: {e}")))
+            }
+            Some(other) => Err(bad(format!("is {other}"))),
+        }
+    }
+
     /// `hostAccess` as the library's settings: `true` (a shim named after the network, no
     /// address, a host route per container), `false`/absent (none), or an object with
     /// `name`, `address` (`true`: one from the pools; or an address of the pools) and
@@ -327,6 +371,9 @@ impl NetConf {
         };
         if let Some(mtu) = self.mtu.filter(|m| *m != 0) {
             spec = spec.mtu(mtu);
+        }
+        if let Some(c) = self.conflict_detection()? {
+            spec = spec.conflict_detection(c);
         }
         Ok(spec)
     }

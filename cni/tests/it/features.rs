@@ -599,6 +599,75 @@ fn add_is_announced_to_the_wire_by_the_kernel() {
     assert!(!knows("10.94.0.11", ""), "`announce: off` was announced");
 }
 
+/// `conflictDetection`: an address of the range that a machine on the wire already holds
+/// (`wire0`, the parent veth's other end, answers ARP for 10.95.0.10) is probed, skipped and
+/// quarantined in the lease store (a lease file naming the MAC that answered); the container
+/// gets the next address. Without the key the same network would hand out 10.95.0.10 (first
+/// ADD of a fresh network: the range's first address). Bad values are error 7.
+#[test]
+fn conflict_detection_skips_an_address_in_use_on_the_wire() {
+    root_or_skip!("conflict_detection_skips_an_address_in_use_on_the_wire");
+    let host = Host::new("cfd");
+    host.ns
+        .ip(&["addr", "add", "10.95.0.10/24", "dev", "wire0"]);
+    let wire_mac = {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &host.ns.name, "-j", "link", "show", "dev", "wire0"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["address"].as_str().unwrap().to_string()
+    };
+    let dir = TempDir::new("cfd");
+    let mut conf = config(&host, &dir, "cfdnet", "1.0.0", "10.95.0");
+    conf["conflictDetection"] = json!({"probes": 1, "waitMs": 200});
+    let ct = host.container("a");
+    let add = Call::new("ADD")
+        .container("cfd-a", &ct.path())
+        .stdin(conf.clone())
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(ct.addrs("eth0"), vec!["10.95.0.11/24".to_string()]);
+    assert_eq!(add.json["ips"][0]["address"], "10.95.0.11/24");
+    let owner = lease_owner(&dir, "cfdnet", "10.95.0.10");
+    assert!(
+        owner.starts_with("underlay-conflict_") && owner.contains(&wire_mac),
+        "10.95.0.10 is not quarantined for {wire_mac}: its lease names `{owner}`"
+    );
+    assert_eq!(lease_owner(&dir, "cfdnet", "10.95.0.11"), "cfd-a");
+    let del = Call::new("DEL")
+        .container("cfd-a", &ct.path())
+        .stdin(conf)
+        .run(&host);
+    assert_eq!(del.code, 0, "{del:?}");
+    // The quarantine stays after the container's DEL: the address is still in use out there.
+    assert_eq!(leases(&dir, "cfdnet"), vec!["10.95.0.10".to_string()]);
+    for bad in [
+        json!("sometimes"),
+        json!({"probes": 0}),
+        json!({"probes": 1, "bogus": 2}),
+        json!({"waitMs": -1}),
+        json!(3),
+    ] {
+        let mut c = config(&host, &dir, "cfdbad", "1.0.0", "10.96.0");
+        c["conflictDetection"] = bad.clone();
+        let ct = host.container("b");
+        let add = Call::new("ADD")
+            .container("cfd-b", &ct.path())
+            .stdin(c)
+            .run(&host);
+        assert_eq!(add.json["code"], 7, "conflictDetection {bad}: {add:?}");
+        assert!(
+            add.json["msg"]
+                .as_str()
+                .unwrap_or("")
+                .contains("conflictDetection"),
+            "{add:?}"
+        );
+        assert!(leases(&dir, "cfdbad").is_empty());
+    }
+}
+
 /// The host namespace of the test pings `ip` (one echo, 1 s at most).
 fn host_pings(host: &Host, ip: &str) -> bool {
     std::process::Command::new("ip")
