@@ -257,10 +257,11 @@ impl Network {
         })
     }
 
-    /// Sends DHCPRELEASE for `ep`'s lease: from inside its namespace, on its link; when the
-    /// namespace or the link is gone (reconcile's case), as a frame from the endpoint's MAC on
-    /// the network's parent in the host namespace (no answer comes to a release, so nothing
-    /// needs to be received where the link was).
+    /// Sends DHCPRELEASE for `ep`'s lease: from inside its namespace, on its link, and always
+    /// also as a frame from the endpoint's MAC on the network's parent in the host namespace
+    /// (the only way once the namespace or the link is gone, reconcile's case). No answer
+    /// confirms a release, and a namespace on its way out can swallow one sent inside it; the
+    /// server ignores the second copy.
     pub(super) async fn release_dhcp(&self, ep: &Endpoint) -> Result<()> {
         let Some(lease) = &ep.dhcp else {
             return Ok(());
@@ -270,12 +271,12 @@ impl Network {
                 .dhcp_client(&ns, ep.index, ep.mac, &ep.container_id, &ep.ifname, None)
                 .await
             {
-                // A namespace on its way out may still show the link, down: the send fails
-                // (ENETDOWN) and the parent says it instead.
+                // A namespace on its way out may still show the link, down (the send fails,
+                // ENETDOWN), or drop the frame: the parent says it in any case, below.
                 Ok(client) => match client.release(lease).await {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => {}
                     Err(e) => {
-                        tracing::debug!(network = %self.name(), endpoint = %ep.container_id, error = %e, "DHCP release from the endpoint's link failed: sending it from the parent")
+                        tracing::debug!(network = %self.name(), endpoint = %ep.container_id, error = %e, "DHCP release from the endpoint's link failed: the parent sends it")
                     }
                 },
                 Err(e) => {

@@ -15,7 +15,7 @@ use dhcproto::{Decodable, Encodable};
 use crate::common::TestNs;
 
 /// One message the server received.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Seen {
     pub(crate) kind: MessageType,
     /// Sent to the server's address (true) or broadcast.
