@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use underlay::network::{EndpointSpec, NetworkSpec, Networks, ENDPOINT_GROUP};
 use underlay::{ErrorKind, Handle, MacvlanMode, Netns};
 
-use crate::common::{ip_json, privileged, remove_namespaces, Children, Cleanup, TestNs};
+use crate::common::{ip_json, ipv4_of, privileged, remove_namespaces, Children, Cleanup, TestNs};
 use crate::network::TempDir;
 
 const NETWORKS: [(&str, &str); 2] = [
@@ -227,21 +227,6 @@ async fn handoff_round(job: &Job, net: &underlay::network::Network, rng: &mut Rn
         }
         _ => Netns::delete(&ns_name).unwrap(),
     }
-}
-
-/// IPv4 addresses on `dev` in namespace `ns` (the oracle).
-fn ipv4_of(ns: &str, dev: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-n", ns, "-j", "-4", "addr", "show", "dev", dev])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
-        .filter_map(|a| a["local"].as_str().map(String::from))
-        .collect()
 }
 
 fn env_or(key: &str, default: u64) -> u64 {

@@ -154,3 +154,18 @@ impl Drop for Cleanup {
         remove_namespaces(&self.0);
     }
 }
+
+/// IPv4 addresses on `dev` in namespace `ns` (the oracle).
+pub(crate) fn ipv4_of(ns: &str, dev: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-j", "-4", "addr", "show", "dev", dev])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["local"].as_str().map(String::from))
+        .collect()
+}

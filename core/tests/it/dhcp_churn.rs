@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use underlay::network::{EndpointSpec, NetworkSpec, Networks};
 use underlay::{DhcpConfig, ErrorKind, Handle, MacvlanMode, Netns};
 
-use crate::common::{ip_json, privileged, remove_namespaces, Children, Cleanup};
+use crate::common::{ip_json, ipv4_of, privileged, remove_namespaces, Children, Cleanup};
 use crate::dhcp::host_and_wire;
 use crate::dhcp_dnsmasq::{Dnsmasq, DnsmasqLease};
 
@@ -58,21 +58,6 @@ fn note(dir: &std::path::Path, file: &str, line: &str) {
         .open(dir.join(file))
         .unwrap();
     writeln!(f, "{line}").unwrap();
-}
-
-/// IPv4 addresses on `dev` in namespace `ns` (the oracle).
-fn ipv4_of(ns: &str, dev: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-n", ns, "-j", "-4", "addr", "show", "dev", dev])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
-        .filter_map(|a| a["local"].as_str().map(String::from))
-        .collect()
 }
 
 /// The child half of `dhcp_endpoints_under_churn`: one role until the round ends (or kill -9).

@@ -6,11 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use underlay::network::{EndpointSpec, NetworkSpec, Networks};
+use underlay::network::{EndpointSpec, NetworkSpec};
 use underlay::{ConflictDetection, ErrorKind, MacvlanMode, Netns, Veth};
 
 use crate::common::{privileged, TestNs};
-use crate::network::TempDir;
 
 macro_rules! root_or_skip {
     ($name:expr) => {
@@ -199,23 +198,6 @@ async fn announcing_400_addresses_sends_all_of_them() {
     assert_eq!(nas.iter().copied().collect::<BTreeSet<_>>(), v6);
 }
 
-/// A host namespace whose parent `ens192` is a veth to a neighbour namespace (`wire0`), and a
-/// state directory with the networks over it.
-async fn host_and_neighbour(tag: &str) -> (TestNs, TestNs, TempDir, Networks) {
-    let h = TestNs::new(tag).await;
-    let wire = TestNs::new(&format!("{tag}w")).await;
-    Veth::create(&h.handle, "ens192", "wire0")
-        .peer_netns(&wire.ns)
-        .up()
-        .peer_up()
-        .execute()
-        .await
-        .unwrap();
-    let dir = TempDir::new(tag);
-    let nets = Networks::open(&h.handle, &dir.0).await.unwrap();
-    (h, wire, dir, nets)
-}
-
 const NODAD: underlay::AddressOptions = underlay::AddressOptions {
     nodad: true,
     noprefixroute: false,
@@ -246,7 +228,7 @@ fn oracle_addrs(t: &TestNs, dev: &str) -> Vec<(String, Vec<String>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_skips_addresses_in_use_on_the_wire() {
     root_or_skip!("connect_skips_addresses_in_use_on_the_wire");
-    let (_h, wire, _dir, nets) = host_and_neighbour("wcd").await;
+    let (_h, wire, _dir, nets) = crate::dhcp::host_and_wire("wcd").await;
     for a in ["172.23.30.2/24", "172.23.30.3/24"] {
         wire.handle
             .add_address("wire0", a.parse().unwrap())
@@ -345,7 +327,7 @@ async fn connect_skips_addresses_in_use_on_the_wire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_connects_probe_in_parallel() {
     root_or_skip!("concurrent_connects_probe_in_parallel");
-    let (_h, wire, _dir, nets) = host_and_neighbour("wcp").await;
+    let (_h, wire, _dir, nets) = crate::dhcp::host_and_wire("wcp").await;
     let taken: Vec<String> = (5..9).map(|i| format!("172.23.31.{i}")).collect();
     for a in &taken {
         wire.handle
@@ -403,7 +385,7 @@ async fn concurrent_connects_probe_in_parallel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_duplicate_address_detection_failure_is_handled() {
     root_or_skip!("ipv6_duplicate_address_detection_failure_is_handled");
-    let (_h, wire, _dir, nets) = host_and_neighbour("wdad").await;
+    let (_h, wire, _dir, nets) = crate::dhcp::host_and_wire("wdad").await;
     wire.handle
         .add_address_with("wire0", "fd32::2/64".parse().unwrap(), NODAD)
         .await
@@ -490,7 +472,7 @@ async fn ipv6_duplicate_address_detection_failure_is_handled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_gratuitous_arp_conflict_is_reported() {
     root_or_skip!("a_later_gratuitous_arp_conflict_is_reported");
-    let (_h, wire, _dir, nets) = host_and_neighbour("wga").await;
+    let (_h, wire, _dir, nets) = crate::dhcp::host_and_wire("wga").await;
     let wire0 = wire.handle.link("wire0").await.unwrap();
     let net = nets
         .create(
@@ -547,7 +529,7 @@ async fn a_later_gratuitous_arp_conflict_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_on_the_wire_are_as_configured() {
     root_or_skip!("probes_on_the_wire_are_as_configured");
-    let (h, wire, _dir, nets) = host_and_neighbour("wpr").await;
+    let (h, wire, _dir, nets) = crate::dhcp::host_and_wire("wpr").await;
     let how =
         ConflictDetection::new(3, Duration::from_millis(60), Duration::from_millis(80)).unwrap();
     let net = nets
