@@ -2225,6 +2225,13 @@ underlay_result underlay_network_spec_set_mtu(underlay_network_spec *spec, uint3
 underlay_result underlay_network_spec_set_bring_parent_up(underlay_network_spec *spec);
 
 /**
+ * Looks the parent up in each endpoint's namespace when it connects and makes the link
+ * there (the CNI plugins' `linkInContainer`); the host's namespace has no part in it. Such a
+ * network has no host access, conflict detection, DHCP or prepared endpoints.
+ */
+underlay_result underlay_network_spec_set_parent_in_endpoint_namespace(underlay_network_spec *spec);
+
+/**
  * Turns conflict detection on: before a connect assigns an address, `probes` probes (1..10)
  * `interval_ms` apart, then `wait_ms` (1..10000) for an answer (ARP probes for IPv4,
  * duplicate address detection for IPv6); an address that answers is quarantined and the
@@ -2343,6 +2350,11 @@ const char *underlay_network_driver(const underlay_network *network);
  * The parent interface, NULL for an internal network; borrowed.
  */
 const char *underlay_network_parent(const underlay_network *network);
+
+/**
+ * Whether the parent is looked up in each endpoint's namespace (false for NULL).
+ */
+bool underlay_network_parent_in_endpoint_namespace(const underlay_network *network);
 
 /**
  * The network's conflict detection: `*probes_out` is 0 when it is off (then the other two

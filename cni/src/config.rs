@@ -49,8 +49,8 @@ pub(crate) struct NetConf {
     /// DNS settings for the result (the reference plugins' top-level `dns`): when given, the
     /// result carries them instead of the IPAM's (`resolvConf`), as the reference macvlan does.
     pub(crate) dns: Option<Dns>,
-    /// The reference plugins' `linkInContainer` (the parent in the container's namespace):
-    /// not supported, refused when true.
+    /// The reference plugins' `linkInContainer`: `master` is in the container's namespace,
+    /// and the link is made there (the library's `parent_in_endpoint_namespace`).
     pub(crate) link_in_container: Option<bool>,
     /// Host access through the library's shim: `true`, or `{"name", "address", "routes"}`
     /// (see [`NetConf::host_access`]).
@@ -328,9 +328,9 @@ impl NetConf {
         let parent = self.parent()?;
         self.announce()?;
         self.host_access()?;
-        if self.link_in_container == Some(true) {
+        if self.link_in_container() && self.host_access()?.is_some() {
             return Err(invalid(
-                "`linkInContainer` is not supported: underlay's parents live in the host namespace; put `master` there, or use the reference macvlan/ipvlan plugin for this network",
+                "`hostAccess` needs `master` in the host's namespace, but `linkInContainer` puts it in the container's: remove one of them",
             ));
         }
         let mut spec = match self.driver.as_deref().unwrap_or("macvlan") {
@@ -375,7 +375,15 @@ impl NetConf {
         if let Some(c) = self.conflict_detection()? {
             spec = spec.conflict_detection(c);
         }
+        if self.link_in_container() {
+            spec = spec.parent_in_endpoint_namespace();
+        }
         Ok(spec)
+    }
+
+    /// `linkInContainer: true`.
+    pub(crate) fn link_in_container(&self) -> bool {
+        self.link_in_container == Some(true)
     }
 
     /// The addresses asked for: `runtimeConfig.ips`, `args.cni.ips`, `CNI_ARGS` `IP=` (comma
@@ -700,7 +708,7 @@ mod tests {
             ),
             (r#"{"name":"n","master":"e"}"#, "no `ipam`"),
             (
-                r#"{"name":"n","master":"e","linkInContainer":true,"ipam":{"type":"host-local","subnet":"10.1.0.0/24"}}"#,
+                r#"{"name":"n","master":"e","linkInContainer":true,"hostAccess":true,"ipam":{"type":"host-local","subnet":"10.1.0.0/24"}}"#,
                 "linkInContainer",
             ),
         ] {

@@ -441,6 +441,22 @@ pub(crate) async fn connect(
     ep_spec: &EndpointSpec,
     netns: &Netns,
 ) -> Result<(Network, Endpoint), CniError> {
+    if conf.link_in_container() {
+        // The config's fault, as a missing host `master` is (not a network deleted meanwhile).
+        let parent = conf.parent()?;
+        let inside = Handle::for_netns(netns)
+            .await
+            .map_err(|e| lib_error("opening netlink in the container's namespace", e))?;
+        if let Err(e) = inside.link(parent).await {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!(
+                    "`master` `{parent}` is not in the container's namespace (`linkInContainer`): move or make it there first, or set `linkInContainer` false for a master on the host"
+                ),
+            )
+            .details(e.to_string()));
+        }
+    }
     let mut attempts = 0;
     let (net, ep) = loop {
         let net = match nets.create_or_open(spec.clone()).await {
@@ -669,9 +685,10 @@ pub(crate) async fn delete_if_unused(nets: &Networks, conf: &NetConf) {
         }
     }
     let Ok(parent) = conf.parent() else { return };
-    let vlan = parent
-        .rsplit_once('.')
-        .is_some_and(|(nic, id)| !nic.is_empty() && id.parse::<u16>().is_ok());
+    let vlan = !conf.link_in_container()
+        && parent
+            .rsplit_once('.')
+            .is_some_and(|(nic, id)| !nic.is_empty() && id.parse::<u16>().is_ok());
     if !vlan {
         return;
     }
@@ -816,6 +833,10 @@ async fn status(conf: &NetConf, role: Role) -> Result<Option<serde_json::Value>,
 pub(crate) async fn parent_status(conf: &NetConf) -> Result<Option<serde_json::Value>, CniError> {
     {
         let parent = conf.parent()?.to_string();
+        if conf.link_in_container() {
+            // In each container's namespace: nothing to look at before an ADD brings one.
+            return Ok(None);
+        }
         let host =
             Handle::new().map_err(|e| lib_error("opening netlink in the host namespace", e))?;
         if let Err(e) = host.link(parent.as_str()).await {

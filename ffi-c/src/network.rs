@@ -200,6 +200,20 @@ pub extern "C" fn underlay_network_spec_set_bring_parent_up(
     })
 }
 
+/// Looks the parent up in each endpoint's namespace when it connects and makes the link
+/// there (the CNI plugins' `linkInContainer`); the host's namespace has no part in it. Such a
+/// network has no host access, conflict detection, DHCP or prepared endpoints.
+#[no_mangle]
+pub extern "C" fn underlay_network_spec_set_parent_in_endpoint_namespace(
+    spec: *mut underlay_network_spec,
+) -> underlay_result {
+    guard(|| {
+        let sp = m(spec, "spec")?;
+        sp.inner = sp.inner.clone().parent_in_endpoint_namespace();
+        Ok(())
+    })
+}
+
 /// Turns conflict detection on: before a connect assigns an address, `probes` probes (1..10)
 /// `interval_ms` apart, then `wait_ms` (1..10000) for an answer (ARP probes for IPv4,
 /// duplicate address detection for IPv6); an address that answers is quarantined and the
@@ -497,6 +511,16 @@ pub extern "C" fn underlay_network_driver(network: *const underlay_network) -> *
 pub extern "C" fn underlay_network_parent(network: *const underlay_network) -> *const c_char {
     guard_value(std::ptr::null(), || {
         r(network, "network").map_or(std::ptr::null(), |n| opt_ptr(&n.parent))
+    })
+}
+
+/// Whether the parent is looked up in each endpoint's namespace (false for NULL).
+#[no_mangle]
+pub extern "C" fn underlay_network_parent_in_endpoint_namespace(
+    network: *const underlay_network,
+) -> bool {
+    guard_value(false, || {
+        r(network, "network").is_ok_and(|n| n.inner.parent_in_endpoint_namespace())
     })
 }
 

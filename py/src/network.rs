@@ -281,6 +281,7 @@ fn network_spec(
     bring_parent_up: bool,
     conflict_detection: Option<underlay::ConflictDetection>,
     dhcp: Option<underlay::DhcpConfig>,
+    parent_in_endpoint_namespace: bool,
 ) -> PyResult<NetworkSpec> {
     let d = self::driver(driver, mode, flag)?;
     let mut spec = match (&parent, d) {
@@ -302,6 +303,9 @@ fn network_spec(
     }
     if let Some(d) = dhcp {
         spec = spec.dhcp(d);
+    }
+    if parent_in_endpoint_namespace {
+        spec = spec.parent_in_endpoint_namespace();
     }
     Ok(spec)
 }
@@ -383,7 +387,7 @@ impl Networks {
     /// left behind on failure.
     #[pyo3(signature = (name, *, driver = "macvlan", parent = None, mode = None, flag = None,
         pools = None, mtu = None, bring_parent_up = false, conflict_detection = None,
-        dhcp = None))]
+        dhcp = None, parent_in_endpoint_namespace = false))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         &self,
@@ -398,6 +402,7 @@ impl Networks {
         bring_parent_up: bool,
         conflict_detection: Option<PyRef<'_, ConflictDetection>>,
         dhcp: Option<PyRef<'_, DhcpConfig>>,
+        parent_in_endpoint_namespace: bool,
     ) -> PyResult<Network> {
         let spec = network_spec(
             name,
@@ -410,6 +415,7 @@ impl Networks {
             bring_parent_up,
             conflict_detection.map(|c| c.inner),
             dhcp.map(|d| d.inner),
+            parent_in_endpoint_namespace,
         )?;
         let n = self.inner.clone();
         Ok(Network {
@@ -422,7 +428,7 @@ impl Networks {
     /// difference. Concurrent first calls all get the one network.
     #[pyo3(signature = (name, *, driver = "macvlan", parent = None, mode = None, flag = None,
         pools = None, mtu = None, bring_parent_up = false, conflict_detection = None,
-        dhcp = None))]
+        dhcp = None, parent_in_endpoint_namespace = false))]
     #[allow(clippy::too_many_arguments)]
     fn create_or_open(
         &self,
@@ -437,6 +443,7 @@ impl Networks {
         bring_parent_up: bool,
         conflict_detection: Option<PyRef<'_, ConflictDetection>>,
         dhcp: Option<PyRef<'_, DhcpConfig>>,
+        parent_in_endpoint_namespace: bool,
     ) -> PyResult<Network> {
         let spec = network_spec(
             name,
@@ -449,6 +456,7 @@ impl Networks {
             bring_parent_up,
             conflict_detection.map(|c| c.inner),
             dhcp.map(|d| d.inner),
+            parent_in_endpoint_namespace,
         )?;
         let n = self.inner.clone();
         Ok(Network {
@@ -568,6 +576,11 @@ impl Network {
     fn parent(&self) -> Option<&str> {
         self.inner.parent()
     }
+    /// Whether the parent is looked up in each endpoint's namespace (`linkInContainer`).
+    #[getter]
+    fn parent_in_endpoint_namespace(&self) -> bool {
+        self.inner.parent_in_endpoint_namespace()
+    }
     /// The link endpoints hang on (the parent, or the internal network's dummy/bridge).
     #[getter]
     fn lower(&self) -> &str {
@@ -614,7 +627,8 @@ impl Network {
     /// one line per difference ("MTU: stored 1400, given the parent's"); [] when it is the
     /// same network (what `Networks.create_or_open` accepts). The name is this network's.
     #[pyo3(signature = (*, driver = "macvlan", parent = None, mode = None, flag = None,
-        pools = None, mtu = None, conflict_detection = None, dhcp = None))]
+        pools = None, mtu = None, conflict_detection = None, dhcp = None,
+        parent_in_endpoint_namespace = false))]
     #[allow(clippy::too_many_arguments)]
     fn differences(
         &self,
@@ -626,6 +640,7 @@ impl Network {
         mtu: Option<&Bound<'_, PyAny>>,
         conflict_detection: Option<PyRef<'_, ConflictDetection>>,
         dhcp: Option<PyRef<'_, DhcpConfig>>,
+        parent_in_endpoint_namespace: bool,
     ) -> PyResult<Vec<String>> {
         let spec = network_spec(
             self.inner.name(),
@@ -638,6 +653,7 @@ impl Network {
             false,
             conflict_detection.map(|c| c.inner),
             dhcp.map(|d| d.inner),
+            parent_in_endpoint_namespace,
         )?;
         Ok(self.inner.differences(&spec))
     }

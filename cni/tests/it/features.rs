@@ -814,3 +814,92 @@ fn host_access_reaches_containers_through_the_shim() {
     assert!(shims(&host).is_empty(), "the last DEL left the shim");
     assert!(host.ns.addrs("par0") == vec!["10.95.0.2/24".to_string()]);
 }
+
+/// `linkInContainer`: `master` is the container's own NIC (here a veth made inside it), the
+/// link is made there on it, and the host's namespace is left as it was; a container
+/// without that NIC is error 7 with nothing left; STATUS does not look for it on the host.
+#[test]
+fn link_in_container_uses_the_containers_own_master() {
+    root_or_skip!("link_in_container_uses_the_containers_own_master");
+    let host = Host::new("lic");
+    let host_links = host.ns.links();
+    let dir = TempDir::new("lic");
+    let mut conf = config(&host, &dir, "licnet", "1.1.0", "10.96.0");
+    conf["master"] = "eth1".into();
+    conf["linkInContainer"] = true.into();
+    let ct = host.container("a");
+    ct.ip(&[
+        "link", "add", "eth1", "type", "veth", "peer", "name", "wire1",
+    ]);
+    ct.ip(&["link", "set", "eth1", "up"]);
+    ct.ip(&["link", "set", "wire1", "up"]);
+    let add = Call::new("ADD")
+        .container("lic-a", &ct.path())
+        .stdin(conf.clone())
+        .run(&host);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert_eq!(add.json["interfaces"][0]["sandbox"], ct.path());
+    assert_eq!(ct.addrs("eth0"), vec!["10.96.0.10/24".to_string()]);
+    assert!(ct.has_default_via("10.96.0.1"));
+    let out = std::process::Command::new("ip")
+        .args(["-n", &ct.name, "-d", "-j", "link", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    let link: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        link[0]["link"], "eth1",
+        "made on the container's eth1: {link}"
+    );
+    assert_eq!(link[0]["linkinfo"]["info_kind"], "macvlan", "{link}");
+    assert_eq!(host.ns.links(), host_links, "nothing made on the host");
+
+    let mut with_prev = conf.clone();
+    with_prev["prevResult"] = add.json.clone();
+    let check = Call::new("CHECK")
+        .container("lic-a", &ct.path())
+        .stdin(with_prev.clone())
+        .run(&host);
+    assert_eq!(check.code, 0, "{check:?}");
+    let status = Call::new("STATUS").stdin(conf.clone()).run(&host);
+    assert_eq!(
+        status.code, 0,
+        "no eth1 on the host, and that is fine: {status:?}"
+    );
+
+    let bare = host.container("b");
+    let add = Call::new("ADD")
+        .container("lic-b", &bare.path())
+        .stdin(conf.clone())
+        .run(&host);
+    assert_eq!(add.json["code"], 7, "{add:?}");
+    assert!(
+        add.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("linkInContainer"),
+        "{add:?}"
+    );
+    assert_eq!(bare.links(), vec!["lo".to_string()]);
+    assert_eq!(leases(&dir, "licnet").len(), 1, "only lic-a's lease");
+
+    let del = Call::new("DEL")
+        .container("lic-a", &ct.path())
+        .stdin(with_prev)
+        .run(&host);
+    assert_eq!(del.code, 0, "{del:?}");
+    assert_eq!(ct.links(), vec!["eth1", "lo", "wire1"]);
+    assert_eq!(leases(&dir, "licnet").len(), 0);
+    assert_eq!(host.ns.links(), host_links);
+
+    let mut shim = conf.clone();
+    shim["hostAccess"] = true.into();
+    let add = Call::new("ADD")
+        .container("lic-a", &ct.path())
+        .stdin(shim)
+        .run(&host);
+    assert_eq!(
+        add.json["code"], 7,
+        "hostAccess with linkInContainer: {add:?}"
+    );
+    assert_eq!(ct.links(), vec!["eth1", "lo", "wire1"]);
+}

@@ -356,10 +356,14 @@ impl Network {
         handoff: bool,
     ) -> Result<Endpoint> {
         if handoff {
-            spec.target = Some(self.host().clone());
-            if matches!(spec.announce, Announce::Segment | Announce::Kernel) {
-                spec.announce = Announce::Wire;
+            if self.parent_in_endpoint_namespace() {
+                return Err(Error::invalid(format!(
+                    "network `{}`: its parent is in each endpoint's namespace, so a link cannot \
+                     be prepared on the host for a runtime to move: use connect",
+                    self.name()
+                )));
             }
+            spec.target = Some(self.host().clone());
         }
         if let Some(target) = &spec.target {
             check_target(netns, target)?;
@@ -615,11 +619,8 @@ impl Network {
             self.driver(),
             Driver::Ipvlan(IpvlanMode::L3 | IpvlanMode::L3s, _)
         );
-        let announce = match spec.announce {
-            Announce::Kernel if arp_less => Announce::Wire,
-            a => a,
-        };
-        let kernel_announce = announce == Announce::Kernel && !handoff;
+        let announce = self.announce_for(spec.announce, arp_less, handoff);
+        let kernel_announce = announce == Announce::Kernel;
         let link = self
             .create_link(
                 &target,
@@ -781,6 +782,22 @@ impl Network {
         Ok(Attempt::Done(Box::new(ep)))
     }
 
+    /// How an endpoint's addresses are announced, given what was `asked`: a prepared link
+    /// (`handoff`) has no container yet, so the wire is told from the parent; a link without
+    /// ARP (`arp_less`: ipvlan l3, l3s) cannot have the kernel announce; a parent in the
+    /// endpoint's namespace is not the host's to send from, so the endpoint's link sends.
+    pub(super) fn announce_for(&self, asked: Announce, arp_less: bool, handoff: bool) -> Announce {
+        let asked = match asked {
+            Announce::Segment | Announce::Kernel if handoff => Announce::Wire,
+            Announce::Kernel if arp_less => Announce::Wire,
+            a => a,
+        };
+        match asked {
+            Announce::Wire if self.parent_in_endpoint_namespace() => Announce::Segment,
+            a => a,
+        }
+    }
+
     /// Announces `ips` at `mac` out of the network's parent (nothing on an internal network).
     pub(super) async fn announce_on_wire(&self, mac: MacAddr, ips: &[IpAddr]) -> Result<()> {
         if self.parent().is_none() {
@@ -788,6 +805,40 @@ impl Network {
         }
         let lower = self.lower_link().await?;
         self.nets.announcer()?.send(lower.index, mac, ips)
+    }
+
+    /// The parent in the endpoint's namespace (`target`), checked against the network's MTU.
+    async fn endpoint_parent(&self, target: &Handle) -> Result<Link> {
+        let parent = target.link(self.lower()).await.map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::not_found(format!(
+                    "network `{}`: parent `{}` is not in the endpoint's namespace {}: move or \
+                     make it there first (the network's parent is looked up in each endpoint's \
+                     namespace)",
+                    self.name(),
+                    self.lower(),
+                    target.netns_label()
+                ))
+            } else {
+                e.context(format!(
+                    "network `{}`: reading parent `{}` in {}",
+                    self.name(),
+                    self.lower(),
+                    target.netns_label()
+                ))
+            }
+        })?;
+        if let Some(mtu) = self.mtu().filter(|m| *m > parent.mtu) {
+            return Err(Error::invalid(format!(
+                "network `{}`: MTU {mtu} is above parent `{}`'s MTU {} in {}: lower the \
+                 network's MTU or raise the parent's",
+                self.name(),
+                parent.name,
+                parent.mtu,
+                target.netns_label()
+            )));
+        }
+        Ok(parent)
     }
 
     pub(super) async fn create_link(
@@ -814,16 +865,23 @@ impl Network {
         name: &str,
         up: bool,
     ) -> Result<Link> {
-        let host = self.host();
-        let lower = self.lower_link().await?;
+        // The link is made in place: from the host onto its parent (straight into the
+        // target namespace), or, with the parent in the endpoint's namespace, in there.
+        let (maker, lower, target) = if self.parent_in_endpoint_namespace() {
+            (target, self.endpoint_parent(target).await?, None)
+        } else {
+            (self.host(), self.lower_link().await?, Some(target))
+        };
         let index = lower.index;
         // The group marks the link as underlay's in the create request itself.
         match self.driver() {
             Driver::Macvlan(mode) => {
-                let mut b = Macvlan::create(host, name, index, mode)
+                let mut b = Macvlan::create(maker, name, index, mode)
                     .parent_link(lower)
-                    .target(target)
                     .group(ENDPOINT_GROUP);
+                if let Some(t) = target {
+                    b = b.target(t);
+                }
                 if up {
                     b = b.up();
                 }
@@ -848,11 +906,13 @@ impl Network {
                         self.name()
                     )));
                 }
-                let mut b = Ipvlan::create(host, name, index, mode)
+                let mut b = Ipvlan::create(maker, name, index, mode)
                     .flag(flag)
                     .parent_link(lower)
-                    .target(target)
                     .group(ENDPOINT_GROUP);
+                if let Some(t) = target {
+                    b = b.target(t);
+                }
                 if up {
                     b = b.up();
                 }

@@ -152,17 +152,23 @@ impl Networks {
         }
         let others = self.records()?;
         let h = &self.inner.host;
+        // A parent in the endpoints' namespaces is none of the host's business.
+        let in_endpoint = spec.parent_in_endpoint_namespace;
         let (lower, brought_up) = match &parent {
+            _ if in_endpoint => (None, None),
             Some(p) => {
                 self.check_parent_conflicts(&spec, p, &others).await?;
                 let got = parent::acquire(h, p, spec.bring_parent_up).await?;
-                (got.link, got.brought_up)
+                (Some(got.link), got.brought_up)
             }
-            None => (self.make_internal_lower(&spec.name).await?, None),
+            None => (Some(self.make_internal_lower(&spec.name).await?), None),
         };
         // Undoes the parent's acquisition: a user fewer (a VLAN made for it goes), and a
         // parent (or NIC) that was down is down again.
         let undo_lower = || async {
+            let Some(lower) = &lower else {
+                return Ok(());
+            };
             let released = match &parent {
                 Some(p) => parent::release(h, p).await,
                 None => h.delete_link(lower.index).await,
@@ -170,7 +176,7 @@ impl Networks {
             let downed = parent::bring_down(h, brought_up).await;
             released.and(downed)
         };
-        if let Some(mtu) = spec.mtu {
+        if let (Some(mtu), Some(lower)) = (spec.mtu, &lower) {
             if mtu > lower.mtu {
                 let _ = undo_lower().await;
                 return Err(Error::invalid(format!(
@@ -199,11 +205,15 @@ impl Networks {
             name: spec.name.clone(),
             driver: spec.driver,
             parent: spec.parent.clone(),
-            lower: lower.name.clone(),
+            lower: match &lower {
+                Some(l) => l.name.clone(),
+                None => spec.parent.clone().unwrap_or_default(),
+            },
             mtu: spec.mtu,
             shim: None,
             conflict_detection: spec.conflict_detection,
             dhcp: spec.dhcp,
+            parent_in_endpoint: in_endpoint,
         };
         if let Err(e) = self.write_record(&record) {
             // Undo the join: the definition if this host made it, the membership if recorded.
@@ -401,6 +411,8 @@ impl Networks {
             }
         }
         match &net.record.parent {
+            // Nothing of the host's: the endpoints' links went with their disconnects.
+            Some(_) if net.record.parent_in_endpoint => {}
             Some(p) => {
                 if let Err(e) = parent::release(h, &IfName::new(p.as_str())?).await {
                     errors.push(e);
@@ -445,7 +457,7 @@ impl Networks {
     ) -> Result<()> {
         let same: Vec<&Record> = others
             .iter()
-            .filter(|r| r.parent.as_deref() == Some(parent.as_str()))
+            .filter(|r| r.host_parent() == Some(parent.as_str()))
             .collect();
         let conflict = |msg: String| {
             Err(Error::new(
@@ -679,7 +691,15 @@ impl Network {
     }
 
     /// The lower link, read once and kept (endpoint creation needs its index on every connect).
+    /// A network whose parent is in each endpoint's namespace has none on the host.
     pub(crate) async fn lower_link(&self) -> Result<Link> {
+        if self.record.parent_in_endpoint {
+            return Err(Error::invalid(format!(
+                "network `{}`: its parent `{}` is in each endpoint's namespace, not the host's",
+                self.name(),
+                self.lower()
+            )));
+        }
         if let Some(l) = self.lower_cache.lock().ok().and_then(|c| c.clone()) {
             return Ok(l);
         }
@@ -716,6 +736,12 @@ impl Network {
     /// The parent as given (`None` for an internal network).
     pub fn parent(&self) -> Option<&str> {
         self.record.parent.as_deref()
+    }
+
+    /// Whether the parent is looked up in each endpoint's namespace
+    /// ([`NetworkSpec::parent_in_endpoint_namespace`]).
+    pub fn parent_in_endpoint_namespace(&self) -> bool {
+        self.record.parent_in_endpoint
     }
 
     /// The link endpoints hang on (the parent, or the internal network's dummy).
@@ -759,6 +785,12 @@ impl Network {
     /// The VLAN sub-interface behind this network, rendered for the distribution's own tools
     /// (so it exists at boot without underlay). Fails for parents that are not VLANs.
     pub fn export(&self, format: ExportFormat) -> Result<Vec<ExportFile>> {
+        if self.record.parent_in_endpoint {
+            return Err(Error::invalid(format!(
+                "network `{}`: its parent is in each endpoint's namespace: the host has no VLAN to export",
+                self.record.name
+            )));
+        }
         let p = self.record.parent.as_deref().unwrap_or(&self.record.lower);
         let (base, id) = parent::vlan_of(p).ok_or_else(|| {
             Error::invalid(format!(
@@ -785,6 +817,7 @@ impl Network {
             bring_parent_up: false,
             conflict_detection: self.conflict_detection(),
             dhcp: self.dhcp(),
+            parent_in_endpoint_namespace: self.parent_in_endpoint_namespace(),
         }
     }
 
@@ -809,6 +842,20 @@ impl Network {
                 "parent: stored {}, given {}",
                 self.parent().unwrap_or("none (internal)"),
                 spec.parent.as_deref().unwrap_or("none (internal)")
+            ));
+        }
+        if self.parent_in_endpoint_namespace() != spec.parent_in_endpoint_namespace {
+            let place = |inside: bool| {
+                if inside {
+                    "each endpoint's namespace"
+                } else {
+                    "the host"
+                }
+            };
+            out.push(format!(
+                "parent's namespace: stored {}, given {}",
+                place(self.parent_in_endpoint_namespace()),
+                place(spec.parent_in_endpoint_namespace)
             ));
         }
         if self.mtu() != spec.mtu {

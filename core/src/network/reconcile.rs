@@ -372,8 +372,13 @@ impl Networks {
         // 1. Parents.
         for r in &records {
             let result = match &r.parent {
+                // In each endpoint's namespace: not the host's to restore.
+                Some(_) if r.parent_in_endpoint => Ok(None),
                 Some(p) => {
-                    let users = records.iter().filter(|o| o.parent == r.parent).count() as u32;
+                    let users = records
+                        .iter()
+                        .filter(|o| o.host_parent() == r.host_parent())
+                        .count() as u32;
                     match IfName::new(p.as_str()) {
                         Ok(name) => parent::recreate(h, &name, users)
                             .await
@@ -488,7 +493,7 @@ fn owned(alias: &str, name: &str, records: &[Record]) -> bool {
             .and_then(|a| a.strip_prefix(" net="))
     };
     if alias.starts_with(parent::VLAN_MARK) {
-        records.iter().any(|r| r.parent.as_deref() == Some(name))
+        records.iter().any(|r| r.host_parent() == Some(name))
     } else if let Some(net) = net_of("shim") {
         records
             .iter()

@@ -100,6 +100,13 @@ impl Network {
                 self.name()
             )));
         }
+        if self.parent_in_endpoint_namespace() {
+            return Err(Error::invalid(format!(
+                "network `{}`: its parent is in each endpoint's namespace, so the host has no \
+                 parent to put a shim on: reach the endpoints through that parent's own network",
+                self.name()
+            )));
+        }
         // No connect or disconnect meanwhile: each either sees the shim and routes itself, or
         // is listed here and routed.
         let _endpoints = self.nets.record_files().lock_network(self.name()).await?;

@@ -64,6 +64,9 @@ pub struct NetworkSpec {
     /// Addresses from the LAN's DHCP server instead of pools (IPv4; see [`NetworkSpec::dhcp`]).
     /// Docker option `dhcp` (`on`, or `tries=N,wait_ms=W,subnet=S`).
     pub dhcp: Option<DhcpConfig>,
+    /// The parent is looked up in each endpoint's own namespace, not the host's (the CNI
+    /// plugins' `linkInContainer`; see [`NetworkSpec::parent_in_endpoint_namespace`]).
+    pub parent_in_endpoint_namespace: bool,
 }
 
 impl NetworkSpec {
@@ -93,6 +96,7 @@ impl NetworkSpec {
             bring_parent_up: false,
             conflict_detection: None,
             dhcp: None,
+            parent_in_endpoint_namespace: false,
         }
     }
 
@@ -195,6 +199,19 @@ impl NetworkSpec {
         self
     }
 
+    /// Looks the parent up in each endpoint's namespace when it connects, and makes the
+    /// endpoint's link there, on that parent (the CNI plugins' `linkInContainer`: a NIC or VF
+    /// already moved into the container). The host has no part in such a network: its parent
+    /// is never created, shared, checked against the host's other networks or removed; the
+    /// network has no host access, conflict detection, DHCP or prepared endpoints (they all go
+    /// through a parent on the host), and [`Announce::Wire`](super::Announce::Wire) is sent
+    /// from the endpoint's link instead. Endpoints are recorded, locked, disconnected and
+    /// reconciled as on any network.
+    pub fn parent_in_endpoint_namespace(mut self) -> NetworkSpec {
+        self.parent_in_endpoint_namespace = true;
+        self
+    }
+
     /// Turns conflict detection on with these timings ([`ConflictDetection::default`]: one
     /// probe, 150 ms).
     pub fn conflict_detection(mut self, how: ConflictDetection) -> NetworkSpec {
@@ -251,6 +268,28 @@ impl NetworkSpec {
         if let Some(m) = self.mtu {
             check_mtu(m, &format!("network `{}`", self.name))?;
         }
+        if self.parent_in_endpoint_namespace {
+            let refuse = |what: &str| {
+                Err(Error::invalid(format!(
+                    "network `{}`: its parent is in each endpoint's namespace, so {what}",
+                    self.name
+                )))
+            };
+            if self.parent.is_none() {
+                return refuse("it needs a parent name (an internal network has none)");
+            }
+            if self.dhcp.is_some() {
+                return refuse("DHCP (which releases through a parent on the host) does not apply: turn one of them off");
+            }
+            if self.conflict_detection.is_some() {
+                return refuse("conflict detection (which probes through a parent on the host) does not apply: turn one of them off");
+            }
+            if self.bring_parent_up {
+                return refuse(
+                    "bringing the parent up does not apply: bring it up in the container",
+                );
+            }
+        }
         self.parent.as_deref().map(IfName::new).transpose()
     }
 }
@@ -269,6 +308,9 @@ pub(crate) struct Record {
     pub(crate) shim: Option<ShimRecord>,
     pub(crate) conflict_detection: Option<ConflictDetection>,
     pub(crate) dhcp: Option<DhcpConfig>,
+    /// `parent` is in each endpoint's namespace (stored as `endpoint_parent=`, without
+    /// `parent=` or `lower=`, so that a version without it refuses the record).
+    pub(crate) parent_in_endpoint: bool,
 }
 
 /// The stored host-access settings.
@@ -281,6 +323,12 @@ pub(crate) struct ShimRecord {
 }
 
 impl Record {
+    /// The parent when it is the host's (not an internal network's, nor one in each
+    /// endpoint's namespace).
+    pub(crate) fn host_parent(&self) -> Option<&str> {
+        self.parent.as_deref().filter(|_| !self.parent_in_endpoint)
+    }
+
     pub(crate) fn to_text(&self) -> String {
         let mut s = String::from("# underlay network v1\n");
         s.push_str(&format!("name={}\n", self.name));
@@ -292,10 +340,11 @@ impl Record {
                 f.as_str()
             )),
         }
-        if let Some(p) = &self.parent {
-            s.push_str(&format!("parent={p}\n"));
+        match &self.parent {
+            Some(p) if self.parent_in_endpoint => s.push_str(&format!("endpoint_parent={p}\n")),
+            Some(p) => s.push_str(&format!("parent={p}\nlower={}\n", self.lower)),
+            None => s.push_str(&format!("lower={}\n", self.lower)),
         }
-        s.push_str(&format!("lower={}\n", self.lower));
         if let Some(m) = self.mtu {
             s.push_str(&format!("mtu={m}\n"));
         }
@@ -374,11 +423,21 @@ impl Record {
                 per_endpoint: kv.get("shim_routes").copied() != Some("ranges"),
             }),
         };
+        let endpoint_parent = kv.get("endpoint_parent").map(|p| p.to_string());
+        if endpoint_parent.is_some() && (kv.contains_key("parent") || kv.contains_key("lower")) {
+            return Err(corrupt(
+                "`endpoint_parent` goes with neither `parent` nor `lower`".to_string(),
+            ));
+        }
         Ok(Record {
             name: get("name")?.to_string(),
             driver,
-            parent: kv.get("parent").map(|p| p.to_string()),
-            lower: get("lower")?.to_string(),
+            lower: match &endpoint_parent {
+                Some(p) => p.clone(),
+                None => get("lower")?.to_string(),
+            },
+            parent_in_endpoint: endpoint_parent.is_some(),
+            parent: endpoint_parent.or_else(|| kv.get("parent").map(|p| p.to_string())),
             mtu,
             shim,
             conflict_detection: kv
@@ -467,6 +526,35 @@ mod tests {
     }
 
     #[test]
+    fn parent_in_endpoint_namespace_refusals() {
+        let ok = NetworkSpec::macvlan("n", "eth1", MacvlanMode::Bridge)
+            .parent_in_endpoint_namespace()
+            .pool("10.0.0.0/24".parse().unwrap());
+        assert!(ok.validate().is_ok());
+        let internal = NetworkSpec::internal("n", Driver::Macvlan(MacvlanMode::Bridge))
+            .parent_in_endpoint_namespace()
+            .pool("10.0.0.0/24".parse().unwrap());
+        let dhcp = NetworkSpec::macvlan("n", "eth1", MacvlanMode::Bridge)
+            .parent_in_endpoint_namespace()
+            .dhcp(DhcpConfig::default());
+        let probing = ok.clone().conflict_detection(ConflictDetection::default());
+        let up = ok.clone().bring_parent_up();
+        for (bad, word) in [
+            (internal, "parent name"),
+            (dhcp, "DHCP"),
+            (probing, "conflict detection"),
+            (up, "bring it up in the container"),
+        ] {
+            let e = bad.validate().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+            assert!(
+                e.to_string().contains(word) && e.to_string().contains("network `n`"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn conflict_detection_option() {
         let on = NetworkSpec::from_docker("n", "macvlan", &[("conflict_detection", "on")]).unwrap();
         assert_eq!(on.conflict_detection, Some(ConflictDetection::default()));
@@ -504,8 +592,30 @@ mod tests {
             }),
             conflict_detection: Some(ConflictDetection::rfc5227()),
             dhcp: None,
+            parent_in_endpoint: false,
         };
         assert_eq!(Record::parse(&r.to_text(), "x").unwrap(), r);
+        // A parent in the endpoints' namespaces has no `parent=` or `lower=` line: a version
+        // that reads those as the host's refuses the record (it needs `lower`).
+        let inside = Record {
+            parent: Some("eth1".into()),
+            lower: "eth1".into(),
+            shim: None,
+            conflict_detection: None,
+            parent_in_endpoint: true,
+            ..r.clone()
+        };
+        let text = inside.to_text();
+        assert!(
+            !text.contains("\nparent=") && !text.contains("lower="),
+            "{text}"
+        );
+        assert_eq!(Record::parse(&text, "x").unwrap(), inside);
+        let both = format!("{text}lower=eth1\n");
+        assert_eq!(
+            Record::parse(&both, "x").unwrap_err().kind(),
+            crate::ErrorKind::Corrupt
+        );
         let d = Record {
             dhcp: Some(DhcpConfig::default().subnet("10.9.0.0/16".parse().unwrap())),
             conflict_detection: None,

@@ -159,6 +159,60 @@ impl Drop for Dnsmasq {
     }
 }
 
+/// Every /proc path (a process's or task's ns, an fd) that opens a namespace of `inodes`.
+fn holders(inodes: &[u64]) -> Vec<String> {
+    let mut out = Vec::new();
+    let want: Vec<String> = inodes.iter().map(|i| format!("net:[{i}]")).collect();
+    let mut check = |p: PathBuf| {
+        if let Ok(l) = std::fs::read_link(&p) {
+            if want.contains(&l.to_string_lossy().into_owned()) {
+                out.push(p.display().to_string());
+            }
+        }
+    };
+    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let d = p.path();
+        check(d.join("ns/net"));
+        for sub in ["task", "fd"] {
+            for e in std::fs::read_dir(d.join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if sub == "task" {
+                    check(e.path().join("ns/net"));
+                } else {
+                    check(e.path());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Waits (at most 10 s) until no thread of this process is in any namespace of `inodes`.
+async fn wait_until_no_thread_is_in(inodes: &[u64]) {
+    let inside = || {
+        std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| std::fs::read_link(t.path().join("ns/net")).ok())
+            .any(|l| {
+                inodes
+                    .iter()
+                    .any(|i| l.to_string_lossy() == format!("net:[{i}]"))
+            })
+    };
+    for _ in 0..1000 {
+        if !inside() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("a thread of this process stayed 10 s in a deleted namespace");
+}
+
 fn mac_of(t: &TestNs, dev: &str) -> String {
     t.ip_link(dev).unwrap()["address"]
         .as_str()
@@ -339,6 +393,7 @@ async fn dnsmasq_reconcile_releases_leases_of_dead_namespaces() {
         .await
         .unwrap();
     let mut dead = Vec::new();
+    let mut dead_inodes = Vec::new();
     for i in 0..2 {
         let name = format!("ult-dq4dead{i}-{}", std::process::id());
         let ns = underlay::Netns::create(&name).unwrap();
@@ -346,6 +401,7 @@ async fn dnsmasq_reconcile_releases_leases_of_dead_namespaces() {
             .connect(&ns, EndpointSpec::new(format!("dead{i}")))
             .await
             .unwrap();
+        dead_inodes.push(ns.inode());
         drop(ns);
         dead.push((name, ep));
     }
@@ -354,6 +410,10 @@ async fn dnsmasq_reconcile_releases_leases_of_dead_namespaces() {
     for (name, _) in &dead {
         underlay::Netns::delete(name).unwrap();
     }
+    // The connects' sockets are closed on threads in those namespaces after the connect
+    // returns (a packet socket's close waits for an RCU grace period); while one is there the
+    // namespace is alive, and reconcile rightly keeps its endpoint. Wait for them to leave.
+    wait_until_no_thread_is_in(&dead_inodes).await;
     let report = nets.reconcile().await.unwrap();
     let mut gone: Vec<String> = report
         .gone_endpoints
@@ -361,7 +421,12 @@ async fn dnsmasq_reconcile_releases_leases_of_dead_namespaces() {
         .map(|g| g.container_id.clone())
         .collect();
     gone.sort();
-    assert_eq!(gone, ["dead0", "dead1"]);
+    assert_eq!(
+        gone,
+        ["dead0", "dead1"],
+        "{report:?}; holders: {:?}",
+        holders(&dead_inodes)
+    );
     let kept_ip = kept.addresses[0].addr().to_string();
     let left = server.leases_when(|l| l.len() == 1).await;
     assert_eq!(

@@ -16,4 +16,5 @@ mod netns;
 mod network;
 mod network_routes;
 mod observability;
+mod parent_in_endpoint;
 mod wire;

@@ -105,7 +105,7 @@ static void test_getters_null(void) {
   TRUE(underlay_lease_gateway(NULL, 0) == NULL);
   TRUE(underlay_network_list_count(NULL) == 0 && underlay_network_list_get(NULL, 0) == NULL);
   TRUE(underlay_network_name(NULL) == NULL && underlay_network_driver(NULL) == NULL);
-  TRUE(underlay_network_parent(NULL) == NULL);
+  TRUE(underlay_network_parent(NULL) == NULL && !underlay_network_parent_in_endpoint_namespace(NULL));
   TRUE(underlay_endpoint_list_count(NULL) == 0 && underlay_endpoint_list_get(NULL, 0) == NULL);
   TRUE(underlay_endpoint_network(NULL) == NULL && underlay_endpoint_container_id(NULL) == NULL);
   TRUE(underlay_endpoint_ifname(NULL) == NULL && underlay_endpoint_mac(NULL) == NULL);
@@ -261,6 +261,7 @@ static void test_null_parameters(void) {
   NUL(underlay_network_spec_set_mtu(NULL, 1400), "spec");
   NUL(underlay_network_spec_set_bring_parent_up(NULL), "spec");
   NUL(underlay_network_spec_set_conflict_detection(NULL, 1, 0, 150), "spec");
+  NUL(underlay_network_spec_set_parent_in_endpoint_namespace(NULL), "spec");
   NUL(underlay_network_spec_set_dhcp(NULL, 4, 1000, NULL), "spec");
   NUL(underlay_endpoint_spec_set_hostname(NULL, "h"), "spec");
   {
@@ -1126,6 +1127,71 @@ out:
   }
 }
 
+/* A network whose parent is in each endpoint's namespace: the "host" has no eth1, the
+   container has; the link is made in there on it, and `ip -d` names that parent. */
+static void test_parent_in_endpoint(void) {
+  char host_name[64], ctr_name[64], root[128], cmd[300];
+  underlay_netns *hn = NULL, *cn = NULL;
+  underlay_handle *hh = NULL, *ch = NULL;
+  underlay_link_builder *b = NULL;
+  underlay_networks *nets = NULL;
+  underlay_network_spec *sp = NULL;
+  underlay_network *net = NULL;
+  underlay_endpoint_spec *es = NULL;
+  underlay_endpoint *ep = NULL;
+
+  snprintf(host_name, sizeof host_name, "ulct-ph-%d", (int)getpid());
+  snprintf(ctr_name, sizeof ctr_name, "ulct-pc-%d", (int)getpid());
+  snprintf(root, sizeof root, "/tmp/ulct-proot-%d", (int)getpid());
+  OK(underlay_handle_create_netns(host_name, &hn, &hh));
+  OK(underlay_handle_create_netns(ctr_name, &cn, &ch));
+  if (hh == NULL || ch == NULL)
+    goto out;
+  OK(underlay_link_builder_veth(ch, "eth1", "wire1", &b));
+  OK(underlay_link_builder_set_up(b));
+  underlay_link_free(make(b));
+  OK(underlay_networks_open(hh, root, &nets));
+  OK(underlay_network_spec_macvlan("pinet", "eth1", "bridge", &sp));
+  OK(underlay_network_spec_add_pool(sp, "172.22.30.0/24 gateway=172.22.30.1"));
+  OK(underlay_network_spec_set_parent_in_endpoint_namespace(sp));
+  OK(underlay_network_spec_set_conflict_detection(sp, 1, 0, 150));
+  EXPECT(underlay_networks_create(nets, sp, &net), UNDERLAY_RESULT_INVALID_ARGUMENT, "pinet");
+  underlay_network_spec_free(sp);
+  OK(underlay_network_spec_macvlan("pinet", "eth1", "bridge", &sp));
+  OK(underlay_network_spec_add_pool(sp, "172.22.30.0/24 gateway=172.22.30.1"));
+  OK(underlay_network_spec_set_parent_in_endpoint_namespace(sp));
+  OK(underlay_networks_create(nets, sp, &net));
+  underlay_network_spec_free(sp);
+  if (net == NULL)
+    goto out;
+  TRUE(underlay_network_parent_in_endpoint_namespace(net));
+  OK(underlay_endpoint_spec_new("c1", &es));
+  OK(underlay_endpoint_spec_set_target(es, ch));
+  OK(underlay_network_connect(net, cn, es, &ep));
+  underlay_endpoint_spec_free(es);
+  TRUE(ep != NULL && strcmp(underlay_endpoint_address(ep, 0), "172.22.30.2/24") == 0);
+  underlay_endpoint_free(ep);
+  snprintf(cmd, sizeof cmd,
+           "ip -n %s -d -j link show dev eth0 | grep -q '\"link\":\"eth1\"'", ctr_name);
+  TRUE(system(cmd) == 0);
+  snprintf(cmd, sizeof cmd, "ip -n %s link show dev eth1 >/dev/null 2>&1", host_name);
+  TRUE(system(cmd) != 0);
+  OK(underlay_network_disconnect(net, "c1", "eth0"));
+  OK(underlay_networks_delete(nets, "pinet"));
+  underlay_network_free(net);
+out:
+  underlay_networks_free(nets);
+  underlay_handle_free(ch);
+  underlay_handle_free(hh);
+  underlay_netns_free(cn);
+  underlay_netns_free(hn);
+  underlay_netns_delete(ctr_name);
+  underlay_netns_delete(host_name);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  if (system(cmd) != 0)
+    fprintf(stderr, "cleanup of %s failed\n", root);
+}
+
 /* Conflict detection: the wire's end of the parent's veth holds the pool's first address, so
    connect skips it and the IPAM lists it quarantined with that end's MAC; a quarantine made by
    hand; the watch for later conflicts. */
@@ -1511,6 +1577,7 @@ int main(void) {
     test_several_networks();
     test_conflicts();
     test_dhcp();
+    test_parent_in_endpoint();
   } else {
     printf("SKIPPED: kernel cases need root (namespaces, links); CI runs them as root\n");
   }

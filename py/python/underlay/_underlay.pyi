@@ -905,6 +905,7 @@ class Networks:
         bring_parent_up: bool = False,
         conflict_detection: ConflictDetection | None = None,
         dhcp: DhcpConfig | None = None,
+        parent_in_endpoint_namespace: bool = False,
     ) -> Network: ...
     def create_or_open(
         self,
@@ -919,6 +920,7 @@ class Networks:
         bring_parent_up: bool = False,
         conflict_detection: ConflictDetection | None = None,
         dhcp: DhcpConfig | None = None,
+        parent_in_endpoint_namespace: bool = False,
     ) -> Network: ...
     def create_docker(
         self, name: str, driver: str, options: Mapping[str, str], *, pools: Sequence[Pool] | None = None
@@ -942,6 +944,8 @@ class Network:
     @property
     def parent(self) -> str | None: ...
     @property
+    def parent_in_endpoint_namespace(self) -> bool: ...
+    @property
     def lower(self) -> str: ...
     @property
     def mtu(self) -> int | None: ...
@@ -960,6 +964,7 @@ class Network:
         mtu: int | None = None,
         conflict_detection: ConflictDetection | None = None,
         dhcp: DhcpConfig | None = None,
+        parent_in_endpoint_namespace: bool = False,
     ) -> _List[str]: ...
     @property
     def ipam(self) -> Ipam: ...
