@@ -185,3 +185,52 @@ fn vm_ipvlan_add_del() {
         assert!(leases(&dir, &name).is_empty());
     }
 }
+
+/// `linkInContainer` with ipvlan l2 and a VLAN `master` inside the container (the host's
+/// namespace has neither): the ipvlan is made in the container on its own `eth1.30`, with that
+/// VLAN's MAC; DEL leaves the container's VLAN alone.
+#[test]
+#[ignore = "needs ipvlan and 8021q: `cargo xtask cni-test` runs it in the VM"]
+fn vm_link_in_container_ipvlan_on_a_container_vlan() {
+    if !privileged("vm_link_in_container_ipvlan_on_a_container_vlan") {
+        return;
+    }
+    let host = Host::new("licv");
+    let host_links = host.ns.links();
+    let dir = TempDir::new("licv");
+    let mut c = conf(&host, &dir, "licv", "eth1.30", "10.78.0");
+    c["driver"] = "ipvlan".into();
+    c["linkInContainer"] = true.into();
+    let ct = host.container("v");
+    ct.ip(&[
+        "link", "add", "eth1", "type", "veth", "peer", "name", "wire1",
+    ]);
+    ct.ip(&[
+        "link", "add", "link", "eth1", "name", "eth1.30", "type", "vlan", "id", "30",
+    ]);
+    for dev in ["eth1", "wire1", "eth1.30"] {
+        ct.ip(&["link", "set", dev, "up"]);
+    }
+    let out = Call::new("ADD")
+        .container("licv", &ct.path())
+        .stdin(c.clone())
+        .run(&host);
+    assert_eq!(out.code, 0, "{out:?}");
+    let eth0 = link(Some(&ct.name), "eth0");
+    assert_eq!(eth0["linkinfo"]["info_kind"], "ipvlan", "{eth0}");
+    assert_eq!(eth0["link"], "eth1.30", "{eth0}");
+    assert_eq!(ct.link_mac("eth0"), ct.link_mac("eth1.30"));
+    assert_eq!(
+        ct.addrs("eth0"),
+        vec![out.json["ips"][0]["address"].as_str().unwrap().to_string()]
+    );
+    assert_eq!(host.ns.links(), host_links, "nothing made on the host");
+    let out = Call::new("DEL")
+        .container("licv", &ct.path())
+        .stdin(c)
+        .run(&host);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(ct.links(), vec!["eth1", "eth1.30", "lo", "wire1"]);
+    assert!(leases(&dir, "licv").is_empty());
+    assert_eq!(host.ns.links(), host_links);
+}
