@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use ipnet::IpNet;
 
 use super::endpoint::{
-    add_default_routes, check_endpoint_key, check_step, disable_ipv6, Announce, ConnectStep,
-    Endpoint, EndpointSpec, MacPolicy,
+    add_default_routes, check_endpoint_key, check_step, disable_ipv6, waiting_for_mac, Announce,
+    ConnectStep, Endpoint, EndpointSpec, MacPolicy,
 };
 use super::records::EndpointLock;
 use super::spec::Driver;
@@ -162,19 +162,8 @@ impl Network {
             self.write_endpoint(&pending, true, held)?;
             if !spec.keeps_ipv6() {
                 disable_ipv6(netns, &link.name).await?;
-                // The MAC is the container's own: a link of its previous life, in a namespace
-                // just deleted, holds it on the parent until the kernel's namespace cleanup
-                // runs (macvlan refuses two up links with one MAC: EADDRINUSE). Wait for it.
-                let mut left = 40;
-                loop {
-                    match target.set_link(link.index).up().execute().await {
-                        Err(e) if e.errno() == Some(libc::EADDRINUSE) && left > 0 => {
-                            left -= 1;
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                        other => break other?,
-                    }
-                }
+                // The MAC is the container's own: its previous life's link may hold it still.
+                waiting_for_mac(|| target.set_link(link.index).up().execute()).await?;
             }
             check_step(spec, ConnectStep::CreateLink)?;
             let client = self

@@ -663,7 +663,7 @@ impl Network {
             if ipv6_off {
                 disable_ipv6(netns, &link.name).await?;
                 if !kernel_announce {
-                    target.set_link(link.index).up().execute().await?;
+                    waiting_for_mac(|| target.set_link(link.index).up().execute()).await?;
                 }
             }
             if kernel_announce {
@@ -685,7 +685,7 @@ impl Network {
             }
             if kernel_announce {
                 // Announces every address (and starts IPv6 duplicate address detection).
-                target.set_link(link.index).up().execute().await?;
+                waiting_for_mac(|| target.set_link(link.index).up().execute()).await?;
             }
             if let Some((witness, how)) = dad {
                 dad_failed = wait_for_dad(&target, &link, &witness, how).await?;
@@ -848,14 +848,17 @@ impl Network {
         name: &str,
         up: bool,
     ) -> Result<Link> {
-        match self.create_link_once(target, spec, name, up).await {
-            // The parent was recreated (reconcile) since it was cached: read it again, once.
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.forget_lower();
-                self.create_link_once(target, spec, name, up).await
+        waiting_for_mac(|| async {
+            match self.create_link_once(target, spec, name, up).await {
+                // The parent was recreated (reconcile) since it was cached: read it again, once.
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    self.forget_lower();
+                    self.create_link_once(target, spec, name, up).await
+                }
+                other => other,
             }
-            other => other,
-        }
+        })
+        .await
     }
 
     async fn create_link_once(
@@ -1784,5 +1787,27 @@ mod tests {
         check_endpoint_key(&"€".repeat(67), "eth0").unwrap();
         check_endpoint_key(&"0123456789abcdef".repeat(4), "eth0").unwrap();
         check_endpoint_key("k8s_pod-1.ns=x:y", "eth0").unwrap();
+    }
+}
+
+/// Runs `op` (a create or bring-up of an endpoint's link) again while the kernel answers
+/// EADDRINUSE, for up to 2 s: macvlan refuses two up links with one MAC on a parent, and a
+/// link of the container's previous life (a MAC derived from its id, or fixed), in a namespace
+/// the kernel is still tearing down, holds that MAC for a moment. Any other outcome, or the
+/// same answer after 2 s (a live link really has the MAC), is returned.
+pub(super) async fn waiting_for_mac<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut left = 40;
+    loop {
+        match op().await {
+            Err(e) if e.errno() == Some(libc::EADDRINUSE) && left > 0 => {
+                left -= 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
     }
 }

@@ -1499,3 +1499,47 @@ async fn connect_refuses_an_invalid_fixed_mac() {
         assert!(net.ipam().list().await.unwrap().is_empty());
     }
 }
+
+/// A container restarted under its id right after its namespace was deleted (no disconnect):
+/// with MACs derived from the container id the new link wants the MAC that the old link, in a
+/// namespace the kernel has not finished tearing down, still holds on the parent (macvlan
+/// refuses two up links with one MAC: EADDRINUSE). The connect waits for it instead of
+/// failing; reconcile then releases the old endpoint's lease only.
+#[tokio::test]
+async fn reconnect_right_after_the_namespace_went_waits_for_its_mac() {
+    root_or_skip!("reconnect_right_after_the_namespace_went_waits_for_its_mac");
+    let (_h, _dir, nets) = host("rmac").await;
+    let net = nets.create(mac_net("rmac", "ens192")).await.unwrap();
+    for round in 0..10 {
+        let name = format!("ult-rmacx-{}-{round}", std::process::id());
+        let ns = Netns::create(&name).unwrap();
+        let spec = || {
+            EndpointSpec::new(format!("ct{round}"))
+                .mac(MacPolicy::FromContainerId)
+                .keep_ipv6(round % 2 == 0)
+        };
+        let first = net.connect(&ns, spec()).await.unwrap();
+        drop(ns);
+        Netns::delete(&name).unwrap();
+        net.disconnect_for_netns_deletion(&format!("ct{round}"), "eth0")
+            .await
+            .unwrap();
+        let again = TestNs::new("rmacc").await;
+        let second = net
+            .connect(&again.ns, spec())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(second.mac, first.mac, "the same derived MAC");
+        let link = again.ip_link("eth0").unwrap();
+        assert_eq!(
+            link["address"],
+            first.mac.unwrap().to_string().as_str(),
+            "{link}"
+        );
+        assert!(
+            link["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
+            "{link}"
+        );
+        net.disconnect(&format!("ct{round}"), "eth0").await.unwrap();
+    }
+}
