@@ -1721,6 +1721,28 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
     Ok(ep)
 }
 
+/// Runs `op` (a create or bring-up of an endpoint's link) again while the kernel answers
+/// EADDRINUSE, for up to 2 s: macvlan refuses two up links with one MAC on a parent, and a
+/// link of the container's previous life (a MAC derived from its id, or fixed), in a namespace
+/// the kernel is still tearing down, holds that MAC for a moment. Any other outcome, or the
+/// same answer after 2 s (a live link really has the MAC), is returned.
+pub(super) async fn waiting_for_mac<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut left = 40;
+    loop {
+        match op().await {
+            Err(e) if e.errno() == Some(libc::EADDRINUSE) && left > 0 => {
+                left -= 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1787,27 +1809,5 @@ mod tests {
         check_endpoint_key(&"€".repeat(67), "eth0").unwrap();
         check_endpoint_key(&"0123456789abcdef".repeat(4), "eth0").unwrap();
         check_endpoint_key("k8s_pod-1.ns=x:y", "eth0").unwrap();
-    }
-}
-
-/// Runs `op` (a create or bring-up of an endpoint's link) again while the kernel answers
-/// EADDRINUSE, for up to 2 s: macvlan refuses two up links with one MAC on a parent, and a
-/// link of the container's previous life (a MAC derived from its id, or fixed), in a namespace
-/// the kernel is still tearing down, holds that MAC for a moment. Any other outcome, or the
-/// same answer after 2 s (a live link really has the MAC), is returned.
-pub(super) async fn waiting_for_mac<T, F, Fut>(mut op: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut left = 40;
-    loop {
-        match op().await {
-            Err(e) if e.errno() == Some(libc::EADDRINUSE) && left > 0 => {
-                left -= 1;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            other => return other,
-        }
     }
 }
