@@ -91,6 +91,18 @@ async fn dhcp_churn_worker() {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            "renew" => {
+                // Renews whatever endpoint it finds, racing connects, disconnects, deleted
+                // namespaces, reconcile and kills: a renewal must never bring back a lease
+                // that was released (the server's lease file), nor touch another link (the
+                // others' re-checks), nor leave a record unlike its link (the round's check).
+                for ep in net.endpoints().unwrap_or_default() {
+                    if net.renew_dhcp(&ep.container_id, &ep.ifname).await.is_ok() {
+                        note(&dir, "renewed", &ep.container_id);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+            }
             "disconnect" => {
                 // Disconnects `victim` whenever it is there: touches nothing else.
                 if let Err(e) = net.disconnect("victim", "eth0").await {
@@ -153,13 +165,14 @@ fn env_or(key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-const ROLES: [(&str, &str); 6] = [
+const ROLES: [(&str, &str); 7] = [
     ("other", "1"),
     ("other", "2"),
     ("other", "3"),
     ("victim", "0"),
     ("disconnect", "0"),
     ("reconcile", "0"),
+    ("renew", "0"),
 ];
 
 /// Who was killed: pids, and whether a kill could have cut a `victim` connect or disconnect.
@@ -227,7 +240,7 @@ async fn dhcp_endpoints_under_churn() {
                 let k = rng.below(ROLES.len() as u64) as usize;
                 let c = &mut children.0[k];
                 killed.pids.insert(c.id());
-                killed.victim |= ROLES[k].0 != "other";
+                killed.victim |= matches!(ROLES[k].0, "victim" | "disconnect" | "reconcile");
                 let _ = c.kill(); // SIGKILL
                 let _ = c.wait();
                 children.0[k] = spawn(ROLES[k].0, ROLES[k].1);
@@ -243,7 +256,7 @@ async fn dhcp_endpoints_under_churn() {
             }
             if c.try_wait().unwrap().is_none() {
                 killed.pids.insert(c.id());
-                killed.victim |= ROLES[k].0 != "other";
+                killed.victim |= matches!(ROLES[k].0, "victim" | "disconnect" | "reconcile");
                 let _ = c.kill();
                 let _ = c.wait();
             }
@@ -267,6 +280,9 @@ async fn dhcp_endpoints_under_churn() {
             "round {round}: no connect succeeded"
         );
     }
+    let renewed = std::fs::read_to_string(dir.0.join("renewed")).unwrap_or_default();
+    eprintln!("dhcp churn: {} renewals", renewed.lines().count());
+    assert!(renewed.lines().count() > 0, "the renewer never renewed");
     // Everything goes; only leases a kill -9 excuses may stay on the server.
     for ep in net.endpoints().unwrap() {
         net.disconnect(&ep.container_id, &ep.ifname).await.unwrap();
