@@ -67,7 +67,7 @@ impl Dnsmasq {
         std::fs::create_dir_all(dir).unwrap();
         let leasefile = dir.join("dnsmasq.leases");
         let pidfile = dir.join("dnsmasq.pid");
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", &wire.name, "dnsmasq"])
             .args([
                 "--keep-in-foreground",
@@ -100,6 +100,8 @@ impl Dnsmasq {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!(
             "dnsmasq did not start: {}",
             std::fs::read_to_string(dir.join("dnsmasq.log")).unwrap_or_default()
@@ -224,7 +226,7 @@ fn dhcp_network_against_dnsmasq() {
     assert_eq!(r["interfaces"][0]["mac"], mac.as_str());
     assert_eq!(r["interfaces"][0]["sandbox"], c1.path().as_str());
     // The oracles: the kernel and dnsmasq.
-    assert_eq!(c1.addrs("eth0"), [address.clone()]);
+    assert_eq!(c1.addrs("eth0"), [address.as_str()]);
     assert!(c1.has_default_via("10.81.0.1"), "{:?}", c1.routes("-4"));
     let ip = address.split('/').next().unwrap().to_string();
     let leases = server.leases_when(|l| !l.is_empty());
@@ -265,7 +267,7 @@ fn dhcp_network_against_dnsmasq() {
     let again = add(&host, &conf, "dhctr1", &c1, "");
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(again.json["ips"][0]["address"], address.as_str());
-    assert_eq!(c1.addrs("eth0"), [address.clone()]);
+    assert_eq!(c1.addrs("eth0"), [address.as_str()]);
 
     // 0.4.0: the result's shape of that version.
     let old = dhcp_config(&host, &dir, "dhnet", "0.4.0");
@@ -276,7 +278,7 @@ fn dhcp_network_against_dnsmasq() {
     assert_eq!(out2.json["ips"][0]["version"], "4");
     let address2 = out2.json["ips"][0]["address"].as_str().unwrap().to_string();
     assert_ne!(address2, address);
-    assert_eq!(c2.addrs("eth0"), [address2.clone()]);
+    assert_eq!(c2.addrs("eth0"), [address2.as_str()]);
     let leases = server.leases_when(|l| l.len() == 2);
     assert_eq!(leases.len(), 2, "{leases:?}");
 
@@ -286,7 +288,7 @@ fn dhcp_network_against_dnsmasq() {
     let out = Call::new("GC").stdin(gc).run(&host);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(c2.links(), ["lo"]);
-    assert_eq!(c1.addrs("eth0"), [address.clone()]);
+    assert_eq!(c1.addrs("eth0"), [address.as_str()]);
     let ip2 = address2.split('/').next().unwrap().to_string();
     let leases = server.leases_when(|l| l.len() == 1);
     assert_eq!(leases.len(), 1, "GC left {leases:?}");
@@ -491,7 +493,7 @@ async fn dhcp_renewer_daemon_renews_and_expires() {
         "{renewals:?}"
     );
     assert!(added.elapsed() > Duration::from_secs(u64::from(lease_secs)));
-    assert_eq!(c.addrs("eth0"), [address.clone()], "{}", text());
+    assert_eq!(c.addrs("eth0"), [address.as_str()], "{}", text());
     assert!(c.has_default_via("10.82.0.1"));
 
     // The server goes: the address is removed at expiry, not kept past it.
