@@ -231,7 +231,12 @@ fn dhcp_network_against_dnsmasq() {
     let ip = address.split('/').next().unwrap().to_string();
     let leases = server.leases_when(|l| !l.is_empty());
     assert_eq!(leases, [(mac.clone(), ip.clone(), "web-1".to_string())]);
-    assert_eq!(endpoint_records(&dir).len(), 1, "{:?}", endpoint_records(&dir));
+    assert_eq!(
+        endpoint_records(&dir).len(),
+        1,
+        "{:?}",
+        endpoint_records(&dir)
+    );
 
     // CHECK against the result.
     let mut check = conf.clone();
@@ -390,12 +395,25 @@ fn dhcp_refusals_and_no_server() {
     );
 
     // underlay-ipam (under the reference macvlan) cannot serve DHCP.
+    // (Installed with the renewer's systemd unit, which names the installed binary.)
     let bin = TempDir::new("cdnbin");
     let install = Command::new(BIN)
-        .args(["install", bin.0.to_str().unwrap()])
+        .args([
+            "install",
+            bin.0.to_str().unwrap(),
+            "--systemd-unit",
+            &bin.path("units"),
+        ])
         .output()
         .unwrap();
     assert!(install.status.success(), "{install:?}");
+    let unit = std::fs::read_to_string(bin.0.join("units/underlay-dhcp-renewer.service")).unwrap();
+    let exec = format!(
+        "\nExecStart={} dhcp-renewer --state-dir /var/lib/underlay\n",
+        bin.0.join("underlay").display()
+    );
+    assert!(unit.contains(&exec), "{unit}");
+    assert!(!unit.contains("@BIN@"), "{unit}");
     let mut ipam_only = dhcp_config(&host, &dir, "dhipam", "1.0.0");
     ipam_only["ipam"]["type"] = "underlay-ipam".into();
     ipam_only["ipam"]["provide"] = json!([{"option": "host-name", "value": "x"}]);
