@@ -7,12 +7,13 @@
 //! (default 30 s, so that containers added meanwhile are seen). A lost lease is logged (the
 //! library has removed its address). SIGTERM or SIGINT ends it after the tick under way.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use underlay::network::Networks;
-use underlay::Handle;
+use underlay::{ErrorKind, Handle};
 
 /// The subcommand's name.
 pub(crate) const COMMAND: &str = "dhcp-renewer";
@@ -112,8 +113,9 @@ async fn serve(opts: Options) -> Result<(), String> {
             .join(", "),
         std::process::id()
     );
+    let mut last_errors = HashMap::new();
     loop {
-        let tick = tick(&all);
+        let tick = tick(&all, &mut last_errors);
         tokio::pin!(tick);
         let stop = tokio::select! {
             _ = &mut tick => false,
@@ -137,8 +139,10 @@ async fn serve(opts: Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Renews what is due in every state directory, one log line per endpoint.
-async fn tick(all: &[(PathBuf, Networks)]) {
+/// Renews what is due in every state directory, one log line per endpoint; an endpoint
+/// failing again with the same error (a namespace gone without a DEL, due at every tick) is
+/// not logged again until it changes.
+async fn tick(all: &[(PathBuf, Networks)], last_errors: &mut HashMap<String, String>) {
     for (dir, nets) in all {
         let done = match nets.renew_due_dhcp().await {
             Ok(d) => d,
@@ -153,19 +157,32 @@ async fn tick(all: &[(PathBuf, Networks)]) {
         for r in done {
             let who = format!("network `{}`, `{}`/{}", r.network, r.container_id, r.ifname);
             match r.result {
-                Ok(l) => eprintln!(
-                    "underlay dhcp-renewer: {who}: lease of {} from {} held{}",
-                    l.address,
-                    l.server,
-                    match l
-                        .renew_at()
-                        .and_then(|t| t.duration_since(SystemTime::now()).ok())
-                    {
-                        Some(d) => format!(", next renewal in {} s", d.as_secs()),
-                        None => String::new(),
-                    }
-                ),
-                Err(e) => eprintln!("underlay dhcp-renewer: {who}: DHCP lease lost: {e}"),
+                Err(e) if last_errors.get(&who) == Some(&e.to_string()) => {}
+                Err(e) => {
+                    // Expiry and NAK: the library removed the address; anything else (the
+                    // namespace gone without a DEL, a state-dir error) left the lease as it was.
+                    let what = match e.kind() {
+                        ErrorKind::Timeout | ErrorKind::Conflict => "DHCP lease lost",
+                        _ => "cannot renew",
+                    };
+                    eprintln!("underlay dhcp-renewer: {who}: {what}: {e}");
+                    last_errors.insert(who, e.to_string());
+                }
+                Ok(l) => {
+                    last_errors.remove(&who);
+                    eprintln!(
+                        "underlay dhcp-renewer: {who}: lease of {} from {} held{}",
+                        l.address,
+                        l.server,
+                        match l
+                            .renew_at()
+                            .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                        {
+                            Some(d) => format!(", next renewal in {} s", d.as_secs()),
+                            None => String::new(),
+                        }
+                    )
+                }
             }
         }
     }
