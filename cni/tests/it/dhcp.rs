@@ -572,3 +572,119 @@ async fn dhcp_renewer_daemon_renews_and_expires() {
     assert_eq!(c.links(), ["lo"]);
     drop((host, c, wire));
 }
+
+/// The renewer against ADD/DEL churn: 3 processes at a time ADD a container, hold it past T1
+/// (the renewer renews it under the endpoint's lock), check its address with `ip`, DEL it.
+/// The renewer logs no failure (an endpoint DEL'd during its tick is not one), renews, and
+/// stops on SIGTERM; in the end no link, no record and no lease on the server is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dhcp_renewer_races_add_and_del() {
+    root_or_skip!("dhcp_renewer_races_add_and_del");
+    let (host, wire) = host_and_wire("cdc");
+    let dir = TempDir::new("cdc");
+    let server = TestServer::start(
+        &TestNs::of(&wire).await,
+        "wire0",
+        Plan {
+            addr: "10.83.0.1".parse().unwrap(),
+            first: "10.83.0.100".parse().unwrap(),
+            lease_secs: 3,
+            t1: 1,
+            t2: 2,
+        },
+    )
+    .await;
+    let mut conf = dhcp_config(&host, &dir, "dhchurn", "1.0.0");
+    conf["ipam"]["tries"] = 2.into();
+    conf["ipam"]["waitMs"] = 300.into();
+    let log = dir.0.join("renewer.log");
+    let mut daemon = Command::new("nsenter")
+        .arg(format!("--net={}", host.ns.path()))
+        .args([
+            BIN,
+            "dhcp-renewer",
+            "--state-dir",
+            &dir.path("state"),
+            "--max-sleep",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start the renewer");
+    let host = std::sync::Arc::new(host);
+    let workers: Vec<_> = (0..3)
+        .map(|w| {
+            let (host, conf) = (host.clone(), conf.clone());
+            tokio::task::spawn_blocking(move || {
+                let ns = host.container(&format!("w{w}"));
+                for round in 0..5 {
+                    let id = format!("churn{w}r{round}");
+                    let out = add(&host, &conf, &id, &ns, "");
+                    assert_eq!(out.code, 0, "{id}: {out:?}");
+                    let address = out.json["ips"][0]["address"].as_str().unwrap().to_string();
+                    assert_eq!(ns.addrs("eth0"), [address.as_str()], "{id}");
+                    // Past T1 (and a renewal) at every other round; the DEL races the tick.
+                    std::thread::sleep(Duration::from_millis(if round % 2 == 0 {
+                        1500
+                    } else {
+                        300
+                    }));
+                    assert_eq!(
+                        ns.addrs("eth0"),
+                        [address.as_str()],
+                        "{id} kept its address"
+                    );
+                    del(&host, &conf, &id, &ns);
+                    assert_eq!(ns.links(), ["lo"], "{id}");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    // SAFETY: kill(2) on the child's own pid.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = daemon.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let Some(status) = status else {
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        panic!("the renewer did not stop on SIGTERM:\n{text}");
+    };
+    assert!(status.success(), "{status:?}\n{text}");
+    assert!(
+        text.contains(" held"),
+        "no renewal during the churn:\n{text}"
+    );
+    assert!(
+        !text.contains("cannot renew") && !text.contains("lost"),
+        "the renewer failed during the churn:\n{text}"
+    );
+    let renewals = server
+        .log()
+        .into_iter()
+        .filter(|s| s.kind == dhcproto::v4::MessageType::Request && s.unicast)
+        .count();
+    assert!(renewals >= 3, "{renewals} renewals");
+    assert!(
+        endpoint_records(&dir).is_empty(),
+        "{:?}",
+        endpoint_records(&dir)
+    );
+    assert!(
+        server.leased().is_empty(),
+        "leases left on the server: {:?}",
+        server.leased()
+    );
+    drop(wire);
+}

@@ -4,14 +4,15 @@
 use std::time::SystemTime;
 
 use super::{DhcpRenewal, Networks};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 
 impl Networks {
     /// The renewer's tick over the whole state directory: [`Network::renew_due_dhcp`] of every
     /// DHCP network it holds now (networks created since the last call included), concurrently;
     /// one [`DhcpRenewal`] per endpoint that was due (past T1) or had lost its lease. A DHCP
     /// network whose IPAM network this handle's store does not hold (made through another
-    /// store) is skipped with a warning; pooled networks are not looked at.
+    /// store) is skipped with a warning; pooled networks are not looked at. An endpoint
+    /// disconnected while the tick ran is left out.
     ///
     /// [`Network::renew_due_dhcp`]: super::Network::renew_due_dhcp
     pub async fn renew_due_dhcp(&self) -> Result<Vec<DhcpRenewal>> {
@@ -26,8 +27,16 @@ impl Networks {
         }
         let done = futures::future::join_all(nets.iter().map(|n| n.renew_due_dhcp())).await;
         let mut out = Vec::new();
-        for d in done {
-            out.extend(d?);
+        for (net, d) in nets.iter().zip(done) {
+            for r in d? {
+                // Disconnected between the listing and its renewal (a CNI DEL meanwhile): not
+                // a failure of the renewer, and nothing to report.
+                let gone = matches!(&r.result, Err(e) if e.kind() == ErrorKind::NotFound)
+                    && net.endpoint(&r.container_id, &r.ifname)?.is_none();
+                if !gone {
+                    out.push(r);
+                }
+            }
         }
         Ok(out)
     }
