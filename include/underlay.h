@@ -569,6 +569,21 @@ const char *underlay_dhcp_lease_server_mac(const underlay_dhcp_lease *lease);
 const char *underlay_dhcp_lease_router(const underlay_dhcp_lease *lease);
 
 /**
+ * The number of DNS servers the server gave (option 6); 0 for NULL.
+ */
+size_t underlay_dhcp_lease_dns_server_count(const underlay_dhcp_lease *lease);
+
+/**
+ * DNS server `index` ("10.77.0.53"), in the server's order; borrowed; NULL when out of range.
+ */
+const char *underlay_dhcp_lease_dns_server(const underlay_dhcp_lease *lease, size_t index);
+
+/**
+ * The DNS domain the server gave (option 15), NULL when none; borrowed.
+ */
+const char *underlay_dhcp_lease_domain(const underlay_dhcp_lease *lease);
+
+/**
  * The lease time in seconds (4294967295: infinite; 0 for NULL).
  */
 uint64_t underlay_dhcp_lease_time_s(const underlay_dhcp_lease *lease);
@@ -634,6 +649,22 @@ underlay_result underlay_network_renew_due_dhcp(const underlay_network *network,
                                                 underlay_dhcp_renewal_list **renewals_out);
 
 /**
+ * The renewer's tick over the whole state directory: every DHCP network's due endpoints
+ * (`underlay_network_renew_due_dhcp` of each, networks made since the last call included),
+ * one renewal each in `*renewals_out`. For a process renewing on behalf of one-shot callers.
+ */
+underlay_result underlay_networks_renew_due_dhcp(const underlay_networks *networks,
+                                                 underlay_dhcp_renewal_list **renewals_out);
+
+/**
+ * When the next DHCP renewal of the state directory is due, in ms since the Unix epoch, in
+ * `*at_ms_out`: the earliest T1 of its DHCP endpoints, now for a lost lease, 0 when no lease
+ * ends. A renewer sleeps until then (capped, to see endpoints connected meanwhile).
+ */
+underlay_result underlay_networks_next_dhcp_renewal_ms(const underlay_networks *networks,
+                                                       uint64_t *at_ms_out);
+
+/**
  * The number of renewals in `list` (0 for NULL).
  */
 size_t underlay_dhcp_renewal_list_count(const underlay_dhcp_renewal_list *list);
@@ -648,6 +679,11 @@ const underlay_dhcp_renewal *underlay_dhcp_renewal_list_get(const underlay_dhcp_
  * Frees `list` and its renewals. NULL is a no-op.
  */
 void underlay_dhcp_renewal_list_free(underlay_dhcp_renewal_list *list);
+
+/**
+ * The renewal's network; borrowed.
+ */
+const char *underlay_dhcp_renewal_network(const underlay_dhcp_renewal *renewal);
 
 /**
  * The renewal's container id; borrowed.

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use underlay::ipam::{AllocRange, Pool};
 use underlay::network::{Announce, HostAccess, NetworkSpec, ShimRoutes};
-use underlay::{ConflictDetection, IpvlanFlag, IpvlanMode, MacAddr, MacvlanMode};
+use underlay::{ConflictDetection, DhcpConfig, IpvlanFlag, IpvlanMode, MacAddr, MacvlanMode};
 
 use crate::protocol::{code, CniError, Dns, RouteConf};
 
@@ -20,6 +20,10 @@ pub(crate) const DEFAULT_DATA_DIR: &str = underlay::ipam::HostLocalStore::DEFAUL
 
 /// IPAM types served in-process: underlay's own, and host-local's (same keys, same files).
 pub(crate) const IN_PROCESS_IPAM: [&str; 2] = ["underlay-ipam", "host-local"];
+
+/// The IPAM type of DHCP networks: served in-process by the main plugin (the library's DHCP
+/// client on the container's link), never by exec of the reference `dhcp` plugin.
+pub(crate) const DHCP_IPAM: &str = "dhcp";
 
 /// A network configuration (one plugin's entry of a conflist, as libcni sends it).
 #[derive(Debug, Clone, Deserialize)]
@@ -91,7 +95,52 @@ pub(crate) struct IpamConf {
     pub(crate) store: Option<String>,
     /// `"store": "etcd"`: how to reach etcd.
     pub(crate) etcd: Option<EtcdConf>,
+    /// dhcp: the reference dhcp plugin's daemon socket; ignored (the lease is served
+    /// in-process), with a log line.
+    pub(crate) daemon_socket_path: Option<String>,
+    /// dhcp: options to ask the server for (the reference dhcp plugin's `request`).
+    #[serde(default)]
+    pub(crate) request: Vec<DhcpRequestOption>,
+    /// dhcp: options to send (the reference dhcp plugin's `provide`): the host name only.
+    #[serde(default)]
+    pub(crate) provide: Vec<DhcpProvideOption>,
+    /// dhcp: tries of each exchange (underlay's; default 4).
+    pub(crate) tries: Option<u32>,
+    /// dhcp: the wait for the first answer, doubled at each try (underlay's; default 1000).
+    pub(crate) wait_ms: Option<u64>,
 }
+
+/// One element of the dhcp `request` list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DhcpRequestOption {
+    #[serde(default)]
+    pub(crate) skip_default: bool,
+    #[serde(default)]
+    pub(crate) option: String,
+}
+
+/// One element of the dhcp `provide` list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DhcpProvideOption {
+    #[serde(default)]
+    pub(crate) option: String,
+    pub(crate) value: Option<String>,
+    pub(crate) from_arg: Option<String>,
+}
+
+/// The options underlay's DHCP client asks for anyway, by the reference plugin's names and
+/// by number: a `request` naming one of them is accepted.
+const DHCP_REQUESTED: [(&str, &str); 7] = [
+    ("subnet-mask", "1"),
+    ("routers", "3"),
+    ("domain-name-servers", "6"),
+    ("domain-name", "15"),
+    ("dhcp-lease-time", "51"),
+    ("dhcp-renewal-time", "58"),
+    ("dhcp-rebinding-time", "59"),
+];
 
 /// The `ipam.etcd` block (`"store": "etcd"`). Unknown keys are refused: a misspelt TLS or
 /// auth key must not silently mean "none".
@@ -299,6 +348,14 @@ impl NetConf {
         let ipam = self.ipam.as_ref().ok_or_else(|| {
             invalid("no `ipam` block: add one, e.g. {\"type\": \"underlay-ipam\", \"subnet\": \"10.0.0.0/24\"}")
         })?;
+        if ipam.ipam_type == DHCP_IPAM || ipam.is_dhcp_shaped() {
+            return Err(invalid(
+                "underlay-ipam cannot get addresses from DHCP: a lease needs the container's \
+                 link (its MAC, a socket on it), which the main plugin makes only after the IPAM \
+                 answered; use \"type\": \"underlay\" with \"ipam\": {\"type\": \"dhcp\"}, or \
+                 the reference dhcp plugin with its daemon",
+            ));
+        }
         if !IN_PROCESS_IPAM.contains(&ipam.ipam_type.as_str()) {
             return Err(invalid(format!(
                 "ipam type `{}` is not served in-process (only \"underlay-ipam\" and \"host-local\" are): the main plugin runs it as a delegate",
@@ -311,11 +368,165 @@ impl NetConf {
     /// The `ipam.type` served by another plugin, by exec (any but underlay's and host-local's).
     pub(crate) fn delegate(&self) -> Option<&str> {
         let t = self.ipam.as_ref()?.ipam_type.as_str();
-        (!t.is_empty() && !IN_PROCESS_IPAM.contains(&t)).then_some(t)
+        (!t.is_empty() && !IN_PROCESS_IPAM.contains(&t) && t != DHCP_IPAM).then_some(t)
+    }
+
+    /// Whether the network's addresses come from DHCP (`"ipam": {"type": "dhcp"}`).
+    pub(crate) fn is_dhcp(&self) -> bool {
+        self.ipam.as_ref().is_some_and(|i| i.ipam_type == DHCP_IPAM)
+    }
+
+    /// A DHCP network's settings, refusing what cannot go with it (static addresses, ranges,
+    /// routes, stores, host access, conflict detection, options the client cannot honour),
+    /// each naming the key and what to do.
+    pub(crate) fn dhcp_config(&self) -> Result<DhcpConfig, CniError> {
+        let ipam = self
+            .ipam
+            .as_ref()
+            .expect("a DHCP network has an ipam block");
+        let refuse = |key: &str, why: &str| {
+            Err(invalid(format!(
+                "ipam type `dhcp`: `{key}` cannot be given: {why}"
+            )))
+        };
+        let from_server =
+            "the DHCP server chooses the addresses, the prefix and the router; remove it";
+        if !ipam.ranges.is_empty() {
+            return refuse("ranges", from_server);
+        }
+        for (key, set) in [
+            ("rangeStart", ipam.range_start.is_some()),
+            ("rangeEnd", ipam.range_end.is_some()),
+            ("gateway", ipam.gateway.is_some()),
+            ("routes", !ipam.routes.is_empty()),
+        ] {
+            if set {
+                return refuse(key, from_server);
+            }
+        }
+        for (key, set) in [
+            ("dataDir", ipam.data_dir.is_some()),
+            ("store", ipam.store.is_some()),
+            ("etcd", ipam.etcd.is_some()),
+        ] {
+            if set {
+                return refuse(
+                    key,
+                    "a DHCP network keeps no leases of its own (the server holds them, the endpoint's record in `stateDir` keeps its lease); remove it",
+                );
+            }
+        }
+        if ipam.resolv_conf.is_some() {
+            return refuse(
+                "resolvConf",
+                "the DNS settings come from the server (or from the config's top-level `dns`); remove it",
+            );
+        }
+        if self.host_access()?.is_some() {
+            return Err(invalid(
+                "`hostAccess` is not supported on a DHCP network yet: remove it, or use pooled addresses (\"ipam\": {\"type\": \"underlay-ipam\"})",
+            ));
+        }
+        if self.conflict_detection()?.is_some() {
+            return Err(invalid(
+                "`conflictDetection` does not go with a DHCP network (the server owns the addresses): remove it",
+            ));
+        }
+        for r in &ipam.request {
+            if r.skip_default {
+                return refuse(
+                    "request[].skipDefault",
+                    "underlay's DHCP client always asks for the subnet mask, routers, DNS servers, domain and lease times; remove it",
+                );
+            }
+            let known = DHCP_REQUESTED
+                .iter()
+                .any(|(name, code)| r.option == *name || r.option == *code);
+            if !known {
+                return Err(invalid(format!(
+                    "ipam type `dhcp`: `request` option `{}` is not supported: underlay's DHCP client uses only {} (asked for anyway); remove it",
+                    r.option,
+                    DHCP_REQUESTED.map(|(n, _)| n).join(", ")
+                )));
+            }
+        }
+        for p in &ipam.provide {
+            match p.option.as_str() {
+                "host-name" | "12" => {
+                    if p.value.is_none() && p.from_arg.is_none() {
+                        return refuse(
+                            "provide",
+                            "the `host-name` option needs a `value` or a `fromArg`",
+                        );
+                    }
+                }
+                "dhcp-client-identifier" | "61" => {
+                    return refuse(
+                        "provide",
+                        "the client identifier is derived from the container id and interface, so that the same container gets its lease back; remove the option",
+                    )
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "ipam type `dhcp`: `provide` option `{other}` is not supported: only `host-name` is sent; remove it"
+                    )))
+                }
+            }
+        }
+        let d = DhcpConfig::default();
+        let mut cfg = DhcpConfig::new(
+            ipam.tries.unwrap_or(d.tries()),
+            ipam.wait_ms
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(d.first_wait()),
+        )
+        .map_err(|e| {
+            invalid(format!(
+                "ipam type `dhcp`: `tries`/`waitMs`: {}",
+                e.message()
+            ))
+        })?;
+        match ipam.subnet {
+            None => {}
+            Some(IpNet::V4(n)) => cfg = cfg.subnet(n),
+            Some(IpNet::V6(n)) => {
+                return Err(invalid(format!(
+                    "ipam type `dhcp`: `subnet` {n} is IPv6: DHCP gives IPv4 addresses; give the IPv4 subnet the server's addresses must lie in, or remove it"
+                )))
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The host name a DHCP network's endpoint sends: `provide`'s `host-name` (its `value`,
+    /// or the `CNI_ARGS` argument its `fromArg` names), else `K8S_POD_NAME`; None: the
+    /// library's default (the container id).
+    pub(crate) fn dhcp_hostname(&self, cni_args: &[(String, String)]) -> Option<String> {
+        let arg = |k: &str| {
+            cni_args
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let provided = self.ipam.as_ref().and_then(|i| {
+            i.provide
+                .iter()
+                .filter(|p| matches!(p.option.as_str(), "host-name" | "12"))
+                .find_map(|p| {
+                    p.value
+                        .clone()
+                        .or_else(|| p.from_arg.as_deref().and_then(arg))
+                })
+        });
+        provided.or_else(|| arg("K8S_POD_NAME"))
     }
 
     /// The library's definition of this network.
     pub(crate) fn network_spec(&self) -> Result<NetworkSpec, CniError> {
+        if self.is_dhcp() {
+            return Ok(self.base_spec()?.dhcp(self.dhcp_config()?));
+        }
         let mut spec = self.base_spec()?;
         for pool in self.ipam()?.pools()? {
             spec = spec.pool(pool);
@@ -447,6 +658,11 @@ impl NetConf {
 }
 
 impl IpamConf {
+    /// Whether the block carries keys of the reference dhcp plugin.
+    pub(crate) fn is_dhcp_shaped(&self) -> bool {
+        self.daemon_socket_path.is_some() || !self.request.is_empty() || !self.provide.is_empty()
+    }
+
     /// The pools: one per range set (a set over several subnets is a pool of several segments).
     pub(crate) fn pools(&self) -> Result<Vec<Pool>, CniError> {
         let mut sets = self.ranges.clone();
@@ -679,8 +895,28 @@ mod tests {
                 "no `master`",
             ),
             (
-                r#"{"name":"n","master":"e","ipam":{"type":"dhcp"}}"#,
-                "not served in-process",
+                r#"{"name":"n","master":"e","ipam":{"type":"dhcp","ranges":[[{"subnet":"10.1.0.0/24"}]]}}"#,
+                "`ranges` cannot be given",
+            ),
+            (
+                r#"{"name":"n","master":"e","ipam":{"type":"dhcp","request":[{"option":"classless-static-routes"}]}}"#,
+                "`request` option `classless-static-routes`",
+            ),
+            (
+                r#"{"name":"n","master":"e","ipam":{"type":"dhcp","provide":[{"option":"dhcp-client-identifier","value":"x"}]}}"#,
+                "derived from the container id",
+            ),
+            (
+                r#"{"name":"n","master":"e","ipam":{"type":"dhcp","subnet":"fd00::/64"}}"#,
+                "IPv6",
+            ),
+            (
+                r#"{"name":"n","master":"e","ipam":{"type":"dhcp","tries":0}}"#,
+                "tries",
+            ),
+            (
+                r#"{"name":"n","master":"e","hostAccess":true,"ipam":{"type":"dhcp"}}"#,
+                "hostAccess",
             ),
             (
                 r#"{"name":"n","master":"e","ipam":{"type":"host-local","subnet":"10.1.0.1/16"}}"#,
@@ -717,6 +953,37 @@ mod tests {
             let all = format!("{} {}", e.msg, e.details);
             assert!(all.contains(what), "{json}: {all}");
         }
+    }
+
+    #[test]
+    fn dhcp_settings_and_host_name() {
+        let c = conf(
+            r#"{"name":"n","master":"e","ipam":{"type":"dhcp","daemonSocketPath":"/run/cni/dhcp.sock",
+            "subnet":"10.9.0.0/16","tries":2,"waitMs":300,
+            "request":[{"option":"routers"},{"option":"6"}],
+            "provide":[{"option":"host-name","fromArg":"K8S_POD_NAME"}]}}"#,
+        );
+        assert!(c.is_dhcp() && c.delegate().is_none());
+        let spec = c.network_spec().unwrap();
+        let d = spec.dhcp.unwrap();
+        assert_eq!((d.tries(), d.first_wait().as_millis()), (2, 300));
+        assert_eq!(d.allowed_subnet().unwrap().to_string(), "10.9.0.0/16");
+        let args = vec![("K8S_POD_NAME".to_string(), "web-1".to_string())];
+        assert_eq!(c.dhcp_hostname(&args).as_deref(), Some("web-1"));
+        assert_eq!(c.dhcp_hostname(&[]), None);
+        let fixed = conf(
+            r#"{"name":"n","master":"e","ipam":{"type":"dhcp","provide":[{"option":"12","value":"db"}]}}"#,
+        );
+        assert_eq!(fixed.dhcp_hostname(&args).as_deref(), Some("db"));
+        // underlay-ipam cannot serve it.
+        let e = c.ipam().unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(
+            e.msg
+                .contains("underlay-ipam cannot get addresses from DHCP"),
+            "{}",
+            e.msg
+        );
     }
 
     #[test]

@@ -11,11 +11,13 @@
 
 mod config;
 mod delegate;
+mod dhcp;
 mod etcd;
 mod install;
 mod log;
 mod plugin;
 mod protocol;
+mod renewer;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -27,6 +29,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("install") {
         return install::run(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some(renewer::COMMAND) {
+        return renewer::run(&args[2..]);
     }
     if args.get(1).map(String::as_str) == Some("--version") {
         println!(

@@ -115,6 +115,9 @@ fn run_command(
     if role == Role::Main && conf.delegate().is_some() {
         return delegated(env, command, version, &conf, &raw_copy);
     }
+    if role == Role::Main && conf.is_dhcp() {
+        return dhcp_command(env, command, version, &conf);
+    }
     match command {
         "ADD" => {
             let call = Call::from_env(env, true)?;
@@ -148,6 +151,46 @@ fn run_command(
                 Role::Main => runtime()?.block_on(gc(&conf)),
                 Role::Ipam => runtime()?.block_on(ipam_gc(&conf)),
             }
+        }
+        other => Err(CniError::new(
+            code::INVALID_ENVIRONMENT,
+            format!("CNI_COMMAND `{other}` is unknown: ADD, DEL, CHECK, STATUS, GC or VERSION"),
+        )),
+    }
+}
+
+/// A command on a DHCP network (see [`crate::dhcp`]); versions already checked.
+fn dhcp_command(
+    env: &Env,
+    command: &str,
+    version: &str,
+    conf: &NetConf,
+) -> Result<Option<serde_json::Value>, CniError> {
+    use crate::dhcp;
+    let needs_version = |v: &str| -> Result<(), CniError> {
+        if is_before(version, v) {
+            Err(CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                format!("{command} needs cniVersion {v} or later; the config has {version}"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match command {
+        "ADD" => runtime()?.block_on(dhcp::add(conf, &Call::from_env(env, true)?, version)),
+        "DEL" => runtime()?.block_on(dhcp::del(conf, &Call::from_env(env, false)?)),
+        "CHECK" => {
+            needs_version("0.4.0")?;
+            runtime()?.block_on(dhcp::check(conf, &Call::from_env(env, true)?))
+        }
+        "STATUS" => {
+            needs_version("1.1.0")?;
+            runtime()?.block_on(dhcp::status(conf))
+        }
+        "GC" => {
+            needs_version("1.1.0")?;
+            runtime()?.block_on(dhcp::gc(conf))
         }
         other => Err(CniError::new(
             code::INVALID_ENVIRONMENT,
@@ -704,7 +747,7 @@ pub(crate) async fn delete_if_unused(nets: &Networks, conf: &NetConf) {
 
 /// The `prevResult` (CHECK: required; ADD: chained after another plugin), in any supported
 /// version's shape.
-fn prev_result(conf: &NetConf) -> Result<CniResult, CniError> {
+pub(crate) fn prev_result(conf: &NetConf) -> Result<CniResult, CniError> {
     let prev = conf.prev_result.clone().ok_or_else(|| {
         CniError::new(
             code::INVALID_CONFIG,

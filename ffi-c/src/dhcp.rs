@@ -8,6 +8,7 @@ use underlay::DhcpConfig;
 
 use crate::network::{
     underlay_endpoint, underlay_endpoint_spec, underlay_network, underlay_network_spec,
+    underlay_networks,
 };
 use crate::result::underlay_result;
 use crate::support::{block, cstring, free, guard, guard_value, m, net, opt_ptr, opt_s, out, r, s};
@@ -97,6 +98,8 @@ pub struct underlay_dhcp_lease {
     server: CString,
     server_mac: CString,
     router: Option<CString>,
+    dns_servers: Vec<CString>,
+    domain: Option<CString>,
 }
 
 impl underlay_dhcp_lease {
@@ -106,6 +109,12 @@ impl underlay_dhcp_lease {
             server: cstring(l.server.to_string()),
             server_mac: cstring(l.server_mac.to_string()),
             router: l.router.map(|r| cstring(r.to_string())),
+            dns_servers: l
+                .dns_servers
+                .iter()
+                .map(|a| cstring(a.to_string()))
+                .collect(),
+            domain: l.domain.clone().map(cstring),
             inner: l,
         }
     }
@@ -158,6 +167,31 @@ pub extern "C" fn underlay_dhcp_lease_server_mac(
 #[no_mangle]
 pub extern "C" fn underlay_dhcp_lease_router(lease: *const underlay_dhcp_lease) -> *const c_char {
     lease_str(lease, |l| opt_ptr(&l.router))
+}
+
+/// The number of DNS servers the server gave (option 6); 0 for NULL.
+#[no_mangle]
+pub extern "C" fn underlay_dhcp_lease_dns_server_count(lease: *const underlay_dhcp_lease) -> usize {
+    guard_value(0, || r(lease, "lease").map_or(0, |l| l.dns_servers.len()))
+}
+
+/// DNS server `index` ("10.77.0.53"), in the server's order; borrowed; NULL when out of range.
+#[no_mangle]
+pub extern "C" fn underlay_dhcp_lease_dns_server(
+    lease: *const underlay_dhcp_lease,
+    index: usize,
+) -> *const c_char {
+    lease_str(lease, |l| {
+        l.dns_servers
+            .get(index)
+            .map_or(std::ptr::null(), |a| a.as_ptr())
+    })
+}
+
+/// The DNS domain the server gave (option 15), NULL when none; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_dhcp_lease_domain(lease: *const underlay_dhcp_lease) -> *const c_char {
+    lease_str(lease, |l| opt_ptr(&l.domain))
 }
 
 fn lease_u64(lease: *const underlay_dhcp_lease, f: impl Fn(&underlay::DhcpLease) -> u64) -> u64 {
@@ -251,6 +285,7 @@ pub extern "C" fn underlay_network_renew_dhcp(
 
 /// One endpoint's renewal from `underlay_network_renew_due_dhcp`; borrowed from its list.
 pub struct underlay_dhcp_renewal {
+    network: CString,
     container_id: CString,
     ifname: CString,
     lease: Option<underlay_dhcp_lease>,
@@ -276,29 +311,68 @@ pub extern "C" fn underlay_network_renew_due_dhcp(
         let n = r(network, "network")?;
         let o = out(renewals_out, "renewals_out")?;
         let done = block(n.inner.renew_due_dhcp())?;
-        let items = done
-            .into_iter()
-            .map(|d| {
-                let (lease, result, error) = match d.result {
-                    Ok(l) => (Some(underlay_dhcp_lease::new(l)), underlay_result::Ok, None),
-                    Err(e) => (
-                        None,
-                        underlay_result::from_kind(e.kind()),
-                        Some(cstring(e.to_string())),
-                    ),
-                };
-                underlay_dhcp_renewal {
-                    container_id: cstring(d.container_id),
-                    ifname: cstring(d.ifname),
-                    lease,
-                    result,
-                    error,
-                }
-            })
-            .collect();
-        o.set_box(underlay_dhcp_renewal_list { items });
+        o.set_box(renewal_list(done));
         Ok(())
     })
+}
+
+/// The renewer's tick over the whole state directory: every DHCP network's due endpoints
+/// (`underlay_network_renew_due_dhcp` of each, networks made since the last call included),
+/// one renewal each in `*renewals_out`. For a process renewing on behalf of one-shot callers.
+#[no_mangle]
+pub extern "C" fn underlay_networks_renew_due_dhcp(
+    networks: *const underlay_networks,
+    renewals_out: *mut *mut underlay_dhcp_renewal_list,
+) -> underlay_result {
+    guard(|| {
+        let n = r(networks, "networks")?;
+        let o = out(renewals_out, "renewals_out")?;
+        let done = block(n.inner.renew_due_dhcp())?;
+        o.set_box(renewal_list(done));
+        Ok(())
+    })
+}
+
+/// When the next DHCP renewal of the state directory is due, in ms since the Unix epoch, in
+/// `*at_ms_out`: the earliest T1 of its DHCP endpoints, now for a lost lease, 0 when no lease
+/// ends. A renewer sleeps until then (capped, to see endpoints connected meanwhile).
+#[no_mangle]
+pub extern "C" fn underlay_networks_next_dhcp_renewal_ms(
+    networks: *const underlay_networks,
+    at_ms_out: *mut u64,
+) -> underlay_result {
+    guard(|| {
+        let n = r(networks, "networks")?;
+        let o = out(at_ms_out, "at_ms_out")?;
+        let next = block(n.inner.next_dhcp_renewal())?;
+        o.set(unix_ms(next));
+        Ok(())
+    })
+}
+
+fn renewal_list(done: Vec<underlay::network::DhcpRenewal>) -> underlay_dhcp_renewal_list {
+    let items = done
+        .into_iter()
+        .map(|d| {
+            let (lease, result, error) = match d.result {
+                Ok(l) => (Some(underlay_dhcp_lease::new(l)), underlay_result::Ok, None),
+                Err(e) => (
+                    None,
+                    underlay_result::from_kind(e.kind()),
+                    Some(cstring(e.to_string())),
+                ),
+            };
+            underlay_dhcp_renewal {
+                network: cstring(d.network),
+                container_id: cstring(d.container_id),
+                ifname: cstring(d.ifname),
+                lease,
+                result,
+                error,
+            }
+        })
+        .collect();
+    underlay_dhcp_renewal_list { items }
 }
 
 /// The number of renewals in `list` (0 for NULL).
@@ -327,6 +401,16 @@ pub extern "C" fn underlay_dhcp_renewal_list_get(
 #[no_mangle]
 pub extern "C" fn underlay_dhcp_renewal_list_free(list: *mut underlay_dhcp_renewal_list) {
     guard_value((), || free(list))
+}
+
+/// The renewal's network; borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_dhcp_renewal_network(
+    renewal: *const underlay_dhcp_renewal,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(renewal, "renewal").map_or(std::ptr::null(), |x| x.network.as_ptr())
+    })
 }
 
 /// The renewal's container id; borrowed.

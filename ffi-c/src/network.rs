@@ -23,7 +23,7 @@ use crate::support::{
 /// The networks of one host namespace, with their state under a root directory. Thread-safe.
 /// Free with `underlay_networks_free`.
 pub struct underlay_networks {
-    inner: Networks,
+    pub(crate) inner: Networks,
 }
 
 /// Opens the networks kept under directory `root` (e.g. "/var/lib/underlay"; created if

@@ -118,6 +118,20 @@ impl DhcpLease {
             .map(|r| conv::py_ip(py, r.into()))
             .transpose()
     }
+    /// The DNS servers the server gave (option 6), in its order (`ipaddress.IPv4Address`).
+    #[getter]
+    fn dns_servers<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.inner
+            .dns_servers
+            .iter()
+            .map(|a| conv::py_ip(py, (*a).into()))
+            .collect()
+    }
+    /// The DNS domain the server gave (option 15), or None.
+    #[getter]
+    fn domain(&self) -> Option<String> {
+        self.inner.domain.clone()
+    }
     /// The lease time (4294967295.0: infinite).
     #[getter]
     fn lease_time(&self) -> f64 {
@@ -172,6 +186,7 @@ impl DhcpLease {
 /// (`Timeout`: expired; `Conflict`: refused) that removed its address.
 #[pyclass(module = "underlay", frozen)]
 pub(crate) struct DhcpRenewal {
+    pub(crate) network: String,
     pub(crate) container_id: String,
     pub(crate) ifname: String,
     pub(crate) lease: Option<underlay::DhcpLease>,
@@ -185,6 +200,7 @@ impl DhcpRenewal {
             Err(e) => (None, Some(to_py(e).into_value(py).into_any())),
         };
         DhcpRenewal {
+            network: r.network,
             container_id: r.container_id,
             ifname: r.ifname,
             lease,
@@ -195,6 +211,11 @@ impl DhcpRenewal {
 
 #[pymethods]
 impl DhcpRenewal {
+    /// The network.
+    #[getter]
+    fn network(&self) -> &str {
+        &self.network
+    }
     /// The container.
     #[getter]
     fn container_id(&self) -> &str {

@@ -518,6 +518,26 @@ impl Networks {
         block(py, async move { n.delete_if_unused(&name).await })
     }
 
+    /// The renewer's tick over the whole state directory: every DHCP network's due
+    /// endpoints (`Network.renew_due_dhcp` of each), one `DhcpRenewal` each.
+    fn renew_due_dhcp(&self, py: Python<'_>) -> PyResult<Vec<DhcpRenewal>> {
+        let n = self.inner.clone();
+        let done = block(py, async move { n.renew_due_dhcp().await })?;
+        Ok(done.into_iter().map(|r| DhcpRenewal::new(py, r)).collect())
+    }
+
+    /// When the next DHCP renewal of the state directory is due (seconds since the Unix
+    /// epoch): the earliest T1 of its DHCP endpoints, now for a lost lease, None when no
+    /// lease ends.
+    fn next_dhcp_renewal(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        let n = self.inner.clone();
+        let next = block(py, async move { n.next_dhcp_renewal().await })?;
+        Ok(next.map(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        }))
+    }
+
     /// Recovery after a reboot or crash: parents and shims made again, endpoints whose
     /// namespace has gone released, stray links removed.
     fn reconcile(&self, py: Python<'_>) -> PyResult<ReconcileReport> {

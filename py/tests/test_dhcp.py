@@ -70,6 +70,7 @@ def test_dhcp_network_against_dnsmasq(tmpdir_path: str) -> None:
             ["ip", "netns", "exec", wire.name, "dnsmasq", "--keep-in-foreground", "--port=0",
              "--conf-file=/dev/null", "--interface=wire0", "--bind-interfaces",
              "--dhcp-range=10.82.0.10,10.82.0.50,255.255.255.0,2m", "--dhcp-authoritative",
+             "--dhcp-option=option:dns-server,10.82.0.53", "--dhcp-option=option:domain-name,lan.test",
              "--no-ping", "--user=root", "--group=root", f"--dhcp-leasefile={leasefile}",
              f"--pid-file={tmpdir_path}/dnsmasq.pid"],
             stdin=subprocess.DEVNULL,
@@ -97,6 +98,8 @@ def test_dhcp_network_against_dnsmasq(tmpdir_path: str) -> None:
             assert lease.renew_at == pytest.approx(lease.obtained + 60)
             assert lease.rebind_at == pytest.approx(lease.obtained + 105)
             assert lease.server_mac == w.link("wire0").mac
+            assert [str(a) for a in lease.dns_servers] == ["10.82.0.53"]
+            assert lease.domain == "lan.test"
             [row] = _wait_leases(leasefile, 1)
             assert (row[1], row[2], row[3]) == (ep.mac, str(lease.address.ip), "py-host")
             # The oracle in the container: `ip -j addr`.
@@ -111,6 +114,10 @@ def test_dhcp_network_against_dnsmasq(tmpdir_path: str) -> None:
             anet = aio.Network(net)
             assert anet.dhcp == cfg
             assert asyncio.run(anet.renew_due_dhcp()) == []
+            # The same over the state directory; the next renewal due is T1.
+            assert nets.renew_due_dhcp() == []
+            assert nets.next_dhcp_renewal() == pytest.approx(net.endpoint("py1").dhcp.renew_at)  # type: ignore[union-attr]
+            assert asyncio.run(aio.Networks(nets).renew_due_dhcp()) == []
             assert asyncio.run(anet.renew_dhcp("py1")).address == lease.address
             with pytest.raises(underlay.NotFound, match="nobody"):
                 net.renew_dhcp("nobody")

@@ -54,6 +54,17 @@ write_net() {
   printf '{"cniVersion": "1.0.0", "name": "%s", "plugins": [%s]}\n' "$name" "$entry" > "$dir/$name.conflist"
 }
 
+# write_dhcp_net NAME WORK DIR: DIR/NAME.conflist with one `type: underlay` entry on par0
+# whose addresses come from the LAN's DHCP server (`"ipam": {"type": "dhcp"}`).
+write_dhcp_net() {
+  local name=$1 work=$2 dir=$3 entry
+  entry="{\"cniVersion\": \"1.0.0\", \"name\": \"$name\",
+ \"type\": \"underlay\", \"master\": \"par0\", \"stateDir\": \"$work/state\",
+ \"logFile\": \"$work/cni.log\", \"ipam\": {\"type\": \"dhcp\", \"tries\": 3, \"waitMs\": 500}}"
+  printf '%s\n' "$entry" > "$work/$name.json"
+  printf '{"cniVersion": "1.0.0", "name": "%s", "plugins": [%s]}\n' "$name" "$entry" > "$dir/$name.conflist"
+}
+
 # holds_lease BIN_DIR WORK NET ID IFNAME: whether underlay's store, read back by the plugin's
 # IPAM role (CHECK), holds a lease of NET for ID/IFNAME. Exit 0: held, 1: not held, 2: the check failed.
 holds_lease() {

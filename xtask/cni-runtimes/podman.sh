@@ -4,15 +4,18 @@
 # installed as `underlay` and `underlay-ipam` by its `install` subcommand):
 #   ula: underlay's host-local layout (lease files in a dataDir), 10.213.1.0/24
 #   ulb: `store: local` (underlay's journal), 10.213.2.0/24
+#   uld: `"ipam": {"type": "dhcp"}`, dnsmasq (in the gateway namespace) serving 10.213.3.0/24
 # Checks: address, default route and a ping to the gateway namespace; `--ip` (IP= in CNI_ARGS);
 # a container on both networks (one default route, both gateways reachable); stop/rm release
 # the lease in underlay's store (read back by the plugin's IPAM role, and host-local's files as
 # the oracle) and the endpoint records; nothing left behind. Exit 0: all passed, 1: a check
-# failed, 2: usage. Run by `cargo xtask cni-test`; podman, runc, busybox-static installed by it.
+# failed, 2: usage. A container on uld gets dnsmasq's address (its lease file names the
+# container's name, podman's K8S_POD_NAME, as host name) and rm releases it. Run by
+# `cargo xtask cni-test`; podman, runc, busybox-static, dnsmasq-base installed by it.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
-A=10.213.1 B=10.213.2
+A=10.213.1 B=10.213.2 D=10.213.3
 
 if [ "${1:-}" = --inner ]; then
   # ---------------------------------------------- inside: the runtime's netns, private mount ns
@@ -71,6 +74,18 @@ if [ "${1:-}" = --inner ]; then
   P start c1 >/dev/null 2>&1 && ok "start c1" || bad "start c1"
   check "c1 has an address after restart" sh -c 'echo "$1" | grep -q " inet $2\."' _ "$(in_c c1 'ip -4 -o addr show dev eth0')" "$A"
 
+  P run -d --name c4 "${CG[@]}" --network uld ulrt-busybox sleep 600 >/dev/null 2>"$WORK/err" \
+    && ok "run c4 on uld (DHCP)" || { cat "$WORK/err"; bad "run c4 on uld"; }
+  a4=$(in_c c4 'ip -4 -o addr show dev eth0'); echo "  c4: $a4"
+  ip4=$(echo "$a4" | sed -n "s/.* inet \($D\.[0-9]*\)\/24 .*/\1/p")
+  check "c4 eth0 has an address in $D.0/24" [ -n "$ip4" ]
+  check "dnsmasq leased c4's address $ip4 to c4" grep -q " $ip4 c4 " "$WORK/dnsmasq.leases"
+  check "c4 default route via dnsmasq's router $D.1" sh -c 'echo "$1" | grep -q "^default via $2 dev eth0"' _ "$(in_c c4 'ip route')" "$D.1"
+  check "c4 pings $D.1" sh -c 'podman exec c4 ping -c 1 -W 3 "$1" >/dev/null' _ "$D.1"
+  P rm -f -t 0 c4 >/dev/null 2>&1 && ok "rm -f c4" || bad "rm c4"
+  check "rm released c4's DHCP lease (dnsmasq's lease file)" sh -c 'for i in $(seq 40); do grep -q " $1 " "$2" || exit 0; sleep 0.05; done; exit 1' _ "$ip4" "$WORK/dnsmasq.leases"
+  check "no endpoint record left on uld" [ -z "$(records "$WORK/state" uld)" ]
+
   P rm -f -t 0 c1 c2 c3 >/dev/null 2>&1 && ok "rm -f c1 c2 c3" || bad "rm c1 c2 c3"
   for held in "c1 ula $id1 eth0" "c2 ula $id2 eth0" "c3 ula $id3 $if3a" "c3 ulb $id3 $if3b"; do
     set -- $held
@@ -88,12 +103,14 @@ fi
 PLUGIN=${1:-}
 [ -x "$PLUGIN" ] || { echo "usage: $0 PATH-OF-underlay-cni" >&2; exit 2; }
 command -v podman >/dev/null && command -v runc >/dev/null || { echo "FATAL: podman/runc not installed" >&2; exit 1; }
+command -v dnsmasq >/dev/null || { echo "FATAL: dnsmasq not installed (apt-get install dnsmasq-base)" >&2; exit 1; }
 NS=ulrt-pm-$$
 WORK=$(mktemp -d /tmp/ulrt-pm.XXXXXX)
 
 teardown() {
   set +e
   kill_cgroup "$NS"
+  [ -s "$WORK/dnsmasq.pid" ] && kill "$(cat "$WORK/dnsmasq.pid")" 2>/dev/null
   ip netns del "$NS-gw" 2>/dev/null; ip netns del "$NS" 2>/dev/null
   rm -rf "$WORK"   # the overlay, shm and netns mounts died with the private mount namespace
   [ "$(ip netns list | grep -c "^$NS")" = 0 ] || bad "namespaces $NS* left behind"
@@ -108,6 +125,13 @@ mkdir -p "$WORK"/{cni-bin,cni-conf,cni-ipam,state,storage,run,tmp,vol}
 "$PLUGIN" install "$WORK/cni-bin" >/dev/null || die "underlay-cni install"
 write_net ula "$A" host-local "$WORK" "$WORK/cni-conf"
 write_net ulb "$B" local "$WORK" "$WORK/cni-conf"
+write_dhcp_net uld "$WORK" "$WORK/cni-conf"
+# The LAN's DHCP server for uld, on the gateway side of the wire (no DNS: --port=0).
+ip -n "$NS-gw" addr add "$D.1/24" dev wire0 || die "gateway $D.1"
+ip netns exec "$NS-gw" dnsmasq --port=0 --conf-file=/dev/null --interface=wire0 --bind-interfaces \
+  --dhcp-range="$D.100,$D.150,255.255.255.0,2m" --dhcp-option="option:router,$D.1" \
+  --dhcp-authoritative --no-ping --user=root --group=root \
+  --dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file="$WORK/dnsmasq.pid" || die "dnsmasq"
 # No CAP_SYS_RESOURCE on this kind of machine: ask runc for no more than the hard limits.
 hn=$(ulimit -Hn); hu=$(ulimit -Hu); [ "$hu" = unlimited ] && hu=32768; [ "$hu" -gt 32768 ] && hu=32768
 [ "$hn" = unlimited ] && hn=1048576

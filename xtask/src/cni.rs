@@ -5,7 +5,8 @@
 //! host-local plugins are the oracle for the result's shape and share a data directory with
 //! underlay in the tests; when they cannot be installed the task fails rather than let those
 //! tests skip. The plugin is built and tested with its feature `etcd` (`"store": "etcd"`, tested
-//! on a real etcd), so etcd and protoc are installed too when missing ([`install_etcd`]). Then
+//! on a real etcd), so etcd and protoc are installed too when missing ([`install_etcd`]), and
+//! `dnsmasq-base` (the DHCP network tests' server). Then
 //! builds the plugin and runs `cargo test -p underlay-cni --features etcd --locked [args]`.
 //! Without arguments, then the plugin under real runtimes: `xtask/cni-runtimes/podman.sh`
 //! (podman 4.3, CNI backend) and `containerd.sh` (containerd 1.6, `ctr run --cni`), each in
@@ -57,6 +58,10 @@ fn install_etcd() -> io::Result<bool> {
 pub(crate) fn run(args: Vec<OsString>) -> io::Result<i32> {
     // Without the reference plugins their comparisons could only skip: fail instead.
     if !install_reference_plugins()? || !install_etcd()? {
+        return Ok(1);
+    }
+    // The DHCP network tests (cni/tests/it/dhcp.rs) run dnsmasq in their own namespaces.
+    if !crate::etcd::install_missing("cni-test", &crate::DNSMASQ)? {
         return Ok(1);
     }
     let cargo: OsString = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -360,3 +360,26 @@ pub(crate) fn wait(child: Child) -> Outcome {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A namespace of [`Ns`] as the library sees it (for the DHCP test server shared with the
+/// core tests, `core/tests/it/dhcp_server.rs`); the [`Ns`] owns it and deletes it.
+pub(crate) struct TestNs {
+    #[allow(dead_code)]
+    pub(crate) name: String,
+    pub(crate) ns: underlay::Netns,
+    pub(crate) handle: underlay::Handle,
+}
+
+impl TestNs {
+    pub(crate) async fn of(ns: &Ns) -> TestNs {
+        let netns = underlay::Netns::open_path(ns.path()).expect("open the test namespace");
+        let handle = underlay::Handle::for_netns(&netns)
+            .await
+            .expect("netlink in the test namespace");
+        TestNs {
+            name: ns.name.clone(),
+            ns: netns,
+            handle,
+        }
+    }
+}

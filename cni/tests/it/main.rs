@@ -19,6 +19,11 @@ macro_rules! root_or_skip {
     };
 }
 
+mod dhcp;
+// The small DHCP server of the core tests (lease times of seconds), shared, not copied.
+#[path = "../../../core/tests/it/dhcp_server.rs"]
+#[allow(dead_code)]
+mod dhcp_server;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod features;

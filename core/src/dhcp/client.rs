@@ -89,6 +89,7 @@ impl Client {
                 OptionCode::SubnetMask,
                 OptionCode::Router,
                 OptionCode::DomainNameServer,
+                OptionCode::DomainName,
                 OptionCode::AddressLeaseTime,
                 OptionCode::Renewal,
                 OptionCode::Rebinding,
@@ -420,6 +421,25 @@ pub(crate) fn lease_from_ack(r: &Message, from: MacAddr, now: SystemTime) -> Opt
         Some(DhcpOption::Router(v)) => v.first().copied().filter(|g| !g.is_unspecified()),
         _ => None,
     };
+    let dns_servers = match r.opts().get(OptionCode::DomainNameServer) {
+        Some(DhcpOption::DomainNameServer(v)) => v
+            .iter()
+            .copied()
+            .filter(|a| !a.is_unspecified() && !a.is_broadcast())
+            .collect(),
+        _ => Vec::new(),
+    };
+    // A name the record can keep on its line (a DNS name has no spaces or controls).
+    let domain = match r.opts().get(OptionCode::DomainName) {
+        Some(DhcpOption::DomainName(d)) => Some(d.trim_end_matches('\0').trim_end_matches('.'))
+            .filter(|d| {
+                !d.is_empty()
+                    && d.len() <= 253
+                    && d.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+            })
+            .map(str::to_string),
+        _ => None,
+    };
     let secs = |code, default: u32| match r.opts().get(code) {
         Some(DhcpOption::Renewal(t)) | Some(DhcpOption::Rebinding(t)) => (*t).min(lease_time),
         _ => default,
@@ -443,6 +463,8 @@ pub(crate) fn lease_from_ack(r: &Message, from: MacAddr, now: SystemTime) -> Opt
         t1: Duration::from_secs(t1.into()),
         t2: Duration::from_secs(t2.into()),
         obtained: now,
+        dns_servers,
+        domain,
     })
 }
 
@@ -508,8 +530,12 @@ mod tests {
             DhcpOption::AddressLeaseTime(100),
             DhcpOption::SubnetMask("255.255.255.0".parse().unwrap()),
             DhcpOption::Router(vec!["10.0.0.254".parse().unwrap()]),
+            DhcpOption::DomainNameServer(vec!["10.0.0.53".parse().unwrap()]),
+            DhcpOption::DomainName("lan.example".into()),
         ]);
         let l = lease_from_ack(&full, from, now).unwrap();
+        assert_eq!(l.dns_servers, ["10.0.0.53".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(l.domain.as_deref(), Some("lan.example"));
         assert_eq!(l.address, "10.0.0.9/24".parse::<Ipv4Net>().unwrap());
         assert_eq!((l.t1.as_secs(), l.t2.as_secs()), (50, 87));
         assert_eq!(l.router, Some("10.0.0.254".parse().unwrap()));

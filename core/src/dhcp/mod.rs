@@ -179,6 +179,10 @@ pub struct DhcpLease {
     pub t2: Duration,
     /// When the server's ACK came.
     pub obtained: SystemTime,
+    /// The DNS servers the server gave (option 6), in its order; empty when none.
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// The DNS domain the server gave (option 15), if any.
+    pub domain: Option<String>,
 }
 
 impl DhcpLease {
@@ -202,7 +206,8 @@ impl DhcpLease {
         (!self.is_infinite()).then(|| self.obtained + self.t2)
     }
 
-    /// One record line: `address server=.. mac=.. [router=..] lease=S t1=S t2=S at=UNIX_MS`.
+    /// One record line: `address server=.. mac=.. [router=..] lease=S t1=S t2=S at=UNIX_MS
+    /// [dns=A,B] [domain=D]`.
     pub(crate) fn to_text(&self) -> String {
         let mut s = format!(
             "{} server={} mac={}",
@@ -222,6 +227,13 @@ impl DhcpLease {
             self.t1.as_secs(),
             self.t2.as_secs()
         ));
+        if !self.dns_servers.is_empty() {
+            let list: Vec<String> = self.dns_servers.iter().map(|a| a.to_string()).collect();
+            s.push_str(&format!(" dns={}", list.join(",")));
+        }
+        if let Some(d) = &self.domain {
+            s.push_str(&format!(" domain={d}"));
+        }
         s
     }
 
@@ -230,6 +242,7 @@ impl DhcpLease {
         let address: Ipv4Net = parts.next()?.parse().ok()?;
         let (mut server, mut mac, mut router, mut lease, mut t1, mut t2, mut at) =
             (None, None, None, None, None, None, None);
+        let (mut dns_servers, mut domain) = (Vec::new(), None);
         for p in parts {
             let (k, v) = p.split_once('=')?;
             match k {
@@ -240,6 +253,13 @@ impl DhcpLease {
                 "t1" => t1 = Some(Duration::from_secs(v.parse().ok()?)),
                 "t2" => t2 = Some(Duration::from_secs(v.parse().ok()?)),
                 "at" => at = Some(UNIX_EPOCH + Duration::from_millis(v.parse().ok()?)),
+                "dns" => {
+                    dns_servers = v
+                        .split(',')
+                        .map(|a| a.parse().ok())
+                        .collect::<Option<Vec<Ipv4Addr>>>()?
+                }
+                "domain" => domain = Some(v.to_string()),
                 _ => {}
             }
         }
@@ -252,6 +272,8 @@ impl DhcpLease {
             t1: t1?,
             t2: t2?,
             obtained: at?,
+            dns_servers,
+            domain,
         })
     }
 }
@@ -333,10 +355,14 @@ mod tests {
             t1: Duration::from_secs(1800),
             t2: Duration::from_secs(3150),
             obtained: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            dns_servers: vec!["10.0.0.53".parse().unwrap(), "10.0.0.54".parse().unwrap()],
+            domain: Some("lan.example".into()),
         };
         assert_eq!(DhcpLease::parse(&l.to_text()).unwrap(), l);
         let no_router = DhcpLease {
             router: None,
+            dns_servers: Vec::new(),
+            domain: None,
             ..l.clone()
         };
         assert_eq!(DhcpLease::parse(&no_router.to_text()).unwrap(), no_router);

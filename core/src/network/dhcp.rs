@@ -24,6 +24,8 @@ use crate::netns::Netns;
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct DhcpRenewal {
+    /// The network.
+    pub network: String,
     /// The container.
     pub container_id: String,
     /// Its interface.
@@ -429,6 +431,7 @@ impl Network {
             .into_iter()
             .zip(results)
             .map(|(ep, result)| DhcpRenewal {
+                network: self.name().to_string(),
                 container_id: ep.container_id,
                 ifname: ep.ifname,
                 result,

@@ -12,6 +12,7 @@ mod export;
 mod parent;
 mod reconcile;
 mod records;
+mod renewer;
 mod shim;
 mod spec;
 

@@ -266,11 +266,16 @@ static void test_null_parameters(void) {
   NUL(underlay_endpoint_spec_set_hostname(NULL, "h"), "spec");
   {
     uint32_t t, f, w;
+    uint64_t t64;
     underlay_dhcp_lease *dl = NULL;
     underlay_dhcp_renewal_list *dr = NULL;
     NUL(underlay_network_dhcp(NULL, &t, &f, &w), "network");
     NUL(underlay_network_renew_dhcp(NULL, "c", "eth0", &dl), "network");
     NUL(underlay_network_renew_due_dhcp(NULL, &dr), "network");
+    NUL(underlay_networks_renew_due_dhcp(NULL, &dr), "networks");
+    NUL(underlay_networks_next_dhcp_renewal_ms(NULL, &t64), "networks");
+    TRUE(underlay_dhcp_lease_dns_server_count(NULL) == 0 && underlay_dhcp_lease_dns_server(NULL, 0) == NULL &&
+         underlay_dhcp_lease_domain(NULL) == NULL && underlay_dhcp_renewal_network(NULL) == NULL);
   }
   {
     uint32_t p, i, w;
@@ -1341,6 +1346,7 @@ static void test_dhcp(void) {
   snprintf(cmd, sizeof cmd,
            "ip netns exec %s dnsmasq --port=0 --conf-file=/dev/null --interface=wire0 --bind-interfaces"
            " --dhcp-range=10.81.0.10,10.81.0.50,255.255.255.0,2m --dhcp-authoritative --no-ping"
+           " --dhcp-option=option:dns-server,10.81.0.53,10.81.0.54 --dhcp-option=option:domain-name,lan.test"
            " --user=root --group=root --dhcp-leasefile=%s --pid-file=%s/dnsmasq.pid",
            wire_name, leases, root);
   started = system(cmd) == 0; /* daemonizes; stopped by its pid file below */
@@ -1376,6 +1382,11 @@ static void test_dhcp(void) {
     TRUE(strcmp(or_empty(underlay_dhcp_lease_server(l)), "10.81.0.1") == 0);
     TRUE(strcmp(or_empty(underlay_dhcp_lease_router(l)), "10.81.0.1") == 0);
     TRUE(underlay_dhcp_lease_server_mac(l) != NULL);
+    TRUE(underlay_dhcp_lease_dns_server_count(l) == 2);
+    TRUE(strcmp(or_empty(underlay_dhcp_lease_dns_server(l, 0)), "10.81.0.53") == 0);
+    TRUE(strcmp(or_empty(underlay_dhcp_lease_dns_server(l, 1)), "10.81.0.54") == 0);
+    TRUE(underlay_dhcp_lease_dns_server(l, 2) == NULL);
+    TRUE(strcmp(or_empty(underlay_dhcp_lease_domain(l)), "lan.test") == 0);
     TRUE(underlay_dhcp_lease_time_s(l) == 120 && underlay_dhcp_lease_t1_s(l) == 60 &&
          underlay_dhcp_lease_t2_s(l) == 105);
     TRUE(!underlay_dhcp_lease_is_infinite(l) && underlay_dhcp_lease_obtained_ms(l) > 1700000000000ULL);
@@ -1396,6 +1407,16 @@ static void test_dhcp(void) {
        strcmp(or_empty(underlay_dhcp_lease_address(renewed)), or_empty(underlay_endpoint_address(ep, 0))) == 0);
   OK(underlay_network_renew_due_dhcp(net, &due));
   TRUE(underlay_dhcp_renewal_list_count(due) == 0); /* nothing due before T1 */
+  underlay_dhcp_renewal_list_free(due);
+  due = NULL;
+  /* The same over the whole state directory, and when the next renewal is due: T1. */
+  OK(underlay_networks_renew_due_dhcp(nets, &due));
+  TRUE(underlay_dhcp_renewal_list_count(due) == 0);
+  {
+    uint64_t next = 0;
+    OK(underlay_networks_next_dhcp_renewal_ms(nets, &next));
+    TRUE(renewed != NULL && next == underlay_dhcp_lease_renew_at_ms(renewed));
+  }
   EXPECT(underlay_network_renew_dhcp(net, "nobody", "eth0", &renewed), UNDERLAY_RESULT_NOT_FOUND,
          "nobody");
   OK(underlay_network_disconnect(net, "cd1", "eth0"));

@@ -626,3 +626,11 @@ class Networks:
     async def reconcile(self) -> ReconcileReport:
         """Recovery after a reboot or crash."""
         return await _run(self.sync.reconcile)
+
+    async def renew_due_dhcp(self) -> _List[DhcpRenewal]:
+        """The renewer's tick over every DHCP network of the state directory."""
+        return await _run(self.sync.renew_due_dhcp)
+
+    async def next_dhcp_renewal(self) -> float | None:
+        """When the next DHCP renewal is due (``time.time()`` scale), or None."""
+        return await _run(self.sync.next_dhcp_renewal)
