@@ -588,9 +588,11 @@ async fn dhcp_renewer_races_add_and_del() {
         Plan {
             addr: "10.83.0.1".parse().unwrap(),
             first: "10.83.0.100".parse().unwrap(),
-            lease_secs: 3,
+            // T1 at 1 s, with room for a busy machine: a held endpoint sees a tick (every
+            // second at most) past its T1 well before T2 or expiry.
+            lease_secs: 6,
             t1: 1,
-            t2: 2,
+            t2: 4,
         },
     )
     .await;
@@ -625,9 +627,10 @@ async fn dhcp_renewer_races_add_and_del() {
                     assert_eq!(out.code, 0, "{id}: {out:?}");
                     let address = out.json["ips"][0]["address"].as_str().unwrap().to_string();
                     assert_eq!(ns.addrs("eth0"), [address.as_str()], "{id}");
-                    // Past T1 (and a renewal) at every other round; the DEL races the tick.
+                    // Past T1 and a tick (a renewal) at every other round; the DEL races the
+                    // tick.
                     std::thread::sleep(Duration::from_millis(if round % 2 == 0 {
-                        1500
+                        2500
                     } else {
                         300
                     }));
