@@ -259,7 +259,9 @@ impl Plugin {
         let net = self.network(&req.network_id).await?;
         let iface = req.interface.unwrap_or_default();
         if net.dhcp().is_some() {
-            return self.create_dhcp_endpoint(&net, &req.endpoint_id, iface).await;
+            return self
+                .create_dhcp_endpoint(&net, &req.endpoint_id, iface)
+                .await;
         }
         let mut spec = EndpointSpec::new(req.endpoint_id.clone()).ifname(ENDPOINT_IFNAME);
         for (what, a) in [

@@ -136,7 +136,9 @@ impl Network {
                 Some(temp) => temp.as_str(),
                 None => ifname,
             };
-            let link = self.create_link(&target, spec, link_name, !ipv6_off).await?;
+            let link = self
+                .create_link(&target, spec, link_name, !ipv6_off)
+                .await?;
             Ok::<_, Error>((target, link))
         }
         .await;
