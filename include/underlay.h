@@ -2550,6 +2550,18 @@ underlay_result underlay_network_prepare(const underlay_network *network,
                                          underlay_endpoint **endpoint_out);
 
 /**
+ * Records where the runtime moves prepared endpoint (`container_id`, `ifname`)'s link: the
+ * namespace at absolute `path` (Docker's `SandboxKey`; it need not exist yet). A DHCP
+ * endpoint's renewals and release then find the link there (or, if the path does not open,
+ * in any namespace of the host, by its MAC). `*endpoint_out` (may be NULL) gets the record.
+ */
+underlay_result underlay_network_set_sandbox(const underlay_network *network,
+                                             const char *container_id,
+                                             const char *ifname,
+                                             const char *path,
+                                             underlay_endpoint **endpoint_out);
+
+/**
  * Disconnects (`container_id`, `ifname`): deletes the link, releases the lease.
  */
 underlay_result underlay_network_disconnect(const underlay_network *network,
@@ -2649,6 +2661,12 @@ const char *underlay_endpoint_mac(const underlay_endpoint *endpoint);
  * borrowed.
  */
 const char *underlay_endpoint_handoff(const underlay_endpoint *endpoint);
+
+/**
+ * For a prepared endpoint: the sandbox path recorded by `underlay_network_set_sandbox`,
+ * NULL if none (or NULL); borrowed.
+ */
+const char *underlay_endpoint_sandbox(const underlay_endpoint *endpoint);
 
 /**
  * The interface index inside the namespace (0 for NULL).

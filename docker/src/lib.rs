@@ -59,6 +59,9 @@ pub struct Plugin {
     unanswered: Mutex<ipam_driver::Unanswered>,
     /// Read by a MAC's `RequestAddress`, written by [`Plugin::reclaim_unanswered`].
     reclaiming: tokio::sync::RwLock<()>,
+    /// Wakes the DHCP renewer ([`Plugin::run_dhcp_renewer`]) when an endpoint with a lease
+    /// is made: its T1 may come before the renewer's next tick.
+    dhcp_wake: tokio::sync::Notify,
 }
 
 /// Test-only fault injection: with `UNDERLAY_DOCKER_TEST_KILL_AFTER_LEASE=1` in its
@@ -207,6 +210,7 @@ impl Plugin {
             log: None,
             unanswered: Mutex::new(Vec::new()),
             reclaiming: tokio::sync::RwLock::new(()),
+            dhcp_wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -267,6 +271,70 @@ impl Plugin {
     /// shims, endpoints whose link is gone from every namespace.
     pub async fn reconcile(&self) -> Result<ReconcileReport> {
         self.nets.reconcile().await
+    }
+
+    /// The DHCP renewer's tick: renews every lease of every DHCP network (`-o underlay.dhcp`)
+    /// that is due (past T1) or lost ([`underlay::network::Network::renew_due_dhcp`]), and
+    /// says what failed on standard error (a lost lease's address is removed from the
+    /// container by the library). Returns how long to wait before the next tick: until the
+    /// earliest T1, a quarter of the time left for a lease whose renewal went unanswered, 5 s
+    /// for a lost lease; between 1 s and 30 s.
+    pub async fn renew_dhcp_tick(&self) -> std::time::Duration {
+        use std::time::{Duration, SystemTime};
+        let (floor, ceiling) = (Duration::from_secs(1), Duration::from_secs(30));
+        let mut wait = ceiling;
+        let nets = match self.nets.list().await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("underlay-docker: DHCP renewer: listing the networks: {e}");
+                return ceiling;
+            }
+        };
+        for net in nets.into_iter().filter(|n| n.dhcp().is_some()) {
+            match net.renew_due_dhcp().await {
+                Ok(done) => {
+                    for r in done {
+                        if let Err(e) = r.result {
+                            eprintln!(
+                                "underlay-docker: DHCP renewal of endpoint {} on network {}: {e}",
+                                r.container_id,
+                                net.name()
+                            );
+                        }
+                    }
+                }
+                Err(e) => eprintln!(
+                    "underlay-docker: DHCP renewer of network {}: {e}",
+                    net.name()
+                ),
+            }
+            let now = SystemTime::now();
+            for ep in net.endpoints().unwrap_or_default() {
+                let next = match &ep.dhcp {
+                    None => Duration::from_secs(5),
+                    Some(l) => match (l.renew_at(), l.expires()) {
+                        (Some(t1), _) if t1 > now => t1.duration_since(now).unwrap_or_default(),
+                        (Some(_), Some(end)) => end.duration_since(now).unwrap_or_default() / 4,
+                        _ => ceiling,
+                    },
+                };
+                wait = wait.min(next);
+            }
+        }
+        wait.clamp(floor, ceiling)
+    }
+
+    /// Runs the DHCP renewer for ever: [`Plugin::renew_dhcp_tick`], then a sleep until the
+    /// next one is due (cut short when a DHCP endpoint is made). The daemon spawns it beside
+    /// serving.
+    pub async fn run_dhcp_renewer(self: Arc<Self>) {
+        loop {
+            let wait = self.renew_dhcp_tick().await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.dhcp_wake.notified() => {}
+            }
+        }
     }
 
     /// Answers one call: `path` as dockerd posts it (`/NetworkDriver.Join`), `body` its JSON.

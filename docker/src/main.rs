@@ -177,6 +177,9 @@ async fn run(args: Args) -> Result<(), String> {
             Err(e) => eprintln!("underlay-docker: releasing unanswered leases: {e}"),
         }
     });
+    // Beside serving: the DHCP networks' leases renewed at T1 (and released, when a
+    // container goes, by DeleteEndpoint or reconcile).
+    tokio::spawn(plugin.clone().run_dhcp_renewer());
     eprintln!(
         "underlay-docker: serving {} (state {}, scope {})",
         args.socket.display(),

@@ -27,7 +27,14 @@ const DOCKER_OPTIONS: [&str; 6] = [
 /// underlay's own options.
 const HOST_ACCESS: &str = "underlay.host_access";
 const DRIVER: &str = "underlay.driver";
-const OWN_OPTIONS: [&str; 2] = [HOST_ACCESS, DRIVER];
+/// `-o underlay.dhcp=on` (or `tries=N,wait_ms=W,subnet=S`): addresses from the LAN's DHCP
+/// server, with `--ipam-driver null`.
+pub(crate) const DHCP: &str = "underlay.dhcp";
+const OWN_OPTIONS: [&str; 3] = [HOST_ACCESS, DRIVER, DHCP];
+
+/// The address space of Docker's null IPAM driver, and its one pool.
+const NULL_SPACE: &str = "null";
+const NULL_POOL: &str = "0.0.0.0/0";
 
 /// What `-o underlay.host_access=...` asks for.
 enum HostAccessOption {
@@ -89,6 +96,39 @@ fn pool_of(network: &str, data: &IpamData, v6: bool) -> Result<Pool, Error> {
     b.build()
 }
 
+/// Refuses what a DHCP network (`-o underlay.dhcp`) cannot have: pools from an IPAM driver
+/// (the server chooses the addresses: `--ipam-driver null`), IPv6 (no DHCPv6 yet), and
+/// `--internal` (no wire, so no server).
+fn check_dhcp_network(
+    id: &str,
+    ipv4_data: &[IpamData],
+    ipv6_data: &[IpamData],
+    internal: bool,
+    ipv6: bool,
+) -> Result<(), Error> {
+    if internal {
+        return Err(Error::invalid(format!(
+            "network {id}: -o {DHCP} takes addresses from a DHCP server on the parent's LAN, and an --internal network has no parent: drop --internal (or {DHCP})"
+        )));
+    }
+    if let Some(d) = ipv4_data
+        .iter()
+        .find(|d| d.address_space != NULL_SPACE || d.pool != NULL_POOL)
+    {
+        return Err(Error::invalid(format!(
+            "network {id}: -o {DHCP} takes the addresses from the LAN's DHCP server, but the IPAM driver gave pool {} (address space {}): create the network with --ipam-driver null and no --subnet, --ip-range or --gateway (restrict the server's addresses with -o {DHCP}=subnet=A.B.C.D/L)",
+            Error::show_input(&d.pool),
+            Error::show_input(&d.address_space)
+        )));
+    }
+    if !ipv6_data.is_empty() || ipv6 {
+        return Err(Error::invalid(format!(
+            "network {id}: -o {DHCP} gives IPv4 addresses only (no DHCPv6 yet): drop --ipv6"
+        )));
+    }
+    Ok(())
+}
+
 /// `10.0.0.1/24` or `10.0.0.1`.
 pub(crate) fn parse_address(s: &str) -> Option<IpAddr> {
     s.parse::<IpNet>()
@@ -128,11 +168,35 @@ impl Plugin {
             .into());
         }
         // Other drivers' and the user's own keys are ignored, as Docker's macvlan does.
-        let pairs: Vec<(&str, &str)> = generic
+        let mut pairs: Vec<(&str, &str)> = generic
             .iter()
             .filter(|(k, _)| DOCKER_OPTIONS.contains(&k.as_str()))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        let dhcp = generic
+            .get(DHCP)
+            .map(String::as_str)
+            .filter(|v| !matches!(*v, "off" | "false" | "0"));
+        let null_ipam = req
+            .ipv4_data
+            .iter()
+            .flatten()
+            .any(|d| d.address_space == NULL_SPACE);
+        if let Some(how) = dhcp {
+            check_dhcp_network(
+                id,
+                req.ipv4_data.as_deref().unwrap_or_default(),
+                req.ipv6_data.as_deref().unwrap_or_default(),
+                opts.internal == Some(true),
+                opts.enable_ipv6 == Some(true),
+            )?;
+            pairs.push(("dhcp", how));
+        } else if null_ipam {
+            return Err(Error::invalid(format!(
+                "network {id}: --ipam-driver null gives the endpoints no addresses: add -o {DHCP}=on to take them from the LAN's DHCP server, or use --ipam-driver underlay with --subnet"
+            ))
+            .into());
+        }
         let driver = match generic.get(DRIVER).map(String::as_str) {
             Some(d @ ("macvlan" | "ipvlan")) => d,
             Some(other) => {
@@ -155,11 +219,13 @@ impl Plugin {
         }
         let host_access = host_access_option(id, generic.get(HOST_ACCESS).map(String::as_str))?;
         let mut spec = NetworkSpec::from_docker(id, driver, &pairs)?;
-        for d in req.ipv4_data.iter().flatten() {
-            spec = spec.pool(pool_of(id, d, false)?);
-        }
-        for d in req.ipv6_data.iter().flatten() {
-            spec = spec.pool(pool_of(id, d, true)?);
+        if dhcp.is_none() {
+            for d in req.ipv4_data.iter().flatten() {
+                spec = spec.pool(pool_of(id, d, false)?);
+            }
+            for d in req.ipv6_data.iter().flatten() {
+                spec = spec.pool(pool_of(id, d, true)?);
+            }
         }
         let net = self.nets.create(spec).await?;
         let shim = match host_access {
@@ -192,6 +258,11 @@ impl Plugin {
     pub(crate) async fn create_endpoint(&self, req: protocol::CreateEndpoint) -> Answer {
         let net = self.network(&req.network_id).await?;
         let iface = req.interface.unwrap_or_default();
+        if net.dhcp().is_some() {
+            return self
+                .create_dhcp_endpoint(&net, &req.endpoint_id, iface)
+                .await;
+        }
         let mut spec = EndpointSpec::new(req.endpoint_id.clone()).ifname(ENDPOINT_IFNAME);
         for (what, a) in [
             ("Address", &iface.address),
@@ -237,6 +308,52 @@ impl Plugin {
         })
     }
 
+    /// CreateEndpoint on a DHCP network: the link prepared and its lease taken from the
+    /// server (on the link, in dockerd's namespace), answered as the interface's address (and
+    /// MAC, unless dockerd gave one).
+    async fn create_dhcp_endpoint(
+        &self,
+        net: &Network,
+        endpoint_id: &str,
+        iface: protocol::Interface,
+    ) -> Answer {
+        for a in [&iface.address, &iface.address_ipv6] {
+            if !a.is_empty() {
+                return Err(Error::invalid(format!(
+                    "endpoint {} of network {}: the network takes its addresses from the LAN's DHCP server (-o {DHCP}), a static address ({}) cannot be given: drop --ip/--ip6 (reserve the address for the container's --mac-address on the DHCP server instead)",
+                    Error::show_input(endpoint_id),
+                    net.name(),
+                    Error::show_input(a)
+                ))
+                .into());
+            }
+        }
+        let mut spec = EndpointSpec::new(endpoint_id).ifname(ENDPOINT_IFNAME);
+        let given_mac = !iface.mac_address.is_empty();
+        if given_mac && net.driver().name() != "ipvlan" {
+            spec = spec.mac(MacPolicy::Fixed(iface.mac_address.parse()?));
+        }
+        let ep = net.prepare(spec).await?;
+        self.dhcp_wake.notify_one();
+        let address = ep
+            .dhcp
+            .as_ref()
+            .map(|l| l.address.to_string())
+            .unwrap_or_default();
+        answer(protocol::CreateEndpointResponse {
+            interface: Some(protocol::Interface {
+                address,
+                address_ipv6: String::new(),
+                // dockerd refuses a MAC in the answer when it gave one ("driver modified
+                // interface MAC address").
+                mac_address: match ep.mac {
+                    Some(m) if !given_mac => m.to_string(),
+                    _ => String::new(),
+                },
+            }),
+        })
+    }
+
     pub(crate) async fn delete_endpoint(&self, req: protocol::EndpointRef) -> Answer {
         let net = match self.nets.get(&req.network_id).await {
             Ok(n) => n,
@@ -276,11 +393,22 @@ impl Plugin {
             )
             .into());
         };
+        if net.dhcp().is_some() && !req.sandbox_key.is_empty() {
+            // Where dockerd moves the link: the renewer and the release look for it there.
+            net.set_sandbox(&req.endpoint_id, ENDPOINT_IFNAME, &req.sandbox_key)
+                .await?;
+        }
         // The gateways of the pools the endpoint has an address in (none on an internal
-        // network: nothing lies beyond it).
+        // network: nothing lies beyond it); on a DHCP network the server's router.
         let gateway = |v6: bool| -> String {
             if net.parent().is_none() {
                 return String::new();
+            }
+            if net.dhcp().is_some() {
+                return match (&ep.dhcp, v6) {
+                    (Some(l), false) => l.router.map(|r| r.to_string()).unwrap_or_default(),
+                    _ => String::new(),
+                };
             }
             net.pools()
                 .iter()
@@ -312,6 +440,10 @@ impl Plugin {
         }
         if let Some(m) = ep.mac {
             value.insert("underlay.mac".into(), m.to_string());
+        }
+        if let Some(l) = &ep.dhcp {
+            value.insert("underlay.dhcp.address".into(), l.address.to_string());
+            value.insert("underlay.dhcp.server".into(), l.server.to_string());
         }
         answer(protocol::OperInfo { value })
     }

@@ -16,7 +16,11 @@
 #   bad options refused in Docker's error shape; plugin restart (TERM and KILL) with a
 #   --restart=always container running; dockerd restart (the container comes back, no panic);
 #   dockerd killed -9 and its containers gone: the plugin's reconcile removes their endpoints;
-#   docker rm -f / network rm leave no link, no endpoint record, no lease, no pool.
+#   docker rm -f / network rm leave no link, no endpoint record, no lease, no pool;
+#   a DHCP network (-o underlay.dhcp, --ipam-driver null) with dnsmasq on the wire: the
+#   container has dnsmasq's address (its lease file and `ip -j addr` in the container agree),
+#   the default route via its router, pings the wire; a restarted plugin renews at T1 (dnsmasq
+#   ACKs again); rm -f releases the lease; the refusals name the options.
 # Exit 0: every check passed; 1: a check failed; 2: usage. Tears everything down, also on failure.
 source "$(dirname "$(readlink -f "$0")")/harness.sh"
 
@@ -126,4 +130,49 @@ D network rm s1 >/dev/null && ok "network rm s1" || bad "network rm s1"
 links=$(ip -n "$NS" -j link show | python3 -c 'import json,sys; print(" ".join(sorted(l["ifname"] for l in json.load(sys.stdin))))')
 check "network rm: only lo and the parent left ($links)" [ "$links" = "lo $PARENT" ]
 check "network rm: no network record, no pool, no lease" sh -c '[ -z "$(ls "$1/networks")" ] && [ -z "$(ls "$1/docker-pools" | grep -v "^lock$")" ] && [ -z "$(ls "$1/ipam" | grep -v "^lock$")" ]' _ "$STATE"
+
+# ------------------------------------------------------------------ DHCP network (dnsmasq on the wire)
+# dnsmasq in the gateway namespace on a second subnet of the wire; T1 4 s so that a renewal
+# comes soon (its shortest lease is 2 min).
+DP=10.233.0
+ip -n "$GWNS" addr add "$DP.1/24" dev uldkgw0
+ip netns exec "$GWNS" dnsmasq --keep-in-foreground --port=0 --conf-file=/dev/null --interface=uldkgw0 \
+  --bind-interfaces --dhcp-range="$DP.10,$DP.50,255.255.255.0,2m" --dhcp-option=option:router,"$DP.1" \
+  --dhcp-option=option:T1,4 --dhcp-option=option:T2,90 --dhcp-authoritative --no-ping --user=root --group=root \
+  --dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file="$WORK/dnsmasq.pid" \
+  --log-facility="$WORK/dnsmasq.log" --log-dhcp </dev/null >/dev/null 2>&1 &
+DNSMASQ_PID=$!
+eval "e2e_$(declare -f teardown)"   # teardown stops dnsmasq too
+teardown() { kill "$DNSMASQ_PID" 2>/dev/null; wait "$DNSMASQ_PID" 2>/dev/null; e2e_teardown; }
+for _ in $(seq 1 50); do [ -s "$WORK/dnsmasq.pid" ] && break; sleep 0.1; done
+[ -s "$WORK/dnsmasq.pid" ] || die "dnsmasq did not start (is dnsmasq-base installed?)"
+out=$(D network create -d "$P" --ipam-driver null -o parent="$PARENT" dhnone 2>&1)
+check "--ipam-driver null without underlay.dhcp: refused, naming the option" sh -c 'echo "$1" | grep -q "underlay.dhcp=on"' _ "$out"
+out=$(D network create -d "$P" --ipam-driver "$P" --subnet 10.234.0.0/24 -o parent="$PARENT" -o underlay.dhcp=on dhpool 2>&1)
+check "underlay.dhcp with a pool from an IPAM driver: refused, naming --ipam-driver null" sh -c 'echo "$1" | grep -q -- "--ipam-driver null"' _ "$out"
+D network create -d "$P" --ipam-driver null -o parent="$PARENT" -o underlay.dhcp=tries=4,wait_ms=500 dh >/dev/null \
+  && ok "network create dh (-o underlay.dhcp, --ipam-driver null)" || die "network create dh"
+D run -d --name dh1 --network dh "$IMG" sleep 3600 >/dev/null || die "run dh1 on the DHCP network"
+dpid=$(D inspect -f '{{.State.Pid}}' dh1)
+CN() { nsenter --net="/proc/$dpid/ns/net" -- "$@"; }
+ad=$(CN ip -j -4 addr show dev eth0 | python3 -c 'import json,sys; print(" ".join(a["local"]+"/"+str(a["prefixlen"]) for l in json.load(sys.stdin) for a in l["addr_info"]))')
+dmac=$(CN ip -j link show dev eth0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'); dad=${ad%/*}
+echo "  dh1=$ad ($dmac)"
+check "dh1's eth0 has one address from dnsmasq's range, with its /24" sh -c 'case "$1" in "$2".[1-5][0-9]/24) true;; *) false;; esac' _ "$ad" "$DP"
+check "dnsmasq's lease file holds dh1's address for its MAC" grep -q " $dmac $dad " "$WORK/dnsmasq.leases"
+check "dh1's default route goes via dnsmasq's router $DP.1" sh -c '[ "$(nsenter --net="/proc/$1/ns/net" ip -j route show default | python3 -c "import json,sys; print(\" \".join(r.get(\"gateway\",\"\") for r in json.load(sys.stdin)))")" = "$2" ]' _ "$dpid" "$DP.1"
+check "dh1 pings the wire namespace ($DP.1)" pings dh1 "$DP.1"
+acks() { grep -c "DHCPACK.* $dad $dmac" "$WORK/dnsmasq.log" 2>/dev/null; }
+before=$(acks)
+stop_plugin TERM; start_plugin && ok "plugin restarted with a DHCP container" || bad "plugin restart (DHCP)"
+for _ in $(seq 1 100); do [ "$(acks)" -gt "$before" ] && break; sleep 0.1; done
+check "the restarted plugin's renewer renewed dh1's lease at T1 (dnsmasq ACKed again)" [ "$(acks)" -gt "$before" ]
+check "dh1 keeps its address and pings after the renewal" sh -c '[ "$(nsenter --net="/proc/$1/ns/net" ip -4 -o addr show dev eth0 | wc -l)" = 1 ]' _ "$dpid"
+pings dh1 "$DP.1" || bad "dh1 pings after the plugin restart"
+D rm -f dh1 >/dev/null || bad "rm -f dh1"
+for _ in $(seq 1 30); do grep -q " $dad " "$WORK/dnsmasq.leases" || break; sleep 0.1; done
+check "rm -f dh1 released the lease (gone from dnsmasq's lease file)" sh -c '! grep -q " $1 " "$2"' _ "$dad" "$WORK/dnsmasq.leases"
+D network rm dh >/dev/null && ok "network rm dh" || bad "network rm dh"
+left=$(stray_links)
+check "DHCP network: no endpoint link, record or network left${left:+ (left: $left)}" sh -c '[ -z "$1" ] && [ "$(find "$2/endpoints" -mindepth 2 -type f ! -name ".*" ! -path "*/.free/*" | wc -l)" = 0 ] && [ -z "$(ls "$2/networks")" ]' _ "$left" "$STATE"
 exit 0

@@ -810,6 +810,7 @@ pub struct underlay_endpoint {
     ifname: CString,
     mac: Option<CString>,
     handoff: Option<CString>,
+    sandbox: Option<CString>,
     addresses: Vec<CString>,
     routes: Vec<CString>,
     netns: Option<CString>,
@@ -825,6 +826,7 @@ impl underlay_endpoint {
             ifname: cstring(e.ifname),
             mac: e.mac.map(|m| cstring(m.to_string())),
             handoff: e.handoff.map(cstring),
+            sandbox: e.sandbox.map(|p| cstring(p.to_string_lossy().into_owned())),
             addresses: e.addresses.iter().map(|a| cstring(a.to_string())).collect(),
             routes: e.routes.iter().map(|x| cstring(x.to_string())).collect(),
             netns: e.netns.map(|n| cstring(n.to_string_lossy().into_owned())),
@@ -904,6 +906,30 @@ pub extern "C" fn underlay_network_prepare(
         let o = out(endpoint_out, "endpoint_out")?;
         let ep = block(n.inner.prepare(sp.inner.clone()))?;
         o.set_box(underlay_endpoint::new(ep));
+        Ok(())
+    })
+}
+
+/// Records where the runtime moves prepared endpoint (`container_id`, `ifname`)'s link: the
+/// namespace at absolute `path` (Docker's `SandboxKey`; it need not exist yet). A DHCP
+/// endpoint's renewals and release then find the link there (or, if the path does not open,
+/// in any namespace of the host, by its MAC). `*endpoint_out` (may be NULL) gets the record.
+#[no_mangle]
+pub extern "C" fn underlay_network_set_sandbox(
+    network: *const underlay_network,
+    container_id: *const c_char,
+    ifname: *const c_char,
+    path: *const c_char,
+    endpoint_out: *mut *mut underlay_endpoint,
+) -> underlay_result {
+    guard(|| {
+        let n = r(network, "network")?;
+        let (c, i) = (s(container_id, "container_id")?, s(ifname, "ifname")?);
+        let p = s(path, "path")?;
+        let ep = block(n.inner.set_sandbox(c, i, p))?;
+        if !endpoint_out.is_null() {
+            out(endpoint_out, "endpoint_out")?.set_box(underlay_endpoint::new(ep));
+        }
         Ok(())
     })
 }
@@ -1116,6 +1142,15 @@ pub extern "C" fn underlay_endpoint_mac(endpoint: *const underlay_endpoint) -> *
 pub extern "C" fn underlay_endpoint_handoff(endpoint: *const underlay_endpoint) -> *const c_char {
     guard_value(std::ptr::null(), || {
         r(endpoint, "endpoint").map_or(std::ptr::null(), |e| opt_ptr(&e.handoff))
+    })
+}
+
+/// For a prepared endpoint: the sandbox path recorded by `underlay_network_set_sandbox`,
+/// NULL if none (or NULL); borrowed.
+#[no_mangle]
+pub extern "C" fn underlay_endpoint_sandbox(endpoint: *const underlay_endpoint) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        r(endpoint, "endpoint").map_or(std::ptr::null(), |e| opt_ptr(&e.sandbox))
     })
 }
 

@@ -859,6 +859,28 @@ impl Network {
         })
     }
 
+    /// Records where the runtime moves prepared endpoint (`container_id`, `ifname`)'s link:
+    /// the namespace at absolute `path` (Docker's `SandboxKey`; it need not exist yet). A DHCP
+    /// endpoint's renewals and release then find the link there (or, if the path does not
+    /// open, in any namespace of the host, by its MAC). Returns the endpoint.
+    #[pyo3(signature = (container_id, path, ifname = "eth0"))]
+    fn set_sandbox(
+        &self,
+        py: Python<'_>,
+        container_id: String,
+        path: std::path::PathBuf,
+        ifname: &str,
+    ) -> PyResult<Endpoint> {
+        let (n, ifname) = (self.inner.clone(), ifname.to_string());
+        let inner = block(py, async move {
+            n.set_sandbox(&container_id, &ifname, &path).await
+        })?;
+        Ok(Endpoint {
+            inner,
+            network: self.inner.clone(),
+        })
+    }
+
     /// Disconnects (`container_id`, `ifname`): deletes its link and releases its addresses.
     #[pyo3(signature = (container_id, ifname = "eth0"))]
     fn disconnect(&self, py: Python<'_>, container_id: String, ifname: &str) -> PyResult<()> {
@@ -1042,6 +1064,14 @@ impl Endpoint {
     #[getter]
     fn handoff(&self) -> Option<String> {
         self.inner.handoff.clone()
+    }
+    /// For a prepared endpoint: the sandbox path recorded by `Network.set_sandbox`, if any.
+    #[getter]
+    fn sandbox(&self) -> Option<String> {
+        self.inner
+            .sandbox
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
     }
     /// The addresses (`ipaddress` interfaces, with the pools' prefix).
     #[getter]

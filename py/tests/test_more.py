@@ -274,6 +274,14 @@ def test_prepare_for_a_runtime_that_moves_the_link(
     assert link.group == 0x756C6570  # underlay's endpoint group ("ulep")
     with pytest.raises(underlay.AlreadyExists):
         net.prepare("docker-ep1", ip="10.74.0.11")
+    # Docker's Join names the sandbox the link goes to: recorded.
+    assert ep.sandbox is None
+    assert net.set_sandbox("docker-ep1", "/run/docker/netns/abc").sandbox == "/run/docker/netns/abc"
+    assert net.endpoint("docker-ep1").sandbox == "/run/docker/netns/abc"
+    with pytest.raises(underlay.InvalidArgument):
+        net.set_sandbox("docker-ep1", "relative/path")
+    with pytest.raises(underlay.NotFound):
+        net.set_sandbox("nobody", "/run/docker/netns/abc")
     # As Docker: the link moves into the container's namespace; the namespace dies.
     with underlay.Netns.create(unique("c")) as container:
         handle.set_link(ep.handoff, netns=container, name="eth0")

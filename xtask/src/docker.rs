@@ -80,6 +80,10 @@ pub(crate) fn run(mut args: Vec<OsString>) -> io::Result<i32> {
     if root && !install_missing()? {
         return Ok(1);
     }
+    // e2e.sh's DHCP network takes its addresses from dnsmasq on the wire.
+    if root && !crate::etcd::install_missing("docker-test", &crate::DNSMASQ)? {
+        return Ok(1);
+    }
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     println!("==> docker plugin, in process: cargo test -p underlay-docker --locked");
     let status = Command::new(&cargo)

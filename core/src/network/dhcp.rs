@@ -36,14 +36,7 @@ pub struct DhcpRenewal {
 }
 
 impl Network {
-    pub(super) fn check_dhcp_spec(&self, spec: &EndpointSpec, handoff: bool) -> Result<()> {
-        if handoff {
-            return Err(Error::invalid(format!(
-                "network `{}` takes its addresses from DHCP: prepare (a link handed to the \
-                 runtime) is not supported there; use connect",
-                self.name()
-            )));
-        }
+    pub(super) fn check_dhcp_spec(&self, spec: &EndpointSpec) -> Result<()> {
         if !spec.ips().is_empty() {
             return Err(Error::invalid(format!(
                 "network `{}` takes its addresses from DHCP: the server chooses, a requested \
@@ -94,7 +87,10 @@ impl Network {
         .await
     }
 
-    /// Connect on a DHCP network, under the endpoint's lock, its pending record written.
+    /// Connect on a DHCP network, under the endpoint's lock, its pending record written. With
+    /// `handoff` (prepare), the link is made in the host namespace under its temporary name,
+    /// up for the exchange only, and left down without the address: the runtime moves it and
+    /// sets the lease's address.
     pub(super) async fn connect_dhcp(
         &self,
         netns: &Netns,
@@ -102,6 +98,7 @@ impl Network {
         cfg: DhcpConfig,
         mut pending: Endpoint,
         held: &EndpointLock,
+        handoff: bool,
     ) -> Result<Endpoint> {
         let (container_id, ifname) = (spec.container_id(), spec.ifname_str());
         // The MAC is derived from the container id unless one is fixed: servers that pick
@@ -136,8 +133,14 @@ impl Network {
                 Some(t) => t.clone(),
                 None => Handle::for_netns(netns).await?,
             };
-            let ipv6_off = !spec.keeps_ipv6();
-            let link = self.create_link(&target, spec, ifname, !ipv6_off).await?;
+            let ipv6_off = !spec.keeps_ipv6() || handoff;
+            let link_name = match &pending.handoff {
+                Some(temp) => temp.as_str(),
+                None => ifname,
+            };
+            let link = self
+                .create_link(&target, spec, link_name, !ipv6_off)
+                .await?;
             Ok::<_, Error>((target, link))
         }
         .await;
@@ -162,7 +165,7 @@ impl Network {
             pending.index = link.index;
             pending.mac = link.mac;
             self.write_endpoint(&pending, true, held)?;
-            if !spec.keeps_ipv6() {
+            if !spec.keeps_ipv6() || handoff {
                 disable_ipv6(netns, &link.name).await?;
                 // The MAC is the container's own: its previous life's link may hold it still.
                 waiting_for_mac(|| target.set_link(link.index).up().execute()).await?;
@@ -181,12 +184,18 @@ impl Network {
             let lease = client.acquire(&cfg, None).await?;
             let lease = lease_held.insert((client, lease)).1.clone();
             let address = IpNet::V4(lease.address);
-            target.add_address(link.index, address).await?;
-            check_step(spec, ConnectStep::Addresses)?;
-            let gateways: Vec<IpAddr> = lease.router.map(IpAddr::V4).into_iter().collect();
-            let routes =
+            let routes = if handoff {
+                // The runtime sets the address (and the default route) once it moved the link.
+                target.set_link(link.index).down().execute().await?;
+                check_step(spec, ConnectStep::Addresses)?;
+                Vec::new()
+            } else {
+                target.add_address(link.index, address).await?;
+                check_step(spec, ConnectStep::Addresses)?;
+                let gateways: Vec<IpAddr> = lease.router.map(IpAddr::V4).into_iter().collect();
                 add_default_routes(&target, spec.default_route_mode(), &gateways, link.index)
-                    .await?;
+                    .await?
+            };
             check_step(spec, ConnectStep::Routes)?;
             if let Some(mac) = link.mac {
                 let ips = vec![address.addr()];
@@ -205,7 +214,11 @@ impl Network {
             let ep = Endpoint {
                 index: link.index,
                 mac: link.mac,
-                ifname: link.name.clone(),
+                ifname: if handoff {
+                    ifname.to_string()
+                } else {
+                    link.name.clone()
+                },
                 addresses: vec![address],
                 routes,
                 pending: None,
@@ -248,6 +261,81 @@ impl Network {
         })
     }
 
+    /// Where DHCP endpoint `ep`'s link is now: its namespace and index. A connected endpoint's
+    /// is in its namespace under the recorded index. A prepared one's ([`Network::prepare`]) is
+    /// in the host namespace under its temporary name (before the runtime moved it, or after
+    /// it moved it back), else in its sandbox ([`Network::set_sandbox`]), else in any other
+    /// namespace of the host (a sandbox path this process cannot open): the link in
+    /// underlay's group with the endpoint's MAC (on ipvlan, where links share the parent's
+    /// MAC, the one carrying the lease's address). `None`: nowhere.
+    pub(super) async fn dhcp_link(&self, ep: &Endpoint) -> Result<Option<(Netns, u32)>> {
+        if ep.handoff.is_none() {
+            return Ok(ep.locate_netns(&mut None).map(|ns| (ns, ep.index)));
+        }
+        if let Some(l) = ep.own_link(self.host(), self.ipam(), true).await? {
+            return Ok(Some((self.host().netns().clone(), l.index)));
+        }
+        let Some(mac) = ep.mac else {
+            return Ok(None);
+        };
+        let address = ep
+            .dhcp
+            .as_ref()
+            .map(|l| l.address.addr())
+            .or(ep.dhcp_previous);
+        let ipvlan = matches!(self.driver(), Driver::Ipvlan(..));
+        let host_inode = self.host().netns().inode();
+        let in_ns = |ns: Netns| async move {
+            let h = Handle::for_netns(&ns).await?;
+            for l in h.links().await? {
+                if l.group != super::ENDPOINT_GROUP || l.mac != Some(mac) {
+                    continue;
+                }
+                if ipvlan {
+                    let carried = h.addresses(Some(l.index.into())).await?;
+                    let global: Vec<IpAddr> = carried
+                        .iter()
+                        .filter(|a| a.scope != "link")
+                        .map(|a| a.address.addr())
+                        .collect();
+                    let ours = match address {
+                        Some(a) => global.is_empty() || global.contains(&IpAddr::V4(a)),
+                        None => global.is_empty(),
+                    };
+                    if !ours {
+                        continue;
+                    }
+                }
+                return Ok::<_, Error>(Some((ns, l.index)));
+            }
+            Ok(None)
+        };
+        if let Some(ns) = ep.sandbox.as_ref().and_then(|p| Netns::open_path(p).ok()) {
+            if ns.inode() != host_inode {
+                if let Some(found) = in_ns(ns).await? {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        for (inode, paths) in crate::netns::live_netns_all_paths() {
+            if inode == host_inode {
+                continue;
+            }
+            let Some(ns) = paths
+                .iter()
+                .filter_map(|p| Netns::open_path(p).ok())
+                .find(|ns| ns.inode() == inode)
+            else {
+                continue;
+            };
+            // A namespace going away meanwhile is not the link's.
+            if let Ok(Some(found)) = in_ns(ns).await {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
     /// Sends DHCPRELEASE for `ep`'s lease: from inside its namespace, on its link, and always
     /// also as a frame from the endpoint's MAC on the network's parent in the host namespace
     /// (the only way once the namespace or the link is gone, reconcile's case). No answer
@@ -257,9 +345,16 @@ impl Network {
         let Some(lease) = &ep.dhcp else {
             return Ok(());
         };
-        if let Some(ns) = ep.locate_netns(&mut None) {
+        let found = match self.dhcp_link(ep).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(network = %self.name(), endpoint = %ep.container_id, error = %e, "looking for the endpoint's link to release its DHCP lease from failed: sending it from the parent");
+                None
+            }
+        };
+        if let Some((ns, index)) = found {
             match self
-                .dhcp_client(&ns, ep.index, ep.mac, &ep.container_id, &ep.ifname, None)
+                .dhcp_client(&ns, index, ep.mac, &ep.container_id, &ep.ifname, None)
                 .await
             {
                 // A namespace on its way out may still show the link, down (the send fails,
@@ -321,24 +416,24 @@ impl Network {
                 )))
             }
         };
-        let ns = ep.locate_netns(&mut None).ok_or_else(|| {
+        let (ns, index) = self.dhcp_link(&ep).await?.ok_or_else(|| {
             Error::not_found(format!(
-                "{label}: its namespace is gone: disconnect it (or run reconcile)"
+                "{label}: its namespace (or its link there) is gone: disconnect it (or run reconcile)"
             ))
         })?;
         let target = Handle::for_netns(&ns).await?;
         let client = self
-            .dhcp_client(&ns, ep.index, ep.mac, container_id, ifname, None)
+            .dhcp_client(&ns, index, ep.mac, container_id, ifname, None)
             .await?;
         let now = SystemTime::now();
         let Some(lease) = ep.dhcp.clone() else {
             // Lost earlier: ask again, for the previous address first.
             let got = client.acquire(&cfg, ep.dhcp_previous).await?;
             let address = IpNet::V4(got.address);
-            target.add_address(ep.index, address).await?;
+            target.add_address(index, address).await?;
             let gateways: Vec<IpAddr> = got.router.map(IpAddr::V4).into_iter().collect();
             ep.routes =
-                add_default_routes(&target, super::DefaultRoute::Auto, &gateways, ep.index).await?;
+                add_default_routes(&target, super::DefaultRoute::Auto, &gateways, index).await?;
             ep.addresses = vec![address];
             ep.dhcp = Some(got.clone());
             ep.dhcp_previous = None;
@@ -358,8 +453,8 @@ impl Network {
         let lost = match outcome {
             Renewal::Ack(got) => {
                 if got.address != lease.address {
-                    target.add_address(ep.index, IpNet::V4(got.address)).await?;
-                    remove_address(&target, ep.index, IpNet::V4(lease.address)).await?;
+                    target.add_address(index, IpNet::V4(got.address)).await?;
+                    remove_address(&target, index, IpNet::V4(lease.address)).await?;
                     ep.addresses = vec![IpNet::V4(got.address)];
                 }
                 ep.dhcp = Some(got.clone());
@@ -389,9 +484,9 @@ impl Network {
             ),
         };
         // Never kept past expiry or a NAK: the address (and the routes through it) go.
-        remove_address(&target, ep.index, IpNet::V4(lease.address)).await?;
+        remove_address(&target, index, IpNet::V4(lease.address)).await?;
         for r in std::mem::take(&mut ep.routes) {
-            match target.delete_route(&r.dev(ep.index)).await {
+            match target.delete_route(&r.dev(index)).await {
                 Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
                 _ => {}
             }

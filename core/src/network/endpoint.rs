@@ -311,6 +311,11 @@ pub struct Endpoint {
     /// On a DHCP network: the address of a lease that was lost, asked for again first
     /// (INIT-REBOOT).
     pub(crate) dhcp_previous: Option<std::net::Ipv4Addr>,
+    /// For a prepared endpoint: the namespace the runtime moves the link into, as recorded by
+    /// [`Network::set_sandbox`] (Docker's `SandboxKey`). A DHCP endpoint's renewals and release
+    /// look for the link there (and, if that path does not open here, in every namespace of
+    /// the host, by its MAC).
+    pub sandbox: Option<PathBuf>,
 }
 
 impl Network {
@@ -349,6 +354,49 @@ impl Network {
         self.connect_inner(&host, spec, true).await
     }
 
+    /// Records where the runtime moves prepared endpoint `container_id`/`ifname`'s link
+    /// ([`Network::prepare`]): the namespace at `path` (Docker's `SandboxKey`, given at `Join`;
+    /// it need not exist yet: Docker mounts it after `Join`). On a DHCP network the renewals
+    /// ([`Network::renew_dhcp`]) and the release then find the link there, under whatever name
+    /// the runtime gave it (by underlay's link group and the endpoint's MAC); when the path
+    /// does not open in this process (another mount namespace) the link is looked for in
+    /// every namespace of the host. Fails with [`ErrorKind::NotFound`] for an endpoint not
+    /// prepared yet and [`ErrorKind::InvalidArgument`] for a connected one or a relative path.
+    pub async fn set_sandbox(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Endpoint> {
+        let path = path.as_ref();
+        if !path.is_absolute() {
+            return Err(Error::invalid(format!(
+                "sandbox path `{}` of endpoint `{container_id}`/{ifname}: give an absolute path",
+                path.display()
+            )));
+        }
+        check_endpoint_key(container_id, ifname)?;
+        let held = self.lock_endpoint(container_id, ifname).await?;
+        let mut ep = match self.endpoint(container_id, ifname)? {
+            Some(ep) if ep.pending.is_none() => ep,
+            _ => {
+                return Err(Error::not_found(format!(
+                    "endpoint `{container_id}`/{ifname} of network `{}` is not prepared: prepare it first",
+                    self.name()
+                )))
+            }
+        };
+        if ep.handoff.is_none() {
+            return Err(Error::invalid(format!(
+                "endpoint `{container_id}`/{ifname} of network `{}` was connected into its namespace, not prepared for a runtime: it has no sandbox to record",
+                self.name()
+            )));
+        }
+        ep.sandbox = Some(path.to_path_buf());
+        self.write_endpoint(&ep, true, &held)?;
+        Ok(ep)
+    }
+
     async fn connect_inner(
         &self,
         netns: &Netns,
@@ -370,7 +418,7 @@ impl Network {
         }
         let owner = check_endpoint_key(&spec.container_id, &spec.ifname)?;
         if self.dhcp().is_some() {
-            self.check_dhcp_spec(&spec, handoff)?;
+            self.check_dhcp_spec(&spec)?;
         }
         if let MacPolicy::Fixed(m) = spec.mac {
             m.check_assignable(format_args!("the endpoint of `{}`", spec.container_id))?;
@@ -423,10 +471,13 @@ impl Network {
             pending: Some(crate::sys::process_identity()),
             dhcp: None,
             dhcp_previous: None,
+            sandbox: None,
         };
         self.write_endpoint(&pending, false, &held)?;
         if let Some(cfg) = self.dhcp() {
-            return self.connect_dhcp(netns, &spec, cfg, pending, &held).await;
+            return self
+                .connect_dhcp(netns, &spec, cfg, pending, &held, handoff)
+                .await;
         }
         // With conflict detection, an address that answers on the wire is quarantined and
         // the connect starts over with the next free one, a few times at most.
@@ -647,6 +698,7 @@ impl Network {
             pending: None,
             dhcp: None,
             dhcp_previous: None,
+            sandbox: None,
         };
         let mut host_routes = Vec::new();
         let (target_ref, index) = (&target, link.index);
@@ -1176,6 +1228,9 @@ impl Network {
         if let Some(p) = ep.dhcp_previous {
             text.push_str(&format!("dhcp_previous={p}\n"));
         }
+        if let Some(p) = &ep.sandbox {
+            text.push_str(&format!("sandbox={}\n", p.display()));
+        }
         for r in &ep.routes {
             if let Some(g) = r.gateway {
                 text.push_str(&format!("gateway={g}\n"));
@@ -1667,6 +1722,7 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
         pending: None,
         dhcp: None,
         dhcp_previous: None,
+        sandbox: None,
     };
     for line in text
         .lines()
@@ -1702,6 +1758,7 @@ fn parse_endpoint(text: &str, network: &str, path: &std::path::Path) -> Result<E
             "dhcp" => {
                 ep.dhcp = Some(crate::DhcpLease::parse(v).ok_or_else(|| corrupt("bad dhcp lease"))?)
             }
+            "sandbox" => ep.sandbox = Some(PathBuf::from(v)),
             "dhcp_previous" => {
                 ep.dhcp_previous = Some(v.parse().map_err(|_| corrupt("bad dhcp_previous"))?)
             }

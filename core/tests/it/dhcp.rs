@@ -362,8 +362,16 @@ async fn dhcp_refusals() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.to_string().contains("DHCP"), "{e}");
-    let e = net.prepare(EndpointSpec::new("c")).await.unwrap_err();
+    let e = net
+        .prepare(EndpointSpec::new("c").ip("10.77.0.5".parse().unwrap()))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    let e = net
+        .set_sandbox("nobody", "eth0", "/run/netns/x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
     let e = net.renew_dhcp("nobody", "eth0").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(net.endpoints().unwrap().is_empty());
@@ -452,4 +460,106 @@ async fn dhcp_connect_killed_midway_is_undone_by_reconcile() {
     assert_eq!(again.dhcp.unwrap().address.addr(), held[0]);
     net.disconnect("victim", "eth0").await.unwrap();
     assert!(server.leased().is_empty());
+}
+
+/// Prepare on a DHCP network (Docker's handoff): the exchange on the link in the host
+/// namespace, the link left down without the address, the lease recorded; `set_sandbox`
+/// records where the runtime moves it, and once moved (renamed, addressed, as dockerd does) a
+/// renewal goes out from it there and disconnect's release reaches the server. A connected
+/// endpoint has no sandbox to record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dhcp_prepared_endpoint_renews_and_releases_from_its_sandbox() {
+    root_or_skip!("dhcp_prepared_endpoint_renews_and_releases_from_its_sandbox");
+    let (h, wire, _dir, nets) = host_and_wire("dh7").await;
+    let server = TestServer::start(&wire, "wire0", plan(60, 30, 52)).await;
+    let net = nets
+        .create(NetworkSpec::macvlan("dnet7", "ens192", MacvlanMode::Bridge).dhcp(quick()))
+        .await
+        .unwrap();
+    let ep = net.prepare(EndpointSpec::new("dk-1")).await.unwrap();
+    let temp = ep.handoff.clone().unwrap();
+    let lease = ep.dhcp.clone().unwrap();
+    assert_eq!(lease.address.to_string(), "10.77.0.100/24");
+    assert_eq!(ep.addresses[0].to_string(), "10.77.0.100/24");
+    let link = h.ip_link(&temp).unwrap();
+    assert!(
+        !link["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
+        "{link}"
+    );
+    assert!(
+        ip_addrs(&h, &temp).iter().all(|a| a.starts_with("fe80")),
+        "{:?}",
+        ip_addrs(&h, &temp)
+    );
+    let mac = link["address"].as_str().unwrap().to_string();
+    let kinds: Vec<MessageType> = server.log().iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, vec![MessageType::Discover, MessageType::Request]);
+    // The runtime: Join names the sandbox, then the link moves there, renamed and addressed.
+    let sb = TestNs::new("dh7s").await;
+    let e = net
+        .set_sandbox("dk-1", "eth0", "run/netns/x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    let ep = net
+        .set_sandbox("dk-1", "eth0", format!("/run/netns/{}", sb.name))
+        .await
+        .unwrap();
+    assert_eq!(ep.sandbox, Some(format!("/run/netns/{}", sb.name).into()));
+    for args in [
+        vec![
+            "-n", &h.name, "link", "set", &temp, "netns", &sb.name, "name", "eth1",
+        ],
+        vec![
+            "-n",
+            &sb.name,
+            "addr",
+            "add",
+            "10.77.0.100/24",
+            "dev",
+            "eth1",
+        ],
+        vec!["-n", &sb.name, "link", "set", "eth1", "up"],
+    ] {
+        assert!(
+            std::process::Command::new("ip")
+                .args(&args)
+                .status()
+                .unwrap()
+                .success(),
+            "{args:?}"
+        );
+    }
+    server.clear_log();
+    let renewed = net.renew_dhcp("dk-1", "eth0").await.unwrap();
+    assert!(renewed.obtained > lease.obtained);
+    let log = server.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(
+        log[0].kind == MessageType::Request && log[0].unicast,
+        "{log:?}"
+    );
+    assert_eq!(log[0].ciaddr, Ipv4Addr::new(10, 77, 0, 100));
+    let chaddr: Vec<String> = log[0].chaddr.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(chaddr.join(":"), mac);
+    // Disconnect: the release reaches the server (the link is the sandbox's: left there).
+    server.clear_log();
+    net.disconnect("dk-1", "eth0").await.unwrap();
+    let log = server.log();
+    assert!(
+        log.iter()
+            .any(|s| s.kind == MessageType::Release && s.ciaddr == Ipv4Addr::new(10, 77, 0, 100)),
+        "{log:?}"
+    );
+    assert!(server.leased().is_empty());
+    assert!(net.endpoints().unwrap().is_empty());
+    // A connected endpoint has no sandbox.
+    let c = TestNs::new("dh7c").await;
+    net.connect(&c.ns, EndpointSpec::new("c-1")).await.unwrap();
+    let e = net
+        .set_sandbox("c-1", "eth0", "/run/netns/x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    net.disconnect("c-1", "eth0").await.unwrap();
 }

@@ -12,6 +12,14 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use underlay_docker::Plugin;
 
+/// The core tests' namespaces and oracle helpers, and their DHCP server (not copied).
+#[path = "../../../core/tests/it/common.rs"]
+#[allow(dead_code)]
+mod common;
+mod dhcp;
+#[path = "../../../core/tests/it/dhcp_server.rs"]
+#[allow(dead_code)]
+mod dhcp_server;
 mod ipam;
 mod vm;
 

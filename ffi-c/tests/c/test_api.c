@@ -1037,6 +1037,16 @@ static void test_networks(void) {
     TRUE(pe != NULL && underlay_endpoint_handoff(pe) != NULL &&
          strncmp(underlay_endpoint_handoff(pe), "ulh", 3) == 0);
     TRUE(pe != NULL && strcmp(underlay_endpoint_address(pe, 0), "172.22.16.11/24") == 0);
+    TRUE(pe != NULL && underlay_endpoint_sandbox(pe) == NULL);
+    NUL(underlay_network_set_sandbox(net, "docker-ep1", "eth0", NULL, NULL), "path");
+    EXPECT(underlay_network_set_sandbox(net, "docker-ep1", "eth0", "rel/path", NULL),
+           UNDERLAY_RESULT_INVALID_ARGUMENT, "absolute");
+    EXPECT(underlay_network_set_sandbox(net, "nobody", "eth0", "/run/docker/netns/x", NULL),
+           UNDERLAY_RESULT_NOT_FOUND, "nobody");
+    OK(underlay_network_set_sandbox(net, "docker-ep1", "eth0", "/run/docker/netns/x", &ep));
+    TRUE(ep != NULL && strcmp(underlay_endpoint_sandbox(ep), "/run/docker/netns/x") == 0);
+    underlay_endpoint_free(ep);
+    ep = NULL;
     if (pe != NULL) {
       OK(underlay_handle_link_get(hh, underlay_endpoint_handoff(pe), &pl));
       TRUE(pl != NULL);
