@@ -324,8 +324,9 @@ fn kill_9_rounds(name: &str, pools: &[&str]) {
 }
 
 /// Four processes at a time allocating and releasing on one local store (every 5th owner
-/// released at once), each killed with SIGKILL at a random moment, six rounds; the journal is
-/// compacted into new snapshots meanwhile, and processes are killed during compactions too.
+/// released at once), each killed with SIGKILL at a random moment, ten rounds; the journal is
+/// compacted into new snapshots meanwhile, and every other round kills them all while one
+/// compacts (at a random moment, or the moment its new journal is in place).
 /// After each round the files are read by [`read_local_files`] (an independent parser of the
 /// store's formats, not the library's) and checked against the library's listing and against
 /// every acknowledgement: no address twice, no acknowledged lease lost, no acknowledged
@@ -358,7 +359,7 @@ fn kill_9_churn_agrees_with_an_independent_reader() {
     };
     let mut acks = Acks::default();
     let mut compacted = false;
-    for round in 0..6 {
+    for round in 0..10 {
         let mut children: Vec<Child> = (0..4)
             .map(|i| spawn(&dir, &format!("k{round}c{i}"), 1_000_000, 4, 5))
             .collect();
@@ -385,8 +386,34 @@ fn kill_9_churn_agrees_with_an_independent_reader() {
                 );
                 std::thread::sleep(Duration::from_millis(5));
             }
-            std::thread::sleep(Duration::from_millis(rand(600)));
-            c.kill().unwrap(); // SIGKILL
+            if round % 2 == 0 {
+                std::thread::sleep(Duration::from_millis(rand(600)));
+                c.kill().unwrap(); // SIGKILL
+            }
+        }
+        if round % 2 == 1 {
+            // Into a compaction (any child may run it: all are killed at once): wait until
+            // the journal is past 64 KiB and a quarter of the snapshot (one has begun), then
+            // kill within its few milliseconds, or the moment its new journal is in place.
+            let net_dir = dir.join("shared");
+            let len = |f: &str| std::fs::metadata(net_dir.join(f)).map_or(0, |m| m.len());
+            let t = std::time::Instant::now();
+            while len("journal") <= (64 * 1024).max(len("state") / 4)
+                && t.elapsed() < Duration::from_secs(20)
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            if round % 4 == 1 {
+                let t = std::time::Instant::now();
+                while len("journal") > 1024 && t.elapsed() < Duration::from_secs(2) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::sleep(Duration::from_micros(rand(8000)));
+            }
+            for c in &mut children {
+                c.kill().unwrap(); // SIGKILL
+            }
         }
         for c in &mut children {
             c.wait().unwrap();
