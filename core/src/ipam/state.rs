@@ -131,8 +131,14 @@ impl NetState {
         records.reserve(snap.records.len());
         let mut by_owner: FxMap<Owner, Vec<(usize, IpAddr)>> = FxMap::default();
         by_owner.reserve(snap.records.len());
+        let mut last_pool = 0;
         for r in snap.records {
-            let Some(i) = network.pools().iter().position(|p| p.contains(r.addr)) else {
+            // Records come in address order from most stores: try the last one's pool first.
+            let i = match network.pools().get(last_pool) {
+                Some(p) if p.contains(r.addr) => Some(last_pool),
+                _ => network.pools().iter().position(|p| p.contains(r.addr)),
+            };
+            let Some(i) = i else {
                 return Err(Error::new(
                     ErrorKind::Corrupt,
                     format!(
@@ -143,6 +149,7 @@ impl NetState {
                     ),
                 ));
             };
+            last_pool = i;
             pools[i].used.insert(network.pools()[i].offset(r.addr));
             // Most owners hold one address per pool: no room for more until they do.
             by_owner

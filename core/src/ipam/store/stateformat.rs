@@ -27,6 +27,7 @@ use std::path::Path;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipam::lease::{BootId, Owner, Record};
 use crate::ipam::network::Network;
+use crate::types::IfName;
 
 use super::{Change, Table};
 
@@ -155,6 +156,7 @@ pub(crate) fn decode_state(data: &[u8], path: &Path, network: Network) -> Result
     // Written in address order: collected, then built into the map in one go.
     let mut leases: Vec<(IpAddr, Record)> = Vec::with_capacity(count.min(data.len() / 16));
     let mut sorted = true;
+    let mut last_ifname: Option<IfName> = None;
     for (n, line) in lines {
         let bad = |what: &str| corrupt(path, format_args!("line {}: {what}: `{line}`", n + 1));
         let mut w = line.split(' ');
@@ -162,7 +164,7 @@ pub(crate) fn decode_state(data: &[u8], path: &Path, network: Network) -> Result
             Some("lease") => {
                 let [ip, id, ifname, boot] = words(&mut w).ok_or_else(|| bad("unexpected line"))?;
                 let addr: IpAddr = ip.parse().map_err(|_| bad("bad address"))?;
-                let owner = Owner::new(id, ifname).map_err(|_| bad("bad owner"))?;
+                let owner = owner_of(id, ifname, &mut last_ifname).map_err(|_| bad("bad owner"))?;
                 let boot_id = match boot {
                     "-" => None,
                     b => Some(
@@ -229,6 +231,16 @@ pub(crate) fn decode_state(data: &[u8], path: &Path, network: Network) -> Result
         ));
     }
     Ok(t)
+}
+
+/// The owner `id`/`ifname`, sharing `last` (the interface name of the previous owner decoded)
+/// when the name is the same: nearly every owner's is `eth0`.
+fn owner_of(id: &str, ifname: &str, last: &mut Option<IfName>) -> Result<Owner> {
+    let name = match last {
+        Some(n) if n.as_str() == ifname => n,
+        _ => last.insert(IfName::new(ifname)?),
+    };
+    Owner::from_parts(id, name)
 }
 
 /// The next `N` words of `w`, and nothing after them.
@@ -323,6 +335,7 @@ pub(crate) fn decode_blocks(data: &[u8], base: u64, path: &Path) -> Result<Vec<B
     let mut spans: Vec<(usize, usize)> = Vec::new();
     // Consecutive claims nearly always carry the same boot id: share one.
     let mut last_boot: Option<BootId> = None;
+    let mut last_ifname: Option<IfName> = None;
     let next_line = |from: usize| {
         data[from..]
             .iter()
@@ -381,7 +394,9 @@ pub(crate) fn decode_blocks(data: &[u8], base: u64, path: &Path) -> Result<Vec<B
         let mut changes = Vec::with_capacity(need);
         for &(from, to) in &spans {
             let l = std::str::from_utf8(&data[from..to]).map_err(|_| bad("not text"))?;
-            let owner = |id: &str, ifn: &str| Owner::new(id, ifn).map_err(|_| bad("bad owner"));
+            let mut owner = |id: &str, ifn: &str| {
+                owner_of(id, ifn, &mut last_ifname).map_err(|_| bad("bad owner"))
+            };
             let addr = |a: &str| a.parse::<IpAddr>().map_err(|_| bad("bad address"));
             let mut w = l.split(' ');
             let unexpected = || bad("unexpected line");
