@@ -73,7 +73,7 @@ impl Owner {
             return Err(Error::invalid(format!(
                 "container id `{}` is invalid: {why}; use 1 to {} bytes without whitespace, \
                  control characters or `/` (a Docker id, a CNI id: letters, digits, `_`, `-`, `.`)",
-                shortened(&container_id),
+                shortened(container_id),
                 Self::MAX_ID_LEN
             )));
         }
