@@ -15,7 +15,7 @@ use crate::error::{shown, Error, Result};
 /// # Ok::<(), underlay::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IfName(String);
+pub struct IfName(std::sync::Arc<str>);
 
 impl IfName {
     /// The kernel's limit (IFNAMSIZ - 1).
@@ -51,7 +51,7 @@ impl IfName {
                 c
             ));
         }
-        Ok(IfName(name))
+        Ok(IfName(name.into()))
     }
 
     /// The name as text.

@@ -35,10 +35,34 @@ impl Owner {
     /// or `/`; the interface name is a valid [`IfName`].
     pub fn new(container_id: impl Into<String>, ifname: &str) -> Result<Owner> {
         let container_id = container_id.into();
+        Self::check_id(&container_id)?;
+        let ifname =
+            IfName::new(ifname).map_err(|e| e.context(format_args!("owner {container_id}")))?;
+        Ok(Owner(Arc::new(OwnerInner {
+            container_id,
+            ifname,
+        })))
+    }
+
+    /// [`Owner::new`] with the interface name validated already (a decoder shares one
+    /// `IfName` among many owners).
+    pub(crate) fn from_parts(container_id: &str, ifname: &IfName) -> Result<Owner> {
+        Self::check_id(container_id)?;
+        Ok(Owner(Arc::new(OwnerInner {
+            container_id: container_id.to_string(),
+            ifname: ifname.clone(),
+        })))
+    }
+
+    fn check_id(container_id: &str) -> Result<()> {
+        // Printable ASCII other than space and `/`: valid (the common case, checked bytewise).
+        let plain = |b: &u8| (b'!'..=b'~').contains(b) && *b != b'/';
         let why = if container_id.is_empty() {
             Some("it is empty".to_string())
         } else if container_id.len() > Self::MAX_ID_LEN {
             Some(format!("it is {} bytes long", container_id.len()))
+        } else if container_id.bytes().all(|b| plain(&b)) {
+            None
         } else {
             container_id
                 .chars()
@@ -49,16 +73,11 @@ impl Owner {
             return Err(Error::invalid(format!(
                 "container id `{}` is invalid: {why}; use 1 to {} bytes without whitespace, \
                  control characters or `/` (a Docker id, a CNI id: letters, digits, `_`, `-`, `.`)",
-                shortened(&container_id),
+                shortened(container_id),
                 Self::MAX_ID_LEN
             )));
         }
-        let ifname =
-            IfName::new(ifname).map_err(|e| e.context(format_args!("owner {container_id}")))?;
-        Ok(Owner(Arc::new(OwnerInner {
-            container_id,
-            ifname,
-        })))
+        Ok(())
     }
 
     /// The container id.

@@ -130,8 +130,15 @@ impl NetState {
         let mut records = FxMap::default();
         records.reserve(snap.records.len());
         let mut by_owner: FxMap<Owner, Vec<(usize, IpAddr)>> = FxMap::default();
+        by_owner.reserve(snap.records.len());
+        let mut last_pool = 0;
         for r in snap.records {
-            let Some(i) = network.pools().iter().position(|p| p.contains(r.addr)) else {
+            // Records come in address order from most stores: try the last one's pool first.
+            let i = match network.pools().get(last_pool) {
+                Some(p) if p.contains(r.addr) => Some(last_pool),
+                _ => network.pools().iter().position(|p| p.contains(r.addr)),
+            };
+            let Some(i) = i else {
                 return Err(Error::new(
                     ErrorKind::Corrupt,
                     format!(
@@ -142,15 +149,19 @@ impl NetState {
                     ),
                 ));
             };
+            last_pool = i;
             pools[i].used.insert(network.pools()[i].offset(r.addr));
+            // Most owners hold one address per pool: no room for more until they do.
             by_owner
                 .entry(r.owner.clone())
-                .or_default()
+                .or_insert_with(|| Vec::with_capacity(network.pools().len()))
                 .push((i, r.addr));
             records.insert(r.addr, r);
         }
         for v in by_owner.values_mut() {
-            v.sort();
+            if v.len() > 1 {
+                v.sort();
+            }
         }
         for f in &snap.foreign {
             if let Some(i) = network.pools().iter().position(|p| p.contains(f.addr)) {

@@ -17,8 +17,9 @@ use super::stateformat::{
 };
 use super::{blocking, blocking_store_methods, Change, Snapshot, Store, StoreFuture, Table};
 
-/// Compact the journal into a new snapshot once it is larger than this and than the snapshot.
-const COMPACT_AT: u64 = 256 * 1024;
+/// Compact the journal into a new snapshot once it is larger than this and than a quarter of
+/// the snapshot: every process reads the whole journal on load, so it is kept short.
+const COMPACT_AT: u64 = 64 * 1024;
 
 /// Leases in files, safe across threads, processes and crashes.
 ///
@@ -29,7 +30,7 @@ const COMPACT_AT: u64 = 256 * 1024;
 /// A commit takes `<name>/lock` (`flock`), reads the journal's new blocks, checks the version,
 /// appends one checksummed block and `fdatasync`s it before returning: one disk flush per
 /// commit, and concurrent allocations of one [`crate::ipam::Ipam`] share a commit. When the
-/// journal outgrows the snapshot, a new snapshot is written aside, fsynced, renamed over `state`,
+/// journal outgrows a quarter of the snapshot (and 64 KiB), a new snapshot is written aside, fsynced, renamed over `state`,
 /// the journal is replaced by an empty one the same way, and the directory is fsynced. A block
 /// cut short by a crash was never acknowledged and is dropped; any other damage is
 /// [`ErrorKind::Corrupt`] naming the file. See docs/ipam.md for the formats.
@@ -399,7 +400,7 @@ impl LocalInner {
         }
         m.index.push((v, m.offset));
         m.offset += block.len() as u64;
-        if m.offset > self.compact_at && m.offset > m.state_len {
+        if m.offset > self.compact_at && m.offset > m.state_len / 4 {
             self.compact(&dir, &mut m)?;
         }
         self.mirrors().insert(name.to_string(), m);
@@ -491,7 +492,10 @@ mod tests {
         let fresh = LocalStore::with(dir.clone(), false, 300);
         assert_eq!(fresh.inner.version("n").unwrap(), v3);
         assert_eq!(fresh.inner.load("n").unwrap().records.len(), 40);
-        // Damage inside a complete block is corruption, named.
+        // Damage inside a complete block is corruption, named (a block this store does not
+        // compact away).
+        let keep = LocalStore::with(dir.clone(), false, u64::MAX);
+        keep.inner.commit("n", v3, &[claim(202)]).unwrap();
         let data = std::fs::read(&j).unwrap();
         let mut bad = data.clone();
         let at = bad.iter().position(|b| *b == b'+').unwrap();

@@ -27,6 +27,7 @@ use std::path::Path;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipam::lease::{BootId, Owner, Record};
 use crate::ipam::network::Network;
+use crate::types::IfName;
 
 use super::{Change, Table};
 
@@ -152,30 +153,19 @@ pub(crate) fn decode_state(data: &[u8], path: &Path, network: Network) -> Result
     let mut t = Table::new(network);
     let mut boots: Vec<BootId> = Vec::new();
     let mut saw_version = false;
+    // Written in address order: collected, then built into the map in one go.
+    let mut leases: Vec<(IpAddr, Record)> = Vec::with_capacity(count.min(data.len() / 16));
+    let mut sorted = true;
+    let mut last_ifname: Option<IfName> = None;
     for (n, line) in lines {
         let bad = |what: &str| corrupt(path, format_args!("line {}: {what}: `{line}`", n + 1));
-        let w: Vec<&str> = line.split(' ').collect();
-        match w.as_slice() {
-            ["version", v] => {
-                t.version = v.parse().map_err(|_| bad("bad version"))?;
-                saw_version = true;
-            }
-            ["boot", i, id] => {
-                if i.parse::<usize>().ok() != Some(boots.len()) {
-                    return Err(bad("boot ids out of order"));
-                }
-                boots.push(BootId::new(id).map_err(|_| bad("bad boot id"))?);
-            }
-            ["cursor", i, ip] => {
-                let i: usize = i.parse().map_err(|_| bad("bad pool index"))?;
-                let ip: IpAddr = ip.parse().map_err(|_| bad("bad address"))?;
-                let slot = t.cursors.get_mut(i).ok_or_else(|| bad("no such pool"))?;
-                *slot = Some(ip);
-            }
-            ["lease", ip, id, ifname, boot] => {
+        let mut w = line.split(' ');
+        match w.next() {
+            Some("lease") => {
+                let [ip, id, ifname, boot] = words(&mut w).ok_or_else(|| bad("unexpected line"))?;
                 let addr: IpAddr = ip.parse().map_err(|_| bad("bad address"))?;
-                let owner = Owner::new(*id, ifname).map_err(|_| bad("bad owner"))?;
-                let boot_id = match *boot {
+                let owner = owner_of(id, ifname, &mut last_ifname).map_err(|_| bad("bad owner"))?;
+                let boot_id = match boot {
                     "-" => None,
                     b => Some(
                         b.parse::<usize>()
@@ -184,20 +174,52 @@ pub(crate) fn decode_state(data: &[u8], path: &Path, network: Network) -> Result
                             .ok_or_else(|| bad("unknown boot id index"))?,
                     ),
                 };
+                if leases.last().is_some_and(|(last, _)| *last >= addr) {
+                    sorted = false;
+                }
                 let rec = Record {
                     addr,
                     owner,
                     boot_id,
                 };
-                if t.records.insert(addr, rec).is_some() {
-                    return Err(bad("address leased twice"));
+                leases.push((addr, rec));
+            }
+            Some("version") => {
+                let [v] = words(&mut w).ok_or_else(|| bad("unexpected line"))?;
+                t.version = v.parse().map_err(|_| bad("bad version"))?;
+                saw_version = true;
+            }
+            Some("boot") => {
+                let [i, id] = words(&mut w).ok_or_else(|| bad("unexpected line"))?;
+                if i.parse::<usize>().ok() != Some(boots.len()) {
+                    return Err(bad("boot ids out of order"));
                 }
+                boots.push(BootId::new(id).map_err(|_| bad("bad boot id"))?);
+            }
+            Some("cursor") => {
+                let [i, ip] = words(&mut w).ok_or_else(|| bad("unexpected line"))?;
+                let i: usize = i.parse().map_err(|_| bad("bad pool index"))?;
+                let ip: IpAddr = ip.parse().map_err(|_| bad("bad address"))?;
+                let slot = t.cursors.get_mut(i).ok_or_else(|| bad("no such pool"))?;
+                *slot = Some(ip);
             }
             _ => return Err(bad("unexpected line")),
         }
     }
     if !saw_version {
         return Err(corrupt(path, "it has no `version` line"));
+    }
+    if sorted {
+        t.records = leases.into_iter().collect();
+    } else {
+        for (addr, rec) in leases {
+            if t.records.insert(addr, rec).is_some() {
+                return Err(corrupt(
+                    path,
+                    format_args!("address {addr} is leased twice"),
+                ));
+            }
+        }
     }
     if t.records.len() != count {
         return Err(corrupt(
@@ -209,6 +231,25 @@ pub(crate) fn decode_state(data: &[u8], path: &Path, network: Network) -> Result
         ));
     }
     Ok(t)
+}
+
+/// The owner `id`/`ifname`, sharing `last` (the interface name of the previous owner decoded)
+/// when the name is the same: nearly every owner's is `eth0`.
+fn owner_of(id: &str, ifname: &str, last: &mut Option<IfName>) -> Result<Owner> {
+    let name = match last {
+        Some(n) if n.as_str() == ifname => n,
+        _ => last.insert(IfName::new(ifname)?),
+    };
+    Owner::from_parts(id, name)
+}
+
+/// The next `N` words of `w`, and nothing after them.
+fn words<'a, const N: usize>(w: &mut impl Iterator<Item = &'a str>) -> Option<[&'a str; N]> {
+    let mut out = [""; N];
+    for slot in &mut out {
+        *slot = w.next()?;
+    }
+    w.next().is_none().then_some(out)
 }
 
 const JOURNAL_MAGIC: &str = "underlay-ipam-journal 1";
@@ -290,6 +331,17 @@ pub(crate) struct Block {
 pub(crate) fn decode_blocks(data: &[u8], base: u64, path: &Path) -> Result<Vec<Block>> {
     let mut out = Vec::new();
     let mut pos = 0usize;
+    // Where each change line of the current block starts and ends (reused across blocks).
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    // Consecutive claims nearly always carry the same boot id: share one.
+    let mut last_boot: Option<BootId> = None;
+    let mut last_ifname: Option<IfName> = None;
+    let next_line = |from: usize| {
+        data[from..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map(|nl| (from + nl, from + nl + 1))
+    };
     'blocks: while pos < data.len() {
         let start = pos;
         let bad = |what: &str| {
@@ -298,32 +350,40 @@ pub(crate) fn decode_blocks(data: &[u8], base: u64, path: &Path) -> Result<Vec<B
                 format_args!("journal block at byte {}: {what}", base + start as u64),
             )
         };
-        let mut lines: Vec<&[u8]> = Vec::new();
-        let mut need = usize::MAX;
-        while lines.len() < need.saturating_add(2) {
-            let Some(nl) = data[pos..].iter().position(|b| *b == b'\n') else {
+        let Some((head_end, after)) = next_line(pos) else {
+            break 'blocks; // torn tail
+        };
+        let head = std::str::from_utf8(&data[pos..head_end]).map_err(|_| bad("not text"))?;
+        let mut w = head.split(' ');
+        let (version, need): (u64, usize) = match (w.next(), words(&mut w)) {
+            (Some("v"), Some([v, n])) => (
+                v.parse().map_err(|_| bad("bad version"))?,
+                n.parse().map_err(|_| bad("bad header"))?,
+            ),
+            _ => return Err(bad("no `v VERSION COUNT` header")),
+        };
+        if need > data.len() {
+            return Err(bad("impossible change count"));
+        }
+        pos = after;
+        spans.clear();
+        for _ in 0..need {
+            let Some((end, after)) = next_line(pos) else {
                 break 'blocks; // torn tail
             };
-            let line = &data[pos..pos + nl];
-            lines.push(line);
-            pos += nl + 1;
-            if lines.len() > 1 && lines.len() < need.saturating_add(2) && line.starts_with(b". ") {
+            if data[pos..end].starts_with(b". ") {
                 return Err(bad("its change count does not match its lines"));
             }
-            if lines.len() == 1 {
-                let head = std::str::from_utf8(lines[0]).map_err(|_| bad("not text"))?;
-                let w: Vec<&str> = head.split(' ').collect();
-                need = match w.as_slice() {
-                    ["v", _, n] => n.parse().map_err(|_| bad("bad header"))?,
-                    _ => return Err(bad("no `v VERSION COUNT` header")),
-                };
-                if need > data.len() {
-                    return Err(bad("impossible change count"));
-                }
-            }
+            spans.push((pos, end));
+            pos = after;
         }
-        let body_end = pos - lines.last().map_or(0, |l| l.len() + 1);
-        let trailer = std::str::from_utf8(lines[lines.len() - 1]).map_err(|_| bad("not text"))?;
+        let body_end = pos;
+        let Some((trailer_end, after)) = next_line(pos) else {
+            break 'blocks; // torn tail
+        };
+        pos = after;
+        let trailer =
+            std::str::from_utf8(&data[body_end..trailer_end]).map_err(|_| bad("not text"))?;
         let hash = trailer
             .strip_prefix(". ")
             .and_then(|h| u64::from_str_radix(h, 16).ok())
@@ -331,42 +391,51 @@ pub(crate) fn decode_blocks(data: &[u8], base: u64, path: &Path) -> Result<Vec<B
         if fnv(&data[start..body_end]) != hash {
             return Err(bad("checksum mismatch"));
         }
-        let text = |l: &[u8]| {
-            std::str::from_utf8(l)
-                .map(str::to_string)
-                .map_err(|_| bad("not text"))
-        };
-        let head = text(lines[0])?;
-        let version: u64 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| bad("bad version"))?;
         let mut changes = Vec::with_capacity(need);
-        for l in &lines[1..lines.len() - 1] {
-            let l = text(l)?;
-            let w: Vec<&str> = l.split(' ').collect();
-            let owner = |id: &str, ifn: &str| Owner::new(id, ifn).map_err(|_| bad("bad owner"));
+        for &(from, to) in &spans {
+            let l = std::str::from_utf8(&data[from..to]).map_err(|_| bad("not text"))?;
+            let mut owner = |id: &str, ifn: &str| {
+                owner_of(id, ifn, &mut last_ifname).map_err(|_| bad("bad owner"))
+            };
             let addr = |a: &str| a.parse::<IpAddr>().map_err(|_| bad("bad address"));
-            changes.push(match w.as_slice() {
-                ["+", a, id, ifn, boot] => Change::Claim(Record {
-                    addr: addr(a)?,
-                    owner: owner(id, ifn)?,
-                    boot_id: match *boot {
+            let mut w = l.split(' ');
+            let unexpected = || bad("unexpected line");
+            changes.push(match w.next() {
+                Some("+") => {
+                    let [a, id, ifn, boot] = words(&mut w).ok_or_else(unexpected)?;
+                    let boot_id = match boot {
                         "-" => None,
-                        b => Some(BootId::new(b).map_err(|_| bad("bad boot id"))?),
-                    },
-                }),
-                ["-", a, id, ifn] => Change::Release(Record {
-                    addr: addr(a)?,
-                    owner: owner(id, ifn)?,
-                    boot_id: None,
-                }),
-                ["c", p, a] => Change::Cursor {
-                    pool: p.parse().map_err(|_| bad("bad pool index"))?,
-                    addr: addr(a)?,
-                },
-                _ => return Err(bad("unexpected line")),
+                        b => match &last_boot {
+                            Some(l) if l.as_str() == b => Some(l.clone()),
+                            _ => {
+                                let id = BootId::new(b).map_err(|_| bad("bad boot id"))?;
+                                last_boot = Some(id.clone());
+                                Some(id)
+                            }
+                        },
+                    };
+                    Change::Claim(Record {
+                        addr: addr(a)?,
+                        owner: owner(id, ifn)?,
+                        boot_id,
+                    })
+                }
+                Some("-") => {
+                    let [a, id, ifn] = words(&mut w).ok_or_else(unexpected)?;
+                    Change::Release(Record {
+                        addr: addr(a)?,
+                        owner: owner(id, ifn)?,
+                        boot_id: None,
+                    })
+                }
+                Some("c") => {
+                    let [p, a] = words(&mut w).ok_or_else(unexpected)?;
+                    Change::Cursor {
+                        pool: p.parse().map_err(|_| bad("bad pool index"))?,
+                        addr: addr(a)?,
+                    }
+                }
+                _ => return Err(unexpected()),
             });
         }
         out.push(Block {
@@ -412,6 +481,33 @@ mod tests {
         assert_eq!(back, t);
         let n = encode_network(&t.network);
         assert_eq!(decode_network(n.as_bytes(), p).unwrap(), t.network);
+    }
+
+    /// A snapshot whose leases are out of address order (not written by underlay, yet
+    /// valid) loads the same; one naming an address twice is corruption.
+    #[test]
+    fn unsorted_and_duplicate_leases() {
+        let t = table();
+        let p = Path::new("/x/state");
+        let reseal = |body: &str, n: usize| {
+            let mut s = body.to_string();
+            let h = fnv(s.as_bytes());
+            s.push_str(&format!("end {n} {h:016x}\n"));
+            s.into_bytes()
+        };
+        let text = String::from_utf8(encode_state(&t)).unwrap();
+        let body = &text[..text.rfind("end ").unwrap()];
+        let mut lines: Vec<&str> = body.lines().collect();
+        let first = lines.iter().position(|l| l.starts_with("lease ")).unwrap();
+        lines.swap(first, first + 2);
+        let swapped = lines.join("\n") + "\n";
+        let back = decode_state(&reseal(&swapped, 3), p, t.network.clone()).unwrap();
+        assert_eq!(back, t);
+        lines[first + 1] = lines[first];
+        let twice = lines.join("\n") + "\n";
+        let e = decode_state(&reseal(&twice, 3), p, t.network.clone()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.message().contains("leased twice"), "{e}");
     }
 
     #[test]

@@ -322,3 +322,250 @@ fn kill_9_rounds(name: &str, pools: &[&str]) {
         );
     }
 }
+
+/// Four processes at a time allocating and releasing on one local store (every 5th owner
+/// released at once), each killed with SIGKILL at a random moment, ten rounds; the journal is
+/// compacted into new snapshots meanwhile, and every other round kills them all while one
+/// compacts (at a random moment, or the moment its new journal is in place).
+/// After each round the files are read by [`read_local_files`] (an independent parser of the
+/// store's formats, not the library's) and checked against the library's listing and against
+/// every acknowledgement: no address twice, no acknowledged lease lost, no acknowledged
+/// release undone.
+#[test]
+fn kill_9_churn_agrees_with_an_independent_reader() {
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    let tmp = TempDir::new("churn-local");
+    let dir = tmp.path().to_path_buf();
+    let rt = rt();
+    let created = rt.block_on(async {
+        let store = Arc::new(LocalStore::open(&dir).unwrap());
+        Ipam::create(store, net("shared", &["10.82.0.0/16"]))
+            .await
+            .unwrap();
+        read_local_files(&dir.join("shared")).base
+    });
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut acks = Acks::default();
+    let mut compacted = false;
+    for round in 0..10 {
+        let mut children: Vec<Child> = (0..4)
+            .map(|i| spawn(&dir, &format!("k{round}c{i}"), 1_000_000, 4, 5))
+            .collect();
+        let seen: Vec<Arc<Mutex<Vec<String>>>> = children.iter().map(|_| Arc::default()).collect();
+        let readers: Vec<_> = children
+            .iter_mut()
+            .zip(&seen)
+            .map(|(c, seen)| {
+                let out = c.stdout.take().unwrap();
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                        seen.lock().unwrap().push(line);
+                    }
+                })
+            })
+            .collect();
+        for (c, seen) in children.iter_mut().zip(&seen) {
+            let t = std::time::Instant::now();
+            while seen.lock().unwrap().iter().all(|l| !l.contains("@@ ack")) {
+                assert!(
+                    t.elapsed() < Duration::from_secs(30),
+                    "round {round}: a child never allocated"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if round % 2 == 0 {
+                std::thread::sleep(Duration::from_millis(rand(600)));
+                c.kill().unwrap(); // SIGKILL
+            }
+        }
+        if round % 2 == 1 {
+            // Into a compaction (any child may run it: all are killed at once): wait until
+            // the journal is past 64 KiB and a quarter of the snapshot (one has begun), then
+            // kill within its few milliseconds, or the moment its new journal is in place.
+            let net_dir = dir.join("shared");
+            let len = |f: &str| std::fs::metadata(net_dir.join(f)).map_or(0, |m| m.len());
+            let t = std::time::Instant::now();
+            while len("journal") <= (64 * 1024).max(len("state") / 4)
+                && t.elapsed() < Duration::from_secs(20)
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            if round % 4 == 1 {
+                let t = std::time::Instant::now();
+                while len("journal") > 1024 && t.elapsed() < Duration::from_secs(2) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::sleep(Duration::from_micros(rand(8000)));
+            }
+            for c in &mut children {
+                c.kill().unwrap(); // SIGKILL
+            }
+        }
+        for c in &mut children {
+            c.wait().unwrap();
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
+        for seen in &seen {
+            for line in seen.lock().unwrap().iter() {
+                acks.add(line);
+            }
+        }
+        let files = read_local_files(&dir.join("shared"));
+        compacted |= files.base != created;
+        let listed = rt.block_on(async {
+            let store = Arc::new(LocalStore::open(&dir).unwrap());
+            let ipam = Ipam::open(store, "shared").await.unwrap();
+            check(&ipam).await
+        });
+        let listed: HashMap<IpAddr, String> = listed
+            .into_iter()
+            .map(|(a, o)| (a, o.to_string()))
+            .collect();
+        assert_eq!(
+            files.leases, listed,
+            "round {round}: the files and the library disagree"
+        );
+        rt.block_on(verify(&dir, &acks));
+    }
+    assert!(!acks.held.is_empty() && !acks.released.is_empty());
+    assert!(
+        compacted,
+        "the journal was never compacted: the test missed that path"
+    );
+    println!(
+        "churn: {} leases held, {} releases acknowledged",
+        acks.held.len(),
+        acks.released.len()
+    );
+}
+
+/// The leases of a local store's network directory, read without the library: the `state`
+/// snapshot, then every complete journal block after its version (a block cut short at the
+/// end was never acknowledged). Panics on an address held twice, a release of an address its
+/// owner does not hold, a checksum or version out of line.
+struct LocalFiles {
+    /// Owner (`id/ifname`) by address.
+    leases: HashMap<IpAddr, String>,
+    /// The snapshot version the journal follows (moves with each compaction).
+    base: u64,
+}
+
+fn read_local_files(net_dir: &Path) -> LocalFiles {
+    fn fnv1a(data: &[u8]) -> u64 {
+        data.iter().fold(0xcbf2_9ce4_8422_2325, |h: u64, b| {
+            (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+    let state = std::fs::read_to_string(net_dir.join("state")).unwrap();
+    let body_len = state.trim_end().rfind('\n').unwrap() + 1;
+    let (body, end) = state.split_at(body_len);
+    let end: Vec<&str> = end.split_whitespace().collect();
+    assert_eq!(end[0], "end", "state: {end:?}");
+    assert_eq!(
+        u64::from_str_radix(end[2], 16).unwrap(),
+        fnv1a(body.as_bytes()),
+        "state checksum"
+    );
+    let mut leases: HashMap<IpAddr, String> = HashMap::new();
+    let mut version = 0u64;
+    for line in body.lines().skip(1) {
+        let w: Vec<&str> = line.split(' ').collect();
+        match w[0] {
+            "version" => version = w[1].parse().unwrap(),
+            "lease" => {
+                let prev = leases.insert(w[1].parse().unwrap(), format!("{}/{}", w[2], w[3]));
+                assert!(prev.is_none(), "state leases {} twice", w[1]);
+            }
+            "boot" | "cursor" => {}
+            other => panic!("state: unknown line {other}"),
+        }
+    }
+    assert_eq!(leases.len(), end[1].parse::<usize>().unwrap());
+    let journal = std::fs::read(net_dir.join("journal")).unwrap();
+    let mut lines = journal.split_inclusive(|b| *b == b'\n');
+    let head = std::str::from_utf8(lines.next().unwrap()).unwrap();
+    let base: u64 = head
+        .trim_end()
+        .strip_prefix("underlay-ipam-journal 1 ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        base <= version,
+        "journal base {base} after snapshot {version}"
+    );
+    let complete = |l: &&[u8]| l.ends_with(b"\n");
+    'blocks: while let Some(h) = lines.next().filter(complete) {
+        let mut block: Vec<u8> = h.to_vec();
+        let hw: Vec<&str> = std::str::from_utf8(h).unwrap().split_whitespace().collect();
+        assert_eq!(hw[0], "v", "journal block header {hw:?}");
+        let v: u64 = hw[1].parse().unwrap();
+        let n: usize = hw[2].parse().unwrap();
+        let mut changes = Vec::new();
+        for _ in 0..n {
+            let Some(l) = lines.next().filter(complete) else {
+                break 'blocks; // torn tail
+            };
+            block.extend_from_slice(l);
+            changes.push(std::str::from_utf8(l).unwrap().trim_end().to_string());
+        }
+        let Some(t) = lines.next().filter(complete) else {
+            break 'blocks;
+        };
+        let t = std::str::from_utf8(t).unwrap().trim_end();
+        let hash = u64::from_str_radix(t.strip_prefix(". ").unwrap(), 16).unwrap();
+        assert_eq!(
+            hash,
+            fnv1a(&block),
+            "journal block of version {v}: checksum"
+        );
+        if v <= version {
+            continue; // in the snapshot already (a compaction was cut short)
+        }
+        assert_eq!(v, version + 1, "journal versions out of line");
+        version = v;
+        for c in changes {
+            let w: Vec<&str> = c.split(' ').collect();
+            let addr = || w[1].parse::<IpAddr>().unwrap();
+            match w[0] {
+                "+" => {
+                    let addr = addr();
+                    let prev = leases.insert(addr, format!("{}/{}", w[2], w[3]));
+                    assert!(prev.is_none(), "version {v} claims {addr} held by {prev:?}");
+                }
+                "-" => {
+                    let addr = addr();
+                    let held = leases.remove(&addr);
+                    assert_eq!(
+                        held.as_deref(),
+                        Some(format!("{}/{}", w[2], w[3]).as_str()),
+                        "version {v} releases {addr}"
+                    );
+                }
+                "c" => {}
+                other => panic!("journal: unknown change {other}"),
+            }
+        }
+    }
+    assert!(
+        lines.next().is_none_or(|l| !l.ends_with(b"\n")),
+        "complete lines after a torn block"
+    );
+    LocalFiles { leases, base }
+}
