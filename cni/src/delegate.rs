@@ -21,8 +21,7 @@ use underlay::Handle;
 
 use crate::config::NetConf;
 use crate::plugin::{
-    add_routes, connect, delete_if_unused, existing_network, host_access, lib_error, make_dirs,
-    open_netns, runtime, Call,
+    add_routes, connect, host_access, lib_error, make_dirs, open_netns, runtime, Call,
 };
 use crate::protocol::{code, CniError, CniResult, Interface, IpConfig, RouteConf};
 
@@ -296,22 +295,8 @@ pub(crate) fn del(
     call: &Call,
 ) -> Result<Option<serde_json::Value>, CniError> {
     let plugin = conf.delegate().expect("delegated").to_string();
-    runtime()?.block_on(async {
-        let nets = networks(conf).await?;
-        if let Some(net) = existing_network(&nets, conf).await? {
-            net.disconnect(&call.container_id, &call.ifname)
-                .await
-                .map_err(|e| {
-                    lib_error(
-                        &format!("disconnecting `{}`/{}", call.container_id, call.ifname),
-                        e,
-                    )
-                })?;
-            drop(net);
-            delete_if_unused(&nets, conf).await;
-        }
-        Ok::<(), CniError>(())
-    })?;
+    runtime()?
+        .block_on(async { crate::plugin::disconnect(&networks(conf).await?, conf, call).await })?;
     exec(&plugin, "DEL", &stdin_of(raw))?;
     Ok(None)
 }
@@ -326,12 +311,7 @@ pub(crate) fn check(
     exec(&plugin, "CHECK", &stdin_of(raw))?;
     runtime()?.block_on(async {
         let nets = networks(conf).await?;
-        let net = existing_network(&nets, conf).await?.ok_or_else(|| {
-            CniError::new(
-                code::UNKNOWN_CONTAINER,
-                format!("network `{}` was never set up on this host", conf.name),
-            )
-        })?;
+        let net = crate::plugin::network_to_check(&nets, conf, None).await?;
         crate::plugin::check_endpoint(conf, call, &net).await
     })
 }

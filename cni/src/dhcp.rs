@@ -11,8 +11,8 @@ use underlay::Handle;
 
 use crate::config::NetConf;
 use crate::plugin::{
-    check_endpoint, connect, delete_if_unused, existing_network, gc_network, lib_error, make_dirs,
-    open_netns, parent_status, prev_result, to_json, Call,
+    check_endpoint, connect, gc_network, lib_error, make_dirs, open_netns, parent_status,
+    prev_result, to_json, Call,
 };
 use crate::protocol::{code, CniError, CniResult, Dns, Interface, IpConfig, RouteConf};
 
@@ -136,20 +136,7 @@ pub(crate) async fn del(
     call: &Call,
 ) -> Result<Option<serde_json::Value>, CniError> {
     checked_spec(conf)?;
-    let nets = networks(conf).await?;
-    let Some(net) = existing_network(&nets, conf).await? else {
-        return Ok(None);
-    };
-    net.disconnect(&call.container_id, &call.ifname)
-        .await
-        .map_err(|e| {
-            lib_error(
-                &format!("disconnecting `{}`/{}", call.container_id, call.ifname),
-                e,
-            )
-        })?;
-    drop(net);
-    delete_if_unused(&nets, conf).await;
+    crate::plugin::disconnect(&networks(conf).await?, conf, call).await?;
     Ok(None)
 }
 
@@ -162,15 +149,7 @@ pub(crate) async fn check(
     let spec = checked_spec(conf)?;
     let prev = prev_result(conf)?;
     let nets = networks(conf).await?;
-    let net = existing_network(&nets, conf).await?.ok_or_else(|| {
-        CniError::new(
-            code::UNKNOWN_CONTAINER,
-            format!("network `{}` was never set up on this host", conf.name),
-        )
-    })?;
-    nets.create_or_open(spec)
-        .await
-        .map_err(|e| lib_error(&format!("network `{}`", conf.name), e))?;
+    let net = crate::plugin::network_to_check(&nets, conf, Some(spec)).await?;
     if let Some(ep) = net
         .endpoint(&call.container_id, &call.ifname)
         .map_err(|e| lib_error("reading the endpoint", e))?

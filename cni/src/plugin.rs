@@ -694,9 +694,19 @@ async fn add(
 
 async fn del(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>, CniError> {
     conf.ipam()?;
-    let nets = networks(conf).await?;
-    let Some(net) = existing_network(&nets, conf).await? else {
-        return Ok(None); // never added here: nothing to undo
+    disconnect(&networks(conf).await?, conf, call).await?;
+    Ok(None)
+}
+
+/// DEL's part in the library: disconnects the container (nothing when the network was never
+/// set up here), then deletes what its last user leaves ([`delete_if_unused`]).
+pub(crate) async fn disconnect(
+    nets: &Networks,
+    conf: &NetConf,
+    call: &Call,
+) -> Result<(), CniError> {
+    let Some(net) = existing_network(nets, conf).await? else {
+        return Ok(()); // never added here: nothing to undo
     };
     net.disconnect(&call.container_id, &call.ifname)
         .await
@@ -706,8 +716,30 @@ async fn del(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>, C
                 e,
             )
         })?;
-    delete_if_unused(&nets, conf).await;
-    Ok(None)
+    drop(net); // its pin would keep the network
+    delete_if_unused(nets, conf).await;
+    Ok(())
+}
+
+/// CHECK's network: it must exist here (else `UNKNOWN_CONTAINER`) and, when `spec` is given,
+/// still be defined as the config defines it.
+pub(crate) async fn network_to_check(
+    nets: &Networks,
+    conf: &NetConf,
+    spec: Option<NetworkSpec>,
+) -> Result<Network, CniError> {
+    let net = existing_network(nets, conf).await?.ok_or_else(|| {
+        CniError::new(
+            code::UNKNOWN_CONTAINER,
+            format!("network `{}` was never set up on this host", conf.name),
+        )
+    })?;
+    if let Some(spec) = spec {
+        nets.create_or_open(spec)
+            .await
+            .map_err(|e| lib_error(&format!("network `{}`", conf.name), e))?;
+    }
+    Ok(net)
 }
 
 /// With `hostAccess`: removes the shim once the network has no endpoint
@@ -764,16 +796,7 @@ async fn check(conf: &NetConf, call: &Call) -> Result<Option<serde_json::Value>,
     let spec = conf.network_spec()?;
     prev_result(conf)?;
     let nets = networks(conf).await?;
-    let net = existing_network(&nets, conf).await?.ok_or_else(|| {
-        CniError::new(
-            code::UNKNOWN_CONTAINER,
-            format!("network `{}` was never set up on this host", conf.name),
-        )
-    })?;
-    // The stored definition must still be the config's.
-    nets.create_or_open(spec)
-        .await
-        .map_err(|e| lib_error(&format!("network `{}`", conf.name), e))?;
+    let net = network_to_check(&nets, conf, Some(spec)).await?;
     check_endpoint(conf, call, &net).await
 }
 
