@@ -111,7 +111,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let pools = match args.etcd {
         Some(urls) => Some(
-            etcd_store(urls, args.host)
+            etcd_store(urls, args.host.clone())
                 .await
                 .map_err(|e| e.to_string())?,
         ),
@@ -120,6 +120,9 @@ async fn run(args: Args) -> Result<(), String> {
     let mut plugin = Plugin::open(&host, &args.state, pools)
         .await
         .map_err(|e| format!("opening the state in {}: {e}", args.state.display()))?;
+    if let Some(h) = &args.host {
+        plugin.set_holder(h.clone());
+    }
     if let Some(log) = &args.log {
         plugin.log_calls_to(log).map_err(|e| e.to_string())?;
     }
