@@ -9,6 +9,7 @@ mod endpoints;
 mod gc_batches;
 mod one_host_many_processes;
 mod refused_delete;
+mod shared_holds;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
