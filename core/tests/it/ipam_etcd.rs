@@ -8,6 +8,7 @@ mod deadlines;
 mod endpoints;
 mod gc_batches;
 mod one_host_many_processes;
+mod quarantine;
 mod refused_delete;
 mod shared_holds;
 
