@@ -222,16 +222,26 @@ impl Plugin {
         let name = pool_network_name(&space, &subnet);
         // This host's holds of the gateway and aux addresses go with its use of the pool (their
         // ReleaseAddress may have been lost to a plugin restart); other hosts' stay.
+        let mut others_hold = false;
         if let Ok((ipam, _)) = self.pool(&req.pool_id).await {
             for h in ipam.holds().await? {
                 if h.holders.iter().any(|x| *x == self.holder) {
                     ipam.unhold(&h.owner, &self.holder).await?;
                 }
             }
+            let holds = ipam.holds().await?;
+            let leases = ipam.list().await?;
+            others_hold = !holds.is_empty()
+                && leases
+                    .iter()
+                    .all(|l| holds.iter().any(|h| h.owner == l.owner));
         }
         self.forget_pool(&name);
         match Ipam::leave(self.pools.as_ref(), &name).await {
             Err(e) if e.kind() == ErrorKind::NotFound => answer(protocol::Empty {}),
+            // A store of one host shared by several plugins (no membership): the pool stays
+            // for the other holders of its reservations.
+            Err(e) if e.kind() == ErrorKind::Busy && others_hold => answer(protocol::Empty {}),
             Err(e) => Err(e
                 .context(format!(
                     "releasing pool {} (addresses still leased: release them first)",

@@ -21,13 +21,19 @@ fn a_quarantine_is_seen_and_kept_by_every_host() {
             .build()
             .unwrap();
         let net = Network::new("quar", vec![pool]).unwrap();
-        let a = Ipam::join(store(&c, "qa").await, net.clone()).await.unwrap().0;
+        let a = Ipam::join(store(&c, "qa").await, net.clone())
+            .await
+            .unwrap()
+            .0;
         // Host b opened the network before the quarantine: its cache must learn of it.
         let b = Ipam::join(store(&c, "qb").await, net).await.unwrap().0;
         assert!(b.quarantined().await.unwrap().is_empty());
         // Host a's container got .1, and found .1 and .3 answered by another machine.
         let c1 = owner("c1");
-        assert_eq!(a.allocate(&c1, &Request::any()).await.unwrap().ips(), [ip("10.78.0.1")]);
+        assert_eq!(
+            a.allocate(&c1, &Request::any()).await.unwrap().ips(),
+            [ip("10.78.0.1")]
+        );
         let found = [
             Quarantine {
                 ip: ip("10.78.0.1"),
@@ -43,7 +49,11 @@ fn a_quarantine_is_seen_and_kept_by_every_host() {
         assert_eq!(a.quarantine(&c1, &found).await.unwrap(), found);
         // etcd holds both, under the quarantine owners, claimed by host a.
         for q in &found {
-            let v = c.ctl(&["get", "--print-value-only", &format!("/underlay/ipam/data/quar/addr/{}", q.ip)]);
+            let v = c.ctl(&[
+                "get",
+                "--print-value-only",
+                &format!("/underlay/ipam/data/quar/addr/{}", q.ip),
+            ]);
             assert!(
                 v.starts_with(&format!("{} host=qa", q.owner())),
                 "{}: `{v}`",
@@ -62,7 +72,10 @@ fn a_quarantine_is_seen_and_kept_by_every_host() {
             }
         }
         got.sort();
-        assert_eq!(got, ["10.78.0.2", "10.78.0.4", "10.78.0.5", "10.78.0.6"].map(ip));
+        assert_eq!(
+            got,
+            ["10.78.0.2", "10.78.0.4", "10.78.0.5", "10.78.0.6"].map(ip)
+        );
         // Named, it is refused too.
         let e = b
             .allocate(&owner("want3"), &Request::ip(ip("10.78.0.3")))
@@ -74,7 +87,11 @@ fn a_quarantine_is_seen_and_kept_by_every_host() {
         assert_eq!(b.quarantined().await.unwrap(), [found[0].clone()]);
         let l = b.allocate(&owner("want3"), &Request::any()).await.unwrap();
         assert_eq!(l.ips(), [ip("10.78.0.3")]);
-        let v = c.ctl(&["get", "--print-value-only", "/underlay/ipam/data/quar/addr/10.78.0.3"]);
+        let v = c.ctl(&[
+            "get",
+            "--print-value-only",
+            "/underlay/ipam/data/quar/addr/10.78.0.3",
+        ]);
         assert!(v.starts_with("want3/eth0 host=qb"), "`{v}`");
     });
 }
