@@ -501,3 +501,49 @@ fn shared_reservations_churn_with_kill_9() {
         intervals.len()
     );
 }
+
+/// A gateway leased plainly by an earlier version (one host's claim) is adopted by the first
+/// hold: the address key becomes the shared one (`host=*`), so that host's leave is not
+/// refused for it while another host holds it; the last unhold frees it.
+#[test]
+fn a_plain_lease_is_adopted_by_a_hold() {
+    if skip("a_plain_lease_is_adopted_by_a_hold") {
+        return;
+    }
+    let c = Cluster::start(1);
+    rt().block_on(async {
+        let old = Ipam::join(store(&c, "old").await, tiny()).await.unwrap().0;
+        let gw = owner("rsv-gw");
+        old.allocate(&gw, &Request::ip(ip("10.77.0.1")))
+            .await
+            .unwrap();
+        let key = format!("/underlay/ipam/data/{NET}/addr/10.77.0.1");
+        assert!(c
+            .ctl(&["get", "--print-value-only", &key])
+            .starts_with("rsv-gw/eth0 host=old"));
+        let other = Ipam::join(store(&c, "new").await, tiny()).await.unwrap().0;
+        let h = other.hold(&gw, ip("10.77.0.1"), "new").await.unwrap();
+        assert_eq!(h.holders, ["new"]);
+        assert!(c
+            .ctl(&["get", "--print-value-only", &key])
+            .starts_with("rsv-gw/eth0 host=*"));
+        // Host `old` leaves: not refused for the reservation, which stays.
+        assert_eq!(
+            Ipam::leave(store(&c, "old").await.as_ref(), NET)
+                .await
+                .unwrap(),
+            underlay::ipam::Left::Kept(vec!["new".into()])
+        );
+        assert_eq!(
+            other.unhold(&gw, "new").await.unwrap(),
+            Unheld::Released(ip("10.77.0.1"))
+        );
+        assert_eq!(c.ctl(&["get", "--print-value-only", &key]).trim(), "");
+        assert_eq!(
+            Ipam::leave(store(&c, "new").await.as_ref(), NET)
+                .await
+                .unwrap(),
+            underlay::ipam::Left::Deleted
+        );
+    });
+}

@@ -27,7 +27,7 @@ pub(super) const SHARED_HOST: &str = "*";
 /// What one read found: the version, every address key (record, host), every hold.
 struct Seen {
     version: u64,
-    records: Vec<(Record, i64)>,
+    records: Vec<(Record, String)>,
     holds: Vec<(Hold, i64)>,
 }
 
@@ -52,10 +52,7 @@ impl EtcdStore {
             let ip: IpAddr = codec::suffix(kv.key(), &addrs)?
                 .parse()
                 .map_err(|_| codec::corrupt(kv.key(), "the key does not end in an IP address"))?;
-            records.push((
-                codec::decode_record(kv.key(), ip, kv.value())?.0,
-                kv.mod_revision(),
-            ));
+            records.push(codec::decode_record(kv.key(), ip, kv.value())?);
         }
         let hp = k.holds(name);
         let mut holds = Vec::new();
@@ -145,8 +142,8 @@ impl EtcdStore {
                 Some((r, _)) if r.owner != record.owner => {
                     return Err(taken(name, r.addr, &r.owner, &record.owner));
                 }
-                Some((r, _)) => {
-                    if holders.iter().any(|h| h == holder) {
+                Some((r, host)) => {
+                    if holders.iter().any(|h| h == holder) && host == SHARED_HOST {
                         return Ok(Hold {
                             addr: record.addr,
                             owner: record.owner.clone(),
@@ -154,6 +151,15 @@ impl EtcdStore {
                         });
                     }
                     compares.extend(self.owner_compares(name, r));
+                    if host != SHARED_HOST {
+                        // A plain lease of the owner (made before holds existed): adopted, no
+                        // longer one host's (that host's leave would be refused for it).
+                        ops.push(TxnOp::put(
+                            self.keys.addr(name, r.addr),
+                            codec::encode_record(r, SHARED_HOST),
+                            None,
+                        ));
+                    }
                 }
                 None => {
                     if let Some((r, _)) = seen.records.iter().find(|(r, _)| r.owner == record.owner)
@@ -171,8 +177,10 @@ impl EtcdStore {
                     ops.extend(writes);
                 }
             }
-            holders.push(holder.to_string());
-            holders.sort();
+            if !holders.iter().any(|h| h == holder) {
+                holders.push(holder.to_string());
+                holders.sort();
+            }
             ops.push(TxnOp::put(
                 hkey.clone(),
                 encode_entry(&record.owner, &holders),
