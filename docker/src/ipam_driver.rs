@@ -225,7 +225,7 @@ impl Plugin {
         let mut others_hold = false;
         if let Ok((ipam, _)) = self.pool(&req.pool_id).await {
             for h in ipam.holds().await? {
-                if h.holders.iter().any(|x| *x == self.holder) {
+                if h.holders.contains(&self.holder) {
                     ipam.unhold(&h.owner, &self.holder).await?;
                 }
             }

@@ -353,32 +353,6 @@ async fn release_owner(store: &dyn Store, name: &str, owner: &Owner) -> Result<O
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_round_trip_and_holders_are_checked() {
-        let o = Owner::new("docker-gateway", "gw").unwrap();
-        let text = encode_entry(&o, &["a".into(), "b.example".into()]);
-        assert_eq!(text, "docker-gateway/gw a b.example");
-        assert_eq!(
-            decode_entry(&text),
-            Some((o.clone(), vec!["a".to_string(), "b.example".to_string()]))
-        );
-        assert_eq!(decode_entry("docker-gateway/gw"), Some((o, Vec::new())));
-        for bad in ["", "nouser", "a/b c\td"] {
-            assert_eq!(decode_entry(bad), None, "{bad}");
-        }
-        for bad in ["", "has space", "tab\t", &"x".repeat(254)] {
-            let e = check_holder(bad).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-            assert!(e.message().contains("holder"), "{e}");
-        }
-        check_holder("node-7.example").unwrap();
-    }
-}
-
 /// The [`Store`] methods of shared reservations for a file store with an async method
 /// `holds_file(name) -> Result<HoldsFile>`.
 macro_rules! file_holds_methods {
@@ -419,3 +393,29 @@ macro_rules! file_holds_methods {
     };
 }
 pub(crate) use file_holds_methods;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_holders_are_checked() {
+        let o = Owner::new("docker-gateway", "gw").unwrap();
+        let text = encode_entry(&o, &["a".into(), "b.example".into()]);
+        assert_eq!(text, "docker-gateway/gw a b.example");
+        assert_eq!(
+            decode_entry(&text),
+            Some((o.clone(), vec!["a".to_string(), "b.example".to_string()]))
+        );
+        assert_eq!(decode_entry("docker-gateway/gw"), Some((o, Vec::new())));
+        for bad in ["", "nouser", "a/b c\td"] {
+            assert_eq!(decode_entry(bad), None, "{bad}");
+        }
+        for bad in ["", "has space", "tab\t", &"x".repeat(254)] {
+            let e = check_holder(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert!(e.message().contains("holder"), "{e}");
+        }
+        check_holder("node-7.example").unwrap();
+    }
+}
