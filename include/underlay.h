@@ -247,6 +247,12 @@ typedef struct underlay_foreign_lease_list underlay_foreign_lease_list;
 typedef struct underlay_handle underlay_handle;
 
 /**
+ * The shared reservations of an IPAM network, by address (owned; free with
+ * `underlay_hold_list_free`).
+ */
+typedef struct underlay_hold_list underlay_hold_list;
+
+/**
  * An IPAM on one network of one store. Thread-safe. Free with `underlay_ipam_free`.
  */
 typedef struct underlay_ipam underlay_ipam;
@@ -1136,6 +1142,76 @@ void underlay_handle_free(underlay_handle *handle);
  * `underlay_netns_free`).
  */
 underlay_result underlay_handle_netns(const underlay_handle *handle, underlay_netns **netns_out);
+
+/**
+ * Reserves `address` for (`container_id`, `ifname`) on behalf of `holder` (e.g. this host's
+ * name): the first hold leases it to the owner, later ones (any holder) add their hold. The
+ * address stays out of every allocation while any holder keeps it. `*holders_out` lists the
+ * holders now (owned; free with `underlay_string_list_free`).
+ * `UNDERLAY_RESULT_ALREADY_EXISTS` when another owner leases the address,
+ * `UNDERLAY_RESULT_CONFLICT` when the owner leases another one,
+ * `UNDERLAY_RESULT_INVALID_ARGUMENT` for a bad holder or an address outside the pools.
+ */
+underlay_result underlay_ipam_hold(const underlay_ipam *ipam,
+                                   const char *container_id,
+                                   const char *ifname,
+                                   const char *address,
+                                   const char *holder,
+                                   underlay_string_list **holders_out);
+
+/**
+ * Drops `holder`'s hold of (`container_id`, `ifname`)'s shared reservation. Other holders
+ * keep it (`*remaining_out` lists them, `*released_out` false); the last holder's unhold
+ * releases the address (`*released_out` true, the list empty). Unholding what `holder` does
+ * not hold changes nothing (false, empty).
+ */
+underlay_result underlay_ipam_unhold(const underlay_ipam *ipam,
+                                     const char *container_id,
+                                     const char *ifname,
+                                     const char *holder,
+                                     bool *released_out,
+                                     underlay_string_list **remaining_out);
+
+/**
+ * The shared reservations of the network with their holders.
+ */
+underlay_result underlay_ipam_holds(const underlay_ipam *ipam, underlay_hold_list **list_out);
+
+/**
+ * The number of reservations in `list` (0 for NULL).
+ */
+size_t underlay_hold_list_count(const underlay_hold_list *list);
+
+/**
+ * Reservation `index`'s address ("10.26.0.1"), borrowed from `list`; NULL for NULL or out of
+ * range.
+ */
+const char *underlay_hold_list_address(const underlay_hold_list *list, size_t index);
+
+/**
+ * Reservation `index`'s owner's container id, borrowed; NULL for NULL or out of range.
+ */
+const char *underlay_hold_list_container_id(const underlay_hold_list *list, size_t index);
+
+/**
+ * Reservation `index`'s owner's interface name, borrowed; NULL for NULL or out of range.
+ */
+const char *underlay_hold_list_ifname(const underlay_hold_list *list, size_t index);
+
+/**
+ * How many holders reservation `index` has (0 for NULL or out of range).
+ */
+size_t underlay_hold_list_holder_count(const underlay_hold_list *list, size_t index);
+
+/**
+ * Holder `holder` (sorted) of reservation `index`, borrowed; NULL for NULL or out of range.
+ */
+const char *underlay_hold_list_holder(const underlay_hold_list *list, size_t index, size_t holder);
+
+/**
+ * Frees `list`. NULL is a no-op.
+ */
+void underlay_hold_list_free(underlay_hold_list *list);
 
 /**
  * Opens (creating it, mode 0700, if missing) the local store in directory `dir`.

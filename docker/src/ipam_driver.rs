@@ -220,9 +220,28 @@ impl Plugin {
     pub(crate) async fn release_pool(&self, req: protocol::ReleasePool) -> Answer {
         let (space, subnet) = parse_pool_id(&req.pool_id)?;
         let name = pool_network_name(&space, &subnet);
+        // This host's holds of the gateway and aux addresses go with its use of the pool (their
+        // ReleaseAddress may have been lost to a plugin restart); other hosts' stay.
+        let mut others_hold = false;
+        if let Ok((ipam, _)) = self.pool(&req.pool_id).await {
+            for h in ipam.holds().await? {
+                if h.holders.contains(&self.holder) {
+                    ipam.unhold(&h.owner, &self.holder).await?;
+                }
+            }
+            let holds = ipam.holds().await?;
+            let leases = ipam.list().await?;
+            others_hold = !holds.is_empty()
+                && leases
+                    .iter()
+                    .all(|l| holds.iter().any(|h| h.owner == l.owner));
+        }
         self.forget_pool(&name);
         match Ipam::leave(self.pools.as_ref(), &name).await {
             Err(e) if e.kind() == ErrorKind::NotFound => answer(protocol::Empty {}),
+            // A store of one host shared by several plugins (no membership): the pool stays
+            // for the other holders of its reservations.
+            Err(e) if e.kind() == ErrorKind::Busy && others_hold => answer(protocol::Empty {}),
             Err(e) => Err(e
                 .context(format!(
                     "releasing pool {} (addresses still leased: release them first)",
@@ -252,9 +271,12 @@ impl Plugin {
                 let ip = wanted.or_else(|| first_host(&subnet)).ok_or_else(|| {
                     Error::invalid(format!("pool {subnet} has no host address for a gateway"))
                 })?;
-                ipam.allocate(&gateway_owner(), &Request::ip(ip)).await
+                // Held by this host: the last host to release it frees it.
+                return self.reserve(&ipam, &req.pool_id, &subnet, gateway_owner(), ip).await;
             }
-            AddressKind::Aux(ip) => ipam.allocate(&aux_owner(ip), &Request::ip(ip)).await,
+            AddressKind::Aux(ip) => {
+                return self.reserve(&ipam, &req.pool_id, &subnet, aux_owner(ip), ip).await;
+            }
             AddressKind::Endpoint(Some(mac)) => {
                 let owner = mac_owner(mac);
                 let request = wanted.map_or_else(Request::any, Request::ip);
@@ -297,6 +319,29 @@ impl Plugin {
         })
     }
 
+    /// Holds `ip` for `owner` (the gateway, an aux address) on behalf of this host and answers
+    /// it: asked again, on any host, the same answer.
+    async fn reserve(
+        &self,
+        ipam: &Ipam,
+        pool_id: &str,
+        subnet: &IpNet,
+        owner: Owner,
+        ip: IpAddr,
+    ) -> Answer {
+        let hold = ipam
+            .hold(&owner, ip, &self.holder)
+            .await
+            .map_err(|e| e.context(format!("pool {pool_id}")))?;
+        crate::test_hook::after_lease_committed();
+        let address = IpNet::new(hold.addr, subnet.prefix_len())
+            .map_err(|_| Error::invalid(format!("{} is not in pool {subnet}", hold.addr)))?;
+        answer(protocol::AddressResponse {
+            address: address.to_string(),
+            data: Default::default(),
+        })
+    }
+
     pub(crate) async fn release_address(&self, req: protocol::ReleaseAddress) -> Answer {
         let ip = parse_address(&req.address).ok_or_else(|| {
             Failure::BadRequest(format!(
@@ -318,6 +363,12 @@ impl Plugin {
             .into_iter()
             .find(|l| l.ips().contains(&ip));
         if let Some(l) = holder {
+            if is_reservation(&l.owner) {
+                // A gateway or aux address: only this host's hold goes; other hosts using
+                // the pool keep it (the last one's release frees it).
+                ipam.unhold(&l.owner, &self.holder).await?;
+                return answer(protocol::Empty {});
+            }
             // An endpoint still holding the address is another container's: this release is
             // the rollback of a container refused on it (the same --mac-address twice got
             // the holder's address back). Its own release follows its DeleteEndpoint.

@@ -62,6 +62,9 @@ pub struct Plugin {
     /// Wakes the DHCP renewer ([`Plugin::run_dhcp_renewer`]) when an endpoint with a lease
     /// is made: its T1 may come before the renewer's next tick.
     dhcp_wake: tokio::sync::Notify,
+    /// This host's name as a holder of the pools' gateways and aux addresses
+    /// ([`Plugin::set_holder`]).
+    holder: String,
 }
 
 /// Test-only fault injection: with `UNDERLAY_DOCKER_TEST_KILL_AFTER_LEASE=1` in its
@@ -187,6 +190,15 @@ pub(crate) fn read_body<T: DeserializeOwned>(
     Ok(value)
 }
 
+/// The kernel's host name (`localhost` if unreadable).
+fn kernel_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 impl Plugin {
     /// Opens the plugin's state under `state`: the networks and endpoints (as
     /// [`Networks::open`] keeps them, with `host`'s namespace holding the parents and the
@@ -211,7 +223,20 @@ impl Plugin {
             unanswered: Mutex::new(Vec::new()),
             reclaiming: tokio::sync::RwLock::new(()),
             dhcp_wake: tokio::sync::Notify::new(),
+            holder: kernel_host_name(),
         })
+    }
+
+    /// Names this host as a holder of the gateways and aux addresses of shared pools (each
+    /// host using a pool holds them; the last one's release frees them). Default: the
+    /// kernel's host name, as the etcd store stamps its claims; give every host its own.
+    pub fn set_holder(&mut self, name: impl Into<String>) {
+        self.holder = name.into();
+    }
+
+    /// This host's name as a holder ([`Plugin::set_holder`]).
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// The networks (and their endpoints) the network driver made.

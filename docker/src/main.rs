@@ -14,7 +14,8 @@ Serves Docker's network driver and IPAM driver plugin API (`docker network creat
   --socket PATH   default /run/docker/plugins/underlay.sock (dockerd finds it there)
   --state DIR     networks, endpoints and (without --etcd) pools; default /var/lib/underlay
   --etcd URLS     keep the pools on etcd, shared by every Docker host using them
-  --host NAME     with --etcd: this host's name on its claims (default: the kernel's host name)
+  --host NAME     this host's name on its claims (--etcd) and as the holder of the pools'
+                  gateways and aux addresses (default: the kernel's host name)
   --scope SCOPE   local (default) or, with --etcd under swarm, global
   --log FILE      append one JSON line per call: path, request, response, micros
   --reclaim-after SECS
@@ -111,7 +112,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let pools = match args.etcd {
         Some(urls) => Some(
-            etcd_store(urls, args.host)
+            etcd_store(urls, args.host.clone())
                 .await
                 .map_err(|e| e.to_string())?,
         ),
@@ -120,6 +121,9 @@ async fn run(args: Args) -> Result<(), String> {
     let mut plugin = Plugin::open(&host, &args.state, pools)
         .await
         .map_err(|e| format!("opening the state in {}: {e}", args.state.display()))?;
+    if let Some(h) = &args.host {
+        plugin.set_holder(h.clone());
+    }
     if let Some(log) = &args.log {
         plugin.log_calls_to(log).map_err(|e| e.to_string())?;
     }

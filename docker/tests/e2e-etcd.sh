@@ -8,7 +8,9 @@
 # A|B) and a veth parent on the bridge. Each host starts N containers (default 50) at once on
 # `-d underlay --ipam-driver underlay --subnet 10.241.0.0/24 --ip-range 10.241.0.128/25`
 # (and `--aux-address`, reserved for both): no address twice across the hosts, a container on A
-# pings one on B, then everything goes.
+# pings one on B. Then A removes the network while B keeps running its containers: the gateway
+# and the aux address stay held by B (etcd's hold keys), B's containers are still refused them
+# and new ones get others; then B removes it too, and etcd holds nothing of the pool.
 set -u
 PLUGIN_BIN=${1:-}
 [ -x "$PLUGIN_BIN" ] || { echo "usage: $0 PATH/TO/underlay-docker (built with --features etcd)" >&2; exit 2; }
@@ -149,14 +151,37 @@ bip=$(D B exec cB1 ip -4 -o addr show dev eth0 | sed -n 's/.* inet \([0-9.]*\)\/
 check "a container on A pings one on B ($bip)" D A exec cA1 ping -c 1 -W 3 "$bip"
 check "a container on B pings the gateway" D B exec cB1 ping -c 1 -W 3 10.241.0.254
 
-# ------------------------------------------------------------------ everything goes
-for h in $HOSTS; do
-  D "$h" ps -aq | xargs -r -n 25 sh -c 'DOCKER_CONFIG=$0/cli /usr/bin/docker -H "unix://$0/docker.sock" rm -f "$@" >/dev/null' "$WORK/$h"
+# ------------------------------------------------------------------ A leaves, B keeps the network
+ctl() { ETCDCTL_API=3 nsenter --net="/run/netns/$W" etcdctl --endpoints "$ETCD" "$@"; }
+# The holders of a reserved address, from etcd (the oracle): `hold/<ip>` is `<owner> <host>...`.
+holders() { ctl get --prefix /underlay/ipam/data/ 2>/dev/null | grep -A1 "/hold/$1\$" | tail -1 | cut -d' ' -f2-; }
+check "the gateway is held by both hosts ($(holders 10.241.0.254))" [ "$(holders 10.241.0.254)" = "A B" ]
+check "the aux address is held by both hosts ($(holders 10.241.0.100))" [ "$(holders 10.241.0.100)" = "A B" ]
+D A ps -aq | xargs -r -n 25 sh -c 'DOCKER_CONFIG=$0/cli /usr/bin/docker -H "unix://$0/docker.sock" rm -f "$@" >/dev/null' "$WORK/A"
+D A network rm s1 >/dev/null && ok "network rm on A while B runs $N containers" || bad "network rm on A"
+check "the gateway is held by B alone ($(holders 10.241.0.254))" [ "$(holders 10.241.0.254)" = "B" ]
+check "the aux address is held by B alone ($(holders 10.241.0.100))" [ "$(holders 10.241.0.100)" = "B" ]
+for a in 10.241.0.254 10.241.0.100; do
+  out=$(D B run --rm --network s1 --ip "$a" uldk-busybox:latest true 2>&1)
+  check "after A's rm, a container on B is still refused $a" sh -c 'echo "$1" | grep -q "$2"' _ "$out" "$a"
 done
+for k in 1 2 3 4; do
+  D B run -d --name "cBnew$k" --network s1 uldk-busybox:latest sleep 3600 >/dev/null 2>>"$WORK/B/run.err" &
+done
+wait_runs
+new=$(for k in 1 2 3 4; do D B exec "cBnew$k" ip -4 -o addr show dev eth0 2>/dev/null | sed -n 's/.* inet \([0-9.]*\)\/.*/\1/p'; done)
+check "4 new containers on B got addresses ($(echo $new))" [ "$(echo "$new" | grep -c .)" = 4 ]
+check "none of them the gateway or the aux address" sh -c '! echo "$1" | grep -qx "10.241.0.254\|10.241.0.100"' _ "$new"
+check "B's new container pings the gateway" D B exec cBnew1 ping -c 1 -W 3 10.241.0.254
+
+# ------------------------------------------------------------------ everything goes
+D B ps -aq | xargs -r -n 25 sh -c 'DOCKER_CONFIG=$0/cli /usr/bin/docker -H "unix://$0/docker.sock" rm -f "$@" >/dev/null' "$WORK/B"
+D B network rm s1 >/dev/null && ok "network rm on B" || bad "network rm on B"
 for h in $HOSTS; do
-  D "$h" network rm s1 >/dev/null && ok "network rm on $h" || bad "network rm on $h"
   check "no endpoint link left on $h" sh -c '[ "$(ip -n "$1" -o link 2>/dev/null | grep -vc " lo:\| par0@")" = 0 ]' _ "$(ns "$h")"
 done
-left=$(ETCDCTL_API=3 nsenter --net="/run/netns/$W" etcdctl --endpoints "$ETCD" get --prefix /underlay/ --keys-only 2>/dev/null | grep -c "/addr/" || true)
+left=$(ctl get --prefix /underlay/ --keys-only 2>/dev/null | grep -c "/addr/" || true)
 check "no address claim left in etcd ($left)" [ "$left" = 0 ]
+left=$(ctl get --prefix /underlay/ipam/ --keys-only 2>/dev/null | grep -v '^$' | grep -vx /underlay/ipam/catalog | tr '\n' ' ')
+check "nothing of the pool left in etcd (${left:-none})" [ -z "$left" ]
 exit 0

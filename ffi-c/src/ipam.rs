@@ -504,7 +504,7 @@ pub extern "C" fn underlay_ipam_quarantined(
     })
 }
 
-fn owner(container_id: *const c_char, ifname: *const c_char) -> R<Owner> {
+pub(crate) fn owner(container_id: *const c_char, ifname: *const c_char) -> R<Owner> {
     Ok(Owner::new(
         s(container_id, "container_id")?,
         s(ifname, "ifname")?,

@@ -17,6 +17,7 @@ pub mod dhcp;
 pub mod etcd;
 pub mod foreign_lease;
 pub mod handle;
+pub mod hold;
 pub mod ipam;
 pub mod link;
 pub mod list;

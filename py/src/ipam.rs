@@ -241,6 +241,41 @@ impl ForeignLease {
     }
 }
 
+/// A shared reservation (`Ipam.hold`): an address reserved for one owner, held by several
+/// holders (hosts); the last holder's `Ipam.unhold` frees it.
+#[pyclass(module = "underlay", frozen, eq)]
+#[derive(PartialEq)]
+pub(crate) struct Hold {
+    inner: ipam::Hold,
+}
+
+#[pymethods]
+impl Hold {
+    /// The reserved address (an `ipaddress` address).
+    #[getter]
+    fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        conv::py_ip(py, self.inner.addr)
+    }
+    /// The owner's container id.
+    #[getter]
+    fn container_id(&self) -> &str {
+        self.inner.owner.container_id()
+    }
+    /// The owner's interface name.
+    #[getter]
+    fn ifname(&self) -> &str {
+        self.inner.owner.ifname().as_str()
+    }
+    /// The holders, sorted.
+    #[getter]
+    fn holders(&self) -> Vec<String> {
+        self.inner.holders.clone()
+    }
+    fn __repr__(&self) -> String {
+        format!("<Hold {}>", self.inner)
+    }
+}
+
 /// An address found in use on the wire by a machine the IPAM does not know (conflict
 /// detection), held in the IPAM so that nobody is given it: `ip`, the `mac` that answered
 /// (None when not seen), `since` (seconds since the Unix epoch). It shows in `Ipam.list()` as
@@ -536,6 +571,55 @@ impl Ipam {
         Ok(v.into_iter().map(|inner| Quarantine { inner }).collect())
     }
 
+    /// Reserves `ip` for the owner on behalf of `holder` (e.g. this host's name): the first
+    /// hold leases it, later ones (any holder) add theirs; the address stays out of every
+    /// allocation while any holder keeps it. Returns the reservation.
+    #[pyo3(signature = (container_id, ifname = "eth0", *, ip, holder))]
+    fn hold(
+        &self,
+        py: Python<'_>,
+        container_id: String,
+        ifname: &str,
+        ip: &Bound<'_, PyAny>,
+        holder: String,
+    ) -> PyResult<Hold> {
+        let (o, i, a) = (
+            owner(container_id, ifname)?,
+            self.inner.clone(),
+            conv::ip(ip)?,
+        );
+        let h = block(py, async move { i.hold(&o, a, &holder).await })?;
+        Ok(Hold { inner: h })
+    }
+
+    /// Drops `holder`'s hold of the owner's reservation: `(released, remaining)`: other
+    /// holders keep it (`(False, [their names])`), the last one releases the address
+    /// (`(True, [])`); `(False, [])` if `holder` held nothing of the owner's.
+    #[pyo3(signature = (container_id, ifname = "eth0", *, holder))]
+    fn unhold(
+        &self,
+        py: Python<'_>,
+        container_id: String,
+        ifname: &str,
+        holder: String,
+    ) -> PyResult<(bool, Vec<String>)> {
+        let (o, i) = (owner(container_id, ifname)?, self.inner.clone());
+        Ok(
+            match block(py, async move { i.unhold(&o, &holder).await })? {
+                ipam::Unheld::Kept(rest) => (false, rest),
+                ipam::Unheld::Released(_) => (true, Vec::new()),
+                ipam::Unheld::NotHeld => (false, Vec::new()),
+            },
+        )
+    }
+
+    /// The shared reservations with their holders, by address.
+    fn holds(&self, py: Python<'_>) -> PyResult<Vec<Hold>> {
+        let i = self.inner.clone();
+        let v = block(py, async move { i.holds().await })?;
+        Ok(v.into_iter().map(|inner| Hold { inner }).collect())
+    }
+
     /// The quarantined addresses, by address.
     fn quarantined(&self, py: Python<'_>) -> PyResult<Vec<Quarantine>> {
         let i = self.inner.clone();
@@ -618,6 +702,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Pool>()?;
     m.add_class::<Lease>()?;
     m.add_class::<ForeignLease>()?;
+    m.add_class::<Hold>()?;
     m.add_class::<Quarantine>()?;
     m.add_class::<Ipam>()?;
     m.add_function(wrap_pyfunction!(current_boot_id, m)?)?;

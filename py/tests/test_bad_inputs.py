@@ -51,6 +51,7 @@ def _op(op: str, a: list[str], n: underlay.Netns, h: underlay.Handle) -> Callabl
         "pool": lambda: underlay.Pool.parse(a[0]),
         "ipam_allocate": lambda: _ipam().allocate(a[0], a[1], ips=a[2:] or None),
         "ipam_boot_id": lambda: _ipam().set_boot_id(a[0]),
+        "ipam_hold": lambda: _ipam().hold(a[0], ip=a[1], holder=a[2]),
         "vlan": lambda: underlay.Vlan.create(h, a[0], int(a[1])),
         "vlan_protocol": lambda: underlay.Vlan.create(h, a[0], int(a[1]), protocol=a[2]),
         "macvlan": lambda: underlay.Macvlan.create(h, a[0], a[1], a[2]),

@@ -9,8 +9,10 @@
 //! `docker network create -d underlay --ipam-driver underlay` (see the script's header); then,
 //! without arguments, the in-process tests that need 8021q and ipvlan (`vm_*`: VLAN parents
 //! made on demand, ipvlan endpoints) in the qemu VM, one boot ([`crate::vm_tests`]). With
-//! `--etcd`, then `docker/tests/e2e-etcd.sh`: two dockerd hosts on one etcd-backed pool (the
-//! plugin built with its `etcd` feature; etcd and protoc installed if missing).
+//! `--etcd`, then the in-process test of two plugins on one etcd member
+//! (`shared_pool::`, feature `etcd`) and `docker/tests/e2e-etcd.sh`: two dockerd hosts on one
+//! etcd-backed pool (the plugin built with its `etcd` feature; etcd and protoc installed if
+//! missing). `cargo xtask test` runs it with `--etcd` (about 70 s for the script here).
 
 use std::env;
 use std::ffi::OsString;
@@ -73,7 +75,7 @@ fn install_missing() -> io::Result<bool> {
 }
 
 pub(crate) fn run(mut args: Vec<OsString>) -> io::Result<i32> {
-    // `--etcd`: also two dockerd hosts on one etcd-backed pool (not part of `cargo xtask test`).
+    // `--etcd`: also two dockerd hosts on one etcd-backed pool (`cargo xtask test` asks for it).
     let etcd = args.iter().any(|a| a == "--etcd");
     args.retain(|a| a != "--etcd");
     let root = is_root();
@@ -135,6 +137,24 @@ pub(crate) fn run(mut args: Vec<OsString>) -> io::Result<i32> {
     println!("==> docker plugin, two dockerd hosts on one etcd pool: docker/tests/e2e-etcd.sh");
     if !crate::etcd::install_missing("docker-test --etcd", &crate::etcd::NEEDED)? {
         return Ok(1);
+    }
+    // The in-process test of two plugins on one etcd pool (a member of its own).
+    println!("==> docker plugin, two plugins on one etcd pool, in process");
+    let status = Command::new(&cargo)
+        .args([
+            "test",
+            "-p",
+            "underlay-docker",
+            "--locked",
+            "--features",
+            "etcd",
+            "--test",
+            "it",
+            "shared_pool::",
+        ])
+        .status()?;
+    if !status.success() {
+        return Ok(status.code().unwrap_or(1));
     }
     // The binary is rebuilt with the feature (the plain one's tests are done).
     let status = Command::new(&cargo)

@@ -17,7 +17,8 @@ usage: cargo xtask <task>
 
 tasks:
   test [args]              the whole suite as CI runs it: fmt check, clippy -D warnings, docs
-                           -D warnings, vm-prepare, the scenarios demo, cni-test, docker-test, then
+                           -D warnings, vm-prepare, the scenarios demo, cni-test, docker-test
+                           --etcd (two dockerd hosts on one etcd pool too), then
                            `cargo test --workspace --locked [args]` (the vm test binary boots
                            the VM itself when the kernel lacks 8021q/ipvlan; installs
                            dnsmasq-base with apt if missing, the DHCP tests' server)
@@ -146,8 +147,8 @@ fn test(args: Vec<OsString>) -> std::io::Result<i32> {
         return Ok(cni);
     }
     // Before the workspace's tests too: it installs dockerd, and runs the plugin under it.
-    println!("==> Docker plugin: cargo xtask docker-test");
-    let docker = docker::run(Vec::new())?;
+    println!("==> Docker plugin: cargo xtask docker-test --etcd");
+    let docker = docker::run(vec!["--etcd".into()])?;
     if docker != 0 {
         return Ok(docker);
     }

@@ -1,16 +1,18 @@
 //! `Ipam`: one network's allocator over a shared store, with group commit.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use crate::error::{Error, ErrorKind, Result};
 
-use super::lease::{BootId, Lease, Owner, Quarantine, Request};
+use super::lease::{BootId, Lease, Owner, Quarantine, Record, Request};
 use super::network::{check_name, Network};
 use super::state::NetState;
-use super::store::{Change, ForeignLease, Joined, Left, MemoryStore, Stamp, Store};
+use super::store::holds::check_holder;
+use super::store::{Change, ForeignLease, Hold, Joined, Left, MemoryStore, Stamp, Store, Unheld};
 
 /// How many times a batch is recomputed when other writers keep moving the version.
 const MAX_ATTEMPTS: u32 = 10_000;
@@ -244,6 +246,75 @@ impl Ipam {
         }
     }
 
+    /// Reserves `ip` for `owner` on behalf of `holder` (e.g. a host): a shared reservation,
+    /// which several holders hold at once (each host using a gateway or an aux address of a
+    /// pool on a shared store). The first hold leases the address to `owner`; later ones (any
+    /// holder, the same holder again) add their hold and get the same answer. The address
+    /// stays out of every allocation while any holder keeps it; [`Ipam::unhold`] drops one
+    /// hold, the last one frees the address, atomically (on etcd in one transaction with the
+    /// release). Refused: an address outside the pools or never allocatable
+    /// ([`ErrorKind::InvalidArgument`]), one another owner leases ([`ErrorKind::AlreadyExists`]),
+    /// an owner leasing another address ([`ErrorKind::Conflict`]).
+    pub async fn hold(&self, owner: &Owner, ip: IpAddr, holder: &str) -> Result<Hold> {
+        check_holder(holder)?;
+        let net = &self.inner.network;
+        let Some(pool) = net.pools().iter().find(|p| p.contains(ip)) else {
+            return Err(Error::invalid(format!(
+                "address {ip} is outside every pool of network `{}`: reserve an address of \
+                 its subnets",
+                net.name()
+            )));
+        };
+        if let Some(why) = pool
+            .excluded_reason(ip)
+            .filter(|_| pool.gateway() != Some(ip))
+        {
+            return Err(Error::invalid(format!(
+                "address {ip} of network `{}` is {why}, never handed out: it needs no \
+                 reservation",
+                net.name()
+            )));
+        }
+        let record = Record {
+            addr: ip,
+            owner: owner.clone(),
+            boot_id: None,
+        };
+        self.with_limit(self.inner.store.hold(net.name(), &record, holder))
+            .await
+    }
+
+    /// Drops `holder`'s hold of `owner`'s shared reservation ([`Ipam::hold`]): other holders
+    /// keep it ([`Unheld::Kept`]); the last holder's unhold releases the address
+    /// ([`Unheld::Released`]). An owner leasing an address with no holder (a plain lease, or
+    /// a last unhold cut short by a crash) is released; [`Unheld::NotHeld`] if `holder` held
+    /// nothing of `owner`'s (unholding twice is not an error).
+    pub async fn unhold(&self, owner: &Owner, holder: &str) -> Result<Unheld> {
+        check_holder(holder)?;
+        self.with_limit(
+            self.inner
+                .store
+                .unhold(self.inner.network.name(), owner, holder),
+        )
+        .await
+    }
+
+    /// The shared reservations ([`Ipam::hold`]) with their holders, by address.
+    pub async fn holds(&self) -> Result<Vec<Hold>> {
+        self.with_limit(self.inner.store.holds(self.inner.network.name()))
+            .await
+    }
+
+    /// Runs a store call within the store's [`Store::call_limit`].
+    async fn with_limit<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match self.inner.store.call_limit() {
+            Some(limit) => tokio::time::timeout(limit, f)
+                .await
+                .unwrap_or_else(|_| Err(self.over_limit(limit))),
+            None => f.await,
+        }
+    }
+
     /// Releases `owner`'s lease and quarantines the addresses of `found` (conflict detection:
     /// they answered on the wire), in one commit, so that no other owner is given them in
     /// between. Only addresses `owner` held, or free ones, are quarantined (one owner per
@@ -276,12 +347,14 @@ impl Ipam {
     }
 
     /// Releases every lease whose owner is not in `valid` (CNI GC), quarantines
-    /// ([`Quarantine`]) excepted; returns them. On a store
+    /// ([`Quarantine`]) and shared reservations ([`Ipam::hold`]) excepted; returns them. On a store
     /// whose commits are bounded ([`Store::max_releases_per_commit`]) it commits in batches,
     /// each one safe on its own; if one fails, the earlier ones stay released (the error says
     /// how many) and running it again finishes.
     pub async fn gc(&self, valid: &[Owner]) -> Result<Vec<Lease>> {
-        let valid: HashSet<Owner> = valid.iter().cloned().collect();
+        let mut valid: HashSet<Owner> = valid.iter().cloned().collect();
+        // Shared reservations are their holders' to release.
+        valid.extend(self.holds().await?.into_iter().map(|h| h.owner));
         self.release_in_batches("gc", || Op::Gc(valid.clone()))
             .await
     }

@@ -1,6 +1,7 @@
 //! IPAM: the local stores on disk, concurrency across tasks, threads and processes, crashes,
 //! and CNI host-local's layout. Runs as any user; touches only its own temporary directories.
 
+mod holds;
 mod hostlocal;
 mod procs;
 mod props;

@@ -8,7 +8,9 @@ mod deadlines;
 mod endpoints;
 mod gc_batches;
 mod one_host_many_processes;
+mod quarantine;
 mod refused_delete;
+mod shared_holds;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};

@@ -21,6 +21,7 @@ mod dhcp;
 #[allow(dead_code)]
 mod dhcp_server;
 mod ipam;
+mod shared_pool;
 mod vm;
 
 /// dockerd 20.10.24's calls to a remote driver + IPAM (../shared/runtimes/fixtures/docker).
@@ -66,6 +67,16 @@ impl Dockerd {
 
     /// As [`Dockerd::new`], the pools in `pools` (a store two "hosts" share) if given.
     async fn with_pools(tag: &str, pools: Option<Arc<dyn underlay::ipam::Store>>) -> Dockerd {
+        Dockerd::with_holder(tag, pools, None).await
+    }
+
+    /// As [`Dockerd::with_pools`], the plugin holding shared reservations as `holder` (a host
+    /// name of its own) if given.
+    async fn with_holder(
+        tag: &str,
+        pools: Option<Arc<dyn underlay::ipam::Store>>,
+        holder: Option<&str>,
+    ) -> Dockerd {
         let ns = unique(tag);
         assert!(ip(&["netns", "add", &ns]).status.success());
         for args in [
@@ -84,7 +95,11 @@ impl Dockerd {
         let handle = underlay::Handle::for_netns(&underlay::Netns::open(&ns).unwrap())
             .await
             .unwrap();
-        let plugin = Arc::new(Plugin::open(&handle, &dir, pools).await.unwrap());
+        let mut plugin = Plugin::open(&handle, &dir, pools).await.unwrap();
+        if let Some(h) = holder {
+            plugin.set_holder(h);
+        }
+        let plugin = Arc::new(plugin);
         Dockerd { ns, dir, plugin }
     }
 

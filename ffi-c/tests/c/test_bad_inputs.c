@@ -96,11 +96,13 @@ static underlay_result run(const char *op, char **argv, int argc, int *unknown) 
     return res;
   }
   if ((strcmp(op, "ipam_allocate") == 0 && (argc == 2 || argc == 3)) ||
-      (strcmp(op, "ipam_boot_id") == 0 && argc == 1)) {
+      (strcmp(op, "ipam_boot_id") == 0 && argc == 1) ||
+      (strcmp(op, "ipam_hold") == 0 && argc == 3)) {
     underlay_ipam_store *st = NULL;
     underlay_ipam_network *n = NULL;
     underlay_ipam *ipam = NULL;
     underlay_lease *l = NULL;
+    underlay_string_list *holders = NULL;
     underlay_result res = underlay_ipam_store_new_memory(&st);
     if (res == UNDERLAY_RESULT_OK)
       res = underlay_ipam_network_new("n", &n);
@@ -111,9 +113,12 @@ static underlay_result run(const char *op, char **argv, int argc, int *unknown) 
     if (res == UNDERLAY_RESULT_OK) {
       if (op[5] == 'a')
         res = underlay_ipam_allocate(ipam, argv[0], argv[1], argc == 3 ? argv[2] : NULL, &l);
+      else if (op[5] == 'h')
+        res = underlay_ipam_hold(ipam, argv[0], "eth0", argv[1], argv[2], &holders);
       else
         res = underlay_ipam_set_boot_id(ipam, argv[0]);
     }
+    underlay_string_list_free(holders);
     underlay_lease_free(l);
     underlay_ipam_free(ipam);
     underlay_ipam_network_free(n);

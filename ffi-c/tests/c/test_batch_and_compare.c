@@ -188,8 +188,67 @@ static void test_foreign_leases(void) {
     FAIL("cannot remove %s", root);
 }
 
+/* Shared reservations: two holders; allocations pass the address by; one unhold keeps it, the
+   last frees it; the list shows owner and holders. */
+static void test_holds(void) {
+  underlay_ipam_store *store = NULL;
+  underlay_ipam_network *net = NULL;
+  underlay_ipam *ipam = NULL;
+  underlay_string_list *holders = NULL;
+  underlay_hold_list *list = NULL;
+  underlay_lease *lease = NULL;
+  bool released = true;
+  OK(underlay_ipam_store_new_memory(&store));
+  OK(underlay_ipam_network_new("held", &net));
+  OK(underlay_ipam_network_add_pool(net, "10.24.0.0/30 gateway=none"));
+  OK(underlay_ipam_create(store, net, &ipam));
+  OK(underlay_ipam_hold(ipam, "docker-gateway", "gw", "10.24.0.1", "host1", &holders));
+  underlay_string_list_free(holders);
+  holders = NULL;
+  OK(underlay_ipam_hold(ipam, "docker-gateway", "gw", "10.24.0.1", "host2", &holders));
+  TRUE(underlay_string_list_count(holders) == 2);
+  TRUE(strcmp(or_empty(underlay_string_list_get(holders, 1)), "host2") == 0);
+  underlay_string_list_free(holders);
+  holders = NULL;
+  EXPECT(underlay_ipam_hold(ipam, "other", "eth0", "10.24.0.1", "host1", &holders),
+         UNDERLAY_RESULT_ALREADY_EXISTS, "10.24.0.1");
+  TRUE(holders == NULL);
+  OK(underlay_ipam_holds(ipam, &list));
+  TRUE(underlay_hold_list_count(list) == 1);
+  TRUE(strcmp(or_empty(underlay_hold_list_address(list, 0)), "10.24.0.1") == 0);
+  TRUE(strcmp(or_empty(underlay_hold_list_container_id(list, 0)), "docker-gateway") == 0);
+  TRUE(strcmp(or_empty(underlay_hold_list_ifname(list, 0)), "gw") == 0);
+  TRUE(underlay_hold_list_holder_count(list, 0) == 2);
+  TRUE(strcmp(or_empty(underlay_hold_list_holder(list, 0, 0)), "host1") == 0);
+  TRUE(underlay_hold_list_holder(list, 0, 2) == NULL && underlay_hold_list_address(list, 1) == NULL);
+  TRUE(underlay_hold_list_count(NULL) == 0);
+  underlay_hold_list_free(list);
+  underlay_hold_list_free(NULL);
+  /* The /30 has .1 and .2: the one allocation gets .2, the next finds the pool full. */
+  OK(underlay_ipam_allocate(ipam, "c1", "eth0", NULL, &lease));
+  TRUE(strcmp(or_empty(underlay_lease_address(lease, 0)), "10.24.0.2/30") == 0);
+  underlay_lease_free(lease);
+  lease = NULL;
+  OK(underlay_ipam_release(ipam, "c1", "eth0", &released));
+  TRUE(released);
+  OK(underlay_ipam_unhold(ipam, "docker-gateway", "gw", "host1", &released, &holders));
+  TRUE(!released && underlay_string_list_count(holders) == 1);
+  underlay_string_list_free(holders);
+  holders = NULL;
+  OK(underlay_ipam_unhold(ipam, "docker-gateway", "gw", "host2", &released, &holders));
+  TRUE(released && underlay_string_list_count(holders) == 0);
+  underlay_string_list_free(holders);
+  OK(underlay_ipam_allocate(ipam, "c2", "eth0", "10.24.0.1", &lease));
+  underlay_lease_free(lease);
+  NUL(underlay_ipam_hold(ipam, "c", "eth0", "10.24.0.1", NULL, &holders), "holder");
+  underlay_ipam_free(ipam);
+  underlay_ipam_network_free(net);
+  underlay_ipam_store_free(store);
+}
+
 int main(void) {
   test_foreign_leases();
+  test_holds();
   if (geteuid() != 0) {
     printf("SKIPPED: test_batch_and_compare needs root (namespaces); CI runs it as root\n");
     return 0;

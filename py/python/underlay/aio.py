@@ -34,6 +34,7 @@ from ._underlay import (
     DhcpRenewal,
     Endpoint,
     ForeignLease,
+    Hold,
     EndpointConflict,
     GoneEndpoint,
     Lease,
@@ -440,6 +441,22 @@ class Ipam:
     ) -> _List[Quarantine]:
         """Releases the owner's lease and quarantines ``found`` in one commit."""
         return await _run(self.sync.quarantine, container_id, ifname, found=list(found))
+
+    async def hold(
+        self, container_id: str, ifname: str = "eth0", *, ip: IpLike, holder: str
+    ) -> Hold:
+        """Reserves ``ip`` for the owner on behalf of ``holder`` (a shared reservation)."""
+        return await _run(self.sync.hold, container_id, ifname, ip=ip, holder=holder)
+
+    async def unhold(
+        self, container_id: str, ifname: str = "eth0", *, holder: str
+    ) -> tuple[bool, _List[str]]:
+        """Drops ``holder``'s hold: ``(released, remaining holders)``."""
+        return await _run(self.sync.unhold, container_id, ifname, holder=holder)
+
+    async def holds(self) -> _List[Hold]:
+        """The shared reservations with their holders."""
+        return await _run(self.sync.holds)
 
     async def quarantined(self) -> _List[Quarantine]:
         """The quarantined addresses."""

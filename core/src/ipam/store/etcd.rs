@@ -2,6 +2,7 @@
 //! and one owner per address. See docs/ipam-etcd.md for the key layout and the guarantees.
 
 mod codec;
+mod holds;
 mod lease;
 mod members;
 mod probe;
@@ -224,9 +225,13 @@ impl EtcdConfig {
             ));
         }
         if let Some(h) = &self.host {
-            if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if h.is_empty()
+                || h == holds::SHARED_HOST
+                || h.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 return Err(Error::invalid(format!(
-                    "host name `{}` is invalid: give a non-empty name without whitespace",
+                    "host name `{}` is invalid: give a non-empty name without whitespace (`*` \
+                     marks shared reservations)",
                     h.escape_debug()
                 )));
             }
@@ -1452,6 +1457,28 @@ impl Store for EtcdStore {
         changes: &'a [Change],
     ) -> StoreFuture<'a, Option<(u64, u64)>> {
         Box::pin(self.do_commit_in_slices(name, changes))
+    }
+
+    fn hold<'a>(
+        &'a self,
+        name: &'a str,
+        record: &'a Record,
+        holder: &'a str,
+    ) -> StoreFuture<'a, super::Hold> {
+        Box::pin(self.do_hold(name, record, holder))
+    }
+
+    fn unhold<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a Owner,
+        holder: &'a str,
+    ) -> StoreFuture<'a, super::Unheld> {
+        Box::pin(self.do_unhold(name, owner, holder))
+    }
+
+    fn holds<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<super::Hold>> {
+        Box::pin(self.do_holds(name))
     }
 }
 

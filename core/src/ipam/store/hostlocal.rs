@@ -13,6 +13,7 @@ use crate::ipam::lease::{Owner, Record};
 use crate::ipam::network::{check_name, Network};
 
 use super::fsutil;
+use super::holds::{file_holds_methods, HoldsFile};
 use super::memory::conflict;
 use super::stateformat::{corrupt, decode_network, encode_network};
 use super::{blocking, blocking_store_methods, Change, ForeignLease, Snapshot, Store, StoreFuture};
@@ -607,7 +608,20 @@ impl Inner {
     }
 }
 
+impl HostLocalStore {
+    /// The keeper of network `name`'s shared reservations: `<name>/underlay.holds` (not an
+    /// address, so host-local passes it by).
+    async fn holds_file(&self, name: &str) -> Result<HoldsFile> {
+        let inner = self.inner.clone();
+        let n = name.to_string();
+        let dir = blocking(move || inner.read_network(&n).and(inner.net_dir(&n))).await?;
+        Ok(HoldsFile::new(dir, "underlay.holds", self.inner.durable))
+    }
+}
+
 impl Store for HostLocalStore {
+    file_holds_methods!();
+
     fn keeps_boot_ids(&self) -> bool {
         false
     }

@@ -10,6 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ipam::network::{check_name, Network};
 
 use super::fsutil;
+use super::holds::{file_holds_methods, HoldsFile};
 use super::memory::conflict;
 use super::stateformat::{
     corrupt, decode_blocks, decode_journal_head, decode_network, decode_state, encode_block,
@@ -425,8 +426,19 @@ impl LocalInner {
     }
 }
 
+impl LocalStore {
+    /// The keeper of network `name`'s shared reservations: `<name>/holds`.
+    async fn holds_file(&self, name: &str) -> Result<HoldsFile> {
+        let inner = self.inner.clone();
+        let n = name.to_string();
+        let dir = blocking(move || inner.read_network(&n).and(inner.net_dir(&n))).await?;
+        Ok(HoldsFile::new(dir, "holds", self.inner.durable))
+    }
+}
+
 impl Store for LocalStore {
     blocking_store_methods!();
+    file_holds_methods!();
 
     fn changes_since<'a>(
         &'a self,

@@ -5,7 +5,9 @@ use std::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
 
+use super::holds::{self, Entries, Hold, HoldsInMemory, Unheld};
 use super::{Change, Snapshot, Store, StoreFuture, Table};
+use crate::ipam::lease::{Owner, Record};
 use crate::ipam::network::Network;
 
 /// Keeps everything in memory; shared by every [`crate::ipam::Ipam`] holding the same `Arc`.
@@ -23,6 +25,8 @@ use crate::ipam::network::Network;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     nets: Mutex<BTreeMap<String, Table>>,
+    /// The shared reservations' holders, per network ([`Store::hold`]).
+    holds: tokio::sync::Mutex<BTreeMap<String, Entries>>,
 }
 
 impl MemoryStore {
@@ -112,6 +116,40 @@ impl Store for MemoryStore {
             t.apply(changes)
         });
         Box::pin(async move { r })
+    }
+
+    fn hold<'a>(
+        &'a self,
+        name: &'a str,
+        record: &'a Record,
+        holder: &'a str,
+    ) -> StoreFuture<'a, Hold> {
+        Box::pin(async move {
+            let mut all = self.holds.lock().await;
+            let mut keeper = HoldsInMemory(all.entry(name.to_string()).or_default());
+            holds::hold_with(&mut keeper, self, name, record, holder).await
+        })
+    }
+
+    fn unhold<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a Owner,
+        holder: &'a str,
+    ) -> StoreFuture<'a, Unheld> {
+        Box::pin(async move {
+            let mut all = self.holds.lock().await;
+            let mut keeper = HoldsInMemory(all.entry(name.to_string()).or_default());
+            holds::unhold_with(&mut keeper, self, name, owner, holder).await
+        })
+    }
+
+    fn holds<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<Hold>> {
+        Box::pin(async move {
+            let mut all = self.holds.lock().await;
+            let mut keeper = HoldsInMemory(all.entry(name.to_string()).or_default());
+            holds::holds_with(&mut keeper, self, name).await
+        })
     }
 }
 

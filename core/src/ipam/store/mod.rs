@@ -16,6 +16,7 @@
 #[cfg(feature = "etcd")]
 pub(crate) mod etcd;
 pub(crate) mod fsutil;
+pub(crate) mod holds;
 pub(crate) mod hostlocal;
 pub(crate) mod local;
 mod memory;
@@ -29,10 +30,11 @@ use std::pin::Pin;
 
 use crate::error::{Error, ErrorKind, Result};
 
-use super::lease::Record;
+use super::lease::{Owner, Record};
 use super::network::Network;
 use super::pool::AllocRange;
 
+pub use holds::{Hold, Unheld};
 pub use hostlocal::HostLocalStore;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
@@ -296,6 +298,49 @@ pub trait Store: Send + Sync + fmt::Debug {
         let _ = changes;
         Box::pin(async move { Err(no_slices(name)) })
     }
+
+    /// Adds `holder` to the holders of the shared reservation of `record.addr` for
+    /// `record.owner`, claiming the address first if it is free, atomically with respect to
+    /// every allocation and every other hold and unhold: the address stays leased while any
+    /// holder keeps it. [`ErrorKind::AlreadyExists`] if another owner leases the address,
+    /// [`ErrorKind::Conflict`] if the owner leases another one. Returns the reservation.
+    /// Default: [`ErrorKind::InvalidArgument`] (the store keeps no shared reservations).
+    fn hold<'a>(
+        &'a self,
+        name: &'a str,
+        record: &'a Record,
+        holder: &'a str,
+    ) -> StoreFuture<'a, Hold> {
+        let _ = (record, holder);
+        Box::pin(async move { Err(no_holds(name)) })
+    }
+
+    /// Removes `holder` from the holders of `owner`'s shared reservation; the last holder's
+    /// unhold releases the address in the same step. An owner leasing an address with no
+    /// holder left (a plain lease, or a release cut short) is released. Default: as
+    /// [`Store::hold`].
+    fn unhold<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a Owner,
+        holder: &'a str,
+    ) -> StoreFuture<'a, Unheld> {
+        let _ = (owner, holder);
+        Box::pin(async move { Err(no_holds(name)) })
+    }
+
+    /// The shared reservations of network `name`, by address. Default: none.
+    fn holds<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<Hold>> {
+        let _ = name;
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+fn no_holds(name: &str) -> Error {
+    Error::invalid(format!(
+        "network `{name}`: this IPAM store keeps no shared reservations (the local, \
+         host-local, memory and etcd stores do): reserve the address with allocate instead"
+    ))
 }
 
 fn no_slices(name: &str) -> Error {

@@ -11,6 +11,7 @@
 //! | `P ipam/data/<name>/addr/<ip>` | `<container>/<ifname> host=<host>[ boot=<id>]` |
 //! | `P ipam/data/<name>/cursor/<pool>` | the pool's next-fit cursor |
 //! | `P ipam/data/<name>/log/<version, 20 digits>` | the commit that led to that version |
+//! | `P ipam/data/<name>/hold/<ip>` | `<owner> <holder>...`: a shared reservation's holders |
 //! | `P ipam/data/<name>/member/<host>` | `host=<host>`: the host uses the network |
 //! | `P ipam/data/<name>/slice/<first ip>` | `host=<host> size=<n>`: a node slice |
 //! | `P ipam/data/<name>/slicesize` | the network's one slice size, decimal |
@@ -89,6 +90,14 @@ impl Keys {
 
     pub(super) fn member(&self, name: &str, host: &str) -> String {
         format!("{}member/{host}", self.data(name))
+    }
+
+    pub(super) fn holds(&self, name: &str) -> String {
+        format!("{}hold/", self.data(name))
+    }
+
+    pub(super) fn hold(&self, name: &str, ip: IpAddr) -> String {
+        format!("{}hold/{ip}", self.data(name))
     }
 
     pub(super) fn slices(&self, name: &str) -> String {
