@@ -36,6 +36,19 @@ kill_containers() {   # container processes live in our cgroup parent; shims are
     [ -f "$f" ] && for p in $(cat "$f"); do kill -KILL "$p" 2>/dev/null; done
   done
   for p in $(pgrep -f -- "-address $WORK/exec/containerd/containerd.sock"); do kill -KILL "$p" 2>/dev/null; done
+  # dockerd's own containerd, with its pid file: dockerd 20.10 takes any live process of that
+  # pid for its containerd and waits on its socket, which a dying one (or a recycled pid:
+  # pid_max is 32768 here) never answers ("timeout waiting for containerd to start"). The
+  # next dockerd then starts a fresh containerd, as after a reboot.
+  local pidf="$WORK/exec/containerd/containerd.pid" cpid
+  if [ -s "$pidf" ]; then
+    cpid=$(cat "$pidf")
+    if grep -qa -- "$WORK/exec/containerd" "/proc/$cpid/cmdline" 2>/dev/null; then
+      kill -KILL "$cpid" 2>/dev/null
+      for _ in $(seq 1 100); do [ -e "/proc/$cpid" ] || break; sleep 0.1; done
+    fi
+    rm -f "$pidf"
+  fi
 }
 stop_dockerd() {
   [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null || return 0
