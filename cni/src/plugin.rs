@@ -91,16 +91,7 @@ fn run_command(
             ),
         ));
     }
-    let needs_version = |v: &str| -> Result<(), CniError> {
-        if is_before(version, v) {
-            Err(CniError::new(
-                code::INCOMPATIBLE_VERSION,
-                format!("{command} needs cniVersion {v} or later; the config has {version}"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
+    let needs_version = |v: &str| needs_version(command, version, v);
     let raw_copy = raw.clone();
     let conf: NetConf = serde_json::from_value(raw).map_err(|e| {
         CniError::new(code::INVALID_CONFIG, "the network configuration is invalid")
@@ -159,6 +150,19 @@ fn run_command(
     }
 }
 
+/// Error 1 when `command` came after the config's `version` (CHECK in 0.4.0, STATUS and GC
+/// in 1.1.0).
+fn needs_version(command: &str, version: &str, since: &str) -> Result<(), CniError> {
+    if is_before(version, since) {
+        Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!("{command} needs cniVersion {since} or later; the config has {version}"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// A command on a DHCP network (see [`crate::dhcp`]); versions already checked.
 fn dhcp_command(
     env: &Env,
@@ -167,16 +171,7 @@ fn dhcp_command(
     conf: &NetConf,
 ) -> Result<Option<serde_json::Value>, CniError> {
     use crate::dhcp;
-    let needs_version = |v: &str| -> Result<(), CniError> {
-        if is_before(version, v) {
-            Err(CniError::new(
-                code::INCOMPATIBLE_VERSION,
-                format!("{command} needs cniVersion {v} or later; the config has {version}"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
+    let needs_version = |v: &str| needs_version(command, version, v);
     match command {
         "ADD" => runtime()?.block_on(dhcp::add(conf, &Call::from_env(env, true)?, version)),
         "DEL" => runtime()?.block_on(dhcp::del(conf, &Call::from_env(env, false)?)),
@@ -207,16 +202,7 @@ fn delegated(
     conf: &NetConf,
     raw: &serde_json::Value,
 ) -> Result<Option<serde_json::Value>, CniError> {
-    let needs_version = |v: &str| -> Result<(), CniError> {
-        if is_before(version, v) {
-            Err(CniError::new(
-                code::INCOMPATIBLE_VERSION,
-                format!("{command} needs cniVersion {v} or later; the config has {version}"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
+    let needs_version = |v: &str| needs_version(command, version, v);
     match command {
         "ADD" => delegate::add(conf, raw, &Call::from_env(env, true)?, version),
         "DEL" => delegate::del(conf, raw, &Call::from_env(env, false)?),
@@ -484,6 +470,7 @@ pub(crate) async fn connect(
     ep_spec: &EndpointSpec,
     netns: &Netns,
 ) -> Result<(Network, Endpoint), CniError> {
+    let mut ep_spec = ep_spec.clone();
     if conf.link_in_container() {
         // The config's fault, as a missing host `master` is (not a network deleted meanwhile).
         let parent = conf.parent()?;
@@ -499,6 +486,8 @@ pub(crate) async fn connect(
             )
             .details(e.to_string()));
         }
+        // The connect makes the link with this handle rather than opening another.
+        ep_spec = ep_spec.target(&inside);
     }
     let mut attempts = 0;
     let (net, ep) = loop {

@@ -42,6 +42,26 @@ fn dhcp_config(host: &Host, dir: &TempDir, name: &str, version: &str) -> Value {
     })
 }
 
+/// `underlay dhcp-renewer` on `dir`'s state, in the host's namespace (ticks of at most 1 s),
+/// its log in `log`.
+fn start_renewer(host: &Host, dir: &TempDir, log: &Path) -> Child {
+    Command::new("nsenter")
+        .arg(format!("--net={}", host.ns.path()))
+        .args([
+            BIN,
+            "dhcp-renewer",
+            "--state-dir",
+            &dir.path("state"),
+            "--max-sleep",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start the renewer")
+}
+
 /// One line of dnsmasq's lease file: (MAC, IP, host name).
 type DnsmasqLease = (String, String, String);
 
@@ -475,21 +495,7 @@ async fn dhcp_renewer_daemon_renews_and_expires() {
     server.clear_log();
 
     let log = dir.0.join("renewer.log");
-    let mut daemon = Command::new("nsenter")
-        .arg(format!("--net={}", host.ns.path()))
-        .args([
-            BIN,
-            "dhcp-renewer",
-            "--state-dir",
-            &dir.path("state"),
-            "--max-sleep",
-            "1",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start the renewer");
+    let mut daemon = start_renewer(&host, &dir, &log);
     // Past the first lease time (and then some): renewed, still held.
     tokio::time::sleep(Duration::from_secs(u64::from(lease_secs) + 2)).await;
     let renewals: Vec<_> = server
@@ -600,21 +606,7 @@ async fn dhcp_renewer_races_add_and_del() {
     conf["ipam"]["tries"] = 2.into();
     conf["ipam"]["waitMs"] = 300.into();
     let log = dir.0.join("renewer.log");
-    let mut daemon = Command::new("nsenter")
-        .arg(format!("--net={}", host.ns.path()))
-        .args([
-            BIN,
-            "dhcp-renewer",
-            "--state-dir",
-            &dir.path("state"),
-            "--max-sleep",
-            "1",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start the renewer");
+    let mut daemon = start_renewer(&host, &dir, &log);
     let host = std::sync::Arc::new(host);
     let workers: Vec<_> = (0..3)
         .map(|w| {

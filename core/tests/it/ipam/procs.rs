@@ -138,6 +138,46 @@ async fn verify(dir: &Path, acks: &Acks) -> usize {
     leased.len()
 }
 
+/// A time-seeded xorshift source: `rand(n)` is below `n`.
+fn random_below() -> impl FnMut(u64) -> u64 {
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
+/// Each child's stdout lines, gathered as they come by a thread per child.
+#[allow(clippy::type_complexity)]
+fn collect_output(
+    children: &mut [Child],
+) -> (
+    Vec<Arc<Mutex<Vec<String>>>>,
+    Vec<std::thread::JoinHandle<()>>,
+) {
+    let seen: Vec<Arc<Mutex<Vec<String>>>> = children.iter().map(|_| Arc::default()).collect();
+    let readers = children
+        .iter_mut()
+        .zip(&seen)
+        .map(|(c, seen)| {
+            let out = c.stdout.take().unwrap();
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                    seen.lock().unwrap().push(line);
+                }
+            })
+        })
+        .collect();
+    (seen, readers)
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -252,36 +292,13 @@ fn kill_9_rounds(name: &str, pools: &[&str]) {
         let store = Arc::new(LocalStore::open(&dir).unwrap());
         Ipam::create(store, net("shared", pools)).await.unwrap();
     });
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rand = random_below();
     let mut acks = Acks::default();
     for round in 0..4 {
         let mut children: Vec<Child> = (0..3)
             .map(|i| spawn(&dir, &format!("r{round}c{i}"), 1_000_000, 8, 5))
             .collect();
-        let seen: Vec<Arc<Mutex<Vec<String>>>> = children.iter().map(|_| Arc::default()).collect();
-        let readers: Vec<_> = children
-            .iter_mut()
-            .zip(&seen)
-            .map(|(c, seen)| {
-                let out = c.stdout.take().unwrap();
-                let seen = seen.clone();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
-                        seen.lock().unwrap().push(line);
-                    }
-                })
-            })
-            .collect();
+        let (seen, readers) = collect_output(&mut children);
         for (c, seen) in children.iter_mut().zip(&seen) {
             // Kill it while it works: after its first acknowledgement, at a random moment.
             let t = std::time::Instant::now();
@@ -346,37 +363,14 @@ fn kill_9_churn_agrees_with_an_independent_reader() {
             .unwrap();
         read_local_files(&dir.join("shared")).base
     });
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rand = random_below();
     let mut acks = Acks::default();
     let mut compacted = false;
     for round in 0..10 {
         let mut children: Vec<Child> = (0..4)
             .map(|i| spawn(&dir, &format!("k{round}c{i}"), 1_000_000, 4, 5))
             .collect();
-        let seen: Vec<Arc<Mutex<Vec<String>>>> = children.iter().map(|_| Arc::default()).collect();
-        let readers: Vec<_> = children
-            .iter_mut()
-            .zip(&seen)
-            .map(|(c, seen)| {
-                let out = c.stdout.take().unwrap();
-                let seen = seen.clone();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
-                        seen.lock().unwrap().push(line);
-                    }
-                })
-            })
-            .collect();
+        let (seen, readers) = collect_output(&mut children);
         for (c, seen) in children.iter_mut().zip(&seen) {
             let t = std::time::Instant::now();
             while seen.lock().unwrap().iter().all(|l| !l.contains("@@ ack")) {
