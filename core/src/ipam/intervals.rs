@@ -47,6 +47,32 @@ impl IntervalSet {
         true
     }
 
+    /// Adds every number from `lo` to `hi` (inclusive).
+    pub(crate) fn insert_range(&mut self, mut lo: u128, mut hi: u128) {
+        if lo > hi {
+            return;
+        }
+        // Merge with an interval that holds or touches `lo`, then swallow every interval that
+        // starts inside or right after the range.
+        if let Some((&s, &e)) = self.map.range(..=lo).next_back() {
+            if e.saturating_add(1) >= lo {
+                lo = s;
+                hi = hi.max(e);
+            }
+        }
+        let swallowed: Vec<u128> = self
+            .map
+            .range(lo..=hi.saturating_add(1))
+            .map(|(&s, _)| s)
+            .collect();
+        for s in swallowed {
+            if let Some(e) = self.map.remove(&s) {
+                hi = hi.max(e);
+            }
+        }
+        self.map.insert(lo, hi);
+    }
+
     /// Removes `x`; false if it was not there.
     pub(crate) fn remove(&mut self, x: u128) -> bool {
         let Some((s, e)) = self.containing(x) else {
@@ -66,11 +92,11 @@ impl IntervalSet {
         true
     }
 
-    /// The smallest number >= `x` not in the set.
-    pub(crate) fn first_free_from(&self, x: u128) -> u128 {
+    /// The smallest number >= `x` not in the set (`None`: every one up to `u128::MAX` is).
+    pub(crate) fn first_free_from(&self, x: u128) -> Option<u128> {
         match self.containing(x) {
-            Some((_, e)) => e + 1,
-            None => x,
+            Some((_, e)) => e.checked_add(1),
+            None => Some(x),
         }
     }
 }
@@ -95,11 +121,26 @@ mod tests {
             } else {
                 assert_eq!(s.remove(v), oracle.remove(&v));
             }
+            if (x >> 50).is_multiple_of(16) {
+                let lo = ((x >> 8) % 64) as u128;
+                let hi = lo + ((x >> 14) % 6) as u128;
+                s.insert_range(lo, hi);
+                oracle.extend(lo..=hi);
+            }
             let probe = ((x >> 40) % 70) as u128;
             let want = (probe..).find(|p| !oracle.contains(p)).unwrap();
-            assert_eq!(s.first_free_from(probe), want);
+            assert_eq!(s.first_free_from(probe), Some(want));
             assert_eq!(s.contains(probe), oracle.contains(&probe));
         }
+        // Up to the last number.
+        let mut top = IntervalSet::default();
+        top.insert_range(u128::MAX - 3, u128::MAX);
+        top.insert_range(5, u128::MAX - 5);
+        assert_eq!(top.first_free_from(7), Some(u128::MAX - 4));
+        assert_eq!(top.first_free_from(u128::MAX - 3), None);
+        top.insert_range(u128::MAX - 4, u128::MAX - 4);
+        assert_eq!(top.first_free_from(5), None);
+        assert_eq!(top.map.len(), 1);
         // Coalesced: no two intervals touch.
         let v: Vec<_> = s.map.iter().collect();
         for w in v.windows(2) {

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -12,10 +13,25 @@ use super::lease::{BootId, Lease, Owner, Quarantine, Record, Request};
 use super::network::{check_name, Network};
 use super::state::NetState;
 use super::store::holds::check_holder;
-use super::store::{Change, ForeignLease, Hold, Joined, Left, MemoryStore, Stamp, Store, Unheld};
+use super::store::{
+    Change, ForeignLease, Hold, Joined, Left, MemoryStore, Stamp, Store, Unheld, ViewQuery,
+};
 
 /// How many times a batch is recomputed when other writers keep moving the version.
 const MAX_ATTEMPTS: u32 = 10_000;
+
+/// How many calls of an `Ipam` on a store that serves views ([`Store::serves_views`]) are
+/// answered from views before it loads the whole network and keeps it: a short-lived process
+/// makes fewer, a long-lived one then has its cache.
+const VIEW_CALLS: u32 = 4;
+
+/// The addresses a view holds after the next-fit cursor (see [`ViewQuery::window`]); the
+/// unit tests' pools fill it up, so that next-fit often has to load the whole network.
+const VIEW_WINDOW: u32 = if cfg!(test) { 16 } else { 256 };
+
+/// How many times a call on a view is recomputed when other writers keep moving the version,
+/// before it loads the whole network instead.
+const VIEW_ATTEMPTS: u32 = 50;
 
 enum Op {
     Allocate(Owner, Request),
@@ -44,8 +60,11 @@ struct Inner {
     boot_id: Mutex<Option<BootId>>,
     /// Requests waiting for the next batch (group commit).
     queue: Mutex<Vec<Pending>>,
-    /// The cached state; `None` after a failed commit (reloaded before the next use).
+    /// The cached state; `None` after a failed commit (reloaded before the next use), or
+    /// before the first load of an `Ipam` that starts with views.
     state: tokio::sync::Mutex<Option<NetState>>,
+    /// Calls left to answer from views while `state` is empty (see [`VIEW_CALLS`]).
+    views_left: AtomicU32,
 }
 
 /// Hands out the addresses of one network; cheap to clone, safe to share between tasks.
@@ -111,7 +130,9 @@ impl Ipam {
         Ipam::open(store, network.name()).await
     }
 
-    /// Opens a network defined earlier ([`ErrorKind::NotFound`] if it is not).
+    /// Opens a network defined earlier ([`ErrorKind::NotFound`] if it is not). On a store
+    /// that serves views ([`Store::serves_views`]) only the definition is read here, and the
+    /// first calls read only what they need.
     pub async fn open(store: Arc<dyn Store>, name: &str) -> Result<Ipam> {
         check_name(name)?;
         let boot_id = if store.keeps_boot_ids() {
@@ -119,17 +140,23 @@ impl Ipam {
         } else {
             None
         };
-        let snap = store.load(name).await?;
-        let network = Arc::new(snap.network.clone());
-        let mut state = NetState::from_snapshot(snap, network.clone())?;
-        state.set_slices(store.host_slices(name).await?);
+        let (network, state, views) = if store.serves_views() {
+            (Arc::new(store.network(name).await?), None, VIEW_CALLS)
+        } else {
+            let snap = store.load(name).await?;
+            let network = Arc::new(snap.network.clone());
+            let mut state = NetState::from_snapshot(snap, network.clone())?;
+            state.set_slices(store.host_slices(name).await?);
+            (network, Some(state), 0)
+        };
         Ok(Ipam {
             inner: Arc::new(Inner {
                 network,
                 store,
                 boot_id: Mutex::new(boot_id),
                 queue: Mutex::new(Vec::new()),
-                state: tokio::sync::Mutex::new(Some(state)),
+                state: tokio::sync::Mutex::new(state),
+                views_left: AtomicU32::new(views),
             }),
         })
     }
@@ -403,7 +430,102 @@ impl Ipam {
 
     /// `owner`'s lease, if any.
     pub async fn lookup(&self, owner: &Owner) -> Result<Option<Lease>> {
+        let query = ViewQuery {
+            owner: owner.clone(),
+            ips: Vec::new(),
+            window: 0,
+        };
+        if self.inner.state.lock().await.is_none() && self.take_view() {
+            if let Some(state) = self.view_state(&query).await? {
+                return Ok(state.lookup(owner));
+            }
+        }
         self.read(|s| s.lookup(owner)).await
+    }
+
+    /// Whether the next call may be answered from a view (and counts it).
+    fn take_view(&self) -> bool {
+        self.inner
+            .views_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// The state of what `query` asks for, read from the store's view ([`Store::view`]):
+    /// every other address counts as used. `None` when the store gives no view.
+    async fn view_state(&self, query: &ViewQuery) -> Result<Option<NetState>> {
+        let name = self.inner.network.name();
+        let Some(view) = self.inner.store.view(name, query).await? else {
+            return Ok(None);
+        };
+        if view.snapshot.network != *self.inner.network {
+            return Err(self.redefined());
+        }
+        NetState::from_view(view, self.inner.network.clone()).map(Some)
+    }
+
+    /// Runs `op`, an allocation or a release, on a view of the store ([`Store::view`]) instead
+    /// of the whole network, while the cache is empty and views are left: what a short-lived
+    /// process needs. An answer rests on a commit, or on a view read within this call.
+    /// `None`: not served that way (the caller loads the whole network), e.g. when next-fit
+    /// finds no free address in the part of the pool the view holds.
+    async fn execute_in_view(&self, op: &Op, boot: &Option<BootId>) -> Option<Result<Reply>> {
+        let query = match op {
+            Op::Allocate(o, r) => ViewQuery {
+                owner: o.clone(),
+                ips: r.ips().to_vec(),
+                window: VIEW_WINDOW,
+            },
+            Op::Release(o) => ViewQuery {
+                owner: o.clone(),
+                ips: Vec::new(),
+                window: 0,
+            },
+            _ => return None,
+        };
+        if !self.take_view() {
+            return None;
+        }
+        let name = self.inner.network.name();
+        for _ in 0..VIEW_ATTEMPTS {
+            let mut state = match self.view_state(&query).await {
+                Ok(Some(s)) => s,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            };
+            let mut changes = Vec::new();
+            let r = match op {
+                Op::Allocate(o, req) => {
+                    state.allocate(o, req, boot, &mut changes).map(Reply::Lease)
+                }
+                Op::Release(o) => Ok(Reply::Released(state.release(o, &mut changes))),
+                _ => return None,
+            };
+            match &r {
+                Err(e) if e.kind() == ErrorKind::PoolExhausted => return None,
+                Err(_) => return Some(r),
+                Ok(_) if changes.is_empty() => return Some(r),
+                Ok(_) => {}
+            }
+            match self.inner.store.commit(name, state.version, &changes).await {
+                Ok(_) => return Some(r),
+                // Another writer went first: read again.
+                Err(e) if e.kind() == ErrorKind::Conflict => tokio::task::yield_now().await,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        None
+    }
+
+    /// The error for a network whose definition changed since it was opened.
+    fn redefined(&self) -> Error {
+        Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "network `{}` was redefined in the store since it was opened: open it again",
+                self.inner.network.name()
+            ),
+        )
     }
 
     /// Every lease, sorted by owner.
@@ -421,13 +543,7 @@ impl Ipam {
         let name = self.inner.network.name();
         let snap = self.inner.store.load(name).await?;
         if snap.network != *self.inner.network {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "network `{}` was redefined in the store since it was opened: open it again",
-                    self.inner.network.name()
-                ),
-            ));
+            return Err(self.redefined());
         }
         let mut state = NetState::from_snapshot(snap, self.inner.network.clone())?;
         state.set_slices(self.inner.store.host_slices(name).await?);
@@ -604,6 +720,11 @@ impl Ipam {
             Ok(held) => held,
             Err(e) => return fail(&e),
         };
+        if let ([op], None) = (ops, &slot) {
+            if let Some(r) = self.execute_in_view(op, &boot).await {
+                return vec![r];
+            }
+        }
         // The most changes a gc-like op adds to a batch (the store's bound).
         let budget = self
             .inner

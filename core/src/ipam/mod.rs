@@ -25,5 +25,5 @@ pub use store::etcd::{EtcdConfig, EtcdStore};
 pub(crate) use store::fsutil;
 pub use store::{
     Change, ForeignLease, Hold, HostLocalStore, Joined, Left, LocalStore, MemoryStore, Snapshot,
-    Stamp, Store, StoreFuture, Unheld,
+    Stamp, Store, StoreFuture, Unheld, View, ViewQuery,
 };

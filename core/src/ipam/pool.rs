@@ -644,6 +644,22 @@ impl Pool {
         span_index(&self.spans[s.spans.0..s.spans.1], off).map(|j| s.spans.0 + j)
     }
 
+    /// Where next-fit looks first after the cursor `cursor` (an offset, `None` before the
+    /// first pick): the index of a span and the offset to start from in it (possibly past
+    /// its end: then next-fit goes on with the following span).
+    pub(crate) fn next_fit_start(&self, cursor: Option<u128>) -> (usize, u128) {
+        match cursor {
+            Some(c) => match self.span_index(c) {
+                Some(j) => (j, c.saturating_add(1)),
+                None => {
+                    let j = self.span_after(c);
+                    (j, self.spans[j].0)
+                }
+            },
+            None => (0, self.spans[0].0),
+        }
+    }
+
     /// Where next-fit goes on after `off`, which lies in no span: the index of the next span
     /// of `off`'s segment, or of the following segment's first span (wrapping); 0 when `off`
     /// is outside the pool.

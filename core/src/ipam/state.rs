@@ -13,7 +13,7 @@ use super::intervals::IntervalSet;
 use super::lease::{BootId, Lease, LeasedAddress, Owner, Quarantine, Record, Request};
 use super::network::Network;
 use super::pool::{ip_to_u128, u128_to_ip, AllocRange, Pool};
-use super::store::{Change, ForeignLease, Snapshot, Stamp};
+use super::store::{Change, ForeignLease, Snapshot, Stamp, View};
 
 /// FxHash (rustc's): much faster than SipHash on short keys; the keys (addresses, container
 /// ids) come from the container runtime, not from untrusted peers.
@@ -178,6 +178,36 @@ impl NetState {
             slice_writes: Some(snap.slice_writes),
             sliced: false,
         })
+    }
+
+    /// The state of a view ([`View`]): every address outside what it saw counts as used, so
+    /// that next-fit picks only where the view knows every lease. Serves one call: it is never
+    /// kept as the cache.
+    pub(crate) fn from_view(view: View, network: Arc<Network>) -> Result<NetState> {
+        let mut s = NetState::from_snapshot(view.snapshot, network)?;
+        for (i, pool) in s.network.pools().iter().enumerate() {
+            let v6 = pool.is_ipv6();
+            let mut known: Vec<(u128, u128)> = view
+                .known
+                .iter()
+                .filter(|(lo, hi)| lo.is_ipv6() == v6 && hi.is_ipv6() == v6 && lo <= hi)
+                .map(|(lo, hi)| (ip_to_u128(*lo), ip_to_u128(*hi)))
+                .collect();
+            known.sort_unstable();
+            let used = &mut s.pools[i].used;
+            let mut next = Some(0u128);
+            for (lo, hi) in known {
+                let Some(n) = next else { break };
+                if lo > n {
+                    used.insert_range(n, lo - 1);
+                }
+                next = hi.checked_add(1).map(|h| h.max(n));
+            }
+            if let Some(n) = next {
+                used.insert_range(n, u128::MAX);
+            }
+        }
+        Ok(s)
     }
 
     /// Whether this state is current with `stamp` (see [`Stamp`]).
@@ -413,24 +443,14 @@ impl NetState {
         let ps = &self.pools[i];
         // host-local's range set iterator: on after the cursor, through the segments in
         // order, wrapping around.
-        let (j, from) = match ps.cursor {
-            Some(c) => match pool.span_index(c) {
-                Some(j) => (j, c + 1),
-                None => {
-                    let j = pool.span_after(c);
-                    (j, spans[j].0)
-                }
-            },
-            None => (0, spans[0].0),
-        };
+        let (j, from) = pool.next_fit_start(ps.cursor);
         for k in 0..=spans.len() {
             let (lo, hi) = spans[(j + k) % spans.len()];
             let start = if k == 0 { from } else { lo };
             if start > hi {
                 continue;
             }
-            let f = ps.used.first_free_from(start);
-            if f <= hi {
+            if let Some(f) = ps.used.first_free_from(start).filter(|f| *f <= hi) {
                 return Some(f);
             }
         }
@@ -450,10 +470,8 @@ impl NetState {
                 .map(|s| (lo.max(s.0), hi.min(s.1)))
                 .collect();
             hits.sort_unstable();
-            hits.into_iter().find_map(|(start, end)| {
-                let f = ps.used.first_free_from(start);
-                (f <= end).then_some(f)
-            })
+            hits.into_iter()
+                .find_map(|(start, end)| ps.used.first_free_from(start).filter(|f| *f <= end))
         };
         if let Some(c) = ps.slice_cursor {
             for &(lo, hi) in &ps.slices {

@@ -365,8 +365,8 @@ impl Networks {
             _ => {}
         }
         if unused_only {
-            match self.inner.store.host_records(name).await {
-                Ok(records) if !records.is_empty() => return Ok(false),
+            match self.inner.store.has_host_records(name).await {
+                Ok(true) => return Ok(false),
                 Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
                 _ => {}
             }

@@ -288,11 +288,27 @@ async fn corrupt_files_are_reported_never_reset() {
                 continue;
             }
             std::fs::write(&path, &bad).unwrap();
-            // What another process would see: a clear error naming the file.
+            // What another process would see: a clear error naming the file, at open (the
+            // definition) or at its first call (a view's or a full load's).
+            for call in ["allocate", "lookup", "release", "list"] {
+                let fresh = Arc::new(LocalStore::open(dir.path()).unwrap());
+                let e = match Ipam::open(fresh.clone(), "n").await {
+                    Err(e) => e,
+                    Ok(ipam) => {
+                        let o = owner(if call == "release" { 1 } else { 9 });
+                        match call {
+                            "allocate" => ipam.allocate(&o, &Request::any()).await.map(drop),
+                            "lookup" => ipam.lookup(&o).await.map(drop),
+                            "release" => ipam.release(&o).await.map(drop),
+                            _ => ipam.list().await.map(drop),
+                        }
+                        .expect_err(call)
+                    }
+                };
+                assert_eq!(e.kind(), ErrorKind::Corrupt, "{file} {call}: {e}");
+                assert!(e.message().contains(&path.display().to_string()), "{e}");
+            }
             let fresh = Arc::new(LocalStore::open(dir.path()).unwrap());
-            let e = Ipam::open(fresh.clone(), "n").await.unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Corrupt, "{file}: {e}");
-            assert!(e.message().contains(&path.display().to_string()), "{e}");
             // A commit through it fails the same way and leaves the file as it was.
             let e = fresh
                 .commit("n", 0, &[])

@@ -11,15 +11,19 @@ use crate::ipam::network::{check_name, Network};
 
 use super::fsutil;
 use super::holds::{file_holds_methods, HoldsFile};
+use super::localview::Peek;
 use super::memory::conflict;
 use super::stateformat::{
     corrupt, decode_blocks, decode_journal_head, decode_network, decode_state, encode_block,
     encode_journal_head, encode_network, encode_state,
 };
-use super::{blocking, blocking_store_methods, Change, Snapshot, Store, StoreFuture, Table};
+use super::{
+    blocking, blocking_store_methods, Change, Snapshot, Store, StoreFuture, Table, View, ViewQuery,
+};
 
-/// Compact the journal into a new snapshot once it is larger than this and than a quarter of
-/// the snapshot: every process reads the whole journal on load, so it is kept short.
+/// Compact the journal into a new snapshot once it is larger than this: every process reads
+/// the whole journal, also a view's (which reads only a few leases of the snapshot), so it is
+/// kept short whatever the snapshot's size.
 const COMPACT_AT: u64 = 64 * 1024;
 
 /// Leases in files, safe across threads, processes and crashes.
@@ -31,22 +35,29 @@ const COMPACT_AT: u64 = 64 * 1024;
 /// A commit takes `<name>/lock` (`flock`), reads the journal's new blocks, checks the version,
 /// appends one checksummed block and `fdatasync`s it before returning: one disk flush per
 /// commit, and concurrent allocations of one [`crate::ipam::Ipam`] share a commit. When the
-/// journal outgrows a quarter of the snapshot (and 64 KiB), a new snapshot is written aside, fsynced, renamed over `state`,
+/// journal outgrows 64 KiB, a new snapshot is written aside, fsynced, renamed over `state`,
 /// the journal is replaced by an empty one the same way, and the directory is fsynced. A block
 /// cut short by a crash was never acknowledged and is dropped; any other damage is
 /// [`ErrorKind::Corrupt`] naming the file. See docs/ipam.md for the formats.
+///
+/// It serves views ([`Store::view`]): a process that has not loaded the whole network reads
+/// the journal and looks up, in the snapshot's bytes, only the leases a call needs (binary
+/// search by address, substring search by owner), and commits after checking each change
+/// against them, under the same lock and version check.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
-    inner: Arc<LocalInner>,
+    pub(super) inner: Arc<LocalInner>,
 }
 
 #[derive(Debug)]
-struct LocalInner {
+pub(super) struct LocalInner {
     dir: PathBuf,
     durable: bool,
     compact_at: u64,
     /// What this process last read of each network, to read only what was appended since.
     mirrors: Mutex<HashMap<String, Mirror>>,
+    /// The same for views, where no mirror is kept: a snapshot's bytes and the journal since.
+    peeks: Mutex<HashMap<String, Peek>>,
 }
 
 /// A network's state as of `offset` bytes of the journal with inode `ino` that follows the
@@ -57,8 +68,6 @@ struct Mirror {
     ino: u64,
     base: u64,
     offset: u64,
-    /// Size of the snapshot file it was built from.
-    state_len: u64,
     /// (version, start offset) of every journal block read.
     index: Vec<(u64, u64)>,
 }
@@ -74,13 +83,14 @@ impl LocalStore {
         Ok(LocalStore::with(dir, true, COMPACT_AT))
     }
 
-    fn with(dir: PathBuf, durable: bool, compact_at: u64) -> LocalStore {
+    pub(super) fn with(dir: PathBuf, durable: bool, compact_at: u64) -> LocalStore {
         LocalStore {
             inner: Arc::new(LocalInner {
                 dir,
                 durable,
                 compact_at,
                 mirrors: Mutex::new(HashMap::new()),
+                peeks: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -144,6 +154,77 @@ impl LocalInner {
         self.mirrors.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this process holds network `name` in full (a test's view of which path ran).
+    #[cfg(test)]
+    pub(super) fn has_mirror(&self, name: &str) -> bool {
+        self.mirrors().contains_key(name)
+    }
+
+    fn peeks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Peek>> {
+        self.peeks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the peek at `name` up to date with the files (the caller holds the lock), as
+    /// [`LocalInner::refresh`] does the mirror; `None` when the snapshot needs the full
+    /// decoder.
+    fn refresh_peek(&self, name: &str) -> Result<Option<(Peek, File)>> {
+        let dir = self.net_dir(name)?;
+        let jpath = dir.join("journal");
+        let (f, ino, len) = self.open_journal(&dir)?;
+        let head = Self::read_at(&f, 0, len.min(64), &jpath)?;
+        let (base, head_len) = decode_journal_head(&head, &jpath)?;
+        let mut p = match self.peeks().remove(name) {
+            Some(p) if p.ino == ino && p.base == base && p.offset <= len => p,
+            _ => {
+                let network = self.read_network(name)?;
+                let data = fsutil::read(&dir.join("state"))?;
+                match Peek::new(network, data, ino, base, head_len) {
+                    Some(p) => p,
+                    None => return Ok(None),
+                }
+            }
+        };
+        if p.offset < len {
+            let data = Self::read_at(&f, p.offset, len, &jpath)?;
+            p.apply_blocks(decode_blocks(&data, p.offset, &jpath)?, &jpath)?;
+        }
+        Ok(Some((p, f)))
+    }
+
+    /// Whether the network holds any lease, told by the peek where it can (the snapshot's
+    /// count against the journal's releases) without decoding them all.
+    fn has_records(&self, name: &str) -> Result<bool> {
+        let _lock = self.lock(name)?;
+        if !self.mirrors().contains_key(name) {
+            if let Some((mut p, _)) = self.refresh_peek(name)? {
+                let any = p.any_lease();
+                self.peeks().insert(name.to_string(), p);
+                if let Ok(any) = any {
+                    return Ok(any);
+                }
+            }
+        }
+        let (m, _) = self.refresh(name)?;
+        let any = !m.table.records.is_empty();
+        self.mirrors().insert(name.to_string(), m);
+        Ok(any)
+    }
+
+    /// See [`Store::view`]: `None` while this process keeps the whole network (its mirror is
+    /// as cheap), or when the snapshot needs the full decoder.
+    fn view(&self, name: &str, query: &ViewQuery) -> Result<Option<View>> {
+        let _lock = self.lock(name)?;
+        if self.mirrors().contains_key(name) {
+            return Ok(None);
+        }
+        let Some((mut p, _)) = self.refresh_peek(name)? else {
+            return Ok(None);
+        };
+        let out = p.view(query).ok();
+        self.peeks().insert(name.to_string(), p);
+        Ok(out)
+    }
+
     /// Takes the network's lock (checking first that the network exists).
     fn lock(&self, name: &str) -> Result<File> {
         let dir = self.net_dir(name)?;
@@ -192,7 +273,6 @@ impl LocalInner {
                     ino,
                     base,
                     offset: head_len,
-                    state_len: data.len() as u64,
                     index: Vec::new(),
                 }
             }
@@ -314,6 +394,7 @@ impl LocalInner {
         let gone = self.dir.join(format!(".deleted-{name}"));
         let _ = std::fs::remove_dir_all(&gone);
         std::fs::rename(&dir, &gone).map_err(|e| fsutil::io_err("remove", &dir, e))?;
+        self.peeks().remove(name);
         if self.durable {
             fsutil::sync_dir(&self.dir)?;
         }
@@ -364,14 +445,54 @@ impl LocalInner {
 
     fn commit(&self, name: &str, expected: u64, changes: &[Change]) -> Result<u64> {
         let _lock = self.lock(name)?;
-        let dir = self.net_dir(name)?;
-        let jpath = dir.join("journal");
-        let (mut m, f) = self.refresh(name)?;
-        let now = m.table.version;
-        if now != expected {
-            self.mirrors().insert(name.to_string(), m);
+        if !self.mirrors().contains_key(name) {
+            if let Some(v) = self.commit_peek(name, expected, changes)? {
+                return Ok(v);
+            }
+        }
+        self.commit_mirror(name, expected, changes)
+    }
+
+    /// [`LocalInner::commit`] without the whole network in memory (the caller holds the lock):
+    /// each change is checked against the leases it touches, looked up in the snapshot's bytes
+    /// and the journal. `None` when the snapshot needs the full decoder.
+    fn commit_peek(&self, name: &str, expected: u64, changes: &[Change]) -> Result<Option<u64>> {
+        let Some((mut p, f)) = self.refresh_peek(name)? else {
+            return Ok(None);
+        };
+        if p.version != expected {
+            let now = p.version;
+            self.peeks().insert(name.to_string(), p);
             return Err(conflict(name, now, expected));
         }
+        let offset = p.offset;
+        match p.apply(changes) {
+            Err(_fallback) => return Ok(None),
+            Ok(Err(e)) => {
+                self.peeks().insert(name.to_string(), p); // it took none of the changes
+                return Err(e);
+            }
+            Ok(Ok(())) => {}
+        }
+        let v = p.version;
+        let dir = self.net_dir(name)?;
+        let written = self.append(&dir, &f, offset, v, changes)?;
+        p.offset += written;
+        if p.offset > self.compact_at {
+            // Fold the journal into a new snapshot: that needs every lease.
+            let (mut m, _) = self.refresh(name)?;
+            self.compact(&dir, &mut m)?;
+            self.mirrors().insert(name.to_string(), m);
+        } else {
+            self.peeks().insert(name.to_string(), p);
+        }
+        Ok(Some(v))
+    }
+
+    /// Writes the block of `changes` (version `v`) at `offset`, the end of the journal's last
+    /// complete block, and syncs it; returns its length.
+    fn append(&self, dir: &Path, f: &File, offset: u64, v: u64, changes: &[Change]) -> Result<u64> {
+        let jpath = dir.join("journal");
         let io = |e| {
             Error::io(
                 format!(
@@ -383,25 +504,32 @@ impl LocalInner {
         };
         // Bytes past the last complete block are a write a crash cut short: drop them.
         let len = f.metadata().map_err(io)?.len();
-        if len > m.offset {
-            f.set_len(m.offset).map_err(io)?;
+        if len > offset {
+            f.set_len(offset).map_err(io)?;
+        }
+        let block = encode_block(v, changes);
+        f.write_all_at(&block, offset)
+            .and_then(|()| if self.durable { f.sync_data() } else { Ok(()) })
+            .map_err(io)?;
+        Ok(block.len() as u64)
+    }
+
+    /// [`LocalInner::commit`] on the mirror, the whole network in memory (the caller holds
+    /// the lock).
+    fn commit_mirror(&self, name: &str, expected: u64, changes: &[Change]) -> Result<u64> {
+        let dir = self.net_dir(name)?;
+        let (mut m, f) = self.refresh(name)?;
+        let now = m.table.version;
+        if now != expected {
+            self.mirrors().insert(name.to_string(), m);
+            return Err(conflict(name, now, expected));
         }
         let v = m.table.apply(changes)?;
-        let block = encode_block(v, changes);
-        let written = f.write_all_at(&block, m.offset).and_then(|()| {
-            if self.durable {
-                f.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
-            // The mirror is ahead of the file now: forget it, the next call re-reads.
-            return Err(io(e));
-        }
+        // On an error the mirror is ahead of the file: it is dropped, the next call re-reads.
+        let written = self.append(&dir, &f, m.offset, v, changes)?;
         m.index.push((v, m.offset));
-        m.offset += block.len() as u64;
-        if m.offset > self.compact_at && m.offset > m.state_len / 4 {
+        m.offset += written;
+        if m.offset > self.compact_at {
             self.compact(&dir, &mut m)?;
         }
         self.mirrors().insert(name.to_string(), m);
@@ -420,7 +548,6 @@ impl LocalInner {
         m.ino = ino;
         m.base = m.table.version;
         m.offset = head.len() as u64;
-        m.state_len = data.len() as u64;
         m.index.clear();
         Ok(())
     }
@@ -439,6 +566,29 @@ impl LocalStore {
 impl Store for LocalStore {
     blocking_store_methods!();
     file_holds_methods!();
+
+    fn serves_views(&self) -> bool {
+        true
+    }
+
+    fn network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Network> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        Box::pin(blocking(move || inner.read_network(&name)))
+    }
+
+    fn has_host_records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        Box::pin(blocking(move || inner.has_records(&name)))
+    }
+
+    fn view<'a>(&'a self, name: &'a str, query: &'a ViewQuery) -> StoreFuture<'a, Option<View>> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        let query = query.clone();
+        Box::pin(blocking(move || inner.view(&name, &query)))
+    }
 
     fn changes_since<'a>(
         &'a self,

@@ -19,6 +19,7 @@ pub(crate) mod fsutil;
 pub(crate) mod holds;
 pub(crate) mod hostlocal;
 pub(crate) mod local;
+mod localview;
 mod memory;
 mod stateformat;
 
@@ -58,6 +59,30 @@ pub struct Snapshot {
     /// Leases another tool left that underlay cannot take as its own (see [`ForeignLease`]);
     /// their addresses are never handed out.
     pub foreign: Vec<ForeignLease>,
+}
+
+/// What [`Store::view`] reads: what one allocation or release by `owner` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewQuery {
+    /// Every lease of this owner.
+    pub owner: Owner,
+    /// The leases of these addresses (the ones a request names), if leased.
+    pub ips: Vec<IpAddr>,
+    /// Per pool, the leases of this many addresses from where next-fit looks first (after
+    /// the cursor), and of as many from the start of the span after that one: room for one
+    /// next-fit pick. 0: none (a release, a lookup).
+    pub window: u32,
+}
+
+/// Part of a network's state, read by [`Store::view`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// The definition, cursors and version as [`Store::load`] gives them, with only some
+    /// leases in `records`: all of the query's owner's, and every one inside `known`.
+    pub snapshot: Snapshot,
+    /// Address ranges (inclusive) inside which `snapshot.records` holds every lease;
+    /// outside them (but for the owner's addresses) nothing is known.
+    pub known: Vec<(IpAddr, IpAddr)>,
 }
 
 /// A lease another tool wrote that underlay cannot represent, e.g. a CNI host-local lease file
@@ -144,6 +169,28 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The network's current state ([`ErrorKind::NotFound`] if it is not defined).
     fn load<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Snapshot>;
+
+    /// Whether [`Store::view`] answers: an [`super::Ipam`] on this store then opens with
+    /// [`Store::network`] alone and serves its first calls from views, loading every lease
+    /// only when a call needs them (a short-lived process, such as a CNI plugin call, never
+    /// does). Default: false.
+    fn serves_views(&self) -> bool {
+        false
+    }
+
+    /// The network's definition ([`ErrorKind::NotFound`] if it is not defined). Default: from
+    /// [`Store::load`].
+    fn network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Network> {
+        Box::pin(async move { Ok(self.load(name).await?.network) })
+    }
+
+    /// Reads only what `query` asks for, at the network's current version (a commit at that
+    /// version succeeds if nothing changed meanwhile); `None` when the store cannot (default),
+    /// or not this time (the caller then loads everything).
+    fn view<'a>(&'a self, name: &'a str, query: &'a ViewQuery) -> StoreFuture<'a, Option<View>> {
+        let _ = (name, query);
+        Box::pin(async { Ok(None) })
+    }
 
     /// The network's current version (cheap; tells a cache whether to reload).
     fn version<'a>(&'a self, name: &'a str) -> StoreFuture<'a, u64>;
@@ -256,6 +303,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// hosts' leases are theirs to release). Default (one host): every lease.
     fn host_records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<Record>> {
         Box::pin(async move { Ok(self.load(name).await?.records) })
+    }
+
+    /// Whether [`Store::host_records`] would list any lease (a store may tell without
+    /// reading them all). Default: from [`Store::host_records`].
+    fn has_host_records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move { Ok(!self.host_records(name).await?.is_empty()) })
     }
 
     /// The network's [`Stamp`], read at one point in time. Default: the version alone.

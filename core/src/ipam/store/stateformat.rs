@@ -32,7 +32,7 @@ use crate::types::IfName;
 use super::{Change, Table};
 
 const NETWORK_MAGIC: &str = "underlay-ipam-network 1";
-const STATE_MAGIC: &str = "underlay-ipam-state 1";
+pub(super) const STATE_MAGIC: &str = "underlay-ipam-state 1";
 
 pub(crate) fn fnv(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
