@@ -14,7 +14,7 @@ use super::network::{check_name, Network};
 use super::state::NetState;
 use super::store::holds::check_holder;
 use super::store::{
-    Change, ForeignLease, Hold, Joined, Left, MemoryStore, Stamp, Store, Unheld, ViewQuery,
+    Change, ForeignLease, Hold, Joined, Left, MemoryStore, Stamp, Store, Unheld, View, ViewQuery,
 };
 
 /// How many times a batch is recomputed when other writers keep moving the version.
@@ -464,23 +464,29 @@ impl Ipam {
         NetState::from_view(view, self.inner.network.clone()).map(Some)
     }
 
-    /// Runs `op`, an allocation or a release, on a view of the store ([`Store::view`]) instead
-    /// of the whole network, while the cache is empty and views are left: what a short-lived
-    /// process needs. An answer rests on a commit, or on a view read within this call.
-    /// `None`: not served that way (the caller loads the whole network), e.g. when next-fit
-    /// finds no free address in the part of the pool the view holds.
+    /// Runs `op`, an allocation or a release, on a view of the store ([`Store::update`])
+    /// instead of the whole network, while the cache is empty and views are left: what a
+    /// short-lived process needs. An answer rests on a commit, or on a view read within this
+    /// call. `None`: not served that way (the caller loads the whole network), e.g. when
+    /// next-fit finds no free address in the part of the pool the view holds.
     async fn execute_in_view(&self, op: &Op, boot: &Option<BootId>) -> Option<Result<Reply>> {
-        let query = match op {
-            Op::Allocate(o, r) => ViewQuery {
-                owner: o.clone(),
-                ips: r.ips().to_vec(),
-                window: VIEW_WINDOW,
-            },
-            Op::Release(o) => ViewQuery {
-                owner: o.clone(),
-                ips: Vec::new(),
-                window: 0,
-            },
+        let (query, request) = match op {
+            Op::Allocate(o, r) => (
+                ViewQuery {
+                    owner: o.clone(),
+                    ips: r.ips().to_vec(),
+                    window: VIEW_WINDOW,
+                },
+                Some(r.clone()),
+            ),
+            Op::Release(o) => (
+                ViewQuery {
+                    owner: o.clone(),
+                    ips: Vec::new(),
+                    window: 0,
+                },
+                None,
+            ),
             _ => return None,
         };
         if !self.take_view() {
@@ -488,27 +494,40 @@ impl Ipam {
         }
         let name = self.inner.network.name();
         for _ in 0..VIEW_ATTEMPTS {
-            let mut state = match self.view_state(&query).await {
-                Ok(Some(s)) => s,
-                Ok(None) => return None,
-                Err(e) => return Some(Err(e)),
+            // The reply computed on the view, and whether it needs the whole network instead.
+            let out: Arc<Mutex<Option<(Result<Reply>, bool)>>> = Arc::default();
+            let compute = {
+                let (out, network) = (out.clone(), self.inner.network.clone());
+                let (owner, request, boot) = (query.owner.clone(), request.clone(), boot.clone());
+                Box::new(move |view: View| {
+                    let mut changes = Vec::new();
+                    let r = if view.snapshot.network != *network {
+                        Err(redefined(network.name()))
+                    } else {
+                        let mut state = NetState::from_view(view, network)?;
+                        match &request {
+                            Some(req) => state
+                                .allocate(&owner, req, &boot, &mut changes)
+                                .map(Reply::Lease),
+                            None => Ok(Reply::Released(state.release(&owner, &mut changes))),
+                        }
+                    };
+                    let more = matches!(&r, Err(e) if e.kind() == ErrorKind::PoolExhausted);
+                    if r.is_err() {
+                        changes.clear();
+                    }
+                    *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((r, more));
+                    Ok(changes)
+                })
             };
-            let mut changes = Vec::new();
-            let r = match op {
-                Op::Allocate(o, req) => {
-                    state.allocate(o, req, boot, &mut changes).map(Reply::Lease)
+            match self.inner.store.update(name, &query, compute).await {
+                Ok(false) => return None,
+                Ok(true) => {
+                    return match out.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        Some((_, true)) | None => None,
+                        Some((r, false)) => Some(r),
+                    }
                 }
-                Op::Release(o) => Ok(Reply::Released(state.release(o, &mut changes))),
-                _ => return None,
-            };
-            match &r {
-                Err(e) if e.kind() == ErrorKind::PoolExhausted => return None,
-                Err(_) => return Some(r),
-                Ok(_) if changes.is_empty() => return Some(r),
-                Ok(_) => {}
-            }
-            match self.inner.store.commit(name, state.version, &changes).await {
-                Ok(_) => return Some(r),
                 // Another writer went first: read again.
                 Err(e) if e.kind() == ErrorKind::Conflict => tokio::task::yield_now().await,
                 Err(e) => return Some(Err(e)),
@@ -519,13 +538,7 @@ impl Ipam {
 
     /// The error for a network whose definition changed since it was opened.
     fn redefined(&self) -> Error {
-        Error::new(
-            ErrorKind::Conflict,
-            format!(
-                "network `{}` was redefined in the store since it was opened: open it again",
-                self.inner.network.name()
-            ),
-        )
+        redefined(self.inner.network.name())
     }
 
     /// Every lease, sorted by owner.
@@ -909,6 +922,13 @@ impl Ipam {
             }
         }
     }
+}
+
+fn redefined(name: &str) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!("network `{name}` was redefined in the store since it was opened: open it again"),
+    )
 }
 
 fn lost() -> Error {

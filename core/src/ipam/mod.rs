@@ -24,6 +24,6 @@ pub use pool::{AllocRange, Pool, PoolBuilder, Reserved};
 pub use store::etcd::{EtcdConfig, EtcdStore};
 pub(crate) use store::fsutil;
 pub use store::{
-    Change, ForeignLease, Hold, HostLocalStore, Joined, Left, LocalStore, MemoryStore, Snapshot,
-    Stamp, Store, StoreFuture, Unheld, View, ViewQuery,
+    Change, Compute, ForeignLease, Hold, HostLocalStore, Joined, Left, LocalStore, MemoryStore,
+    Snapshot, Stamp, Store, StoreFuture, Unheld, View, ViewQuery,
 };

@@ -11,12 +11,16 @@ use std::sync::Arc;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipam::lease::{Owner, Record};
 use crate::ipam::network::{check_name, Network};
+use crate::ipam::pool::u128_to_ip;
 
 use super::fsutil;
 use super::holds::{file_holds_methods, HoldsFile};
 use super::memory::conflict;
 use super::stateformat::{corrupt, decode_network, encode_network};
-use super::{blocking, blocking_store_methods, Change, ForeignLease, Snapshot, Store, StoreFuture};
+use super::{
+    blocking, blocking_store_methods, Change, Compute, ForeignLease, Snapshot, Store, StoreFuture,
+    View, ViewQuery,
+};
 
 const DEF_FILE: &str = "underlay.network";
 /// The lock underlay's writers hold from a load to its commit ([`Store::lock_for_update`]).
@@ -264,10 +268,10 @@ impl Inner {
         decode_network(&data, &path)
     }
 
-    /// Scans the directory (the caller holds `lock`): every lease file's identity, and with
-    /// `owners` its owner. One `getdents` pass, then per file one `name_to_handle_at` and
-    /// (owners) an openat/read/close relative to the directory.
-    fn scan(&self, name: &str, owners: bool) -> Result<Scan> {
+    /// Scans the directory (the caller holds `lock`): with `identities` every lease file's
+    /// identity (the version), with `owners` its owner. One `getdents` pass, then per file
+    /// one `name_to_handle_at` and (owners) an openat/read/close relative to the directory.
+    fn scan(&self, name: &str, owners: bool, identities: bool) -> Result<Scan> {
         let network = self.read_network(name)?;
         let path = self.net_dir(name)?;
         let dir = DirFd::open(&path)?;
@@ -315,7 +319,9 @@ impl Inner {
                         None
                     }
                 };
-                let id = if handles {
+                let id = if !identities {
+                    Some(0)
+                } else if handles {
                     dir.identity(&n, &mut handles)?
                 } else {
                     Some(content_identity(&n, &data))
@@ -420,7 +426,7 @@ impl Inner {
             self.read_network(name)?;
             fsutil::lock(&dir.join("lock"))?
         };
-        let d = self.scan(name, true)?;
+        let d = self.scan(name, true, true)?;
         if !d.leases.is_empty() {
             let foreign = if d.foreign.is_empty() {
                 String::new()
@@ -452,7 +458,7 @@ impl Inner {
         let dir = self.net_dir(name)?;
         self.read_network(name)?;
         let _lock = fsutil::lock(&dir.join("lock"))?;
-        let d = self.scan(name, true)?;
+        let d = self.scan(name, true, true)?;
         Ok(Snapshot {
             network: d.network,
             records: d.records.into_values().collect(),
@@ -467,7 +473,65 @@ impl Inner {
         let dir = self.net_dir(name)?;
         self.read_network(name)?;
         let _lock = fsutil::lock(&dir.join("lock"))?;
-        Ok(self.scan(name, false)?.version)
+        Ok(self.scan(name, false, true)?.version)
+    }
+
+    /// See [`Store::update`]: as host-local allocates, the network's `lock` held from the
+    /// scan to the last write, so the scan needs no identities and the commit no second scan
+    /// to check the version.
+    fn update(&self, name: &str, compute: Compute) -> Result<bool> {
+        let dir = self.net_dir(name)?;
+        self.read_network(name)?;
+        let _lock = fsutil::lock(&dir.join("lock"))?;
+        let mut now = self.scan(name, true, false)?;
+        let every = |v6: bool| {
+            let last = if v6 { u128::MAX } else { u32::MAX as u128 };
+            (u128_to_ip(0, v6), u128_to_ip(last, v6))
+        };
+        let view = View {
+            snapshot: Snapshot {
+                network: now.network.clone(),
+                records: std::mem::take(&mut now.records).into_values().collect(),
+                cursors: now.cursors.clone(),
+                version: now.version,
+                slice_writes: 0,
+                foreign: now.foreign.values().cloned().collect(),
+            },
+            known: vec![every(false), every(true)],
+        };
+        let changes = compute(view)?;
+        if !changes.is_empty() {
+            self.apply(name, &dir, &now, &changes)?;
+        }
+        Ok(true)
+    }
+
+    /// Whether any lease file names an owner underlay can take (what `load` would list):
+    /// the first one found tells.
+    fn any_record(&self, name: &str) -> Result<bool> {
+        let network = self.read_network(name)?;
+        let path = self.net_dir(name)?;
+        let _lock = fsutil::lock(&path.join("lock"))?;
+        let dir = DirFd::open(&path)?;
+        let list_err = |e| fsutil::io_err("list", &path, e);
+        for entry in std::fs::read_dir(&path).map_err(list_err)? {
+            let entry = entry.map_err(list_err)?;
+            let Some(addr) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<IpAddr>().ok())
+            else {
+                continue;
+            };
+            let n = addr.to_string();
+            let Some(data) = dir.read(&n)? else { continue };
+            if parse_lease(&data, &path.join(&n)).is_ok()
+                && network.pools().iter().any(|p| p.contains(addr))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Writes `name` anew (a new file renamed over it), its data synced when `sync`.
@@ -493,10 +557,16 @@ impl Inner {
         let dir = self.net_dir(name)?;
         self.read_network(name)?;
         let _lock = fsutil::lock(&dir.join("lock"))?;
-        let now = self.scan(name, false)?;
+        let now = self.scan(name, false, true)?;
         if now.version != expected {
             return Err(conflict(name, now.version, expected));
         }
+        self.apply(name, &dir, &now, changes)
+    }
+
+    /// The rest of a commit on the scan `now` (the caller holds `lock` since): checks every
+    /// change against the directory, then applies them.
+    fn apply(&self, name: &str, dir: &Path, now: &Scan, changes: &[Change]) -> Result<u64> {
         // The batch's effect on who holds what: Some(owner) claimed in it, None released.
         let mut batch: BTreeMap<IpAddr, Option<&Owner>> = BTreeMap::new();
         for c in changes {
@@ -509,7 +579,7 @@ impl Inner {
                     if held {
                         let by = match batch.get(&r.addr) {
                             Some(Some(o)) => Some((*o).clone()),
-                            _ => self.owner_of(&now, &now.leases[&r.addr].0)?,
+                            _ => self.owner_of(now, &now.leases[&r.addr].0)?,
                         };
                         let by = by.map_or_else(
                             || {
@@ -534,7 +604,7 @@ impl Inner {
                     let holder = match batch.get(&r.addr) {
                         Some(h) => h.cloned(),
                         None => match now.leases.get(&r.addr) {
-                            Some((file, _)) => self.owner_of(&now, file)?,
+                            Some((file, _)) => self.owner_of(now, file)?,
                             None => None,
                         },
                     };
@@ -565,7 +635,7 @@ impl Inner {
                         r.owner.container_id(),
                         r.owner.ifname().as_str()
                     );
-                    self.write_file(&dir, &file, body.as_bytes(), self.durable)
+                    self.write_file(dir, &file, body.as_bytes(), self.durable)
                         .map_err(io)?;
                     let id = if handles {
                         now.dir.identity(&file, &mut handles)?
@@ -588,7 +658,7 @@ impl Inner {
                     // A hint (where next-fit goes on), not a lease: its data is not synced
                     // (host-local syncs nothing); lost, next-fit starts earlier.
                     self.write_file(
-                        &dir,
+                        dir,
                         &format!("{CURSOR_PREFIX}{pool}"),
                         addr.to_string().as_bytes(),
                         false,
@@ -598,11 +668,11 @@ impl Inner {
             }
         }
         if self.durable {
-            fsutil::sync_dir(&dir)?;
+            fsutil::sync_dir(dir)?;
         }
         if handles != now.handles {
             // The filesystem stopped giving handles midway: count afresh.
-            return Ok(self.scan(name, false)?.version);
+            return Ok(self.scan(name, false, true)?.version);
         }
         Ok(version)
     }
@@ -621,6 +691,37 @@ impl HostLocalStore {
 
 impl Store for HostLocalStore {
     file_holds_methods!();
+
+    fn serves_views(&self) -> bool {
+        true
+    }
+
+    fn network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Network> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        Box::pin(blocking(move || inner.read_network(&name)))
+    }
+
+    /// The whole network, read and updated under host-local's `lock` in one step (see
+    /// [`Store::update`]); the query does not narrow it: finding an owner's lease means
+    /// reading every lease file, as host-local does.
+    fn update<'a>(
+        &'a self,
+        name: &'a str,
+        query: &'a ViewQuery,
+        compute: Compute,
+    ) -> StoreFuture<'a, bool> {
+        let _ = query;
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        Box::pin(blocking(move || inner.update(&name, compute)))
+    }
+
+    fn has_host_records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        Box::pin(blocking(move || inner.any_record(&name)))
+    }
 
     fn keeps_boot_ids(&self) -> bool {
         false

@@ -464,9 +464,11 @@ impl Peek {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
     use std::sync::Arc;
 
-    use super::super::{LocalStore, Store};
+    use super::super::{HostLocalStore, LocalStore, Store};
     use crate::error::ErrorKind;
     use crate::ipam::{Ipam, Lease, Network, Owner, Request};
 
@@ -474,11 +476,42 @@ mod tests {
     /// plugin's process makes them) give what a long-lived `Ipam` with the whole network gives,
     /// over two pools that fill up, wrap around and empty again, with owners whose ids look
     /// like addresses, interface names or other owners' prefixes, and a pool over two subnets
-    /// whose spans are not in address order; most of them without ever
-    /// loading the whole network.
+    /// whose spans are not in address order; most of them without ever loading the whole
+    /// network.
     #[test]
     fn views_answer_as_the_whole_network_does() {
-        let dir = std::env::temp_dir().join(format!("ipam-view-unit-{}", std::process::id()));
+        // A short journal: compactions (and the full loads they take) come often.
+        let viewed = compare_with_the_whole_network("local", 2500, |d| {
+            let s = LocalStore::with(d.to_path_buf(), false, 4096);
+            (Arc::new(s.clone()), Some(s))
+        });
+        assert!(
+            viewed * 10 > 2500 * 7,
+            "only {viewed} of 2500 processes were served by views alone"
+        );
+    }
+
+    /// The same on host-local's layout, where a view is the whole network read and updated
+    /// under host-local's lock in one step.
+    #[test]
+    fn host_local_updates_answer_as_the_whole_network_does() {
+        compare_with_the_whole_network("hostlocal", 800, |d| {
+            (
+                Arc::new(HostLocalStore::open(d).unwrap().durable(false)),
+                None,
+            )
+        });
+    }
+
+    /// Runs `steps` processes' calls of [`views_answer_as_the_whole_network_does`] on the
+    /// stores `store` makes; returns how many processes did not load the whole network (a
+    /// local store, the second of the pair, tells).
+    fn compare_with_the_whole_network(
+        tag: &str,
+        steps: usize,
+        store: impl Fn(&Path) -> (Arc<dyn Store>, Option<LocalStore>),
+    ) -> usize {
+        let dir = std::env::temp_dir().join(format!("ipam-view-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -499,8 +532,6 @@ mod tests {
             ],
         )
         .unwrap();
-        // A short journal: compactions (and the full loads they take) come often.
-        let store = |d: &std::path::Path| LocalStore::with(d.to_path_buf(), false, 4096);
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut rand = move |n: u64| {
             x ^= x << 13;
@@ -515,16 +546,14 @@ mod tests {
             3 => "eth0".to_string(),
             _ => format!("lease-{}", i / 5),
         };
-        rt.block_on(async {
-            Ipam::create(Arc::new(store(&dir)), net.clone())
-                .await
-                .unwrap();
+        let viewed = rt.block_on(async {
+            Ipam::create(store(&dir).0, net.clone()).await.unwrap();
             let reference = Ipam::in_memory(net.clone()).await.unwrap();
-            let (mut viewed, mut calls) = (0, 0);
-            let mut kinds = std::collections::HashMap::new();
-            for step in 0..2500 {
-                let s = store(&dir);
-                let ipam = Ipam::open(Arc::new(s.clone()), "n").await.unwrap();
+            let mut viewed = 0;
+            let mut kinds = HashMap::new();
+            for step in 0..steps {
+                let (s, local) = store(&dir);
+                let ipam = Ipam::open(s, "n").await.unwrap();
                 reference.set_boot_id(ipam.boot_id());
                 for _ in 0..=rand(2) {
                     let i = rand(640);
@@ -534,11 +563,8 @@ mod tests {
                         match rand(10) {
                             0..=6 => {
                                 let r = if rand(5) == 0 {
-                                    Request::ip(
-                                        format!("10.0.{}.{}", rand(2) / 2, rand(256))
-                                            .parse()
-                                            .unwrap(),
-                                    )
+                                    let ip = format!("10.0.0.{}", rand(256));
+                                    Request::ip(ip.parse().unwrap())
                                 } else {
                                     Request::any()
                                 };
@@ -551,25 +577,24 @@ mod tests {
                             _ => (ipam.lookup(&o).await, reference.lookup(&o).await),
                         };
                     match (&a, &b) {
-                        (Ok(a), Ok(b)) => assert_eq!(a, b, "step {step}, {o}"),
+                        (Ok(a), Ok(b)) => assert_eq!(a, b, "{tag} step {step}, {o}"),
                         (Err(a), Err(b)) => {
-                            assert_eq!(a.kind(), b.kind(), "step {step}: {a} / {b}")
+                            assert_eq!(a.kind(), b.kind(), "{tag} step {step}: {a} / {b}")
                         }
-                        _ => panic!("step {step}, {o}: {a:?} against {b:?}"),
+                        _ => panic!("{tag} step {step}, {o}: {a:?} against {b:?}"),
+                    }
+                    if let Err(e) = &b {
+                        *kinds.entry(e.kind()).or_insert(0) += 1;
                     }
                     if matches!(&b, Err(e) if e.kind() == ErrorKind::PoolExhausted) {
-                        // Empty the pool a little: next-fit then wraps around.
+                        // Empty the pools a little: next-fit then wraps around.
                         for l in reference.list().await.unwrap().into_iter().take(40) {
                             reference.release(&l.owner).await.unwrap();
                             ipam.release(&l.owner).await.unwrap();
                         }
                     }
-                    calls += 1;
-                    if let Err(e) = &b {
-                        *kinds.entry(e.kind()).or_insert(0) += 1;
-                    }
                 }
-                if !s.inner.has_mirror("n") {
+                if local.is_some_and(|l| !l.inner.has_mirror("n")) {
                     viewed += 1;
                 }
             }
@@ -580,26 +605,23 @@ mod tests {
                 ErrorKind::AlreadyExists,
                 ErrorKind::Conflict,
             ] {
-                assert!(kinds.contains_key(&k), "no {k:?} in {kinds:?}");
+                assert!(kinds.contains_key(&k), "{tag}: no {k:?} in {kinds:?}");
             }
-            let all = Ipam::open(Arc::new(store(&dir)), "n").await.unwrap();
+            let all = Ipam::open(store(&dir).0, "n").await.unwrap();
             let leases = reference.list().await.unwrap();
-            assert_eq!(all.list().await.unwrap(), leases);
-            // Whether any lease is left, told from the peek: until the last release.
+            assert_eq!(all.list().await.unwrap(), leases, "{tag}");
+            // Whether any lease is left, told without a full load: until the last release.
             for l in &leases {
-                assert!(store(&dir).has_host_records("n").await.unwrap());
-                let s = Arc::new(store(&dir));
-                let ipam = Ipam::open(s, "n").await.unwrap();
+                assert!(store(&dir).0.has_host_records("n").await.unwrap());
+                let ipam = Ipam::open(store(&dir).0, "n").await.unwrap();
                 assert_eq!(ipam.release(&l.owner).await.unwrap().as_ref(), Some(l));
             }
-            let s = store(&dir);
+            let (s, local) = store(&dir);
             assert!(!s.has_host_records("n").await.unwrap());
-            assert!(!s.inner.has_mirror("n"));
-            assert!(
-                viewed * 10 > 2500 * 7,
-                "only {viewed} of 2500 processes ({calls} calls) were served by views alone"
-            );
+            assert!(local.is_none_or(|l| !l.inner.has_mirror("n")));
+            viewed
         });
         std::fs::remove_dir_all(&dir).unwrap();
+        viewed
     }
 }

@@ -85,6 +85,9 @@ pub struct View {
     pub known: Vec<(IpAddr, IpAddr)>,
 }
 
+/// What [`Store::update`] runs on a view: the changes to commit (none: nothing is written).
+pub type Compute = Box<dyn FnOnce(View) -> Result<Vec<Change>> + Send>;
+
 /// A lease another tool wrote that underlay cannot represent, e.g. a CNI host-local lease file
 /// whose container id is over 256 bytes, or whose address lies outside every pool of the
 /// network (a host-local range set over several subnets). It blocks only its own address:
@@ -190,6 +193,29 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn view<'a>(&'a self, name: &'a str, query: &'a ViewQuery) -> StoreFuture<'a, Option<View>> {
         let _ = (name, query);
         Box::pin(async { Ok(None) })
+    }
+
+    /// Reads `query`'s view, runs `compute` on it and commits the changes it returns, as one
+    /// step where the store can (its lock held throughout); false when the store gives no
+    /// view. [`ErrorKind::Conflict`] when the state moved between the view and the commit:
+    /// run it again. Default: [`Store::view`], then [`Store::commit`] at the view's version.
+    fn update<'a>(
+        &'a self,
+        name: &'a str,
+        query: &'a ViewQuery,
+        compute: Compute,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(view) = self.view(name, query).await? else {
+                return Ok(false);
+            };
+            let version = view.snapshot.version;
+            let changes = compute(view)?;
+            if !changes.is_empty() {
+                self.commit(name, version, &changes).await?;
+            }
+            Ok(true)
+        })
     }
 
     /// The network's current version (cheap; tells a cache whether to reload).
