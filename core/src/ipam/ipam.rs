@@ -41,6 +41,9 @@ enum Op {
     Quarantine(Owner, Vec<Quarantine>),
 }
 
+/// A reply computed on a view, and whether the call needs the whole network instead.
+type ViewReply = (Result<Reply>, bool);
+
 enum Reply {
     Lease(Lease),
     Released(Option<Lease>),
@@ -495,7 +498,7 @@ impl Ipam {
         let name = self.inner.network.name();
         for _ in 0..VIEW_ATTEMPTS {
             // The reply computed on the view, and whether it needs the whole network instead.
-            let out: Arc<Mutex<Option<(Result<Reply>, bool)>>> = Arc::default();
+            let out: Arc<Mutex<Option<ViewReply>>> = Arc::default();
             let compute = {
                 let (out, network) = (out.clone(), self.inner.network.clone());
                 let (owner, request, boot) = (query.owner.clone(), request.clone(), boot.clone());

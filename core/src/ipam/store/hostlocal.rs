@@ -626,7 +626,7 @@ impl Inner {
         let mut handles = now.handles;
         let mut written: BTreeMap<IpAddr, (String, u64)> = BTreeMap::new();
         for c in changes {
-            let io = |e| fsutil::io_err("update", &dir, e);
+            let io = |e| fsutil::io_err("update", dir, e);
             match c {
                 Change::Claim(r) => {
                     let file = r.addr.to_string();
