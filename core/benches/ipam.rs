@@ -79,6 +79,7 @@ async fn local(dir: &std::path::Path, subnet: &str, n: usize, inflight: usize) -
     let _ = std::fs::remove_dir_all(dir);
     let store = Arc::new(LocalStore::open(dir).unwrap());
     let ipam = Ipam::create(store, network(subnet)).await.unwrap();
+    let first = last_version(dir);
     let who = owners("d", n);
     let t = Instant::now();
     futures::stream::iter(who.iter())
@@ -93,11 +94,29 @@ async fn local(dir: &std::path::Path, subnet: &str, n: usize, inflight: usize) -
         .await;
     let r = rate(n, t.elapsed());
     assert_eq!(ipam.list().await.unwrap().len(), n);
-    // Commits = journal blocks (plus any folded into snapshots: none at these sizes).
-    let journal = std::fs::read_to_string(dir.join("bench/journal")).unwrap();
-    let commits = journal.lines().filter(|l| l.starts_with("v ")).count();
+    // Each commit moves the version by one (also those folded into snapshots since).
+    let commits = (last_version(dir) - first) as usize;
     let _ = std::fs::remove_dir_all(dir);
     (r, commits)
+}
+
+/// The version of network `bench` in the local store `dir`: the snapshot's, or the journal's
+/// last block's.
+fn last_version(dir: &std::path::Path) -> u64 {
+    let read = |f: &str| std::fs::read_to_string(dir.join("bench").join(f)).unwrap();
+    let state = read("state");
+    let journal = read("journal");
+    let words = |text: &str, tag: &str| -> Vec<u64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(tag))
+            .filter_map(|l| l.split(' ').next()?.parse().ok())
+            .collect()
+    };
+    words(&state, "version ")
+        .into_iter()
+        .chain(words(&journal, "v "))
+        .max()
+        .unwrap()
 }
 
 fn main() {
