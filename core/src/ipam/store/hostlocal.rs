@@ -696,12 +696,6 @@ impl Store for HostLocalStore {
         true
     }
 
-    fn network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Network> {
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        Box::pin(blocking(move || inner.read_network(&name)))
-    }
-
     /// The whole network, read and updated under host-local's `lock` in one step (see
     /// [`Store::update`]); the query does not narrow it: finding an owner's lease means
     /// reading every lease file, as host-local does.

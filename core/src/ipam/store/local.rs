@@ -15,7 +15,7 @@ use super::localview::Peek;
 use super::memory::conflict;
 use super::stateformat::{
     corrupt, decode_blocks, decode_journal_head, decode_network, decode_state, encode_block,
-    encode_journal_head, encode_network, encode_state,
+    encode_journal_head, encode_network, encode_state, Block,
 };
 use super::{
     blocking, blocking_store_methods, Change, Snapshot, Store, StoreFuture, Table, View, ViewQuery,
@@ -70,6 +70,34 @@ struct Mirror {
     offset: u64,
     /// (version, start offset) of every journal block read.
     index: Vec<(u64, u64)>,
+}
+
+/// A network's journal, opened: its path, inode and length, the version of the snapshot it
+/// follows and the length of its head line.
+struct Journal {
+    file: File,
+    path: PathBuf,
+    ino: u64,
+    len: u64,
+    base: u64,
+    head_len: u64,
+}
+
+impl Journal {
+    /// Whether a reader that read the journal of inode `ino` following version `base` up to
+    /// `offset` can go on from there (else the journal was replaced: read it all again).
+    fn continues(&self, ino: u64, base: u64, offset: u64) -> bool {
+        self.ino == ino && self.base == base && offset <= self.len
+    }
+
+    /// The complete blocks from `offset` on.
+    fn blocks_from(&self, offset: u64) -> Result<Vec<Block>> {
+        if offset >= self.len {
+            return Ok(Vec::new());
+        }
+        let data = LocalInner::read_at(&self.file, offset, self.len, &self.path)?;
+        decode_blocks(&data, offset, &self.path)
+    }
 }
 
 impl LocalStore {
@@ -169,26 +197,20 @@ impl LocalInner {
     /// decoder.
     fn refresh_peek(&self, name: &str) -> Result<Option<(Peek, File)>> {
         let dir = self.net_dir(name)?;
-        let jpath = dir.join("journal");
-        let (f, ino, len) = self.open_journal(&dir)?;
-        let head = Self::read_at(&f, 0, len.min(64), &jpath)?;
-        let (base, head_len) = decode_journal_head(&head, &jpath)?;
+        let j = self.journal_head(&dir)?;
         let mut p = match self.peeks().remove(name) {
-            Some(p) if p.ino == ino && p.base == base && p.offset <= len => p,
+            Some(p) if j.continues(p.ino, p.base, p.offset) => p,
             _ => {
                 let network = self.read_network(name)?;
                 let data = fsutil::read(&dir.join("state"))?;
-                match Peek::new(network, data, ino, base, head_len) {
+                match Peek::new(network, data, j.ino, j.base, j.head_len) {
                     Some(p) => p,
                     None => return Ok(None),
                 }
             }
         };
-        if p.offset < len {
-            let data = Self::read_at(&f, p.offset, len, &jpath)?;
-            p.apply_blocks(decode_blocks(&data, p.offset, &jpath)?, &jpath)?;
-        }
-        Ok(Some((p, f)))
+        p.apply_blocks(j.blocks_from(p.offset)?, &j.path)?;
+        Ok(Some((p, j.file)))
     }
 
     /// Whether the network holds any lease, told by the peek where it can (the snapshot's
@@ -246,6 +268,22 @@ impl LocalInner {
         Ok((f, md.ino(), md.len()))
     }
 
+    /// The journal of the network in `dir`, opened, its head read.
+    fn journal_head(&self, dir: &Path) -> Result<Journal> {
+        let path = dir.join("journal");
+        let (file, ino, len) = self.open_journal(dir)?;
+        let head = Self::read_at(&file, 0, len.min(64), &path)?;
+        let (base, head_len) = decode_journal_head(&head, &path)?;
+        Ok(Journal {
+            file,
+            path,
+            ino,
+            len,
+            base,
+            head_len,
+        })
+    }
+
     fn read_at(f: &File, from: u64, to: u64, path: &Path) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; (to - from) as usize];
         f.read_exact_at(&mut buf, from)
@@ -257,12 +295,10 @@ impl LocalInner {
     /// returns it with the open journal.
     fn refresh(&self, name: &str) -> Result<(Mirror, File)> {
         let dir = self.net_dir(name)?;
-        let jpath = dir.join("journal");
-        let (f, ino, len) = self.open_journal(&dir)?;
-        let head = Self::read_at(&f, 0, len.min(64), &jpath)?;
-        let (base, head_len) = decode_journal_head(&head, &jpath)?;
+        let j = self.journal_head(&dir)?;
+        let jpath = &j.path;
         let mut m = match self.mirrors().remove(name) {
-            Some(m) if m.ino == ino && m.base == base && m.offset <= len => m,
+            Some(m) if j.continues(m.ino, m.base, m.offset) => m,
             _ => {
                 let network = self.read_network(name)?;
                 let spath = dir.join("state");
@@ -270,39 +306,36 @@ impl LocalInner {
                 let table = decode_state(&data, &spath, network)?;
                 Mirror {
                     table,
-                    ino,
-                    base,
-                    offset: head_len,
+                    ino: j.ino,
+                    base: j.base,
+                    offset: j.head_len,
                     index: Vec::new(),
                 }
             }
         };
-        if m.offset < len {
-            let data = Self::read_at(&f, m.offset, len, &jpath)?;
-            for b in decode_blocks(&data, m.offset, &jpath)? {
-                m.offset = b.end;
-                if b.version <= m.table.version {
-                    continue; // already in the snapshot (a compaction was cut short)
-                }
-                if b.version != m.table.version + 1 {
-                    return Err(corrupt(
-                        &jpath,
-                        format_args!(
-                            "block at byte {} has version {} after version {}",
-                            b.start, b.version, m.table.version
-                        ),
-                    ));
-                }
-                m.table.apply(&b.changes).map_err(|e| {
-                    corrupt(
-                        &jpath,
-                        format_args!("block at byte {}: {}", b.start, e.message()),
-                    )
-                })?;
-                m.index.push((b.version, b.start));
+        for b in j.blocks_from(m.offset)? {
+            m.offset = b.end;
+            if b.version <= m.table.version {
+                continue; // already in the snapshot (a compaction was cut short)
             }
+            if b.version != m.table.version + 1 {
+                return Err(corrupt(
+                    jpath,
+                    format_args!(
+                        "block at byte {} has version {} after version {}",
+                        b.start, b.version, m.table.version
+                    ),
+                ));
+            }
+            m.table.apply(&b.changes).map_err(|e| {
+                corrupt(
+                    jpath,
+                    format_args!("block at byte {}: {}", b.start, e.message()),
+                )
+            })?;
+            m.index.push((b.version, b.start));
         }
-        Ok((m, f))
+        Ok((m, j.file))
     }
 
     fn networks(&self) -> Result<Vec<Network>> {
@@ -569,12 +602,6 @@ impl Store for LocalStore {
 
     fn serves_views(&self) -> bool {
         true
-    }
-
-    fn network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Network> {
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        Box::pin(blocking(move || inner.read_network(&name)))
     }
 
     fn has_host_records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {

@@ -573,6 +573,12 @@ macro_rules! blocking_store_methods {
             Box::pin(blocking(move || inner.load(&name)))
         }
 
+        fn network<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Network> {
+            let inner = self.inner.clone();
+            let name = name.to_string();
+            Box::pin(blocking(move || inner.read_network(&name)))
+        }
+
         fn version<'a>(&'a self, name: &'a str) -> StoreFuture<'a, u64> {
             let inner = self.inner.clone();
             let name = name.to_string();
