@@ -511,9 +511,17 @@ mod tests {
         steps: usize,
         store: impl Fn(&Path) -> (Arc<dyn Store>, Option<LocalStore>),
     ) -> usize {
+        /// Removes the directory also when an assertion fails.
+        struct Gone(std::path::PathBuf);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
         let dir = std::env::temp_dir().join(format!("ipam-view-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let _gone = Gone(dir.clone());
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -621,7 +629,6 @@ mod tests {
             assert!(local.is_none_or(|l| !l.inner.has_mirror("n")));
             viewed
         });
-        std::fs::remove_dir_all(&dir).unwrap();
         viewed
     }
 }
