@@ -41,9 +41,6 @@ enum Op {
     Quarantine(Owner, Vec<Quarantine>),
 }
 
-/// A reply computed on a view, and whether the call needs the whole network instead.
-type ViewReply = (Result<Reply>, bool);
-
 enum Reply {
     Lease(Lease),
     Released(Option<Lease>),
@@ -438,7 +435,10 @@ impl Ipam {
             ips: Vec::new(),
             window: 0,
         };
-        if self.inner.state.lock().await.is_none() && self.take_view() {
+        if self.inner.views_left.load(Ordering::Relaxed) > 0
+            && self.inner.state.lock().await.is_none()
+            && self.take_view()
+        {
             if let Some(state) = self.view_state(&query).await? {
                 return Ok(state.lookup(owner));
             }
@@ -461,10 +461,7 @@ impl Ipam {
         let Some(view) = self.inner.store.view(name, query).await? else {
             return Ok(None);
         };
-        if view.snapshot.network != *self.inner.network {
-            return Err(self.redefined());
-        }
-        NetState::from_view(view, self.inner.network.clone()).map(Some)
+        state_of_view(view, self.inner.network.clone()).map(Some)
     }
 
     /// Runs `op`, an allocation or a release, on a view of the store ([`Store::update`])
@@ -497,29 +494,23 @@ impl Ipam {
         }
         let name = self.inner.network.name();
         for _ in 0..VIEW_ATTEMPTS {
-            // The reply computed on the view, and whether it needs the whole network instead.
-            let out: Arc<Mutex<Option<ViewReply>>> = Arc::default();
+            // The reply computed on the view (none: the store gave no view).
+            let out: Arc<Mutex<Option<Result<Reply>>>> = Arc::default();
             let compute = {
                 let (out, network) = (out.clone(), self.inner.network.clone());
                 let (owner, request, boot) = (query.owner.clone(), request.clone(), boot.clone());
                 Box::new(move |view: View| {
                     let mut changes = Vec::new();
-                    let r = if view.snapshot.network != *network {
-                        Err(redefined(network.name()))
-                    } else {
-                        let mut state = NetState::from_view(view, network)?;
-                        match &request {
-                            Some(req) => state
-                                .allocate(&owner, req, &boot, &mut changes)
-                                .map(Reply::Lease),
-                            None => Ok(Reply::Released(state.release(&owner, &mut changes))),
-                        }
-                    };
-                    let more = matches!(&r, Err(e) if e.kind() == ErrorKind::PoolExhausted);
+                    let r = state_of_view(view, network).and_then(|mut state| match &request {
+                        Some(req) => state
+                            .allocate(&owner, req, &boot, &mut changes)
+                            .map(Reply::Lease),
+                        None => Ok(Reply::Released(state.release(&owner, &mut changes))),
+                    });
                     if r.is_err() {
                         changes.clear();
                     }
-                    *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((r, more));
+                    *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
                     Ok(changes)
                 })
             };
@@ -527,9 +518,10 @@ impl Ipam {
                 Ok(false) => return None,
                 Ok(true) => {
                     return match out.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                        Some((_, true)) | None => None,
-                        Some((r, false)) => Some(r),
-                    }
+                        // Next-fit needs more of the pool than the view holds.
+                        Some(Err(e)) if e.kind() == ErrorKind::PoolExhausted => None,
+                        r => r,
+                    };
                 }
                 // Another writer went first: read again.
                 Err(e) if e.kind() == ErrorKind::Conflict => tokio::task::yield_now().await,
@@ -925,6 +917,14 @@ impl Ipam {
             }
         }
     }
+}
+
+/// The state of `view` ([`NetState::from_view`]), refused if the network was redefined.
+fn state_of_view(view: View, network: Arc<Network>) -> Result<NetState> {
+    if view.snapshot.network != *network {
+        return Err(redefined(network.name()));
+    }
+    NetState::from_view(view, network)
 }
 
 fn redefined(name: &str) -> Error {

@@ -18,7 +18,8 @@ use super::stateformat::{
     encode_journal_head, encode_network, encode_state, Block,
 };
 use super::{
-    blocking, blocking_store_methods, Change, Snapshot, Store, StoreFuture, Table, View, ViewQuery,
+    blocking, blocking_store_methods, Change, Compute, Snapshot, Store, StoreFuture, Table, View,
+    ViewQuery,
 };
 
 /// Compact the journal into a new snapshot once it is larger than this: every process reads
@@ -198,7 +199,8 @@ impl LocalInner {
     fn refresh_peek(&self, name: &str) -> Result<Option<(Peek, File)>> {
         let dir = self.net_dir(name)?;
         let j = self.journal_head(&dir)?;
-        let mut p = match self.peeks().remove(name) {
+        let cached = self.peeks().remove(name);
+        let mut p = match cached {
             Some(p) if j.continues(p.ino, p.base, p.offset) => p,
             _ => {
                 let network = self.read_network(name)?;
@@ -236,15 +238,45 @@ impl LocalInner {
     /// as cheap), or when the snapshot needs the full decoder.
     fn view(&self, name: &str, query: &ViewQuery) -> Result<Option<View>> {
         let _lock = self.lock(name)?;
+        Ok(self.view_locked(name, query)?.map(|(view, _)| view))
+    }
+
+    /// [`LocalInner::view`] with the lock held, and the open journal.
+    fn view_locked(&self, name: &str, query: &ViewQuery) -> Result<Option<(View, File)>> {
         if self.mirrors().contains_key(name) {
             return Ok(None);
         }
-        let Some((mut p, _)) = self.refresh_peek(name)? else {
+        let Some((mut p, f)) = self.refresh_peek(name)? else {
             return Ok(None);
         };
         let out = p.view(query).ok();
         self.peeks().insert(name.to_string(), p);
-        Ok(out)
+        Ok(out.map(|view| (view, f)))
+    }
+
+    /// See [`Store::update`]: the view, `compute` and the commit under one hold of the lock,
+    /// so that no other writer comes in between.
+    fn update(&self, name: &str, query: &ViewQuery, compute: Compute) -> Result<bool> {
+        let _lock = self.lock(name)?;
+        let Some((view, f)) = self.view_locked(name, query)? else {
+            return Ok(false);
+        };
+        let version = view.snapshot.version;
+        let changes = compute(view)?;
+        if changes.is_empty() {
+            return Ok(true);
+        }
+        // (Taken out first: the peeks' lock must not be held across the commit.)
+        let peek = self.peeks().remove(name);
+        let committed = match peek {
+            Some(p) => self.append_peek(name, p, &f, version, &changes)?,
+            None => None,
+        };
+        if committed.is_none() {
+            // The snapshot needs the full decoder after all: commit on the mirror.
+            self.commit_mirror(name, version, &changes)?;
+        }
+        Ok(true)
     }
 
     /// Takes the network's lock (checking first that the network exists).
@@ -490,9 +522,21 @@ impl LocalInner {
     /// each change is checked against the leases it touches, looked up in the snapshot's bytes
     /// and the journal. `None` when the snapshot needs the full decoder.
     fn commit_peek(&self, name: &str, expected: u64, changes: &[Change]) -> Result<Option<u64>> {
-        let Some((mut p, f)) = self.refresh_peek(name)? else {
+        let Some((p, f)) = self.refresh_peek(name)? else {
             return Ok(None);
         };
+        self.append_peek(name, p, &f, expected, changes)
+    }
+
+    /// [`LocalInner::commit_peek`] on a peek just refreshed (the caller holds the lock).
+    fn append_peek(
+        &self,
+        name: &str,
+        mut p: Peek,
+        f: &File,
+        expected: u64,
+        changes: &[Change],
+    ) -> Result<Option<u64>> {
         if p.version != expected {
             let now = p.version;
             self.peeks().insert(name.to_string(), p);
@@ -509,7 +553,7 @@ impl LocalInner {
         }
         let v = p.version;
         let dir = self.net_dir(name)?;
-        let written = self.append(&dir, &f, offset, v, changes)?;
+        let written = self.append(&dir, f, offset, v, changes)?;
         p.offset += written;
         if p.offset > self.compact_at {
             // Fold the journal into a new snapshot: that needs every lease.
@@ -615,6 +659,18 @@ impl Store for LocalStore {
         let name = name.to_string();
         let query = query.clone();
         Box::pin(blocking(move || inner.view(&name, &query)))
+    }
+
+    fn update<'a>(
+        &'a self,
+        name: &'a str,
+        query: &'a ViewQuery,
+        compute: Compute,
+    ) -> StoreFuture<'a, bool> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        let query = query.clone();
+        Box::pin(blocking(move || inner.update(&name, &query, compute)))
     }
 
     fn changes_since<'a>(
